@@ -1,0 +1,78 @@
+"""Settings read from ANBU_* environment variables; nothing is read at import time."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of anbu; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="ANBU_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN; unset means `anbu demo` starts an embedded server.",
+    )
+    db_pool_min: int = Field(default=1, description="Smallest connection pool size.")
+    db_pool_max: int = Field(default=8, description="Largest connection pool size.")
+
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host.")
+    mqtt_port: int = Field(default=1883, description="MQTT broker port.")
+    mqtt_username: str = Field(default="ingest", description="MQTT user of the ingest service.")
+    mqtt_password: str = Field(default="ingest-dev-password", description="Its password.")
+    mqtt_client_id: str = Field(
+        default="anbu-ingest-1",
+        description="Fixed client id: the broker keeps this persistent session across restarts.",
+    )
+    mqtt_shared_group: str = Field(
+        default="ingest", description="Shared-subscription group name ($share/<group>/...)."
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=86400, description="How long the broker keeps the session while ingest is away."
+    )
+
+    twilio_account_sid: str = Field(
+        default="AC00000000000000000000000000000000", description="Twilio account SID."
+    )
+    twilio_auth_token: str = Field(
+        default="anbu-dev-auth-token", description="Twilio auth token; also signs webhooks."
+    )
+    twilio_api_base_url: str | None = Field(
+        default=None,
+        description="Override of https://api.twilio.com (the local phone network in demo/tests).",
+    )
+    twilio_from_number: str = Field(default="+82215880000", description="Caller id for calls/SMS.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="URL at which Twilio reaches anbu's webhooks (must match for signatures).",
+    )
+
+    web_host: str = Field(default="127.0.0.1", description="Dashboard/API bind address.")
+    web_port: int = Field(default=8000, description="Dashboard/API port.")
+    session_secret: str = Field(
+        default="change-me-in-production", description="Key signing the dashboard's session cookie."
+    )
+
+    inactivity_watch_hours: float = Field(
+        default=6.0, description="관심 (watch) after this silence."
+    )
+    inactivity_warning_hours: float = Field(default=12.0, description="주의 (warning) after this.")
+    inactivity_critical_hours: float = Field(
+        default=24.0, description="심각 (critical) after this."
+    )
+    future_tolerance_s: int = Field(
+        default=300, description="Readings stamped further in the future are dead-lettered."
+    )
+
+    call_retries: int = Field(default=2, description="Check-in call retries when unanswered.")
+    call_retry_minutes: float = Field(default=10.0, description="Minutes between those retries.")
+    call_ring_timeout_s: int = Field(default=30, description="Seconds a check-in call rings.")
+    ack_timeout_minutes: float = Field(
+        default=30.0, description="Unacknowledged alerts are re-notified after this."
+    )
+
+    sweep_interval_s: float = Field(default=60.0, description="Seconds between detector sweeps.")
+    due_poll_s: float = Field(default=2.0, description="Seconds between polls for due alert work.")
+    timezone: str = Field(default="Asia/Seoul", description="Time zone shown to people.")

@@ -1,0 +1,112 @@
+"""PostgreSQL access: a connection pool and numbered SQL migrations applied under a lock."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 7_470_301  # advisory lock key: one migrator at a time
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered SQL file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The migrations shipped in anbu/migrations, in version order."""
+    found = []
+    for entry in resources.files("anbu.migrations").iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        number, _, rest = entry.name.partition("_")
+        found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration numbers: {versions}")
+    return found
+
+
+def migrate(conninfo: str) -> list[int]:
+    """Apply every migration not yet recorded; returns the versions applied now."""
+    applied_now: list[int] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS anbu")
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS anbu.schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM anbu.schema_migrations")}
+            for migration in load_migrations():
+                if migration.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql.encode())
+                    conn.execute(
+                        "INSERT INTO anbu.schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                log.info("migration applied", extra={"version": migration.version})
+                applied_now.append(migration.version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied_now
+
+
+def storage_mode(conn: psycopg.Connection[Any]) -> str:
+    """'timescaledb' or 'partitions', as chosen when the schema was created."""
+    row = conn.execute("SELECT mode FROM anbu.storage_mode").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+class Database:
+    """Owns the connection pool; open() and close() do the work, the constructor does none."""
+
+    def __init__(self, conninfo: str, min_size: int = 1, max_size: int = 8) -> None:
+        self.conninfo = conninfo
+        self._min = min_size
+        self._max = max_size
+        self._pool: ConnectionPool | None = None
+
+    def open(self) -> None:
+        self._pool = ConnectionPool(
+            self.conninfo,
+            min_size=self._min,
+            max_size=self._max,
+            open=False,
+            kwargs={"autocommit": False},
+            check=ConnectionPool.check_connection,
+        )
+        self._pool.open(wait=True, timeout=30)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("Database.open() has not been called")
+        return self._pool
+
+    def connection(self) -> Any:
+        """A pooled connection as a context manager; the block is one transaction."""
+        return self.pool.connection()

@@ -1,0 +1,96 @@
+"""The schema on a real PostgreSQL: migrations, partitions, uniqueness, one open alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from anbu import registry
+from anbu.db import load_migrations, migrate, storage_mode
+from anbu.domain import SensorKind
+
+
+def _seed(conn: psycopg.Connection) -> tuple[int, int]:
+    registry.add_dong(conn, "1111051500", "청운효자동", "종로구")
+    rid = registry.add_resident(conn, "h1", "1111051500", "김영희", "+821012345678")
+    registry.add_gateway(conn, "gw1", rid)
+    sid = registry.add_sensor(conn, "gw1", "door1", SensorKind.DOOR, "entrance")
+    return rid, sid
+
+
+def test_migrations_are_recorded_and_idempotent(db_url: str) -> None:
+    assert migrate(db_url) == []
+    with psycopg.connect(db_url) as conn:
+        versions = [
+            r[0] for r in conn.execute("SELECT version FROM anbu.schema_migrations ORDER BY 1")
+        ]
+    assert versions == [m.version for m in load_migrations()]
+
+
+def test_readings_unique_and_routed_to_daily_partitions(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        _, sid = _seed(conn)
+        now = datetime.now(UTC).replace(microsecond=0)
+        far = now + timedelta(days=400)
+        for ts in (now, now, far):
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 1)"
+                " ON CONFLICT DO NOTHING",
+                (ts, sid),
+            )
+        assert conn.execute("SELECT count(*) FROM anbu.readings").fetchone() == (2,)
+        if storage_mode(conn) != "partitions":
+            pytest.skip("TimescaleDB present: partitions are chunks")
+        part = conn.execute(
+            "SELECT tableoid::regclass::text FROM anbu.readings WHERE ts = %s", (now,)
+        ).fetchone()
+        assert part == (f"anbu.readings_{now:%Y%m%d}",)
+        # the far-future row waits in the default partition, then moves when its day is made
+        made = conn.execute(
+            "SELECT anbu.ensure_reading_partitions(%s::date, 1)", (far.date(),)
+        ).fetchone()
+        assert made == (1,)
+        part = conn.execute(
+            "SELECT tableoid::regclass::text FROM anbu.readings WHERE ts = %s", (far,)
+        ).fetchone()
+        assert part == (f"anbu.readings_{far:%Y%m%d}",)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 0)", (far, sid)
+            )
+
+
+def test_timescale_path(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        if storage_mode(conn) != "timescaledb":
+            pytest.skip(
+                "timescaledb extension not available on this PostgreSQL (CREATE EXTENSION failed)"
+            )
+        row = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
+        ).fetchone()
+        assert row == (1,)
+
+
+def test_one_open_alert_per_resident_and_kind(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        rid, _ = _seed(conn)
+        sql = """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at, updated_at)
+                 VALUES (%s, 'inactivity', 'watch', %s, now(), now())"""
+        conn.execute(sql, (rid, "open"))
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+            conn.execute(sql, (rid, "escalated"))
+        conn.execute("UPDATE anbu.alerts SET state = 'resolved'")
+        conn.execute(sql, (rid, "open"))
+
+
+def test_passwords_are_hashed(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        _seed(conn)
+        registry.add_care_manager(conn, "cm1", "1111051500", "박담당", "+821099990000", "s3cret!")
+        (stored,) = conn.execute("SELECT password_hash FROM anbu.care_manager").fetchone()
+    assert "s3cret" not in stored
+    assert registry.verify_password(stored, "s3cret!")
+    assert not registry.verify_password(stored, "wrong")
