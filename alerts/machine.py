@@ -1,0 +1,67 @@
+"""The alert state machine: named transitions, a table instead of branches; illegal ones raise."""
+
+from __future__ import annotations
+
+import enum
+
+from anbu.domain import AlertState
+
+S = AlertState
+
+
+class Event(enum.StrEnum):
+    """Things that happen to an alert."""
+
+    CALL_PLACED = "call_placed"
+    RESIDENT_OK = "resident_ok"
+    RESIDENT_NEEDS_HELP = "resident_needs_help"
+    CALL_UNANSWERED = "call_unanswered"  # will retry
+    RESIDENT_UNREACHED = "resident_unreached"  # retries exhausted
+    CANNOT_CALL = "cannot_call"
+    SEVERITY_RAISED = "severity_raised"
+    ACK_OVERDUE = "ack_overdue"
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+
+
+class IllegalTransition(Exception):
+    """The event is not allowed in the alert's current state."""
+
+    def __init__(self, state: AlertState, event: Event) -> None:
+        super().__init__(f"{event.value} is not allowed when the alert is {state.value}")
+        self.state = state
+        self.event = event
+
+
+_OPEN_STATES = (S.OPEN, S.CALLING, S.ESCALATED, S.ACKNOWLEDGED)
+
+TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
+    (S.OPEN, Event.CALL_PLACED): S.CALLING,
+    (S.OPEN, Event.CANNOT_CALL): S.ESCALATED,
+    (S.CALLING, Event.CALL_PLACED): S.CALLING,
+    (S.CALLING, Event.CALL_UNANSWERED): S.CALLING,
+    (S.CALLING, Event.RESIDENT_OK): S.RESOLVED,
+    (S.CALLING, Event.RESIDENT_NEEDS_HELP): S.ESCALATED,
+    (S.CALLING, Event.RESIDENT_UNREACHED): S.ESCALATED,
+    (S.CALLING, Event.CANNOT_CALL): S.ESCALATED,
+    (S.ESCALATED, Event.ACK_OVERDUE): S.ESCALATED,
+    (S.OPEN, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
+    (S.CALLING, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
+    (S.ESCALATED, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, Event.RESOLVE): S.RESOLVED,
+    (S.ESCALATED, Event.RESOLVE): S.RESOLVED,
+    **{(state, Event.SEVERITY_RAISED): state for state in _OPEN_STATES},
+}
+
+
+def next_state(state: AlertState, event: Event) -> AlertState:
+    """The state after `event`, or IllegalTransition."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+def allowed_events(state: AlertState) -> list[Event]:
+    """Events legal in `state` (what the dashboard may offer)."""
+    return [event for (s, event) in TRANSITIONS if s is state]

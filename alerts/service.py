@@ -1,0 +1,333 @@
+"""Alert flows: open from findings, run the timers, place calls, escalate, acknowledge, resolve.
+
+Timers are rows (`next_action_at`, `awaiting_call`), claimed one at a time with
+FOR UPDATE SKIP LOCKED, so any number of workers can run this and a restart loses
+nothing. Every transition is written to alert_events with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.machine import Event, next_state
+from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
+from alerts.policy import OUTCOME_KO, OUTCOME_MEANING, EscalationPolicy
+from anbu.clock import Clock
+from anbu.db import Database
+from anbu.domain import AlertState, CallOutcome, Finding, Severity
+
+log = logging.getLogger(__name__)
+
+
+class Telephony(Protocol):
+    """What alerts need from calls/: place a check-in call, send an SMS."""
+
+    def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int: ...
+
+    def send_sms(self, to: str, body: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFinding:
+    """A finding already stored by the detectors, for a known resident."""
+
+    finding_id: int
+    resident_id: int
+    finding: Finding
+
+
+def _record(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    now: datetime,
+    actor: str,
+    from_state: AlertState | None,
+    to_state: AlertState,
+    reason: str,
+) -> None:
+    conn.execute(
+        """INSERT INTO anbu.alert_events (alert_id, at, actor, from_state, to_state, reason)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (alert_id, now, actor, from_state.value if from_state else None, to_state.value, reason),
+    )
+
+
+class AlertService:
+    """The only writer of alerts, alert_events and notifications."""
+
+    def __init__(
+        self,
+        db: Database,
+        telephony: Telephony,
+        policy: EscalationPolicy,
+        clock: Clock,
+        dashboard_url: str,
+    ) -> None:
+        self.db = db
+        self.telephony = telephony
+        self.policy = policy
+        self.clock = clock
+        self.dashboard_url = dashboard_url.rstrip("/")
+
+    # -- findings -> alerts ------------------------------------------------------------
+
+    def on_findings(self, findings: list[IncomingFinding]) -> list[int]:
+        """Open an alert per finding, or raise the severity of the open one; returns alert ids."""
+        touched: list[int] = []
+        now = self.clock.now()
+        for item in findings:
+            with self.db.connection() as conn:
+                alert_id = self._open_or_raise(conn, item, now)
+            if alert_id is not None:
+                touched.append(alert_id)
+        return touched
+
+    def _open_or_raise(
+        self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime
+    ) -> int | None:
+        f = item.finding
+        severity = f.severity.label
+        row = conn.execute(
+            """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
+                                        updated_at, next_action_at, finding_id)
+               VALUES (%s, %s, %s, 'open', %s, %s, %s, %s)
+               ON CONFLICT (resident_id, kind) WHERE state <> 'resolved' DO NOTHING
+               RETURNING id""",
+            (item.resident_id, f.kind, severity, now, now, now, item.finding_id),
+        ).fetchone()
+        if row is not None:
+            alert_id = int(row[0])
+            _record(conn, alert_id, now, "system", None, AlertState.OPEN, f.reason_ko)
+            log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
+            return alert_id
+        current = conn.execute(
+            """SELECT id, severity, state FROM anbu.alerts
+               WHERE resident_id = %s AND kind = %s AND state <> 'resolved' FOR UPDATE""",
+            (item.resident_id, f.kind),
+        ).fetchone()
+        if current is None:
+            return None
+        alert_id, old, state = int(current[0]), Severity.parse(current[1]), AlertState(current[2])
+        if f.severity <= old:
+            return None
+        next_state(state, Event.SEVERITY_RAISED)
+        conn.execute(
+            """UPDATE anbu.alerts SET severity = %s, finding_id = %s, updated_at = %s
+               WHERE id = %s""",
+            (severity, item.finding_id, now, alert_id),
+        )
+        _record(
+            conn, alert_id, now, "system", state, state,
+            f"단계 상향 {old.korean} → {f.severity.korean}: {f.reason_ko}",
+        )  # fmt: skip
+        return alert_id
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def process_due(self, limit: int = 100) -> int:
+        """Advance every alert whose timer is due or whose call has ended; returns how many."""
+        done = 0
+        while done < limit:
+            with self.db.connection() as conn:
+                conn.row_factory = dict_row  # type: ignore[assignment]
+                now = self.clock.now()
+                alert = conn.execute(
+                    """SELECT a.*, c.outcome AS call_outcome, r.phone IS NOT NULL AS has_phone,
+                              r.dong_code, r.home
+                       FROM anbu.alerts a
+                       JOIN anbu.resident r ON r.id = a.resident_id
+                       LEFT JOIN anbu.calls c ON c.id = a.last_call_id
+                       WHERE a.state <> 'resolved'
+                         AND (a.next_action_at <= %(now)s
+                              OR (a.awaiting_call AND c.outcome IS NOT NULL))
+                       ORDER BY a.next_action_at NULLS LAST
+                       LIMIT 1
+                       FOR UPDATE OF a SKIP LOCKED""",
+                    {"now": now},
+                ).fetchone()
+                if alert is None:
+                    return done
+                self._advance(conn, alert, now)
+            done += 1
+        return done
+
+    def _advance(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
+        state = AlertState(a["state"])
+        if state in (AlertState.OPEN, AlertState.CALLING) and not a["awaiting_call"]:
+            self._place_call(conn, a, state, now)
+        elif state is AlertState.CALLING and a["awaiting_call"]:
+            outcome = CallOutcome(a["call_outcome"]) if a["call_outcome"] else None
+            self._after_call(conn, a, outcome, now)
+        elif state is AlertState.ESCALATED:
+            self._climb(conn, a, now)
+        else:  # acknowledged: nothing is due until the care manager resolves
+            conn.execute("UPDATE anbu.alerts SET next_action_at = NULL WHERE id = %s", (a["id"],))
+
+    def _place_call(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], state: AlertState, now: datetime
+    ) -> None:
+        attempt = int(a["call_attempts"]) + 1
+        call_id = self.telephony.place_check_in(a["resident_id"], a["id"], attempt)
+        to = next_state(state, Event.CALL_PLACED)
+        conn.execute(
+            """UPDATE anbu.alerts SET state = %s, call_attempts = %s, last_call_id = %s,
+                   awaiting_call = true, next_action_at = %s, updated_at = %s WHERE id = %s""",
+            (to.value, attempt, call_id, now + self.policy.call_watchdog, now, a["id"]),
+        )
+        _record(conn, a["id"], now, "system", state, to, f"안부전화 {attempt}회차 발신")
+        log.info("check-in call placed", extra={"alert_id": a["id"], "attempt": attempt})
+
+    def _after_call(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        outcome: CallOutcome | None,
+        now: datetime,
+    ) -> None:
+        state = AlertState.CALLING
+        outcome = outcome or CallOutcome.NO_ANSWER  # the watchdog fired: no result is no answer
+        meaning = OUTCOME_MEANING[outcome]
+        said = f"안부전화 {a['call_attempts']}회차: {OUTCOME_KO[outcome]}"
+        if meaning == "ok":
+            to = next_state(state, Event.RESIDENT_OK)
+            conn.execute(
+                """UPDATE anbu.alerts SET state = %s, awaiting_call = false, next_action_at = NULL,
+                       resolved_at = %s, outcome = 'resident_ok', updated_at = %s WHERE id = %s""",
+                (to.value, now, now, a["id"]),
+            )
+            _record(conn, a["id"], now, "resident", state, to, said)
+            return
+        if meaning == "help" or a["call_attempts"] > self.policy.call_retries:
+            event = Event.RESIDENT_NEEDS_HELP if meaning == "help" else Event.RESIDENT_UNREACHED
+            to = next_state(state, event)
+            why = said if meaning == "help" else f"{said} — 재시도 소진, 연락 안 됨"
+            self._escalate(conn, a, state, to, now, level=0, reason=why)
+            return
+        to = next_state(state, Event.CALL_UNANSWERED)
+        conn.execute(
+            """UPDATE anbu.alerts SET awaiting_call = false, next_action_at = %s, updated_at = %s
+               WHERE id = %s""",
+            (now + self.policy.retry_interval, now, a["id"]),
+        )
+        minutes = int(self.policy.retry_interval.total_seconds() // 60)
+        _record(conn, a["id"], now, "system", state, to, f"{said} — {minutes}분 뒤 다시 전화")
+
+    def _climb(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
+        state = AlertState.ESCALATED
+        to = next_state(state, Event.ACK_OVERDUE)
+        level = int(a["escalation_level"]) + 1
+        minutes = int(self.policy.ack_timeout.total_seconds() // 60)
+        self._escalate(
+            conn, a, state, to, now, level=level,
+            reason=f"{minutes}분 안에 확인되지 않아 {self.policy.step(level).label_ko}에게 알림",
+        )  # fmt: skip
+
+    def _escalate(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        state: AlertState,
+        to: AlertState,
+        now: datetime,
+        level: int,
+        reason: str,
+    ) -> None:
+        step = self.policy.step(level)
+        conn.execute(
+            """UPDATE anbu.alerts SET state = %s, awaiting_call = false, escalation_level = %s,
+                   next_action_at = %s, updated_at = %s WHERE id = %s""",
+            (to.value, level, now + self.policy.ack_timeout, now, a["id"]),
+        )
+        _record(conn, a["id"], now, "system", state, to, reason)
+        self._notify(conn, a, step.roles, now, reason)
+
+    def _notify(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        roles: tuple[str, ...],
+        now: datetime,
+        reason: str,
+    ) -> None:
+        managers = conn.execute(
+            """SELECT id, phone FROM anbu.care_manager
+               WHERE dong_code = %s AND active AND role = ANY(%s) ORDER BY id""",
+            (a["dong_code"], list(roles)),
+        ).fetchall()
+        severity = Severity.parse(a["severity"]).korean
+        body = (
+            f"[안부] {severity} 알림 #{a['id']} ({a['home']}): {reason}. "
+            f"확인: {self.dashboard_url}/alerts/{a['id']}"
+        )
+        for m in managers:
+            sid = self.telephony.send_sms(m["phone"], body)
+            for channel, external in (("sms", sid), ("dashboard", None)):
+                conn.execute(
+                    """INSERT INTO anbu.notifications
+                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    (a["id"], m["id"], channel, body, external,
+                     "sent" if (external or channel == "dashboard") else "failed", now),
+                )  # fmt: skip
+        log.info(
+            "care managers notified",
+            extra={"alert_id": a["id"], "care_managers": [m["id"] for m in managers]},
+        )
+
+    # -- care manager actions ------------------------------------------------------------
+
+    def _locked_in_dong(
+        self, conn: psycopg.Connection[Any], alert_id: int, dong_code: str
+    ) -> dict[str, Any]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                """SELECT a.* FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
+                   WHERE a.id = %s AND r.dong_code = %s FOR UPDATE OF a""",
+                (alert_id, dong_code),
+            ).fetchone()
+        if row is None:
+            raise AlertNotFound(alert_id)
+        return row
+
+    def acknowledge(
+        self, alert_id: int, care_manager_id: int, dong_code: str, note: str = ""
+    ) -> None:
+        """The care manager takes the alert; raises IllegalTransition or AlertNotFound."""
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            a = self._locked_in_dong(conn, alert_id, dong_code)
+            state = AlertState(a["state"])
+            to = next_state(state, Event.ACKNOWLEDGE)
+            conn.execute(
+                """UPDATE anbu.alerts SET state = %s, acknowledged_by = %s, acknowledged_at = %s,
+                       awaiting_call = false, next_action_at = NULL, updated_at = %s
+                   WHERE id = %s""",
+                (to.value, care_manager_id, now, now, alert_id),
+            )
+            reason = "담당자 확인" + (f": {note}" if note else "")
+            _record(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+
+    def resolve(
+        self, alert_id: int, care_manager_id: int, dong_code: str, outcome: str, note: str = ""
+    ) -> None:
+        """Close the alert with an outcome from RESOLUTION_OUTCOMES."""
+        if outcome not in RESOLUTION_OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            a = self._locked_in_dong(conn, alert_id, dong_code)
+            state = AlertState(a["state"])
+            to = next_state(state, Event.RESOLVE)
+            conn.execute(
+                """UPDATE anbu.alerts SET state = %s, resolved_by = %s, resolved_at = %s,
+                       outcome = %s, next_action_at = NULL, updated_at = %s WHERE id = %s""",
+                (to.value, care_manager_id, now, outcome, now, alert_id),
+            )
+            reason = f"종결: {RESOLUTION_OUTCOMES[outcome][0]}" + (f" — {note}" if note else "")
+            _record(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
