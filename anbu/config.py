@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     inactivity_critical_hours: float = Field(
         default=24.0, description="심각 (critical) after this."
     )
+    inactivity_open_hold_hours: float = Field(
+        default=12.0,
+        description="An open interval (a 1 without its 0: motion, mat, door left open) counts as "
+        "activity for at most this long; then the silence clock starts.",
+    )
     future_tolerance_s: int = Field(
         default=300, description="Readings stamped further in the future are dead-lettered."
     )
@@ -69,6 +74,10 @@ class Settings(BaseSettings):
     call_retries: int = Field(default=2, description="Check-in call retries when unanswered.")
     call_retry_minutes: float = Field(default=10.0, description="Minutes between those retries.")
     call_ring_timeout_s: int = Field(default=30, description="Seconds a check-in call rings.")
+    call_watchdog_s: float = Field(
+        default=180.0,
+        description="A call with no final status after this long counts as unanswered.",
+    )
     ack_timeout_minutes: float = Field(
         default=30.0, description="Unacknowledged alerts are re-notified after this."
     )

@@ -1,0 +1,178 @@
+"""The inactivity sweep on a real PostgreSQL: new findings only, statuses, resets, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from anbu import registry
+from anbu.db import Database
+from anbu.domain import Severity
+from detectors.inactivity import InactivityPolicy
+from detectors.sweep import NewFinding, sweep
+
+POLICY = InactivityPolicy()
+LAST = datetime(2026, 11, 24, 12, 10, tzinfo=UTC)
+DONG = "1111051500"
+
+
+def _resident(conn: psycopg.Connection[Any], home: str, last: datetime | None) -> int:
+    registry.add_dong(conn, DONG, "청운효자동", "종로구")
+    rid = registry.add_resident(conn, home, DONG, "김영희", "+821012345678")
+    if last is not None:
+        _activity(conn, rid, last)
+    return rid
+
+
+def _activity(conn: psycopg.Connection[Any], rid: int, at: datetime) -> None:
+    """What ingest writes when a person does something (ingest is not imported here)."""
+    conn.execute(
+        """INSERT INTO anbu.home_activity (resident_id, last_activity_at, last_motion_at)
+           VALUES (%s, %s, %s)
+           ON CONFLICT (resident_id) DO UPDATE SET last_activity_at = excluded.last_activity_at,
+               last_motion_at = excluded.last_motion_at""",
+        (rid, at, at),
+    )
+
+
+def _status(conn: psycopg.Connection[Any], rid: int, status: str, until: datetime | None) -> None:
+    conn.execute(
+        "UPDATE anbu.resident SET status = %s, status_until = %s WHERE id = %s",
+        (status, until, rid),
+    )
+
+
+def _run(database: Database, now: datetime) -> list[NewFinding]:
+    with database.connection() as conn:
+        return sweep(conn, now, POLICY)
+
+
+def _levels(found: list[NewFinding]) -> list[tuple[int, Severity]]:
+    return sorted((f.resident_id, f.finding.severity) for f in found)
+
+
+def test_sweep_raises_each_severity_once_per_silence(database: Database) -> None:
+    with database.connection() as conn:
+        rid = _resident(conn, "h1", LAST)
+        quiet = _resident(conn, "h2", LAST + timedelta(hours=5))
+        _resident(conn, "h3", None)  # no activity on record: nothing to measure from
+
+    assert _run(database, LAST + timedelta(hours=5)) == []
+    first = _run(database, LAST + timedelta(hours=7))
+    assert _levels(first) == [(rid, Severity.WATCH)]
+    finding = first[0].finding
+    assert (finding.home, finding.kind, finding.raised_at) == (
+        "h1",
+        "inactivity",
+        LAST + timedelta(hours=7),
+    )
+    assert finding.reason_ko == "7시간째 움직임이 없습니다 (마지막 활동 11-24 21:10)"
+
+    assert _run(database, LAST + timedelta(hours=7)) == []  # same moment again: nothing new
+    assert _run(database, LAST + timedelta(hours=8)) == []  # still watch, already raised
+    later = _run(database, LAST + timedelta(hours=12, minutes=1))
+    assert _levels(later) == [(rid, Severity.WARNING), (quiet, Severity.WATCH)]
+
+    with database.connection() as conn:
+        stored = conn.execute(
+            """SELECT id, resident_id, kind, severity, raised_at, details->>'rule'
+               FROM anbu.findings ORDER BY id"""
+        ).fetchall()
+    assert sorted((r[1], r[3]) for r in stored) == sorted(
+        [(rid, "watch"), (rid, "warning"), (quiet, "watch")]
+    )
+    assert {r[0] for r in stored} == {f.finding_id for f in first + later}
+    assert {r[5] for r in stored} == {"fixed"}
+
+
+def test_activity_after_a_finding_starts_a_new_silence(database: Database) -> None:
+    with database.connection() as conn:
+        rid = _resident(conn, "h1", LAST)
+    assert _levels(_run(database, LAST + timedelta(hours=6))) == [(rid, Severity.WATCH)]
+    back = LAST + timedelta(hours=9)
+    with database.connection() as conn:
+        _activity(conn, rid, back)
+    assert _run(database, back + timedelta(hours=5)) == []
+    again = _run(database, back + timedelta(hours=6))
+    assert _levels(again) == [(rid, Severity.WATCH)]
+
+
+def test_away_and_hospital_suppress_until_their_end(database: Database) -> None:
+    back_on = LAST + timedelta(days=3)
+    with database.connection() as conn:
+        away = _resident(conn, "away", LAST)
+        hospital = _resident(conn, "hospital", LAST)
+        open_ended = _resident(conn, "open", LAST)
+        ended = _resident(conn, "ended", LAST)
+        _status(conn, away, "away", back_on)
+        _status(conn, hospital, "hospital", back_on)
+        _status(conn, open_ended, "away", None)  # no end date: cannot silence the sweep
+        _status(conn, ended, "ended", None)
+
+    during = _run(database, LAST + timedelta(days=2))
+    assert _levels(during) == [(open_ended, Severity.CRITICAL)]
+    # After the stay ends the silence is counted from its end, not from before they left.
+    assert _run(database, back_on + timedelta(hours=5)) == []
+    after = _run(database, back_on + timedelta(hours=6))
+    assert _levels(after) == [(away, Severity.WATCH), (hospital, Severity.WATCH)]
+
+
+def test_a_sweep_waits_for_a_concurrent_one_and_adds_nothing(db_url: str) -> None:
+    """Sweep B runs while sweep A (a second later clock) has not committed yet."""
+    with psycopg.connect(db_url) as conn:
+        rids = [_resident(conn, f"h{i}", LAST - timedelta(hours=i)) for i in range(20)]
+    results: dict[str, list[NewFinding]] = {}
+    with psycopg.connect(db_url) as a, psycopg.connect(db_url) as watcher:
+        watcher.autocommit = True
+        results["a"] = sweep(a, LAST + timedelta(hours=7), POLICY)
+
+        def other() -> None:
+            with psycopg.connect(db_url) as b:
+                results["b"] = sweep(b, LAST + timedelta(hours=7, seconds=1), POLICY)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        while thread.is_alive():  # until B blocks on A (or, without a lock, has finished)
+            waiting = watcher.execute(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+            ).fetchone()
+            if waiting is not None and waiting[0] > 0:
+                break
+            thread.join(0.01)
+        a.commit()
+        thread.join()
+    assert len(results["a"]) == len(rids)
+    assert results["b"] == []
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM anbu.findings").fetchone()
+    assert row is not None and row[0] == len(rids)
+
+
+def test_concurrent_sweeps_insert_once(database: Database) -> None:
+    with database.connection() as conn:
+        rids = [_resident(conn, f"h{i}", LAST - timedelta(hours=i)) for i in range(40)]
+    results: list[list[NewFinding]] = []
+    start = threading.Barrier(4)
+
+    def one(now: datetime) -> None:
+        start.wait()
+        results.append(_run(database, now))
+
+    moments = [LAST + timedelta(hours=7, seconds=s) for s in (0, 0, 1, 2)]
+    threads = [threading.Thread(target=one, args=(m,)) for m in moments]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    new = [f for r in results for f in r]
+    with database.connection() as conn:
+        stored = conn.execute(
+            "SELECT resident_id, severity, count(*) FROM anbu.findings GROUP BY 1, 2"
+        ).fetchall()
+    assert all(count == 1 for _, _, count in stored)
+    assert len(stored) == len(new) == len(rids)  # every home is at least 7 h silent
+    assert len({f.finding_id for f in new}) == len(new)
