@@ -23,7 +23,7 @@ demo: $(STAMP) system-deps
 	$(BIN)/anbu demo $(ARGS)
 
 test: $(STAMP) system-deps lint contracts typecheck
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

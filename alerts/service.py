@@ -134,10 +134,9 @@ class AlertService:
         """Advance every alert whose timer is due or whose call has ended; returns how many."""
         done = 0
         while done < limit:
-            with self.db.connection() as conn:
-                conn.row_factory = dict_row  # type: ignore[assignment]
+            with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 now = self.clock.now()
-                alert = conn.execute(
+                alert = cur.execute(
                     """SELECT a.*, c.outcome AS call_outcome, r.phone IS NOT NULL AS has_phone,
                               r.dong_code, r.home
                        FROM anbu.alerts a

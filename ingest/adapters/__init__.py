@@ -1,1 +1,51 @@
-"""ingest/adapters package."""
+"""Payload dialects: the topic segment after `gw/<gateway id>/` picks the adapter.
+
+A new dialect (Zigbee2MQTT, Tasmota, Shelly, ...) is one module and one row in DIALECTS;
+the consumer subscribes to every row's topics and `route` dispatches by the segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from anbu.domain import GatewayStatus, Reading, Rejected
+from ingest.adapters import native
+
+Parsed = Reading | GatewayStatus | Rejected
+ParseFn = Callable[[str, str, bytes, datetime, int], list[Parsed]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """One payload dialect: its topic segment, its parser and the subtopics ingest reads."""
+
+    segment: str
+    parse: ParseFn
+    subtopics: tuple[str, ...]
+    """MQTT filters under gw/+/<segment>/ that the consumer subscribes to."""
+
+
+DIALECTS: tuple[Dialect, ...] = (
+    Dialect(segment="anbu", parse=native.parse, subtopics=("readings", "status")),
+)
+
+BY_SEGMENT: Mapping[str, Dialect] = {d.segment: d for d in DIALECTS}
+
+
+def topic_filters() -> list[str]:
+    """Every topic filter the consumer subscribes to (without the $share prefix)."""
+    return [f"gw/+/{d.segment}/{sub}" for d in DIALECTS for sub in d.subtopics]
+
+
+def route(topic: str, payload: bytes, now: datetime, future_tolerance_s: int) -> list[Parsed]:
+    """Split `gw/<id>/<dialect>/<rest>` and hand the payload to that dialect's parser."""
+    parts = topic.split("/", 3)
+    if len(parts) < 4 or parts[0] != "gw" or not parts[1] or not parts[3]:
+        return [Rejected(f"topic {native.show(topic)} is not gw/<gateway>/<dialect>/...")]
+    _, gateway, segment, rest = parts
+    dialect = BY_SEGMENT.get(segment)
+    if dialect is None:
+        return [Rejected(f"unknown dialect {native.show(segment)}")]
+    return dialect.parse(gateway, rest, payload, now, future_tolerance_s)

@@ -1,0 +1,135 @@
+"""The native anbu dialect: `gw/<id>/anbu/readings` (JSON) and `gw/<id>/anbu/status`.
+
+A readings message carries one or many readings; each is checked on its own, so one bad
+reading is rejected with its index while the rest of the message still counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from anbu.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
+
+Parsed = Reading | GatewayStatus | Rejected
+
+POWER_MAX_W = 20_000.0
+STATUS_VALUES: Mapping[str, bool] = {"online": True, "offline": False}
+_FIELDS = ("sensor", "kind", "ts", "value")
+
+
+def show(value: object, limit: int = 64) -> str:
+    """A printable, ASCII-safe, bounded rendering of untrusted input for a reason text."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse(
+    gateway: str, subtopic: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """Everything one native message says, each item a Reading, a GatewayStatus or why not."""
+    if subtopic == "readings":
+        return _parse_readings(gateway, payload, now, future_tolerance_s)
+    if subtopic == "status":
+        return [_parse_status(gateway, payload)]
+    return [Rejected(f"unknown anbu topic {show(subtopic)}: expected readings or status")]
+
+
+def _parse_status(gateway: str, payload: bytes) -> GatewayStatus | Rejected:
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return Rejected("status payload is not UTF-8")
+    if text not in STATUS_VALUES:
+        return Rejected(f"status payload {show(text)} is neither online nor offline")
+    return GatewayStatus(gateway=gateway, online=STATUS_VALUES[text])
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse_readings(
+    gateway: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return [Rejected("payload is not UTF-8")]
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return [Rejected(f"payload is not JSON: {show(str(exc), 120)}")]
+    if not isinstance(document, dict) or "readings" not in document:
+        return [Rejected('payload is not an object with a "readings" list')]
+    items = document["readings"]
+    if not isinstance(items, list):
+        return [Rejected('"readings" is not a list')]
+    if not items:
+        return [Rejected('"readings" is empty')]
+    latest = now + timedelta(seconds=future_tolerance_s)
+    return [_parse_one(gateway, item, index, latest) for index, item in enumerate(items)]
+
+
+def _parse_one(gateway: str, item: Any, index: int, latest: datetime) -> Reading | Rejected:
+    where = f"readings[{index}]"
+    if not isinstance(item, dict):
+        return Rejected(f"{where} is not an object")
+    missing = [name for name in _FIELDS if name not in item]
+    if missing:
+        return Rejected(f"{where} is missing {', '.join(missing)}")
+    sensor, kind_text, ts_text, raw_value = (item[name] for name in _FIELDS)
+    if not isinstance(sensor, str) or not sensor.strip():
+        return Rejected(f"{where}: sensor must be a non-empty string, got {show(sensor)}")
+    try:
+        kind = SensorKind(kind_text)
+    except ValueError:
+        return Rejected(f"{where}: unknown kind {show(kind_text)}")
+    ts = _parse_ts(ts_text)
+    if isinstance(ts, str):
+        return Rejected(f"{where}: {ts}")
+    if ts > latest:
+        return Rejected(
+            f"{where}: timestamp {ts.isoformat()} is in the future (after {latest.isoformat()})"
+        )
+    value = _check_value(kind, raw_value)
+    if isinstance(value, str):
+        return Rejected(f"{where}: {value}")
+    return Reading(gateway=gateway, sensor=sensor, kind=kind, ts=ts, value=value)
+
+
+def _parse_ts(ts_text: Any) -> datetime | str:
+    """The aware timestamp, or the reason it is not one."""
+    if not isinstance(ts_text, str):
+        return f"timestamp must be an ISO 8601 string, got {show(ts_text)}"
+    try:
+        ts = datetime.fromisoformat(ts_text)
+    except ValueError:
+        return f"unparseable timestamp {show(ts_text)}"
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        return f"timestamp {show(ts_text)} has no time zone"
+    try:
+        return ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return f"timestamp {show(ts_text)} is out of range"
+
+
+def _check_value(kind: SensorKind, raw: Any) -> float | str:
+    """The value as a float, or the reason it is not acceptable for `kind`."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return f"value must be a number, got {show(raw)}"
+    try:
+        value = float(raw)
+    except OverflowError:
+        return f"value {show(raw)} is out of range"
+    if not math.isfinite(value):
+        return f"value {show(raw)} is not finite"
+    if kind in BINARY_KINDS:
+        if value not in (0.0, 1.0):
+            return f"value {show(raw)} out of range for {kind.value} (0 or 1)"
+    elif kind is SensorKind.POWER and not 0.0 <= value <= POWER_MAX_W:
+        return f"value {show(raw)} out of range for power (0..{POWER_MAX_W:g} W)"
+    return value

@@ -1,0 +1,198 @@
+"""Store on a real PostgreSQL: readings, activity, gateway liveness and dead letters in one go."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from anbu import registry
+from anbu.db import Database
+from anbu.domain import SensorKind
+from ingest.store import Message, Store
+
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+GW = "gw-a"
+
+
+@pytest.fixture
+def seeded(database: Database) -> dict[str, int]:
+    with database.connection() as conn:
+        registry.add_dong(conn, "1111051500", "청운효자동", "종로구")
+        rid = registry.add_resident(conn, "home-a", "1111051500", "홍길동", "+821000000001")
+        registry.add_gateway(conn, GW, rid)
+        ids = {
+            "resident": rid,
+            "door1": registry.add_sensor(conn, GW, "door1", SensorKind.DOOR, "entrance"),
+            "pir1": registry.add_sensor(conn, GW, "pir1", SensorKind.MOTION, "bedroom"),
+            "plug1": registry.add_sensor(conn, GW, "plug1", SensorKind.POWER, "kitchen"),
+            "fridge": registry.add_sensor(conn, GW, "fridge", SensorKind.CONTACT, "kitchen"),
+        }
+    return ids
+
+
+def msg(*items: tuple[str, str, datetime, float], gateway: str = GW) -> Message:
+    body = {
+        "readings": [
+            {"sensor": s, "kind": k, "ts": ts.isoformat(), "value": v} for s, k, ts, v in items
+        ]
+    }
+    return Message(f"gw/{gateway}/anbu/readings", json.dumps(body).encode())
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def one(db: Database, sql: str, params: Any = None) -> Any:
+    with db.connection() as conn:
+        row = conn.execute(sql, params).fetchone()
+    return row
+
+
+def activity(db: Database, rid: int) -> Any:
+    return one(
+        db,
+        """SELECT last_activity_at, last_motion_at, last_door_at, last_power_at, last_room
+           FROM anbu.home_activity WHERE resident_id = %s""",
+        (rid,),
+    )
+
+
+def test_batch_is_stored_and_duplicates_are_harmless(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    store = Store(database)
+    batch = [msg(("door1", "door", at(0), 1), ("pir1", "motion", at(1), 1))]
+    first = store.store_batch(batch, NOW)
+    assert (first.stored, first.duplicates, first.dead_lettered) == (2, 0, 0)
+    again = store.store_batch(batch + batch, NOW)
+    assert (again.stored, again.duplicates, again.dead_lettered) == (0, 4, 0)
+    assert one(database, "SELECT count(*) FROM anbu.readings") == (2,)
+    rows = one(
+        database,
+        "SELECT array_agg(sensor_id ORDER BY ts), array_agg(received_at) FROM anbu.readings",
+    )
+    assert rows[0] == [seeded["door1"], seeded["pir1"]] and set(rows[1]) == {NOW}
+    assert activity(database, seeded["resident"]) == (at(1), at(1), at(0), None, "bedroom")
+    assert one(database, "SELECT last_seen_at FROM anbu.gateway WHERE id = %s", (GW,)) == (NOW,)
+
+
+def test_activity_rules(database: Database, seeded: dict[str, int]) -> None:
+    store = Store(database)
+    rid = seeded["resident"]
+    store.store_batch([msg(("door1", "door", at(0), 1))], NOW)  # first door reading counts
+    assert activity(database, rid) == (at(0), None, at(0), None, "entrance")
+    # the same door state again, motion 0 and a closed fridge are no sign of a person
+    store.store_batch(
+        [
+            msg(
+                ("door1", "door", at(1), 1),
+                ("pir1", "motion", at(2), 0),
+                ("fridge", "contact", at(3), 0),
+            )
+        ],
+        NOW,
+    )
+    assert activity(database, rid) == (at(0), None, at(0), None, "entrance")
+    # power: the first reading counts, then only steps of at least 10 W
+    store.store_batch([msg(("plug1", "power", at(4), 80.0))], NOW)
+    assert activity(database, rid)[3] == at(4)
+    store.store_batch([msg(("plug1", "power", at(5), 89.9), ("plug1", "power", at(6), 95.0))], NOW)
+    assert activity(database, rid)[3] == at(4)  # 80 -> 89.9 -> 95: each step under 10 W
+    store.store_batch([msg(("plug1", "power", at(7), 105.0))], NOW)  # 95 -> 105
+    assert activity(database, rid)[0] == at(7) and activity(database, rid)[4] == "kitchen"
+    # an older reading arriving late never moves activity backwards
+    store.store_batch([msg(("pir1", "motion", at(-30), 1))], NOW)
+    assert activity(database, rid) == (at(7), at(-30), at(0), at(7), "kitchen")
+    store.store_batch([msg(("fridge", "contact", at(8), 1))], NOW)
+    assert activity(database, rid)[0] == at(8) and activity(database, rid)[4] == "kitchen"
+
+
+def test_bad_input_becomes_dead_letters_and_the_rest_is_stored(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    store = Store(database)
+    bad = [
+        Message(f"gw/{GW}/anbu/readings", b"{not json"),
+        msg(("door1", "door", at(0), 1), gateway="gw-nobody"),
+        msg(("door9", "door", at(0), 1)),
+        msg(("door1", "door", at(0), 5)),
+        msg(("door1", "door", NOW + timedelta(hours=1), 1)),
+        msg(("pir1", "door", at(0), 1)),
+        Message(
+            f"gw/{GW}/anbu/readings",
+            b'{"readings":[{"sensor":"x\\u0000\\ud800","kind":"door","ts":"2026-11-22T09:00:00Z","value":1}]}',
+        ),
+        Message("gw/x/unknown/y", b"\x00\xff"),
+        Message("gw/gw-nobody/anbu/status", b"online"),
+    ]
+    good = msg(("door1", "door", at(2), 1))
+    summary = store.store_batch([*bad, good], NOW)
+    assert (summary.stored, summary.dead_lettered) == (1, len(bad))
+    with database.connection() as conn:
+        rows = conn.execute(
+            "SELECT topic, payload, reason FROM anbu.dead_letters ORDER BY id"
+        ).fetchall()
+    reasons = [r[2] for r in rows]
+    for fragment in [
+        "not JSON",
+        "unknown gateway 'gw-nobody'",
+        "unknown sensor 'door9'",
+        "out of range for door",
+        "in the future",
+        "registered as motion",
+        "unknown sensor",
+        "unknown dialect",
+        "unknown gateway",
+    ]:
+        assert any(fragment in r for r in reasons), (fragment, reasons)
+    assert rows[0][1] == b"{not json" and rows[7][1] == b"\x00\xff"
+    assert one(database, "SELECT count(*) FROM anbu.readings") == (1,)
+
+
+def test_gateway_status_and_liveness(database: Database, seeded: dict[str, int]) -> None:
+    store = Store(database)
+    status = Message(f"gw/{GW}/anbu/status", b"offline")
+    store.store_batch([status], NOW)
+    assert one(
+        database,
+        "SELECT online, status_changed_at, last_seen_at FROM anbu.gateway WHERE id = %s",
+        (GW,),
+    ) == (False, NOW, None)
+    later = NOW + timedelta(minutes=5)
+    store.store_batch([status], later)  # no change: status_changed_at stays
+    store.store_batch([Message(f"gw/{GW}/anbu/status", b"online")], later + timedelta(minutes=1))
+    assert one(
+        database,
+        "SELECT online, status_changed_at, last_seen_at FROM anbu.gateway WHERE id = %s",
+        (GW,),
+    ) == (True, later + timedelta(minutes=1), later + timedelta(minutes=1))
+
+
+def test_registry_is_refreshed_on_a_miss(database: Database, seeded: dict[str, int]) -> None:
+    store = Store(database, registry_refresh_s=0)
+    reading = msg(("tv", "appliance", at(0), 1))
+    assert store.store_batch([reading], NOW).dead_lettered == 1
+    with database.connection() as conn:
+        registry.add_sensor(conn, GW, "tv", SensorKind.APPLIANCE, "living")
+    assert store.store_batch([reading], NOW).stored == 1
+
+
+def test_database_errors_propagate_and_nothing_is_half_stored(
+    database: Database, seeded: dict[str, int], db_url: str
+) -> None:
+    store = Store(database)
+    store.store_batch([msg(("door1", "door", at(0), 1))], NOW)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE anbu.home_activity RENAME TO home_activity_away")
+    with pytest.raises(psycopg.Error):
+        store.store_batch([msg(("pir1", "motion", at(1), 1)), Message("bad", b"x")], NOW)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE anbu.home_activity_away RENAME TO home_activity")
+    assert one(database, "SELECT count(*) FROM anbu.readings") == (1,)
+    assert one(database, "SELECT count(*) FROM anbu.dead_letters") == (0,)
