@@ -1,0 +1,298 @@
+"""Check-in calls and SMS through Twilio; the only writer of anbu.calls and anbu.call_events.
+
+A call row is stored and committed before Twilio is asked to dial, under an idempotency key
+that is unique in the table: a retried or concurrent request for the same key dials nobody.
+Phone numbers are read from anbu.resident and never logged; logs carry call and resident ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import requests
+from psycopg.types.json import Jsonb
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from anbu.clock import Clock
+from anbu.config import Settings
+from anbu.db import Database
+from anbu.domain import CallOutcome
+from calls.outcomes import STATUS_OUTCOMES, TERMINAL_STATUSES, classify_answer, classify_status
+
+log = logging.getLogger(__name__)
+
+# Webhook parameters worth keeping in call_events; To/From/Caller and locations are left out.
+KEPT_PARAMS = frozenset(
+    {
+        "CallSid",
+        "CallStatus",
+        "AnsweredBy",
+        "CallDuration",
+        "Digits",
+        "SpeechResult",
+        "Confidence",
+        "SequenceNumber",
+        "Timestamp",
+        "CallbackSource",
+        "ErrorCode",
+        "SipResponseCode",
+    }
+)
+
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+_TWILIO_ERRORS = (TwilioException, requests.RequestException, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One row of anbu.calls as the rest of anbu sees it."""
+
+    id: int
+    idempotency_key: str
+    resident_id: int
+    alert_id: int | None
+    purpose: str
+    twilio_sid: str | None
+    status: str
+    outcome: CallOutcome | None
+    digits: str | None
+    speech: str | None
+    answered_by: str | None
+    created_at: datetime
+    ended_at: datetime | None
+
+
+def idempotency_key(resident_id: int, alert_id: int | None, attempt: int, local_date: str) -> str:
+    """alert:<id>:attempt:<n>, or routine:<resident>:<date> (with :attempt:<n> after the first)."""
+    if alert_id is not None:
+        return f"alert:{alert_id}:attempt:{attempt}"
+    base = f"routine:{resident_id}:{local_date}"
+    return base if attempt <= 1 else f"{base}:attempt:{attempt}"
+
+
+def _kept(params: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in params.items() if k in KEPT_PARAMS}
+
+
+class CallService:
+    """Places check-in calls, sends SMS and records what Twilio reports back."""
+
+    def __init__(self, db: Database, twilio_client: Client, settings: Settings, clock: Clock):
+        self.db = db
+        self.client = twilio_client
+        self.settings = settings
+        self.clock = clock
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int:
+        """Dial the resident once per idempotency key; returns the calls.id (never raises on
+        telephony errors: those end the call as FAILED)."""
+        now = self.clock.now()
+        local_date = now.astimezone(ZoneInfo(self.settings.timezone)).date().isoformat()
+        key = idempotency_key(resident_id, alert_id, attempt, local_date)
+        with self.db.connection() as conn:
+            resident = conn.execute(
+                "SELECT phone FROM anbu.resident WHERE id = %s", (resident_id,)
+            ).fetchone()
+            if resident is None:
+                raise LookupError(f"resident {resident_id} is not registered")
+            row = conn.execute(
+                """INSERT INTO anbu.calls (idempotency_key, resident_id, alert_id, purpose,
+                                           status, created_at, updated_at)
+                   VALUES (%s, %s, %s, %s, 'queued', %s, %s)
+                   ON CONFLICT (idempotency_key) DO NOTHING
+                   RETURNING id""",
+                (key, resident_id, alert_id, "check_in" if alert_id else "routine", now, now),
+            ).fetchone()
+            if row is None:
+                existing = conn.execute(
+                    "SELECT id FROM anbu.calls WHERE idempotency_key = %s", (key,)
+                ).fetchone()
+                assert existing is not None
+                log.info(
+                    "check-in call already placed",
+                    extra={"call_id": existing[0], "resident_id": resident_id},
+                )
+                return int(existing[0])
+            call_id = int(row[0])
+            self._event(conn, call_id, now, "queued", {})
+        phone = str(resident[0])
+        base = self.settings.public_base_url.rstrip("/")
+        try:
+            call = self.client.calls.create(
+                to=phone,
+                from_=self.settings.twilio_from_number,
+                url=f"{base}/twilio/voice/{call_id}",
+                method="POST",
+                status_callback=f"{base}/twilio/status/{call_id}",
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+                timeout=self.settings.call_ring_timeout_s,
+                machine_detection="Enable",
+            )
+        except _TWILIO_ERRORS as exc:
+            self._mark_failed(call_id, exc)
+            return call_id
+        with self.db.connection() as conn:
+            conn.execute(
+                """UPDATE anbu.calls SET twilio_sid = COALESCE(twilio_sid, %s), updated_at = %s
+                   WHERE id = %s""",
+                (call.sid, self.clock.now(), call_id),
+            )
+        log.info(
+            "check-in call placed",
+            extra={"call_id": call_id, "resident_id": resident_id, "alert_id": alert_id},
+        )
+        return call_id
+
+    def send_sms(self, to: str, body: str) -> str | None:
+        """Send an SMS; returns the message sid, or None when the carrier refused it."""
+        try:
+            message = self.client.messages.create(
+                to=to, from_=self.settings.twilio_from_number, body=body
+            )
+        except _TWILIO_ERRORS as exc:
+            log.warning("sms not sent", extra={"error": type(exc).__name__, **_error_code(exc)})
+            return None
+        return str(message.sid) if message.sid else None
+
+    # -- what Twilio reports ---------------------------------------------------------------
+
+    def record_status(self, call_id: int, params: Mapping[str, str]) -> bool:
+        """Store a status callback; a finished call gets its outcome unless an answer set it.
+        Returns False for an unknown call."""
+        status = params.get("CallStatus", "")
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT status, answered_by FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            old_status, old_answered_by = row
+            self._event(conn, call_id, now, status or "unknown", params)
+            if old_status in TERMINAL_STATUSES or status not in STATUS_OUTCOMES:
+                return True  # late or unknown reports never reopen a finished call
+            answered_by = params.get("AnsweredBy") or old_answered_by
+            outcome = classify_status(status, answered_by)
+            terminal = status in TERMINAL_STATUSES
+            conn.execute(
+                """UPDATE anbu.calls SET status = %s, answered_by = %s,
+                       twilio_sid = COALESCE(twilio_sid, %s),
+                       outcome = COALESCE(outcome, %s),
+                       ended_at = CASE WHEN %s THEN %s ELSE ended_at END,
+                       updated_at = %s
+                   WHERE id = %s""",
+                (
+                    status,
+                    answered_by,
+                    params.get("CallSid") or None,
+                    outcome.value if outcome else None,
+                    terminal,
+                    now,
+                    now,
+                    call_id,
+                ),
+            )
+        if terminal:
+            log.info("check-in call ended", extra={"call_id": call_id, "status": status})
+        return True
+
+    def record_gather(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
+        """Store the resident's answer; the first answer's outcome is final. Returns the call's
+        outcome (None for an unknown call or when nothing was pressed or said)."""
+        digits = params.get("Digits") or None
+        speech = params.get("SpeechResult") or None
+        answer = classify_answer(digits, speech)
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            self._event(conn, call_id, now, "gather", params)
+            row = conn.execute(
+                """UPDATE anbu.calls SET digits = COALESCE(%s, digits),
+                       speech = COALESCE(%s, speech),
+                       outcome = COALESCE(outcome, %s), updated_at = %s
+                   WHERE id = %s RETURNING outcome""",
+                (digits, speech, answer.value if answer else None, now, call_id),
+            ).fetchone()
+        outcome = CallOutcome(row[0]) if row and row[0] else None
+        log.info("check-in answer", extra={"call_id": call_id, "outcome": str(outcome)})
+        return outcome
+
+    # -- reading -------------------------------------------------------------------------
+
+    def language_of(self, call_id: int) -> str | None:
+        """The called resident's language ('ko' or 'en'), None for an unknown call."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT r.language FROM anbu.calls c JOIN anbu.resident r ON r.id = c.resident_id
+                   WHERE c.id = %s""",
+                (call_id,),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def get_call(self, call_id: int) -> CallRecord | None:
+        """One call, or None."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT id, idempotency_key, resident_id, alert_id, purpose, twilio_sid, status,
+                          outcome, digits, speech, answered_by, created_at, ended_at
+                   FROM anbu.calls WHERE id = %s""",
+                (call_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        values[7] = CallOutcome(values[7]) if values[7] else None
+        return CallRecord(*values)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _event(
+        self,
+        conn: psycopg.Connection[Any],
+        call_id: int,
+        at: datetime,
+        status: str,
+        params: Mapping[str, Any],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO anbu.call_events (call_id, at, status, params) VALUES (%s, %s, %s, %s)",
+            (call_id, at, status, Jsonb(_kept(params) if params else {})),
+        )
+
+    def _mark_failed(self, call_id: int, exc: BaseException) -> None:
+        now = self.clock.now()
+        error = {"error": type(exc).__name__, **_error_code(exc)}
+        with self.db.connection() as conn:
+            conn.execute(
+                """UPDATE anbu.calls SET status = 'failed', outcome = COALESCE(outcome, 'failed'),
+                       ended_at = %s, updated_at = %s WHERE id = %s""",
+                (now, now, call_id),
+            )
+            conn.execute(
+                """INSERT INTO anbu.call_events (call_id, at, status, params)
+                   VALUES (%s, %s, 'failed', %s)""",
+                (call_id, now, Jsonb(error)),
+            )
+        # The exception text can quote the dialled number: log only its type and code.
+        log.warning("check-in call failed to start", extra={"call_id": call_id, **error})
+
+
+def _error_code(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, TwilioRestException):
+        return {"code": str(exc.code), "http_status": str(exc.status)}
+    return {}

@@ -1,0 +1,183 @@
+"""The phone network's REST surface: Twilio's JSON shapes, errors and basic auth over http.server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from simulators.personas import Persona
+
+API = "/2010-04-01/Accounts/"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedCall:
+    """One call as the network saw it."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str
+    status_callback: str | None
+    status_callback_events: tuple[str, ...]
+    machine_detection: str | None
+    persona: Persona
+    status: str = "queued"
+    answered_by: str | None = None
+    callbacks: tuple[str, ...] = ()  # CallStatus of every status callback posted, in order
+    heard: tuple[str, ...] = ()  # every <Say> the callee heard
+    answers: tuple[str, ...] = ()  # what the callee pressed or said at each <Gather>
+    errors: tuple[str, ...] = ()
+    duration: int | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("completed", "busy", "no-answer", "failed", "canceled")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedMessage:
+    """One SMS the network delivered (this is the carrier: it keeps To and Body; never log them)."""
+
+    sid: str
+    to: str
+    from_: str
+    body: str
+    created_at: datetime
+
+
+class CarrierApi(Protocol):
+    """What the HTTP handler asks of the network."""
+
+    account_sid: str
+
+    def authorized(self, header: str | None) -> bool: ...
+    def create_call(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
+    def fetch_call(self, sid: str) -> tuple[int, dict[str, Any]]: ...
+    def create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
+
+
+def call_json(call: SimulatedCall, account_sid: str) -> dict[str, Any]:
+    """A Call resource as Twilio's API returns it."""
+    stamp = format_datetime(call.created_at)
+    return {
+        "sid": call.sid,
+        "account_sid": account_sid,
+        "to": call.to,
+        "to_formatted": call.to,
+        "from": call.from_,
+        "from_formatted": call.from_,
+        "status": call.status,
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "answered_by": call.answered_by,
+        "duration": str(call.duration) if call.duration is not None else None,
+        "date_created": stamp,
+        "date_updated": format_datetime(datetime.now(UTC)),
+        "start_time": None,
+        "end_time": None,
+        "price": None,
+        "price_unit": "USD",
+        "parent_call_sid": None,
+        "phone_number_sid": None,
+        "caller_name": None,
+        "forwarded_from": None,
+        "group_sid": None,
+        "queue_time": "0",
+        "trunk_sid": None,
+        "uri": f"{API}{account_sid}/Calls/{call.sid}.json",
+        "subresource_uris": {},
+    }
+
+
+def message_json(message: SimulatedMessage, account_sid: str) -> dict[str, Any]:
+    """A Message resource as Twilio's API returns it."""
+    stamp = format_datetime(message.created_at)
+    return {
+        "sid": message.sid,
+        "account_sid": account_sid,
+        "to": message.to,
+        "from": message.from_,
+        "body": message.body,
+        "status": "queued",
+        "direction": "outbound-api",
+        "num_segments": "1",
+        "num_media": "0",
+        "api_version": "2010-04-01",
+        "date_created": stamp,
+        "date_updated": stamp,
+        "date_sent": None,
+        "price": None,
+        "price_unit": "USD",
+        "error_code": None,
+        "error_message": None,
+        "messaging_service_sid": None,
+        "uri": f"{API}{account_sid}/Messages/{message.sid}.json",
+        "subresource_uris": {},
+    }
+
+
+def one(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
+def error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
+    """An http.server handler serving Twilio's 2010-04-01 Calls and Messages for `network`."""
+    prefix = f"{API}{network.account_sid}/"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # request lines are not logged: keep the fake carrier quiet
+
+        def do_GET(self) -> None:
+            self._route("GET")
+
+        def do_POST(self) -> None:
+            self._route("POST")
+
+        def _route(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            self._reply(*self._dispatch(method, body))
+
+        def _dispatch(self, method: str, body: str) -> tuple[int, dict[str, Any]]:
+            if not network.authorized(self.headers.get("Authorization")):
+                return error(401, 20003, "Authenticate")
+            path = self.path.split("?", 1)[0]
+            rest = path[len(prefix) :] if path.startswith(prefix) else ""
+            form = parse_qs(body, keep_blank_values=True)
+            if method == "POST" and rest == "Calls.json":
+                return network.create_call(form)
+            if method == "GET" and rest.startswith("Calls/") and rest.endswith(".json"):
+                return network.fetch_call(rest[len("Calls/") : -len(".json")])
+            if method == "POST" and rest == "Messages.json":
+                return network.create_message(form)
+            return error(404, 20404, "The requested resource was not found")
+
+        def _reply(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

@@ -1,0 +1,304 @@
+"""Check-in calls end to end over real HTTP: the real twilio client, the local phone network,
+anbu's signed webhooks in a real uvicorn server, and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
+
+from anbu import registry
+from anbu.clock import SystemClock
+from anbu.config import Settings
+from anbu.db import Database
+from anbu.domain import CallOutcome
+from anbu.embedded import free_port
+from calls.client import make_twilio_client
+from calls.service import CallService
+from calls.webhooks import build_router
+from simulators import personas
+from simulators.personas import Persona
+from simulators.phone import PhoneNetwork
+
+ACCOUNT_SID = "AC" + "1" * 32
+AUTH_TOKEN = "phone-test-token"
+PHONE = "+821055501234"
+DONG = "1111051500"
+
+
+class WebServer:
+    """anbu's webhooks router in a real uvicorn server on a free port, in a thread."""
+
+    def __init__(self, app: FastAPI, port: int) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    network: PhoneNetwork
+    service: CallService
+    database: Database
+    resident_id: int
+
+    def place(self, persona: Persona, alert_id: int | None = None, attempt: int = 1) -> int:
+        self.network.set_persona(PHONE, persona)
+        call_id = self.service.place_check_in(self.resident_id, alert_id, attempt)
+        assert self.network.wait_idle(20), "the simulated call did not end"
+        return call_id
+
+    def row(self, call_id: int) -> dict[str, object]:
+        with psycopg.connect(self.database.conninfo) as conn:
+            cur = conn.execute("SELECT * FROM anbu.calls WHERE id = %s", (call_id,))
+            names = [d.name for d in cur.description or []]
+            values = cur.fetchone()
+        assert values is not None
+        return dict(zip(names, values, strict=True))
+
+    def events(self, call_id: int) -> list[tuple[str, dict[str, str]]]:
+        with psycopg.connect(self.database.conninfo) as conn:
+            rows = conn.execute(
+                "SELECT status, params FROM anbu.call_events WHERE call_id = %s ORDER BY id",
+                (call_id,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+
+def _seed(db_url: str, language: str = "ko") -> int:
+    with psycopg.connect(db_url) as conn:
+        registry.add_dong(conn, DONG, "청운효자동", "종로구")
+        return registry.add_resident(conn, "h-phone", DONG, "김영희", PHONE, language=language)
+
+
+def _rig(db_url: str, language: str = "ko", api_base: str | None = None) -> Iterator[Rig]:
+    network = PhoneNetwork(ACCOUNT_SID, AUTH_TOKEN)
+    network.start()
+    port = free_port()
+    settings = Settings(
+        database_url=db_url,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_api_base_url=api_base or network.base_url,
+        public_base_url=f"http://127.0.0.1:{port}",
+        call_ring_timeout_s=5,
+    )
+    database = Database(db_url, min_size=1, max_size=4)
+    database.open()
+    service = CallService(database, make_twilio_client(settings), settings, SystemClock())
+    app = FastAPI()
+    app.include_router(build_router(service, settings))
+    web = WebServer(app, port)
+    web.start()
+    try:
+        yield Rig(settings, network, service, database, _seed(db_url, language))
+    finally:
+        network.stop()
+        web.stop()
+        database.close()
+
+
+@pytest.fixture
+def rig(db_url: str) -> Iterator[Rig]:
+    yield from _rig(db_url)
+
+
+@pytest.mark.parametrize(
+    ("persona", "outcome", "status"),
+    [
+        (personas.PRESS_1, CallOutcome.OK, "completed"),
+        (personas.PRESS_2, CallOutcome.HELP, "completed"),
+        (personas.SAY("아이고 허리가 아파 죽겠어"), CallOutcome.HELP, "completed"),
+        (personas.SAY("네, 괜찮아요"), CallOutcome.OK, "completed"),
+        (personas.SILENT, CallOutcome.UNCLEAR, "completed"),
+        (personas.VOICEMAIL, CallOutcome.VOICEMAIL, "completed"),
+        (personas.NO_ANSWER, CallOutcome.NO_ANSWER, "no-answer"),
+        (personas.BUSY, CallOutcome.BUSY, "busy"),
+        (personas.FAILED, CallOutcome.FAILED, "failed"),
+    ],
+    ids=str,
+)
+def test_each_persona_ends_with_its_outcome(
+    rig: Rig, persona: Persona, outcome: CallOutcome, status: str
+) -> None:
+    call_id = rig.place(persona)
+    row = rig.row(call_id)
+    assert row["outcome"] == outcome.value
+    assert row["status"] == status
+    assert row["ended_at"] is not None
+    [simulated] = rig.network.calls
+    assert simulated.errors == ()
+    assert row["twilio_sid"] == simulated.sid
+    assert simulated.callbacks[0] == "initiated"
+    assert simulated.callbacks[-1] == status
+    # the real client reaches the override for fetch too
+    assert rig.service.client.calls(simulated.sid).fetch().status == status
+    # phone numbers are never copied into the call's events
+    assert PHONE not in json.dumps([params for _, params in rig.events(call_id)])
+
+
+def test_pressing_1_is_heard_in_korean_and_stays_ok_after_completed(rig: Rig) -> None:
+    call_id = rig.place(personas.PRESS_1)
+    [simulated] = rig.network.calls
+    assert simulated.callbacks == ("initiated", "ringing", "in-progress", "completed")
+    assert simulated.answered_by == "human"
+    assert simulated.heard[0].startswith("안녕하세요, 안부 확인 전화입니다.")
+    assert simulated.heard[-1] == "감사합니다. 건강하세요."
+    row = rig.row(call_id)
+    assert row["digits"] == "1"
+    assert row["answered_by"] == "human"
+    statuses = [status for status, _ in rig.events(call_id)]
+    # the answer came before the final status, which did not overwrite OK
+    assert statuses.index("gather") < statuses.index("completed")
+    assert row["outcome"] == "ok"
+
+
+def test_a_resident_asking_for_help_hears_what_happens_next(rig: Rig) -> None:
+    rig.place(personas.SAY("도와주세요"))
+    [simulated] = rig.network.calls
+    assert simulated.answers == ("도와주세요",)
+    assert "담당 복지사께 바로 알리겠습니다" in simulated.heard[-1]
+
+
+def test_silence_gets_one_reprompt_then_a_closing(rig: Rig) -> None:
+    rig.place(personas.SILENT)
+    [simulated] = rig.network.calls
+    assert len(simulated.heard) == 3  # question, re-prompt, closing
+    assert "다시 전화" in simulated.heard[-1]
+
+
+def test_english_resident_hears_english(db_url: str) -> None:
+    for rig in _rig(db_url, language="en"):
+        rig.place(personas.PRESS_1)
+        [simulated] = rig.network.calls
+        assert simulated.heard[0].startswith("Hello")
+        assert simulated.heard[-1] == "Thank you. Take care."
+
+
+def test_the_same_idempotency_key_places_one_call(rig: Rig) -> None:
+    first = rig.place(personas.PRESS_1)
+    second = rig.place(personas.PRESS_1)
+    assert first == second
+    assert len(rig.network.calls) == 1
+    with psycopg.connect(rig.database.conninfo) as conn:
+        now = datetime.now(UTC)
+        row = conn.execute(
+            """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at, updated_at)
+               VALUES (%s, 'inactivity', 'warning', 'open', %s, %s) RETURNING id""",
+            (rig.resident_id, now, now),
+        ).fetchone()
+    assert row is not None
+    a1 = rig.place(personas.PRESS_1, alert_id=row[0], attempt=1)
+    a1_again = rig.place(personas.PRESS_1, alert_id=row[0], attempt=1)
+    a2 = rig.place(personas.PRESS_1, alert_id=row[0], attempt=2)
+    assert a1 == a1_again and a2 != a1
+    assert len(rig.network.calls) == 3
+    assert rig.row(a1)["idempotency_key"] == f"alert:{row[0]}:attempt:1"
+
+
+def test_concurrent_requests_for_one_key_place_one_call(rig: Rig) -> None:
+    rig.network.set_persona(PHONE, personas.PRESS_1)
+    ids: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: ids.append(rig.service.place_check_in(rig.resident_id, None, 1))
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert rig.network.wait_idle(20)
+    assert len(set(ids)) == 1 and len(ids) == 4
+    assert len(rig.network.calls) == 1
+
+
+def test_a_refused_number_is_failed_not_raised(rig: Rig) -> None:
+    call_id = rig.place(personas.INVALID_NUMBER)
+    row = rig.row(call_id)
+    assert (row["status"], row["outcome"]) == ("failed", "failed")
+    assert rig.network.calls == []
+    [(first, _), (last, failed)] = rig.events(call_id)
+    assert (first, last) == ("queued", "failed")
+    assert failed == {"error": "TwilioRestException", "code": "21211", "http_status": "400"}
+
+
+def test_an_unreachable_carrier_is_failed_not_raised(db_url: str) -> None:
+    for rig in _rig(db_url, api_base=f"http://127.0.0.1:{free_port()}"):
+        call_id = rig.service.place_check_in(rig.resident_id, None, 1)
+        row = rig.row(call_id)
+        assert (row["status"], row["outcome"]) == ("failed", "failed")
+
+
+def test_a_webhook_with_a_bad_signature_is_refused_and_changes_nothing(rig: Rig) -> None:
+    call_id = rig.place(personas.NO_ANSWER)
+    before, events_before = rig.row(call_id), rig.events(call_id)
+    url = f"{rig.settings.public_base_url}/twilio/gather/{call_id}"
+    params = {"CallSid": before["twilio_sid"], "CallStatus": "in-progress", "Digits": "1"}
+    good = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    forged = RequestValidator("not-the-token").compute_signature(url, params)
+    with httpx.Client() as http:
+        assert (
+            http.post(url, data=params, headers={"X-Twilio-Signature": forged}).status_code == 403
+        )
+        assert http.post(url, data=params).status_code == 403
+        tampered = {**params, "Digits": "2"}
+        response = http.post(url, data=tampered, headers={"X-Twilio-Signature": good})
+        assert response.status_code == 403
+        status_url = f"{rig.settings.public_base_url}/twilio/status/{call_id}"
+        completed = {"CallSid": str(before["twilio_sid"]), "CallStatus": "completed"}
+        response = http.post(status_url, data=completed, headers={"X-Twilio-Signature": good})
+        assert response.status_code == 403  # signed for another URL
+    assert rig.row(call_id) == before
+    assert rig.events(call_id) == events_before
+    # a correctly signed request is accepted (so the 403s above are about the signature)
+    with httpx.Client() as http:
+        response = http.post(url, data=params, headers={"X-Twilio-Signature": good})
+    assert response.status_code == 200
+    assert len(rig.events(call_id)) == len(events_before) + 1
+
+
+def test_sms_reaches_the_network(rig: Rig) -> None:
+    sid = rig.service.send_sms("+821099990000", "김영희님 안부 확인이 필요합니다.")
+    assert sid is not None and sid.startswith("SM")
+    [message] = rig.network.messages
+    assert (message.sid, message.to, message.body) == (
+        sid,
+        "+821099990000",
+        "김영희님 안부 확인이 필요합니다.",
+    )
+    assert message.from_ == rig.settings.twilio_from_number
+
+
+def test_the_network_checks_basic_auth(rig: Rig) -> None:
+    wrong = rig.settings.model_copy(update={"twilio_auth_token": "wrong-token"})
+    client = make_twilio_client(wrong)
+    with pytest.raises(TwilioRestException) as refused:
+        client.calls.create(to=PHONE, from_=wrong.twilio_from_number, url="http://x/voice")
+    assert refused.value.status == 401
+    assert rig.network.calls == []
