@@ -39,7 +39,9 @@ class EscalationPolicy:
         return cls(
             call_retries=settings.call_retries,
             retry_interval=timedelta(minutes=settings.call_retry_minutes),
-            call_watchdog=timedelta(seconds=settings.call_ring_timeout_s + 150),
+            call_watchdog=timedelta(
+                seconds=max(settings.call_watchdog_s, settings.call_ring_timeout_s)
+            ),
             ack_timeout=timedelta(minutes=settings.ack_timeout_minutes),
         )
 

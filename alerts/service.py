@@ -147,7 +147,7 @@ class AlertService:
                               OR (a.awaiting_call AND c.outcome IS NOT NULL))
                        ORDER BY a.next_action_at NULLS LAST
                        LIMIT 1
-                       FOR UPDATE OF a SKIP LOCKED""",
+                       FOR NO KEY UPDATE OF a SKIP LOCKED""",
                     {"now": now},
                 ).fetchone()
                 if alert is None:
@@ -254,11 +254,12 @@ class AlertService:
         now: datetime,
         reason: str,
     ) -> None:
-        managers = conn.execute(
-            """SELECT id, phone FROM anbu.care_manager
+        with conn.cursor(row_factory=dict_row) as cur:
+            managers = cur.execute(
+                """SELECT id, phone FROM anbu.care_manager
                WHERE dong_code = %s AND active AND role = ANY(%s) ORDER BY id""",
-            (a["dong_code"], list(roles)),
-        ).fetchall()
+                (a["dong_code"], list(roles)),
+            ).fetchall()
         severity = Severity.parse(a["severity"]).korean
         body = (
             f"[안부] {severity} 알림 #{a['id']} ({a['home']}): {reason}. "
@@ -287,7 +288,7 @@ class AlertService:
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 """SELECT a.* FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
-                   WHERE a.id = %s AND r.dong_code = %s FOR UPDATE OF a""",
+                   WHERE a.id = %s AND r.dong_code = %s FOR NO KEY UPDATE OF a""",
                 (alert_id, dong_code),
             ).fetchone()
         if row is None:

@@ -52,6 +52,78 @@ def detect(
     run_detect(events, out, until)
 
 
+@app.command()
+def serve(
+    role: Annotated[str, typer.Argument(help="ingest | worker | web | all")],
+    verbose: bool = False,
+) -> None:
+    """Run one role of anbu against ANBU_DATABASE_URL and the broker (production entry point)."""
+    import signal
+    import threading
+
+    from anbu.config import Settings
+    from anbu.service import build
+
+    if role not in ("ingest", "worker", "web", "all"):
+        raise typer.BadParameter("role must be ingest, worker, web or all")
+    _logging(verbose)
+    runtime = build(Settings())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if role in ("ingest", "all"):
+            runtime.start_ingest()
+        if role in ("worker", "all"):
+            runtime.start_worker()
+        if role in ("web", "all"):
+            runtime.start_web(background=True)
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many real seconds and check the scenario")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="virtual seconds per real second")] = 720.0,
+    homes: Annotated[int, typer.Option(help="simulated homes in the town")] = 6,
+    port: Annotated[int, typer.Option(help="dashboard port (0 = any free port)")] = 8000,
+    seed: int = 7,
+    stop_when_done: Annotated[
+        bool, typer.Option(help="exit as soon as the scenario reached the care manager")
+    ] = False,
+    verbose: bool = False,
+) -> None:
+    """A simulated town end to end on embedded defaults; prints what happens as it happens."""
+    from anbu.demo import run_demo
+
+    _logging(verbose)
+    if not verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    ok = run_demo(
+        duration=duration,
+        speed=speed,
+        homes=homes,
+        port=port,
+        seed=seed,
+        stop_when_done=stop_when_done,
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """Print every ANBU_* setting with its default, as a Markdown table."""
+    from anbu.settings_doc import settings_table
+
+    typer.echo(settings_table())
+
+
 def main() -> None:
     app()
 

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     mqtt_shared_group: str = Field(
         default="ingest", description="Shared-subscription group name ($share/<group>/...)."
     )
+    mqtt_protocol: int = Field(
+        default=5,
+        description="5 (MQTT 5, shared subscription) or 4 (MQTT 3.1.1, for brokers without v5).",
+    )
     mqtt_session_expiry_s: int = Field(
         default=86400, description="How long the broker keeps the session while ingest is away."
     )

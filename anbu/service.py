@@ -1,1 +1,160 @@
-"""The composition root: builds the pool, broker client, telephony and scheduler, and wires them."""
+"""The composition root: builds the pool, broker client, telephony and scheduler, and wires them.
+
+Nothing here runs at import. `build()` constructs; the start_* functions start one role
+each (ingest, worker, web) so that `anbu serve <role>` scales each horizontally.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from alerts.policy import EscalationPolicy
+from alerts.service import AlertService, IncomingFinding
+from anbu.clock import Clock, SystemClock
+from anbu.config import Settings
+from anbu.db import Database, migrate
+from calls.client import make_twilio_client
+from calls.service import CallService
+from calls.webhooks import build_router
+from dashboards.app import create_app
+from detectors.inactivity import InactivityPolicy
+from detectors.sweep import sweep
+from ingest.consumer import IngestService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one anbu process runs, wired together; start()/stop() per role."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    calls: CallService
+    alerts: AlertService
+    inactivity: InactivityPolicy
+    ingest: IngestService | None = None
+    scheduler: BackgroundScheduler | None = None
+    web: uvicorn.Server | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    # -- worker: the detector sweep, alert timers, partition upkeep ------------------------
+
+    def sweep_once(self) -> int:
+        """One detector sweep; the new findings open or raise alerts. Returns how many."""
+        with self.db.connection() as conn:
+            new = sweep(conn, self.clock.now(), self.inactivity)
+        if new:
+            self.alerts.on_findings(
+                [IncomingFinding(n.finding_id, n.resident_id, n.finding) for n in new]
+            )
+        return len(new)
+
+    def maintain_partitions(self) -> None:
+        with self.db.connection() as conn:
+            day = self.clock.now().date()
+            conn.execute("SELECT anbu.ensure_reading_partitions(%s::date, 7)", (day,))
+
+    def _guarded(self, name: str, job: Any) -> Any:
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # a failed tick is retried at the next one; the rows are the truth
+                log.exception("worker job failed", extra={"job": name})
+
+        return run
+
+    def start_worker(self) -> None:
+        s = self.settings
+        sched = BackgroundScheduler(timezone="UTC")
+        sched.add_job(
+            self._guarded("sweep", self.sweep_once),
+            "interval",
+            seconds=s.sweep_interval_s,
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        sched.add_job(
+            self._guarded("due", self.alerts.process_due),
+            "interval",
+            seconds=s.due_poll_s,
+            id="due",
+            max_instances=1,
+            coalesce=True,
+        )
+        sched.add_job(self._guarded("partitions", self.maintain_partitions), "interval",
+                      hours=6, id="partitions", max_instances=1, coalesce=True)  # fmt: skip
+        self.maintain_partitions()
+        sched.start()
+        self.scheduler = sched
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def start_ingest(self) -> None:
+        self.ingest = IngestService(self.settings, self.db, self.clock)
+        self.ingest.start()
+
+    # -- web -------------------------------------------------------------------------------
+
+    def web_app(self) -> Any:
+        return create_app(
+            self.db, self.settings, self.alerts, [build_router(self.calls, self.settings)]
+        )
+
+    def start_web(self, background: bool = True) -> None:
+        config = uvicorn.Config(
+            self.web_app(), host=self.settings.web_host, port=self.settings.web_port,
+            log_level="warning", access_log=False,
+        )  # fmt: skip
+        self.web = uvicorn.Server(config)
+        if not background:
+            self.web.run()
+            return
+        thread = threading.Thread(target=self.web.run, name="web", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        deadline = time.monotonic() + 20
+        while not self.web.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the web server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        if self.ingest is not None:
+            self.ingest.stop()
+            self.ingest = None
+        if self.web is not None:
+            self.web.should_exit = True
+            for t in self._threads:
+                t.join(10)
+            self.web = None
+        self.db.close()
+
+
+def build(settings: Settings, clock: Clock | None = None, run_migrations: bool = True) -> Runtime:
+    """Construct and wire every part; opens the pool (and migrates) but starts no role."""
+    if not settings.database_url:
+        raise RuntimeError("ANBU_DATABASE_URL is not set")
+    if run_migrations:
+        migrate(settings.database_url)
+    clock = clock or SystemClock()
+    db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    db.open()
+    calls = CallService(db, make_twilio_client(settings), settings, clock)
+    alerts = AlertService(
+        db, calls, EscalationPolicy.from_settings(settings), clock, settings.public_base_url
+    )
+    inactivity = InactivityPolicy.from_settings(settings)
+    return Runtime(settings, clock, db, calls, alerts, inactivity)

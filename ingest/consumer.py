@@ -96,10 +96,12 @@ class IngestService:
         s = self._settings
         self._stopping = threading.Event()  # a fresh one: a stuck old worker keeps its own
         self._store = Store(self._db, future_tolerance_s=s.future_tolerance_s)
+        v5 = s.mqtt_protocol == 5
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
             manual_ack=True,
         )
         client.username_pw_set(s.mqtt_username, s.mqtt_password)
@@ -108,11 +110,14 @@ class IngestService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.mqtt_session_expiry_s
-        client.connect_async(
-            s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props
-        )
+        if v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = s.mqtt_session_expiry_s
+            client.connect_async(
+                s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props
+            )
+        else:  # MQTT 3.1.1 (the in-process demo broker): persistent session, no shared group
+            client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
         self._client = client
         self._worker = threading.Thread(
             target=self._run, args=(self._store, self._stopping), name="ingest-store", daemon=True
@@ -157,9 +162,12 @@ class IngestService:
             self._connected = True
             self._stats = _bump(self._stats, connects=1)
         group = self._settings.mqtt_shared_group
-        client.subscribe(
-            [(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in topic_filters()]
-        )
+        if self._settings.mqtt_protocol == 5:
+            client.subscribe(
+                [(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in topic_filters()]
+            )
+        else:
+            client.subscribe([(f, 1) for f in topic_filters()])
         log.info("mqtt connected", extra={"session_present": flags.session_present})
 
     def _on_subscribe(

@@ -1,0 +1,23 @@
+"""`anbu demo` as a user runs it: a subprocess on embedded defaults that must reach the care manager."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_runs_the_scenario_to_the_care_manager(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANBU_")}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "anbu.cli", "demo", "--duration", "150", "--speed", "1500",
+         "--port", "0", "--stop-when-done"],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "안부전화" in out and "담당자 알림" in out
+    assert "OK:" in out
+    assert "+8210" not in out  # no phone number is ever printed

@@ -1,0 +1,269 @@
+"""End to end on real parts: a gateway publishes over Mosquitto, ingest stores into PostgreSQL,
+silence on a virtual clock opens an alert, check-in calls go through the real twilio client to
+the local phone network, and the dong care manager is notified and acknowledges over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from anbu import registry
+from anbu.clock import VirtualClock
+from anbu.config import Settings
+from anbu.domain import SensorKind
+from anbu.embedded import EmbeddedMosquitto, free_port
+from anbu.service import Runtime, build
+from simulators import personas
+from simulators.phone import PhoneNetwork
+
+DONG_A, DONG_B = "1111051500", "1111053000"
+RESIDENT_PHONE = "+821077700001"
+MANAGER_A_PHONE, MANAGER_B_PHONE = "+821088800001", "+821088800002"
+START = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 09:00 in Seoul
+
+
+def wait_for(check: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def phone() -> Iterator[PhoneNetwork]:
+    network = PhoneNetwork(Settings().twilio_account_sid, Settings().twilio_auth_token)
+    network.start()
+    yield network
+    network.stop()
+
+
+@pytest.fixture
+def runtime(
+    settings: Settings, broker: EmbeddedMosquitto, phone: PhoneNetwork, unique: str
+) -> Iterator[Runtime]:
+    port = free_port()
+    s = settings.model_copy(
+        update={
+            "twilio_api_base_url": phone.base_url,
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "web_port": port,
+            "call_retries": 1,
+        }
+    )
+    rt = build(s, VirtualClock(START, speed=0.0), run_migrations=False)
+    gateway = f"gw-{unique}"
+    broker.add_user(gateway, "gw-secret")
+    with rt.db.connection() as conn:
+        registry.add_dong(conn, DONG_A, "청운효자동", "종로구")
+        registry.add_dong(conn, DONG_B, "사직동", "종로구")
+        rid = registry.add_resident(conn, f"home-{unique}", DONG_A, "김순자", RESIDENT_PHONE)
+        registry.add_gateway(conn, gateway, rid)
+        registry.add_sensor(conn, gateway, "door1", SensorKind.DOOR, "entrance")
+        registry.add_sensor(conn, gateway, "pir_living", SensorKind.MOTION, "living")
+        registry.add_care_manager(conn, "cm-a", DONG_A, "박담당", MANAGER_A_PHONE, "pw-a")
+        registry.add_care_manager(conn, "cm-b", DONG_B, "이담당", MANAGER_B_PHONE, "pw-b")
+    rt.start_web()
+    rt.start_ingest()
+    assert rt.ingest is not None
+    assert rt.ingest.subscribed.wait(10)
+    yield rt
+    rt.stop()
+
+
+def publish(broker: EmbeddedMosquitto, gateway: str, readings: list[dict[str, object]]) -> None:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=gateway,
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(gateway, "gw-secret")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    info = client.publish(f"gw/{gateway}/anbu/readings", json.dumps({"readings": readings}), qos=1)
+    info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def count(rt: Runtime, sql: str, *args: object) -> int:
+    with rt.db.connection() as conn:
+        row = conn.execute(sql, args).fetchone()
+    return int(row[0]) if row else 0
+
+
+def token(base: str, username: str, password: str) -> str:
+    r = httpx.post(f"{base}/api/v1/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def test_silence_reaches_the_care_manager_who_acknowledges(
+    runtime: Runtime, broker: EmbeddedMosquitto, phone: PhoneNetwork, unique: str
+) -> None:
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
+    t0 = clock.now()
+    publish(broker, f"gw-{unique}", [
+        {"sensor": "door1", "kind": "door", "ts": t0.isoformat(), "value": 1},
+        {"sensor": "pir_living", "kind": "motion", "ts": (t0 + timedelta(seconds=5)).isoformat(), "value": 1},
+    ])  # fmt: skip
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.readings") == 2, what="readings stored")
+    assert count(rt, "SELECT count(*) FROM anbu.home_activity") == 1
+
+    # five hours of silence: nothing yet; six hours: a watch alert opens
+    clock.advance(timedelta(hours=5))
+    assert rt.sweep_once() == 0
+    clock.advance(timedelta(hours=1, minutes=1))
+    assert rt.sweep_once() == 1
+    assert rt.sweep_once() == 0  # the same silence is not raised twice
+    assert count(rt, "SELECT count(*) FROM anbu.alerts WHERE state = 'open'") == 1
+
+    # first call: not answered; retry after 10 minutes; not answered: escalate
+    for attempt in (1, 2):
+        rt.alerts.process_due()
+        wait_for(lambda n=attempt: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == n,
+                 what=f"call {attempt} outcome")  # fmt: skip
+        rt.alerts.process_due()
+        if attempt == 1:
+            assert count(rt, "SELECT count(*) FROM anbu.alerts WHERE state = 'calling'") == 1
+            rt.alerts.process_due()  # not due yet: no second call before the retry interval
+            assert len(phone.calls) == 1
+            clock.advance(timedelta(minutes=10))
+    assert count(rt, "SELECT count(*) FROM anbu.alerts WHERE state = 'escalated'") == 1
+    assert [c.to for c in phone.calls] == [RESIDENT_PHONE, RESIDENT_PHONE]
+    assert count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome = 'no_answer'") == 2
+
+    # the care manager of dong A got an SMS with the dashboard link; dong B's did not
+    sms = [m for m in phone.messages]
+    assert [m.to for m in sms] == [MANAGER_A_PHONE]
+    (alert_id,) = [int(x) for x in [count(rt, "SELECT id FROM anbu.alerts")]]
+    assert f"/alerts/{alert_id}" in sms[0].body
+    assert "김순자" not in sms[0].body and RESIDENT_PHONE not in sms[0].body
+
+    base = rt.settings.public_base_url
+    a, b = token(base, "cm-a", "pw-a"), token(base, "cm-b", "pw-b")
+    seen_b = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {b}"})
+    assert seen_b.status_code == 200 and seen_b.json() == []
+    denied = httpx.post(f"{base}/api/v1/alerts/{alert_id}/acknowledge", json={"note": ""},
+                        headers={"Authorization": f"Bearer {b}"})  # fmt: skip
+    assert denied.status_code == 404
+    seen_a = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {a}"})
+    assert [x["id"] for x in seen_a.json()] == [alert_id]
+    ack = httpx.post(f"{base}/api/v1/alerts/{alert_id}/acknowledge", json={"note": "방문 예정"},
+                     headers={"Authorization": f"Bearer {a}"})  # fmt: skip
+    assert ack.status_code == 200, ack.text
+    with rt.db.connection() as conn:
+        trail = conn.execute(
+            "SELECT actor, to_state FROM anbu.alert_events WHERE alert_id = %s ORDER BY id",
+            (alert_id,),
+        ).fetchall()
+    assert trail[0] == ("system", "open")
+    assert trail[-2][1] == "escalated"
+    assert trail[-1][1] == "acknowledged" and trail[-1][0].startswith("care_manager:")
+    # acknowledged: the ladder stops climbing
+    clock.advance(timedelta(hours=2))
+    rt.alerts.process_due()
+    assert len(phone.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("persona", "state", "outcome"),
+    [(personas.PRESS_1, "resolved", "resident_ok"), (personas.PRESS_2, "escalated", None)],
+)
+def test_the_resident_answers(
+    runtime: Runtime, phone: PhoneNetwork, persona: personas.Persona, state: str,
+    outcome: str | None, unique: str,
+) -> None:  # fmt: skip
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, persona)
+    with rt.db.connection() as conn:
+        conn.execute(
+            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
+               SELECT id, %s FROM anbu.resident""",
+            (clock.now(),),
+        )
+    clock.advance(timedelta(hours=13))
+    assert rt.sweep_once() == 1
+    rt.alerts.process_due()
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == 1,
+             what="call outcome")  # fmt: skip
+    rt.alerts.process_due()
+    with rt.db.connection() as conn:
+        row = conn.execute("SELECT state, outcome, severity FROM anbu.alerts").fetchone()
+    assert row == (state, outcome, "warning")
+    assert len(phone.messages) == (1 if state == "escalated" else 0)
+
+
+def test_two_workers_never_call_a_resident_twice(runtime: Runtime, phone: PhoneNetwork) -> None:
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
+    with rt.db.connection() as conn:
+        conn.execute(
+            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
+               SELECT id, %s FROM anbu.resident""",
+            (clock.now(),),
+        )
+    clock.advance(timedelta(hours=7))
+    assert rt.sweep_once() == 1
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        rt.alerts.process_due()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert phone.wait_idle(15)
+    assert len(phone.calls) == 1
+    assert count(rt, "SELECT count(*) FROM anbu.calls") == 1
+
+
+def test_restart_keeps_the_timer(runtime: Runtime, settings: Settings, phone: PhoneNetwork) -> None:
+    """A worker that dies after the call was placed: a new one continues, no second call."""
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
+    with rt.db.connection() as conn:
+        conn.execute(
+            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
+               SELECT id, %s FROM anbu.resident""",
+            (clock.now(),),
+        )
+    clock.advance(timedelta(hours=7))
+    rt.sweep_once()
+    rt.alerts.process_due()
+    assert phone.wait_idle(15)
+    # a second process with its own pool and the same database picks the work up
+    other = build(rt.settings, clock, run_migrations=False)
+    try:
+        wait_for(
+            lambda: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == 1
+        )
+        other.alerts.process_due()
+        clock.advance(timedelta(minutes=10))
+        other.alerts.process_due()
+        assert phone.wait_idle(15)
+        assert len(phone.calls) == 2
+        with psycopg.connect(rt.settings.database_url or "") as conn:
+            keys = [
+                r[0] for r in conn.execute("SELECT idempotency_key FROM anbu.calls ORDER BY id")
+            ]
+        assert len(set(keys)) == 2
+    finally:
+        other.db.close()
