@@ -124,7 +124,17 @@ def settings_cmd() -> None:
     typer.echo(settings_table())
 
 
+bench_app = typer.Typer(
+    help="Benchmarks: each prints its figures beside a baseline measured in the same run.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
+
+
 def main() -> None:
+    # each capability registers its own commands on `app` / `bench_app`
+    from anbu.cli import calls_cmds, detectors_cmds, ingest_cmds  # noqa: F401
+
     app()
 
 

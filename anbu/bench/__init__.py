@@ -1,0 +1,1 @@
+"""Benchmarks (programs, not timed tests): each prints figures beside a same-run baseline."""

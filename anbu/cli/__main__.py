@@ -1,0 +1,5 @@
+"""`python -m anbu.cli`."""
+
+from anbu.cli import main
+
+main()
