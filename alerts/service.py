@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -18,6 +19,7 @@ from psycopg.rows import dict_row
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
 from alerts.policy import OUTCOME_KO, OUTCOME_MEANING, EscalationPolicy
+from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
 from anbu.clock import Clock
 from anbu.db import Database
 from anbu.domain import AlertState, CallOutcome, Finding, Severity
@@ -68,7 +70,9 @@ class AlertService:
         policy: EscalationPolicy,
         clock: Clock,
         dashboard_url: str,
+        timezone: str = "Asia/Seoul",
     ) -> None:
+        self.tz = ZoneInfo(timezone)
         self.db = db
         self.telephony = telephony
         self.policy = policy
@@ -93,21 +97,24 @@ class AlertService:
     ) -> int | None:
         f = item.finding
         severity = f.severity.label
+        route = route_for(f.kind)
+        first_action = now if route.call_resident else None  # others: the dashboard only
         row = conn.execute(
             """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
                                         updated_at, next_action_at, finding_id)
                VALUES (%s, %s, %s, 'open', %s, %s, %s, %s)
                ON CONFLICT (resident_id, kind) WHERE state <> 'resolved' DO NOTHING
                RETURNING id""",
-            (item.resident_id, f.kind, severity, now, now, now, item.finding_id),
+            (item.resident_id, f.kind, severity, now, now, first_action, item.finding_id),
         ).fetchone()
         if row is not None:
             alert_id = int(row[0])
-            _record(conn, alert_id, now, "system", None, AlertState.OPEN, f.reason_ko)
+            why = f.reason_ko if route.call_resident else f"{route.label_ko}: {f.reason_ko}"
+            _record(conn, alert_id, now, "system", None, AlertState.OPEN, why)
             log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
             return alert_id
         current = conn.execute(
-            """SELECT id, severity, state FROM anbu.alerts
+            """SELECT id, severity, state, awaiting_call FROM anbu.alerts
                WHERE resident_id = %s AND kind = %s AND state <> 'resolved' FOR UPDATE""",
             (item.resident_id, f.kind),
         ).fetchone()
@@ -122,6 +129,12 @@ class AlertService:
                WHERE id = %s""",
             (severity, item.finding_id, now, alert_id),
         )
+        held = state in (AlertState.OPEN, AlertState.CALLING) and not current[3]
+        if route.call_resident and held and not holds_for_quiet_hours(f.severity):
+            # a call held for quiet hours or waiting to retry goes now that it is critical
+            conn.execute(
+                "UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (now, alert_id)
+            )
         _record(
             conn, alert_id, now, "system", state, state,
             f"단계 상향 {old.korean} → {f.severity.korean}: {f.reason_ko}",
@@ -137,8 +150,8 @@ class AlertService:
             with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 now = self.clock.now()
                 alert = cur.execute(
-                    """SELECT a.*, c.outcome AS call_outcome, r.phone IS NOT NULL AS has_phone,
-                              r.dong_code, r.home
+                    """SELECT a.*, c.outcome AS call_outcome, r.dong_code, r.home,
+                              r.quiet_start, r.quiet_end
                        FROM anbu.alerts a
                        JOIN anbu.resident r ON r.id = a.resident_id
                        LEFT JOIN anbu.calls c ON c.id = a.last_call_id
@@ -171,6 +184,16 @@ class AlertService:
     def _place_call(
         self, conn: psycopg.Connection[Any], a: dict[str, Any], state: AlertState, now: datetime
     ) -> None:
+        hold_until = quiet_hours_end(now, a["quiet_start"], a["quiet_end"], self.tz)
+        if hold_until is not None and holds_for_quiet_hours(Severity.parse(a["severity"])):
+            conn.execute(
+                "UPDATE anbu.alerts SET next_action_at = %s, updated_at = %s WHERE id = %s",
+                (hold_until, now, a["id"]),
+            )
+            local = hold_until.astimezone(self.tz)
+            _record(conn, a["id"], now, "system", state, state,
+                    f"조용한 시간이라 {local:%H:%M}까지 안부전화를 미룹니다")  # fmt: skip
+            return
         attempt = int(a["call_attempts"]) + 1
         call_id = self.telephony.place_check_in(a["resident_id"], a["id"], attempt)
         to = next_state(state, Event.CALL_PLACED)

@@ -197,6 +197,10 @@ def run_demo(
                 registry.add_care_manager(
                     conn, username, dong, f"{username} 담당", phone_no, password
                 )
+                sup, sup_pw, sup_phone = DEMO_SUPERVISOR
+                registry.add_care_manager(
+                    conn, f"{sup}-{dong}", dong, "구 통합돌봄 담당", sup_phone, sup_pw, "supervisor"
+                )
         runtime.start_web()
         runtime.start_ingest()
         runtime.start_worker()

@@ -154,7 +154,12 @@ def build(settings: Settings, clock: Clock | None = None, run_migrations: bool =
     db.open()
     calls = CallService(db, make_twilio_client(settings), settings, clock)
     alerts = AlertService(
-        db, calls, EscalationPolicy.from_settings(settings), clock, settings.public_base_url
+        db,
+        calls,
+        EscalationPolicy.from_settings(settings),
+        clock,
+        settings.public_base_url,
+        settings.timezone,
     )
     inactivity = InactivityPolicy.from_settings(settings)
     return Runtime(settings, clock, db, calls, alerts, inactivity)

@@ -267,3 +267,63 @@ def test_restart_keeps_the_timer(runtime: Runtime, settings: Settings, phone: Ph
         assert len(set(keys)) == 2
     finally:
         other.db.close()
+
+
+def _silent_since(rt: Runtime, at: datetime) -> None:
+    with rt.db.connection() as conn:
+        conn.execute(
+            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
+               SELECT id, %s FROM anbu.resident""",
+            (at,),
+        )
+
+
+def test_quiet_hours_hold_the_call_until_they_end(runtime: Runtime, phone: PhoneNetwork) -> None:
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, personas.PRESS_1)
+    with rt.db.connection() as conn:  # 09:00 Seoul now; quiet from 15:00 to 10:00
+        conn.execute("UPDATE anbu.resident SET quiet_start = '15:00', quiet_end = '10:00'")
+    _silent_since(rt, clock.now())
+    clock.advance(timedelta(hours=7))  # 16:00 Seoul: a watch alert, inside quiet hours
+    assert rt.sweep_once() == 1
+    rt.alerts.process_due()
+    assert phone.calls == []
+    with rt.db.connection() as conn:
+        (due,) = conn.execute("SELECT next_action_at FROM anbu.alerts").fetchone() or (None,)
+    assert due == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 10:00 Seoul next morning
+    clock.advance(timedelta(hours=5))  # 21:00 Seoul: warning, still quiet, still held
+    assert rt.sweep_once() == 1
+    rt.alerts.process_due()
+    assert phone.calls == []
+    clock.advance(timedelta(hours=12))  # 09:00 Seoul next day, still quiet: critical rings through
+    assert rt.sweep_once() == 1
+    rt.alerts.process_due()
+    assert phone.wait_idle(15)
+    assert len(phone.calls) == 1
+
+
+def test_device_findings_never_ring_the_resident(runtime: Runtime, phone: PhoneNetwork) -> None:
+    rt, clock = runtime, runtime.clock
+    from alerts.service import IncomingFinding
+    from anbu.domain import Finding, Severity
+
+    with rt.db.connection() as conn:
+        (rid,) = conn.execute("SELECT id FROM anbu.resident").fetchone() or (0,)
+        (fid,) = conn.execute(
+            """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en)
+               VALUES (%s, 'gateway_offline', 'warning', %s, '게이트웨이 오프라인', 'gateway offline')
+               RETURNING id""",
+            (rid, clock.now()),
+        ).fetchone() or (0,)
+    finding = Finding(
+        "h", "gateway_offline", Severity.WARNING, clock.now(), "게이트웨이 오프라인", "offline"
+    )
+    assert len(rt.alerts.on_findings([IncomingFinding(fid, rid, finding)])) == 1
+    assert isinstance(clock, VirtualClock)
+    clock.advance(timedelta(hours=3))
+    rt.alerts.process_due()
+    assert phone.calls == []
+    with rt.db.connection() as conn:
+        row = conn.execute("SELECT state, next_action_at FROM anbu.alerts").fetchone()
+    assert row == ("open", None)

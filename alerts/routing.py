@@ -1,0 +1,64 @@
+"""Which findings call the resident, and when a call may be placed: data, not branches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from anbu.domain import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What an alert of one kind does."""
+
+    call_resident: bool
+    label_ko: str
+    label_en: str
+
+
+# Kinds are matched by prefix, first match wins. Device, site and routine findings are for
+# the technician or the weekly review: they show on the dashboard and never ring a resident.
+ROUTES: tuple[tuple[str, Route], ...] = (
+    ("device", Route(False, "기기 점검", "device check")),
+    ("gateway", Route(False, "게이트웨이 점검", "gateway check")),
+    ("battery", Route(False, "배터리 교체", "battery replacement")),
+    ("site", Route(False, "지역 장애", "site outage")),
+    ("routine", Route(False, "생활 변화 검토", "routine review")),
+    ("", Route(True, "안부 확인", "check on the resident")),
+)
+
+
+def route_for(kind: str) -> Route:
+    """The route of an alert kind."""
+    for prefix, route in ROUTES:
+        if kind.startswith(prefix):
+            return route
+    raise AssertionError("the empty prefix matches every kind")
+
+
+def quiet_hours_end(
+    now: datetime, quiet_start: time | None, quiet_end: time | None, tz: ZoneInfo
+) -> datetime | None:
+    """When the resident's quiet hours end, if `now` falls inside them; else None.
+
+    Quiet hours are local wall-clock times and may wrap midnight (22:00-07:00).
+    """
+    if quiet_start is None or quiet_end is None or quiet_start == quiet_end:
+        return None
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    wraps = quiet_start > quiet_end
+    inside = (t >= quiet_start or t < quiet_end) if wraps else (quiet_start <= t < quiet_end)
+    if not inside:
+        return None
+    end = local.replace(hour=quiet_end.hour, minute=quiet_end.minute, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end.astimezone(now.tzinfo)
+
+
+def holds_for_quiet_hours(severity: Severity) -> bool:
+    """Quiet hours hold every call but a critical alert's."""
+    return severity < Severity.CRITICAL

@@ -1,0 +1,169 @@
+"""What vendor adapters produce, and the small parsers they share.
+
+A vendor message talks about a device, not about a registered sensor: it may carry several
+candidate primary values (a plug reports watts and its relay state) and secondary readings
+(battery, link quality, energy). The store picks the candidate that matches the sensor's
+registered kind; nothing here knows the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from anbu.domain import SensorKind
+
+DEVICE_TZ: tzinfo = ZoneInfo("Asia/Seoul")
+"""Zone of device clocks that print local time without an offset (Tasmota's Time)."""
+
+CONTACT_KINDS = (SensorKind.DOOR, SensorKind.CONTACT)
+"""A contact switch serves either kind: the entrance door, or any other switch."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    """One vendor message's values for one device, before the registry picks the primary."""
+
+    gateway: str
+    device: str
+    ts: datetime
+    stamped: bool
+    """True when `ts` came from the device; False when it is the time of receipt."""
+    values: tuple[tuple[SensorKind, float], ...] = ()
+    """Candidate primary values, by the kind of sensor they would be."""
+    battery: float | None = None
+    link_quality: float | None = None
+    energy_kwh: float | None = None
+    whole_device: bool = False
+    """True when `device` names a node whose sensors are `<device>/<component>` (ESPHome)."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and (self.battery, self.link_quality, self.energy_kwh) == (
+            None,
+            None,
+            None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAvailability:
+    """A device's own liveness (LWT, availability topic); not a reading, not activity."""
+
+    gateway: str
+    device: str
+    online: bool
+    whole_device: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A message a dialect publishes that anbu has no use for (bridge logs, commands)."""
+
+    reason: str
+
+
+def show(value: object, limit: int = 64) -> str:
+    """A printable, ASCII-safe, bounded rendering of untrusted input for a reason text."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def load_json(payload: bytes) -> Any | str:
+    """The decoded JSON document, or the reason it is not one (a str)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "payload is not UTF-8"
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return f"payload is not JSON: {show(str(exc), 120)}"
+
+
+def load_object(payload: bytes) -> dict[str, Any] | str:
+    """The JSON object of a payload, or why it is not one."""
+    doc = load_json(payload)
+    if isinstance(doc, str):
+        return doc
+    if not isinstance(doc, dict):
+        return f"payload is not a JSON object: {show(doc)}"
+    return doc
+
+
+def text_of(payload: bytes) -> str | None:
+    """The stripped UTF-8 text of a payload, or None."""
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def number(raw: Any) -> float | None:
+    """A finite float from a JSON number or a numeric string ("23.5"); None otherwise."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            return None
+    if not isinstance(raw, int | float):
+        return None
+    try:
+        value = float(raw)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+ON_OFF = {"on": 1.0, "off": 0.0, "true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0}
+
+
+def switch_state(raw: Any) -> float | None:
+    """1.0/0.0 from true/false, "ON"/"OFF" (any case), 1/0; None otherwise."""
+    if isinstance(raw, bool):
+        return 1.0 if raw else 0.0
+    if isinstance(raw, int | float) and raw in (0, 1):
+        return float(raw)
+    if isinstance(raw, str):
+        return ON_OFF.get(raw.strip().lower())
+    return None
+
+
+def device_time(raw: Any, naive_tz: tzinfo = DEVICE_TZ) -> datetime | None:
+    """A UTC time from ISO 8601 (naive means `naive_tz`) or epoch seconds/milliseconds."""
+    if isinstance(raw, bool):
+        return None
+    try:
+        if isinstance(raw, int | float):
+            seconds = float(raw) / 1000.0 if raw > 1e11 else float(raw)
+            return datetime.fromtimestamp(seconds, UTC)
+        if isinstance(raw, str):
+            ts = datetime.fromisoformat(raw.strip())
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=naive_tz)
+            return ts.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def stamp(raw: Any, now: datetime, future_tolerance_s: int) -> tuple[datetime, bool] | str:
+    """The reading's time: the device's when given and sane, else receipt; or why not."""
+    if raw is None:
+        return now, False
+    ts = device_time(raw)
+    if ts is None:
+        return f"unparseable device time {show(raw)}"
+    if ts > now + timedelta(seconds=future_tolerance_s):
+        return f"device time {ts.isoformat()} is in the future"
+    return ts, True

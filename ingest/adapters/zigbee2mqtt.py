@@ -1,0 +1,138 @@
+"""Zigbee2MQTT 2.x: `gw/<id>/zigbee2mqtt/<friendly name>[/availability]`.
+
+Device state is a JSON object holding whatever the device's converter exposes: `contact`
+(true = magnet close = door shut), `occupancy`, `power` (W), `state` (relay "ON"/"OFF"),
+`energy` (kWh), `battery` (%), `linkquality` (0-255), and `last_seen` when the bridge has
+`advanced.last_seen` enabled (ISO_8601, ISO_8601_local or epoch milliseconds). Availability is
+`{"state":"online"}` (or the legacy plain `online`/`offline`), retained. Friendly names may
+contain slashes. `bridge/state` is the bridge itself: the gateway's liveness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.common import (
+    CONTACT_KINDS,
+    DeviceAvailability,
+    DeviceReport,
+    Ignored,
+    load_json,
+    number,
+    show,
+    stamp,
+    switch_state,
+    text_of,
+)
+
+Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+AVAILABILITY = {"online": True, "offline": False}
+COMMAND_SUFFIXES = ("/set", "/get")
+
+
+def _opened(raw: Any) -> float | None:
+    """Zigbee2MQTT's contact is true when closed; anbu's door/contact value is 1 when open."""
+    closed = switch_state(raw)
+    return None if closed is None else 1.0 - closed
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One exposed property: its JSON key, the sensor kinds it can be, how to read it, range."""
+
+    key: str
+    kinds: tuple[SensorKind, ...]
+    convert: Callable[[Any], float | None]
+    low: float = 0.0
+    high: float = 1.0
+
+
+PRIMARY: tuple[Field, ...] = (
+    Field("contact", CONTACT_KINDS, _opened),
+    Field("occupancy", (SensorKind.MOTION,), switch_state),
+    Field("presence", (SensorKind.MOTION,), switch_state),
+    Field("power", (SensorKind.POWER,), number, 0.0, 20_000.0),
+    Field("state", (SensorKind.APPLIANCE,), switch_state),
+)
+SECONDARY: tuple[Field, ...] = (
+    Field("battery", (), number, 0.0, 100.0),
+    Field("linkquality", (), number, 0.0, 255.0),
+    Field("energy", (), number, 0.0, 1e9),
+)
+
+
+def parse(
+    gateway: str, rest: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """Everything one Zigbee2MQTT message says."""
+    if rest == "bridge/state":
+        online = _availability(payload)
+        if online is None:
+            return [Rejected(f"bridge state {show(payload)} is neither online nor offline")]
+        return [GatewayStatus(gateway=gateway, online=online)]
+    if rest.startswith("bridge/") or rest == "bridge":
+        return [Ignored(f"zigbee2mqtt {show(rest)} is bridge housekeeping")]
+    if rest.endswith(COMMAND_SUFFIXES) or "/set/" in rest:
+        return [Ignored(f"zigbee2mqtt {show(rest)} is a command, not device state")]
+    if rest.endswith("/availability"):
+        device = rest.removesuffix("/availability")
+        online = _availability(payload)
+        if not device or online is None:
+            return [Rejected(f"availability {show(payload)} is neither online nor offline")]
+        return [DeviceAvailability(gateway=gateway, device=device, online=online)]
+    return [_state(gateway, rest, payload, now, future_tolerance_s)]
+
+
+def _availability(payload: bytes) -> bool | None:
+    text = text_of(payload)
+    if text is None:
+        return None
+    if text in AVAILABILITY:  # legacy_availability_payload / 1.x
+        return AVAILABILITY[text]
+    doc = load_json(payload)
+    if isinstance(doc, dict) and isinstance(doc.get("state"), str):
+        return AVAILABILITY.get(doc["state"])
+    return None
+
+
+def _state(
+    gateway: str, device: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> DeviceReport | Rejected:
+    doc = load_json(payload)
+    if isinstance(doc, str):
+        return Rejected(doc)
+    if not isinstance(doc, dict):
+        return Rejected(f"device state is not a JSON object: {show(doc)}")
+    when = stamp(doc.get("last_seen"), now, future_tolerance_s)
+    if isinstance(when, str):
+        return Rejected(when)
+    values: list[tuple[SensorKind, float]] = []
+    secondary: dict[str, float] = {}
+    for f in (*PRIMARY, *SECONDARY):
+        raw = doc.get(f.key)
+        if raw is None:
+            continue
+        value = f.convert(raw)
+        if value is None or not f.low <= value <= f.high:
+            return Rejected(f"{f.key} {show(raw)} is not a valid value")
+        if f.kinds:
+            values.extend((kind, value) for kind in f.kinds)
+        else:
+            secondary[f.key] = value
+    report = DeviceReport(
+        gateway=gateway,
+        device=device,
+        ts=when[0],
+        stamped=when[1],
+        values=tuple(values),
+        battery=secondary.get("battery"),
+        link_quality=secondary.get("linkquality"),
+        energy_kwh=secondary.get("energy"),
+    )
+    if report.empty:
+        return Rejected(f"no property anbu reads in {show(sorted(doc), 120)}")
+    return report

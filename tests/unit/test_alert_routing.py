@@ -1,0 +1,64 @@
+"""Alert routing and quiet hours: pure functions over data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
+from anbu.domain import Severity
+
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def test_care_kinds_call_the_resident_and_device_kinds_never_do() -> None:
+    for kind in ("inactivity", "not_up", "not_back", "night_wandering", "bathroom_long_stay"):
+        assert route_for(kind).call_resident
+    for kind in (
+        "device_silent",
+        "gateway_offline",
+        "battery_low",
+        "site_outage",
+        "routine_change",
+    ):
+        assert not route_for(kind).call_resident
+
+
+def test_quiet_hours_wrapping_midnight() -> None:
+    qs, qe = time(22, 0), time(7, 0)
+    at_23 = datetime(2026, 11, 24, 23, 30, tzinfo=SEOUL).astimezone(UTC)
+    assert quiet_hours_end(at_23, qs, qe, SEOUL) == datetime(2026, 11, 25, 7, 0, tzinfo=SEOUL)
+    at_3 = datetime(2026, 11, 25, 3, 0, tzinfo=SEOUL).astimezone(UTC)
+    assert quiet_hours_end(at_3, qs, qe, SEOUL) == datetime(2026, 11, 25, 7, 0, tzinfo=SEOUL)
+    at_noon = datetime(2026, 11, 25, 12, 0, tzinfo=SEOUL)
+    assert quiet_hours_end(at_noon, qs, qe, SEOUL) is None
+    assert quiet_hours_end(at_3, None, qe, SEOUL) is None
+
+
+def test_quiet_hours_within_a_day() -> None:
+    at = datetime(2026, 11, 25, 13, 30, tzinfo=SEOUL)
+    assert quiet_hours_end(at, time(13, 0), time(15, 0), SEOUL) == at.replace(hour=15, minute=0)
+    assert quiet_hours_end(at.replace(hour=15), time(13, 0), time(15, 0), SEOUL) is None
+
+
+@given(
+    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+    st.times(),
+    st.times(),
+)
+def test_quiet_hours_end_is_ahead_and_outside(now: datetime, qs: time, qe: time) -> None:
+    now = now.replace(tzinfo=UTC)
+    qs, qe = qs.replace(second=0, microsecond=0), qe.replace(second=0, microsecond=0)
+    end = quiet_hours_end(now, qs, qe, SEOUL)
+    if end is None:
+        return
+    assert now < end <= now + timedelta(days=1)
+    assert quiet_hours_end(end, qs, qe, SEOUL) is None
+
+
+def test_only_critical_alerts_ring_through_quiet_hours() -> None:
+    assert holds_for_quiet_hours(Severity.WATCH) and holds_for_quiet_hours(Severity.WARNING)
+    assert not holds_for_quiet_hours(Severity.CRITICAL)
