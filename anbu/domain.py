@@ -102,6 +102,10 @@ class CallOutcome(enum.StrEnum):
     FAILED = "failed"
     VOICEMAIL = "voicemail"
     UNCLEAR = "unclear"
+    # calls issue: what a spoken answer can mean beyond OK/HELP
+    UNWELL = "unwell"  # not an emergency, but the care manager should know
+    EMERGENCY = "emergency"  # escalate at once, at the top of the ladder
+    CALL_BACK_LATER = "call_back_later"  # answered, asked to be called later: retry
 
     @property
     def reassuring(self) -> bool:

@@ -20,6 +20,8 @@ def _logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # twilio's client logs request URLs and headers at INFO; keep it to warnings
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 @app.command()

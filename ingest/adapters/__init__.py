@@ -1,7 +1,9 @@
 """Payload dialects: the topic segment after `gw/<gateway id>/` picks the adapter.
 
-A new dialect (Zigbee2MQTT, Tasmota, Shelly, ...) is one module and one row in DIALECTS;
-the consumer subscribes to every row's topics and `route` dispatches by the segment.
+A new dialect is one module and one row in DIALECTS; the consumer subscribes to every row's
+topics and `route` dispatches by the segment. Vendor adapters return DeviceReport (values
+the registry resolves to one Reading), DeviceAvailability (liveness), Ignored (housekeeping
+the vendor publishes) or Rejected (a dead letter with its reason); never a vendor dict.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from anbu.domain import GatewayStatus, Reading, Rejected
-from ingest.adapters import native
+from ingest.adapters import esphome, native, shelly, tasmota, zigbee2mqtt
+from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored
 
-Parsed = Reading | GatewayStatus | Rejected
+Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
 ParseFn = Callable[[str, str, bytes, datetime, int], list[Parsed]]
 
 
@@ -28,7 +31,14 @@ class Dialect:
 
 
 DIALECTS: tuple[Dialect, ...] = (
-    Dialect(segment="anbu", parse=native.parse, subtopics=("readings", "status")),
+    Dialect(segment="anbu", parse=native.parse, subtopics=("readings", "status")),  # type: ignore[arg-type]
+    Dialect(segment="zigbee2mqtt", parse=zigbee2mqtt.parse, subtopics=("#",)),
+    Dialect(segment="tele", parse=tasmota.parse_tele, subtopics=("+/SENSOR", "+/STATE", "+/LWT")),
+    Dialect(segment="stat", parse=tasmota.parse_stat, subtopics=("+/+",)),
+    Dialect(
+        segment="shelly", parse=shelly.parse, subtopics=("+/events/rpc", "+/online", "+/status/+")
+    ),
+    Dialect(segment="esphome", parse=esphome.parse, subtopics=("#",)),
 )
 
 BY_SEGMENT: Mapping[str, Dialect] = {d.segment: d for d in DIALECTS}

@@ -1,0 +1,76 @@
+"""ESPHome's MQTT component: `gw/<id>/esphome/<node>/<component>/<object id>/state`.
+
+With `mqtt: topic_prefix` set to the node name, ESPHome publishes each entity's state as a
+plain retained string: binary_sensor and switch "ON"/"OFF", sensor a number ("23.5"), and
+`<node>/status` "online"/"offline" (birth and will). A sensor is registered as
+`<node>/<object id>`; the node's `battery_level`/`battery` sensor and `wifi_signal` (dBm)
+are secondary readings of every sensor of that node, and its status is their liveness.
+Binary sensors follow their device class: ON is open (door), detected (motion), on (plug).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.common import (
+    CONTACT_KINDS,
+    DeviceAvailability,
+    DeviceReport,
+    Ignored,
+    number,
+    show,
+    switch_state,
+    text_of,
+)
+
+Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+STATUS = {"online": True, "offline": False}
+BINARY_KINDS = (*CONTACT_KINDS, SensorKind.MOTION, SensorKind.APPLIANCE)
+NODE_SECONDARY = {"battery_level": "battery", "battery": "battery", "wifi_signal": "link_quality"}
+POWER_MAX_W = 20_000.0
+
+
+def parse(
+    gateway: str, rest: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """Everything one ESPHome message says (ESPHome has no timestamps: time of receipt)."""
+    parts = rest.split("/")
+    text = text_of(payload)
+    if len(parts) == 2 and parts[1] == "status":
+        online = STATUS.get(text or "")
+        if online is None:
+            return [Rejected(f"status {show(payload)} is neither online nor offline")]
+        return [DeviceAvailability(gateway, parts[0], online, whole_device=True)]
+    if len(parts) != 4 or parts[3] != "state" or not parts[0] or not parts[2]:
+        if len(parts) >= 2 and parts[-1] in ("command", "debug", "discovery"):
+            return [Ignored(f"esphome {show(parts[-1])} topic carries no state")]
+        return [Rejected(f"esphome topic {show(rest)} is not <node>/<component>/<id>/state")]
+    node, component, object_id, _ = parts
+    if text is None:
+        return [Rejected("state is not UTF-8")]
+    if component in ("binary_sensor", "switch"):
+        value = switch_state(text)
+        if value is None:
+            return [Rejected(f"{component} state {show(text)} is neither ON nor OFF")]
+        kinds = BINARY_KINDS if component == "binary_sensor" else (SensorKind.APPLIANCE,)
+        return [_report(gateway, f"{node}/{object_id}", now, tuple((k, value) for k in kinds))]
+    if component != "sensor":
+        return [Ignored(f"esphome {show(component)} entities are not read")]
+    value = number(text)
+    if value is None:
+        return [Rejected(f"sensor state {show(text)} is not a number")]
+    slot = NODE_SECONDARY.get(object_id)
+    if slot == "battery" and 0.0 <= value <= 100.0:
+        return [DeviceReport(gateway, node, now, False, battery=value, whole_device=True)]
+    if slot == "link_quality":
+        return [DeviceReport(gateway, node, now, False, link_quality=value, whole_device=True)]
+    if not 0.0 <= value <= POWER_MAX_W:
+        return [Rejected(f"sensor state {show(text)} is out of range for power")]
+    return [_report(gateway, f"{node}/{object_id}", now, ((SensorKind.POWER, value),))]
+
+
+def _report(
+    gateway: str, device: str, now: datetime, values: tuple[tuple[SensorKind, float], ...]
+) -> DeviceReport:
+    return DeviceReport(gateway=gateway, device=device, ts=now, stamped=False, values=values)
