@@ -86,6 +86,42 @@ class Settings(BaseSettings):
         default=30.0, description="Unacknowledged alerts are re-notified after this."
     )
 
+    # -- calls issue: the send queue, routine check-ins, the 돌봄콜 line ---------------------
+    call_cps: float = Field(
+        default=1.0, description="Calls per second the Twilio account allows (shared by workers)."
+    )
+    call_burst_s: float = Field(
+        default=1.0, description="Seconds of calls-per-second budget that may be spent at once."
+    )
+    call_inline_wait_s: float = Field(
+        default=2.0,
+        description="How long an alert's check-in call waits for a token before the queue "
+        "drainer takes it instead.",
+    )
+    call_dial_workers: int = Field(default=8, description="Concurrent REST requests when dialling.")
+    call_queue_poll_s: float = Field(
+        default=1.0, description="Seconds between runs of the queue drainer job."
+    )
+    checkin_retries: int = Field(
+        default=2, description="Routine check-in retries when unanswered (busy, voicemail, ...)."
+    )
+    checkin_unclear_retries: int = Field(
+        default=1, description="Routine check-in retries after an unclear answer."
+    )
+    checkin_retry_minutes: float = Field(
+        default=10.0, description="Minutes between routine check-in retries."
+    )
+    checkin_unreached_streak: int = Field(
+        default=3, description="Unreached routine check-ins in a row that alert the care manager."
+    )
+    checkin_tick_s: float = Field(
+        default=30.0, description="Seconds between routine check-in scheduler ticks."
+    )
+    city_contact_ko: str = Field(
+        default="120 다산콜센터",
+        description="What unknown callers to the 돌봄콜 line are told to call instead.",
+    )
+
     sweep_interval_s: float = Field(default=60.0, description="Seconds between detector sweeps.")
     due_poll_s: float = Field(default=2.0, description="Seconds between polls for due alert work.")
     timezone: str = Field(default="Asia/Seoul", description="Time zone shown to people.")

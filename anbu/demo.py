@@ -124,6 +124,7 @@ def run_demo(
     port: int,
     seed: int,
     stop_when_done: bool = False,
+    broker_kind: str = "auto",
 ) -> bool:
     """Run the demo; returns True when the scenario's alert reached its care manager."""
     console = Console()
@@ -150,14 +151,14 @@ def run_demo(
         fall_at = (local_start + timedelta(hours=4, minutes=30)).astimezone(UTC)  # mid-morning
         users = {"ingest": INGEST_PASSWORD, **{h.gateway_id: h.gateway_password for h in specs}}
 
-        if mosquitto_binary():
+        if broker_kind == "mosquitto" or (broker_kind == "auto" and mosquitto_binary()):
             broker: Any = EmbeddedMosquitto(tmp / "mosquitto", users=dict(users))
             console.print("MQTT: Mosquitto with the repo's mosquitto.conf")
         else:
             from simulators.inproc_broker import InProcessBroker
 
             broker = InProcessBroker(port=free_port(), users=dict(users))
-            console.print("MQTT: Mosquitto not found; using the in-process broker")
+            console.print("MQTT: in-process broker (amqtt, MQTT 3.1.1; Mosquitto not used)")
         broker.start()
         stack.callback(broker.stop)
 

@@ -14,17 +14,26 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import threading
+
 import psycopg
-import requests
 from psycopg.types.json import Jsonb
-from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from anbu.clock import Clock
 from anbu.config import Settings
 from anbu.db import Database
 from anbu.domain import CallOutcome
-from calls.outcomes import STATUS_OUTCOMES, TERMINAL_STATUSES, classify_answer, classify_status
+from calls import twiml
+from calls.dialer import TWILIO_ERRORS, Dialler, Priority, error_code
+from calls.outcomes import (
+    ANSWERED_BY_OUTCOMES,
+    STATUS_OUTCOMES,
+    TERMINAL_STATUSES,
+    classify_answer,
+    classify_status,
+)
+from calls.understanding import SpeechModel, load_utterances
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +54,6 @@ KEPT_PARAMS = frozenset(
         "SipResponseCode",
     }
 )
-
-STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
-
-_TWILIO_ERRORS = (TwilioException, requests.RequestException, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,69 +95,111 @@ class CallService:
         self.client = twilio_client
         self.settings = settings
         self.clock = clock
+        self.dialler = Dialler(db, twilio_client, settings, clock, self._mark_failed, self._dialled)
+        self._speech = SpeechModel()
+        self._speech_lock = threading.Lock()
 
-    # -- outbound ------------------------------------------------------------------------
+    def speech_model(self) -> SpeechModel:
+        """The speech classifier, trained from the shipped utterances on first use."""
+        with self._speech_lock:
+            if not self._speech.fitted:
+                self._speech.fit(load_utterances())
+            return self._speech
 
-    def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int:
-        """Dial the resident once per idempotency key; returns the calls.id (never raises on
-        telephony errors: those end the call as FAILED)."""
-        now = self.clock.now()
-        local_date = now.astimezone(ZoneInfo(self.settings.timezone)).date().isoformat()
-        key = idempotency_key(resident_id, alert_id, attempt, local_date)
-        with self.db.connection() as conn:
-            resident = conn.execute(
-                "SELECT phone FROM anbu.resident WHERE id = %s", (resident_id,)
-            ).fetchone()
-            if resident is None:
-                raise LookupError(f"resident {resident_id} is not registered")
-            row = conn.execute(
-                """INSERT INTO anbu.calls (idempotency_key, resident_id, alert_id, purpose,
-                                           status, created_at, updated_at)
-                   VALUES (%s, %s, %s, %s, 'queued', %s, %s)
-                   ON CONFLICT (idempotency_key) DO NOTHING
-                   RETURNING id""",
-                (key, resident_id, alert_id, "check_in" if alert_id else "routine", now, now),
-            ).fetchone()
-            if row is None:
-                existing = conn.execute(
-                    "SELECT id FROM anbu.calls WHERE idempotency_key = %s", (key,)
-                ).fetchone()
-                assert existing is not None
-                log.info(
-                    "check-in call already placed",
-                    extra={"call_id": existing[0], "resident_id": resident_id},
-                )
-                return int(existing[0])
-            call_id = int(row[0])
-            self._event(conn, call_id, now, "queued", {})
-        phone = str(resident[0])
-        base = self.settings.public_base_url.rstrip("/")
-        try:
-            call = self.client.calls.create(
-                to=phone,
-                from_=self.settings.twilio_from_number,
-                url=f"{base}/twilio/voice/{call_id}",
-                method="POST",
-                status_callback=f"{base}/twilio/status/{call_id}",
-                status_callback_event=STATUS_EVENTS,
-                status_callback_method="POST",
-                timeout=self.settings.call_ring_timeout_s,
-                machine_detection="Enable",
-            )
-        except _TWILIO_ERRORS as exc:
-            self._mark_failed(call_id, exc)
-            return call_id
+    def _dialled(self, call_id: int, sid: str | None) -> None:
         with self.db.connection() as conn:
             conn.execute(
                 """UPDATE anbu.calls SET twilio_sid = COALESCE(twilio_sid, %s), updated_at = %s
                    WHERE id = %s""",
-                (call.sid, self.clock.now(), call_id),
+                (sid, self.clock.now(), call_id),
             )
-        log.info(
-            "check-in call placed",
-            extra={"call_id": call_id, "resident_id": resident_id, "alert_id": alert_id},
-        )
+        log.info("call dialled", extra={"call_id": call_id})
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        key: str,
+        resident_id: int,
+        *,
+        priority: Priority,
+        purpose: str,
+        alert_id: int | None = None,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+        round_id: int | None = None,
+        care_manager_id: int | None = None,
+        message_ko: str | None = None,
+    ) -> tuple[int, bool]:
+        """Queue a call under an idempotency key; returns (calls.id, newly queued)."""
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """INSERT INTO anbu.calls (idempotency_key, resident_id, alert_id, purpose, status,
+                       created_at, updated_at, priority, not_before, dial_state, attempt, round_id,
+                       care_manager_id, message_ko)
+                   VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, 'waiting', %s, %s, %s, %s)
+                   ON CONFLICT (idempotency_key) DO NOTHING
+                   RETURNING id""",
+                (key, resident_id, alert_id, purpose, now, now, int(priority), not_before,
+                 attempt, round_id, care_manager_id, message_ko),
+            ).fetchone()  # fmt: skip
+            if row is not None:
+                self._event(conn, int(row[0]), now, "queued", {})
+                return int(row[0]), True
+            existing = conn.execute(
+                "SELECT id FROM anbu.calls WHERE idempotency_key = %s", (key,)
+            ).fetchone()
+        assert existing is not None
+        return int(existing[0]), False
+
+    def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int:
+        """Queue a check-in call once per idempotency key and dial it now if the CPS budget
+        allows (else the queue drainer dials it); returns the calls.id. Telephony errors end
+        the call as FAILED, never raise."""
+        with self.db.connection() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM anbu.resident WHERE id = %s", (resident_id,)
+            ).fetchone()
+        if found is None:
+            raise LookupError(f"resident {resident_id} is not registered")
+        local_date = self.clock.now().astimezone(ZoneInfo(self.settings.timezone)).date()
+        key = idempotency_key(resident_id, alert_id, attempt, local_date.isoformat())
+        call_id, new = self.enqueue(
+            key, resident_id, priority=Priority.ALERT if alert_id else Priority.ROUTINE,
+            purpose="check_in" if alert_id else "routine", alert_id=alert_id, attempt=attempt,
+        )  # fmt: skip
+        if not new:
+            log.info("check-in call already placed",
+                     extra={"call_id": call_id, "resident_id": resident_id})  # fmt: skip
+            return call_id
+        self.dialler.dial_one(call_id, self.settings.call_inline_wait_s)
         return call_id
+
+    def call_care_manager(
+        self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
+    ) -> int:
+        """A voice call telling a care manager about a critical alert; pressing 1 takes it.
+        Queued at emergency priority, once per (alert, care manager, step)."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT resident_id FROM anbu.alerts WHERE id = %s", (alert_id,)
+            ).fetchone()
+        if row is None:
+            raise LookupError(f"alert {alert_id} does not exist")
+        key = f"manager:{alert_id}:{care_manager_id}:step:{step}"
+        call_id, new = self.enqueue(
+            key, int(row[0]), priority=Priority.EMERGENCY, purpose="manager_alert",
+            alert_id=alert_id, care_manager_id=care_manager_id, message_ko=message_ko,
+        )  # fmt: skip
+        if new:
+            self.dialler.dial_one(call_id, self.settings.call_inline_wait_s)
+        return call_id
+
+    def drain_queue(self, budget_s: float | None = None) -> int:
+        """Dial due queued calls for up to budget_s seconds (the worker's drainer job)."""
+        budget = self.settings.call_queue_poll_s if budget_s is None else budget_s
+        return self.dialler.drain(budget, workers=self.settings.call_dial_workers)
 
     def send_sms(self, to: str, body: str) -> str | None:
         """Send an SMS; returns the message sid, or None when the carrier refused it."""
@@ -160,8 +207,8 @@ class CallService:
             message = self.client.messages.create(
                 to=to, from_=self.settings.twilio_from_number, body=body
             )
-        except _TWILIO_ERRORS as exc:
-            log.warning("sms not sent", extra={"error": type(exc).__name__, **_error_code(exc)})
+        except TWILIO_ERRORS as exc:
+            log.warning("sms not sent", extra={"error": type(exc).__name__, **error_code(exc)})
             return None
         return str(message.sid) if message.sid else None
 
@@ -212,7 +259,7 @@ class CallService:
         outcome (None for an unknown call or when nothing was pressed or said)."""
         digits = params.get("Digits") or None
         speech = params.get("SpeechResult") or None
-        answer = classify_answer(digits, speech)
+        answer = classify_answer(digits, speech, self.speech_model() if speech else None)
         now = self.clock.now()
         with self.db.connection() as conn:
             found = conn.execute(
@@ -276,7 +323,7 @@ class CallService:
 
     def _mark_failed(self, call_id: int, exc: BaseException) -> None:
         now = self.clock.now()
-        error = {"error": type(exc).__name__, **_error_code(exc)}
+        error = {"error": type(exc).__name__, **error_code(exc)}
         with self.db.connection() as conn:
             conn.execute(
                 """UPDATE anbu.calls SET status = 'failed', outcome = COALESCE(outcome, 'failed'),
@@ -291,8 +338,3 @@ class CallService:
         # The exception text can quote the dialled number: log only its type and code.
         log.warning("check-in call failed to start", extra={"call_id": call_id, **error})
 
-
-def _error_code(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, TwilioRestException):
-        return {"code": str(exc.code), "http_status": str(exc.status)}
-    return {}

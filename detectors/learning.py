@@ -43,6 +43,9 @@ class LearningPolicy:
     hold_factor: float = 1.5
     slot_window: int = 2  # slots each side pooled for a slot's silences (±1 h)
     min_samples: int = 8  # widen the pool until it holds this many silences
+    watch_per_month: float = 0.2  # how often a healthy home may reach watch, per month
+    level_ratio: float = 10.0  # each higher level is this many times rarer
+    tail_share: float = 0.1  # the top share of silences the tail is fitted to
     automatic_night_share: float = 0.5  # of the share a uniform switcher would have at night
     automatic_per_day: float = 4.0
 
@@ -57,10 +60,11 @@ class Baseline:
     sensors: tuple[str, ...] = ()
     hold_s: tuple[float, ...] = ()
     automatic: tuple[bool, ...] = ()
-    usual_max_h: tuple[float, ...] = ()  # per slot: longest at-home silence starting near it
+    watch_h: tuple[float, ...] = ()  # per start slot: silence at home that reaches watch
+    step_h: tuple[float, ...] = ()  # per slot: hours from one level to the next
     usual_h: tuple[float, ...] = ()  # per slot: the silence that 90 % of them stay within
-    bathroom_max_h: float = float("nan")
-    out_max_h: float = float("nan")
+    bathroom_h: tuple[float, float] = (float("nan"), float("nan"))  # (watch, step)
+    out_h: tuple[float, float] = (float("nan"), float("nan"))  # outings: (watch, step)
     anchor_slot: int = 8  # stillest slot of the night (local)
     wake_h: float = float("nan")  # latest usual first activity after the anchor, local hours
     slot_activity: tuple[float, ...] = field(default=())  # share of days active in each slot
@@ -81,8 +85,11 @@ class Baseline:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
         fields = {k: (float("nan") if v is None else v) for k, v in data.items()}
-        for k in ("sensors", "hold_s", "automatic", "usual_max_h", "usual_h", "slot_activity"):
+        for k in ("sensors", "hold_s", "automatic", "watch_h", "step_h", "usual_h"):
             fields[k] = tuple(fields.get(k, ()))
+        for k in ("bathroom_h", "out_h"):
+            fields[k] = tuple(float("nan") if v is None else v for v in fields[k])
+        fields["slot_activity"] = tuple(fields.get("slot_activity", ()))
         return cls(**fields)
 
 
@@ -128,23 +135,50 @@ def _automatic(ev: Evidence, days: float, tz: tzinfo, policy: LearningPolicy) ->
     return auto
 
 
-def _pool(starts: F64, values: F64, policy: LearningPolicy) -> tuple[F64, F64]:
-    """Per slot: max and 90th percentile of values whose start slot lies near it."""
+def tail_threshold(values: F64, p: float, share: float) -> tuple[float, float]:
+    """(value exceeded with probability `p`, its growth per tenfold rarer) from a sample.
+
+    The empirical quantile where the sample says enough; beyond it an exponential tail
+    fitted to the top `share` (mean excess over the tail's lowest value), so that a handful of
+    weeks of history can still speak of once-a-month events without quoting the sample's max.
+    """
+    n = values.size
+    if n == 0:
+        return float("nan"), float("nan")
+    v = np.sort(values)[::-1]
+    k = max(3, int(n * share))
+    if k >= n:
+        k = n - 1
+    if k <= 0:
+        return float(v[0]), float(v[0])
+    u = float(v[k])
+    beta = max(float(np.mean(v[:k] - u)), 1e-3)
+    step = beta * float(np.log(10.0))
+    if p >= k / n:
+        return float(np.quantile(values, 1 - p)), step
+    return u + beta * float(np.log(k / (n * p))), step
+
+
+def _pool(
+    starts: F64, values: F64, p: float, policy: LearningPolicy
+) -> tuple[F64, F64, F64]:
+    """Per slot: watch threshold, level step and 90th percentile of silences starting near it."""
     slot = (starts // SLOT_S).astype(np.int64) % SLOTS
-    mx = np.full(SLOTS, np.nan)
+    watch = np.full(SLOTS, np.nan)
+    step = np.full(SLOTS, np.nan)
     p90 = np.full(SLOTS, np.nan)
     if values.size == 0:
-        return mx, p90
+        return watch, step, p90
     for s in range(SLOTS):
+        dist = np.abs((slot - s + SLOTS // 2) % SLOTS - SLOTS // 2)
         for w in (policy.slot_window, 2 * policy.slot_window, 4 * policy.slot_window, SLOTS):
-            dist = np.abs((slot - s + SLOTS // 2) % SLOTS - SLOTS // 2)
             v = values[dist <= w]
             if v.size >= policy.min_samples or w == SLOTS:
                 break
         if v.size:
-            mx[s] = v.max()
+            watch[s], step[s] = tail_threshold(v, p, policy.tail_share)
             p90[s] = np.quantile(v, 0.9)
-    return mx, p90
+    return watch, step, p90
 
 
 def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseline:
@@ -168,10 +202,13 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     dur_h = (sil.end - sil.start)[done] / HOUR
     start_local = fixed_offset_seconds(sil.start[done], tz)
     home = ~sil.out[done]
-    usual_max, usual = _pool(start_local[home], dur_h[home], policy)
+    per_month = 30.0 / max(days, 1.0)
+    p_home = policy.watch_per_month / max(1.0, home.sum() * per_month)
+    watch, step, usual = _pool(start_local[home], dur_h[home], p_home, policy)
     room = np.where(sil.last_sensor[done] >= 0, past.sensor_room[sil.last_sensor[done]], -1)
     bath = dur_h[home & (room == BATHROOM)]
     outs = dur_h[~home]
+    p_out = policy.watch_per_month / max(1.0, outs.size * per_month)
     # activity profile: share of days with a person's event in each slot
     person = ~auto[past.event_sensor] & recent_events if past.event_t.size else recent_events
     et = past.event_t[person]
@@ -190,10 +227,15 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
         sensors=ev.sensors,
         hold_s=tuple(float(x) for x in hold),
         automatic=tuple(bool(x) for x in auto),
-        usual_max_h=tuple(float(x) for x in usual_max),
+        watch_h=tuple(float(x) for x in watch),
+        step_h=tuple(float(x) for x in step),
         usual_h=tuple(float(x) for x in usual),
-        bathroom_max_h=float(bath.max()) if bath.size >= 3 else float("nan"),
-        out_max_h=float(outs.max()) if outs.size else float("nan"),
+        bathroom_h=tail_threshold(bath, p_home, policy.tail_share)
+        if bath.size >= policy.min_samples
+        else (float("nan"), float("nan")),
+        out_h=tail_threshold(outs, p_out, policy.tail_share)
+        if outs.size >= 3
+        else (float("nan"), float("nan")),
         anchor_slot=anchor,
         wake_h=wake,
         slot_activity=tuple(float(x) for x in profile),

@@ -113,6 +113,7 @@ class IngestService:
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.mqtt_session_expiry_s
+            props.ReceiveMaximum = max(self._batch_size * 2, 100)  # room for a batch in flight
             client.connect_async(
                 s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props
             )
@@ -196,7 +197,8 @@ class IngestService:
         with self._lock:
             generation = self._generation
             self._stats = _bump(self._stats, messages=1)
-        self._queue.put(_Received(generation, msg.mid, msg.qos, Message(topic, bytes(msg.payload))))
+        message = Message(topic, bytes(msg.payload), bool(msg.retain), self._clock.now())
+        self._queue.put(_Received(generation, msg.mid, msg.qos, message))
 
     # storing thread
 

@@ -1,45 +1,44 @@
-"""Stores one batch of MQTT messages in one transaction: readings, activity, liveness, dead letters.
+"""Stores one batch of MQTT messages in one transaction: readings, state, liveness, dead letters.
 
-What counts as activity (a sign of a person) for `anbu.home_activity`:
-- door: a reading whose value differs from the sensor's previous value (or the first one seen);
-- motion and contact: a reading with value 1;
-- appliance: a change of value, as for doors;
-- power: a reading that differs from the sensor's previous value by at least POWER_STEP_W.
-The previous value is the sensor's latest stored reading older than the batch's first reading
-of that sensor, then each earlier reading of the batch in timestamp order.
-Redelivered readings are harmless: rows are unique on (sensor_id, ts) and activity times only
-move forward (greatest of stored and new).
+Readings go in with one binary COPY into a staging table and one INSERT ... ON CONFLICT DO
+NOTHING, so a redelivered message is stored once. home_activity and sensor_state are
+updated in the same transaction (ingest.state). Vendor reports are resolved through the
+registry: the sensor's registered kind picks the primary value; battery, link quality and
+energy are secondary readings of that sensor; availability is liveness, never activity.
+A vendor value stamped on receipt (no device clock) from a retained message is old state,
+not news: only its secondary readings are kept.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from anbu.db import Database
-from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from anbu.domain import GatewayStatus, Reading, Rejected
 from anbu.registry import SensorRef, load_sensors
-from ingest.adapters import route
-from ingest.adapters.native import show
+from ingest.adapters import Parsed, route
+from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored, show
+from ingest.state import Health, Resolved, update_sensors
 
 log = logging.getLogger(__name__)
-
-POWER_STEP_W = 10.0
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One MQTT message as received: its topic and raw payload."""
+    """One MQTT message as received: topic, raw payload, retain flag and time of receipt."""
 
     topic: str
     payload: bytes
+    retained: bool = False
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +51,16 @@ class BatchSummary:
     dead_lettered: int
     statuses: int
     homes_active: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Resolved:
-    reading: Reading
-    ref: SensorRef
+    ignored: int = 0
+    health: int = 0
 
 
 @dataclass(slots=True)
-class _Activity:
-    last_activity_at: datetime
-    last_room: str
-    last_motion_at: datetime | None = None
-    last_door_at: datetime | None = None
-    last_power_at: datetime | None = None
+class Outcome:
+    """A batch resolved and written (but not committed); `dead` says which failed and why."""
+
+    summary: BatchSummary
+    dead: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _clean(text: str) -> str:
@@ -84,231 +78,219 @@ class Store:
         self._tolerance = future_tolerance_s
         self._refresh_s = registry_refresh_s
         self._sensors: dict[tuple[str, str], SensorRef] = {}
+        self._nodes: dict[tuple[str, str], list[SensorRef]] = {}
         self._gateways: dict[str, int] = {}
         self._loaded_at: float | None = None
 
     def store_batch(self, messages: Sequence[Message], now: datetime) -> BatchSummary:
         """Parse, resolve and store `messages` in one transaction committed before returning."""
-        parsed = [
-            (m, item) for m in messages for item in route(m.topic, m.payload, now, self._tolerance)
-        ]
         with self._db.connection() as conn:
-            self._ensure_registry(conn, parsed)
-            dead: list[tuple[Message, str]] = []
-            resolved: list[_Resolved] = []
-            statuses: list[GatewayStatus] = []
-            for message, item in parsed:
-                if isinstance(item, Rejected):
-                    dead.append((message, item.reason))
-                elif isinstance(item, GatewayStatus):
-                    if item.gateway in self._gateways:
-                        statuses.append(item)
-                    else:
-                        dead.append((message, f"unknown gateway {show(item.gateway)}"))
-                else:
-                    outcome = self._resolve(item)
-                    if isinstance(outcome, str):
-                        dead.append((message, outcome))
-                    else:
-                        resolved.append(outcome)
-            inserted = self._insert_readings(conn, resolved, now)
-            homes = self._update_activity(conn, resolved, now)
-            self._update_gateways(conn, resolved, statuses, now)
-            self._insert_dead_letters(conn, dead, now)
-        return BatchSummary(
+            outcome = self.store_in(conn, messages, now)
+            insert_dead_letters(conn, [(messages[i], why) for i, why in outcome.dead], now)
+        return outcome.summary
+
+    def store_in(
+        self, conn: psycopg.Connection[Any], messages: Sequence[Message], now: datetime
+    ) -> Outcome:
+        """Everything but the dead letters, inside the caller's transaction."""
+        parsed = [
+            (i, m, item)
+            for i, m in enumerate(messages)
+            for item in route(m.topic, m.payload, m.received_at or now, self._tolerance)
+        ]
+        self._ensure_registry(conn, [item for _, _, item in parsed])
+        dead: dict[int, str] = {}
+        resolved: list[Resolved] = []
+        health: list[Health] = []
+        statuses: list[GatewayStatus] = []
+        seen_gateways: set[str] = set()
+        ignored = 0
+        taken: set[tuple[int, datetime]] = set()
+        for i, message, item in parsed:
+            if isinstance(item, Ignored):
+                ignored += 1
+                continue
+            outcome = self._resolve(item, message.retained)
+            if isinstance(outcome, str):
+                dead.setdefault(i, outcome)
+                continue
+            if isinstance(item, GatewayStatus):
+                statuses.append(item)
+                continue
+            seen_gateways.add(getattr(item, "gateway", ""))
+            for x in outcome:
+                if isinstance(x, Health):
+                    health.append(x)
+                    continue
+                if isinstance(item, DeviceReport) and not item.stamped:
+                    key = (x.ref.sensor_id, x.reading.ts)
+                    while key in taken:  # two receipt-stamped values in one batch: keep both
+                        key = (key[0], key[1] + _TICK)
+                    x = Resolved(replace(x.reading, ts=key[1]), x.ref)
+                taken.add((x.ref.sensor_id, x.reading.ts))
+                resolved.append(x)
+        inserted = _insert_readings(conn, resolved, now)
+        homes = update_sensors(conn, resolved, health, now)
+        _update_gateways(conn, seen_gateways, statuses, now)
+        summary = BatchSummary(
             messages=len(messages),
             stored=inserted,
             duplicates=len(resolved) - inserted,
             dead_lettered=len(dead),
             statuses=len(statuses),
             homes_active=homes,
+            ignored=ignored,
+            health=len(health),
         )
+        return Outcome(summary, sorted(dead.items()))
 
-    def _ensure_registry(
-        self, conn: psycopg.Connection[Any], parsed: list[tuple[Message, Any]]
-    ) -> None:
+    def _ensure_registry(self, conn: psycopg.Connection[Any], items: list[Parsed]) -> None:
         """Load the registry once, and again on a miss (at most every registry_refresh_s)."""
         if self._loaded_at is not None:
-            missing = any(
-                (isinstance(item, Reading) and (item.gateway, item.sensor) not in self._sensors)
-                or (isinstance(item, GatewayStatus) and item.gateway not in self._gateways)
-                for _, item in parsed
-            )
-            if not missing or time.monotonic() - self._loaded_at < self._refresh_s:
+            if not any(self._misses(item) for item in items):
+                return
+            if time.monotonic() - self._loaded_at < self._refresh_s:
                 return
         self._sensors = load_sensors(conn)
+        self._nodes = {}
+        for (gw, vendor), ref in self._sensors.items():
+            if "/" in vendor:
+                self._nodes.setdefault((gw, vendor.split("/", 1)[0]), []).append(ref)
         rows = conn.execute("SELECT id, resident_id FROM anbu.gateway").fetchall()
         self._gateways = {str(gw): int(rid) for gw, rid in rows}
         self._loaded_at = time.monotonic()
 
-    def _resolve(self, reading: Reading) -> _Resolved | str:
-        ref = self._sensors.get((reading.gateway, reading.sensor))
-        if ref is None:
-            if reading.gateway not in self._gateways:
-                return f"unknown gateway {show(reading.gateway)}"
-            return f"unknown sensor {show(reading.sensor)} on gateway {show(reading.gateway)}"
-        if ref.kind is not reading.kind:
-            return (
-                f"sensor {show(reading.sensor)} is registered as {ref.kind.value}, "
-                f"the reading says {reading.kind.value}"
-            )
-        return _Resolved(reading, ref)
+    def _misses(self, item: Parsed) -> bool:
+        if isinstance(item, Reading):
+            return (item.gateway, item.sensor) not in self._sensors
+        if isinstance(item, GatewayStatus):
+            return item.gateway not in self._gateways
+        if isinstance(item, DeviceReport | DeviceAvailability):
+            return not self._refs(item.gateway, item.device, item.whole_device)
+        return False
 
-    @staticmethod
-    def _insert_readings(
-        conn: psycopg.Connection[Any], resolved: list[_Resolved], now: datetime
-    ) -> int:
-        """COPY into a staging table, then insert what is new; returns the rows inserted."""
-        if not resolved:
-            return 0
-        conn.execute(
-            """CREATE TEMP TABLE IF NOT EXISTS ingest_staging
-                   (ts timestamptz, sensor_id bigint, value double precision)
-               ON COMMIT DELETE ROWS"""
-        )
-        with conn.cursor() as cur:
-            with cur.copy("COPY ingest_staging (ts, sensor_id, value) FROM STDIN") as copy:
-                for r in resolved:
-                    copy.write_row((r.reading.ts, r.ref.sensor_id, r.reading.value))
-            cur.execute(
-                """INSERT INTO anbu.readings (ts, sensor_id, value, received_at)
-                   SELECT DISTINCT ON (sensor_id, ts) ts, sensor_id, value, %s
-                   FROM ingest_staging ORDER BY sensor_id, ts
-                   ON CONFLICT (sensor_id, ts) DO NOTHING""",
-                (now,),
-            )
-            return max(cur.rowcount, 0)
+    def _refs(self, gateway: str, device: str, whole_device: bool) -> list[SensorRef]:
+        if whole_device:
+            return self._nodes.get((gateway, device), [])
+        ref = self._sensors.get((gateway, device))
+        return [] if ref is None else [ref]
 
-    @staticmethod
-    def _previous_values(
-        conn: psycopg.Connection[Any], firsts: dict[int, datetime]
-    ) -> dict[int, float]:
-        """Each sensor's latest stored value older than the given time."""
-        if not firsts:
-            return {}
-        rows = conn.execute(
-            """SELECT f.sensor_id, p.value
-               FROM unnest(%s::bigint[], %s::timestamptz[]) AS f(sensor_id, first_ts)
-               CROSS JOIN LATERAL (
-                   SELECT r.value FROM anbu.readings r
-                   WHERE r.sensor_id = f.sensor_id AND r.ts < f.first_ts
-                   ORDER BY r.ts DESC LIMIT 1) p""",
-            (list(firsts), list(firsts.values())),
-        ).fetchall()
-        return {int(sid): float(value) for sid, value in rows}
+    def _unknown(self, gateway: str, device: str) -> str:
+        if gateway not in self._gateways:
+            return f"unknown gateway {show(gateway)}"
+        return f"unknown sensor {show(device)} on gateway {show(gateway)}"
 
-    def _update_activity(
-        self, conn: psycopg.Connection[Any], resolved: list[_Resolved], now: datetime
-    ) -> int:
-        """One upsert per home with activity in this batch; returns how many homes."""
-        by_sensor: dict[int, list[_Resolved]] = defaultdict(list)
-        for r in resolved:
-            by_sensor[r.ref.sensor_id].append(r)
-        for items in by_sensor.values():
-            items.sort(key=lambda r: r.reading.ts)
-        previous = self._previous_values(
-            conn, {sid: items[0].reading.ts for sid, items in by_sensor.items()}
-        )
-        homes: dict[int, _Activity] = {}
-        for sid, items in by_sensor.items():
-            prev = previous.get(sid)
-            for r in items:
-                if _is_activity(r.ref.kind, r.reading.value, prev):
-                    _record(homes, r)
-                prev = r.reading.value
-        if homes:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """INSERT INTO anbu.home_activity AS h (resident_id, last_activity_at,
-                           last_motion_at, last_door_at, last_power_at, last_room, updated_at)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (resident_id) DO UPDATE SET
-                           last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
-                           last_motion_at = greatest(h.last_motion_at, excluded.last_motion_at),
-                           last_door_at = greatest(h.last_door_at, excluded.last_door_at),
-                           last_power_at = greatest(h.last_power_at, excluded.last_power_at),
-                           last_room = CASE WHEN excluded.last_activity_at >= h.last_activity_at
-                                            THEN excluded.last_room ELSE h.last_room END,
-                           updated_at = excluded.updated_at""",
-                    [
-                        (
-                            rid,
-                            a.last_activity_at,
-                            a.last_motion_at,
-                            a.last_door_at,
-                            a.last_power_at,
-                            a.last_room,
-                            now,
-                        )
-                        for rid, a in sorted(homes.items())
-                    ],
+    def _resolve(self, item: Parsed, retained: bool) -> list[Resolved | Health] | str:
+        """What an item becomes once the registry is consulted, or why it is a dead letter."""
+        if isinstance(item, Rejected):
+            return item.reason
+        if isinstance(item, GatewayStatus):
+            return [] if item.gateway in self._gateways else self._unknown(item.gateway, "")
+        if isinstance(item, Reading):
+            ref = self._sensors.get((item.gateway, item.sensor))
+            if ref is None:
+                return self._unknown(item.gateway, item.sensor)
+            if ref.kind is not item.kind:
+                return (
+                    f"sensor {show(item.sensor)} is registered as {ref.kind.value}, "
+                    f"the reading says {item.kind.value}"
                 )
-        return len(homes)
+            return [Resolved(item, ref)]
+        if isinstance(item, Ignored):
+            return []
+        refs = self._refs(item.gateway, item.device, item.whole_device)
+        if not refs:
+            return self._unknown(item.gateway, item.device)
+        if isinstance(item, DeviceAvailability):
+            return [Health(ref.sensor_id, None, online=item.online) for ref in refs]
+        return _report(item, refs, retained)
 
-    @staticmethod
-    def _update_gateways(
-        conn: psycopg.Connection[Any],
-        resolved: list[_Resolved],
-        statuses: list[GatewayStatus],
-        now: datetime,
-    ) -> None:
-        """Any reading marks its gateway seen; a status message sets online/offline."""
-        seen = sorted(
-            {r.reading.gateway for r in resolved} | {s.gateway for s in statuses if s.online}
+
+def _report(
+    item: DeviceReport, refs: list[SensorRef], retained: bool
+) -> list[Resolved | Health] | str:
+    out: list[Resolved | Health] = []
+    secondary = (item.battery, item.link_quality, item.energy_kwh) != (None, None, None)
+    for ref in refs:
+        value = next((v for kind, v in item.values if kind is ref.kind), None)
+        if value is not None and not (retained and not item.stamped):
+            reading = Reading(item.gateway, item.device, ref.kind, item.ts, value)
+            out.append(Resolved(reading, ref))
+        if secondary:
+            out.append(
+                Health(ref.sensor_id, item.ts, item.battery, item.link_quality, item.energy_kwh)
+            )
+    if not out and not (retained and not item.stamped):
+        kinds = sorted({kind.value for kind, _ in item.values})
+        return (
+            f"sensor {show(item.device)} is registered as {refs[0].kind.value}, "
+            f"the payload has {', '.join(kinds) or 'nothing'} for it"
         )
-        if seen:
-            conn.execute(
-                """UPDATE anbu.gateway SET last_seen_at = greatest(last_seen_at, %s)
-                   WHERE id = ANY(%s)""",
-                (now, seen),
-            )
-        for status in statuses:
-            conn.execute(
-                """UPDATE anbu.gateway SET
-                       status_changed_at = CASE WHEN online IS DISTINCT FROM %(online)s
-                                                THEN %(now)s ELSE status_changed_at END,
-                       online = %(online)s
-                   WHERE id = %(id)s""",
-                {"online": status.online, "now": now, "id": status.gateway},
-            )
-
-    @staticmethod
-    def _insert_dead_letters(
-        conn: psycopg.Connection[Any], dead: list[tuple[Message, str]], now: datetime
-    ) -> None:
-        if not dead:
-            return
-        for message, reason in dead:
-            log.info(
-                "dead letter", extra={"topic": _clean(message.topic), "reason": _clean(reason)}
-            )
-        with conn.cursor() as cur:
-            cur.executemany(
-                """INSERT INTO anbu.dead_letters (received_at, topic, payload, reason)
-                   VALUES (%s, %s, %s, %s)""",
-                [(now, _clean(m.topic), m.payload, _clean(reason)) for m, reason in dead],
-            )
+    return out
 
 
-def _is_activity(kind: SensorKind, value: float, previous: float | None) -> bool:
-    """Whether one reading is a sign of a person, given the sensor's previous value."""
-    if kind in (SensorKind.MOTION, SensorKind.CONTACT):
-        return value == 1.0
-    if kind in (SensorKind.DOOR, SensorKind.APPLIANCE):
-        return previous is None or value != previous
-    return previous is None or abs(value - previous) >= POWER_STEP_W
+def _insert_readings(conn: psycopg.Connection[Any], resolved: list[Resolved], now: datetime) -> int:
+    """Binary COPY into a staging table, then insert what is new; returns the rows inserted."""
+    if not resolved:
+        return 0
+    conn.execute(
+        """CREATE TEMP TABLE IF NOT EXISTS ingest_staging
+               (ts timestamptz, sensor_id bigint, value double precision)
+           ON COMMIT DELETE ROWS"""
+    )
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY ingest_staging (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["timestamptz", "int8", "float8"])
+            for r in resolved:
+                copy.write_row((r.reading.ts, r.ref.sensor_id, r.reading.value))
+        cur.execute(
+            """INSERT INTO anbu.readings (ts, sensor_id, value, received_at)
+               SELECT DISTINCT ON (sensor_id, ts) ts, sensor_id, value, %s
+               FROM ingest_staging ORDER BY sensor_id, ts
+               ON CONFLICT (sensor_id, ts) DO NOTHING""",
+            (now,),
+        )
+        return max(cur.rowcount, 0)
 
 
-def _record(homes: dict[int, _Activity], r: _Resolved) -> None:
-    ts, kind, room = r.reading.ts, r.ref.kind, r.ref.room
-    a = homes.get(r.ref.resident_id)
-    if a is None:
-        a = homes[r.ref.resident_id] = _Activity(last_activity_at=ts, last_room=room)
-    elif ts >= a.last_activity_at:
-        a.last_activity_at, a.last_room = ts, room
-    if kind is SensorKind.MOTION:
-        a.last_motion_at = ts if a.last_motion_at is None else max(a.last_motion_at, ts)
-    elif kind is SensorKind.DOOR:
-        a.last_door_at = ts if a.last_door_at is None else max(a.last_door_at, ts)
-    elif kind is SensorKind.POWER:
-        a.last_power_at = ts if a.last_power_at is None else max(a.last_power_at, ts)
+def _update_gateways(
+    conn: psycopg.Connection[Any], seen: set[str], statuses: list[GatewayStatus], now: datetime
+) -> None:
+    """Any message from a gateway marks it seen; a status message sets online/offline."""
+    seen = seen | {s.gateway for s in statuses if s.online}
+    if seen:
+        conn.execute(
+            """UPDATE anbu.gateway SET last_seen_at = greatest(last_seen_at, %s)
+               WHERE id = ANY(%s)""",
+            (now, sorted(seen)),
+        )
+    for status in statuses:
+        conn.execute(
+            """UPDATE anbu.gateway SET
+                   status_changed_at = CASE WHEN online IS DISTINCT FROM %(online)s
+                                            THEN %(now)s ELSE status_changed_at END,
+                   online = %(online)s
+               WHERE id = %(id)s""",
+            {"online": status.online, "now": now, "id": status.gateway},
+        )
+
+
+def insert_dead_letters(
+    conn: psycopg.Connection[Any], dead: list[tuple[Message, str]], now: datetime
+) -> None:
+    """Keep what was refused: topic, payload, reason and time of receipt."""
+    if not dead:
+        return
+    for message, reason in dead:
+        log.info("dead letter", extra={"topic": _clean(message.topic), "reason": _clean(reason)})
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.dead_letters (received_at, topic, payload, reason)
+               VALUES (%s, %s, %s, %s)""",
+            [
+                (m.received_at or now, _clean(m.topic), m.payload, _clean(reason))
+                for m, reason in dead
+            ],
+        )

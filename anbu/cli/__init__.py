@@ -99,6 +99,9 @@ def demo(
     stop_when_done: Annotated[
         bool, typer.Option(help="exit as soon as the scenario reached the care manager")
     ] = False,
+    broker: Annotated[
+        str, typer.Option(help="auto (Mosquitto when installed) | mosquitto | inproc")
+    ] = "auto",
     verbose: bool = False,
 ) -> None:
     """A simulated town end to end on embedded defaults; prints what happens as it happens."""
@@ -114,6 +117,7 @@ def demo(
         port=port,
         seed=seed,
         stop_when_done=stop_when_done,
+        broker_kind=broker,
     )
     raise typer.Exit(0 if ok else 1)
 

@@ -13,7 +13,7 @@ ALTER TABLE anbu.calls
     ADD COLUMN priority          smallint NOT NULL DEFAULT 1,   -- 0 emergency, 1 alert, 2 routine
     ADD COLUMN not_before        timestamptz,
     ADD COLUMN dial_state        text NOT NULL DEFAULT 'dialled'
-                                 CHECK (dial_state IN ('waiting', 'claimed', 'dialled')),
+                                 CHECK (dial_state IN ('waiting', 'dialled')),
     ADD COLUMN claimed_at        timestamptz,
     ADD COLUMN dialled_at        timestamptz,
     ADD COLUMN attempt           integer NOT NULL DEFAULT 1,

@@ -7,13 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_demo_runs_the_scenario_to_the_care_manager(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("broker", ["mosquitto", "inproc"])
+def test_demo_runs_the_scenario_to_the_care_manager(tmp_path: Path, broker: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANBU_")}
     env["TMPDIR"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "anbu.cli", "demo", "--duration", "150", "--speed", "1500",
-         "--port", "0", "--stop-when-done"],
+         "--port", "0", "--stop-when-done", "--broker", broker],
         capture_output=True, text=True, env=env, timeout=240, check=False,
     )  # fmt: skip
     out = done.stdout + done.stderr

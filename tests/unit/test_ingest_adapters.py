@@ -151,8 +151,12 @@ def test_bad_topics_are_rejected(topic: str, fragment: str) -> None:
 
 
 def test_the_table_drives_the_subscriptions() -> None:
-    assert [d.segment for d in DIALECTS] == ["anbu"]
-    assert topic_filters() == ["gw/+/anbu/readings", "gw/+/anbu/status"]
+    assert [d.segment for d in DIALECTS][:1] == ["anbu"]
+    filters = topic_filters()
+    assert filters[:2] == ["gw/+/anbu/readings", "gw/+/anbu/status"]
+    assert len(filters) == sum(len(d.subtopics) for d in DIALECTS)
+    assert all(f.startswith(f"gw/+/{d.segment}/") for d in DIALECTS for f in d.subtopics and [
+        x for x in filters if x.split("/")[2] == d.segment])
 
 
 def test_fixture_payloads_parse() -> None:

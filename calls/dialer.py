@@ -1,0 +1,224 @@
+"""The send queue: waiting rows of anbu.calls, dialled under the account's calls-per-second budget.
+
+Any number of worker processes share one token bucket row (anbu.call_rate, refilled by the
+database clock) and claim waiting calls with FOR UPDATE SKIP LOCKED, highest priority first.
+A claimed call is marked dialled in the same transaction that spends its token, so a call is
+dialled at most once even if a worker dies: a lost call is then unanswered, and the alert or
+check-in timer retries it under a new idempotency key.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from anbu.clock import Clock
+from anbu.config import Settings
+from anbu.db import Database
+
+log = logging.getLogger(__name__)
+
+TWILIO_ERRORS = (TwilioException, requests.RequestException, OSError)
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+class Priority(enum.IntEnum):
+    """Lower is sooner."""
+
+    EMERGENCY = 0
+    ALERT = 1
+    ROUTINE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A call taken from the queue, with what dialling it needs."""
+
+    id: int
+    to: str
+    purpose: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStep:
+    """One pass over the queue: how many were dialled, and whether tokens ran short."""
+
+    dialled: int
+    tokens_short: bool
+    wait_s: float
+
+
+def error_code(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, TwilioRestException):
+        return {"code": str(exc.code), "http_status": str(exc.status)}
+    return {}
+
+
+_CLAIM = """
+UPDATE anbu.calls c SET dial_state = 'dialled', dialled_at = %(now)s, claimed_at = %(now)s
+FROM (
+    SELECT id FROM anbu.calls
+    WHERE dial_state = 'waiting' AND (not_before IS NULL OR not_before <= %(now)s) {only}
+    ORDER BY priority, not_before NULLS FIRST, id
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+) picked
+WHERE c.id = picked.id
+RETURNING c.id, c.purpose, c.priority,
+          COALESCE((SELECT m.phone FROM anbu.care_manager m WHERE m.id = c.care_manager_id),
+                   (SELECT r.phone FROM anbu.resident r WHERE r.id = c.resident_id))
+"""
+
+
+class Dialler:
+    """Claims waiting calls with tokens from the shared bucket and asks Twilio to dial them."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: Client,
+        settings: Settings,
+        clock: Clock,
+        on_error: Callable[[int, BaseException], None],
+        on_dialled: Callable[[int, str | None], None],
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.settings = settings
+        self.clock = clock
+        self.on_error = on_error
+        self.on_dialled = on_dialled
+
+    @property
+    def cps(self) -> float:
+        return max(0.001, float(self.settings.call_cps))
+
+    def _take(
+        self, conn: psycopg.Connection[Any], want: int, only: int | None
+    ) -> DrainStep | list[Claimed]:
+        """Spend up to `want` tokens on waiting calls (or on call `only`); one transaction."""
+        account = self.settings.twilio_account_sid
+        capacity = max(1.0, self.cps * self.settings.call_burst_s)
+        conn.execute(
+            """INSERT INTO anbu.call_rate (account, tokens, refilled_at)
+               VALUES (%s, %s, clock_timestamp()) ON CONFLICT (account) DO NOTHING""",
+            (account, capacity),
+        )
+        row = conn.execute(
+            """SELECT tokens, refilled_at, clock_timestamp() FROM anbu.call_rate
+               WHERE account = %s FOR UPDATE""",
+            (account,),
+        ).fetchone()
+        assert row is not None
+        tokens, refilled_at, db_now = float(row[0]), row[1], row[2]
+        tokens = min(capacity, tokens + (db_now - refilled_at).total_seconds() * self.cps)
+        grant = min(want, math.floor(tokens))
+        claimed: list[Claimed] = []
+        if grant > 0:
+            sql = _CLAIM.format(only="AND id = %(only)s" if only is not None else "")
+            params = {"now": self.clock.now(), "n": grant, "only": only}
+            rows = conn.execute(sql, params).fetchall()
+            claimed = sorted(
+                (Claimed(int(r[0]), str(r[3]), str(r[1]), int(r[2])) for r in rows),
+                key=lambda c: (c.priority, c.id),
+            )
+        tokens -= len(claimed)
+        conn.execute(
+            "UPDATE anbu.call_rate SET tokens = %s, refilled_at = %s WHERE account = %s",
+            (tokens, db_now, account),
+        )
+        if claimed:
+            return claimed
+        short = grant < want
+        return DrainStep(0, short, max(0.0, (1.0 - tokens) / self.cps) if short else 0.0)
+
+    def _dial(self, call: Claimed) -> None:
+        base = self.settings.public_base_url.rstrip("/")
+        kwargs: dict[str, Any] = {}
+        if call.purpose != "manager_alert":  # the care manager is a person: no detection
+            kwargs = {
+                "machine_detection": "Enable",
+                "async_amd": "true",
+                "async_amd_status_callback": f"{base}/twilio/amd/{call.id}",
+                "async_amd_status_callback_method": "POST",
+            }
+        try:
+            created = self.client.calls.create(
+                to=call.to,
+                from_=self.settings.twilio_from_number,
+                url=f"{base}/twilio/voice/{call.id}",
+                method="POST",
+                status_callback=f"{base}/twilio/status/{call.id}",
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+                timeout=self.settings.call_ring_timeout_s,
+                **kwargs,
+            )
+        except TWILIO_ERRORS as exc:
+            self.on_error(call.id, exc)
+            return
+        self.on_dialled(call.id, created.sid)
+
+    def dial_waiting(self, limit: int = 1000, pool: ThreadPoolExecutor | None = None) -> DrainStep:
+        """Claim as many due calls as tokens allow (at most `limit`) and dial them."""
+        with self.db.connection() as conn:
+            taken = self._take(conn, limit, None)
+        if isinstance(taken, DrainStep):
+            return taken
+        if pool is None:
+            for call in taken:
+                self._dial(call)
+        else:
+            list(pool.map(self._dial, taken))
+        return DrainStep(len(taken), len(taken) == limit, 0.0)
+
+    def dial_one(self, call_id: int, wait_s: float) -> bool:
+        """Dial one waiting call now, waiting up to `wait_s` for a token; False if it stays queued."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self.db.connection() as conn:
+                taken = self._take(conn, 1, call_id)
+            if not isinstance(taken, DrainStep):
+                self._dial(taken[0])
+                return True
+            if not taken.tokens_short or time.monotonic() + taken.wait_s > deadline:
+                return False
+            time.sleep(taken.wait_s)
+
+    def drain(self, budget_s: float, batch: int = 200, workers: int = 8) -> int:
+        """Dial due calls for up to `budget_s` seconds, pacing on the token bucket."""
+        deadline = time.monotonic() + budget_s
+        total = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dial") as pool:
+            while time.monotonic() < deadline:
+                step = self.dial_waiting(batch, pool)
+                total += step.dialled
+                if step.dialled:
+                    continue
+                if not step.tokens_short:
+                    break  # nothing due
+                time.sleep(min(step.wait_s, max(0.0, deadline - time.monotonic())))
+        return total
+
+
+def waiting_count(conn: psycopg.Connection[Any], now: datetime) -> int:
+    """Calls due and not yet dialled."""
+    row = conn.execute(
+        """SELECT count(*) FROM anbu.calls WHERE dial_state = 'waiting'
+           AND (not_before IS NULL OR not_before <= %s)""",
+        (now,),
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,170 @@
+"""Score a running silence against the home's learned routine: the `score` verb.
+
+A scorer turns (baseline, silence) into the moments at which each finding is reached; the
+offline replay and the live sweep both ask it. Levels are multiples of what the home usually
+does (data: `RoutinePolicy`), each capped by the fixed ceiling (default 24 h critical) that no
+routine can exceed. While a home is in its grace period the fixed rule decides, and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from anbu.domain import Severity
+from detectors.inactivity import InactivityPolicy
+from detectors.learning import HOUR, SLOT_S, Baseline
+
+INACTIVITY = "inactivity"
+NOT_UP = "not_up"
+NOT_BACK = "not_back"
+BATHROOM = "bathroom_long_stay"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutinePolicy:
+    """Levels of a learned silence, as multiples of the home's usual longest, plus a margin."""
+
+    watch_factor: float = 1.25
+    warning_factor: float = 1.75
+    critical_factor: float = 2.5
+    margin_h: float = 0.5
+    min_h: float = 1.0
+    not_up_margin_h: float = 1.0
+    not_back_factor: float = 1.25
+    not_back_min_h: float = 12.0
+    not_back_default_h: float = 24.0
+    not_back_ceiling_h: float = 36.0
+    fixed: InactivityPolicy = InactivityPolicy()
+
+    def levels(self, usual_max_h: float) -> tuple[float, float, float]:
+        """Hours of silence for watch, warning, critical given the usual longest silence."""
+        ceiling = self.fixed.critical_hours
+        out = []
+        for f in (self.watch_factor, self.warning_factor, self.critical_factor):
+            out.append(min(ceiling, max(self.min_h, usual_max_h * f + self.margin_h)))
+        return out[0], max(out[0], out[1]), ceiling if math.isnan(usual_max_h) else out[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A finding a silence reaches at `at` (epoch s), with its reason."""
+
+    at: float
+    kind: str
+    severity: Severity
+    reason_ko: str
+    reason_en: str
+    rule: str
+
+
+def _hours(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}분"
+    tenths = int(seconds // 360)
+    return f"{tenths // 10}시간" if tenths % 10 == 0 else f"{tenths / 10:.1f}시간"
+
+
+def _hours_en(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    tenths = int(seconds // 360)
+    return f"{tenths // 10} h" if tenths % 10 == 0 else f"{tenths / 10:.1f} h"
+
+
+def _slot(t: float, tz: tzinfo) -> int:
+    d = datetime.fromtimestamp(t, tz)
+    return (d.hour * 3600 + d.minute * 60) // int(SLOT_S)
+
+
+def _next_local(t: float, tz: tzinfo, seconds_of_day: float) -> float:
+    """The first moment at or after `t` whose local time of day is `seconds_of_day`."""
+    d = datetime.fromtimestamp(t, tz)
+    midnight = d.replace(hour=0, minute=0, second=0, microsecond=0)
+    moment = midnight + timedelta(seconds=seconds_of_day)
+    if moment.timestamp() < t:
+        moment += timedelta(days=1)
+    return moment.timestamp()
+
+
+def crossings(
+    baseline: Baseline | None,
+    start: float,
+    out: bool,
+    room_is_bathroom: bool,
+    tz: tzinfo,
+    policy: RoutinePolicy,
+) -> list[Crossing]:
+    """Every finding the silence that began at `start` reaches if it goes on, by time."""
+    if baseline is None or baseline.grace:
+        return _fixed(baseline, start, policy)
+    if out:
+        return _not_back(baseline, start, policy)
+    slot = _slot(start, tz)
+    usual_max = baseline.usual_max_h[slot] if baseline.usual_max_h else float("nan")
+    usual = baseline.usual_h[slot] if baseline.usual_h else float("nan")
+    if math.isnan(usual_max):
+        return _fixed(baseline, start, policy)
+    found: list[Crossing] = []
+    for severity, hours in zip(Severity, policy.levels(usual_max), strict=True):
+        s = hours * HOUR
+        ko = (
+            f"평소 이 시간에는 {_hours(usual * HOUR)} 안에 움직임이 있는데 "
+            f"{_hours(s)}째 움직임이 없습니다"
+        )
+        en = (
+            f"At this time of day there is usually activity within {_hours_en(usual * HOUR)}; "
+            f"none for {_hours_en(s)}"
+        )
+        found.append(Crossing(start + s, INACTIVITY, severity, ko, en, "learned"))
+    if not math.isnan(baseline.wake_h):
+        anchor = _next_local(start, tz, baseline.anchor_slot * SLOT_S)
+        wake = (baseline.wake_h * HOUR - baseline.anchor_slot * SLOT_S) % 86400.0
+        at = anchor + wake + policy.not_up_margin_h * HOUR
+        if at - start >= policy.min_h * HOUR and at < found[0].at:
+            local = datetime.fromtimestamp(at - policy.not_up_margin_h * HOUR, tz)
+            ko = f"평소 {local:%H:%M}까지는 일어나시는데 아직 움직임이 없습니다"
+            en = f"Usually up by {local:%H:%M}; no activity since the night"
+            found.append(Crossing(at, NOT_UP, Severity.WATCH, ko, en, "learned"))
+    if room_is_bathroom and not math.isnan(baseline.bathroom_max_h):
+        s = max(policy.min_h, baseline.bathroom_max_h * policy.watch_factor + policy.margin_h)
+        s *= HOUR
+        if start + s < found[0].at:
+            ko = f"화장실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
+            en = f"No activity for {_hours_en(s)} since the bathroom (longer than usual)"
+            found.append(Crossing(start + s, BATHROOM, Severity.WATCH, ko, en, "learned"))
+    found.sort(key=lambda c: c.at)
+    return found
+
+
+def _fixed(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> list[Crossing]:
+    days = 0.0 if baseline is None else baseline.history_days
+    found = []
+    for severity, seconds in policy.fixed.thresholds:
+        h = _hours(seconds)
+        ko = f"{h}째 움직임이 없습니다 (생활 패턴 학습 중: 기록 {days:.0f}일, 고정 기준 적용)"
+        en = (
+            f"No activity for {_hours_en(seconds)} (routine still being learned: "
+            f"{days:.0f} days of history, fixed rule applies)"
+        )
+        found.append(Crossing(start + seconds, INACTIVITY, severity, ko, en, "fixed"))
+    return found
+
+
+def _not_back(baseline: Baseline, start: float, policy: RoutinePolicy) -> list[Crossing]:
+    usual = baseline.out_max_h
+    hours = (
+        policy.not_back_default_h
+        if math.isnan(usual)
+        else max(policy.not_back_min_h, usual * policy.not_back_factor + policy.margin_h)
+    )
+    hours = min(hours, policy.not_back_ceiling_h)
+    found = []
+    for severity, h in ((Severity.WATCH, hours), (Severity.WARNING, 2 * hours)):
+        ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 (평소보다 깁니다)"
+        en = f"Out for {_hours_en(h * HOUR)} and not back (longer than usual)"
+        found.append(Crossing(start + h * HOUR, NOT_BACK, severity, ko, en, "learned"))
+    return found

@@ -1,0 +1,263 @@
+"""Per-batch derived state: anbu.home_activity and anbu.sensor_state, in the batch's transaction.
+
+What counts as activity (a sign of a person) for `anbu.home_activity`:
+- door: a reading whose value differs from the sensor's previous value (or the first one seen);
+- motion and contact: a reading with value 1;
+- appliance: a change of value, as for doors;
+- power: a reading that differs from the sensor's previous value by at least POWER_STEP_W.
+The previous value is the sensor's state (or, for a reading older than it, the latest stored
+reading before it), then each earlier reading of the batch in timestamp order. Activity
+times only move forward (greatest of stored and new), so redelivery is harmless.
+
+`sensor_state` keeps the latest value, `since` (when that value began), `value_at` (the time
+of the reading holding it), last_reading_at (newest reading of any kind, secondary ones
+included), battery, link quality, energy and availability. A secondary reading or an
+availability change for a sensor that has no state row yet waits for its first reading.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from anbu.domain import Reading, SensorKind
+from anbu.registry import SensorRef
+
+POWER_STEP_W = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A reading together with the registered sensor it belongs to."""
+
+    reading: Reading
+    ref: SensorRef
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Secondary readings and availability of one registered sensor."""
+
+    sensor_id: int
+    ts: datetime | None
+    """When the secondary readings were taken; None for availability."""
+    battery: float | None = None
+    link_quality: float | None = None
+    energy_kwh: float | None = None
+    online: bool | None = None
+
+
+@dataclass(slots=True)
+class _Activity:
+    last_activity_at: datetime
+    last_room: str
+    last_motion_at: datetime | None = None
+    last_door_at: datetime | None = None
+    last_power_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    value: float
+    since: datetime
+    value_at: datetime | None
+
+
+def update_sensors(
+    conn: psycopg.Connection[Any], resolved: list[Resolved], health: list[Health], now: datetime
+) -> int:
+    """Update home_activity (once per home) and sensor_state; returns homes with activity."""
+    by_sensor: dict[int, list[Resolved]] = defaultdict(list)
+    for r in resolved:
+        by_sensor[r.ref.sensor_id].append(r)
+    for items in by_sensor.values():
+        items.sort(key=lambda r: r.reading.ts)
+    states = _load_states(conn, list(by_sensor))
+    older = {
+        sid: items[0].reading.ts
+        for sid, items in by_sensor.items()
+        if not _precedes(states.get(sid), items[0].reading.ts)
+    }
+    previous = {sid: s.value for sid, s in states.items() if sid not in older}
+    previous.update(_previous_values(conn, older))
+    homes: dict[int, _Activity] = {}
+    rows: list[tuple[int, int, float, datetime, datetime]] = []
+    for sid, items in by_sensor.items():
+        prev = previous.get(sid)
+        for r in items:
+            if _is_activity(r.ref.kind, r.reading.value, prev):
+                _record(homes, r)
+            prev = r.reading.value
+        row = _next_state(states.get(sid), items)
+        if row is not None:
+            rows.append((sid, items[0].ref.resident_id, *row))
+    _write_activity(conn, homes, now)
+    _write_states(conn, rows, now)
+    _write_health(conn, health, now)
+    return len(homes)
+
+
+def _precedes(state: _State | None, ts: datetime) -> bool:
+    """True when the state's value is the sensor's latest reading before `ts`."""
+    return state is not None and state.value_at is not None and state.value_at < ts
+
+
+def _load_states(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, _State]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT sensor_id, value, since, value_at FROM anbu.sensor_state WHERE sensor_id = ANY(%s)",
+        (ids,),
+    ).fetchall()
+    return {int(sid): _State(float(v), since, at) for sid, v, since, at in rows}
+
+
+def _previous_values(
+    conn: psycopg.Connection[Any], firsts: dict[int, datetime]
+) -> dict[int, float]:
+    """Each sensor's latest stored value older than the given time (out-of-order batches)."""
+    if not firsts:
+        return {}
+    rows = conn.execute(
+        """SELECT f.sensor_id, p.value
+           FROM unnest(%s::bigint[], %s::timestamptz[]) AS f(sensor_id, first_ts)
+           CROSS JOIN LATERAL (
+               SELECT r.value FROM anbu.readings r
+               WHERE r.sensor_id = f.sensor_id AND r.ts < f.first_ts
+               ORDER BY r.ts DESC LIMIT 1) p""",
+        (list(firsts), list(firsts.values())),
+    ).fetchall()
+    return {int(sid): float(value) for sid, value in rows}
+
+
+def _next_state(
+    state: _State | None, items: list[Resolved]
+) -> tuple[float, datetime, datetime] | None:
+    """(value, since, value_at) after the batch's readings newer than the state; None if none."""
+    newer = [
+        r for r in items if state is None or state.value_at is None or r.reading.ts > state.value_at
+    ]
+    if not newer:
+        return None
+    value, since = (None, newer[0].reading.ts) if state is None else (state.value, state.since)
+    for r in newer:
+        if value is None or r.reading.value != value:
+            value, since = r.reading.value, r.reading.ts
+    assert value is not None
+    return value, since, newer[-1].reading.ts
+
+
+def _write_states(
+    conn: psycopg.Connection[Any],
+    rows: list[tuple[int, int, float, datetime, datetime]],
+    now: datetime,
+) -> None:
+    if not rows:
+        return
+    rows.sort()
+    cols = list(zip(*rows, strict=True))
+    conn.execute(
+        """INSERT INTO anbu.sensor_state AS s
+               (sensor_id, resident_id, value, since, value_at, last_reading_at, updated_at)
+           SELECT sensor_id, resident_id, value, since, value_at, value_at, %s
+           FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::timestamptz[],
+                       %s::timestamptz[]) AS b(sensor_id, resident_id, value, since, value_at)
+           ON CONFLICT (sensor_id) DO UPDATE SET
+               value = excluded.value,
+               since = excluded.since,
+               value_at = excluded.value_at,
+               last_reading_at = greatest(s.last_reading_at, excluded.last_reading_at),
+               updated_at = excluded.updated_at
+           WHERE s.value_at IS NULL OR excluded.value_at > s.value_at""",
+        (now, *(list(c) for c in cols)),
+    )
+
+
+def _write_health(conn: psycopg.Connection[Any], health: list[Health], now: datetime) -> None:
+    if not health:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """UPDATE anbu.sensor_state SET
+                   battery = coalesce(%(battery)s, battery),
+                   link_quality = coalesce(%(link)s, link_quality),
+                   energy_kwh = coalesce(%(energy)s, energy_kwh),
+                   online = coalesce(%(online)s, online),
+                   last_reading_at = CASE WHEN %(online)s::boolean IS NULL
+                       THEN greatest(last_reading_at, %(ts)s) ELSE last_reading_at END,
+                   updated_at = %(now)s
+               WHERE sensor_id = %(id)s""",
+            [
+                {
+                    "battery": h.battery,
+                    "link": h.link_quality,
+                    "energy": h.energy_kwh,
+                    "online": h.online,
+                    "ts": h.ts,
+                    "now": now,
+                    "id": h.sensor_id,
+                }
+                for h in sorted(health, key=lambda h: h.sensor_id)
+            ],
+        )
+
+
+def _write_activity(
+    conn: psycopg.Connection[Any], homes: dict[int, _Activity], now: datetime
+) -> None:
+    if not homes:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.home_activity AS h (resident_id, last_activity_at,
+                   last_motion_at, last_door_at, last_power_at, last_room, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (resident_id) DO UPDATE SET
+                   last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
+                   last_motion_at = greatest(h.last_motion_at, excluded.last_motion_at),
+                   last_door_at = greatest(h.last_door_at, excluded.last_door_at),
+                   last_power_at = greatest(h.last_power_at, excluded.last_power_at),
+                   last_room = CASE WHEN excluded.last_activity_at >= h.last_activity_at
+                                    THEN excluded.last_room ELSE h.last_room END,
+                   updated_at = excluded.updated_at""",
+            [
+                (
+                    rid,
+                    a.last_activity_at,
+                    a.last_motion_at,
+                    a.last_door_at,
+                    a.last_power_at,
+                    a.last_room,
+                    now,
+                )
+                for rid, a in sorted(homes.items())
+            ],
+        )
+
+
+def _is_activity(kind: SensorKind, value: float, previous: float | None) -> bool:
+    """Whether one reading is a sign of a person, given the sensor's previous value."""
+    if kind in (SensorKind.MOTION, SensorKind.CONTACT):
+        return value == 1.0
+    if kind in (SensorKind.DOOR, SensorKind.APPLIANCE):
+        return previous is None or value != previous
+    return previous is None or abs(value - previous) >= POWER_STEP_W
+
+
+def _record(homes: dict[int, _Activity], r: Resolved) -> None:
+    ts, kind, room = r.reading.ts, r.ref.kind, r.ref.room
+    a = homes.get(r.ref.resident_id)
+    if a is None:
+        a = homes[r.ref.resident_id] = _Activity(last_activity_at=ts, last_room=room)
+    elif ts >= a.last_activity_at:
+        a.last_activity_at, a.last_room = ts, room
+    if kind is SensorKind.MOTION:
+        a.last_motion_at = ts if a.last_motion_at is None else max(a.last_motion_at, ts)
+    elif kind is SensorKind.DOOR:
+        a.last_door_at = ts if a.last_door_at is None else max(a.last_door_at, ts)
+    elif kind is SensorKind.POWER:
+        a.last_power_at = ts if a.last_power_at is None else max(a.last_power_at, ts)
