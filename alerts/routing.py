@@ -26,6 +26,7 @@ ROUTES: tuple[tuple[str, Route], ...] = (
     ("battery", Route(False, "배터리 교체", "battery replacement")),
     ("site", Route(False, "지역 장애", "site outage")),
     ("routine", Route(False, "생활 변화 검토", "routine review")),
+    ("night", Route(False, "야간 활동 검토", "night activity review")),
     ("", Route(True, "안부 확인", "check on the resident")),
 )
 

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -24,8 +25,14 @@ from calls.client import make_twilio_client
 from calls.service import CallService
 from calls.webhooks import build_router
 from dashboards.app import create_app
+from detectors.health import HealthPolicy
+from detectors.health_sweep import health_sweep, learn_cadences
 from detectors.inactivity import InactivityPolicy
-from detectors.sweep import sweep
+from detectors.night import NightPolicy
+from detectors.nightly import learn_all
+from detectors.review_nightly import night_review, routine_change_review
+from detectors.routine_change import RoutinePolicy
+from detectors.sweep import NewFinding, sweep
 from ingest.consumer import IngestService
 
 log = logging.getLogger(__name__)
@@ -48,15 +55,43 @@ class Runtime:
 
     # -- worker: the detector sweep, alert timers, partition upkeep ------------------------
 
-    def sweep_once(self) -> int:
-        """One detector sweep; the new findings open or raise alerts. Returns how many."""
-        with self.db.connection() as conn:
-            new = sweep(conn, self.clock.now(), self.inactivity)
+    def _open(self, new: list[NewFinding]) -> int:
         if new:
             self.alerts.on_findings(
                 [IncomingFinding(n.finding_id, n.resident_id, n.finding) for n in new]
             )
         return len(new)
+
+    def sweep_once(self) -> int:
+        """One detector sweep; the new findings open or raise alerts. Returns how many."""
+        with self.db.connection() as conn:
+            new = sweep(conn, self.clock.now(), self.inactivity)
+        return self._open(new)
+
+    def health_once(self) -> int:
+        """Device health, gateway liveness and site incidents; findings for the technician."""
+        with self.db.connection() as conn:
+            new = health_sweep(conn, self.clock.now(), HealthPolicy())
+        return self._open(new)
+
+    def learn_nightly(self) -> None:
+        """Each home's routine and each sensor's cadence, from history before now."""
+        now = self.clock.now()
+        learn_all(self.db, now)
+        with self.db.connection() as conn:
+            learn_cadences(conn, now, HealthPolicy())
+
+    def routine_review_once(self) -> int:
+        tz = ZoneInfo(self.settings.timezone)
+        with self.db.connection() as conn:
+            new = routine_change_review(conn, self.clock.now(), RoutinePolicy(), tz)
+        return self._open(new)
+
+    def night_review_once(self) -> int:
+        tz = ZoneInfo(self.settings.timezone)
+        with self.db.connection() as conn:
+            new = night_review(conn, self.clock.now(), NightPolicy(), tz)
+        return self._open(new)
 
     def maintain_partitions(self) -> None:
         with self.db.connection() as conn:
@@ -91,8 +126,30 @@ class Runtime:
             max_instances=1,
             coalesce=True,
         )
-        sched.add_job(self._guarded("partitions", self.maintain_partitions), "interval",
-                      hours=6, id="partitions", max_instances=1, coalesce=True)  # fmt: skip
+        sched.add_job(
+            self._guarded("partitions", self.maintain_partitions),
+            "interval",
+            hours=6,
+            id="partitions",
+            max_instances=1,
+            coalesce=True,
+        )
+        sched.add_job(
+            self._guarded("health", self.health_once),
+            "interval",
+            seconds=s.sweep_interval_s,
+            id="health",
+            max_instances=1,
+            coalesce=True,
+        )
+        # nightly jobs run on wall-clock time in the care programme's zone
+        for job_id, job, hour, minute in (
+            ("learn", self.learn_nightly, 3, 0),
+            ("routine_review", self.routine_review_once, 3, 30),
+            ("night_review", self.night_review_once, 7, 0),
+        ):
+            sched.add_job(self._guarded(job_id, job), "cron", hour=hour, minute=minute,
+                          timezone=s.timezone, id=job_id, max_instances=1, coalesce=True)  # fmt: skip
         self.maintain_partitions()
         sched.start()
         self.scheduler = sched

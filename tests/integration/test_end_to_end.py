@@ -327,3 +327,40 @@ def test_device_findings_never_ring_the_resident(runtime: Runtime, phone: PhoneN
     with rt.db.connection() as conn:
         row = conn.execute("SELECT state, next_action_at FROM anbu.alerts").fetchone()
     assert row == ("open", None)
+
+
+def test_gateway_offline_is_a_device_alert_and_the_resident_still_gets_a_call(
+    runtime: Runtime, broker: EmbeddedMosquitto, phone: PhoneNetwork, unique: str
+) -> None:
+    rt, clock = runtime, runtime.clock
+    assert isinstance(clock, VirtualClock)
+    phone.set_persona(RESIDENT_PHONE, personas.PRESS_1)
+    gateway = f"gw-{unique}"
+    t0 = clock.now()
+    publish(
+        broker,
+        gateway,
+        [{"sensor": "pir_living", "kind": "motion", "ts": t0.isoformat(), "value": 1}],
+    )
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.readings") == 1, what="reading stored")
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=gateway,
+                         protocol=mqtt.MQTTv5)  # fmt: skip
+    client.username_pw_set(gateway, "gw-secret")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    client.publish(f"gw/{gateway}/anbu/status", "offline", qos=1, retain=True).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.gateway WHERE online = false") == 1,
+             what="gateway marked offline")  # fmt: skip
+    clock.advance(timedelta(minutes=15))
+    assert rt.health_once() >= 1
+    with rt.db.connection() as conn:
+        kinds = dict(
+            conn.execute("SELECT kind, next_action_at IS NOT NULL FROM anbu.alerts").fetchall()
+        )
+    assert kinds.get("gateway_offline") is False  # the technician's: no call
+    assert kinds.get("unknown_status") is True  # the resident is not presumed fine
+    rt.alerts.process_due()
+    assert phone.wait_idle(15)
+    assert len(phone.calls) == 1

@@ -15,7 +15,7 @@ SEOUL = ZoneInfo("Asia/Seoul")
 
 
 def test_care_kinds_call_the_resident_and_device_kinds_never_do() -> None:
-    for kind in ("inactivity", "not_up", "not_back", "night_wandering", "bathroom_long_stay"):
+    for kind in ("inactivity", "not_up", "not_back", "unknown_status", "bathroom_long_stay"):
         assert route_for(kind).call_resident
     for kind in (
         "device_silent",

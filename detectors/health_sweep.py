@@ -1,0 +1,286 @@
+"""The device-health sweep against the database: site incidents first, then each home's devices.
+
+Reads `anbu.gateway`, `anbu.sensor_state` and `anbu.sensor_cadence` (never raw readings), only
+for homes with something to look at (a gateway down, a sensor offline, quiet past the shortest
+threshold or low on battery). Many gateways down at once become one row of `anbu.incidents`
+and their homes' own `gateway_offline` / `unknown_status` findings are held back (the incident
+records which). A finding is new when no finding of the same resident and kind already names
+the same subject (sensor, gateway, home) since its outage began, as the inactivity sweep does
+for silences. `learn_cadences` (nightly) learns every sensor's longest usual gap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from anbu.domain import Finding
+from detectors.health import (
+    GatewayHealth,
+    HealthIssue,
+    HealthPolicy,
+    Held,
+    HomeHealth,
+    SensorHealth,
+    assess_home,
+    gateway_down_since,
+    merge,
+)
+from detectors.site import KIND as SITE_OUTAGE
+from detectors.site import OfflineEvent, SiteIncident, detect_site_outage
+from detectors.sweep import NewFinding
+
+HEALTH_LOCK = 7_470_303  # advisory lock key: one health sweep at a time
+
+_DOWN_GATEWAYS = """
+SELECT g.id, r.dong_code, g.online, g.status_changed_at, g.last_seen_at
+  FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
+ WHERE r.status <> 'ended' AND (g.online = false OR g.last_seen_at < %(stale)s)
+"""
+_DONG_TOTALS = """
+SELECT r.dong_code, count(*) FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
+ WHERE r.status <> 'ended' GROUP BY r.dong_code
+"""
+_CANDIDATES = """
+SELECT g.resident_id FROM anbu.gateway g
+ WHERE g.online = false OR g.last_seen_at < %(stale)s
+UNION
+SELECT st.resident_id FROM anbu.sensor_state st
+ WHERE st.online = false OR st.battery < %(battery)s OR st.last_reading_at < %(quiet)s
+"""
+_HOMES = """
+SELECT r.id, r.home, r.status, r.status_until FROM anbu.resident r
+ WHERE r.id = ANY(%(ids)s) AND r.status <> 'ended'
+"""
+_GATEWAYS = """
+SELECT g.resident_id, g.id, g.online, g.status_changed_at, g.last_seen_at
+  FROM anbu.gateway g WHERE g.resident_id = ANY(%(ids)s) ORDER BY g.id
+"""
+_SENSORS = """
+SELECT g.resident_id, s.id, s.gateway_id, s.vendor_id, s.kind, s.room, st.last_reading_at,
+       st.battery, st.online, c.max_gap_s, coalesce(c.readings, 0)
+  FROM anbu.sensor s JOIN anbu.gateway g ON g.id = s.gateway_id
+  LEFT JOIN anbu.sensor_state st ON st.sensor_id = s.id
+  LEFT JOIN anbu.sensor_cadence c ON c.sensor_id = s.id
+ WHERE g.resident_id = ANY(%(ids)s) ORDER BY s.id
+"""
+_COVERED = """
+SELECT n.i FROM unnest(%(ids)s::bigint[], %(kinds)s::text[], %(subjects)s::text[],
+                       %(since)s::timestamptz[]) WITH ORDINALITY AS n(rid, kind, subject, since, i)
+ WHERE EXISTS (SELECT 1 FROM anbu.findings f
+                WHERE f.resident_id = n.rid AND f.kind = n.kind AND f.raised_at >= n.since
+                  AND f.details->'subjects' ? n.subject)
+"""
+_INSERT = """
+INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en, details)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (resident_id, kind, severity, raised_at) DO NOTHING
+RETURNING id
+"""
+_CADENCE = """
+INSERT INTO anbu.sensor_cadence (sensor_id, learned_at, readings, max_gap_s)
+SELECT sensor_id, %(now)s, count(*), max(gap)
+  FROM (SELECT sensor_id,
+               extract(epoch FROM ts - lag(ts) OVER (PARTITION BY sensor_id ORDER BY ts)) AS gap
+          FROM anbu.readings WHERE ts >= %(lo)s AND ts < %(now)s) AS gaps
+ GROUP BY sensor_id
+ON CONFLICT (sensor_id) DO UPDATE SET learned_at = excluded.learned_at,
+       readings = excluded.readings, max_gap_s = excluded.max_gap_s
+"""
+
+
+def learn_cadences(conn: psycopg.Connection[Any], now: datetime, policy: HealthPolicy) -> int:
+    """Learn each sensor's longest gap between readings over the window before `now`."""
+    lo = now - timedelta(days=policy.cadence_window_days)
+    return max(conn.execute(_CADENCE, {"now": now, "lo": lo}).rowcount, 0)
+
+
+def health_sweep(
+    conn: psycopg.Connection[Any], now: datetime, policy: HealthPolicy
+) -> list[NewFinding]:
+    """Judge device health at `now`; store and return only the findings new to their outage.
+
+    Runs inside the caller's transaction; opens, updates or ends the site incident too.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (HEALTH_LOCK,))
+    stale = now - timedelta(hours=policy.gateway_stale_h)
+    incident = _site_incident(conn, now, stale, policy)
+    held_gateways = frozenset(incident.gateways) if incident else frozenset()
+    quiet = now - timedelta(
+        hours=min(policy.min_silent_h, *(h for _, h in policy.default_silent_h))
+    )
+    params = {"stale": stale, "battery": policy.battery_low_pct, "quiet": quiet}
+    ids = sorted({int(r[0]) for r in conn.execute(_CANDIDATES, params)})
+    issues: dict[tuple[int, str], list[HealthIssue]] = defaultdict(list)
+    homes: dict[int, str] = {}
+    held: list[tuple[int, Held]] = []
+    for home in _load_homes(conn, ids):
+        found, kept = assess_home(home, now, policy, held_gateways)
+        homes[home.resident_id] = home.home
+        held.extend((home.resident_id, h) for h in kept)
+        for issue in found:
+            issues[(home.resident_id, issue.kind)].append(issue)
+    if incident is not None:
+        _record_held(conn, now, held)
+    return _store(conn, now, homes, issues)
+
+
+def _site_incident(
+    conn: psycopg.Connection[Any], now: datetime, stale: datetime, policy: HealthPolicy
+) -> SiteIncident | None:
+    """Detect the site outage now and open, update or end its row in anbu.incidents."""
+    events = []
+    for gw_id, dong, online, changed, seen in conn.execute(_DOWN_GATEWAYS, {"stale": stale}):
+        since = gateway_down_since(
+            GatewayHealth(gw_id, online, changed, seen), now, policy, grace=False
+        )
+        if since is not None:
+            events.append(OfflineEvent(str(gw_id), str(dong), since))
+    totals = {str(d): int(n) for d, n in conn.execute(_DONG_TOTALS)}
+    incident = detect_site_outage(events, now, policy.site, totals)
+    row = conn.execute(
+        "SELECT id, details FROM anbu.incidents WHERE kind = %s AND ended_at IS NULL FOR UPDATE",
+        (SITE_OUTAGE,),
+    ).fetchone()
+    if incident is None:
+        if row is not None:
+            conn.execute(
+                "UPDATE anbu.incidents SET ended_at = %s, updated_at = %s WHERE id = %s",
+                (now, now, row[0]),
+            )
+        return None
+    details = dict(row[1]) if row is not None else {}
+    details["gateway_ids"] = sorted(set(details.get("gateway_ids", [])) | set(incident.gateways))
+    values = (len(incident.gateways), list(incident.dong_codes), incident.reason_ko,
+              incident.reason_en, json.dumps(details), now)  # fmt: skip
+    if row is None:
+        conn.execute(
+            """INSERT INTO anbu.incidents (gateways, dong_codes, reason_ko, reason_en, details,
+                                           updated_at, kind, started_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            (*values, SITE_OUTAGE, incident.started_at),
+        )
+    else:
+        conn.execute(
+            """UPDATE anbu.incidents SET gateways = %s, dong_codes = %s, reason_ko = %s,
+                      reason_en = %s, details = %s, updated_at = %s WHERE id = %s""",
+            (*values, row[0]),
+        )
+    return incident
+
+
+def _record_held(
+    conn: psycopg.Connection[Any], now: datetime, held: list[tuple[int, Held]]
+) -> None:
+    """The open incident keeps which findings it held back, per gateway or home, and why."""
+    entries = {
+        f"{rid}:{h.issue.kind}:{h.issue.subject}": {
+            "resident_id": rid,
+            "kind": h.issue.kind,
+            "subject": h.issue.subject,
+            "since": h.issue.since.isoformat(),
+            "why": h.why,
+        }
+        for rid, h in held
+        if h.why == SITE_OUTAGE
+    }
+    if not entries:
+        return
+    conn.execute(
+        """UPDATE anbu.incidents
+              SET details = jsonb_set(details, '{suppressed}',
+                                      coalesce(details->'suppressed', '{}'::jsonb) || %s::jsonb)
+            WHERE kind = %s AND ended_at IS NULL""",
+        (json.dumps(entries), SITE_OUTAGE),
+    )
+
+
+def _load_homes(conn: psycopg.Connection[Any], ids: list[int]) -> list[HomeHealth]:
+    if not ids:
+        return []
+    p = {"ids": ids}
+    gateways: dict[int, list[GatewayHealth]] = defaultdict(list)
+    for rid, gw_id, online, changed, seen in conn.execute(_GATEWAYS, p):
+        gateways[int(rid)].append(GatewayHealth(str(gw_id), online, changed, seen))
+    sensors: dict[int, list[SensorHealth]] = defaultdict(list)
+    for rid, *s in conn.execute(_SENSORS, p):
+        sensors[int(rid)].append(
+            SensorHealth(
+                int(s[0]),
+                str(s[1]),
+                str(s[2]),
+                str(s[3]),
+                str(s[4]),
+                s[5],
+                None if s[6] is None else float(s[6]),
+                s[7],
+                None if s[8] is None else float(s[8]),
+                int(s[9]),
+            )
+        )
+    return [
+        HomeHealth(
+            int(rid),
+            str(home),
+            str(status),
+            until,
+            tuple(gateways[int(rid)]),
+            tuple(sensors[int(rid)]),
+        )
+        for rid, home, status, until in conn.execute(_HOMES, p)
+    ]
+
+
+def _store(
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    homes: dict[int, str],
+    issues: dict[tuple[int, str], list[HealthIssue]],
+) -> list[NewFinding]:
+    """Insert, per home and kind, one finding naming the subjects not yet reported."""
+    flat = [(rid, issue) for (rid, _), found in sorted(issues.items()) for issue in found]
+    if not flat:
+        return []
+    covered = {
+        int(r[0]) - 1
+        for r in conn.execute(
+            _COVERED,
+            {
+                "ids": [rid for rid, _ in flat],
+                "kinds": [i.kind for _, i in flat],
+                "subjects": [i.subject for _, i in flat],
+                "since": [i.since for _, i in flat],
+            },
+        )
+    }
+    fresh: dict[tuple[int, str], list[HealthIssue]] = defaultdict(list)
+    for n, (rid, issue) in enumerate(flat):
+        if n not in covered:
+            fresh[(rid, issue.kind)].append(issue)
+    new: list[NewFinding] = []
+    for (rid, kind), found in fresh.items():
+        issue = merge(found)
+        details = {**issue.details, "subjects": sorted({i.subject for i in found}),
+                   "subject": issue.subject, "since": issue.since.isoformat()}  # fmt: skip
+        row = conn.execute(
+            _INSERT,
+            (
+                rid,
+                kind,
+                issue.severity.label,
+                now,
+                issue.reason_ko,
+                issue.reason_en,
+                json.dumps(details),
+            ),
+        ).fetchone()
+        if row is not None:
+            finding = Finding(homes[rid], kind, issue.severity, now, issue.reason_ko,
+                              issue.reason_en, details)  # fmt: skip
+            new.append(NewFinding(int(row[0]), rid, finding))
+    new.sort(key=lambda n: n.finding_id)
+    return new

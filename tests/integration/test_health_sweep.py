@@ -1,0 +1,176 @@
+"""Device health, site incidents and the daily review jobs on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from anbu import registry
+from anbu.db import Database
+from anbu.domain import SensorKind
+from detectors.health import HealthPolicy
+from detectors.health_sweep import health_sweep, learn_cadences
+from detectors.night import NightPolicy
+from detectors.review_nightly import night_review, routine_change_review
+from detectors.routine_change import RoutinePolicy
+from detectors.site import SitePolicy
+
+NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+SEOUL = ZoneInfo("Asia/Seoul")
+POLICY = HealthPolicy(site=SitePolicy(min_gateways=5, min_dong_gateways=3))
+
+
+def _home(conn: psycopg.Connection[Any], n: int, dong: str = "1111051500") -> tuple[int, int]:
+    registry.add_dong(conn, dong, "청운효자동", "종로구")
+    rid = registry.add_resident(conn, f"h{n}", dong, "김영희", "+821012345678")
+    gw = registry.add_gateway(conn, f"gw{n}", rid)
+    sid = registry.add_sensor(conn, gw, "pir1", SensorKind.MOTION, "living")
+    _state(conn, sid, rid, NOW - timedelta(minutes=5))
+    conn.execute(
+        "UPDATE anbu.gateway SET online = true, last_seen_at = %s WHERE id = %s",
+        (NOW - timedelta(minutes=5), gw),
+    )
+    return rid, sid
+
+
+def _state(conn: psycopg.Connection[Any], sid: int, rid: int, last: datetime,
+           battery: float | None = None) -> None:  # fmt: skip
+    """What ingest writes (ingest is not imported by detectors' tests)."""
+    conn.execute(
+        """INSERT INTO anbu.sensor_state (sensor_id, resident_id, value, since, last_reading_at,
+                                          battery, updated_at)
+           VALUES (%s, %s, 1, %s, %s, %s, %s)
+           ON CONFLICT (sensor_id) DO UPDATE SET last_reading_at = excluded.last_reading_at,
+               battery = excluded.battery""",
+        (sid, rid, last, last, battery, last),
+    )
+
+
+def _offline(conn: psycopg.Connection[Any], n: int, at: datetime) -> None:
+    conn.execute(
+        "UPDATE anbu.gateway SET online = false, status_changed_at = %s WHERE id = %s",
+        (at, f"gw{n}"),
+    )
+
+
+def _kinds(found: list[Any]) -> list[tuple[int, str]]:
+    return sorted((f.resident_id, f.finding.kind) for f in found)
+
+
+def test_device_findings_once_per_outage(database: Database) -> None:
+    with database.connection() as conn:
+        ok, _ = _home(conn, 1)
+        low, low_sid = _home(conn, 2)
+        _state(conn, low_sid, low, NOW - timedelta(minutes=5), battery=8.0)
+        silent, silent_sid = _home(conn, 3)
+        _state(conn, silent_sid, silent, NOW - timedelta(hours=30))
+        down, _ = _home(conn, 4)
+        _offline(conn, 4, NOW - timedelta(minutes=20))
+    with database.connection() as conn:
+        found = health_sweep(conn, NOW, POLICY)
+    assert _kinds(found) == [
+        (low, "battery_low"), (silent, "device_silent"), (silent, "unknown_status"),
+        (down, "gateway_offline"), (down, "unknown_status"),
+    ]  # fmt: skip
+    assert all(f.resident_id != ok for f in found)
+    unknown = next(f for f in found if f.finding.kind == "unknown_status")
+    assert unknown.finding.reason_en == "No data: status unknown; a check-in call will confirm"
+    with database.connection() as conn:  # the same outage: nothing new
+        assert health_sweep(conn, NOW + timedelta(minutes=1), POLICY) == []
+    with database.connection() as conn:  # data came back, then stopped again: a new outage
+        _state(conn, silent_sid, silent, NOW + timedelta(minutes=2))
+        assert health_sweep(conn, NOW + timedelta(minutes=3), POLICY) == []
+        later = NOW + timedelta(hours=40)
+        conn.execute("UPDATE anbu.gateway SET last_seen_at = %s", (later,))
+        for sid in (1, low_sid, 4):  # only the silent home is left to judge
+            conn.execute("DELETE FROM anbu.sensor_state WHERE sensor_id = %s", (sid,))
+        again = health_sweep(conn, later, POLICY)
+    assert (silent, "device_silent") in _kinds(again)
+
+
+def test_many_gateways_down_at_once_are_one_incident(database: Database) -> None:
+    with database.connection() as conn:
+        homes = [_home(conn, n)[0] for n in range(8)]
+        for n in range(6):
+            _offline(conn, n, NOW - timedelta(minutes=20, seconds=-20 * n))
+    with database.connection() as conn:
+        found = health_sweep(conn, NOW, POLICY)
+        incidents = conn.execute(
+            "SELECT gateways, dong_codes, ended_at, details FROM anbu.incidents"
+        ).fetchall()
+    assert found == []  # held back by the incident
+    assert len(incidents) == 1
+    gateways, dongs, ended, details = incidents[0]
+    assert gateways == 6 and dongs == ["1111051500"] and ended is None
+    assert sorted(details["gateway_ids"]) == [f"gw{n}" for n in range(6)]
+    held = {(v["resident_id"], v["kind"]) for v in details["suppressed"].values()}
+    assert (homes[0], "gateway_offline") in held and (homes[0], "unknown_status") in held
+    with database.connection() as conn:  # power back for most: the incident ends
+        conn.execute("UPDATE anbu.gateway SET online = true WHERE id <> 'gw0'")
+        after = health_sweep(conn, NOW + timedelta(minutes=30), POLICY)
+        ended = conn.execute("SELECT ended_at FROM anbu.incidents").fetchone()
+    assert ended is not None and ended[0] == NOW + timedelta(minutes=30)
+    assert _kinds(after) == [(homes[0], "gateway_offline"), (homes[0], "unknown_status")]
+
+
+def test_cadence_is_learned_from_readings(database: Database) -> None:
+    with database.connection() as conn:
+        rid, sid = _home(conn, 1)
+        day = NOW.date()
+        conn.execute("SELECT anbu.ensure_reading_partitions(%s::date - 15, 16)", (day,))
+        for k in range(40):  # a plug that reports every 3 hours
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 1)",
+                (NOW - timedelta(hours=3 * (k + 1)), sid),
+            )
+        _state(conn, sid, rid, NOW - timedelta(hours=6))
+        assert health_sweep(conn, NOW, POLICY) == []  # 6 h is within the motion default (24 h)
+        assert learn_cadences(conn, NOW, POLICY) == 1
+        row = conn.execute(
+            "SELECT readings, max_gap_s FROM anbu.sensor_cadence WHERE sensor_id = %s", (sid,)
+        ).fetchone()
+        assert row == (40, 3 * 3600.0)
+    with database.connection() as conn:  # learned: silent after 1.5 x 3 h
+        found = health_sweep(conn, NOW + timedelta(minutes=1), POLICY)
+    assert _kinds(found) == [(rid, "device_silent"), (rid, "unknown_status")]
+    assert "평소 최대 4시간" in found[0].finding.reason_ko or "4.5" in str(found[0].finding.details)
+
+
+def test_review_jobs_store_one_finding_per_night(database: Database) -> None:
+    with database.connection() as conn:
+        rid, sid = _home(conn, 1)
+        start = datetime(2026, 10, 20, tzinfo=SEOUL)
+        conn.execute("SELECT anbu.ensure_reading_partitions(%s::date, 40)", (start.date(),))
+        rows = []
+        for d in range(30):
+            base = start + timedelta(days=d)
+            for h in (7, 9, 12, 15, 18, 21):
+                rows += [
+                    (base + timedelta(hours=h), 1.0),
+                    (base + timedelta(hours=h, minutes=2), 0.0),
+                ]
+            if d == 28:  # wandering in the small hours of day 28
+                rows += [(base + timedelta(hours=3, minutes=5 * k + m), float(m == 0))
+                         for k in range(8) for m in (0, 1)]  # fmt: skip
+        for ts, value in rows:
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, %s)",
+                (ts, sid, value),
+            )
+    morning = (start + timedelta(days=28, hours=8)).astimezone(UTC)
+    with database.connection() as conn:
+        found = night_review(conn, morning, NightPolicy(), SEOUL)
+        assert [(f.resident_id, f.finding.kind) for f in found] == [(rid, "night_activity")]
+        assert night_review(conn, morning + timedelta(minutes=5), NightPolicy(), SEOUL) == []
+        days = routine_change_review(conn, morning, RoutinePolicy(), SEOUL)
+        assert [f.finding.kind for f in days] == []  # day 27 was ordinary
+        nxt = routine_change_review(conn, morning + timedelta(days=1), RoutinePolicy(), SEOUL)
+        assert [f.finding.kind for f in nxt] == ["routine_change"]
+        assert "밤(0–6시) 활동" in nxt[0].finding.reason_ko
+        again = routine_change_review(
+            conn, morning + timedelta(days=1, hours=1), RoutinePolicy(), SEOUL
+        )
+        assert again == []
