@@ -29,7 +29,7 @@ from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port, mosqui
 from anbu.service import Runtime, build
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
-from simulators.routines import stops_moving
+from simulators.routines import gateway_offline, stops_moving
 from simulators.town import DONGS, Town, make_homes
 
 PERSONAS = {str(p): p for p in (PRESS_1, NO_ANSWER)}
@@ -149,6 +149,7 @@ def run_demo(
         specs = make_homes(homes, seed, dong_codes=dongs)
         scenario_home = specs[0].home
         fall_at = (local_start + timedelta(hours=4, minutes=30)).astimezone(UTC)  # mid-morning
+        outage_at = (local_start + timedelta(hours=3)).astimezone(UTC)
         users = {"ingest": INGEST_PASSWORD, **{h.gateway_id: h.gateway_password for h in specs}}
 
         if broker_kind == "mosquitto" or (broker_kind == "auto" and mosquitto_binary()):
@@ -164,7 +165,11 @@ def run_demo(
 
         town = Town(
             specs, "127.0.0.1", broker.port, clock, seed,
-            scenarios=[stops_moving(scenario_home, fall_at)],
+            scenarios=[
+                stops_moving(scenario_home, fall_at),
+                # a gateway unplugged for two hours: a device alert, and a call since unknown
+                gateway_offline(specs[1].home, outage_at, outage_at + timedelta(hours=2)),
+            ],
             mqtt_protocol=5 if isinstance(broker, EmbeddedMosquitto) else 4,
         )  # fmt: skip
         phone = PhoneNetwork(settings.twilio_account_sid, settings.twilio_auth_token)
@@ -217,7 +222,8 @@ def run_demo(
         console.print(
             f"가상 시계 Virtual clock: ×{speed:g} from {local_start:%Y-%m-%d %H:%M} KST; "
             f"scenario: {scenario_home} stops moving at {fall_at.astimezone(tz):%H:%M} "
-            "and does not answer"
+            f"and does not answer; {specs[1].home}'s gateway goes offline at "
+            f"{outage_at.astimezone(tz):%H:%M} for two hours"
         )
         console.print("Ctrl-C to stop." if duration is None else f"Running {duration:g} s.")
         narrator = Narrator(console, tz, clock)

@@ -45,8 +45,9 @@ class HealthPolicy:
     max_silent_h: float = 72.0
     min_cadence_readings: int = 20  # fewer readings in the window: the default of its kind
     cadence_window_days: int = 14
+    # until a sensor's own cadence is learned; plugs that report only on change are common
     default_silent_h: tuple[tuple[str, float], ...] = (
-        ("door", 48.0), ("motion", 24.0), ("contact", 48.0), ("appliance", 48.0), ("power", 2.0),
+        ("door", 48.0), ("motion", 24.0), ("contact", 48.0), ("appliance", 48.0), ("power", 24.0),
     )  # fmt: skip
     site: SitePolicy = field(default_factory=SitePolicy)
 

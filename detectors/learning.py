@@ -1,12 +1,15 @@
 """Learn one home's routine from its own past: the `learn` verb (scoring is detectors.routine).
 
 From the readings before `at` only (never the future), within a rolling window:
-- how long each binary sensor usually stays on (its hold: a mat, a door left open);
+- how long each binary sensor usually stays on (its hold: a mat keeps the home "active" up to
+  its usual longest stay; a sensor usually on for longer than any stay holds nothing);
 - which plugs switch by themselves (a fridge cycles day and night alike; a kettle does not);
-- per 30-minute slot of the day, the longest silence at home that began near it (how long
-  the home usually stays quiet when a silence starts then: sleep is not silence);
-- after a silence in the bathroom, the same; outings (how long the resident is usually out);
-- the stillest hour of the night and how late the resident is usually up after it.
+- per 30-minute slot of the day, the longest silence at home that began near it, times the
+  home's record factor (learned by holding each day out: how far beyond the other days'
+  longest its silences went), plus a margin: the watch level (sleep is not silence);
+- after a silence in the bathroom, the same, where bathroom silences are short; outings (the
+  longest, for "not back");
+- the stillest half hour of the night and the latest first activity after it (not up).
 A home with fewer than `grace_days` of history gets a baseline that says so (`grace`), and
 the scorer falls back to the fixed rule.
 """
@@ -21,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.evidence import BATHROOM, POWER, Evidence, before
-from detectors.silences import find_silences
+from detectors.silences import Silences, find_silences
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -39,13 +42,18 @@ class LearningPolicy:
     min_hold_s: float = 600.0
     max_hold_s: float = 12 * HOUR
     default_hold_s: float = 3600.0
-    hold_quantile: float = 0.95
-    hold_factor: float = 1.5
-    slot_window: int = 2  # slots each side pooled for a slot's silences (±1 h)
-    min_samples: int = 8  # widen the pool until it holds this many silences
-    watch_per_month: float = 0.2  # how often a healthy home may reach watch, per month
-    level_ratio: float = 10.0  # each higher level is this many times rarer
-    tail_share: float = 0.1  # the top share of silences the tail is fitted to
+    hold_quantile: float = 0.9  # an open interval holds presence up to its usual longest
+    hold_factor: float = 1.0
+    slot_window: int = 4  # slots each side pooled for a slot's silences (±2 h)
+    min_samples: int = 20  # widen the pool until it holds this many silences
+    extreme_factor: float = 1.2  # watch: at least this many times the longest similar silence
+    max_factor: float = 4.0  # ... and at most this many (the home's record factor between)
+    extreme_margin_h: float = 1.0  # ... plus this
+    extreme_rank: int = 1  # the record factor: the largest held-out ratio (2: the second)
+    wake_quantile: float = 1.0  # not up: later than the latest first activity seen ...
+    min_wake_days: int = 10  # mornings seen before the not-up check is trusted
+    bathroom_max_h: float = 1.0  # bathroom watch only where bathroom silences stay this short
+    night_end_h: float = 7.0  # the stillest half hour of the night is sought before this hour
     automatic_night_share: float = 0.5  # of the share a uniform switcher would have at night
     automatic_per_day: float = 4.0
 
@@ -79,18 +87,26 @@ class Baseline:
         return np.array([known.get(s, False) for s in ev.sensors], dtype=np.bool_)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v)
-                for k, v in asdict(self).items()}  # fmt: skip
+        """Plain JSON (NaN becomes null), as stored in `anbu.baselines.model`."""
+        return {k: _plain(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Baseline:
-        fields = {k: (float("nan") if v is None else v) for k, v in data.items()}
+        fields: dict[str, Any] = {k: (float("nan") if v is None else v) for k, v in data.items()}
         for k in ("sensors", "hold_s", "automatic", "watch_h", "step_h", "usual_h"):
             fields[k] = tuple(fields.get(k, ()))
         for k in ("bathroom_h", "out_h"):
             fields[k] = tuple(float("nan") if v is None else v for v in fields[k])
         fields["slot_activity"] = tuple(fields.get("slot_activity", ()))
         return cls(**fields)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return v
 
 
 def local_seconds(t: F64, tz: tzinfo) -> F64:
@@ -119,11 +135,16 @@ def _holds(ev: Evidence, policy: LearningPolicy) -> F64:
     for s in range(len(ev.sensors)):
         d = (ev.interval_end - ev.interval_start)[closed & (ev.interval_sensor == s)]
         if d.size >= 3:
-            hold[s] = np.quantile(d, policy.hold_quantile) * policy.hold_factor
-    return np.clip(hold, policy.min_hold_s, policy.max_hold_s)
+            usual = np.quantile(d, policy.hold_quantile) * policy.hold_factor
+            # a sensor that usually stays on longer than any stay is idle when on: no presence
+            hold[s] = usual if usual <= policy.max_hold_s else policy.min_hold_s
+    clipped: F64 = np.clip(hold, policy.min_hold_s, policy.max_hold_s)
+    return clipped
 
 
-def _automatic(ev: Evidence, days: float, tz: tzinfo, policy: LearningPolicy) -> F64:
+def _automatic(
+    ev: Evidence, days: float, tz: tzinfo, policy: LearningPolicy
+) -> npt.NDArray[np.bool_]:
     auto = np.zeros(len(ev.sensors), dtype=np.bool_)
     for s in np.flatnonzero(ev.sensor_kind == POWER).tolist():
         t = ev.event_t[ev.event_sensor == s]
@@ -131,54 +152,50 @@ def _automatic(ev: Evidence, days: float, tz: tzinfo, policy: LearningPolicy) ->
             continue
         hour = fixed_offset_seconds(t, tz) / HOUR
         night = np.mean((hour >= 1) & (hour < 5))
-        auto[s] = night >= policy.automatic_night_share * 4 / 24
+        auto[s] = bool(night >= policy.automatic_night_share * 4 / 24)
     return auto
 
 
-def tail_threshold(values: F64, p: float, share: float) -> tuple[float, float]:
-    """(value exceeded with probability `p`, its growth per tenfold rarer) from a sample.
-
-    The empirical quantile where the sample says enough; beyond it an exponential tail
-    fitted to the top `share` (mean excess over the tail's lowest value), so that a handful of
-    weeks of history can still speak of once-a-month events without quoting the sample's max.
-    """
-    n = values.size
-    if n == 0:
-        return float("nan"), float("nan")
-    v = np.sort(values)[::-1]
-    k = max(3, int(n * share))
-    if k >= n:
-        k = n - 1
-    if k <= 0:
-        return float(v[0]), float(v[0])
-    u = float(v[k])
-    beta = max(float(np.mean(v[:k] - u)), 1e-3)
-    step = beta * float(np.log(10.0))
-    if p >= k / n:
-        return float(np.quantile(values, 1 - p)), step
-    return u + beta * float(np.log(k / (n * p))), step
-
-
 def _pool(
-    starts: F64, values: F64, p: float, policy: LearningPolicy
-) -> tuple[F64, F64, F64]:
-    """Per slot: watch threshold, level step and 90th percentile of silences starting near it."""
+    starts: F64, day: npt.NDArray[np.int64], values: F64, policy: LearningPolicy
+) -> tuple[F64, F64, F64, float]:
+    """Per slot: watch threshold, level step and 90th percentile of silences starting near it.
+
+    Watch is the time by which a silence starting in this slot would be extreme: longer than
+    every silence at home that began within the pooled slots in the window, times the home's
+    own record factor. That factor is learned by holding each day out: how far beyond the
+    other days' longest did this home's silences ever go (a home whose record keeps being
+    broken, by absences nobody can see, gets a wider margin).
+    """
     slot = (starts // SLOT_S).astype(np.int64) % SLOTS
     watch = np.full(SLOTS, np.nan)
     step = np.full(SLOTS, np.nan)
     p90 = np.full(SLOTS, np.nan)
     if values.size == 0:
-        return watch, step, p90
+        return watch, step, p90, float("nan")
+    ring = np.arange(SLOTS)
+    dist = np.abs((ring[:, None] - ring[None, :] + SLOTS // 2) % SLOTS - SLOTS // 2)
+    width = np.full(SLOTS, SLOTS)
     for s in range(SLOTS):
-        dist = np.abs((slot - s + SLOTS // 2) % SLOTS - SLOTS // 2)
-        for w in (policy.slot_window, 2 * policy.slot_window, 4 * policy.slot_window, SLOTS):
-            v = values[dist <= w]
-            if v.size >= policy.min_samples or w == SLOTS:
+        for w in (policy.slot_window, 2 * policy.slot_window, 4 * policy.slot_window):
+            if np.count_nonzero(dist[s, slot] <= w) >= policy.min_samples:
+                width[s] = w
                 break
+    pooled = dist[slot][:, slot] <= width[slot][:, None]  # [i, j]: j is in i's pool
+    others = np.where(pooled & (day[:, None] != day[None, :]), values[None, :], 0.0)
+    best = others.max(axis=1)
+    ratio = np.sort(values[best > 0] / best[best > 0])[::-1]
+    factor = policy.extreme_factor
+    if ratio.size:
+        factor = float(ratio[min(policy.extreme_rank, ratio.size) - 1])
+    factor = float(np.clip(factor, policy.extreme_factor, policy.max_factor))
+    for s in range(SLOTS):
+        v = values[dist[s, slot] <= width[s]]
         if v.size:
-            watch[s], step[s] = tail_threshold(v, p, policy.tail_share)
+            watch[s] = float(v.max()) * factor + policy.extreme_margin_h
+            step[s] = max(1.0, 0.5 * watch[s])
             p90[s] = np.quantile(v, 0.9)
-    return watch, step, p90
+    return watch, step, p90, factor
 
 
 def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseline:
@@ -202,13 +219,11 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     dur_h = (sil.end - sil.start)[done] / HOUR
     start_local = fixed_offset_seconds(sil.start[done], tz)
     home = ~sil.out[done]
-    per_month = 30.0 / max(days, 1.0)
-    p_home = policy.watch_per_month / max(1.0, home.sum() * per_month)
-    watch, step, usual = _pool(start_local[home], dur_h[home], p_home, policy)
+    day = np.floor((sil.start[done] - lo) / DAY).astype(np.int64)
+    watch, step, usual, factor = _pool(start_local[home], day[home], dur_h[home], policy)
     room = np.where(sil.last_sensor[done] >= 0, past.sensor_room[sil.last_sensor[done]], -1)
     bath = dur_h[home & (room == BATHROOM)]
     outs = dur_h[~home]
-    p_out = policy.watch_per_month / max(1.0, outs.size * per_month)
     # activity profile: share of days with a person's event in each slot
     person = ~auto[past.event_sensor] & recent_events if past.event_t.size else recent_events
     et = past.event_t[person]
@@ -218,8 +233,9 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     active[np.clip(day_index, 0, active.shape[0] - 1), slot] = True
     profile = active.mean(axis=0)
     smooth = np.convolve(np.tile(profile, 3), np.ones(5) / 5, mode="same")[SLOTS : 2 * SLOTS]
-    anchor = int(np.argmin(smooth))
-    wake = _wake(et, tz, anchor, lo)
+    night = np.arange(SLOTS) < policy.night_end_h * 2  # the anchor is sought after midnight
+    anchor = int(np.argmin(np.where(night, smooth, np.inf)))
+    wake = _wake(et, tz, anchor, lo, sil, policy)
     return Baseline(
         learned_at=at,
         history_days=history,
@@ -230,11 +246,14 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
         watch_h=tuple(float(x) for x in watch),
         step_h=tuple(float(x) for x in step),
         usual_h=tuple(float(x) for x in usual),
-        bathroom_h=tail_threshold(bath, p_home, policy.tail_share)
-        if bath.size >= policy.min_samples
+        bathroom_h=(
+            float(bath.max()) * factor + policy.extreme_margin_h,
+            float(np.median(bath)),
+        )
+        if bath.size >= policy.min_samples and bath.max() <= policy.bathroom_max_h
         else (float("nan"), float("nan")),
-        out_h=tail_threshold(outs, p_out, policy.tail_share)
-        if outs.size >= 3
+        out_h=(float(outs.max()), float(np.median(outs)))
+        if outs.size
         else (float("nan"), float("nan")),
         anchor_slot=anchor,
         wake_h=wake,
@@ -242,18 +261,25 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     )
 
 
-def _wake(et: F64, tz: tzinfo, anchor: int, lo: float) -> float:
-    """Latest first activity after the anchor, over nights spent at home (local hours)."""
+def _wake(
+    et: F64, tz: tzinfo, anchor: int, lo: float, sil: Silences, policy: LearningPolicy
+) -> float:
+    """Local hour by which the resident has always been up: first activity after the anchor.
+
+    Nights spent out (the anchor fell in an outing) say nothing about waking up.
+    """
     if et.size == 0:
         return float("nan")
     local = fixed_offset_seconds(et, tz)
-    # hours after the anchor of each event; the first event per anchor-day is the wake
-    after = np.mod(local - anchor * SLOT_S, DAY)
-    day = np.floor((et - after - lo) / DAY).astype(np.int64)
-    _, first_index = np.unique(day, return_index=True)  # events are in time order
+    after = np.mod(local - anchor * SLOT_S, DAY)  # hours after the anchor of each event
+    moment = et - after  # the anchor moment before each event
+    _, first_index = np.unique(np.round(moment / 60.0), return_index=True)
+    anchors = moment[first_index]
     first = after[first_index]
-    # nights spent out (a silence that began with the door and covers the anchor) say nothing
-    valid = first[np.isfinite(first) & (first < 14 * HOUR)]
-    if valid.size < 5:
+    k = np.searchsorted(sil.start, anchors, side="right") - 1
+    inside = (k >= 0) & (sil.end[np.maximum(k, 0)] > anchors)
+    away = inside & sil.out[np.maximum(k, 0)]
+    valid = first[~away & (anchors >= lo) & (first < 14 * HOUR)] / HOUR
+    if valid.size < policy.min_wake_days:
         return float("nan")
-    return float((anchor * SLOT_S + valid.max()) / HOUR)
+    return float(anchor * SLOT_S / HOUR + np.quantile(valid, policy.wake_quantile))

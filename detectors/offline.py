@@ -76,8 +76,13 @@ def detect(
     until: datetime | None,
     policy: RoutinePolicy,
     learning: LearningPolicy | None = None,
+    every_level: bool = False,
 ) -> list[OfflineFinding]:
-    """Findings of all homes, ordered by time then home."""
+    """Findings of all homes, ordered by time then home.
+
+    By default one finding per stretch without a person's doing (the alert it would open);
+    `every_level` also writes each later rise in severity.
+    """
     if not homes:
         return []
     learning = learning or LearningPolicy()
@@ -89,7 +94,7 @@ def detect(
     found: list[OfflineFinding] = []
     for name, h in homes.items():
         ev = build_evidence(r for r in h.rows if r[0] <= end)
-        for f in replay_home(ev, end, h.tz, learning, policy):
+        for f in replay_home(ev, end, h.tz, learning, policy, every_level):
             reason = f"{f.reason_ko} / {f.reason_en}"
             at = datetime.fromtimestamp(f.at, h.tz)
             found.append(OfflineFinding(name, f.kind, f.severity.label, at, reason))
@@ -112,10 +117,13 @@ def run_detect(
     until: str | None,
     policy: InactivityPolicy | RoutinePolicy | None = None,
     min_severity: Severity = Severity.WATCH,
+    every_level: bool = False,
 ) -> None:
     """The `anbu detect` command: read events, replay every home, write the alerts CSV.
 
-    `min_severity` leaves lower findings out of the CSV; the default writes every finding.
+    One row per stretch without a person's doing (the alert it would open), or with
+    `every_level` (implied by a `min_severity` above watch) a row for each rise in severity;
+    `min_severity` leaves lower findings out of the CSV.
     """
     if policy is None:
         from anbu.config import Settings  # read when the command runs, never at import
@@ -124,5 +132,6 @@ def run_detect(
     if isinstance(policy, InactivityPolicy):
         policy = RoutinePolicy(fixed=policy)
     limit = parse_ts(until) if until else None
-    found = detect(load_events(events), limit, policy)
+    every_level = every_level or min_severity > Severity.WATCH
+    found = detect(load_events(events), limit, policy, every_level=every_level)
     write_findings(out, [f for f in found if Severity.parse(f.severity_label) >= min_severity])

@@ -4,21 +4,26 @@ Time is cut into epochs at the nightly learning moment (03:00 local): in each ep
 judged by the baseline learned from what came before it, exactly as the live worker's nightly
 job would have left it. Findings are computed analytically (a silence that starts at `s`
 reaches a level `h` at `s + h` unless activity came first), so the replay does not tick.
-Strictly causal: a finding at `t` depends only on readings at or before `t`.
+Each epoch also holds one morning check: no person's doing between the night's anchor and
+the home's latest usual first activity (plus a margin) raises "not up", unless the resident
+was out at the anchor. Strictly causal: a finding at `t` depends only on readings at or
+before `t`.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
+import numpy.typing as npt
 
 from anbu.domain import Severity
 from detectors.evidence import BATHROOM, Evidence
 from detectors.learning import Baseline, LearningPolicy, learn
-from detectors.routine import Crossing, RoutinePolicy, crossings
-from detectors.silences import find_silences
+from detectors.routine import Crossing, RoutinePolicy, crossings, not_up
+from detectors.silences import find_silences, person_events
 
 LEARN_HOUR = 3  # local hour of the nightly learning
 
@@ -32,6 +37,7 @@ class ReplayFinding:
     severity: Severity
     reason_ko: str
     reason_en: str
+    since: float = float("nan")  # the last doing of a person before it (nan: none)
 
 
 def learning_moments(first: float, until: float, tz: tzinfo) -> list[float]:
@@ -51,8 +57,14 @@ def replay_home(
     tz: tzinfo,
     learning: LearningPolicy,
     policy: RoutinePolicy,
+    every_level: bool = True,
 ) -> list[ReplayFinding]:
-    """Every finding of one home up to `until`, by time."""
+    """The findings of one home up to `until`, by time.
+
+    With `every_level` each rise in severity and each kind is a finding of its own; without,
+    one finding per stretch without a person's doing (the first one reached: the alert that
+    would open; its escalation is the alerts machine's business).
+    """
     if ev.empty or np.isnan(ev.first_t):
         return []
     bounds = [ev.first_t, *learning_moments(ev.first_t, until, tz), np.inf]
@@ -61,7 +73,7 @@ def replay_home(
     fixed_hold = np.full(len(ev.sensors), policy.fixed.open_hold_hours * 3600.0)
     no_auto = np.zeros(len(ev.sensors), dtype=np.bool_)
     baseline: Baseline | None = None
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         if lo > until:
             break
         if lo > ev.first_t:
@@ -72,6 +84,7 @@ def replay_home(
             hold, auto = baseline.hold_array(ev), baseline.automatic_array(ev)
         end = min(hi, until)
         sil = find_silences(ev, hold, auto, end)
+        et = ev.event_t[person_events(ev, auto)]
         running = sil.end > lo
         for k in np.flatnonzero(running).tolist():
             start, stop = float(sil.start[k]), float(sil.end[k])
@@ -82,10 +95,31 @@ def replay_home(
                 if at >= stop or at > end or at >= hi or key in raised:
                     continue
                 raised.add(key)
-                found.append(_finding(at, c))
+                found.append(_finding(at, c, et))
+        morning = not_up(baseline, lo, tz, policy)
+        if morning is not None and morning[0] < hi:
+            anchor, c = morning
+            k = int(np.searchsorted(sil.start, anchor, side="right")) - 1
+            away = k >= 0 and sil.end[k] > anchor and bool(sil.out[k])
+            stirred = np.any((et >= anchor) & (et <= c.at))
+            if not away and not stirred and c.at <= until:
+                found.append(_finding(float(np.ceil(c.at)), c, et))
     found.sort(key=lambda f: (f.at, f.kind, f.severity))
-    return found
+    if every_level:
+        return found
+    first: list[ReplayFinding] = []
+    for f in found:
+        if first and _same(first[-1].since, f.since):
+            continue  # the same stretch without a person's doing
+        first.append(f)
+    return first
 
 
-def _finding(at: float, c: Crossing) -> ReplayFinding:
-    return ReplayFinding(at, c.kind, c.severity, c.reason_ko, c.reason_en)
+def _same(a: float, b: float) -> bool:
+    return a == b or (np.isnan(a) and np.isnan(b))
+
+
+def _finding(at: float, c: Crossing, person_t: npt.NDArray[np.float64]) -> ReplayFinding:
+    k = int(np.searchsorted(person_t, at, side="right")) - 1
+    since = float(person_t[k]) if k >= 0 else float("nan")
+    return ReplayFinding(at, c.kind, c.severity, c.reason_ko, c.reason_en, since)

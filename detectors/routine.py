@@ -4,12 +4,15 @@ A scorer turns (baseline, silence) into the moments at which each finding is rea
 offline replay and the live sweep both ask it. Levels are multiples of what the home usually
 does (data: `RoutinePolicy`), each capped by the fixed ceiling (default 24 h critical) that no
 routine can exceed. While a home is in its grace period the fixed rule decides, and says so.
+An outing (the door closed behind the resident, nothing inside since) is judged by "not back"
+only, never before `not_back_min_h` nor before `not_back_factor` times the longest outing
+seen; the morning check (`not_up`) is judged on events, once a night.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from anbu.domain import Severity
@@ -24,27 +27,21 @@ BATHROOM = "bathroom_long_stay"
 
 @dataclass(frozen=True, slots=True)
 class RoutinePolicy:
-    """Levels of a learned silence, as multiples of the home's usual longest, plus a margin."""
+    """Floors and ceilings around the learned levels (the levels themselves are learned)."""
 
-    watch_factor: float = 1.25
-    warning_factor: float = 1.75
-    critical_factor: float = 2.5
-    margin_h: float = 0.5
     min_h: float = 1.0
-    not_up_margin_h: float = 1.0
-    not_back_factor: float = 1.25
-    not_back_min_h: float = 12.0
-    not_back_default_h: float = 24.0
-    not_back_ceiling_h: float = 36.0
-    fixed: InactivityPolicy = InactivityPolicy()
+    not_up_margin_h: float = 0.5  # not up: this long past the latest first activity seen
+    wake_range: tuple[float, float] = (5.0, 13.0)  # a learned wake outside it is no morning
+    not_back_min_h: float = 36.0  # out and not back: never before this ...
+    not_back_factor: float = 1.5  # ... nor before this many times the longest outing seen
+    fixed: InactivityPolicy = field(default_factory=InactivityPolicy)
 
-    def levels(self, usual_max_h: float) -> tuple[float, float, float]:
-        """Hours of silence for watch, warning, critical given the usual longest silence."""
+    def levels(self, watch_h: float, step_h: float) -> tuple[float, float, float]:
+        """Hours of silence for watch, warning, critical; none beyond the fixed ceiling."""
         ceiling = self.fixed.critical_hours
-        out = []
-        for f in (self.watch_factor, self.warning_factor, self.critical_factor):
-            out.append(min(ceiling, max(self.min_h, usual_max_h * f + self.margin_h)))
-        return out[0], max(out[0], out[1]), ceiling if math.isnan(usual_max_h) else out[2]
+        watch = min(ceiling, max(self.min_h, watch_h))
+        warning = min(ceiling, max(watch, watch_h + step_h))
+        return watch, warning, min(ceiling, max(warning, watch_h + 2 * step_h))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +101,12 @@ def crossings(
     if out:
         return _not_back(baseline, start, policy)
     slot = _slot(start, tz)
-    usual_max = baseline.usual_max_h[slot] if baseline.usual_max_h else float("nan")
+    watch = baseline.watch_h[slot] if baseline.watch_h else float("nan")
     usual = baseline.usual_h[slot] if baseline.usual_h else float("nan")
-    if math.isnan(usual_max):
+    if math.isnan(watch):
         return _fixed(baseline, start, policy)
     found: list[Crossing] = []
-    for severity, hours in zip(Severity, policy.levels(usual_max), strict=True):
+    for severity, hours in zip(Severity, policy.levels(watch, baseline.step_h[slot]), strict=True):
         s = hours * HOUR
         ko = (
             f"평소 이 시간에는 {_hours(usual * HOUR)} 안에 움직임이 있는데 "
@@ -120,18 +117,8 @@ def crossings(
             f"none for {_hours_en(s)}"
         )
         found.append(Crossing(start + s, INACTIVITY, severity, ko, en, "learned"))
-    if not math.isnan(baseline.wake_h):
-        anchor = _next_local(start, tz, baseline.anchor_slot * SLOT_S)
-        wake = (baseline.wake_h * HOUR - baseline.anchor_slot * SLOT_S) % 86400.0
-        at = anchor + wake + policy.not_up_margin_h * HOUR
-        if at - start >= policy.min_h * HOUR and at < found[0].at:
-            local = datetime.fromtimestamp(at - policy.not_up_margin_h * HOUR, tz)
-            ko = f"평소 {local:%H:%M}까지는 일어나시는데 아직 움직임이 없습니다"
-            en = f"Usually up by {local:%H:%M}; no activity since the night"
-            found.append(Crossing(at, NOT_UP, Severity.WATCH, ko, en, "learned"))
-    if room_is_bathroom and not math.isnan(baseline.bathroom_max_h):
-        s = max(policy.min_h, baseline.bathroom_max_h * policy.watch_factor + policy.margin_h)
-        s *= HOUR
+    if room_is_bathroom and not math.isnan(baseline.bathroom_h[0]):
+        s = max(policy.min_h, baseline.bathroom_h[0]) * HOUR
         if start + s < found[0].at:
             ko = f"화장실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
             en = f"No activity for {_hours_en(s)} since the bathroom (longer than usual)"
@@ -155,16 +142,35 @@ def _fixed(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> li
 
 
 def _not_back(baseline: Baseline, start: float, policy: RoutinePolicy) -> list[Crossing]:
-    usual = baseline.out_max_h
-    hours = (
-        policy.not_back_default_h
-        if math.isnan(usual)
-        else max(policy.not_back_min_h, usual * policy.not_back_factor + policy.margin_h)
-    )
-    hours = min(hours, policy.not_back_ceiling_h)
+    longest = baseline.out_h[0]
+    hours = policy.not_back_min_h
+    if not math.isnan(longest):
+        hours = max(hours, policy.not_back_factor * longest)
     found = []
-    for severity, h in ((Severity.WATCH, hours), (Severity.WARNING, 2 * hours)):
+    for severity, h in ((Severity.WATCH, hours), (Severity.WARNING, hours + 12.0)):
         ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 (평소보다 깁니다)"
         en = f"Out for {_hours_en(h * HOUR)} and not back (longer than usual)"
         found.append(Crossing(start + h * HOUR, NOT_BACK, severity, ko, en, "learned"))
     return found
+
+
+def not_up(
+    baseline: Baseline | None, night_from: float, tz: tzinfo, policy: RoutinePolicy
+) -> tuple[float, Crossing] | None:
+    """The morning check after `night_from`: (the night's anchor, the finding), or None.
+
+    The anchor is the home's stillest half hour of the night; the resident is "not up" when
+    nothing happened between the next anchor and the latest first activity ever seen after
+    it, plus a margin. Judged by events only: a bed mat still pressed is no sign of being up.
+    """
+    if baseline is None or baseline.grace or math.isnan(baseline.wake_h):
+        return None
+    if not policy.wake_range[0] <= baseline.wake_h <= policy.wake_range[1]:
+        return None
+    anchor = _next_local(night_from, tz, baseline.anchor_slot * SLOT_S)
+    wake = (baseline.wake_h * HOUR - baseline.anchor_slot * SLOT_S) % 86400.0
+    at = anchor + wake + policy.not_up_margin_h * HOUR
+    local = datetime.fromtimestamp(at - policy.not_up_margin_h * HOUR, tz)
+    ko = f"평소 {local:%H:%M}까지는 일어나시는데 아직 움직임이 없습니다"
+    en = f"Usually up by {local:%H:%M}; no activity since the night"
+    return anchor, Crossing(at, NOT_UP, Severity.WATCH, ko, en, "learned")

@@ -17,6 +17,8 @@ from detectors.evidence import DOOR, Evidence
 
 F64 = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+I32 = npt.NDArray[np.int32]
+RETURN_AFTER_S = 600.0  # a door session this long after leaving is the resident coming back
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +75,28 @@ def find_silences(
     last_sensor = np.where(has, es[np.maximum(k, 0)], -1).astype(np.int32)
     door = has & (ev.sensor_kind[np.maximum(last_sensor, 0)] == DOOR)
     closed = door & ~eon[np.maximum(k, 0)]
-    return Silences(g_start, g_end, closed, last_sensor)
+    return Silences(g_start, g_end, _outings(closed, g_start, g_end, et, es, eon, ev), last_sensor)
+
+
+def _outings(
+    closed: BoolArray, g_start: F64, g_end: F64, et: F64, es: I32, eon: BoolArray, ev: Evidence
+) -> BoolArray:
+    """Which door-closed silences are outings: the door closed behind a resident who was in.
+
+    A door session (only door events between two silences, the door opened once) that follows
+    an outing of at least `RETURN_AFTER_S` is the resident coming back: the silence after it is at home, not
+    another outing (a door opened twice on the way out is still leaving).
+    """
+    if not closed.any():
+        return closed
+    not_door = np.concatenate([[0], np.cumsum(ev.sensor_kind[es] != DOOR)])
+    opened = np.concatenate([[0], np.cumsum((ev.sensor_kind[es] == DOOR) & eon)])
+    out = closed.copy()
+    for i in np.flatnonzero(closed).tolist():
+        if i == 0 or not out[i - 1] or g_end[i - 1] - g_start[i - 1] < RETURN_AFTER_S:
+            continue
+        lo = np.searchsorted(et, g_end[i - 1], side="left")
+        hi = np.searchsorted(et, g_start[i], side="right")
+        if not_door[hi] - not_door[lo] == 0 and opened[hi] - opened[lo] == 1:
+            out[i] = False  # back home: the door session after an outing
+    return out

@@ -1,6 +1,9 @@
 """The minute sweep: score every home's silence at once and record the findings that are new.
 
-Reads `anbu.home_activity` (never raw readings) joined with `anbu.resident`. A finding is new
+Reads `anbu.home_activity` (never raw readings) joined with `anbu.resident` and the home's
+learned routine in `anbu.baselines` (per-slot levels; a home without one, or in its grace
+period, is judged by the fixed rule). A silence that began with the entrance door (the door
+is the latest activity, no motion after it) is an outing and raises no inactivity. A finding is new
 when no finding of the same resident, kind and severity was raised at or after the home's last
 activity, i.e. within the current silence. Sweeps are serialised by a transaction-level
 advisory lock, and the insert re-checks inside the statement, so two sweeps running at once
@@ -10,9 +13,11 @@ never raise the same finding twice.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
@@ -23,9 +28,9 @@ from detectors.inactivity import (
     NO_SEVERITY,
     InactivityPolicy,
     score_inactivity,
-    severity_levels,
     to_finding,
 )
+from detectors.levels import learned_levels, start_slots
 
 SWEEP_LOCK = 7_470_302  # advisory lock key: one inactivity sweep at a time
 SUPPRESSING_STATUSES = ("away", "hospital")
@@ -41,11 +46,15 @@ class NewFinding:
 
 
 _HOMES = """
-SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at
+SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at, a.last_door_at,
+       a.last_motion_at, b.watch_h, b.step_h, b.usual_h
   FROM anbu.home_activity a
   JOIN anbu.resident r ON r.id = a.resident_id
+  LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
  WHERE r.status <> 'ended'
 """
+SLOTS = 48
+NAN_ROW = [float("nan")] * SLOTS
 
 _INSERT = """
 INSERT INTO anbu.findings
@@ -90,23 +99,48 @@ def sweep(
     ids: list[int] = []
     homes: list[str] = []
     since: list[datetime] = []
-    for resident_id, home, status, status_until, last_activity in conn.execute(_HOMES):
+    watch: list[list[float]] = []
+    step: list[list[float]] = []
+    usual: list[list[float]] = []
+    for row in conn.execute(_HOMES):
+        resident_id, home, status, status_until, last_activity, door, motion = row[:7]
+        if door is not None and door >= last_activity and (motion is None or motion < door):
+            continue  # out: the door closed behind the resident (not_back: offline replay)
         start = silence_start(last_activity, status, status_until, now)
         if start is not None:
             ids.append(int(resident_id))
             homes.append(str(home))
             since.append(start)
+            watch.append(_row(row[7]))
+            step.append(_row(row[8]))
+            usual.append(_row(row[9]))
     if not ids:
         return []
-    levels = severity_levels(np.array([s.timestamp() for s in since]), now.timestamp(), policy)
+    since_s = np.array([s.timestamp() for s in since])
+    offset = now.astimezone(ZoneInfo(policy.timezone)).utcoffset()
+    slots = start_slots(since_s, offset.total_seconds() if offset else 0.0)
+    watch_a = np.array(watch, dtype=np.float64)
+    levels = learned_levels(
+        since_s, now.timestamp(), slots, watch_a, np.array(step, dtype=np.float64), policy
+    )
     raised = np.flatnonzero(levels != NO_SEVERITY).tolist()
     if not raised:
         return []
     findings: dict[int, Finding] = {}
     for i in raised:
         score = score_inactivity(since[i], now, policy)
-        assert score is not None and score.severity == Severity(int(levels[i]))
-        findings[ids[i]] = to_finding(homes[i], score)
+        assert score is not None
+        score = replace(score, severity=Severity(int(levels[i])))
+        finding = to_finding(homes[i], score)
+        u = usual[i][int(slots[i])]
+        if not math.isnan(watch_a[i, slots[i]]) and not math.isnan(u):
+            hours = score.reason_ko.split("시간째")[0]
+            ko = (f"평소 이 시간에는 {_minutes(u)} 안에 움직임이 있는데 "
+                  f"{hours}시간째 움직임이 없습니다")  # fmt: skip
+            en = f"Usually active within {_minutes_en(u)} at this time; {score.reason_en}"
+            details = {**finding.details, "rule": "learned", "usual_h": round(u, 2)}
+            finding = replace(finding, reason_ko=ko, reason_en=en, details=details)
+        findings[ids[i]] = finding
     params = {
         "kind": KIND,
         "now": now,
@@ -123,3 +157,17 @@ def sweep(
     ]
     new.sort(key=lambda n: n.finding_id)
     return new
+
+
+def _row(values: list[float] | None) -> list[float]:
+    if not values or len(values) != SLOTS:
+        return NAN_ROW
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def _minutes(hours: float) -> str:
+    return f"{round(hours * 60)}분" if hours < 1 else f"{hours:.1f}시간"
+
+
+def _minutes_en(hours: float) -> str:
+    return f"{round(hours * 60)} min" if hours < 1 else f"{hours:.1f} h"

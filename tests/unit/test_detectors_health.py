@@ -46,12 +46,12 @@ def test_a_healthy_home_has_nothing_to_say() -> None:
 
 
 def test_learned_cadence_beats_the_default_of_the_kind() -> None:
-    plug = _sensor(1, "power", 3.0)  # default for plugs: 2 h
-    assert silent_after_s(plug, POLICY) == 2 * 3600
+    plug = _sensor(1, "power", 30.0)  # default for plugs until learned: 24 h
+    assert silent_after_s(plug, POLICY) == 24 * 3600
     learned = _sensor(1, "power", 3.0, max_gap_s=3 * 3600.0, readings=500)
     assert silent_after_s(learned, POLICY) == 4.5 * 3600
     few = _sensor(1, "power", 3.0, max_gap_s=3 * 3600.0, readings=3)  # too little history
-    assert silent_after_s(few, POLICY) == 2 * 3600
+    assert silent_after_s(few, POLICY) == 24 * 3600
     huge = _sensor(1, "motion", 3.0, max_gap_s=30 * 86400.0, readings=500)
     assert silent_after_s(huge, POLICY) == POLICY.max_silent_h * 3600
     motion = _sensor(2, "motion", 1.0)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from anbu.domain import Severity
+from detectors.evidence import build_evidence
 from detectors.inactivity import InactivityPolicy
-from detectors.offline import activity_spans, run_detect
+from detectors.offline import run_detect
 
 KST = timezone(timedelta(hours=9))
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=KST)
@@ -31,12 +32,12 @@ def write_events(path: Path, rows: Sequence[Row]) -> Path:
 
 
 def detect(
-    tmp_path: Path, rows: Sequence[Row], until_h: float | None = None
+    tmp_path: Path, rows: Sequence[Row], until_h: float | None = None, every_level: bool = True
 ) -> list[dict[str, str]]:
     events = write_events(tmp_path / "in.csv", rows)
     out = tmp_path / "out.csv"
     until = None if until_h is None else (T0 + timedelta(hours=until_h)).isoformat()
-    run_detect(events, out, until, POLICY)
+    run_detect(events, out, until, POLICY, every_level=every_level)
     with out.open(newline="") as f:
         return list(csv.DictReader(f))
 
@@ -49,6 +50,18 @@ def when(row: dict[str, str]) -> float:
 def motion(hours: float, home: str = "h1") -> list[Row]:
     """A PIR firing: 1, then 0 a minute later."""
     return [(hours, home, "pir", "motion", 1), (hours + 1 / 60, home, "pir", "motion", 0)]
+
+
+def test_by_default_one_row_per_silence(tmp_path: Path) -> None:
+    """The alert a silence would open, once; a new silence (after activity) opens another."""
+    rows = motion(0) + motion(30) + motion(60)
+    found = detect(tmp_path, rows, until_h=70, every_level=False)
+    assert [(r["severity"], round(when(r), 2)) for r in found] == [
+        ("watch", 6.02),
+        ("watch", 36.02),
+        ("watch", 66.02),
+    ]
+    assert len(detect(tmp_path, rows, until_h=70)) > len(found)
 
 
 def test_each_rise_in_severity_is_one_row_at_its_threshold(tmp_path: Path) -> None:
@@ -106,33 +119,26 @@ def test_open_interval_holds_activity_until_its_hold_ends(tmp_path: Path) -> Non
 
 
 def test_what_counts_as_activity() -> None:
-    hold = 3600.0
     rows = [
-        (0.0, "p", "power", 50.0),  # first reading: a change from unknown, as in ingest
-        (10.0, "p", "power", 55.0),  # 5 W: the house, not a person
-        (20.0, "p", "power", 70.0),  # 15 W: a person
-        (30.0, "a", "appliance", 0.0),  # first state seen counts
-        (40.0, "a", "appliance", 0.0),  # no change
-        (50.0, "d", "door", 0.0),  # first state seen counts
-        (55.0, "d", "door", 0.0),  # no change
-        (60.0, "m", "motion", 0.0),  # a 0 with no open interval
-        (65.0, "c", "contact", 0.0),  # likewise
-        (70.0, "x", "battery", 1.0),  # not a kind of activity
-        (80.0, "c", "contact", 1.0),  # contact made, an interval opens
-        (90.0, "c", "contact", 1.0),  # made again while open: activity, same interval
-        (100.0, "c", "contact", 0.0),  # the interval closes within the hold
-        (200.0, "m", "motion", 1.0),  # opens and never closes: held for `hold`
+        (0.0, "p", "power", "kitchen", 50.0),  # a plug's first reading: nothing to compare
+        (10.0, "p", "power", "kitchen", 55.0),  # 5 W: the house, not a person
+        (20.0, "p", "power", "kitchen", 70.0),  # 15 W: a person
+        (30.0, "a", "appliance", "kitchen", 0.0),  # first state seen counts
+        (40.0, "a", "appliance", "kitchen", 0.0),  # no change
+        (50.0, "d", "door", "entrance", 0.0),  # first state seen counts
+        (55.0, "d", "door", "entrance", 0.0),  # no change
+        (60.0, "m", "motion", "living", 0.0),  # a motion 0 is no one's doing
+        (80.0, "c", "contact", "bedroom", 1.0),  # contact made, an interval opens
+        (90.0, "c", "contact", "bedroom", 1.0),  # made again while open: activity
+        (100.0, "c", "contact", "bedroom", 0.0),  # released: a change
+        (200.0, "m", "motion", "living", 1.0),  # opens and never closes
+        (200.0, "m", "motion", "living", 1.0),  # the same reading twice: once
     ]
-    assert sorted(activity_spans(rows, hold)) == [
-        (0.0, 0.0),
-        (20.0, 20.0),
-        (30.0, 30.0),
-        (50.0, 50.0),
-        (80.0, 80.0),
+    ev = build_evidence(reversed(rows))  # order does not matter
+    assert ev.event_t.tolist() == [20.0, 30.0, 50.0, 80.0, 90.0, 100.0, 200.0]
+    assert list(zip(ev.interval_start.tolist(), ev.interval_end.tolist(), strict=True)) == [
         (80.0, 100.0),
-        (90.0, 90.0),
-        (200.0, 200.0),
-        (200.0, 200.0 + hold),
+        (200.0, float("inf")),
     ]
 
 

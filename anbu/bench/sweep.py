@@ -1,0 +1,100 @@
+"""`anbu bench sweep`: the live sweep's learned scoring over N homes, numpy beside a Python loop.
+
+Arrays are shaped like the tables the sweep reads (home_activity: one silence start per home;
+baselines: 48 per-slot watch thresholds and steps per home). The DB read cost is measured
+separately on a throwaway PostgreSQL when `--db-homes` > 0 (reading home_activity joined with
+baselines, the sweep's query), since at a million homes that, not the scoring, is the bill.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from detectors.inactivity import InactivityPolicy
+from detectors.levels import learned_levels, loop_levels, start_slots
+
+
+def tables(homes: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Silence starts, watch and step tables for `homes` homes, and a sweep moment."""
+    rng = np.random.default_rng(seed)
+    now = 1_764_000_000.0
+    since = now - rng.exponential(3 * 3600.0, homes)
+    watch = rng.uniform(1.0, 12.0, (homes, 48)).astype(np.float32)
+    step = rng.uniform(0.2, 4.0, (homes, 48)).astype(np.float32)
+    watch[rng.random(homes) < 0.05] = np.nan  # homes still in their grace period
+    return since, watch, step, now
+
+
+def run(homes: int, loop_homes: int) -> tuple[float, float, int]:
+    """(numpy seconds for `homes`, loop seconds per home, homes raised) and prints both."""
+    policy = InactivityPolicy()
+    since, watch, step, now = tables(homes)
+    began = time.perf_counter()
+    slots = start_slots(since, 9 * 3600.0)
+    levels = learned_levels(since, now, slots, watch, step, policy)
+    numpy_s = time.perf_counter() - began
+    n = min(loop_homes, homes)
+    w, st = watch[:n].tolist(), step[:n].tolist()
+    s_list, slot_list = since[:n].tolist(), slots[:n].tolist()
+    began = time.perf_counter()
+    loop = loop_levels(s_list, now, slot_list, w, st, policy)
+    loop_per_home = (time.perf_counter() - began) / max(n, 1)
+    if loop != levels[:n].tolist():
+        raise AssertionError("the numpy sweep and the loop disagree")
+    print(f"numpy: homes={homes} seconds={numpy_s:.3f} raised={int((levels > 0).sum())}")
+    print(
+        f"loop: homes={n} seconds={loop_per_home * n:.3f} "
+        f"(extrapolated to {homes}: {loop_per_home * homes:.2f} s)"
+    )
+    return numpy_s, loop_per_home, int((levels > 0).sum())
+
+
+def db_read(conninfo: str, homes: int) -> float:
+    """Seconds to read the sweep's rows for `homes` homes from PostgreSQL (rows made first)."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE ha (resident_id bigint, last_activity_at timestamptz)")
+        conn.execute("CREATE TEMP TABLE bl (resident_id bigint, watch_h real[], step_h real[])")
+        conn.execute(
+            "INSERT INTO ha SELECT g, now() - (random() * interval '10 hours') "
+            "FROM generate_series(1, %s) g",
+            (homes,),
+        )
+        conn.execute(
+            "INSERT INTO bl SELECT g, array_fill(3.0::real, ARRAY[48]), "
+            "array_fill(1.0::real, ARRAY[48]) FROM generate_series(1, %s) g",
+            (homes,),
+        )
+        began = time.perf_counter()
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT h.resident_id, h.last_activity_at, b.watch_h, b.step_h "
+                "FROM ha h LEFT JOIN bl b USING (resident_id)"
+            )
+            rows = cur.fetchall()
+        took = time.perf_counter() - began
+    print(f"db read: homes={len(rows)} seconds={took:.2f}")
+    return took
+
+
+def main(homes: int, loop_homes: int, db_homes: int) -> None:
+    numpy_s, loop_per_home, _ = run(homes, loop_homes)
+    if db_homes > 0:
+        import tempfile
+        from pathlib import Path
+
+        from anbu.embedded import EmbeddedPostgres
+
+        with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
+            pg = EmbeddedPostgres(Path(work))
+            pg.init()
+            pg.start()
+            try:
+                db_read(pg.dsn, db_homes)
+            finally:
+                pg.stop()
+    speedup = loop_per_home * homes / max(numpy_s, 1e-9)
+    print(f"sweep: homes={homes} seconds={numpy_s:.3f} speedup_vs_loop={speedup:.0f}")

@@ -1,0 +1,73 @@
+"""Vectorised learned levels for the live sweep: one numpy pass over every home at once.
+
+Each home has per-slot watch thresholds and level steps (hours, from `anbu.baselines`); a home
+in its grace period has NaN there and falls back to the fixed rule. Pure: arrays in, levels out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.inactivity import InactivityPolicy
+from detectors.learning import SLOT_S
+
+HOUR = 3600.0
+
+
+def start_slots(since_s: npt.NDArray[np.float64], utc_offset_s: float) -> npt.NDArray[np.int64]:
+    """The local 30-minute slot in which each silence began."""
+    return ((np.mod(since_s + utc_offset_s, 86400.0)) // SLOT_S).astype(np.int64) % 48
+
+
+def learned_levels(
+    since_s: npt.NDArray[np.float64],
+    now_s: float,
+    slots: npt.NDArray[np.int64],
+    watch_h: npt.NDArray[np.floating],
+    step_h: npt.NDArray[np.floating],
+    policy: InactivityPolicy,
+    min_h: float = 1.0,
+) -> npt.NDArray[np.int8]:
+    """Severity value per home (0: nothing), from learned tables shaped (homes, 48).
+
+    Rows of NaN (grace, or no baseline) use the fixed rule; no level exceeds the fixed ceiling.
+    """
+    rows = np.arange(since_s.size)
+    watch = watch_h[rows, slots].astype(np.float64)
+    step = step_h[rows, slots].astype(np.float64)
+    silence_h = np.maximum(now_s - since_s, 0.0) / HOUR
+    ceiling = policy.critical_hours
+    learned = ~np.isnan(watch)
+    w = np.where(learned, np.clip(watch, min_h, ceiling), policy.watch_hours)
+    warn = np.where(learned, np.clip(watch + step, w, ceiling), policy.warning_hours)
+    crit = np.where(learned, np.clip(watch + 2 * step, warn, ceiling), ceiling)
+    levels = np.zeros(since_s.size, dtype=np.int8)
+    levels[silence_h >= w] = 1
+    levels[silence_h >= warn] = 2
+    levels[silence_h >= crit] = 3
+    return levels
+
+
+def loop_levels(
+    since_s: list[float],
+    now_s: float,
+    slots: list[int],
+    watch_h: list[list[float]],
+    step_h: list[list[float]],
+    policy: InactivityPolicy,
+    min_h: float = 1.0,
+) -> list[int]:
+    """The same as `learned_levels`, one home at a time in plain Python (the bench's baseline)."""
+    out = []
+    for i, since in enumerate(since_s):
+        watch, step = watch_h[i][slots[i]], step_h[i][slots[i]]
+        silence = max(now_s - since, 0.0) / HOUR
+        if watch != watch:  # NaN: the fixed rule
+            levels = (policy.watch_hours, policy.warning_hours, policy.critical_hours)
+        else:
+            w = min(max(watch, min_h), policy.critical_hours)
+            warn = min(max(watch + step, w), policy.critical_hours)
+            levels = (w, warn, min(max(watch + 2 * step, warn), policy.critical_hours))
+        out.append(sum(1 for x in levels if silence >= x))
+    return out

@@ -1,0 +1,102 @@
+"""Nightly learning against the database: each home's readings in, its baseline row out.
+
+Reads `anbu.readings` (the rolling window before `now`) per home, learns with the pure
+detectors.learning, upserts `anbu.baselines`. `register_jobs` adds the 03:00 Asia/Seoul job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from detectors.evidence import build_evidence
+from detectors.learning import Baseline, LearningPolicy, learn
+
+log = logging.getLogger(__name__)
+
+_HOMES = "SELECT id, created_at FROM anbu.resident WHERE status <> 'ended' ORDER BY id"
+_READINGS = """
+SELECT r.ts, s.gateway_id || '/' || s.vendor_id, s.kind, s.room, r.value
+  FROM anbu.readings r
+  JOIN anbu.sensor s ON s.id = r.sensor_id
+  JOIN anbu.gateway g ON g.id = s.gateway_id
+ WHERE g.resident_id = %s AND r.ts >= %s AND r.ts < %s
+ ORDER BY r.ts
+"""
+_FIRST = """
+SELECT min(r.ts) FROM anbu.readings r JOIN anbu.sensor s ON s.id = r.sensor_id
+  JOIN anbu.gateway g ON g.id = s.gateway_id WHERE g.resident_id = %s AND r.ts < %s
+"""
+_UPSERT = """
+INSERT INTO anbu.baselines
+       (resident_id, learned_at, history_days, grace, watch_h, step_h, usual_h, model)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (resident_id) DO UPDATE SET learned_at = excluded.learned_at,
+       history_days = excluded.history_days, grace = excluded.grace,
+       watch_h = excluded.watch_h, step_h = excluded.step_h, usual_h = excluded.usual_h,
+       model = excluded.model
+"""
+
+
+def learn_home(
+    conn: psycopg.Connection[Any], resident_id: int, now: datetime, policy: LearningPolicy
+) -> Baseline:
+    """Learn one home from its readings before `now` and store the baseline."""
+    tz = ZoneInfo("Asia/Seoul")
+    lo = now - timedelta(days=policy.window_days + 1)
+    rows = [
+        (ts.timestamp(), str(sensor), str(kind), str(room), float(value))
+        for ts, sensor, kind, room, value in conn.execute(_READINGS, (resident_id, lo, now))
+    ]
+    first = conn.execute(_FIRST, (resident_id, now)).fetchone()
+    ev = build_evidence(rows)
+    if first is not None and first[0] is not None:  # history began before the window
+        ev = replace(ev, first_t=first[0].timestamp())
+    baseline = learn(ev, now.timestamp(), tz, policy)
+    conn.execute(
+        _UPSERT,
+        (
+            resident_id,
+            now,
+            baseline.history_days,
+            baseline.grace,
+            list(baseline.watch_h) or None,
+            list(baseline.step_h) or None,
+            list(baseline.usual_h) or None,
+            json.dumps(baseline.to_json()),
+        ),
+    )
+    return baseline
+
+
+def learn_all(db: Any, now: datetime, policy: LearningPolicy | None = None) -> int:
+    """Learn every active home, one transaction each; returns how many were learned."""
+    policy = policy or LearningPolicy()
+    with db.connection() as conn:
+        ids = [int(r[0]) for r in conn.execute(_HOMES)]
+    for rid in ids:
+        with db.connection() as conn:
+            learn_home(conn, rid, now, policy)
+    log.info("baselines learned", extra={"homes": len(ids)})
+    return len(ids)
+
+
+def register_jobs(scheduler: Any, db: Any, now: Callable[[], datetime]) -> None:
+    """Add the nightly learning (03:00 Asia/Seoul) to an APScheduler scheduler."""
+    scheduler.add_job(
+        lambda: learn_all(db, now()),
+        "cron",
+        hour=3,
+        minute=0,
+        timezone="Asia/Seoul",
+        id="learn_baselines",
+        max_instances=1,
+        coalesce=True,
+    )
