@@ -16,11 +16,21 @@ class Route:
     call_resident: bool
     label_ko: str
     label_en: str
+    escalate_now: bool = False  # the resident already spoke: straight to the care manager
 
 
 # Kinds are matched by prefix, first match wins. Device, site and routine findings are for
 # the technician or the weekly review: they show on the dashboard and never ring a resident.
 ROUTES: tuple[tuple[str, Route], ...] = (
+    ("help_request", Route(False, "주민 도움 요청", "resident asked for help", True)),
+    ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
+    ("checkin_help", Route(False, "안부전화 도움 요청", "help asked on a check-in", True)),
+    ("checkin_unwell", Route(False, "안부전화 몸 불편", "unwell on a check-in", True)),
+    (
+        "checkin_unreached",
+        Route(False, "정기 안부전화 연락 안 됨", "routine calls unreached", True),
+    ),
+    ("voice_message", Route(False, "주민 음성 메시지", "resident's voice message")),
     ("device", Route(False, "기기 점검", "device check")),
     ("gateway", Route(False, "게이트웨이 점검", "gateway check")),
     ("battery", Route(False, "배터리 교체", "battery replacement")),

@@ -18,7 +18,13 @@ from psycopg.rows import dict_row
 
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
-from alerts.policy import OUTCOME_KO, OUTCOME_MEANING, EscalationPolicy
+from alerts.policy import (
+    OUTCOME_KO,
+    OUTCOME_MEANING,
+    TOP_LEVEL,
+    EscalationPolicy,
+    after_call,
+)
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
 from anbu.clock import Clock
 from anbu.db import Database
@@ -33,6 +39,10 @@ class Telephony(Protocol):
     def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int: ...
 
     def send_sms(self, to: str, body: str) -> str | None: ...
+
+    def call_care_manager(
+        self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
+    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,8 @@ class AlertService:
         f = item.finding
         severity = f.severity.label
         route = route_for(f.kind)
-        first_action = now if route.call_resident else None  # others: the dashboard only
+        # calls and direct escalations are due now; the rest is for the dashboard only
+        first_action = now if (route.call_resident or route.escalate_now) else None
         row = conn.execute(
             """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
                                         updated_at, next_action_at, finding_id)
@@ -171,7 +182,15 @@ class AlertService:
 
     def _advance(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
         state = AlertState(a["state"])
-        if state in (AlertState.OPEN, AlertState.CALLING) and not a["awaiting_call"]:
+        route = route_for(a["kind"])
+        if state is AlertState.OPEN and route.escalate_now:
+            to = next_state(state, Event.RESIDENT_NEEDS_HELP)
+            critical = Severity.parse(a["severity"]) is Severity.CRITICAL
+            level = TOP_LEVEL if critical else 0
+            self._escalate(conn, a, state, to, now, level=level, reason=f"{route.label_ko}")
+        elif state is AlertState.OPEN and not route.call_resident:
+            conn.execute("UPDATE anbu.alerts SET next_action_at = NULL WHERE id = %s", (a["id"],))
+        elif state in (AlertState.OPEN, AlertState.CALLING) and not a["awaiting_call"]:
             self._place_call(conn, a, state, now)
         elif state is AlertState.CALLING and a["awaiting_call"]:
             outcome = CallOutcome(a["call_outcome"]) if a["call_outcome"] else None
@@ -225,11 +244,12 @@ class AlertService:
             )
             _record(conn, a["id"], now, "resident", state, to, said)
             return
-        if meaning == "help" or a["call_attempts"] > self.policy.call_retries:
+        action, level = after_call(outcome, int(a["call_attempts"]), self.policy)
+        if action == "escalate":  # help/unwell at once, emergency at the top; else retries spent
             event = Event.RESIDENT_NEEDS_HELP if meaning == "help" else Event.RESIDENT_UNREACHED
             to = next_state(state, event)
             why = said if meaning == "help" else f"{said} — 재시도 소진, 연락 안 됨"
-            self._escalate(conn, a, state, to, now, level=0, reason=why)
+            self._escalate(conn, a, state, to, now, level=level, reason=why)
             return
         to = next_state(state, Event.CALL_UNANSWERED)
         conn.execute(
@@ -267,7 +287,7 @@ class AlertService:
             (to.value, level, now + self.policy.ack_timeout, now, a["id"]),
         )
         _record(conn, a["id"], now, "system", state, to, reason)
-        self._notify(conn, a, step.roles, now, reason)
+        self._notify(conn, a, step.roles, now, reason, level)
 
     def _notify(
         self,
@@ -276,6 +296,7 @@ class AlertService:
         roles: tuple[str, ...],
         now: datetime,
         reason: str,
+        level: int = 0,
     ) -> None:
         with conn.cursor(row_factory=dict_row) as cur:
             managers = cur.execute(
@@ -298,6 +319,17 @@ class AlertService:
                     (a["id"], m["id"], channel, body, external,
                      "sent" if (external or channel == "dashboard") else "failed", now),
                 )  # fmt: skip
+            if Severity.parse(a["severity"]) is Severity.CRITICAL:
+                # critical: also a voice call that asks the care manager to press 1 to take it
+                call_id = self.telephony.call_care_manager(
+                    a["id"], m["id"], f"{severity} 알림입니다. {reason}.", step=level
+                )
+                conn.execute(
+                    """INSERT INTO anbu.notifications
+                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
+                       VALUES (%s, %s, 'voice', %s, %s, 'sent', %s) ON CONFLICT DO NOTHING""",
+                    (a["id"], m["id"], body, str(call_id), now),
+                )
         log.info(
             "care managers notified",
             extra={"alert_id": a["id"], "care_managers": [m["id"] for m in managers]},

@@ -16,12 +16,14 @@ from zoneinfo import ZoneInfo
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
 from anbu.clock import Clock, SystemClock
 from anbu.config import Settings
 from anbu.db import Database, migrate
 from calls.client import make_twilio_client
+from calls.jobs import register_jobs as register_call_jobs
 from calls.service import CallService
 from calls.webhooks import build_router
 from dashboards.app import create_app
@@ -131,6 +133,17 @@ class Runtime:
             "interval",
             hours=6,
             id="partitions",
+            max_instances=1,
+            coalesce=True,
+        )
+        # routine check-in plans and the calls-per-second send queue
+        register_call_jobs(sched, self.db, self.calls, s, self.clock)
+        intake = Intake(self.db, self.alerts, self.clock, streak=s.checkin_unreached_streak)
+        sched.add_job(
+            self._guarded("intake", intake.run_once),
+            "interval",
+            seconds=s.due_poll_s,
+            id="intake",
             max_instances=1,
             coalesce=True,
         )

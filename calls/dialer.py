@@ -142,7 +142,7 @@ class Dialler:
         )
         if claimed:
             return claimed
-        short = grant < want
+        short = grant == 0  # with tokens but nothing claimed, nothing is due
         return DrainStep(0, short, max(0.0, (1.0 - tokens) / self.cps) if short else 0.0)
 
     def _dial(self, call: Claimed) -> None:

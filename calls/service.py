@@ -8,13 +8,12 @@ Phone numbers are read from anbu.resident and never logged; logs carry call and 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import threading
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -279,6 +278,36 @@ class CallService:
         log.info("check-in answer", extra={"call_id": call_id, "outcome": str(outcome)})
         return outcome
 
+    def record_amd(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
+        """Store an async answering-machine result; a machine or fax is never an answer.
+        Returns the outcome it implies (None for a person or an unknown call)."""
+        answered_by = params.get("AnsweredBy") or "unknown"
+        implied = ANSWERED_BY_OUTCOMES.get(answered_by)
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            self._event(conn, call_id, now, "amd", params)
+            conn.execute(
+                """UPDATE anbu.calls SET answered_by = %s, updated_at = %s,
+                       outcome = CASE WHEN %s::text IS NOT NULL AND digits IS NULL THEN %s
+                                      ELSE outcome END
+                   WHERE id = %s""",
+                (answered_by, now, implied, implied, call_id),
+            )
+        return implied
+
+    def leave_voicemail(self, call_id: int, sid: str) -> None:
+        """Replace a live call's script with the short voicemail message (machine answered)."""
+        language = self.language_of(call_id)
+        try:
+            self.client.calls(sid).update(twiml=twiml.voicemail(language))
+        except TWILIO_ERRORS as exc:  # the call may already be over
+            log.info("voicemail not left", extra={"call_id": call_id, **error_code(exc)})
+
     # -- reading -------------------------------------------------------------------------
 
     def language_of(self, call_id: int) -> str | None:
@@ -290,6 +319,16 @@ class CallService:
                 (call_id,),
             ).fetchone()
         return str(row[0]) if row else None
+
+    def script_of(self, call_id: int) -> tuple[str, str, str | None] | None:
+        """(language, purpose, message_ko) of a call, None for an unknown call."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT r.language, c.purpose, c.message_ko FROM anbu.calls c
+                   JOIN anbu.resident r ON r.id = c.resident_id WHERE c.id = %s""",
+                (call_id,),
+            ).fetchone()
+        return (str(row[0]), str(row[1]), row[2]) if row else None
 
     def get_call(self, call_id: int) -> CallRecord | None:
         """One call, or None."""
@@ -337,4 +376,3 @@ class CallService:
             )
         # The exception text can quote the dialled number: log only its type and code.
         log.warning("check-in call failed to start", extra={"call_id": call_id, **error})
-

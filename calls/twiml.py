@@ -114,3 +114,105 @@ def hang_up() -> str:
     response = VoiceResponse()
     response.hangup()
     return str(response)
+
+
+# -- care-manager alert calls ---------------------------------------------------------------
+
+KO = KOREAN
+
+
+def manager_alert(message_ko: str, gather_url: str) -> str:
+    """Tell a care manager what happened; pressing 1 takes the alert. Asked twice."""
+    response = VoiceResponse()
+    for text in (
+        f"안부 알림입니다. {message_ko} 확인하시려면 1번을 눌러 주세요.",
+        "확인하시려면 1번을 눌러 주세요.",
+    ):
+        gather = response.gather(
+            input="dtmf", action=gather_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
+        )
+        gather.say(text, voice=KO.voice, language=KO.language)
+    _say(response, KO, "확인되지 않아 다음 담당자에게도 알리겠습니다.")
+    response.hangup()
+    return str(response)
+
+
+def manager_closing(taken: bool) -> str:
+    """After the care manager's key press."""
+    response = VoiceResponse()
+    text = (
+        "확인되었습니다. 대시보드에서 자세한 내용을 보실 수 있습니다."
+        if taken
+        else "확인되지 않았습니다. 대시보드에서 확인해 주세요."
+    )
+    _say(response, KO, text)
+    response.hangup()
+    return str(response)
+
+
+# -- the 돌봄콜 line (incoming) ---------------------------------------------------------------
+
+LINE_MENU = "안부 돌봄콜입니다. 도움이 필요하시면 1번, 메시지를 남기시려면 2번을 눌러 주세요."
+
+
+def line_menu(action_url: str) -> str:
+    """The menu for a known resident: 1 help, 2 leave a message; asked twice."""
+    response = VoiceResponse()
+    for text in (LINE_MENU, "다시 한 번 안내드립니다. " + LINE_MENU):
+        gather = response.gather(
+            input="dtmf", action=action_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
+        )
+        gather.say(text, voice=KO.voice, language=KO.language)
+    _say(response, KO, "선택이 없어 전화를 마칩니다. 급하시면 119로 전화해 주세요.")
+    response.hangup()
+    return str(response)
+
+
+def line_unknown(city_contact_ko: str) -> str:
+    """An unregistered number: how to reach the city instead."""
+    response = VoiceResponse()
+    _say(
+        response,
+        KO,
+        "안부 돌봄콜입니다. 등록되지 않은 번호입니다. "
+        f"돌봄 서비스 신청과 문의는 {city_contact_ko}로 전화해 주세요. "
+        "급한 상황이면 119로 전화해 주세요.",
+    )
+    response.hangup()
+    return str(response)
+
+
+def line_help_taken() -> str:
+    response = VoiceResponse()
+    _say(
+        response,
+        KO,
+        "담당 복지사께 바로 알리겠습니다. 곧 연락드리겠습니다. 급하시면 119로 전화해 주세요.",
+    )
+    response.hangup()
+    return str(response)
+
+
+def line_record(action_url: str, transcript_url: str) -> str:
+    """Record a message of up to a minute, with its transcript posted separately."""
+    response = VoiceResponse()
+    _say(response, KO, "삐 소리가 나면 메시지를 남겨 주세요. 다 남기시면 전화를 끊으셔도 됩니다.")
+    response.record(
+        action=action_url,
+        method="POST",
+        max_length=60,
+        play_beep=True,
+        timeout=5,
+        transcribe=True,
+        transcribe_callback=transcript_url,
+    )
+    _say(response, KO, "메시지가 녹음되지 않았습니다. 다시 전화해 주세요.")
+    response.hangup()
+    return str(response)
+
+
+def line_message_taken() -> str:
+    response = VoiceResponse()
+    _say(response, KO, "메시지를 담당 복지사께 전하겠습니다. 감사합니다.")
+    response.hangup()
+    return str(response)

@@ -43,7 +43,9 @@ RISK_RULES: tuple[tuple[re.Pattern[str], CallOutcome], ...] = (
 )
 
 # After the model: words that never let an answer be OK.
-UNWELL_WORDS = re.compile(r"아파|아프|아퍼|안\s*좋|편찮|어지러|힘들|쑤셔|\b(sick|pain|dizzy)\b", re.I)
+UNWELL_WORDS = re.compile(
+    r"아파|아프|아퍼|안\s*좋|편찮|어지러|힘들|쑤셔|\b(sick|pain|dizzy)\b", re.I
+)
 DOUBT_WORDS = re.compile(r"모르|글쎄|\?|\b(no|maybe|not sure)\b", re.I)
 ENGLISH_OK = re.compile(r"\b(yes|yeah|fine|ok|okay|good|all right|alright)\b", re.I)
 ENGLISH_LATER = re.compile(r"\b(later|busy|call (me )?back)\b", re.I)
@@ -132,9 +134,9 @@ def understand(text: str, model: SpeechModel | None) -> CallOutcome:
         outcome = CallOutcome.OK
     else:
         outcome = CallOutcome.UNCLEAR
-    if outcome in (CallOutcome.OK, CallOutcome.UNCLEAR, CallOutcome.CALL_BACK_LATER):
-        if UNWELL_WORDS.search(text):
-            return CallOutcome.UNWELL
+    never_fine = (CallOutcome.OK, CallOutcome.UNCLEAR, CallOutcome.CALL_BACK_LATER)
+    if outcome in never_fine and UNWELL_WORDS.search(text):
+        return CallOutcome.UNWELL
     if outcome is CallOutcome.OK and DOUBT_WORDS.search(text):
         return CallOutcome.UNCLEAR
     return outcome

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Behaviour(enum.StrEnum):
@@ -25,7 +25,9 @@ class Persona:
 
     behaviour: Behaviour
     digits: str | None = None
-    speech: str | None = None
+    speech: str | None = None  # said at a speech <Gather>, or the message left at a <Record>
+    answer_after_s: float = 3.0  # seconds of ringing before a person picks up
+    amd: str | None = None  # AnsweredBy to report; None = from the behaviour
 
     def __str__(self) -> str:
         return self.behaviour.value + (f":{self.digits}" if self.digits else "")
@@ -47,3 +49,42 @@ def say(text: str) -> Persona:
 
 
 SAY = say  # reads like the other personas: SAY("도와주세요")
+
+# Lines whose answering machine detection is not a clean "human"
+FAX = Persona(Behaviour.SILENT, amd="fax")
+UNKNOWN_AMD_SILENT = Persona(Behaviour.SILENT, amd="unknown")
+MACHINE_START = Persona(Behaviour.VOICEMAIL, amd="machine_start")
+
+
+def slow(persona: Persona, seconds: float) -> Persona:
+    """The same callee, picking up only after `seconds` of ringing."""
+    return replace(persona, answer_after_s=seconds)
+
+
+def caller(digits: str, message: str | None = None) -> Persona:
+    """A resident calling the 돌봄콜 line: presses `digits`, then (for 2) leaves `message`."""
+    return Persona(Behaviour.PRESS, digits=digits, speech=message)
+
+
+# Scripted residents with names, for tests and the demo: what each does when rung.
+SCRIPTED: dict[str, Persona] = {
+    "press_1": PRESS_1,
+    "press_2": PRESS_2,
+    "says_fine": say("응 괜찮어 걱정 말어"),
+    "says_unwell": say("요새 영 기운이 없어 머리가 어질어질해"),
+    "says_help": say("보일러가 고장 나서 추워요 좀 도와주세요"),
+    "says_emergency": say("숨이 안 쉬어져요 119 불러 줘"),
+    "says_later": say("지금 밥 먹는 중이야 이따 전화해"),
+    "mumbles": say("뭐라카노 잘 안 들린다"),
+    "silent": SILENT,
+    "no_answer": NO_ANSWER,
+    "slow_answer": slow(PRESS_1, 20.0),
+    "too_slow": slow(PRESS_1, 90.0),
+    "busy": BUSY,
+    "voicemail": VOICEMAIL,
+    "machine_start": MACHINE_START,
+    "fax": FAX,
+    "unknown_amd": UNKNOWN_AMD_SILENT,
+    "failed": FAILED,
+    "invalid_number": INVALID_NUMBER,
+}

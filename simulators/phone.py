@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -62,6 +63,8 @@ class PhoneNetwork:
         default_persona: Persona = PRESS_1,
         step_delay_s: float = 0.0,
         webhook_timeout_s: float = 10.0,
+        time_scale: float = 0.0,
+        max_lines: int = 256,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -70,18 +73,28 @@ class PhoneNetwork:
         self.default_persona = default_persona
         self.step_delay_s = step_delay_s
         self.webhook_timeout_s = webhook_timeout_s
+        self.time_scale = time_scale  # real seconds per simulated second of ringing
         self._lock = threading.Lock()
         self._personas: dict[str, Persona] = {}
         self._calls: dict[str, SimulatedCall] = {}
         self._messages: list[SimulatedMessage] = []
-        self._threads: list[threading.Thread] = []
+        self.max_lines = max_lines
+        self._lines: ThreadPoolExecutor | None = None
+        self._outstanding = 0
+        self._idle = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
         self._serve_thread: threading.Thread | None = None
+        self._http: httpx.Client | None = None
         self._validator = RequestValidator(auth_token)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
+        # one client for every call: building one per call (TLS context) costs ~20 ms of CPU
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        self._http = httpx.Client(timeout=self.webhook_timeout_s, limits=limits)
+        # calls beyond max_lines wait as "queued", as a carrier queues over its capacity
+        self._lines = ThreadPoolExecutor(max_workers=self.max_lines, thread_name_prefix="line")
         self._server = ThreadingHTTPServer((self.host, self.port), handler_for(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
@@ -93,11 +106,17 @@ class PhoneNetwork:
         self._server.serve_forever(poll_interval=0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.wait_idle(timeout)
+        idle = self.wait_idle(timeout)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._lines is not None:
+            self._lines.shutdown(wait=False, cancel_futures=True)
+            self._lines = None
+        if self._http is not None and idle:  # calls still running keep their client
+            self._http.close()
+            self._http = None
         if self._serve_thread is not None:
             self._serve_thread.join(timeout)
             self._serve_thread = None
@@ -130,11 +149,10 @@ class PhoneNetwork:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every call placed so far has ended; False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
+        with self._idle:
+            return self._idle.wait_for(
+                lambda: self._outstanding == 0, max(0.0, deadline - time.monotonic())
+            )
 
     # -- REST API (called by the handler) ----------------------------------------------------
 
@@ -157,13 +175,56 @@ class PhoneNetwork:
             status_callback_events=tuple(form.get("StatusCallbackEvent", [])),
             machine_detection=one(form, "MachineDetection"),
             persona=persona,
+            timeout_s=float(one(form, "Timeout") or 60),
+            async_amd_callback=(
+                one(form, "AsyncAmdStatusCallback")
+                if (one(form, "AsyncAmd") or "").lower() == "true"
+                else None
+            ),
         )
-        thread = threading.Thread(target=self._run, args=(call.sid,), daemon=True)
+        self._launch(call)
+        return 201, call_json(call, self.account_sid)
+
+    def _launch(self, call: SimulatedCall) -> None:
+        assert self._lines is not None, "PhoneNetwork.start() first"
         with self._lock:
             self._calls[call.sid] = call
-            self._threads.append(thread)
-        thread.start()
-        return 201, call_json(call, self.account_sid)
+            self._outstanding += 1
+        self._lines.submit(self._line, call.sid)
+
+    def _line(self, sid: str) -> None:
+        try:
+            self._run(sid)
+        except Exception as exc:  # a broken call must not wedge wait_idle
+            self._append(sid, "errors", f"network error: {type(exc).__name__}")
+        finally:
+            with self._idle:
+                self._outstanding -= 1
+                self._idle.notify_all()
+
+    def dial_in(self, from_: str, to: str, url: str, persona: Persona) -> str:
+        """A person calls `to` from `from_`: the network posts to the number's voice `url`."""
+        call = SimulatedCall(
+            sid="CA" + uuid.uuid4().hex, to=to, from_=from_, url=url, status_callback=None,
+            status_callback_events=(), machine_detection=None, persona=persona,
+            direction="inbound",
+        )  # fmt: skip
+        self._launch(call)
+        return call.sid
+
+    def update_call(self, sid: str, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """Redirect a live call to new TwiML (Twiml=...) or end it (Status=completed)."""
+        call = self.call(sid)
+        if call is None:
+            return error(404, 20404, f"The requested resource {sid} was not found")
+        if call.done:
+            return error(400, 21220, "Call is not in-progress. Cannot redirect.")
+        twiml = one(form, "Twiml")
+        if one(form, "Status") in ("completed", "canceled"):
+            twiml = "<Response><Hangup/></Response>"
+        if twiml:
+            call = self._update(sid, pending_twiml=twiml)
+        return 200, call_json(call, self.account_sid)
 
     def fetch_call(self, sid: str) -> tuple[int, dict[str, Any]]:
         call = self.call(sid)
@@ -203,43 +264,96 @@ class PhoneNetwork:
 
     def _run(self, sid: str) -> None:
         """One call from dialling to hang-up, as a carrier would report it."""
-        with httpx.Client(timeout=self.webhook_timeout_s) as http:
-            call = self._update(sid, status="initiated")
-            self._status(http, call, "initiated")
-            behaviour = call.persona.behaviour
-            if behaviour in (Behaviour.FAILED, Behaviour.BUSY):
-                self._finish(http, sid, "failed" if behaviour is Behaviour.FAILED else "busy")
-                return
-            self._pause()
-            call = self._update(sid, status="ringing")
-            self._status(http, call, "ringing")
-            self._pause()
-            if behaviour is Behaviour.NO_ANSWER:
-                self._finish(http, sid, "no-answer")
-                return
-            answered_by = None
-            if call.machine_detection:
-                answered_by = "machine_end_beep" if behaviour is Behaviour.VOICEMAIL else "human"
-            answered_at = time.monotonic()
-            call = self._update(sid, status="in-progress", answered_by=answered_by)
-            self._status(http, call, "answered")
-            try:
-                self._converse(http, sid)
-            except _TwimlError as exc:
-                self._append(sid, "errors", str(exc))
-            duration = max(1, math.ceil(time.monotonic() - answered_at))
-            self._finish(http, sid, "completed", duration)
+        http = self._http
+        assert http is not None, "PhoneNetwork.start() first"
+        call = self._update(sid, status="initiated" if call_outbound(self, sid) else "ringing")
+        if call.direction == "inbound":
+            self._answered(http, sid)
+            return
+        self._status(http, call, "initiated")
+        behaviour = call.persona.behaviour
+        if behaviour in (Behaviour.FAILED, Behaviour.BUSY):
+            self._finish(http, sid, "failed" if behaviour is Behaviour.FAILED else "busy")
+            return
+        self._pause()
+        call = self._update(sid, status="ringing")
+        self._status(http, call, "ringing")
+        self._pause()
+        ring = min(call.persona.answer_after_s, call.timeout_s)
+        self._ring(ring)
+        if behaviour is Behaviour.NO_ANSWER or call.persona.answer_after_s > call.timeout_s:
+            self._finish(http, sid, "no-answer")
+            return
+        answered_by = None
+        if call.machine_detection:
+            machine = behaviour is Behaviour.VOICEMAIL
+            answered_by = call.persona.amd or ("machine_end_beep" if machine else "human")
+        # async detection reports AnsweredBy on its own callback, not on the voice request
+        shown = None if call.async_amd_callback else answered_by
+        call = self._update(sid, status="in-progress", answered_by=shown)
+        self._status(http, call, "answered")
+        self._answered(http, sid, answered_by if call.async_amd_callback else None)
 
-    def _converse(self, http: httpx.Client, sid: str) -> None:
-        """Fetch the call's TwiML and play it, following gathers and redirects."""
+    def _answered(self, http: httpx.Client, sid: str, async_amd: str | None = None) -> None:
+        answered_at = time.monotonic()
+        try:
+            self._converse(http, sid, async_amd)
+        except _TwimlError as exc:
+            self._append(sid, "errors", str(exc))
+        duration = max(1, math.ceil(time.monotonic() - answered_at))
+        self._finish(http, sid, "completed", duration)
+        self._transcribe(http, sid)
+
+    def _converse(self, http: httpx.Client, sid: str, async_amd: str | None) -> None:
+        """Fetch the call's TwiML and play it, following gathers, records and redirects."""
         url: str | None = self.call(sid).url  # type: ignore[union-attr]
         extra: dict[str, str] = {}
         for _ in range(MAX_DOCUMENTS):
             if url is None:
                 return
             document = self._webhook(http, url, self._params(sid, **extra))
-            url, extra = self._play(sid, document, url)
+            if async_amd is not None:
+                self._amd(http, sid, async_amd)  # detection finishes while the greeting plays
+                async_amd = None
+            pending = self._take_pending(sid)
+            url, extra = self._play(sid, pending or document, url)
+            pending = self._take_pending(sid)
+            while pending is not None:  # redirected while the last document played
+                url, extra = self._play(sid, pending, url or "")
+                pending = self._take_pending(sid)
         self._append(sid, "errors", "too many TwiML documents")
+
+    def _take_pending(self, sid: str) -> str | None:
+        with self._lock:
+            call = self._calls[sid]
+            if call.pending_twiml is None:
+                return None
+            self._calls[sid] = replace(call, pending_twiml=None)
+            return call.pending_twiml
+
+    def _amd(self, http: httpx.Client, sid: str, answered_by: str) -> None:
+        call = self._update(sid, answered_by=answered_by)
+        if not call.async_amd_callback:
+            return
+        params = self._params(sid, MachineDetectionDuration="2800")
+        try:
+            self._webhook(http, call.async_amd_callback, params)
+        except _TwimlError as exc:
+            self._append(sid, "errors", str(exc))
+
+    def _transcribe(self, http: httpx.Client, sid: str) -> None:
+        """Post a recorded message's transcript after the call, as Twilio's transcription does."""
+        call = self.call(sid)
+        if call is None or not call.transcribe_callback or not call.persona.speech:
+            return
+        params = self._params(
+            sid, TranscriptionText=call.persona.speech, TranscriptionStatus="completed",
+            RecordingUrl=_recording_url(self.base_url, call),
+        )  # fmt: skip
+        try:
+            self._webhook(http, call.transcribe_callback, params)
+        except _TwimlError as exc:
+            self._append(sid, "errors", str(exc))
 
     def _play(self, sid: str, document: str, doc_url: str) -> tuple[str | None, dict[str, str]]:
         """Play one TwiML document; returns the next URL to fetch (and what to post), if any."""
@@ -262,6 +376,18 @@ class PhoneNetwork:
                 if answer:
                     self._append(sid, "answers", next(iter(answer.values())))
                     return urljoin(doc_url, verb.get("action") or doc_url), answer
+            elif verb.tag == "Record":
+                if persona.speech:
+                    self._append(sid, "answers", persona.speech)
+                    self._update(sid, transcribe_callback=verb.get("transcribeCallback"))
+                    call = self.call(sid)
+                    assert call is not None
+                    params = {
+                        "RecordingUrl": _recording_url(self.base_url, call),
+                        "RecordingDuration": str(max(1, len(persona.speech) // 4)),
+                        "Digits": "hangup",
+                    }
+                    return urljoin(doc_url, verb.get("action") or doc_url), params
             elif verb.tag == "Redirect":
                 return urljoin(doc_url, (verb.text or "").strip()), {}
             elif verb.tag in ("Hangup", "Reject"):
@@ -298,7 +424,7 @@ class PhoneNetwork:
             "From": call.from_,
             "To": call.to,
             "CallStatus": call.status,
-            "Direction": "outbound-api",
+            "Direction": call.direction,
             "ApiVersion": "2010-04-01",
         }
         if call.answered_by:
@@ -323,6 +449,19 @@ class PhoneNetwork:
     def _pause(self) -> None:
         if self.step_delay_s > 0:
             time.sleep(self.step_delay_s)
+
+    def _ring(self, simulated_s: float) -> None:
+        if self.time_scale > 0 and simulated_s > 0:
+            time.sleep(simulated_s * self.time_scale)
+
+
+def call_outbound(network: PhoneNetwork, sid: str) -> bool:
+    call = network.call(sid)
+    return call is not None and call.direction != "inbound"
+
+
+def _recording_url(base_url: str, call: SimulatedCall) -> str:
+    return f"{base_url}/2010-04-01/Accounts/Recordings/RE{call.sid[2:]}"
 
 
 def _answer(persona: Persona, inputs: str) -> dict[str, str]:

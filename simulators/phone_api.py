@@ -27,6 +27,11 @@ class SimulatedCall:
     status_callback_events: tuple[str, ...]
     machine_detection: str | None
     persona: Persona
+    timeout_s: float = 60.0
+    async_amd_callback: str | None = None
+    direction: str = "outbound-api"
+    pending_twiml: str | None = None  # set by a REST update while the call is live
+    transcribe_callback: str | None = None  # where a <Record>'s transcript goes
     status: str = "queued"
     answered_by: str | None = None
     callbacks: tuple[str, ...] = ()  # CallStatus of every status callback posted, in order
@@ -60,6 +65,7 @@ class CarrierApi(Protocol):
     def authorized(self, header: str | None) -> bool: ...
     def create_call(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
     def fetch_call(self, sid: str) -> tuple[int, dict[str, Any]]: ...
+    def update_call(self, sid: str, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
     def create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
 
 
@@ -74,7 +80,7 @@ def call_json(call: SimulatedCall, account_sid: str) -> dict[str, Any]:
         "from": call.from_,
         "from_formatted": call.from_,
         "status": call.status,
-        "direction": "outbound-api",
+        "direction": call.direction,
         "api_version": "2010-04-01",
         "answered_by": call.answered_by,
         "duration": str(call.duration) if call.duration is not None else None,
@@ -143,6 +149,7 @@ def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # request lines are not logged: keep the fake carrier quiet
@@ -168,6 +175,8 @@ def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
                 return network.create_call(form)
             if method == "GET" and rest.startswith("Calls/") and rest.endswith(".json"):
                 return network.fetch_call(rest[len("Calls/") : -len(".json")])
+            if method == "POST" and rest.startswith("Calls/") and rest.endswith(".json"):
+                return network.update_call(rest[len("Calls/") : -len(".json")], form)
             if method == "POST" and rest == "Messages.json":
                 return network.create_message(form)
             return error(404, 20404, "The requested resource was not found")

@@ -2,4 +2,62 @@
 
 from __future__ import annotations
 
-from anbu.cli import app, bench_app  # noqa: F401
+from typing import Annotated
+
+import typer
+
+from anbu.cli import app, bench_app
+
+
+@app.command("checkin-plan")
+def checkin_plan(
+    resident_id: Annotated[int, typer.Argument(help="anbu.resident id")],
+    days: Annotated[str, typer.Option(help="ISO weekdays, 1 = Monday, e.g. 1,4")] = "1,4",
+    at: Annotated[str, typer.Option(help="local time (Asia/Seoul), HH:MM")] = "10:00",
+) -> None:
+    """Add a routine check-in plan for a resident (e.g. Mon and Thu 10:00)."""
+    from datetime import time
+
+    import psycopg
+
+    from anbu.config import Settings
+    from calls.checkins import add_plan
+
+    settings = Settings()
+    if not settings.database_url:
+        raise typer.BadParameter("ANBU_DATABASE_URL is not set")
+    weekdays = [int(d) for d in days.split(",") if d.strip()]
+    with psycopg.connect(settings.database_url) as conn:
+        plan_id = add_plan(conn, resident_id, weekdays, time.fromisoformat(at))
+    typer.echo(f"plan {plan_id}: resident {resident_id} on {weekdays} at {at}")
+
+
+@app.command("speech-eval")
+def speech_eval() -> None:
+    """Held-out accuracy of the check-in speech classifier on the shipped utterances."""
+    from calls.understanding import evaluate, load_utterances
+
+    pairs = load_utterances()
+    e = evaluate(pairs)
+    typer.echo(
+        f"utterances={len(pairs)} train={e.train} test={e.test} "
+        f"model_accuracy={e.model_accuracy:.3f} rules+model_accuracy={e.accuracy:.3f}"
+    )
+
+
+@bench_app.command("calls")
+def bench_calls(
+    checkins: Annotated[int, typer.Option(help="routine check-ins for one morning")] = 10_000,
+    cps: Annotated[float, typer.Option(help="calls-per-second limit for the run")] = 500.0,
+    persona: Annotated[str, typer.Option(help="how every line answers (simulators.personas)")] = (
+        "press_1"
+    ),
+) -> None:
+    """10,000 routine check-ins through the queue and the local phone network."""
+    import logging
+
+    from anbu.bench.calls import run_bench
+    from anbu.config import Settings
+
+    logging.getLogger().setLevel(logging.WARNING)
+    run_bench(checkins, cps, Settings().database_url or None, persona)

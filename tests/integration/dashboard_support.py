@@ -44,6 +44,11 @@ class RecordingTelephony:
         self.sms.append((to, body))
         return None
 
+    def call_care_manager(
+        self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
+    ) -> int:
+        return 0
+
 
 @dataclass(frozen=True)
 class Town:

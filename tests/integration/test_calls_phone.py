@@ -105,7 +105,8 @@ def _rig(db_url: str, language: str = "ko", api_base: str | None = None) -> Iter
         twilio_auth_token=AUTH_TOKEN,
         twilio_api_base_url=api_base or network.base_url,
         public_base_url=f"http://127.0.0.1:{port}",
-        call_ring_timeout_s=5,
+        call_ring_timeout_s=30,
+        call_cps=100.0,
     )
     database = Database(db_url, min_size=1, max_size=4)
     database.open()
@@ -127,25 +128,36 @@ def rig(db_url: str) -> Iterator[Rig]:
     yield from _rig(db_url)
 
 
-@pytest.mark.parametrize(
-    ("persona", "outcome", "status"),
-    [
-        (personas.PRESS_1, CallOutcome.OK, "completed"),
-        (personas.PRESS_2, CallOutcome.HELP, "completed"),
-        (personas.SAY("아이고 허리가 아파 죽겠어"), CallOutcome.HELP, "completed"),
-        (personas.SAY("네, 괜찮아요"), CallOutcome.OK, "completed"),
-        (personas.SILENT, CallOutcome.UNCLEAR, "completed"),
-        (personas.VOICEMAIL, CallOutcome.VOICEMAIL, "completed"),
-        (personas.NO_ANSWER, CallOutcome.NO_ANSWER, "no-answer"),
-        (personas.BUSY, CallOutcome.BUSY, "busy"),
-        (personas.FAILED, CallOutcome.FAILED, "failed"),
-    ],
-    ids=str,
-)
-def test_each_persona_ends_with_its_outcome(
-    rig: Rig, persona: Persona, outcome: CallOutcome, status: str
-) -> None:
-    call_id = rig.place(persona)
+EXPECTED: dict[str, tuple[CallOutcome, str]] = {
+    "press_1": (CallOutcome.OK, "completed"),
+    "press_2": (CallOutcome.HELP, "completed"),
+    "says_fine": (CallOutcome.OK, "completed"),
+    "says_unwell": (CallOutcome.UNWELL, "completed"),
+    "says_help": (CallOutcome.HELP, "completed"),
+    "says_emergency": (CallOutcome.EMERGENCY, "completed"),
+    "says_later": (CallOutcome.CALL_BACK_LATER, "completed"),
+    "mumbles": (CallOutcome.UNCLEAR, "completed"),
+    "silent": (CallOutcome.UNCLEAR, "completed"),
+    "no_answer": (CallOutcome.NO_ANSWER, "no-answer"),
+    "slow_answer": (CallOutcome.OK, "completed"),
+    "too_slow": (CallOutcome.NO_ANSWER, "no-answer"),
+    "busy": (CallOutcome.BUSY, "busy"),
+    "voicemail": (CallOutcome.VOICEMAIL, "completed"),
+    "machine_start": (CallOutcome.VOICEMAIL, "completed"),
+    "fax": (CallOutcome.FAILED, "completed"),
+    "unknown_amd": (CallOutcome.UNCLEAR, "completed"),
+    "failed": (CallOutcome.FAILED, "failed"),
+}
+
+
+def test_every_scripted_persona_is_covered() -> None:
+    assert set(EXPECTED) | {"invalid_number"} == set(personas.SCRIPTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_persona_ends_with_its_outcome(rig: Rig, name: str) -> None:
+    outcome, status = EXPECTED[name]
+    call_id = rig.place(personas.SCRIPTED[name])
     row = rig.row(call_id)
     assert row["outcome"] == outcome.value
     assert row["status"] == status
@@ -159,6 +171,15 @@ def test_each_persona_ends_with_its_outcome(
     assert rig.service.client.calls(simulated.sid).fetch().status == status
     # phone numbers are never copied into the call's events
     assert PHONE not in json.dumps([params for _, params in rig.events(call_id)])
+
+
+def test_a_machine_hears_the_voicemail_line_not_the_question(rig: Rig) -> None:
+    call_id = rig.place(personas.VOICEMAIL)
+    [simulated] = rig.network.calls
+    assert simulated.heard == ("안부 확인 전화였습니다. 잠시 후 다시 전화드리겠습니다.",)
+    statuses = [status for status, _ in rig.events(call_id)]
+    assert "amd" in statuses
+    assert rig.row(call_id)["answered_by"] == "machine_end_beep"
 
 
 def test_pressing_1_is_heard_in_korean_and_stays_ok_after_completed(rig: Rig) -> None:

@@ -364,3 +364,38 @@ def test_gateway_offline_is_a_device_alert_and_the_resident_still_gets_a_call(
     rt.alerts.process_due()
     assert phone.wait_idle(15)
     assert len(phone.calls) == 1
+
+
+def test_a_resident_calling_for_help_reaches_the_care_manager_at_once(
+    runtime: Runtime, phone: PhoneNetwork
+) -> None:
+    """The 돌봄콜 line: press 1 → a critical help request → SMS and a voice call, no call-back."""
+    from alerts.intake import Intake
+
+    rt = runtime
+    line = "+82215880001"
+    sid = phone.dial_in(RESIDENT_PHONE, line, f"{rt.settings.public_base_url}/twilio/line",
+                        personas.caller("1"))  # fmt: skip
+    assert sid
+    assert phone.wait_idle(15)
+    intake = Intake(rt.db, rt.alerts, rt.clock, streak=3)
+    wait_for(lambda: intake.run_once() >= 1 or count(rt, "SELECT count(*) FROM anbu.alerts") > 0,
+             what="help request intake")  # fmt: skip
+    with rt.db.connection() as conn:
+        (kind, severity) = conn.execute("SELECT kind, severity FROM anbu.alerts").fetchone() or (
+            "",
+            "",
+        )
+    assert (kind, severity) == ("help_request", "critical")
+    rt.alerts.process_due()
+    with rt.db.connection() as conn:
+        (state,) = conn.execute("SELECT state FROM anbu.alerts").fetchone() or ("",)
+        channels = sorted(r[0] for r in conn.execute("SELECT channel FROM anbu.notifications"))
+    assert state == "escalated"
+    assert "sms" in channels and "voice" in channels
+    # nobody rang the resident back; the care manager's phone rang (now or via the queue)
+    rt.calls.drain_queue()
+    assert phone.wait_idle(15)
+    outbound = [c.to for c in phone.calls if getattr(c, "direction", "outbound") != "inbound"]
+    assert RESIDENT_PHONE not in outbound
+    assert MANAGER_A_PHONE in outbound

@@ -1,0 +1,165 @@
+"""Turns what the phone heard into alerts: check-in answers, unreached streaks, the 돌봄콜 line,
+and care managers pressing 1 on an alert call.
+
+Each source row is claimed with FOR UPDATE SKIP LOCKED and marked reported in the same
+transaction that stores its finding; the alert is then opened through AlertService, as the
+detectors' findings are.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.machine import IllegalTransition
+from alerts.models import AlertNotFound
+from alerts.service import AlertService, IncomingFinding
+from anbu.clock import Clock
+from anbu.db import Database
+from anbu.domain import Finding, Severity
+from calls.checkins import unreached_streak
+
+log = logging.getLogger(__name__)
+
+# round state -> (finding kind, severity, Korean, English)
+CHECKIN_FINDINGS: dict[str, tuple[str, Severity, str, str]] = {
+    "emergency": ("checkin_emergency", Severity.CRITICAL,
+                  "정기 안부전화에서 응급 상황을 알림", "emergency said on a routine check-in"),
+    "help": ("checkin_help", Severity.WARNING,
+             "정기 안부전화에서 도움을 요청함", "asked for help on a routine check-in"),
+    "unwell": ("checkin_unwell", Severity.WATCH,
+               "정기 안부전화에서 몸이 좋지 않다고 함", "said they are unwell on a check-in"),
+}  # fmt: skip
+
+# the line's message outcome -> severity of its alert
+MESSAGE_SEVERITY: dict[str, Severity] = {
+    "emergency": Severity.CRITICAL,
+    "help": Severity.WARNING,
+    "unwell": Severity.WARNING,
+}
+
+
+def _finding(
+    conn: psycopg.Connection[Any], resident_id: int, kind: str, severity: Severity,
+    now: datetime, reason_ko: str, reason_en: str, details: dict[str, Any],
+) -> IncomingFinding | None:  # fmt: skip
+    row = conn.execute(
+        """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+           RETURNING id, (SELECT home FROM anbu.resident WHERE id = %s)""",
+        (resident_id, kind, severity.label, now, reason_ko, reason_en, resident_id),
+    ).fetchone()
+    if row is None:
+        return None
+    finding = Finding(str(row[1]), kind, severity, now, reason_ko, reason_en, details)
+    return IncomingFinding(int(row[0]), resident_id, finding)
+
+
+class Intake:
+    """Reads rows calls/ wrote and opens alerts for them."""
+
+    def __init__(self, db: Database, alerts: AlertService, clock: Clock, streak: int = 3) -> None:
+        self.db = db
+        self.alerts = alerts
+        self.clock = clock
+        self.streak = streak
+
+    def run_once(self, limit: int = 200) -> int:
+        """Every source once; returns how many alerts were opened or raised."""
+        return (
+            self.report_checkins(limit)
+            + self.report_line_calls(limit)
+            + self.take_manager_acks(limit)
+        )
+
+    def report_checkins(self, limit: int = 200) -> int:
+        """Finished routine check-ins that were not OK: an answer that needs someone, or the
+        last `streak` rounds in a row unreached."""
+        now = self.clock.now()
+        found: list[IncomingFinding] = []
+        with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rounds = cur.execute(
+                """SELECT id, resident_id, state FROM anbu.checkin_rounds
+                   WHERE reported_at IS NULL AND state <> 'ok' AND finished_at IS NOT NULL
+                   ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED""",
+                (limit,),
+            ).fetchall()
+            for k in rounds:
+                conn.execute(
+                    "UPDATE anbu.checkin_rounds SET reported_at = %s WHERE id = %s", (now, k["id"])
+                )
+                item: IncomingFinding | None = None
+                if k["state"] in CHECKIN_FINDINGS:
+                    kind, severity, ko, en = CHECKIN_FINDINGS[k["state"]]
+                    item = _finding(conn, k["resident_id"], kind, severity, now, ko, en,
+                                    {"round_id": k["id"]})  # fmt: skip
+                elif unreached_streak(conn, k["resident_id"], self.streak):
+                    item = _finding(
+                        conn, k["resident_id"], "checkin_unreached", Severity.WARNING, now,
+                        f"정기 안부전화 {self.streak}회 연속 연락 안 됨",
+                        f"{self.streak} routine check-ins in a row unreached",
+                        {"round_id": k["id"]},
+                    )  # fmt: skip
+                if item is not None:
+                    found.append(item)
+        return len(self.alerts.on_findings(found)) if found else 0
+
+    def report_line_calls(self, limit: int = 200) -> int:
+        """Help requests and messages left on the 돌봄콜 line (a message once transcribed)."""
+        now = self.clock.now()
+        found: list[IncomingFinding] = []
+        with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            calls = cur.execute(
+                """SELECT id, resident_id, choice, transcript, outcome FROM anbu.incoming_calls
+                   WHERE reported_at IS NULL AND resident_id IS NOT NULL
+                     AND (choice = 'help' OR (choice = 'message' AND transcript IS NOT NULL))
+                   ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED""",
+                (limit,),
+            ).fetchall()
+            for c in calls:
+                conn.execute(
+                    "UPDATE anbu.incoming_calls SET reported_at = %s WHERE id = %s", (now, c["id"])
+                )
+                if c["choice"] == "help":
+                    item = _finding(conn, c["resident_id"], "help_request", Severity.CRITICAL, now,
+                                    "돌봄콜로 도움을 요청함", "asked for help on the care line",
+                                    {"incoming_call_id": c["id"]})  # fmt: skip
+                else:
+                    severity = MESSAGE_SEVERITY.get(c["outcome"] or "", Severity.WATCH)
+                    item = _finding(conn, c["resident_id"], "voice_message", severity, now,
+                                    f"돌봄콜 메시지: {c['transcript']}",
+                                    "left a message on the care line",
+                                    {"incoming_call_id": c["id"]})  # fmt: skip
+                if item is not None:
+                    found.append(item)
+        return len(self.alerts.on_findings(found)) if found else 0
+
+    def take_manager_acks(self, limit: int = 200) -> int:
+        """A care manager pressed 1 on an alert call: they took the alert."""
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                """UPDATE anbu.calls c SET reported_at = %s
+                   FROM anbu.care_manager m
+                   WHERE c.id IN (SELECT id FROM anbu.calls WHERE purpose = 'manager_alert'
+                                    AND reported_at IS NULL AND outcome IS NOT NULL
+                                  LIMIT %s FOR UPDATE SKIP LOCKED)
+                     AND m.id = c.care_manager_id
+                   RETURNING c.alert_id, c.care_manager_id, m.dong_code, c.digits""",
+                (now, limit),
+            ).fetchall()
+        taken = 0
+        for alert_id, manager_id, dong_code, digits in rows:
+            if digits != "1":
+                continue
+            try:
+                self.alerts.acknowledge(alert_id, manager_id, dong_code, "전화로 확인 (1번)")
+                taken += 1
+            except (AlertNotFound, IllegalTransition) as exc:  # already taken or resolved
+                why = type(exc).__name__
+                log.info("alert call not taken", extra={"alert_id": alert_id, "why": why})
+        return taken

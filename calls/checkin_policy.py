@@ -1,0 +1,68 @@
+"""What a routine check-in does after each call: pure, clock-injected, a table not branches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from anbu.domain import CallOutcome
+
+# outcome -> (final round state, or None to retry; which retry budget applies)
+OUTCOME_NEXT: dict[CallOutcome, tuple[str | None, str]] = {
+    CallOutcome.OK: ("ok", ""),
+    CallOutcome.UNWELL: ("unwell", ""),
+    CallOutcome.HELP: ("help", ""),
+    CallOutcome.EMERGENCY: ("emergency", ""),
+    CallOutcome.NO_ANSWER: (None, "unanswered"),
+    CallOutcome.BUSY: (None, "unanswered"),
+    CallOutcome.FAILED: (None, "unanswered"),
+    CallOutcome.VOICEMAIL: (None, "unanswered"),
+    CallOutcome.CALL_BACK_LATER: (None, "unanswered"),
+    CallOutcome.UNCLEAR: (None, "unclear"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinPolicy:
+    retries: int = 2
+    unclear_retries: int = 1
+    retry_interval: timedelta = timedelta(minutes=10)
+    watchdog: timedelta = timedelta(minutes=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Either finish the round in `state`, or call again (attempt `attempt`) at `at`."""
+
+    state: str | None
+    attempt: int | None = None
+    at: datetime | None = None
+
+
+def decide(
+    outcome: CallOutcome | None, attempts: int, now: datetime, policy: CheckinPolicy
+) -> Decision:
+    """The next step after call number `attempts` ended with `outcome` (None = never ended)."""
+    final, budget = OUTCOME_NEXT[outcome or CallOutcome.NO_ANSWER]
+    if final is not None:
+        return Decision(final)
+    retries = policy.unclear_retries if budget == "unclear" else policy.retries
+    if attempts > retries:
+        return Decision("unreached")
+    return Decision(None, attempts + 1, now + policy.retry_interval)
+
+
+def quiet_end(at: datetime, start: time | None, end: time | None, tz: ZoneInfo) -> datetime:
+    """`at`, or the end of the resident's quiet hours (local, may wrap midnight) if inside them."""
+    if start is None or end is None or start == end:
+        return at
+    local = at.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    inside = (t >= start or t < end) if start > end else (start <= t < end)
+    if not inside:
+        return at
+    out = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if out <= local:
+        out += timedelta(days=1)
+    return out.astimezone(at.tzinfo)

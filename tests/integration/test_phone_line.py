@@ -1,0 +1,163 @@
+"""The 돌봄콜 line and care-manager alert calls over real HTTP, signed both ways; phone numbers
+never reach the logs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+from twilio.request_validator import RequestValidator
+
+from alerts.intake import Intake
+from alerts.policy import EscalationPolicy
+from alerts.service import AlertService
+from anbu import registry
+from anbu.clock import SystemClock
+from simulators import personas
+from tests.calls_support import AUTH_TOKEN, CallsRig, calls_rig
+
+DONG = "1111051500"
+RESIDENT = "+821055501111"
+MANAGER = "+821099990002"
+LINE = "+82215880000"
+
+
+def _seed(db_url: str) -> tuple[int, int]:
+    with psycopg.connect(db_url) as conn:
+        registry.add_dong(conn, DONG, "청운효자동", "종로구")
+        rid = registry.add_resident(conn, "h-line", DONG, "이말순", RESIDENT)
+        cm = registry.add_care_manager(conn, "cm-line", DONG, "최담당", MANAGER, "pw")
+        return rid, cm
+
+
+def _alerts(rig: CallsRig) -> AlertService:
+    return AlertService(rig.database, rig.service, EscalationPolicy(), SystemClock(),
+                        rig.settings.public_base_url)  # fmt: skip
+
+
+def _dial_in(rig: CallsRig, caller: str, persona: personas.Persona) -> str:
+    url = f"{rig.settings.public_base_url}/twilio/line"
+    sid = rig.network.dial_in(caller, LINE, url, persona)
+    assert rig.network.wait_idle(20)
+    return sid
+
+
+def test_pressing_1_is_a_help_request_for_the_dong_care_manager(db_url: str) -> None:
+    rid, _ = _seed(db_url)
+    with calls_rig(db_url) as rig:
+        sid = _dial_in(rig, RESIDENT, personas.caller("1"))
+        call = rig.network.call(sid)
+        assert call is not None and call.errors == ()
+        assert call.heard[0].startswith("안부 돌봄콜입니다. 도움이 필요하시면 1번")
+        assert "담당 복지사께 바로 알리겠습니다" in call.heard[-1]
+        assert rig.query("SELECT resident_id, choice FROM anbu.incoming_calls") == [(rid, "help")]
+        assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 1
+        assert rig.query("SELECT resident_id, kind, severity FROM anbu.alerts") == [
+            (rid, "help_request", "critical")
+        ]
+
+
+def test_pressing_2_leaves_a_message_with_its_transcript(db_url: str) -> None:
+    _seed(db_url)
+    with calls_rig(db_url) as rig:
+        sid = _dial_in(rig, RESIDENT, personas.caller("2", "가슴이 답답하고 식은땀이 나요"))
+        call = rig.network.call(sid)
+        assert call is not None and call.errors == ()
+        assert call.heard[-1] == "메시지를 담당 복지사께 전하겠습니다. 감사합니다."
+        [(choice, recording, transcript, outcome)] = rig.query(
+            "SELECT choice, recording_url, transcript, outcome FROM anbu.incoming_calls"
+        )
+        assert (choice, transcript, outcome) == (
+            "message",
+            "가슴이 답답하고 식은땀이 나요",
+            "emergency",
+        )
+        assert recording and recording.startswith(rig.network.base_url)
+        assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 1
+        [(kind, severity)] = rig.query("SELECT kind, severity FROM anbu.alerts")
+        assert (kind, severity) == ("voice_message", "critical")
+
+
+def test_an_unknown_caller_is_told_how_to_reach_the_city(db_url: str) -> None:
+    _seed(db_url)
+    with calls_rig(db_url) as rig:
+        sid = _dial_in(rig, "+821012345678", personas.caller("1"))
+        call = rig.network.call(sid)
+        assert call is not None
+        assert "120 다산콜센터" in call.heard[0] and len(call.heard) == 1
+        assert rig.query("SELECT resident_id, choice FROM anbu.incoming_calls") == [(None, None)]
+        assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 0
+
+
+def test_line_webhooks_with_a_bad_signature_change_nothing(db_url: str) -> None:
+    _seed(db_url)
+    with calls_rig(db_url) as rig:
+        url = f"{rig.settings.public_base_url}/twilio/line"
+        params = {"CallSid": "CAforged", "From": RESIDENT, "To": LINE, "CallStatus": "ringing"}
+        forged = RequestValidator("not-the-token").compute_signature(url, params)
+        with httpx.Client() as http:
+            assert (
+                http.post(url, data=params, headers={"X-Twilio-Signature": forged}).status_code
+                == 403
+            )
+            menu = url + "/menu"
+            good_for_other_url = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+            r = http.post(menu, data={**params, "Digits": "1"},
+                          headers={"X-Twilio-Signature": good_for_other_url})  # fmt: skip
+            assert r.status_code == 403
+            amd = f"{rig.settings.public_base_url}/twilio/amd/1"
+            assert http.post(amd, data={"AnsweredBy": "human"}).status_code == 403
+        assert rig.query("SELECT count(*) FROM anbu.incoming_calls") == [(0,)]
+        # correctly signed, the same request is taken (so the 403s were about the signature)
+        good = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+        with httpx.Client() as http:
+            assert (
+                http.post(url, data=params, headers={"X-Twilio-Signature": good}).status_code == 200
+            )
+        assert rig.query("SELECT count(*) FROM anbu.incoming_calls") == [(1,)]
+
+
+def test_a_care_manager_pressing_1_takes_the_critical_alert(db_url: str) -> None:
+    rid, cm = _seed(db_url)
+    with calls_rig(db_url) as rig:
+        now = datetime.now(UTC)
+        with psycopg.connect(db_url) as conn:
+            conn.execute(
+                """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
+                       updated_at) VALUES (%s, 'help_request', 'critical', 'escalated', %s, %s)""",
+                (rid, now, now),
+            )
+        [(alert_id,)] = rig.query("SELECT id FROM anbu.alerts")
+        rig.network.set_persona(MANAGER, personas.PRESS_1)
+        message = "청운효자동 주민이 돌봄콜로 도움을 요청했습니다."
+        call_id = rig.service.call_care_manager(alert_id, cm, message)
+        assert rig.service.call_care_manager(alert_id, cm, message) == call_id  # once per step
+        assert rig.network.wait_idle(20)
+        [call] = rig.network.calls
+        assert call.to == MANAGER and call.machine_detection is None
+        assert message in call.heard[0] and "1번을 눌러" in call.heard[0]
+        assert call.heard[-1].startswith("확인되었습니다")
+        assert rig.query("SELECT priority, outcome FROM anbu.calls") == [(0, "ok")]
+        assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 1
+        [(state, by)] = rig.query("SELECT state, acknowledged_by FROM anbu.alerts")
+        assert (state, by) == ("acknowledged", cm)
+
+
+def test_phone_numbers_never_reach_the_logs(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    rid, _ = _seed(db_url)
+    caplog.set_level(logging.DEBUG)
+    with calls_rig(db_url) as rig:
+        rig.network.set_persona(RESIDENT, personas.SCRIPTED["says_help"])
+        rig.service.place_check_in(rid, None, 1)
+        assert rig.network.wait_idle(20)
+        _dial_in(rig, RESIDENT, personas.caller("2", "저 좀 도와주세요"))
+        rig.network.set_persona(RESIDENT, personas.INVALID_NUMBER)
+        rig.service.place_check_in(rid, None, 2)
+        rig.service.send_sms(MANAGER, "[안부] 알림")
+    assert caplog.records, "the calls code logs what it does"
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    for number in (RESIDENT, MANAGER, RESIDENT[3:], MANAGER[3:]):
+        assert number not in text
