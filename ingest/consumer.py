@@ -46,12 +46,8 @@ class IngestStats:
     connects: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    generation: int
-    mid: int
-    qos: int
-    message: Message
+# What paho's thread hands the storing thread: (connection generation, mid, qos, message).
+_Received = tuple[int, int, int, Message]
 
 
 class IngestService:
@@ -77,19 +73,20 @@ class IngestService:
         self.on_batch = on_batch
         self._client: mqtt.Client | None = None
         self._store: Store | None = None
-        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()  # guards generation/connected and the counters
+        self._lock = threading.Lock()  # guards generation/connected and the storing counters
         self._generation = 0
         self._connected = False
+        self._received = 0  # written by paho's thread only (kept off the lock: hot path)
         self._stats = IngestStats()
         self.subscribed = threading.Event()
 
     @property
     def stats(self) -> IngestStats:
         with self._lock:
-            return self._stats
+            return replace(self._stats, messages=self._received)
 
     def start(self) -> None:
         """Connect (retrying in the background) and start the storing thread."""
@@ -142,8 +139,8 @@ class IngestService:
             self._client.loop_stop()
             self._client = None
         self.subscribed.clear()
-        while not self._queue.empty():  # not acknowledged: the broker keeps them
-            self._queue.get_nowait()
+        while not self._inbox.empty():  # not acknowledged: the broker keeps them
+            self._inbox.get_nowait()
 
     # paho callbacks (network thread)
 
@@ -164,9 +161,18 @@ class IngestService:
             self._stats = _bump(self._stats, connects=1)
         group = self._settings.mqtt_shared_group
         if self._settings.mqtt_protocol == 5:
-            client.subscribe(
-                [(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in topic_filters()]
+            # Subscribe on every connect: Mosquitto does not persist shared subscriptions, so
+            # after a broker restart the resumed session has its queue but not the $share one.
+            # Retained messages: never at subscribe time for $share (MQTT 5 4.8.2; Mosquitto
+            # before 2.0.13 sent them, again on every resubscribe), once for a new plain one.
+            prefix = f"$share/{group}/" if group else ""
+            retained = (
+                SubscribeOptions.RETAIN_DO_NOT_SEND
+                if group
+                else SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
             )
+            options = SubscribeOptions(qos=1, retainHandling=retained)
+            client.subscribe([(prefix + f, options) for f in topic_filters()])
         else:
             client.subscribe([(f, 1) for f in topic_filters()])
         log.info("mqtt connected", extra={"session_present": flags.session_present})
@@ -186,19 +192,20 @@ class IngestService:
     ) -> None:
         with self._lock:
             self._connected = False
+        self.subscribed.clear()
         if not self._stopping.is_set():
             log.warning("mqtt disconnected; reconnecting", extra={"reason": str(reason_code)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # The hot path: no lock (generation is only written on this thread, in _on_connect,
+        # or by stop() after the storing thread is gone), one tuple onto a SimpleQueue.
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
-        with self._lock:
-            generation = self._generation
-            self._stats = _bump(self._stats, messages=1)
-        message = Message(topic, bytes(msg.payload), bool(msg.retain), self._clock.now())
-        self._queue.put(_Received(generation, msg.mid, msg.qos, message))
+        self._received += 1
+        message = Message(topic, bytes(msg.payload), msg.retain, self._clock.now())
+        self._inbox.put((self._generation, msg.mid, msg.qos, message))
 
     # storing thread
 
@@ -216,20 +223,25 @@ class IngestService:
                     log.exception("on_batch hook failed")
 
     def _take_batch(self) -> list[_Received]:
+        """Up to batch_size messages: what is waiting, plus what comes within batch_wait_s."""
+        inbox = self._inbox
         try:
-            first = self._queue.get(timeout=0.1)
+            first = inbox.get(timeout=0.1)
         except queue.Empty:
             return []
         batch = [first]
         deadline = time.monotonic() + self._batch_wait_s
         while len(batch) < self._batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                batch.append(
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                batch.append(inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(inbox.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch
@@ -239,7 +251,7 @@ class IngestService:
     ) -> BatchSummary | None:
         """Store the batch, retrying with backoff; None only when stopping first."""
         delay = 0.05
-        messages = [r.message for r in batch]
+        messages = [r[3] for r in batch]
         while True:
             try:
                 summary = store.store_batch(messages, self._clock.now())
@@ -262,14 +274,21 @@ class IngestService:
             return summary
 
     def _ack(self, batch: list[_Received]) -> None:
-        """PUBACK each message of the committed batch that arrived on the current connection."""
+        """PUBACK each message of the committed batch that arrived on the current connection.
+
+        A message from an earlier connection is left alone: its packet id meant something
+        on that connection only; the broker redelivers it on the resumed session.
+        """
         client = self._client
         if client is None:
             return
         with self._lock:
-            for r in batch:
-                if r.qos > 0 and r.generation == self._generation and self._connected:
-                    client.ack(r.mid, r.qos)
+            if not self._connected:
+                return
+            current = self._generation
+            for generation, mid, qos, _ in batch:
+                if qos > 0 and generation == current:
+                    client.ack(mid, qos)
 
 
 def _bump(stats: IngestStats, **deltas: int) -> IngestStats:

@@ -77,23 +77,29 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
-def load_json(payload: bytes) -> Any | str:
-    """The decoded JSON document, or the reason it is not one (a str)."""
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def load_json(payload: bytes) -> tuple[Any, str | None]:
+    """(the decoded JSON document, None), or (None, the reason it is not one).
+
+    A pair, since a JSON document may itself be a string.
+    """
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
-        return "payload is not UTF-8"
+        return None, "payload is not UTF-8"
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODE(text), None
     except (ValueError, RecursionError) as exc:
-        return f"payload is not JSON: {show(str(exc), 120)}"
+        return None, f"payload is not JSON: {show(str(exc), 120)}"
 
 
 def load_object(payload: bytes) -> dict[str, Any] | str:
     """The JSON object of a payload, or why it is not one."""
-    doc = load_json(payload)
-    if isinstance(doc, str):
-        return doc
+    doc, error = load_json(payload)
+    if error is not None:
+        return error
     if not isinstance(doc, dict):
         return f"payload is not a JSON object: {show(doc)}"
     return doc

@@ -52,6 +52,10 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
+# One decoder, reused: json.loads(..., parse_constant=...) would build a new one per message.
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def _parse_readings(
     gateway: str, payload: bytes, now: datetime, future_tolerance_s: int
 ) -> list[Parsed]:
@@ -60,7 +64,7 @@ def _parse_readings(
     except UnicodeDecodeError:
         return [Rejected("payload is not UTF-8")]
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = _DECODE(text)
     except (ValueError, RecursionError) as exc:
         return [Rejected(f"payload is not JSON: {show(str(exc), 120)}")]
     if not isinstance(document, dict) or "readings" not in document:
@@ -78,10 +82,13 @@ def _parse_one(gateway: str, item: Any, index: int, latest: datetime) -> Reading
     where = f"readings[{index}]"
     if not isinstance(item, dict):
         return Rejected(f"{where} is not an object")
-    missing = [name for name in _FIELDS if name not in item]
-    if missing:
+    try:
+        sensor, kind_text, ts_text, raw_value = (
+            item["sensor"], item["kind"], item["ts"], item["value"]
+        )  # fmt: skip
+    except KeyError:
+        missing = [name for name in _FIELDS if name not in item]
         return Rejected(f"{where} is missing {', '.join(missing)}")
-    sensor, kind_text, ts_text, raw_value = (item[name] for name in _FIELDS)
     if not isinstance(sensor, str) or not sensor.strip():
         return Rejected(f"{where}: sensor must be a non-empty string, got {show(sensor)}")
     try:

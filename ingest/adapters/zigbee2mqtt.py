@@ -93,7 +93,7 @@ def _availability(payload: bytes) -> bool | None:
         return None
     if text in AVAILABILITY:  # legacy_availability_payload / 1.x
         return AVAILABILITY[text]
-    doc = load_json(payload)
+    doc, _ = load_json(payload)
     if isinstance(doc, dict) and isinstance(doc.get("state"), str):
         return AVAILABILITY.get(doc["state"])
     return None
@@ -102,9 +102,9 @@ def _availability(payload: bytes) -> bool | None:
 def _state(
     gateway: str, device: str, payload: bytes, now: datetime, future_tolerance_s: int
 ) -> DeviceReport | Rejected:
-    doc = load_json(payload)
-    if isinstance(doc, str):
-        return Rejected(doc)
+    doc, error = load_json(payload)
+    if error is not None:
+        return Rejected(error)
     if not isinstance(doc, dict):
         return Rejected(f"device state is not a JSON object: {show(doc)}")
     when = stamp(doc.get("last_seen"), now, future_tolerance_s)

@@ -155,8 +155,11 @@ def test_the_table_drives_the_subscriptions() -> None:
     filters = topic_filters()
     assert filters[:2] == ["gw/+/anbu/readings", "gw/+/anbu/status"]
     assert len(filters) == sum(len(d.subtopics) for d in DIALECTS)
-    assert all(f.startswith(f"gw/+/{d.segment}/") for d in DIALECTS for f in d.subtopics and [
-        x for x in filters if x.split("/")[2] == d.segment])
+    assert all(
+        f.startswith(f"gw/+/{d.segment}/")
+        for d in DIALECTS
+        for f in d.subtopics and [x for x in filters if x.split("/")[2] == d.segment]
+    )
 
 
 def test_fixture_payloads_parse() -> None:
