@@ -27,8 +27,9 @@ class Settings(BaseSettings):
         description="Fixed client id: the broker keeps this persistent session across restarts.",
     )
     mqtt_shared_group: str = Field(
-        default="ingest", description="Shared-subscription group ($share/<group>/...) for several ingest workers; "
-        "empty: a plain subscription (one worker), which Mosquitto 2.0 keeps across its restarts."
+        default="ingest",
+        description="Shared-subscription group ($share/<group>/...) for several ingest workers; "
+        "empty: a plain subscription (one worker), which Mosquitto 2.0 keeps across its restarts.",
     )
     mqtt_protocol: int = Field(
         default=5,
