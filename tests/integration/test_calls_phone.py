@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
@@ -30,32 +28,12 @@ from calls.webhooks import build_router
 from simulators import personas
 from simulators.personas import Persona
 from simulators.phone import PhoneNetwork
+from tests.calls_support import WebServer
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "phone-test-token"
 PHONE = "+821055501234"
 DONG = "1111051500"
-
-
-class WebServer:
-    """anbu's webhooks router in a real uvicorn server on a free port, in a thread."""
-
-    def __init__(self, app: FastAPI, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @dataclass
