@@ -188,12 +188,7 @@ def test_the_resident_answers(
     rt, clock = runtime, runtime.clock
     assert isinstance(clock, VirtualClock)
     phone.set_persona(RESIDENT_PHONE, persona)
-    with rt.db.connection() as conn:
-        conn.execute(
-            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
-               SELECT id, %s FROM anbu.resident""",
-            (clock.now(),),
-        )
+    _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=13))
     assert rt.sweep_once() == 1
     rt.alerts.process_due()
@@ -210,12 +205,7 @@ def test_two_workers_never_call_a_resident_twice(runtime: Runtime, phone: PhoneN
     rt, clock = runtime, runtime.clock
     assert isinstance(clock, VirtualClock)
     phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
-    with rt.db.connection() as conn:
-        conn.execute(
-            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
-               SELECT id, %s FROM anbu.resident""",
-            (clock.now(),),
-        )
+    _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=7))
     assert rt.sweep_once() == 1
     barrier = threading.Barrier(4)
@@ -239,12 +229,7 @@ def test_restart_keeps_the_timer(runtime: Runtime, settings: Settings, phone: Ph
     rt, clock = runtime, runtime.clock
     assert isinstance(clock, VirtualClock)
     phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
-    with rt.db.connection() as conn:
-        conn.execute(
-            """INSERT INTO anbu.home_activity (resident_id, last_activity_at)
-               SELECT id, %s FROM anbu.resident""",
-            (clock.now(),),
-        )
+    _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=7))
     rt.sweep_once()
     rt.alerts.process_due()

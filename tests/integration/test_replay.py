@@ -17,7 +17,7 @@ from ingest.consumer import IngestService
 from simulators.dialects import Event
 from simulators.replay import ReplayTarget, load, register_homes, replay
 
-DATA = Path("/work/shared/data")  # the recorded homes (see its README.md)
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared beside the repo
 
 
 def slice_of(home: str, n: int) -> list[Event]:

@@ -24,7 +24,7 @@ from detectors.routine_change import (
 )
 
 KST = timezone(timedelta(hours=9))
-DATA = Path("/work/shared/data/uci-a/events.csv")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci-a" / "events.csv"
 POLICY = RoutinePolicy()
 
 
