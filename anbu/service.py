@@ -112,49 +112,18 @@ class Runtime:
     def start_worker(self) -> None:
         s = self.settings
         sched = BackgroundScheduler(timezone="UTC")
-        sched.add_job(
-            self._guarded("sweep", self.sweep_once),
-            "interval",
-            seconds=s.sweep_interval_s,
-            id="sweep",
-            max_instances=1,
-            coalesce=True,
-        )
-        sched.add_job(
-            self._guarded("due", self.alerts.process_due),
-            "interval",
-            seconds=s.due_poll_s,
-            id="due",
-            max_instances=1,
-            coalesce=True,
-        )
-        sched.add_job(
-            self._guarded("partitions", self.maintain_partitions),
-            "interval",
-            hours=6,
-            id="partitions",
-            max_instances=1,
-            coalesce=True,
-        )
         # routine check-in plans and the calls-per-second send queue
         register_call_jobs(sched, self.db, self.calls, s, self.clock)
         intake = Intake(self.db, self.alerts, self.clock, streak=s.checkin_unreached_streak)
-        sched.add_job(
-            self._guarded("intake", intake.run_once),
-            "interval",
-            seconds=s.due_poll_s,
-            id="intake",
-            max_instances=1,
-            coalesce=True,
-        )
-        sched.add_job(
-            self._guarded("health", self.health_once),
-            "interval",
-            seconds=s.sweep_interval_s,
-            id="health",
-            max_instances=1,
-            coalesce=True,
-        )
+        for job_id, job, seconds in (
+            ("sweep", self.sweep_once, s.sweep_interval_s),
+            ("health", self.health_once, s.sweep_interval_s),
+            ("due", self.alerts.process_due, s.due_poll_s),
+            ("intake", intake.run_once, s.due_poll_s),
+            ("partitions", self.maintain_partitions, 6 * 3600.0),
+        ):
+            sched.add_job(self._guarded(job_id, job), "interval", seconds=seconds,
+                          id=job_id, max_instances=1, coalesce=True)  # fmt: skip
         # nightly jobs run on wall-clock time in the care programme's zone
         for job_id, job, hour, minute in (
             ("learn", self.learn_nightly, 3, 0),

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from anbu.domain import SensorKind
 
+POWER_MAX_W = 20_000.0  # the largest draw a household smart plug can report, every dialect
+
 DEVICE_TZ: tzinfo = ZoneInfo("Asia/Seoul")
 """Zone of device clocks that print local time without an offset (Tasmota's Time)."""
 

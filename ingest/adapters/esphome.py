@@ -15,6 +15,7 @@ from datetime import datetime
 from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
+    POWER_MAX_W,
     DeviceAvailability,
     DeviceReport,
     Ignored,
@@ -28,7 +29,6 @@ Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability 
 STATUS = {"online": True, "offline": False}
 BINARY_KINDS = (*CONTACT_KINDS, SensorKind.MOTION, SensorKind.APPLIANCE)
 NODE_SECONDARY = {"battery_level": "battery", "battery": "battery", "wifi_signal": "link_quality"}
-POWER_MAX_W = 20_000.0
 
 
 def parse(

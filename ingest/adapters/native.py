@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from anbu.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.common import POWER_MAX_W
 
 Parsed = Reading | GatewayStatus | Rejected
 
-POWER_MAX_W = 20_000.0
 STATUS_VALUES: Mapping[str, bool] = {"online": True, "offline": False}
 _FIELDS = ("sensor", "kind", "ts", "value")
 

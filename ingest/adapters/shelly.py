@@ -20,6 +20,7 @@ from typing import Any
 from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
+    POWER_MAX_W,
     DeviceAvailability,
     DeviceReport,
     Ignored,
@@ -32,7 +33,6 @@ from ingest.adapters.common import (
 )
 
 Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
-POWER_MAX_W = 20_000.0
 STATUS_METHODS = ("NotifyStatus", "NotifyFullStatus")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
+    POWER_MAX_W,
     DeviceAvailability,
     DeviceReport,
     Ignored,
@@ -29,7 +30,6 @@ from ingest.adapters.common import (
 
 Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
 LWT = {"online": True, "offline": False}
-POWER_MAX_W = 20_000.0
 RELAYS = ("POWER", *(f"POWER{n}" for n in range(1, 9)))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
+    POWER_MAX_W,
     DeviceAvailability,
     DeviceReport,
     Ignored,
@@ -55,7 +56,7 @@ PRIMARY: tuple[Field, ...] = (
     Field("contact", CONTACT_KINDS, _opened),
     Field("occupancy", (SensorKind.MOTION,), switch_state),
     Field("presence", (SensorKind.MOTION,), switch_state),
-    Field("power", (SensorKind.POWER,), number, 0.0, 20_000.0),
+    Field("power", (SensorKind.POWER,), number, 0.0, POWER_MAX_W),
     Field("state", (SensorKind.APPLIANCE,), switch_state),
 )
 SECONDARY: tuple[Field, ...] = (
