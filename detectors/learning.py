@@ -54,7 +54,9 @@ class LearningPolicy:
     min_wake_days: int = 10  # mornings seen before the not-up check is trusted
     bathroom_max_h: float = 1.0  # bathroom watch only where bathroom silences stay this short
     night_end_h: float = 7.0  # the stillest half hour of the night is sought before this hour
-    automatic_night_share: float = 0.5  # of the share a uniform switcher would have at night
+    # a plug that steps in this share of the night's hours (01-05 h, every night) switches by
+    # itself (a fridge's compressor); a person's TV, even watched late, leaves most night hours still
+    automatic_night_hours: float = 0.5
     automatic_per_day: float = 4.0
 
 
@@ -150,9 +152,12 @@ def _automatic(
         t = ev.event_t[ev.event_sensor == s]
         if t.size < policy.automatic_per_day * days:
             continue
-        hour = fixed_offset_seconds(t, tz) / HOUR
-        night = np.mean((hour >= 1) & (hour < 5))
-        auto[s] = bool(night >= policy.automatic_night_share * 4 / 24)
+        local = fixed_offset_seconds(t, tz)
+        hour = (local // HOUR).astype(np.int64)
+        night = (hour >= 1) & (hour < 5)
+        midnight = np.round((t - local)[night] / 60.0).astype(np.int64)  # local midnight, minutes
+        cells = np.unique(midnight * 24 + hour[night]).size
+        auto[s] = bool(cells >= policy.automatic_night_hours * 4 * days)
     return auto
 
 

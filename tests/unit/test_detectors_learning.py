@@ -64,3 +64,31 @@ def test_a_door_opened_once_after_an_outing_is_coming_back() -> None:
     twice = [*rows, *again]
     sil = find_silences(build_evidence(twice), np.full(n, 600.0), np.zeros(n, np.bool_), t + 20000)
     assert sil.out.tolist() == [False, True, True]  # came and went again: still out
+
+
+def _plug(times_h: list[float], name: str, on_w: float) -> list[Row]:
+    """A plug switched on at each of `times_h` (hours after START) and off 20 minutes later."""
+    rows: list[Row] = []
+    for h in times_h:
+        t = (START + timedelta(hours=h)).timestamp()
+        rows += [(t, name, "power", "kitchen", on_w), (t + 1200, name, "power", "kitchen", 1.0)]
+    return rows
+
+
+def test_a_fridge_switches_by_itself_a_late_tv_does_not() -> None:
+    """A compressor cycles every night hour; a TV watched past 01:00 on some nights is a person."""
+    days = 14
+    fridge = _plug([d * 24 + h / 2 for d in range(days) for h in range(48)], "fridge", 90.0)
+    late = [d * 24 + h for d in range(days) for h in (8, 12, 20)] + [
+        d * 24 + 25.5 for d in range(0, days, 3)
+    ]
+    tv = _plug(late + [d * 24 + 26.5 for d in range(0, days, 2)], "tv", 160.0)
+    b = learn(
+        build_evidence(list(HISTORY) + fridge + tv),
+        (START + timedelta(days=days)).timestamp(),
+        KST,
+        LEARNING,
+    )
+    automatic = dict(zip(b.sensors, b.automatic, strict=True))
+    assert automatic["fridge"] is True
+    assert automatic["tv"] is False  # steps at night, but in few of the night's hours
