@@ -42,6 +42,7 @@ class SensorRef:
     resident_id: int
     kind: SensorKind
     room: str
+    automatic: bool = False  # learned nightly: a plug that switches by itself (a fridge)
 
 
 def add_dong(conn: psycopg.Connection[Any], code: str, name: str, district: str) -> str:
@@ -130,10 +131,10 @@ def add_sensor(
 def load_sensors(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], SensorRef]:
     """Every registered sensor keyed by (gateway id, vendor id)."""
     rows = conn.execute(
-        """SELECT s.gateway_id, s.vendor_id, s.id, g.resident_id, s.kind, s.room
+        """SELECT s.gateway_id, s.vendor_id, s.id, g.resident_id, s.kind, s.room, s.automatic
            FROM anbu.sensor s JOIN anbu.gateway g ON g.id = s.gateway_id"""
     ).fetchall()
     return {
-        (gw, vendor): SensorRef(int(sid), int(rid), SensorKind(kind), room)
-        for gw, vendor, sid, rid, kind, room in rows
+        (gw, vendor): SensorRef(int(sid), int(rid), SensorKind(kind), room, bool(auto))
+        for gw, vendor, sid, rid, kind, room, auto in rows
     }

@@ -60,6 +60,7 @@ def learn_home(
     if first is not None and first[0] is not None:  # history began before the window
         ev = replace(ev, first_t=first[0].timestamp())
     baseline = learn(ev, now.timestamp(), tz, policy)
+    _mark_automatic(conn, resident_id, baseline)
     conn.execute(
         _UPSERT,
         (
@@ -74,6 +75,25 @@ def learn_home(
         ),
     )
     return baseline
+
+
+_AUTOMATIC = """
+UPDATE anbu.sensor s SET automatic = n.automatic
+  FROM unnest(%s::text[], %s::boolean[]) AS n(sensor, automatic), anbu.gateway g
+ WHERE g.id = s.gateway_id AND g.resident_id = %s
+   AND s.gateway_id || '/' || s.vendor_id = n.sensor AND s.automatic <> n.automatic
+"""
+
+
+def _mark_automatic(conn: psycopg.Connection[Any], resident_id: int, baseline: Baseline) -> None:
+    """Tell ingest which plugs switch by themselves, so their steps stop counting as activity.
+
+    Only a learned baseline decides (in grace nothing is known and nothing changes); ingest
+    picks the flags up when it next reloads the registry.
+    """
+    if baseline.grace or not baseline.sensors:
+        return
+    conn.execute(_AUTOMATIC, (list(baseline.sensors), list(baseline.automatic), resident_id))
 
 
 def learn_all(db: Any, now: datetime, policy: LearningPolicy | None = None) -> int:

@@ -4,7 +4,8 @@ What counts as activity (a sign of a person) for `anbu.home_activity`:
 - door: a reading whose value differs from the sensor's previous value (or the first one seen);
 - motion and contact: a reading with value 1;
 - appliance: a change of value, as for doors;
-- power: a reading that differs from the sensor's previous value by at least POWER_STEP_W.
+- power: a reading that differs from the sensor's previous value by at least POWER_STEP_W,
+  unless nightly learning marked the plug automatic (`anbu.sensor.automatic`: a fridge).
 The previous value is the sensor's state (or, for a reading older than it, the latest stored
 reading before it), then each earlier reading of the batch in timestamp order. Activity
 times only move forward (greatest of stored and new), so redelivery is harmless.
@@ -89,7 +90,7 @@ def update_sensors(
     for sid, items in by_sensor.items():
         prev = previous.get(sid)
         for r in items:
-            if _is_activity(r.ref.kind, r.reading.value, prev):
+            if _is_activity(r.ref, r.reading.value, prev):
                 _record(homes, r)
             prev = r.reading.value
         row = _next_state(states.get(sid), items)
@@ -239,8 +240,14 @@ def _write_activity(
         )
 
 
-def _is_activity(kind: SensorKind, value: float, previous: float | None) -> bool:
-    """Whether one reading is a sign of a person, given the sensor's previous value."""
+def _is_activity(ref: SensorRef, value: float, previous: float | None) -> bool:
+    """Whether one reading is a sign of a person, given the sensor's previous value.
+
+    A plug that learning found switching by itself (`ref.automatic`: a fridge) never is.
+    """
+    kind = ref.kind
+    if ref.automatic:
+        return False
     if kind in (SensorKind.MOTION, SensorKind.CONTACT):
         return value == 1.0
     if kind in (SensorKind.DOOR, SensorKind.APPLIANCE):

@@ -68,6 +68,9 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+REGISTRY_MAX_AGE_S = 300.0  # registry changes that cause no miss reach ingest within this
+
+
 class Store:
     """Writes batches of messages; never raises on bad input, lets database errors through."""
 
@@ -145,12 +148,15 @@ class Store:
         return Outcome(summary, sorted(dead.items()))
 
     def _ensure_registry(self, conn: psycopg.Connection[Any], items: list[Parsed]) -> None:
-        """Load the registry once, and again on a miss (at most every registry_refresh_s)."""
+        """Load the registry once, again on a miss (at most every registry_refresh_s), and
+        at least every REGISTRY_MAX_AGE_S (flags learned nightly, such as automatic plugs)."""
         if self._loaded_at is not None:
-            if not any(self._misses(item) for item in items):
-                return
-            if time.monotonic() - self._loaded_at < self._refresh_s:
-                return
+            age = time.monotonic() - self._loaded_at
+            if age < REGISTRY_MAX_AGE_S:
+                if not any(self._misses(item) for item in items):
+                    return
+                if age < self._refresh_s:
+                    return
         self._sensors = load_sensors(conn)
         self._nodes = {}
         for (gw, vendor), ref in self._sensors.items():
