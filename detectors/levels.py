@@ -28,10 +28,14 @@ def learned_levels(
     step_h: npt.NDArray[np.floating],
     policy: InactivityPolicy,
     min_h: float = 1.0,
+    override_h: npt.NDArray[np.floating] | None = None,
 ) -> npt.NDArray[np.int8]:
     """Severity value per home (0: nothing), from learned tables shaped (homes, 48).
 
     Rows of NaN (grace, or no baseline) use the fixed rule; no level exceeds the fixed ceiling.
+    `override_h` (homes, 3): a care manager's per-home hours for watch / warning / critical,
+    NaN where none; each caps its level and the levels below it (a frail resident is never
+    waited on longer than the care manager says).
     """
     rows = np.arange(since_s.size)
     watch = watch_h[rows, slots].astype(np.float64)
@@ -42,6 +46,11 @@ def learned_levels(
     w = np.where(learned, np.clip(watch, min_h, ceiling), policy.watch_hours)
     warn = np.where(learned, np.clip(watch + step, w, ceiling), policy.warning_hours)
     crit = np.where(learned, np.clip(watch + 2 * step, warn, ceiling), ceiling)
+    if override_h is not None:
+        o = np.asarray(override_h, dtype=np.float64)
+        crit = np.fmin(crit, o[:, 2])  # a level's cap also caps the levels below it
+        warn = np.fmin(np.fmin(warn, o[:, 1]), crit)
+        w = np.fmin(np.fmin(w, o[:, 0]), warn)
     levels = np.zeros(since_s.size, dtype=np.int8)
     levels[silence_h >= w] = 1
     levels[silence_h >= warn] = 2
@@ -57,6 +66,7 @@ def loop_levels(
     step_h: list[list[float]],
     policy: InactivityPolicy,
     min_h: float = 1.0,
+    override_h: list[tuple[float, float, float]] | None = None,
 ) -> list[int]:
     """The same as `learned_levels`, one home at a time in plain Python (the bench's baseline)."""
     out = []
@@ -69,5 +79,20 @@ def loop_levels(
             w = min(max(watch, min_h), policy.critical_hours)
             warn = min(max(watch + step, w), policy.critical_hours)
             levels = (w, warn, min(max(watch + 2 * step, warn), policy.critical_hours))
+        if override_h is not None:
+            levels = _capped(levels, override_h[i])
         out.append(sum(1 for x in levels if silence >= x))
     return out
+
+
+def _capped(
+    levels: tuple[float, float, float], override: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """Each level capped by its override (NaN: none) and by the caps of the levels above."""
+    out = list(levels)
+    cap = float("inf")
+    for k in (2, 1, 0):
+        if override[k] == override[k]:  # not NaN
+            cap = min(cap, override[k])
+        out[k] = min(out[k], cap)
+    return out[0], out[1], out[2]
