@@ -38,7 +38,7 @@ class LearningPolicy:
     """How much history is enough and how the routine is summarised; data, not code."""
 
     grace_days: float = 7.0
-    window_days: float = 28.0
+    window_days: float = 56.0  # eight weeks: a home's extremes need a long memory
     min_hold_s: float = 600.0
     max_hold_s: float = 12 * HOUR
     default_hold_s: float = 3600.0
@@ -47,7 +47,7 @@ class LearningPolicy:
     slot_window: int = 4  # slots each side pooled for a slot's silences (±2 h)
     min_samples: int = 20  # widen the pool until it holds this many silences
     extreme_factor: float = 1.2  # watch: at least this many times the longest similar silence
-    max_factor: float = 4.0  # ... and at most this many (the home's record factor between)
+    max_factor: float = 3.0  # ... and at most this many (the home's record factor between)
     extreme_margin_h: float = 1.0  # ... plus this
     extreme_rank: int = 1  # the record factor: the largest held-out ratio (2: the second)
     wake_quantile: float = 1.0  # not up: later than the latest first activity seen ...
