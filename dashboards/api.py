@@ -1,14 +1,19 @@
-"""The JSON API under /api/v1: the same alerts the pages show, for apps and integrations."""
+"""The JSON API under /api/v1: the alerts and residents the pages show, for apps."""
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from alerts import queries
+from anbu import registry
+from dashboards import residents
 from dashboards.auth import CareManager
 from dashboards.deps import Deps, api_manager, get_deps
 from dashboards.i18n import text
@@ -16,10 +21,34 @@ from dashboards.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
     AlertOut,
+    LevelsIn,
     MeOut,
+    QuietHoursIn,
+    ResidentOut,
     ResolveIn,
+    StatusIn,
     TokenOut,
 )
+
+_REFUSAL = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "detail": {"type": "string"},
+                    "detail_en": {"type": "string"},
+                    "errors": {"type": "array", "description": "Unreadable input only"},
+                },
+            }
+        }
+    }
+}
+_CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such resident in the care manager's dong", **_REFUSAL},
+    409: {"description": "The resident's service has ended", **_REFUSAL},
+    422: {"description": "The change breaks a rule (detail says which, Korean first)", **_REFUSAL},
+}
 
 _CREDENTIALS_BODY: dict[str, Any] = {
     "type": "object",
@@ -55,6 +84,27 @@ AppDeps = Annotated[Deps, Depends(get_deps)]
 def _detail(deps: Deps, alert_id: int, dong_code: str) -> AlertDetailOut:
     with deps.db.connection() as conn:
         return AlertDetailOut.of(queries.get_alert(conn, alert_id, dong_code))
+
+
+def _change(
+    deps: Deps,
+    manager: CareManager,
+    resident_id: int,
+    write: Callable[[Any, datetime], list[str]],
+) -> ResidentOut:
+    """Apply one registry write for `manager` in one transaction; the resident as it now is."""
+    now = deps.clock.now()
+    with deps.db.connection() as conn:
+        write(conn, now)
+        view = residents.get_resident(conn, resident_id, manager.dong_code)
+    return ResidentOut.of(view, now)
+
+
+def local_moment(moment: datetime | None, timezone: str) -> datetime | None:
+    """`moment`, read as local time in `timezone` when it carries no UTC offset."""
+    if moment is None or moment.utcoffset() is not None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo(timezone))
 
 
 def api_router() -> APIRouter:
@@ -130,5 +180,66 @@ def api_router() -> APIRouter:
             alert_id, manager.id, manager.dong_code, body.outcome, body.note.strip()
         )
         return _detail(deps, alert_id, manager.dong_code)
+
+    @router.get("/residents", response_model=list[ResidentOut], dependencies=secured)
+    def list_residents(manager: Manager, deps: AppDeps) -> list[ResidentOut]:
+        """Residents of the care manager's own dong with their care settings (no phone, no notes)."""
+        now = deps.clock.now()
+        with deps.db.connection() as conn:
+            views = residents.list_residents(conn, manager.dong_code)
+        return [ResidentOut.of(v, now) for v in views]
+
+    @router.post(
+        "/residents/{resident_id}/status",
+        response_model=ResidentOut,
+        dependencies=secured,
+        responses=_CHANGE_RESPONSES,
+    )
+    def set_status(
+        resident_id: int, body: StatusIn, manager: Manager, deps: AppDeps
+    ) -> ResidentOut:
+        """Active, or away / hospital until an end date: inactivity alerts pause until then."""
+        until = local_moment(body.until, deps.settings.timezone)
+        return _change(
+            deps, manager, resident_id,
+            lambda conn, now: registry.set_status(
+                conn, resident_id, body.status, until, manager.id, now=now
+            ),
+        )  # fmt: skip
+
+    @router.post(
+        "/residents/{resident_id}/quiet-hours",
+        response_model=ResidentOut,
+        dependencies=secured,
+        responses=_CHANGE_RESPONSES,
+    )
+    def set_quiet_hours(
+        resident_id: int, body: QuietHoursIn, manager: Manager, deps: AppDeps
+    ) -> ResidentOut:
+        """Local hours in which non-critical calls wait (both null: none)."""
+        return _change(
+            deps, manager, resident_id,
+            lambda conn, now: registry.set_quiet_hours(
+                conn, resident_id, body.start, body.end, manager.id, now=now
+            ),
+        )  # fmt: skip
+
+    @router.post(
+        "/residents/{resident_id}/levels",
+        response_model=ResidentOut,
+        dependencies=secured,
+        responses=_CHANGE_RESPONSES,
+    )
+    def set_levels(
+        resident_id: int, body: LevelsIn, manager: Manager, deps: AppDeps
+    ) -> ResidentOut:
+        """Hours of silence by which watch / warning / critical are reached at the latest."""
+        return _change(
+            deps, manager, resident_id,
+            lambda conn, now: registry.set_level_caps(
+                conn, resident_id, body.watch_h_max, body.warning_h_max, body.critical_h_max,
+                manager.id, now=now,
+            ),
+        )  # fmt: skip
 
     return router

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
 import psycopg
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -21,6 +24,7 @@ from alerts.models import AlertNotFound
 from alerts.service import AlertService
 from anbu.config import Settings
 from anbu.db import Database
+from anbu.registry import InvalidChange, ResidentEnded, ResidentNotFound
 from dashboards import i18n
 from dashboards.api import api_router
 from dashboards.auth import SESSION_LIFETIME, Authenticator, CsrfRejected, NotAuthenticated
@@ -32,6 +36,9 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "anbu_session"
+# The residents' endpoints answer unreadable bodies in Korean first, like their other refusals
+# (the alerts' endpoints keep FastAPI's default 422 body).
+RESIDENTS_API = "/api/v1/residents"
 
 
 def _templates() -> Jinja2Templates:
@@ -46,6 +53,8 @@ def _templates() -> Jinja2Templates:
         outcome_label=i18n.outcome_label,
         call_outcome_label=i18n.call_outcome_label,
         actor_label=i18n.actor_label,
+        resident_status_label=i18n.resident_status_label,
+        hours_label=i18n.hours_label,
         pick=i18n.pick,
     )
     return Jinja2Templates(env=env)
@@ -55,18 +64,19 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _error(request: Request, status: int, key: str) -> Response:
+def _refusal(request: Request, status: int, say: Callable[[str], str]) -> Response:
     """The same refusal as JSON for the API or as a page, in Korean first."""
     if _is_api(request):
-        return JSONResponse(
-            {"detail": i18n.text("ko", key), "detail_en": i18n.text("en", key)},
-            status_code=status,
-        )
+        return JSONResponse({"detail": say("ko"), "detail_en": say("en")}, status_code=status)
     lang = language(request)
     return render(
-        request, get_deps(request), lang, "error.html", status_code=status,
-        message=i18n.text(lang, key),
+        request, get_deps(request), lang, "error.html", status_code=status, message=say(lang),
     )  # fmt: skip
+
+
+def _error(request: Request, status: int, key: str) -> Response:
+    """A refusal in the fixed words of `key`."""
+    return _refusal(request, status, lambda lang: i18n.text(lang, key))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -92,8 +102,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.info("request without a valid CSRF token refused")
         return _error(request, 403, "csrf")
 
+    async def resident_not_found(request: Request, exc: Exception) -> Response:
+        return _error(request, 404, "resident_not_found")
+
+    async def invalid_change(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidChange)
+        status = 409 if isinstance(exc, ResidentEnded) else 422
+        return _refusal(request, status, lambda lang: i18n.change_error(lang, exc))
+
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if not request.url.path.startswith(RESIDENTS_API):
+            return await request_validation_exception_handler(request, exc)
+        return JSONResponse(
+            {
+                "detail": i18n.text("ko", "invalid_input"),
+                "detail_en": i18n.text("en", "invalid_input"),
+                "errors": jsonable_encoder(exc.errors()),
+            },
+            status_code=422,
+        )
+
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(AlertNotFound, not_found)
+    app.add_exception_handler(ResidentNotFound, resident_not_found)
+    app.add_exception_handler(InvalidChange, invalid_change)
+    app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
     app.add_exception_handler(CsrfRejected, csrf)
 
@@ -136,6 +170,7 @@ def create_app(
         auth=Authenticator(db, settings.session_secret),
         templates=_templates(),
         local_time=i18n.local_time_formatter(settings.timezone),
+        clock=alerts.clock,
     )
     app.add_middleware(
         SessionMiddleware,

@@ -10,6 +10,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from alerts.service import AlertService
+from anbu.clock import Clock
 from anbu.config import Settings
 from anbu.db import Database
 from dashboards.auth import (
@@ -36,6 +37,7 @@ class Deps:
     auth: Authenticator
     templates: Jinja2Templates
     local_time: Callable[[datetime | None], str]
+    clock: Clock  # the alerts' clock: "now" for end dates (virtual in the demo and tests)
 
 
 def get_deps(request: Request) -> Deps:

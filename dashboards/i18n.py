@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS
 from alerts.policy import OUTCOME_KO
 from anbu.domain import AlertState, CallOutcome, Severity
+from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
 
 LANGUAGES = ("ko", "en")
 DEFAULT_LANGUAGE = "ko"
@@ -62,6 +63,92 @@ TEXTS: dict[str, tuple[str, str]] = {
     "error": ("오류", "Error"),
     "system": ("시스템", "system"),
     "switch_language": ("English", "한국어"),
+    "alerts": ("알림", "Alerts"),
+    "residents": ("대상자 관리", "Residents"),
+    "no_residents": ("등록된 대상자가 없습니다.", "No residents are registered."),
+    "care_status": ("돌봄 상태", "Status"),
+    "until": ("종료 예정", "Until"),
+    "quiet_hours": ("방해 금지 시간", "Quiet hours"),
+    "level_caps": ("무활동 단계 상한 (관심/주의/심각)", "Inactivity caps (watch/warning/critical)"),
+    "set_status": ("상태 변경", "Change status"),
+    "suppressing": ("무활동 알림 중지 중", "inactivity alerts paused"),
+    "expired": ("기간 지남: 무활동 감시 중", "period over: inactivity watched"),
+    "none": ("없음", "none"),
+    "status_help": (
+        f"부재·입원은 종료 예정 시각이 필요합니다 (최대 {STATUS_MAX_DAYS}일). "
+        "그때까지 무활동 알림이 중지되고, 지나면 저절로 다시 감시합니다.",
+        f"Away and hospital need an end (at most {STATUS_MAX_DAYS} days ahead): inactivity "
+        "alerts pause until then and resume by themselves afterwards.",
+    ),
+    "resident_not_found": ("대상자를 찾을 수 없습니다.", "Resident not found."),
+    "invalid_input": (
+        "입력값을 읽을 수 없습니다. 형식을 확인해 주세요.",
+        "The input could not be read; check its format.",
+    ),
+    # InvalidChange codes of anbu.registry (and the pages' own until_unreadable)
+    "invalid_bad_status": (
+        "상태는 관리 중(active), 부재(away), 입원(hospital) 중 하나여야 합니다.",
+        "The status must be active, away or hospital.",
+    ),
+    "invalid_until_with_active": (
+        "관리 중 상태에는 종료 예정 시각을 넣지 않습니다.",
+        "An active resident has no end date.",
+    ),
+    "invalid_until_required": (
+        "부재·입원은 종료 예정 시각이 필요합니다.",
+        "Away and hospital need an end date.",
+    ),
+    "invalid_until_naive": (
+        "종료 예정 시각에 시간대가 필요합니다.",
+        "The end date needs a time zone.",
+    ),
+    "invalid_until_unreadable": (
+        "종료 예정 시각을 읽을 수 없습니다.",
+        "The end date could not be read.",
+    ),
+    "invalid_until_past": (
+        "종료 예정 시각은 지금 이후여야 합니다.",
+        "The end date must be in the future.",
+    ),
+    "invalid_until_too_far": (
+        f"종료 예정 시각은 {STATUS_MAX_DAYS}일 이내여야 합니다.",
+        f"The end date must be at most {STATUS_MAX_DAYS} days ahead.",
+    ),
+    "invalid_resident_ended": (
+        "서비스가 종료된 대상자는 변경할 수 없습니다.",
+        "This resident's service has ended; nothing can be changed.",
+    ),
+    "invalid_quiet_pair": (
+        "방해 금지 시간은 시작과 끝을 함께 넣거나 둘 다 비워야 합니다.",
+        "Quiet hours need both a start and an end, or neither.",
+    ),
+    "invalid_quiet_local": (
+        "방해 금지 시간은 시간대 없이 현지 시각으로 넣어 주세요.",
+        "Quiet hours are local times, without a time zone.",
+    ),
+    "invalid_quiet_empty": (
+        "방해 금지 시간의 시작과 끝이 같을 수 없습니다.",
+        "Quiet hours cannot start and end at the same time.",
+    ),
+    "invalid_quiet_too_long": (
+        f"방해 금지 시간은 최대 {QUIET_MAX_H}시간입니다.",
+        f"Quiet hours may last at most {QUIET_MAX_H} hours.",
+    ),
+    "invalid_cap_range": (
+        f"각 상한은 {CAP_MIN_H:g}시간 이상 {CAP_MAX_H:g}시간 이하여야 합니다.",
+        f"Each cap must be between {CAP_MIN_H:g} and {CAP_MAX_H:g} hours.",
+    ),
+    "invalid_caps_not_rising": (
+        "상한은 관심 ≤ 주의 ≤ 심각 순서여야 합니다.",
+        "Caps must rise: watch ≤ warning ≤ critical.",
+    ),
+}
+
+RESIDENT_STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "active": ("관리 중", "active"),
+    "away": ("부재", "away"),
+    "hospital": ("입원", "in hospital"),
+    "ended": ("서비스 종료", "ended"),
 }
 
 ACTORS: dict[str, tuple[str, str]] = {
@@ -79,6 +166,24 @@ def pick(lang: str, pair: tuple[str, str]) -> str:
 def text(lang: str, key: str) -> str:
     """A fixed sentence of the web pages in `lang`."""
     return pick(lang, TEXTS[key])
+
+
+def change_error(lang: str, error: InvalidChange) -> str:
+    """Why the registry refused a change, in words (its English message for an unknown rule)."""
+    key = f"invalid_{error.code}"
+    return text(lang, key) if key in TEXTS else str(error)
+
+
+def resident_status_label(lang: str, status: str) -> str:
+    """관리 중 / 부재 / 입원 / 서비스 종료, or active / away / in hospital / ended."""
+    return (
+        pick(lang, RESIDENT_STATUS_LABELS[status]) if status in RESIDENT_STATUS_LABELS else status
+    )
+
+
+def hours_label(hours: float | None) -> str:
+    """A cap in hours ('7.5h'), or '—' when there is none."""
+    return "—" if hours is None else f"{hours:g}h"
 
 
 def parse_language(value: str | None) -> str | None:

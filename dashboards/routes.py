@@ -1,7 +1,9 @@
-"""Server-rendered pages for care managers: login, their dong's alerts, one alert's detail."""
+"""Server-rendered pages for care managers: login, their dong's alerts and residents."""
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
+from datetime import datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -9,6 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from alerts import queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
+from anbu import registry
+from anbu.registry import InvalidChange, ResidentEnded
+from dashboards import residents
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -19,7 +24,7 @@ from dashboards.auth import (
     start_session,
 )
 from dashboards.deps import Deps, get_deps, language, page_manager
-from dashboards.i18n import text
+from dashboards.i18n import change_error, text
 
 LIST_REFRESH_S = 30
 
@@ -57,6 +62,37 @@ def render(
     return deps.templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code
     )
+
+
+def parse_local_input(value: str, timezone: str) -> datetime | None:
+    """A datetime-local form value ('2026-11-25T18:00') as a moment in `timezone`; '' is None."""
+    if not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidChange("until_unreadable", "the end date could not be read") from None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _residents_page(
+    request: Request,
+    deps: Deps,
+    lang: str,
+    manager: CareManager,
+    status_code: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    now = deps.clock.now()
+    with deps.db.connection() as conn:
+        views = residents.list_residents(conn, manager.dong_code)
+    latest = now + timedelta(days=registry.STATUS_MAX_DAYS)
+    return render(
+        request, deps, lang, "residents.html", manager, status_code=status_code,
+        residents=views, now=now, error=error, statuses=registry.SETTABLE_STATUSES,
+        until_min=deps.local_time(now).replace(" ", "T"),
+        until_max=deps.local_time(latest).replace(" ", "T"),
+    )  # fmt: skip
 
 
 def pages_router() -> APIRouter:
@@ -154,5 +190,38 @@ def pages_router() -> APIRouter:
             )  # fmt: skip
         deps.alerts.resolve(alert_id, manager.id, manager.dong_code, outcome, note.strip())
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+    @router.get("/residents")
+    def resident_list(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
+        return _residents_page(request, deps, lang, manager)
+
+    @router.post("/residents/{resident_id}/status")
+    def set_status(
+        request: Request,
+        resident_id: int,
+        deps: AppDeps,
+        lang: Lang,
+        manager: Manager,
+        csrf: Csrf = "",
+        status: Annotated[str, Form()] = "",
+        until: Annotated[str, Form(max_length=40)] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        try:
+            # The form keeps its date field when 'active' is picked: active has no end date.
+            moment = (
+                None if status == "active" else parse_local_input(until, deps.settings.timezone)
+            )
+            with deps.db.connection() as conn:
+                registry.set_status(
+                    conn, resident_id, status, moment, manager.id, now=deps.clock.now()
+                )
+        except InvalidChange as exc:
+            return _residents_page(
+                request, deps, lang, manager,
+                status_code=409 if isinstance(exc, ResidentEnded) else 422,
+                error=change_error(lang, exc),
+            )  # fmt: skip
+        return RedirectResponse("/residents", status_code=303)
 
     return router

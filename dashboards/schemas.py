@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
 from anbu.domain import AlertState, Severity
+from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
 from dashboards.auth import CareManager
+from dashboards.i18n import RESIDENT_STATUS_LABELS
+from dashboards.residents import ResidentView
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 
@@ -145,6 +148,76 @@ class ResolveIn(BaseModel):
         if value not in RESOLUTION_OUTCOMES:
             raise ValueError(f"unknown outcome; expected one of {', '.join(RESOLUTION_OUTCOMES)}")
         return value
+
+
+class ResidentOut(BaseModel):
+    """A resident of the care manager's own dong: care settings only, never phone or notes."""
+
+    id: int
+    home: str
+    display_name: str
+    dong_code: str
+    status: str = Field(description="active, away, hospital or ended")
+    status_ko: str = Field(description="관리 중, 부재, 입원 or 서비스 종료")
+    status_until: datetime | None = Field(description="When an away or hospital stay ends.")
+    suppresses_inactivity: bool = Field(
+        description="Away or hospital with status_until still ahead: no inactivity alerts."
+    )
+    quiet_start: time | None = Field(description="Local time (ANBU_TIMEZONE).")
+    quiet_end: time | None = Field(description="Local time; may be earlier than quiet_start.")
+    watch_h_max: float | None = Field(description="Hours; 관심 at the latest after this silence.")
+    warning_h_max: float | None = Field(description="Hours; 주의 at the latest.")
+    critical_h_max: float | None = Field(description="Hours; 심각 at the latest.")
+
+    @classmethod
+    def of(cls, r: ResidentView, now: datetime) -> ResidentOut:
+        return cls(
+            id=r.id,
+            home=r.home,
+            display_name=r.display_name,
+            dong_code=r.dong_code,
+            status=r.status,
+            status_ko=RESIDENT_STATUS_LABELS[r.status][0],
+            status_until=r.status_until,
+            suppresses_inactivity=r.suppresses_inactivity(now),
+            quiet_start=r.quiet_start,
+            quiet_end=r.quiet_end,
+            watch_h_max=r.watch_h_max,
+            warning_h_max=r.warning_h_max,
+            critical_h_max=r.critical_h_max,
+        )
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str = Field(description="active, away or hospital")
+    until: datetime | None = Field(
+        default=None,
+        description=(
+            f"Required for away and hospital, absent for active: in the future and at most "
+            f"{STATUS_MAX_DAYS} days ahead. Without a UTC offset it is local time (ANBU_TIMEZONE)."
+        ),
+    )
+
+
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: time | None = Field(description="Local HH:MM, or null with end to clear.")
+    end: time | None = Field(
+        description=f"Local HH:MM; may wrap midnight; at most {QUIET_MAX_H} h after start."
+    )
+
+
+class LevelsIn(BaseModel):
+    """The three caps together; null clears one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watch_h_max: float | None = Field(description=f"Hours, {CAP_MIN_H:g}-{CAP_MAX_H:g}, or null.")
+    warning_h_max: float | None = Field(description="Hours, no lower than watch_h_max, or null.")
+    critical_h_max: float | None = Field(description="Hours, no lower than warning_h_max, or null.")
 
 
 class HealthOut(BaseModel):
