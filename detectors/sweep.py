@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 
 from anbu.domain import Finding, Severity
@@ -47,11 +48,21 @@ class NewFinding:
 
 _HOMES = """
 SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at, a.last_door_at,
-       a.last_motion_at, b.watch_h, b.step_h, b.usual_h
+       a.last_motion_at, b.watch_h, b.step_h, b.usual_h,
+       r.watch_h_max, r.warning_h_max, r.critical_h_max, c.changed_at
   FROM anbu.home_activity a
   JOIN anbu.resident r ON r.id = a.resident_id
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
+  LEFT JOIN (SELECT resident_id, max(at) AS changed_at FROM anbu.resident_changes
+              WHERE field = 'status' GROUP BY resident_id) c ON c.resident_id = r.id
  WHERE r.status <> 'ended'
+"""
+_SUPPRESSED = """
+INSERT INTO anbu.suppressions
+       (resident_id, kind, severity, silence_since, reached_at, status, status_until)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],
+                     %s::timestamptz[], %s::text[], %s::timestamptz[])
+ON CONFLICT (resident_id, kind, severity, silence_since) DO NOTHING
 """
 SLOTS = 48
 NAN_ROW = [float("nan")] * SLOTS
@@ -73,19 +84,30 @@ RETURNING id, resident_id, severity
 
 
 def silence_start(
-    last_activity: datetime, status: str, status_until: datetime | None, now: datetime
+    last_activity: datetime,
+    status: str,
+    status_until: datetime | None,
+    now: datetime,
+    status_changed: datetime | None = None,
 ) -> datetime | None:
     """When the silence that counts began; None while away/hospital suppresses inactivity.
 
     A status without an end date does not suppress (nothing may silence the sweep forever).
     Once an away or hospital stay has ended, the silence is counted from its end, not from the
-    last activity before the resident left.
+    last activity before the resident left; a stay a care manager ended early (the status set
+    back to active) counts from that change.
     """
     if status in SUPPRESSING_STATUSES and status_until is not None:
         if status_until > now:
             return None
         return max(last_activity, status_until)
+    if status_changed is not None and status_changed <= now:
+        return max(last_activity, status_changed)
     return last_activity
+
+
+def _is_suppressed(status: str, status_until: datetime | None, now: datetime) -> bool:
+    return status in SUPPRESSING_STATUSES and status_until is not None and status_until > now
 
 
 def sweep(
@@ -102,18 +124,23 @@ def sweep(
     watch: list[list[float]] = []
     step: list[list[float]] = []
     usual: list[list[float]] = []
+    caps: list[tuple[float, float, float]] = []
+    held: dict[int, tuple[str, datetime]] = {}  # row -> the away / hospital status holding it
     for row in conn.execute(_HOMES):
         resident_id, home, status, status_until, last_activity, door, motion = row[:7]
         if door is not None and door >= last_activity and (motion is None or motion < door):
             continue  # out: the door closed behind the resident (not_back: offline replay)
-        start = silence_start(last_activity, status, status_until, now)
-        if start is not None:
-            ids.append(int(resident_id))
-            homes.append(str(home))
-            since.append(start)
-            watch.append(_row(row[7]))
-            step.append(_row(row[8]))
-            usual.append(_row(row[9]))
+        start = silence_start(last_activity, status, status_until, now, row[13])
+        if start is None:  # suppressed: scored all the same, to record what it held back
+            held[len(ids)] = (str(status), status_until)
+            start = last_activity
+        ids.append(int(resident_id))
+        homes.append(str(home))
+        since.append(start)
+        watch.append(_row(row[7]))
+        step.append(_row(row[8]))
+        usual.append(_row(row[9]))
+        caps.append((_hours(row[10]), _hours(row[11]), _hours(row[12])))
     if not ids:
         return []
     since_s = np.array([s.timestamp() for s in since])
@@ -121,9 +148,16 @@ def sweep(
     slots = start_slots(since_s, offset.total_seconds() if offset else 0.0)
     watch_a = np.array(watch, dtype=np.float64)
     levels = learned_levels(
-        since_s, now.timestamp(), slots, watch_a, np.array(step, dtype=np.float64), policy
+        since_s,
+        now.timestamp(),
+        slots,
+        watch_a,
+        np.array(step, dtype=np.float64),
+        policy,
+        override_h=np.array(caps, dtype=np.float64),
     )
-    raised = np.flatnonzero(levels != NO_SEVERITY).tolist()
+    _record_suppressed(conn, now, levels, held, ids, since)
+    raised = [i for i in np.flatnonzero(levels != NO_SEVERITY).tolist() if i not in held]
     if not raised:
         return []
     findings: dict[int, Finding] = {}
@@ -157,6 +191,36 @@ def sweep(
     ]
     new.sort(key=lambda n: n.finding_id)
     return new
+
+
+def _record_suppressed(
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    levels: npt.NDArray[np.int8],
+    held: dict[int, tuple[str, datetime]],
+    ids: list[int],
+    since: list[datetime],
+) -> None:
+    """Record, once per silence and level, what an away or hospital status held back."""
+    rows = [i for i in held if levels[i] != NO_SEVERITY]
+    if not rows:
+        return
+    conn.execute(
+        _SUPPRESSED,
+        (
+            [ids[i] for i in rows],
+            [KIND] * len(rows),
+            [Severity(int(levels[i])).label for i in rows],
+            [since[i] for i in rows],
+            [now] * len(rows),
+            [held[i][0] for i in rows],
+            [held[i][1] for i in rows],
+        ),
+    )
+
+
+def _hours(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _row(values: list[float] | None) -> list[float]:

@@ -176,3 +176,53 @@ def test_concurrent_sweeps_insert_once(database: Database) -> None:
     assert all(count == 1 for _, _, count in stored)
     assert len(stored) == len(new) == len(rids)  # every home is at least 7 h silent
     assert len({f.finding_id for f in new}) == len(new)
+
+
+def test_a_care_managers_caps_bring_the_levels_forward(database: Database) -> None:
+    with database.connection() as conn:
+        frail = _resident(conn, "frail", LAST)
+        other = _resident(conn, "other", LAST)
+        conn.execute(
+            "UPDATE anbu.resident SET watch_h_max = 2, critical_h_max = 4 WHERE id = %s", (frail,)
+        )
+    assert _run(database, LAST + timedelta(hours=1, minutes=59)) == []
+    assert _levels(_run(database, LAST + timedelta(hours=2))) == [(frail, Severity.WATCH)]
+    # critical at the 4 h cap (the fixed rule: 24 h); the other home keeps the fixed 6 h watch
+    assert _levels(_run(database, LAST + timedelta(hours=3, minutes=59))) == []
+    assert _levels(_run(database, LAST + timedelta(hours=4))) == [(frail, Severity.CRITICAL)]
+    assert _levels(_run(database, LAST + timedelta(hours=6))) == [(other, Severity.WATCH)]
+
+
+def _suppressions(database: Database, rid: int) -> list[tuple[str, str]]:
+    with database.connection() as conn:
+        rows = conn.execute(
+            "SELECT severity, status FROM anbu.suppressions WHERE resident_id = %s ORDER BY id",
+            (rid,),
+        ).fetchall()
+    return [(str(a), str(b)) for a, b in rows]
+
+
+def test_what_an_away_status_held_back_is_recorded_once_per_level(database: Database) -> None:
+    with database.connection() as conn:
+        rid = _resident(conn, "away", LAST)
+        _status(conn, rid, "hospital", LAST + timedelta(days=3))
+    assert _run(database, LAST + timedelta(hours=5)) == []
+    assert _suppressions(database, rid) == []  # nothing reached yet: nothing held back
+    for hours in (6, 7, 11):
+        assert _run(database, LAST + timedelta(hours=hours)) == []
+    assert _suppressions(database, rid) == [("watch", "hospital")]
+    assert _run(database, LAST + timedelta(hours=12)) == []
+    assert _suppressions(database, rid) == [("watch", "hospital"), ("warning", "hospital")]
+
+
+def test_a_stay_ended_early_counts_the_silence_from_the_change(database: Database) -> None:
+    """Set back to active before its end date, a home is not judged on weeks-old activity."""
+    changed = LAST + timedelta(days=10)
+    with database.connection() as conn:
+        rid = _resident(conn, "back", LAST)
+        manager = registry.add_care_manager(conn, "mgr", DONG, "담당", "+821000000009", "pw")
+        registry.set_status(conn, rid, "away", LAST + timedelta(days=20), manager, now=LAST)
+        registry.set_status(conn, rid, "active", None, manager, now=changed)
+    assert _run(database, changed + timedelta(minutes=1)) == []
+    assert _run(database, changed + timedelta(hours=5, minutes=59)) == []
+    assert _levels(_run(database, changed + timedelta(hours=6))) == [(rid, Severity.WATCH)]
