@@ -4,6 +4,13 @@ Homes, their gateways and sensors are registered first through anbu.registry (a 
 dong `replay`; each resident is the home id, no personal data). Each home's gateway is the
 MQTT user `<prefix><home>`; the broker must know it (the password is shared by the replay's
 gateways). Time runs at `speed` x the recording (None: as fast as the broker acknowledges).
+
+Each home speaks one dialect (simulators.dialects: native, zigbee2mqtt, tasmota, shelly,
+esphome), and its sensors are registered under the ids that dialect publishes them by
+(`sensor_id`), so every replayed row arrives as the same reading: same sensor, kind and value,
+and the recorded time for every dialect but ESPHome. ESPHome carries no time in its payload,
+so ingest stamps an ESPHome home's readings with the moment it received them: the recording's
+order and values at the replay's wall-clock times (at `speed` X, the recorded gaps / X).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from anbu import registry
 from anbu.domain import SensorKind
-from simulators.dialects import DIALECTS, Event, read_events
+from simulators.dialects import DIALECTS, Event, read_events, sensor_id
 
 REPLAY_DONG = "replay"
 
@@ -46,9 +53,17 @@ def gateway_of(target: ReplayTarget, home: str) -> str:
     return f"{target.prefix}{home}"
 
 
-def register_homes(conn: psycopg.Connection[Any], events: Iterable[Event], prefix: str) -> int:
-    """Register every home, gateway and sensor the events mention; returns the home count."""
+def register_homes(
+    conn: psycopg.Connection[Any],
+    events: Iterable[Event],
+    prefix: str,
+    dialects: Mapping[str, str] | None = None,
+    default_dialect: str = "native",
+) -> int:
+    """Register every home, gateway and sensor the events mention, each sensor under the id
+    its home's dialect publishes it by (as `replay` is given them); returns the home count."""
     registry.add_dong(conn, REPLAY_DONG, "replay", "replay")
+    dialects = dialects or {}
     homes: dict[str, str] = {}
     sensors: set[tuple[str, str]] = set()
     for e in events:
@@ -56,7 +71,11 @@ def register_homes(conn: psycopg.Connection[Any], events: Iterable[Event], prefi
             rid = registry.add_resident(conn, e.home, REPLAY_DONG, e.home, "+820000000000")
             homes[e.home] = registry.add_gateway(conn, f"{prefix}{e.home}", rid)
         if (e.home, e.sensor) not in sensors:
-            registry.add_sensor(conn, homes[e.home], e.sensor, SensorKind(e.kind), e.room)
+            dialect = dialects.get(e.home, default_dialect)
+            if dialect not in DIALECTS:
+                raise ValueError(f"unknown dialect {dialect!r} for home {e.home!r}")
+            vendor_id = sensor_id(dialect, e)
+            registry.add_sensor(conn, homes[e.home], vendor_id, SensorKind(e.kind), e.room)
             sensors.add((e.home, e.sensor))
     return len(homes)
 

@@ -111,14 +111,23 @@ def replay(
     ] = False,
     dialect: Annotated[
         list[str] | None,
-        typer.Option(help="native|zigbee2mqtt|tasmota, or HOME=DIALECT (repeatable)"),
+        typer.Option(
+            help="native|zigbee2mqtt|tasmota|shelly|esphome, or HOME=DIALECT (repeatable)"
+        ),
     ] = None,
     home: Annotated[list[str] | None, typer.Option(help="only these homes")] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N events")] = None,
     password: Annotated[str | None, typer.Option(envvar="ANBU_GATEWAY_PASSWORD")] = None,
     prefix: Annotated[str, typer.Option(help="gateway id = PREFIX + home")] = "replay-",
 ) -> None:
-    """Publish a recorded events CSV onto MQTT as the homes' gateways would (QoS 1)."""
+    """Publish a recorded events CSV onto MQTT as the homes' gateways would (QoS 1).
+
+    Homes, gateways and sensors are registered first, each sensor under the
+    id its home's dialect publishes (ESPHome: <sensor-hyphenated>/<kind>).
+    Every dialect carries the recorded time except ESPHome, which has none
+    in its payload: ingest stamps an ESPHome home's readings on receipt, so
+    they keep the recorded order and values at the replay's own times.
+    """
     from rich.progress import Progress
 
     from simulators.dialects import DIALECTS
@@ -138,7 +147,7 @@ def replay(
     events = load(file, set(home) if home else None, limit)
     if not events:
         raise typer.BadParameter("no events to replay")
-    _registered(lambda conn: register_homes(conn, events, prefix))
+    _registered(lambda conn: register_homes(conn, events, prefix, per_home, default))
     with Progress() as bar:
         task = bar.add_task(f"replaying {file.name}", total=len(events))
         result = run_replay(
