@@ -21,6 +21,8 @@ class Route:
 
 # Kinds are matched by prefix, first match wins. Device, site and routine findings are for
 # the technician or the weekly review: they show on the dashboard and never ring a resident.
+# "Not up" and "not back" are gentler care findings (watch, then warning): a check-in call
+# like inactivity's, held through quiet hours, the care manager only if it goes unanswered.
 ROUTES: tuple[tuple[str, Route], ...] = (
     ("help_request", Route(False, "주민 도움 요청", "resident asked for help", True)),
     ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
@@ -37,6 +39,8 @@ ROUTES: tuple[tuple[str, Route], ...] = (
     ("site", Route(False, "지역 장애", "site outage")),
     ("routine", Route(False, "생활 변화 검토", "routine review")),
     ("night", Route(False, "야간 활동 검토", "night activity review")),
+    ("not_up", Route(True, "기상 확인", "not up this morning")),
+    ("not_back", Route(True, "외출 후 미귀가 확인", "not back from an outing")),
     ("", Route(True, "안부 확인", "check on the resident")),
 )
 

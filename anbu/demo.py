@@ -2,9 +2,12 @@
 
 Starts (when not configured) a throwaway PostgreSQL, Mosquitto with the repo's config
 (or an in-process broker), the local phone network, ingest, worker and web, and a town
-whose scenario resident stops moving and does not answer. Prints what happens as it
-happens; with --duration it exits non-zero unless the alert reached a care manager.
-Like anbu.service, this module wires everything; nothing else may.
+with two weeks of history already stored (through ingest's store, not the broker) and each
+home's routine learned, so the learned findings can happen: a resident who stops moving and
+does not answer, one who does not get up, one who went out and is not back, a gateway
+offline, a power cut taking a dong's gateways down. Prints what happens as it happens; with
+--duration it exits non-zero unless the alert reached a care manager and every scenario's
+finding was raised. Like anbu.service, this module wires everything; nothing else may.
 """
 
 from __future__ import annotations
@@ -25,12 +28,28 @@ from rich.console import Console
 from anbu import registry
 from anbu.clock import VirtualClock
 from anbu.config import Settings
+from anbu.db import Database
+from anbu.domain import Severity
 from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port, mosquitto_binary
 from anbu.service import Runtime, build
+from detectors.health import HealthPolicy
+from detectors.health_sweep import learn_cadences
+from detectors.nightly import learn_all
+from detectors.routine import RoutinePolicy
+from detectors.site import KIND as SITE_OUTAGE
+from detectors.site import SitePolicy
+from ingest.store import Message, Store
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
-from simulators.routines import gateway_offline, stops_moving
-from simulators.town import DONGS, Town, make_homes
+from simulators.routines import (
+    HomeSpec,
+    Scenario,
+    gateway_offline,
+    leaves_home,
+    sleeps_in,
+    stops_moving,
+)
+from simulators.town import DONGS, Town, local_midnight, make_homes
 
 PERSONAS = {str(p): p for p in (PRESS_1, NO_ANSWER)}
 
@@ -41,11 +60,97 @@ DEMO_MANAGERS = (
 )
 DEMO_SUPERVISOR = ("jongno-gu", "anbu-demo", "+821090000009")
 INGEST_PASSWORD = "ingest-demo-password"
+HISTORY_DAYS = 14  # stored before the clock starts: every home's routine is learned
+LEARN_HOUR = 3  # the nightly learning, as the worker runs it
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """A finding the demo must show: its kind, for which home (None: the site), and the story."""
+
+    kind: str
+    home: str | None
+    story: str
+
+
+@dataclass
+class Cast:
+    """Who plays which scenario in the town, and the findings their scenarios must raise."""
+
+    scenarios: list[Scenario]
+    expected: list[Expect]
+    sleepers: list[str]  # who may sleep in: one whose learned routine has a wake time
+
+    @classmethod
+    def of(cls, town: Town, specs: list[HomeSpec], dongs: list[str], start: datetime) -> Cast:
+        """Roles by dong: residents in the first (청운효자동, the demo login's), gateways in the
+        second (사직동), whose every gateway the power cut takes down."""
+        first = [h.home for h in specs if h.dong_code == dongs[0]]
+        second = [h.home for h in specs if h.dong_code == dongs[1]]
+        scenarios: list[Scenario] = []
+        expected: list[Expect] = []
+        fall = start + timedelta(hours=4, minutes=30)  # mid-morning
+        scenarios.append(stops_moving(first[0], fall))
+        expected.append(
+            Expect("inactivity", first[0], f"stops moving at {fall:%H:%M} and does not answer")
+        )
+        if second:
+            outage = start + timedelta(hours=3)
+            scenarios.append(gateway_offline(second[0], outage, outage + timedelta(hours=2)))
+            expected.append(
+                Expect("gateway_offline", second[0], f"gateway offline at {outage:%H:%M} for 2 h")
+            )
+        if len(first) >= 3:  # out yesterday morning through the front door, not back
+            yesterday = local_midnight(start - timedelta(days=1))
+            wake = town.habits(first[2]).wake_hour
+            leave = (yesterday + timedelta(hours=wake + 2.5)).replace(second=0, microsecond=0)
+            scenarios.append(leaves_home(first[2], leave))
+            expected.append(
+                Expect("not_back", first[2], f"went out yesterday at {leave:%H:%M}, not back")
+            )
+        if len(second) >= SitePolicy().min_dong_gateways:  # a power cut: the whole dong
+            cut = start + timedelta(hours=8)
+            for i, home in enumerate(second):
+                at = cut + timedelta(seconds=15 * i)
+                scenarios.append(gateway_offline(home, at, cut + timedelta(hours=1)))
+            name = DONGS.get(dongs[1], (dongs[1], ""))[0]
+            expected.append(
+                Expect(SITE_OUTAGE, None, f"power cut in {name} at {cut:%H:%M}: "
+                       f"{len(second)} gateways for 1 h")
+            )  # fmt: skip
+        sleepers = first[1:2] + first[3:] + second[1:]
+        return cls(scenarios, expected, sleepers)
+
+    def sleep_in(self, db: Database, town: Town, start: datetime) -> None:
+        """The first candidate whose learned routine knows when they get up sleeps in today."""
+        policy = RoutinePolicy()
+        with db.connection() as conn:
+            wakes = dict(
+                conn.execute(
+                    """SELECT r.home, (b.model->>'wake_h')::float8 FROM anbu.baselines b
+                       JOIN anbu.resident r ON r.id = b.resident_id
+                       WHERE NOT b.grace AND r.home = ANY(%s)""",
+                    (self.sleepers,),
+                ).fetchall()
+            )
+        lo, hi = policy.wake_range
+        home = next((h for h in self.sleepers if lo <= (wakes.get(h) or -1.0) <= hi), None)
+        if home is None:  # no routine says when anyone gets up: no morning to miss
+            return
+        midnight = local_midnight(start)
+        usual = midnight + timedelta(hours=wakes[home])
+        up = max(start + timedelta(hours=1), usual + timedelta(hours=1.5))
+        up = up.replace(second=0, microsecond=0)
+        town.add_scenario(sleeps_in(home, midnight, up))
+        self.expected.append(
+            Expect("not_up", home, f"usually up by {usual:%H:%M}, sleeps in until {up:%H:%M}")
+        )
 
 
 @dataclass
 class Narrator:
-    """Polls the database and tells the story: readings, alerts, calls, notifications."""
+    """Polls the database and tells the story: readings, findings and site incidents as the
+    detectors raise them, alerts, calls, notifications."""
 
     console: Console
     tz: ZoneInfo
@@ -55,9 +160,44 @@ class Narrator:
     readings: int = 0
     shown_readings_at: float = 0.0
     call_outcomes: dict[int, str | None] | None = None
+    last_finding: int = 0
+    incidents: dict[int, bool] | None = None  # id -> ended
 
-    def _t(self) -> str:
-        return self.clock.now().astimezone(self.tz).strftime("%m-%d %H:%M")
+    def _t(self, at: datetime | None = None) -> str:
+        return (at or self.clock.now()).astimezone(self.tz).strftime("%m-%d %H:%M")
+
+    def _findings(self, conn: psycopg.Connection[Any]) -> None:
+        """Every finding as the detectors store it, and each site incident's start and end."""
+        for fid, home, kind, severity, raised_at, reason in conn.execute(
+            """SELECT f.id, r.home, f.kind, f.severity, f.raised_at, f.reason_ko
+               FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
+               WHERE f.id > %s ORDER BY f.id""",
+            (self.last_finding,),
+        ):
+            label = Severity.parse(severity).korean
+            self.console.print(
+                f"[dim]{self._t(raised_at)}[/] [magenta]발견 finding[/] {home} "
+                f"[bold]{kind}[/] ({label}): {reason}"
+            )
+            self.last_finding = fid
+        seen = self.incidents if self.incidents is not None else {}
+        self.incidents = seen
+        for iid, kind, started, ended, gateways, reason in conn.execute(
+            """SELECT id, kind, started_at, ended_at, gateways, reason_ko FROM anbu.incidents
+               ORDER BY id"""
+        ):
+            if iid not in seen:
+                self.console.print(
+                    f"[dim]{self._t(started)}[/] [bold magenta]지역 장애 incident[/] "
+                    f"[bold]{kind}[/]: {reason}"
+                )
+                seen[iid] = False
+            if ended is not None and not seen[iid]:
+                self.console.print(
+                    f"[dim]{self._t(ended)}[/] [bold magenta]지역 장애 종료[/] {kind} ended "
+                    f"({gateways} gateways back)"
+                )
+                seen[iid] = True
 
     def poll(self, conn: psycopg.Connection[Any]) -> None:
         calls = self.call_outcomes if self.call_outcomes is not None else {}
@@ -72,6 +212,7 @@ class Narrator:
                 )
                 self.readings = count
             self.shown_readings_at = now
+        self._findings(conn)
         for eid, alert_id, home, to_state, reason in conn.execute(
             """SELECT e.id, e.alert_id, r.home, e.to_state, e.reason FROM anbu.alert_events e
                JOIN anbu.alerts a ON a.id = e.alert_id JOIN anbu.resident r ON r.id = a.resident_id
@@ -107,6 +248,56 @@ class Narrator:
             self.last_notification = nid
 
 
+def _missing(conn: psycopg.Connection[Any], expected: list[Expect]) -> list[Expect]:
+    """The expected findings not raised (yet)."""
+    raised = {
+        (str(kind), str(home))
+        for kind, home in conn.execute(
+            """SELECT DISTINCT f.kind, r.home FROM anbu.findings f
+               JOIN anbu.resident r ON r.id = f.resident_id"""
+        )
+    }
+    kinds = {str(k) for (k,) in conn.execute("SELECT DISTINCT kind FROM anbu.incidents")}
+    return [
+        e
+        for e in expected
+        if not ((e.kind, e.home) in raised if e.home is not None else e.kind in kinds)
+    ]
+
+
+def _store_history(db: Database, town: Town, since: datetime, until: datetime) -> int:
+    """The town's past, as its gateways would have sent it, stored the way ingest stores it."""
+    store = Store(db)
+    stored = 0
+    for day_end, messages in town.past_messages(since, until):
+        if messages:
+            summary = store.store_batch([Message(t, p) for t, p in messages], day_end)
+            stored += summary.stored
+    return stored
+
+
+def _learn_history(db: Database, town: Town, cast: Cast, start: datetime) -> int:
+    """Two weeks of every home's life before `start`, then the night's learning (03:00).
+
+    The sleeper is chosen once the routines are learned (someone whose wake time is known),
+    so the night of the demo's first day is stored after that choice.
+    """
+    midnight = local_midnight(start)
+    learn_at = midnight + timedelta(hours=LEARN_HOUR)
+    first = midnight - timedelta(days=HISTORY_DAYS)
+    with db.connection() as conn:
+        day = first.astimezone(UTC).date() - timedelta(days=1)
+        conn.execute("SELECT anbu.ensure_reading_partitions(%s::date, %s)", (day, HISTORY_DAYS + 3))
+    stored = _store_history(db, town, first, midnight)
+    learn_all(db, learn_at)
+    cast.sleep_in(db, town, start)
+    stored += _store_history(db, town, midnight, start)
+    learn_all(db, learn_at)
+    with db.connection() as conn:
+        learn_cadences(conn, learn_at, HealthPolicy())
+    return stored
+
+
 def _scenario_done(conn: psycopg.Connection[Any], home: str) -> bool:
     row = conn.execute(
         """SELECT count(*) FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
@@ -126,7 +317,8 @@ def run_demo(
     stop_when_done: bool = False,
     broker_kind: str = "auto",
 ) -> bool:
-    """Run the demo; returns True when the scenario's alert reached its care manager."""
+    """Run the demo; True when the scenario's alert reached its care manager and every
+    scenario's finding was raised."""
     console = Console()
     settings = Settings()
     tz = ZoneInfo(settings.timezone)
@@ -148,8 +340,6 @@ def run_demo(
         dongs = list(DONGS)[:2]
         specs = make_homes(homes, seed, dong_codes=dongs)
         scenario_home = specs[0].home
-        fall_at = (local_start + timedelta(hours=4, minutes=30)).astimezone(UTC)  # mid-morning
-        outage_at = (local_start + timedelta(hours=3)).astimezone(UTC)
         users = {"ingest": INGEST_PASSWORD, **{h.gateway_id: h.gateway_password for h in specs}}
 
         if broker_kind == "mosquitto" or (broker_kind == "auto" and mosquitto_binary()):
@@ -165,13 +355,11 @@ def run_demo(
 
         town = Town(
             specs, "127.0.0.1", broker.port, clock, seed,
-            scenarios=[
-                stops_moving(scenario_home, fall_at),
-                # a gateway unplugged for two hours: a device alert, and a call since unknown
-                gateway_offline(specs[1].home, outage_at, outage_at + timedelta(hours=2)),
-            ],
             mqtt_protocol=5 if isinstance(broker, EmbeddedMosquitto) else 4,
         )  # fmt: skip
+        cast = Cast.of(town, specs, dongs, local_start)
+        for scenario in cast.scenarios:
+            town.add_scenario(scenario)
         phone = PhoneNetwork(settings.twilio_account_sid, settings.twilio_auth_token)
         for number, persona in town.phone_personas().items():
             phone.set_persona(number, PERSONAS[persona])
@@ -207,10 +395,16 @@ def run_demo(
                 registry.add_care_manager(
                     conn, f"{sup}-{dong}", dong, "구 통합돌봄 담당", sup_phone, sup_pw, "supervisor"
                 )
+        console.print(f"지난 {HISTORY_DAYS}일 History: storing two weeks of the town's life ...")
+        stored = _learn_history(runtime.db, town, cast, local_start)
+        console.print(
+            f"지난 {HISTORY_DAYS}일 History: {stored} readings stored, each home's routine learned"
+        )
+        clock.advance(local_start - clock.now())  # the town's day starts where its past ends
         runtime.start_web()
         runtime.start_ingest()
         runtime.start_worker()
-        town.start()
+        town.start(since=local_start)
         stack.callback(town.stop)
 
         console.rule("anbu 안부 demo")
@@ -219,21 +413,20 @@ def run_demo(
             f"로그인 Login: [bold]{DEMO_MANAGERS[0][0]}[/] / {DEMO_MANAGERS[0][1]} "
             f"({DONGS[dongs[0]][1]} {DONGS[dongs[0]][0]}); other dong: {DEMO_MANAGERS[1][0]} / {DEMO_MANAGERS[1][1]}"
         )
-        console.print(
-            f"가상 시계 Virtual clock: ×{speed:g} from {local_start:%Y-%m-%d %H:%M} KST; "
-            f"scenario: {scenario_home} stops moving at {fall_at.astimezone(tz):%H:%M} "
-            f"and does not answer; {specs[1].home}'s gateway goes offline at "
-            f"{outage_at.astimezone(tz):%H:%M} for two hours"
-        )
+        console.print(f"가상 시계 Virtual clock: ×{speed:g} from {local_start:%Y-%m-%d %H:%M} KST")
+        for e in cast.expected:
+            console.print(f"  시나리오 scenario: {e.home or 'site'} {e.story} → {e.kind}")
         console.print("Ctrl-C to stop." if duration is None else f"Running {duration:g} s.")
-        narrator = Narrator(console, tz, clock)
+        narrator = Narrator(console, tz, clock, readings=stored)
         deadline = None if duration is None else time.monotonic() + duration
         ok = False
         try:
             while deadline is None or time.monotonic() < deadline:
                 with runtime.db.connection() as conn:
                     narrator.poll(conn)
-                    ok = ok or _scenario_done(conn, scenario_home)
+                    ok = ok or (
+                        _scenario_done(conn, scenario_home) and not _missing(conn, cast.expected)
+                    )
                 if ok and stop_when_done:
                     break
                 time.sleep(0.5)
@@ -241,13 +434,23 @@ def run_demo(
             pass
         with runtime.db.connection() as conn:
             narrator.poll(conn)
-            ok = _scenario_done(conn, scenario_home)
+            reached = _scenario_done(conn, scenario_home)
+            missing = _missing(conn, cast.expected)
         console.rule()
-        if ok:
-            console.print(f"[green]OK[/]: {scenario_home}'s alert reached the dong care manager.")
-        else:
+        for e in cast.expected:
+            mark = "[red]✗[/]" if e in missing else "[green]✓[/]"
+            console.print(f"{mark} {e.kind} {e.home or 'site'}: {e.story}")
+        if reached and not missing:
+            console.print(
+                f"[green]OK[/]: {scenario_home}'s alert reached the dong care manager; "
+                "every scenario's finding was raised."
+            )
+        elif not reached:
             console.print(f"[red]FAILED[/]: no care-manager notification for {scenario_home}.")
-        return ok
+        else:
+            kinds = ", ".join(e.kind for e in missing)
+            console.print(f"[red]FAILED[/]: not raised (yet): {kinds}.")
+        return reached and not missing
 
 
 def _port_free(port: int) -> bool:

@@ -99,7 +99,7 @@ def crossings(
     if baseline is None or baseline.grace:
         return _fixed(baseline, start, policy)
     if out:
-        return _not_back(baseline, start, policy)
+        return not_back(baseline, start, policy)
     slot = _slot(start, tz)
     watch = baseline.watch_h[slot] if baseline.watch_h else float("nan")
     usual = baseline.usual_h[slot] if baseline.usual_h else float("nan")
@@ -141,16 +141,46 @@ def _fixed(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> li
     return found
 
 
-def _not_back(baseline: Baseline, start: float, policy: RoutinePolicy) -> list[Crossing]:
+def not_back(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> list[Crossing]:
+    """An outing that began at `start` (the door closed behind the resident): its findings.
+
+    Never before `not_back_min_h`, nor before `not_back_factor` times the longest outing the
+    home has made; the offline replay and the live sweep both ask this. A home without a
+    learned routine has only the floor, and its reason says so.
+    """
+    if baseline is None or baseline.grace:
+        return _not_back_fixed(baseline, start, policy)
     longest = baseline.out_h[0]
     hours = policy.not_back_min_h
     if not math.isnan(longest):
         hours = max(hours, policy.not_back_factor * longest)
     found = []
-    for severity, h in ((Severity.WATCH, hours), (Severity.WARNING, hours + 12.0)):
+    for severity, h in _not_back_levels(hours):
         ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 (평소보다 깁니다)"
         en = f"Out for {_hours_en(h * HOUR)} and not back (longer than usual)"
         found.append(Crossing(start + h * HOUR, NOT_BACK, severity, ko, en, "learned"))
+    return found
+
+
+def _not_back_levels(hours: float) -> tuple[tuple[Severity, float], ...]:
+    return (Severity.WATCH, hours), (Severity.WARNING, hours + 12.0)
+
+
+def _not_back_fixed(
+    baseline: Baseline | None, start: float, policy: RoutinePolicy
+) -> list[Crossing]:
+    days = 0.0 if baseline is None else baseline.history_days
+    found = []
+    for severity, h in _not_back_levels(policy.not_back_min_h):
+        ko = (
+            f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 "
+            f"(생활 패턴 학습 중: 기록 {days:.0f}일, 고정 기준 적용)"
+        )
+        en = (
+            f"Out for {_hours_en(h * HOUR)} and not back (routine still being learned: "
+            f"{days:.0f} days of history, fixed rule applies)"
+        )
+        found.append(Crossing(start + h * HOUR, NOT_BACK, severity, ko, en, "fixed"))
     return found
 
 

@@ -257,11 +257,39 @@ def stopped_at(events: list[SimEvent], at: datetime) -> list[SimEvent]:
     return kept + sorted(closing, key=lambda e: e.sensor)
 
 
+def went_out(
+    events: list[SimEvent], at: datetime, gateway: str, door: str, until: datetime | None = None
+) -> list[SimEvent]:
+    """The events of a home whose resident goes out through the front door at `at`.
+
+    Every motion sensor still reporting 1 reports 0 at `at`; the door opens 30 s later and
+    closes behind the resident; nothing happens inside while they are out. Back at `until`
+    (the door again, then the day as it would have gone on), or never when `until` is None.
+    """
+    at = at.replace(microsecond=0)
+    leave = _door_pair(at + timedelta(seconds=30), gateway, door)
+    out = [*stopped_at(events, at), *leave]
+    if until is not None:
+        back = until.replace(microsecond=0)
+        out += _door_pair(back, gateway, door)
+        out += [e for e in events if e.ts > back + timedelta(seconds=10)]
+    return out
+
+
+def _door_pair(at: datetime, gateway: str, door: str) -> list[SimEvent]:
+    return [
+        SimEvent(at, gateway, door, SensorKind.DOOR, 1.0),
+        SimEvent(at + timedelta(seconds=10), gateway, door, SensorKind.DOOR, 0.0),
+    ]
+
+
 class ScenarioKind(enum.StrEnum):
     """What goes wrong in a simulated home."""
 
     STOPS_MOVING = "stops_moving"
     GATEWAY_OFFLINE = "gateway_offline"
+    SLEEPS_IN = "sleeps_in"
+    LEAVES_HOME = "leaves_home"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,16 +312,42 @@ def gateway_offline(home: str, at: datetime, until: datetime | None = None) -> S
     return Scenario(ScenarioKind.GATEWAY_OFFLINE, home, at, until)
 
 
+def sleeps_in(home: str, at: datetime, until: datetime) -> Scenario:
+    """The resident does not get up: nothing from `at` (in the night) until `until`, then the
+    day goes on from there. They answer the phone."""
+    return Scenario(ScenarioKind.SLEEPS_IN, home, at, until)
+
+
+def leaves_home(home: str, at: datetime, until: datetime | None = None) -> Scenario:
+    """The resident goes out through the front door at `at` and is not back until `until`
+    (None: not back at all). They answer the phone wherever they are."""
+    return Scenario(ScenarioKind.LEAVES_HOME, home, at, until)
+
+
 def apply_scenarios(
-    events: list[SimEvent], home: str, scenarios: Sequence[Scenario]
+    events: list[SimEvent],
+    home: str,
+    scenarios: Sequence[Scenario],
+    spec: HomeSpec | None = None,
 ) -> list[SimEvent]:
-    """One home's events as its scenarios leave them (stopped resident, offline gateway)."""
+    """One home's events as its scenarios leave them (stopped resident, offline gateway, ...).
+
+    A resident leaving home needs `spec` (the door they go through); the door readings that
+    adds fall at the scenario's moments, whatever span `events` covers.
+    """
     out = events
     for s in scenarios:
         if s.home != home:
             continue
         if s.kind is ScenarioKind.STOPS_MOVING:
             out = stopped_at(out, s.at)
-        elif s.kind is ScenarioKind.GATEWAY_OFFLINE:
+        elif s.kind in (ScenarioKind.GATEWAY_OFFLINE, ScenarioKind.SLEEPS_IN):
             out = [e for e in out if not (e.ts >= s.at and (s.until is None or e.ts < s.until))]
-    return out
+        elif s.kind is ScenarioKind.LEAVES_HOME:
+            door = (
+                next((x for x in spec.sensors if x.kind is SensorKind.DOOR), None) if spec else None
+            )
+            if spec is None or door is None:
+                raise ValueError(f"{home}: leaving home needs the home's front door")
+            out = went_out(out, s.at, spec.gateway_id, door.vendor_id, s.until)
+    return sorted(out, key=lambda e: e.ts)

@@ -16,7 +16,7 @@ import secrets
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +38,9 @@ from simulators.routines import (
     default_sensors,
     draw_habits,
     gateway_offline,
+    leaves_home,
     routine_events,
+    sleeps_in,
     stops_moving,
 )
 
@@ -50,7 +52,9 @@ __all__ = [
     "SimEvent",
     "Town",
     "gateway_offline",
+    "leaves_home",
     "make_homes",
+    "sleeps_in",
     "stops_moving",
 ]
 
@@ -191,10 +195,26 @@ class Town:
         """Every home's events of the local day starting at `day_start`, scenarios applied."""
         return list(self._day(day_start)[1])
 
+    def past_messages(
+        self, since: datetime, until: datetime
+    ) -> Iterator[tuple[datetime, list[tuple[str, bytes]]]]:
+        """What the gateways published in [since, until), one local day at a time: the day's
+        last moment and its messages (topic, native payload), as `start` would send them."""
+        day = local_midnight(since)
+        while day < until:
+            end = min(local_midnight(day + timedelta(hours=26)), until)
+            events = [e for e in self.events_for_day(day) if since <= e.ts < end]
+            yield end, [(topic, payload) for _, topic, payload, _ in _messages(events)]
+            day = local_midnight(day + timedelta(hours=26))
+
     # -- running -------------------------------------------------------------------------
 
-    def start(self, connect_timeout: float = 10.0) -> None:
-        """Connect every gateway (waiting up to `connect_timeout`), then start the scheduler."""
+    def start(self, connect_timeout: float = 10.0, since: datetime | None = None) -> None:
+        """Connect every gateway (waiting up to `connect_timeout`), then start the scheduler.
+
+        It publishes what happens after `since` (default: the clock's now less `history`):
+        a town whose past is already stored goes on from where that past ends.
+        """
         for h in self.homes.values():
             self._connected[h.gateway_id] = threading.Event()
             client = self._make_client(h)
@@ -206,7 +226,7 @@ class Town:
                 self.stop()
                 raise ConnectionError(f"gateway {gw} could not connect to the broker")
         self._stop.clear()
-        cursor = self.clock.now() - self.history
+        cursor = since if since is not None else self.clock.now() - self.history
         self._thread = threading.Thread(
             target=self._run, args=(cursor,), name="town-scheduler", daemon=True
         )
@@ -260,10 +280,13 @@ class Town:
                 return cached
             scenarios = list(self._scenarios)
         events: list[SimEvent] = []
+        day_end = local_midnight(day_start + timedelta(hours=26))
         for h in self.homes.values():
             rng = random.Random(f"{self.seed}:{h.home}:{day_start.date().isoformat()}")
             raw = routine_events(h, day_start, rng, self.habits(h.home))
-            events.extend(apply_scenarios(raw, h.home, scenarios))
+            kept = apply_scenarios(raw, h.home, scenarios, h)
+            # a door a scenario adds belongs to the day its moment falls in
+            events.extend(e for e in kept if day_start <= e.ts < day_end)
         events.sort(key=lambda e: e.ts)
         day = ([e.ts for e in events], events)
         with self._lock:
@@ -302,41 +325,47 @@ class Town:
             self._stop.wait(min(max(wait, 0.005), 0.25))
 
     def _publish(self, events: list[SimEvent]) -> None:
-        by_gateway: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for e in events:
-            if e.gateway not in self._offline:
-                by_gateway[e.gateway].append(e.native())
-        for gw, readings in by_gateway.items():
+        live = [e for e in events if e.gateway not in self._offline]
+        for gw, topic, payload, count in _messages(live):
             client = self._clients.get(gw)
             if client is None:
                 continue
-            for i in range(0, len(readings), _MAX_READINGS_PER_MESSAGE):
-                chunk = readings[i : i + _MAX_READINGS_PER_MESSAGE]
-                payload = json.dumps({"readings": chunk}, separators=(",", ":"))
-                client.publish(_readings_topic(gw), payload, qos=1)
-                self.published += len(chunk)
+            client.publish(topic, payload, qos=1)
+            self.published += count
 
     def _switch_gateways(self, after: datetime, until: datetime) -> None:
         with self._lock:
             offline = [s for s in self._scenarios if s.kind is ScenarioKind.GATEWAY_OFFLINE]
+        dropping: list[str] = []
         for s in offline:
             gw = self.homes[s.home].gateway_id
-            if after < s.at <= until and gw not in self._offline:
-                self._drop_connection(gw)
+            if after < s.at <= until and gw not in self._offline and gw not in dropping:
+                dropping.append(gw)
             if s.until is not None and after < s.until <= until and gw in self._offline:
                 self._restore_connection(gw)
+        if dropping:
+            self._drop_connections(dropping)
 
-    def _drop_connection(self, gw: str) -> None:
-        """Lose the network without a DISCONNECT, so the broker publishes the will."""
-        client = self._clients[gw]
-        self._offline.add(gw)
-        client.loop_stop()
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        log.info("gateway %s: connection dropped (scenario)", gw)
+    def _drop_connections(self, gateways: list[str]) -> None:
+        """Lose the network without a DISCONNECT, so the broker publishes each will.
+
+        Gateways going down in the same tick (a power cut) go down together: their network
+        loops stop side by side (each may wait up to a second), then every socket closes.
+        """
+        clients = [self._clients[gw] for gw in gateways]
+        self._offline.update(gateways)
+        stopping = [threading.Thread(target=c.loop_stop, daemon=True) for c in clients]
+        for t in stopping:
+            t.start()
+        for t in stopping:
+            t.join()
+        for gw, client in zip(gateways, clients, strict=True):
+            sock = client.socket()
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            log.info("gateway %s: connection dropped (scenario)", gw)
 
     def _restore_connection(self, gw: str) -> None:
         client = self._clients[gw]
@@ -348,6 +377,20 @@ class Town:
             log.warning("gateway %s: reconnect failed; paho keeps retrying", gw)
         client.loop_start()
         log.info("gateway %s: back online (scenario)", gw)
+
+
+def _messages(events: list[SimEvent]) -> list[tuple[str, str, bytes, int]]:
+    """Native readings messages per gateway: (gateway, topic, payload, readings in it)."""
+    by_gateway: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for e in events:
+        by_gateway[e.gateway].append(e.native())
+    out = []
+    for gw, readings in by_gateway.items():
+        for i in range(0, len(readings), _MAX_READINGS_PER_MESSAGE):
+            chunk = readings[i : i + _MAX_READINGS_PER_MESSAGE]
+            payload = json.dumps({"readings": chunk}, separators=(",", ":")).encode()
+            out.append((gw, _readings_topic(gw), payload, len(chunk)))
+    return out
 
 
 def _readings_topic(gateway: str) -> str:

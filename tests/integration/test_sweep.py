@@ -226,3 +226,22 @@ def test_a_stay_ended_early_counts_the_silence_from_the_change(database: Databas
     assert _run(database, changed + timedelta(minutes=1)) == []
     assert _run(database, changed + timedelta(hours=5, minutes=59)) == []
     assert _levels(_run(database, changed + timedelta(hours=6))) == [(rid, Severity.WATCH)]
+
+
+def test_a_home_whose_gateways_are_down_is_unknown_not_inactive(database: Database) -> None:
+    """Missing data is not a still resident: no inactivity while every gateway is down."""
+    with database.connection() as conn:
+        rid = _resident(conn, "dark", LAST)
+        for gw in ("dark-a", "dark-b"):
+            registry.add_gateway(conn, gw, rid)
+        conn.execute(
+            "UPDATE anbu.gateway SET online = false, status_changed_at = %s WHERE resident_id = %s",
+            (LAST + timedelta(hours=1), rid),
+        )
+    assert _run(database, LAST + timedelta(hours=8)) == []  # fixed watch is 6 h: held
+    with database.connection() as conn:  # one gateway back: the home is judged again
+        conn.execute(
+            "UPDATE anbu.gateway SET online = true, status_changed_at = %s WHERE id = 'dark-a'",
+            (LAST + timedelta(hours=9),),
+        )
+    assert _levels(_run(database, LAST + timedelta(hours=9))) == [(rid, Severity.WATCH)]

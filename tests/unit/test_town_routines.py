@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,14 @@ from simulators.routines import (
     draw_habits,
     routine_events,
 )
-from simulators.town import Town, gateway_offline, make_homes, stops_moving
+from simulators.town import (
+    Town,
+    gateway_offline,
+    leaves_home,
+    make_homes,
+    sleeps_in,
+    stops_moving,
+)
 
 DAY = datetime(2026, 11, 23, tzinfo=SEOUL)
 HOMES = make_homes(4, seed=11, prefix="unit")
@@ -182,3 +190,69 @@ def test_town_scenarios_apply_to_schedule_and_phone_personas() -> None:
     assert not [e for e in after if e.gateway == gw and (e.ts > at or (e.ts == at and e.value))]
     assert [e for e in after if e.gateway != gw] == [e for e in before if e.gateway != gw]
     assert town.phone_personas() == {HOMES[0].phone: "press:1", HOMES[1].phone: "no_answer"}
+
+
+def test_leaving_home_closes_the_door_behind_the_resident_and_nothing_after() -> None:
+    home = HOMES[0]
+    events = day_of(7)
+    moving = [e for e in events if e.kind is SensorKind.MOTION and e.value]
+    at = moving[len(moving) // 2].ts + timedelta(seconds=5)  # a motion pulse still open
+    after = apply_scenarios(events, home.home, [leaves_home(home.home, at)], home)
+    assert [e for e in after if e.ts < at] == [e for e in events if e.ts < at]
+    tail = [e for e in after if e.ts >= at]
+    door = [e for e in tail if e.kind is SensorKind.DOOR]
+    assert [(e.ts - at, e.value) for e in door] == [
+        (timedelta(seconds=30), 1.0),
+        (timedelta(seconds=40), 0.0),
+    ]
+    assert all(e.value == 0 for e in tail if e.kind is SensorKind.MOTION)  # closing pulses only
+    assert all(e.gateway == home.gateway_id for e in door)
+    with pytest.raises(ValueError, match="front door"):
+        apply_scenarios(events, home.home, [leaves_home(home.home, at)])
+
+
+def test_coming_back_opens_the_door_and_the_day_goes_on() -> None:
+    home = HOMES[0]
+    events = day_of(7)
+    at, back = DAY + timedelta(hours=9), DAY + timedelta(hours=15)
+    after = apply_scenarios(events, home.home, [leaves_home(home.home, at, back)], home)
+    inside = [e for e in after if at < e.ts < back and e.kind is not SensorKind.DOOR]
+    assert inside == []
+    doors = [(e.ts, e.value) for e in after if e.kind is SensorKind.DOOR and at <= e.ts]
+    assert (back, 1.0) in doors and (back + timedelta(seconds=10), 0.0) in doors
+    assert [e for e in after if e.ts > back + timedelta(seconds=10)] == [
+        e for e in events if e.ts > back + timedelta(seconds=10)
+    ]
+
+
+def test_sleeping_in_drops_the_night_and_the_morning_only() -> None:
+    events = day_of(8)
+    until = DAY + timedelta(hours=10)
+    kept = apply_scenarios(events, HOMES[0].home, [sleeps_in(HOMES[0].home, DAY, until)])
+    assert kept == [e for e in events if e.ts >= until]
+
+
+def test_town_leaving_home_lands_on_its_own_day_and_the_past_is_as_published() -> None:
+    clock = VirtualClock(DAY)
+    town = Town(HOMES[:2], "127.0.0.1", 1, clock, seed=9)
+    at = DAY + timedelta(hours=10)
+    town.add_scenario(leaves_home(HOMES[0].home, at))
+    gw = HOMES[0].gateway_id
+    today = [e for e in town.events_for_day(DAY) if e.gateway == gw]
+    assert [e.value for e in today if e.kind is SensorKind.DOOR][-2:] == [1.0, 0.0]
+    assert not [e for e in town.events_for_day(DAY + timedelta(days=1)) if e.gateway == gw]
+    yesterday = [e for e in town.events_for_day(DAY - timedelta(days=1)) if e.gateway == gw]
+    assert yesterday and all(e.ts < DAY for e in yesterday)
+    since, until = DAY - timedelta(hours=19), DAY + timedelta(hours=20)
+    published = [
+        (topic, r["sensor"], r["ts"], r["value"])
+        for _, messages in town.past_messages(since, until)
+        for topic, payload in messages
+        for r in json.loads(payload)["readings"]
+    ]
+    expected = [
+        (f"gw/{e.gateway}/anbu/readings", e.sensor, e.native()["ts"], e.native()["value"])
+        for e in town.due(since - timedelta(microseconds=1), until)
+        if e.ts < until
+    ]
+    assert sorted(published) == sorted(expected) and published
