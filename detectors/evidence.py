@@ -6,8 +6,9 @@ ingest): motion or contact switching on; a door or appliance changing; a plug re
 `POWER_STEP_W` or more. Which plugs cycle by themselves (a fridge) and how long an open
 interval may hold a home "active" are learned per home (detectors.learning), not decided here.
 
-Readings may come duplicated or out of order: rows are sorted by time (stable) and a repeat of
-a sensor's value at the same second is dropped, so both give the same evidence.
+Readings may come duplicated or out of order: rows are sorted by time (readings sharing a second
+in one fixed order) and a repeat of a sensor's value at the same second is dropped, so both give
+the same evidence.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ class Evidence:
         return self.event_t.size == 0 and self.interval_start.size == 0
 
 
+def _order(r: Row) -> tuple[float, bool, str, float]:
+    """Rows by time; readings sharing a second in one order whatever order they came in: the
+    entrance door first (a door and a motion in the same second is someone inside, not an
+    outing), then by sensor, an interval's 1 before its 0."""
+    return (r[0], r[2] != "door", r[1], -r[4])
+
+
 def build_evidence(rows: Iterable[Row]) -> Evidence:
     """Evidence from raw rows (any order, duplicates allowed)."""
-    ordered = sorted(rows, key=lambda r: r[0])
+    ordered = sorted(rows, key=_order)
     index: dict[str, int] = {}
     kinds: list[int] = []
     rooms: list[int] = []
