@@ -1,11 +1,17 @@
 """The MQTT consumer: persistent MQTT 5 session, shared subscription, ack only after commit.
 
-paho's network thread puts each message on a queue (with the connection generation it
-arrived on); one storing thread takes batches, stores them through `Store` in one
-transaction and only then sends the PUBACKs. A failed transaction is retried with backoff
-and never acknowledged, so nothing is dropped; a message whose connection has gone is not
-acknowledged either (its packet id belongs to the old connection): the broker redelivers it
-on the resumed session and the unique keys make the second copy harmless.
+Two processes per worker, so that receiving and storing no longer take turns under one GIL:
+- this one: paho's network thread puts each message on a queue (with the connection
+  generation it arrived on); a sending thread takes batches and passes their raw messages to
+  the storing process (ingest.store_process); a replying thread reads what that process
+  committed and only then sends those messages' PUBACKs;
+- the storing process parses, resolves and stores each batch in one transaction, retrying
+  with backoff until it commits (nothing is acknowledged meanwhile: back-pressure), and
+  answers with the batch's id.
+A message whose connection has gone is not acknowledged (its packet id belongs to the old
+connection): the broker redelivers it on the resumed session and the unique keys make the
+second copy harmless. If the storing process dies, the batches it held are not acknowledged;
+a new one is started and given them again. Stopping lets it finish the batch in hand.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,7 +35,8 @@ from anbu.clock import Clock
 from anbu.config import Settings
 from anbu.db import Database
 from ingest.adapters import topic_filters
-from ingest.store import BatchSummary, Message, Store
+from ingest.store import BatchSummary
+from ingest.store_process import Config, Item, StoreProcess
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +52,44 @@ class IngestStats:
     batches: int = 0
     db_errors: int = 0
     connects: int = 0
+    acked: int = 0
+    """PUBACKs sent, each after the commit that stored its message."""
+    restarts: int = 0
+    """Storing processes started again after one died."""
 
 
-# What paho's thread hands the storing thread: (connection generation, mid, qos, message).
-_Received = tuple[int, int, int, Message]
+# What paho's thread hands the sending thread: (connection generation, mid, qos, topic,
+# payload, retain, time of receipt).
+_Received = tuple[int, int, int, str, bytes, bool, datetime]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch handed to the storing process, kept until it answers: what to acknowledge."""
+
+    id: int
+    now: datetime
+    items: list[Item]
+    acks: list[tuple[int, int, int]]  # (generation, mid, qos)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """Batches handed to the storing process and not yet committed, under the service's lock."""
+
+    child: StoreProcess
+    batches: dict[int, _Batch] = field(default_factory=dict)
+    unsent: list[_Batch] = field(default_factory=list)
+    """Batches to (re)send to `child` before any newer one: all of them after a restart."""
 
 
 class IngestService:
-    """Reads gateways' messages from the broker into PostgreSQL; start() and stop() do the work."""
+    """Reads gateways' messages from the broker into PostgreSQL; start() and stop() do the work.
+
+    `db` gives the storing process its conninfo (it keeps one connection of its own); up to
+    `max_batches_in_flight` batches wait in it for their commit, and the broker is asked for
+    no more unacknowledged messages than those plus the batch being gathered.
+    """
 
     def __init__(
         self,
@@ -62,6 +100,7 @@ class IngestService:
         batch_size: int = 500,
         batch_wait_s: float = 0.005,
         retry_max_s: float = 5.0,
+        max_batches_in_flight: int = 2,
         on_batch: Callable[[BatchSummary], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -70,16 +109,21 @@ class IngestService:
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._retry_max_s = retry_max_s
+        self._max_in_flight = max(max_batches_in_flight, 1)
         self.on_batch = on_batch
         self._client: mqtt.Client | None = None
-        self._store: Store | None = None
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._replier: threading.Thread | None = None
+        self._flight: _Flight | None = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()  # guards generation/connected and the storing counters
+        # guards generation/connected, the counters and the flight; `_room` waits on it
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._generation = 0
         self._connected = False
         self._received = 0  # written by paho's thread only (kept off the lock: hot path)
+        self._next_id = 0
         self._stats = IngestStats()
         self.subscribed = threading.Event()
 
@@ -88,11 +132,17 @@ class IngestService:
         with self._lock:
             return replace(self._stats, messages=self._received)
 
+    @property
+    def store_pid(self) -> int | None:
+        """The storing process's pid (for tests and operators); None when not running."""
+        with self._lock:
+            return None if self._flight is None else self._flight.child.pid
+
     def start(self) -> None:
-        """Connect (retrying in the background) and start the storing thread."""
+        """Start the storing process, connect (retrying in the background) and start storing."""
         s = self._settings
-        self._stopping = threading.Event()  # a fresh one: a stuck old worker keeps its own
-        self._store = Store(self._db, future_tolerance_s=s.future_tolerance_s)
+        self._stopping = threading.Event()  # a fresh one: a stuck old thread keeps its own
+        self._flight = _Flight(self._spawn())
         v5 = s.mqtt_protocol == 5
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -110,27 +160,49 @@ class IngestService:
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = s.mqtt_session_expiry_s
-            props.ReceiveMaximum = max(self._batch_size * 2, 100)  # room for a batch in flight
+            # room for the batches in flight and the one being gathered
+            window = self._batch_size * (self._max_in_flight + 1)
+            props.ReceiveMaximum = min(max(window, 100), 65535)
             client.connect_async(
                 s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=props
             )
         else:  # MQTT 3.1.1 (the in-process demo broker): persistent session, no shared group
             client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30)
         self._client = client
-        self._worker = threading.Thread(
-            target=self._run, args=(self._store, self._stopping), name="ingest-store", daemon=True
+        stopping = self._stopping
+        self._sender = threading.Thread(
+            target=self._send_loop, args=(stopping,), name="ingest-send", daemon=True
         )
-        self._worker.start()
+        self._replier = threading.Thread(
+            target=self._reply_loop, args=(stopping,), name="ingest-replies", daemon=True
+        )
+        self._sender.start()
+        self._replier.start()
         client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, then leave; unstored messages stay with the broker."""
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            if self._worker.is_alive():
-                log.warning("storing thread still busy at stop; its batch will be redelivered")
-            self._worker = None
+        with self._room:
+            self._room.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout)
+            self._sender = None
+        flight = self._flight
+        if flight is not None:
+            flight.child.stop()  # it answers for the batch in hand, then leaves
+        if self._replier is not None:
+            self._replier.join(timeout)
+            if self._replier.is_alive() and flight is not None:
+                log.warning("storing process still busy at stop; its batch will be redelivered")
+                flight.child.kill()
+                self._replier.join(timeout)
+            self._replier = None
+        if flight is not None:
+            flight.child.kill()  # gone already, unless it hung
+            flight.child.close()
+            with self._lock:
+                self._flight = None
         if self._client is not None:
             with self._lock:
                 self._connected = False
@@ -141,6 +213,16 @@ class IngestService:
         self.subscribed.clear()
         while not self._inbox.empty():  # not acknowledged: the broker keeps them
             self._inbox.get_nowait()
+
+    def _spawn(self) -> StoreProcess:
+        return StoreProcess(
+            Config(
+                conninfo=self._db.conninfo,
+                future_tolerance_s=self._settings.future_tolerance_s,
+                log_level=logging.getLogger("ingest").getEffectiveLevel(),
+                retry_max_s=self._retry_max_s,
+            )
+        )
 
     # paho callbacks (network thread)
 
@@ -198,29 +280,62 @@ class IngestService:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # The hot path: no lock (generation is only written on this thread, in _on_connect,
-        # or by stop() after the storing thread is gone), one tuple onto a SimpleQueue.
+        # or by stop() after the sending thread is gone), one tuple onto a SimpleQueue.
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
         self._received += 1
-        message = Message(topic, bytes(msg.payload), msg.retain, self._clock.now())
-        self._inbox.put((self._generation, msg.mid, msg.qos, message))
+        self._inbox.put(
+            (
+                self._generation,
+                msg.mid,
+                msg.qos,
+                topic,
+                bytes(msg.payload),
+                msg.retain,
+                self._clock.now(),
+            )
+        )
 
-    # storing thread
+    # sending thread: batches to the storing process
 
-    def _run(self, store: Store, stopping: threading.Event) -> None:
+    def _send_loop(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
-            batch = self._take_batch()
-            summary = self._store_until_committed(store, stopping, batch) if batch else None
-            if summary is None:
+            with self._room:
+                flight = self._flight
+                while flight is not None and not flight.unsent and not stopping.is_set():
+                    if len(flight.batches) < self._max_in_flight:
+                        break
+                    self._room.wait(0.1)
+            if flight is None or stopping.is_set():
+                return
+            if flight.unsent:  # after a restart: the batches the dead process held
+                self._send(flight, None)
                 continue
-            self._ack(batch)
-            if self.on_batch is not None:
-                try:
-                    self.on_batch(summary)
-                except Exception:
-                    log.exception("on_batch hook failed")
+            received = self._take_batch()
+            if received:
+                self._send(flight, self._batch(received))
+
+    def _batch(self, received: list[_Received]) -> _Batch:
+        self._next_id += 1
+        items = [(topic, payload, retain, at) for _, _, _, topic, payload, retain, at in received]
+        acks = [(generation, mid, qos) for generation, mid, qos, *_ in received]
+        return _Batch(self._next_id, self._clock.now(), items, acks)
+
+    def _send(self, flight: _Flight, batch: _Batch | None) -> None:
+        """Send `batch` (after any batch still unsent) to the flight's current process."""
+        with self._lock:
+            if batch is not None:
+                flight.batches[batch.id] = batch
+                flight.unsent.append(batch)
+            out, flight.unsent = flight.unsent, []
+            child = flight.child
+        try:
+            for b in out:
+                child.send(b.id, b.now, b.items)
+        except OSError:
+            pass  # the process is gone: the replying thread restarts it and all is sent again
 
     def _take_batch(self) -> list[_Received]:
         """Up to batch_size messages: what is waiting, plus what comes within batch_wait_s."""
@@ -246,34 +361,81 @@ class IngestService:
                 break
         return batch
 
-    def _store_until_committed(
-        self, store: Store, stopping: threading.Event, batch: list[_Received]
-    ) -> BatchSummary | None:
-        """Store the batch, retrying with backoff; None only when stopping first."""
-        delay = 0.05
-        messages = [r[3] for r in batch]
+    # replying thread: what committed is acknowledged; a dead storing process is replaced
+
+    def _reply_loop(self, stopping: threading.Event) -> None:
+        delay = 0.1
         while True:
+            with self._lock:
+                flight = self._flight
+            if flight is None:
+                return
             try:
-                summary = store.store_batch(messages, self._clock.now())
-            except Exception:
-                log.exception("storing a batch failed; retrying", extra={"size": len(batch)})
-                with self._lock:
-                    self._stats = _bump(self._stats, db_errors=1)
-                if stopping.wait(delay):
-                    return None
+                reply = flight.child.recv()
+            except (EOFError, OSError):
+                if stopping.is_set():
+                    return
+                if not self._restart(flight, stopping, delay):
+                    return
                 delay = min(delay * 2, self._retry_max_s)
                 continue
-            with self._lock:
-                self._stats = _bump(
-                    self._stats,
-                    batches=1,
-                    stored=summary.stored,
-                    duplicates=summary.duplicates,
-                    dead_lettered=summary.dead_lettered,
-                )
-            return summary
+            kind = reply[0]
+            if kind == "done":
+                delay = 0.1
+                self._committed(flight, reply[1], BatchSummary(*reply[2]))
+            elif kind == "error":
+                with self._lock:
+                    self._stats = _bump(self._stats, db_errors=1)
+            elif kind == "log":
+                record = logging.makeLogRecord(reply[1])
+                logging.getLogger(record.name).handle(record)
 
-    def _ack(self, batch: list[_Received]) -> None:
+    def _committed(self, flight: _Flight, batch_id: int, summary: BatchSummary) -> None:
+        with self._room:
+            batch = flight.batches.pop(batch_id, None)
+            self._stats = _bump(
+                self._stats,
+                batches=1,
+                stored=summary.stored,
+                duplicates=summary.duplicates,
+                dead_lettered=summary.dead_lettered,
+            )
+            self._room.notify_all()
+        if batch is None:
+            return
+        self._ack(batch)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(summary)
+            except Exception:
+                log.exception("on_batch hook failed")
+
+    def _restart(self, flight: _Flight, stopping: threading.Event, delay: float) -> bool:
+        """Replace a storing process that died; its batches stay unacknowledged and are sent
+        to the new one. False when stopping first."""
+        dead = flight.child
+        dead.close()
+        log.error(
+            "the storing process died; starting another, its batches were not acknowledged",
+            extra={"returncode": dead.proc.returncode, "batches": len(flight.batches)},
+        )
+        if stopping.wait(delay):
+            return False
+        try:
+            child = self._spawn()
+        except OSError:
+            log.exception("could not start the storing process")
+            return True  # recv on the dead one fails again: the next attempt, after a longer wait
+        with self._room:
+            flight.child = child
+            flight.unsent = sorted(flight.batches.values(), key=lambda b: b.id)
+            self._stats = _bump(self._stats, restarts=1)
+            self._room.notify_all()
+        if stopping.is_set():  # stop() may have stopped the old one just before the swap
+            child.stop()
+        return True
+
+    def _ack(self, batch: _Batch) -> None:
         """PUBACK each message of the committed batch that arrived on the current connection.
 
         A message from an earlier connection is left alone: its packet id meant something
@@ -282,13 +444,16 @@ class IngestService:
         client = self._client
         if client is None:
             return
+        acked = 0
         with self._lock:
             if not self._connected:
                 return
             current = self._generation
-            for generation, mid, qos, _ in batch:
+            for generation, mid, qos in batch.acks:
                 if qos > 0 and generation == current:
                     client.ack(mid, qos)
+                    acked += 1
+            self._stats = _bump(self._stats, acked=acked)
 
 
 def _bump(stats: IngestStats, **deltas: int) -> IngestStats:

@@ -2,7 +2,8 @@
 
 Runs IngestService with ANBU_* settings until SIGTERM (the fault tests kill -9 it). With
 --expect it prints one JSON line once N messages are stored (or dead-lettered): the seconds
-from the first message to the last and the process's CPU seconds, for the benchmark.
+from the first message to the last and the CPU seconds of this process (`cpu`) and of its
+storing process (`store_cpu`), for the benchmark.
 --bare runs the baseline instead: a plain paho subscriber (same session settings, QoS 1,
 automatic acks) that only parses each payload as JSON.
 """
@@ -16,7 +17,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from anbu.clock import SystemClock
@@ -33,26 +36,33 @@ class _Progress:
     messages counted after it: seconds = elapsed * count / (count - first).
     """
 
-    def __init__(self, expect: int) -> None:
+    def __init__(self, expect: int, store_pid: Callable[[], int | None] | None = None) -> None:
         self.expect = expect
         self.count = 0
-        self.first: tuple[float, float, int] | None = None
+        self.first: tuple[float, float, float, int] | None = None
         self.done = threading.Event()
+        self._store_pid = store_pid
 
     def add(self, n: int) -> None:
         if self.first is None:
-            self.first = (time.perf_counter(), _cpu(), n)
+            self.first = (time.perf_counter(), _cpu(), self._store_cpu(), n)
         self.count += n
         if self.expect and self.count >= self.expect and not self.done.is_set():
-            t0, cpu0, n0 = self.first
+            t0, cpu0, store0, n0 = self.first
             scale = self.count / max(self.count - n0, 1)
             line = {
                 "messages": self.count,
                 "seconds": (time.perf_counter() - t0) * scale,
                 "cpu": (_cpu() - cpu0) * scale,
             }
+            if self._store_pid is not None:
+                line["store_cpu"] = (self._store_cpu() - store0) * scale
             print(json.dumps(line), flush=True)
             self.done.set()
+
+    def _store_cpu(self) -> float:
+        pid = None if self._store_pid is None else self._store_pid()
+        return 0.0 if pid is None else proc_cpu(pid)
 
 
 def _cpu() -> float:
@@ -60,15 +70,24 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far; 0 where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_ingest(settings: Settings, expect: int, batch_size: int) -> None:
-    progress = _Progress(expect)
-    db = Database(settings.database_url or "", 1, 4)
-    db.open()
+    db = Database(settings.database_url or "", 1, 4)  # its conninfo: the storing process connects
+    service = IngestService(settings, db, SystemClock(), batch_size=batch_size)
+    progress = _Progress(expect, lambda: service.store_pid)
 
     def on_batch(s: BatchSummary) -> None:
         progress.add(s.messages)
 
-    service = IngestService(settings, db, SystemClock(), batch_size=batch_size, on_batch=on_batch)
+    service.on_batch = on_batch
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service.start()
@@ -79,7 +98,6 @@ def run_ingest(settings: Settings, expect: int, batch_size: int) -> None:
         stop.wait()
     finally:
         service.stop()
-        db.close()
         print(json.dumps({"stats": asdict(service.stats)}), flush=True)
 
 

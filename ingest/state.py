@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -76,7 +77,8 @@ def update_sensors(
     for r in resolved:
         by_sensor[r.ref.sensor_id].append(r)
     for items in by_sensor.values():
-        items.sort(key=lambda r: r.reading.ts)
+        if len(items) > 1:
+            items.sort(key=_BY_TS)
     states = _load_states(conn, list(by_sensor))
     older = {
         sid: items[0].reading.ts
@@ -88,11 +90,9 @@ def update_sensors(
     homes: dict[int, _Activity] = {}
     rows: list[tuple[int, int, float, datetime, datetime]] = []
     for sid, items in by_sensor.items():
-        prev = previous.get(sid)
-        for r in items:
-            if _is_activity(r.ref, r.reading.value, prev):
-                _record(homes, r)
-            prev = r.reading.value
+        last = _last_activity(items, previous.get(sid))
+        if last is not None:
+            _record(homes, last)
         row = _next_state(states.get(sid), items)
         if row is not None:
             rows.append((sid, items[0].ref.resident_id, *row))
@@ -100,6 +100,22 @@ def update_sensors(
     _write_states(conn, rows, now)
     _write_health(conn, health, now)
     return len(homes)
+
+
+_BY_TS = attrgetter("reading.ts")
+
+
+def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | None:
+    """The latest of one sensor's readings (in time order) that is activity, given the
+    sensor's previous value; only the latest counts, for home_activity keeps the latest."""
+    last = None
+    prev = previous
+    for r in items:
+        value = r.reading.value
+        if _is_activity(r.ref, value, prev):
+            last = r
+        prev = value
+    return last
 
 
 def _precedes(state: _State | None, ts: datetime) -> bool:
@@ -139,9 +155,11 @@ def _next_state(
     state: _State | None, items: list[Resolved]
 ) -> tuple[float, datetime, datetime] | None:
     """(value, since, value_at) after the batch's readings newer than the state; None if none."""
-    newer = [
-        r for r in items if state is None or state.value_at is None or r.reading.ts > state.value_at
-    ]
+    if state is None or state.value_at is None:
+        newer = items
+    else:
+        after = state.value_at
+        newer = [r for r in items if r.reading.ts > after]
     if not newer:
         return None
     value, since = (None, newer[0].reading.ts) if state is None else (state.value, state.since)

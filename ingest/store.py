@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from anbu.db import Database
 from anbu.domain import GatewayStatus, Reading, Rejected
 from anbu.registry import SensorRef, load_sensors
 from ingest.adapters import Parsed, route
@@ -68,6 +68,13 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+class Connections(Protocol):
+    """Where the store gets a connection: `connection()` is one transaction (anbu.db.Database,
+    or the storing process's single connection)."""
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
+
+
 REGISTRY_MAX_AGE_S = 300.0  # registry changes that cause no miss reach ingest within this
 
 
@@ -75,7 +82,7 @@ class Store:
     """Writes batches of messages; never raises on bad input, lets database errors through."""
 
     def __init__(
-        self, db: Database, future_tolerance_s: int = 300, registry_refresh_s: float = 5.0
+        self, db: Connections, future_tolerance_s: int = 300, registry_refresh_s: float = 5.0
     ) -> None:
         self._db = db
         self._tolerance = future_tolerance_s
@@ -102,14 +109,21 @@ class Store:
             for item in route(m.topic, m.payload, m.received_at or now, self._tolerance)
         ]
         self._ensure_registry(conn, [item for _, _, item in parsed])
+        sensors = self._sensors
         dead: dict[int, str] = {}
         resolved: list[Resolved] = []
+        on_receipt: list[int] = []  # indexes in `resolved` of values stamped on receipt
         health: list[Health] = []
         statuses: list[GatewayStatus] = []
         seen_gateways: set[str] = set()
         ignored = 0
-        taken: set[tuple[int, datetime]] = set()
         for i, message, item in parsed:
+            if type(item) is Reading:  # the usual case, as _resolve has it, without the calls
+                ref = sensors.get((item.gateway, item.sensor))
+                if ref is not None and ref.kind is item.kind:
+                    seen_gateways.add(item.gateway)
+                    resolved.append(Resolved(item, ref))
+                    continue
             if isinstance(item, Ignored):
                 ignored += 1
                 continue
@@ -126,12 +140,10 @@ class Store:
                     health.append(x)
                     continue
                 if isinstance(item, DeviceReport) and not item.stamped:
-                    key = (x.ref.sensor_id, x.reading.ts)
-                    while key in taken:  # two receipt-stamped values in one batch: keep both
-                        key = (key[0], key[1] + _TICK)
-                    x = Resolved(replace(x.reading, ts=key[1]), x.ref)
-                taken.add((x.ref.sensor_id, x.reading.ts))
+                    on_receipt.append(len(resolved))
                 resolved.append(x)
+        if on_receipt:
+            _spread(resolved, on_receipt)
         inserted = _insert_readings(conn, resolved, now)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
@@ -153,7 +165,13 @@ class Store:
         if self._loaded_at is not None:
             age = time.monotonic() - self._loaded_at
             if age < REGISTRY_MAX_AGE_S:
-                if not any(self._misses(item) for item in items):
+                sensors = self._sensors
+                if not any(
+                    (item.gateway, item.sensor) not in sensors
+                    if type(item) is Reading
+                    else self._misses(item)
+                    for item in items
+                ):
                     return
                 if age < self._refresh_s:
                     return
@@ -167,7 +185,7 @@ class Store:
         self._loaded_at = time.monotonic()
 
     def _misses(self, item: Parsed) -> bool:
-        if isinstance(item, Reading):
+        if type(item) is Reading:
             return (item.gateway, item.sensor) not in self._sensors
         if isinstance(item, GatewayStatus):
             return item.gateway not in self._gateways
@@ -210,6 +228,24 @@ class Store:
         if isinstance(item, DeviceAvailability):
             return [Health(ref.sensor_id, None, online=item.online) for ref in refs]
         return _report(item, refs, retained)
+
+
+def _spread(resolved: list[Resolved], on_receipt: list[int]) -> None:
+    """Two values stamped on receipt for one sensor at one time: keep both, a tick apart.
+
+    Each value stamped on receipt moves past the (sensor, ts) of every value before it in
+    the batch.
+    """
+    marked = set(on_receipt)
+    taken: set[tuple[int, datetime]] = set()
+    for n, x in enumerate(resolved):
+        key = (x.ref.sensor_id, x.reading.ts)
+        if n in marked:
+            while key in taken:
+                key = (key[0], key[1] + _TICK)
+            if key[1] != x.reading.ts:
+                resolved[n] = Resolved(replace(x.reading, ts=key[1]), x.ref)
+        taken.add(key)
 
 
 def _report(

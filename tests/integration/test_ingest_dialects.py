@@ -177,3 +177,28 @@ def test_dead_letter_replayed_after_a_late_registration(
     done = list_dead_letters(database, include_replayed=True)
     assert sorted(d.replayed_at is not None for d in done) == [False, True]
     assert replay_dead_letters(database, store, later).replayed == 0  # idempotent
+
+
+def test_values_stamped_on_receipt_in_one_batch_are_all_kept(
+    database: Database, ids: dict[str, int]
+) -> None:
+    """No device clock: each value takes the time of receipt, moved a tick past the values
+    before it in the batch for that sensor, so none hides another under the unique key."""
+    store = Store(database)
+    msgs = [
+        z2m("living/pir", {"occupancy": True, "last_seen": NOW.isoformat()}),  # device time
+        z2m("living/pir", {"occupancy": False}),
+        z2m("living/pir", {"occupancy": True}),
+        z2m("living/pir", {"occupancy": False}),
+    ]
+    summary = store.store_batch(msgs, NOW)
+    assert (summary.stored, summary.duplicates) == (4, 0)
+    tick = timedelta(microseconds=1)
+    assert rows(database, "SELECT ts, value FROM anbu.readings ORDER BY ts") == [
+        (NOW, 1.0),
+        (NOW + tick, 0.0),
+        (NOW + 2 * tick, 1.0),
+        (NOW + 3 * tick, 0.0),
+    ]
+    assert state(database, ids["pir"])[:3] == (0.0, NOW + 3 * tick, NOW + 3 * tick)
+    assert rows(database, "SELECT last_motion_at FROM anbu.home_activity") == [(NOW + 2 * tick,)]

@@ -1,0 +1,236 @@
+"""The storing process: parses and stores batches for the consumer, in a process of its own.
+
+paho's network thread and the storing code shared one interpreter, so they took turns under
+the GIL. The consumer (ingest.consumer) now only receives and acknowledges; this child,
+`python -m ingest.store_process`, gets batches of raw messages over a pipe, stores each
+through `Store` in one transaction (retrying with backoff until it commits) and only then
+answers with the batch's id. The consumer acknowledges a batch on that answer, never before.
+
+Three pipes join them: requests (batches, in order), replies (committed, failed attempt,
+forwarded log record) and a stop pipe the child only watches: the parent closes it (or dies)
+and the child leaves after the batch in hand, skipping any batch still queued (those are
+not acknowledged: the broker keeps them). A child that dies mid-batch answers nothing, so
+nothing of its batches is acknowledged; the parent starts another and sends them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ingest.store import Message, Store
+
+log = logging.getLogger(__name__)
+
+# One message as it crosses the pipe: topic, payload, retain flag, time of receipt.
+Item = tuple[str, bytes, bool, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What the child needs to know, sent as its first request (not on the command line)."""
+
+    conninfo: str
+    future_tolerance_s: int
+    log_level: int
+    retry_max_s: float
+
+
+# Replies, child to parent:
+#   ("done", batch id, BatchSummary fields)  the batch committed
+#   ("error", batch id)                      an attempt failed; it is being retried
+#   ("log", LogRecord attributes)            a log record of the child's, for the parent's logging
+Reply = tuple[Any, ...]
+
+
+class StoreProcess:
+    """The parent's handle on one storing child: send batches, read replies, stop, kill."""
+
+    def __init__(self, config: Config) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        stop_r, stop_w = os.pipe()
+        for fd in (req_w, rep_w):
+            _grow_pipe(fd)
+        root = str(Path(__file__).resolve().parent.parent)  # where `ingest` is importable from
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        fds = (req_r, rep_w, stop_r)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ingest.store_process", *map(str, fds)],
+                pass_fds=fds,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (*fds, req_w, rep_r, stop_w):
+                os.close(fd)
+            raise
+        for fd in fds:
+            os.close(fd)
+        self._requests = Connection(req_w, readable=False)
+        self._replies = Connection(rep_r, writable=False)
+        self._stop_w: int | None = stop_w
+        self._requests.send(config)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, batch_id: int, now: datetime, items: Sequence[Item]) -> None:
+        """Queue a batch; raises OSError once the child is gone."""
+        self._requests.send((batch_id, now, items))
+
+    def recv(self) -> Reply:
+        """The next reply; raises EOFError (or OSError) once the child is gone."""
+        reply: Reply = self._replies.recv()
+        return reply
+
+    def stop(self) -> None:
+        """Ask the child to leave after the batch in hand (it answers for that one)."""
+        if self._stop_w is not None:
+            os.close(self._stop_w)
+            self._stop_w = None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def close(self) -> None:
+        """Release the parent's ends of the pipes and reap the child (stop() or kill() first)."""
+        self.stop()
+        self._requests.close()
+        self._replies.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _grow_pipe(fd: int) -> None:
+    """A bigger pipe (Linux): a whole batch fits in it, so the parent rarely waits on a write."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+class OneConnection:
+    """One connection, opened on demand and opened again after it broke; `connection()` is
+    one transaction, as `Database.connection()` is (the child stores one batch at a time)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            conn = psycopg.connect(self._conninfo, autocommit=False, connect_timeout=10)
+            self._conn = conn
+        try:
+            yield conn
+        except BaseException:
+            if not conn.broken and not conn.closed:
+                conn.rollback()
+            raise
+        conn.commit()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _ToParent(logging.Handler):
+    """Sends each log record to the parent, which hands it to its own logging."""
+
+    def __init__(self, replies: Connection) -> None:
+        super().__init__()
+        self._replies = replies
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            attrs = dict(record.__dict__)
+            attrs["msg"] = record.getMessage()
+            attrs["args"] = None
+            if record.exc_info:
+                attrs["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            attrs["exc_info"] = None
+            self._replies.send(("log", attrs))
+        except Exception:
+            self.handleError(record)
+
+
+def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
+    """The child's loop: a batch in, stored and committed, its id out; until told to stop."""
+    try:
+        config: Config = requests.recv()
+    except EOFError:
+        return
+    root = logging.getLogger()
+    root.handlers[:] = [_ToParent(replies)]
+    root.setLevel(config.log_level)
+    db = OneConnection(config.conninfo)
+    store = Store(db, future_tolerance_s=config.future_tolerance_s)
+    try:
+        while True:
+            if stop in wait([requests, stop]):  # stopping, or the parent is gone
+                return
+            batch_id, now, items = requests.recv()
+            messages = [Message(t, p, r, at) for t, p, r, at in items]
+            delay = 0.05
+            while True:
+                try:
+                    summary = store.store_batch(messages, now)
+                    break
+                except Exception:
+                    log.exception("storing a batch failed; retrying", extra={"size": len(items)})
+                    replies.send(("error", batch_id))
+                    if wait([stop], delay):  # stopping (or the parent is gone): not stored
+                        return
+                    delay = min(delay * 2, config.retry_max_s)
+            replies.send(("done", batch_id, astuple(summary)))
+    except (BrokenPipeError, EOFError):  # the parent is gone
+        return
+    finally:
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    req_fd, rep_fd, stop_fd = (int(a) for a in args[:3])
+    # The parent decides when this process ends (stop pipe, or its own death): a Ctrl-C meant
+    # for the process group must not cut a batch short and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = Connection(req_fd, writable=False)
+    replies = Connection(rep_fd, readable=False)
+    stop = Connection(stop_fd, writable=False)
+    serve(requests, replies, stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The storing process (ingest.store_process) under faults, with the real Mosquitto and PostgreSQL.
+
+IngestService receives in this process and stores in a child; a PUBACK goes out only when the
+child answers that the batch committed. Killing the child with SIGKILL must acknowledge
+nothing of what it held, and the replacement must store everything exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from anbu.bench.ingest import count_rows, messages, publish, register
+from anbu.clock import SystemClock
+from anbu.config import Settings
+from anbu.db import Database
+from anbu.embedded import EmbeddedMosquitto
+from ingest.consumer import IngestService
+
+PASSWORD = "gw-child-password"
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what} (last: {value!r})")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    """True once `pid` has exited (and been reaped, or is a zombie awaiting it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture
+def gateways(broker: EmbeddedMosquitto, db_url: str, unique: str) -> list[str]:
+    names = [f"c{unique}{i}" for i in range(5)]
+    broker.users.update(dict.fromkeys(names[:-1], PASSWORD))
+    broker.add_user(names[-1], PASSWORD)  # writes them all, one reload
+    register(db_url, names)
+    return names
+
+
+@pytest.fixture
+def services(settings: Settings, database: Database) -> Iterator[Callable[[], IngestService]]:
+    started: list[IngestService] = []
+
+    def start() -> IngestService:
+        service = IngestService(settings, database, SystemClock())
+        service.start()
+        started.append(service)
+        assert service.subscribed.wait(15), "no subscription"
+        return service
+
+    yield start
+    for service in started:
+        service.stop(timeout=3)
+
+
+class ReadingsLocked:
+    """Holds an ACCESS EXCLUSIVE lock on anbu.readings: every batch waits inside its INSERT."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn)
+        self.conn.execute("LOCK TABLE anbu.readings IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+
+def test_killed_storing_process_acks_nothing_and_its_replacement_stores_all_once(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    n = 2_000
+    batch, total = messages(gateways, 0, n, 1)
+    lock = ReadingsLocked(db_url)
+    try:
+        service = services()
+        first = service.store_pid
+        assert first is not None
+        publish(broker.port, gateways, batch, PASSWORD)
+        eventually(lambda: service.stats.messages >= 1_000, what="messages received")
+        time.sleep(0.3)  # the storing process is inside a batch, waiting on the lock
+        os.kill(first, signal.SIGKILL)
+        eventually(lambda: service.stats.restarts == 1, what="a new storing process")
+        assert service.store_pid not in (None, first)
+        assert gone(first)
+        stats = service.stats
+        assert (stats.acked, stats.batches, stats.stored) == (0, 0, 0)
+    finally:
+        lock.release()
+    eventually(lambda: count_rows(db_url)[0] >= n, what="every reading stored")
+    eventually(lambda: service.stats.acked == n, what="every message acknowledged")
+    time.sleep(0.3)  # a late redelivery would land now
+    assert count_rows(db_url) == (n, n, total)
+    assert service.stats.restarts == 1
+
+
+def test_nothing_of_a_killed_batch_was_acknowledged_at_the_broker(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """The broker's view: after the child is killed and the worker stopped, a new worker on
+    the same session is sent every message again."""
+    n = 1_000
+    batch, total = messages(gateways, 0, n, 1)
+    lock = ReadingsLocked(db_url)
+    try:
+        service = services()
+        publish(broker.port, gateways, batch, PASSWORD)
+        eventually(lambda: service.stats.messages == n, what="messages received")
+        time.sleep(0.3)
+        pid = service.store_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        eventually(lambda: service.stats.restarts == 1, what="a new storing process")
+        replacement = service.store_pid
+        assert replacement is not None
+        started = time.monotonic()
+        service.stop(timeout=2)  # its replacement waits on the lock: stopped, then killed
+        assert time.monotonic() - started < 8
+        assert service.stats.acked == 0
+        assert gone(replacement)
+    finally:
+        lock.release()
+    again = services()
+    eventually(lambda: again.stats.acked == n, what="every message again, then acknowledged")
+    assert again.stats.messages == n
+    assert count_rows(db_url) == (n, n, total)
+
+
+def test_storing_process_killed_mid_stream_loses_and_doubles_nothing(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    n = 10_000
+    batch, total = messages(gateways, 0, n, 1)
+    service = services()
+    publisher = threading.Thread(target=publish, args=(broker.port, gateways, batch, PASSWORD))
+    publisher.start()
+    try:
+        for share in (4, 2):  # twice, a quarter and half way
+            eventually(lambda s=share: count_rows(db_url)[0] >= n // s, what="progress")
+            pid = service.store_pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            eventually(lambda p=pid: service.store_pid != p, what="a new storing process")
+        assert count_rows(db_url)[0] < n, "the stream was over before the kills"
+    finally:
+        publisher.join(60)
+    eventually(lambda: service.stats.acked >= n, what="every message acknowledged")
+    time.sleep(0.3)
+    assert count_rows(db_url) == (n, n, total)
+    assert service.stats.restarts == 2
+
+
+def test_stop_is_clean_and_the_storing_process_logs_through_this_one(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ingest")  # before start: the child takes the level
+    service = services()
+    pid = service.store_pid
+    assert pid is not None
+    publish(broker.port, gateways, [(f"gw/{gateways[0]}/anbu/readings", b"{not json")], PASSWORD)
+    eventually(lambda: service.stats.dead_lettered == 1, what="a dead letter")
+    eventually(
+        lambda: [r for r in caplog.records if r.getMessage() == "dead letter"], what="its log"
+    )
+    record = next(r for r in caplog.records if r.getMessage() == "dead letter")
+    assert record.name == "ingest.store" and record.process == pid
+    assert record.topic == f"gw/{gateways[0]}/anbu/readings"
+    started = time.monotonic()
+    service.stop()
+    assert time.monotonic() - started < 3
+    assert gone(pid)
+    assert service.store_pid is None
+    assert service.stats.acked == 1
+
+
+def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_to_the_broker(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """Stopping while one batch waits on the database and the next is queued (or parsed
+    ahead): the first commits and is acknowledged, the next is not, and comes again."""
+    n = 1_000
+    batch, total = messages(gateways, 0, n, 1)
+    lock = ReadingsLocked(db_url)
+    try:
+        service = services()
+        publish(broker.port, gateways, batch, PASSWORD)
+        eventually(lambda: service.stats.messages == n, what="messages received")
+        time.sleep(0.3)  # one batch inside its INSERT, the others queued behind it
+        stopping = threading.Thread(target=service.stop, kwargs={"timeout": 10})
+        stopping.start()
+        time.sleep(0.5)
+    finally:
+        lock.release()  # the batch in hand commits now
+    stopping.join(15)
+    stats = service.stats
+    assert stats.batches == 1 and 0 < stats.acked == stats.stored < n
+    again = services()
+    eventually(lambda: again.stats.acked == n - stats.acked, what="the rest, acknowledged")
+    time.sleep(0.3)
+    assert again.stats.messages == n - stats.acked
+    assert count_rows(db_url) == (n, n, total)
