@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from detectors.evidence import build_evidence
+from detectors.evidence import Row, build_evidence
 from detectors.learning import Baseline, LearningPolicy, learn
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,23 @@ ON CONFLICT (resident_id) DO UPDATE SET learned_at = excluded.learned_at,
 """
 
 
+def home_rows(
+    conn: psycopg.Connection[Any], resident_id: int, lo: datetime, hi: datetime
+) -> list[Row]:
+    """One home's readings in [lo, hi) as evidence rows, sensors named `<gateway>/<vendor id>`."""
+    return [
+        (ts.timestamp(), str(sensor), str(kind), str(room), float(value))
+        for ts, sensor, kind, room, value in conn.execute(_READINGS, (resident_id, lo, hi))
+    ]
+
+
 def learn_home(
     conn: psycopg.Connection[Any], resident_id: int, now: datetime, policy: LearningPolicy
 ) -> Baseline:
     """Learn one home from its readings before `now` and store the baseline."""
     tz = ZoneInfo("Asia/Seoul")
     lo = now - timedelta(days=policy.window_days + 1)
-    rows = [
-        (ts.timestamp(), str(sensor), str(kind), str(room), float(value))
-        for ts, sensor, kind, room, value in conn.execute(_READINGS, (resident_id, lo, now))
-    ]
+    rows = home_rows(conn, resident_id, lo, now)
     first = conn.execute(_FIRST, (resident_id, now)).fetchone()
     ev = build_evidence(rows)
     if first is not None and first[0] is not None:  # history began before the window

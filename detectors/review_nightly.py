@@ -18,17 +18,10 @@ import psycopg
 from anbu.domain import Finding, Severity
 from detectors import night as nightmod
 from detectors import routine_change as rc
+from detectors.nightly import home_rows
 from detectors.sweep import NewFinding
 
 _HOMES = "SELECT id, home FROM anbu.resident WHERE status <> 'ended' ORDER BY id"
-_READINGS = """
-SELECT r.ts, s.gateway_id || '/' || s.vendor_id, s.kind, s.room, r.value
-  FROM anbu.readings r
-  JOIN anbu.sensor s ON s.id = r.sensor_id
-  JOIN anbu.gateway g ON g.id = s.gateway_id
- WHERE g.resident_id = %s AND r.ts >= %s AND r.ts < %s
- ORDER BY r.ts
-"""
 _SEEN = """
 SELECT 1 FROM anbu.findings
  WHERE resident_id = %s AND kind = %s AND details->>'key' = %s LIMIT 1
@@ -44,10 +37,7 @@ RETURNING id
 def _events(
     conn: psycopg.Connection[Any], resident_id: int, lo: datetime, hi: datetime
 ) -> list[rc.Event]:
-    return [
-        (ts.timestamp(), str(sensor), str(kind), str(room), float(value))
-        for ts, sensor, kind, room, value in conn.execute(_READINGS, (resident_id, lo, hi))
-    ]
+    return home_rows(conn, resident_id, lo, hi)
 
 
 def _store(

@@ -146,10 +146,6 @@ def silence_start(
     return last_activity
 
 
-def _is_suppressed(status: str, status_until: datetime | None, now: datetime) -> bool:
-    return status in SUPPRESSING_STATUSES and status_until is not None and status_until > now
-
-
 def sweep(
     conn: psycopg.Connection[Any],
     now: datetime,
