@@ -44,7 +44,6 @@ from detectors.health import (
 )
 from detectors.learning import LearningPolicy
 from detectors.replay import learning_moments, replay_home
-from detectors.review_nightly import _judge
 from detectors.routine import BATHROOM, INACTIVITY, NOT_BACK, NOT_UP, RoutinePolicy
 from detectors.site import KIND as SITE_OUTAGE
 from detectors.site import OfflineEvent, detect_site_outage
@@ -112,7 +111,7 @@ def routine_change(rows: Sequence[Row], until: float, tz: tzinfo) -> list[Found]
             continue
         first_day = datetime.fromtimestamp(events[0][0], tz).date() + timedelta(days=1)
         start = max(first_day, today - timedelta(days=policy.window_days + 1))
-        judged = _judge(rc.daily_summaries(events, tz, start, today - timedelta(days=1)), policy)
+        judged = rc.judge(rc.daily_summaries(events, tz, start, today - timedelta(days=1)), policy)
         if judged is not None and judged[2]["key"] not in seen:
             seen.add(judged[2]["key"])
             found.append((now.timestamp(), rc.KIND, Severity.WATCH.label))

@@ -68,46 +68,13 @@ def routine_change_review(
         first_day = datetime.fromtimestamp(events[0][0], tz).date() + timedelta(days=1)
         start = max(first_day, today - timedelta(days=policy.window_days + 1))
         days = rc.daily_summaries(events, tz, start, today - timedelta(days=1))
-        found = _judge(days, policy)
+        found = rc.judge(days, policy)
         if found is not None:
             ko, en, details = found
             stored = _store(conn, int(rid), str(home), rc.KIND, now, ko, en, details)
             if stored is not None:
                 new.append(stored)
     return new
-
-
-def _judge(
-    days: rc.DailySummaries, policy: rc.RoutinePolicy
-) -> tuple[str, str, dict[str, Any]] | None:
-    """The day finding if yesterday departs, else the week finding if the week does."""
-    m = days.matrix
-    if m.shape[0] - 1 >= policy.min_days:
-        model = rc.fit(m[:-1])
-        value, reasons = rc.score(model, m[-1], policy)
-        if rc.flagged(value, reasons, policy):
-            ko, en = rc.reason_text(reasons)
-            day = days.days[-1].isoformat()
-            details = {"key": f"day:{day}", "scope": "day", "day": day,
-                       "score": round(value, 3), "history_days": model.days}  # fmt: skip
-            return f"{day} 생활 변화: {ko}", f"{day} routine change: {en}", details
-    if m.shape[0] - 7 >= policy.min_days:
-        model = rc.fit(m[:-7])
-        odd = []
-        for i in range(m.shape[0] - 7, m.shape[0]):
-            value, reasons = rc.score(model, m[i], policy)
-            if rc.flagged(value, reasons, policy):
-                odd.append(days.days[i].isoformat())
-        if len(odd) >= policy.week_min_days:
-            week = days.days[-7].isoformat()
-            details = {"key": f"week:{week}", "scope": "week", "days": odd,
-                       "history_days": model.days}  # fmt: skip
-            return (
-                f"최근 7일 중 {len(odd)}일이 평소 생활과 다릅니다",
-                f"{len(odd)} of the last 7 days depart from the usual routine",
-                details,
-            )
-    return None
 
 
 def night_review(

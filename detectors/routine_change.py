@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -244,6 +245,37 @@ def flagged(value: float, reasons: Sequence[Departure], policy: RoutinePolicy) -
 def reason_text(reasons: Sequence[Departure]) -> tuple[str, str]:
     """Korean and English reason of a flagged day."""
     return ("; ".join(r.reason_ko for r in reasons), "; ".join(r.reason_en for r in reasons))
+
+
+def judge(days: DailySummaries, policy: RoutinePolicy) -> tuple[str, str, dict[str, Any]] | None:
+    """The day finding if yesterday departs, else the week finding if the week does."""
+    m = days.matrix
+    if m.shape[0] - 1 >= policy.min_days:
+        model = fit(m[:-1])
+        value, reasons = score(model, m[-1], policy)
+        if flagged(value, reasons, policy):
+            ko, en = reason_text(reasons)
+            day = days.days[-1].isoformat()
+            details = {"key": f"day:{day}", "scope": "day", "day": day,
+                       "score": round(value, 3), "history_days": model.days}  # fmt: skip
+            return f"{day} 생활 변화: {ko}", f"{day} routine change: {en}", details
+    if m.shape[0] - 7 >= policy.min_days:
+        model = fit(m[:-7])
+        odd = []
+        for i in range(m.shape[0] - 7, m.shape[0]):
+            value, reasons = score(model, m[i], policy)
+            if flagged(value, reasons, policy):
+                odd.append(days.days[i].isoformat())
+        if len(odd) >= policy.week_min_days:
+            week = days.days[-7].isoformat()
+            details = {"key": f"week:{week}", "scope": "week", "days": odd,
+                       "history_days": model.days}  # fmt: skip
+            return (
+                f"최근 7일 중 {len(odd)}일이 평소 생활과 다릅니다",
+                f"{len(odd)} of the last 7 days depart from the usual routine",
+                details,
+            )
+    return None
 
 
 def _departure(j: int, value: float, usual: float, z: float) -> Departure:
