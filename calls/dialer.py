@@ -3,8 +3,10 @@
 Any number of worker processes share one token bucket row (anbu.call_rate, refilled by the
 database clock) and claim waiting calls with FOR UPDATE SKIP LOCKED, highest priority first.
 A claimed call is marked dialled in the same transaction that spends its token, so a call is
-dialled at most once even if a worker dies: a lost call is then unanswered, and the alert or
-check-in timer retries it under a new idempotency key.
+dialled at most once even if a worker dies. A call claimed but never taken by Twilio (the worker
+died before the REST request) is ended by calls.lost.reap as lost (outcome FAILED), and the
+alert or check-in timer retries it under a new idempotency key; a claim too old to be dialled
+before the reaper could take it is failed here instead of dialled late.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import Any
 
 import psycopg
 import requests
+from psycopg.types.json import Jsonb
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from anbu.clock import Clock
 from anbu.config import Settings
 from anbu.db import Database
+from calls.lost import lost_after
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,12 @@ class Claimed:
     to: str
     purpose: str
     priority: int
+    claimed_at: datetime
+
+
+class StaleClaim(Exception):
+    """A claimed call waited so long for a free dialling thread that the lost-call reaper may
+    already have given it up: it is failed instead of dialled late."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +139,10 @@ class Dialler:
         claimed: list[Claimed] = []
         if grant > 0:
             sql = _CLAIM.format(only="AND id = %(only)s" if only is not None else "")
-            params = {"now": self.clock.now(), "n": grant, "only": only}
-            rows = conn.execute(sql, params).fetchall()
+            now = self.clock.now()
+            rows = conn.execute(sql, {"now": now, "n": grant, "only": only}).fetchall()
             claimed = sorted(
-                (Claimed(int(r[0]), str(r[3]), str(r[1]), int(r[2])) for r in rows),
+                (Claimed(int(r[0]), str(r[3]), str(r[1]), int(r[2]), now) for r in rows),
                 key=lambda c: (c.priority, c.id),
             )
         tokens -= len(claimed)
@@ -146,6 +156,10 @@ class Dialler:
         return DrainStep(0, short, max(0.0, (1.0 - tokens) / self.cps) if short else 0.0)
 
     def _dial(self, call: Claimed) -> None:
+        waited = self.clock.now() - call.claimed_at
+        if waited > lost_after(self.settings) / 2:  # the request itself takes up to its timeout
+            self.on_error(call.id, StaleClaim(f"claimed {waited.total_seconds():.0f} s ago"))
+            return
         base = self.settings.public_base_url.rstrip("/")
         kwargs: dict[str, Any] = {}
         if call.purpose != "manager_alert":  # the care manager is a person: no detection
@@ -222,3 +236,26 @@ def waiting_count(conn: psycopg.Connection[Any], now: datetime) -> int:
         (now,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def supersede_waiting(
+    conn: psycopg.Connection[Any], alert_id: int, attempt: int, now: datetime
+) -> list[int]:
+    """Take an alert's check-in attempts before `attempt` out of the queue if still waiting:
+    the alert stopped waiting for them (its watchdog counted them unanswered), and dialling
+    them now would ring the resident twice. Returns their ids."""
+    rows = conn.execute(
+        """UPDATE anbu.calls SET dial_state = 'dialled', status = 'canceled',
+               outcome = COALESCE(outcome, 'no_answer'), ended_at = %s, updated_at = %s
+           WHERE alert_id = %s AND purpose = 'check_in' AND dial_state = 'waiting'
+             AND attempt < %s
+           RETURNING id""",
+        (now, now, alert_id, attempt),
+    ).fetchall()
+    for (call_id,) in rows:
+        conn.execute(
+            """INSERT INTO anbu.call_events (call_id, at, status, params)
+               VALUES (%s, %s, 'superseded', %s)""",
+            (call_id, now, Jsonb({"by_attempt": attempt})),
+        )
+    return [int(r[0]) for r in rows]

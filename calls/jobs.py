@@ -1,4 +1,5 @@
-"""The calls jobs of a worker: the routine check-in tick and the send-queue drainer."""
+"""The calls jobs of a worker: the routine check-in tick, the send-queue drainer and the
+lost-call reaper."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from calls.service import CallService
 
 log = logging.getLogger(__name__)
 
+LOST_CALLS_EVERY_S = 30.0  # how often dialled calls that Twilio never took are looked for
+
 
 def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
@@ -28,7 +31,7 @@ def _guarded(name: str, job: Callable[[], Any]) -> Callable[[], None]:
 def register_jobs(
     scheduler: Any, db: Database, call_service: CallService, settings: Settings, clock: Clock
 ) -> CheckinService:
-    """Add the check-in tick and the queue drainer to an APScheduler scheduler."""
+    """Add the check-in tick, the queue drainer and the lost-call reaper to a scheduler."""
     checkins = CheckinService(db, settings, clock)
 
     def tick() -> None:
@@ -41,5 +44,8 @@ def register_jobs(
                       id="checkins", max_instances=1, coalesce=True)  # fmt: skip
     scheduler.add_job(_guarded("call-queue", call_service.drain_queue), "interval",
                       seconds=settings.call_queue_poll_s, id="call-queue", max_instances=1,
+                      coalesce=True)  # fmt: skip
+    scheduler.add_job(_guarded("lost-calls", call_service.reap_lost_calls), "interval",
+                      seconds=LOST_CALLS_EVERY_S, id="lost-calls", max_instances=1,
                       coalesce=True)  # fmt: skip
     return checkins

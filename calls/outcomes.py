@@ -24,7 +24,13 @@ STATUS_OUTCOMES: Mapping[str, CallOutcome | None] = {
     "failed": CallOutcome.FAILED,
 }
 
-TERMINAL_STATUSES = frozenset(s for s, o in STATUS_OUTCOMES.items() if o is not None)
+# anbu's own status, never one Twilio reports: dialled, but Twilio never took the call
+# (calls/lost.py). Terminal like the others: no late report reopens it.
+LOST_STATUS = "lost"
+
+TERMINAL_STATUSES = frozenset(
+    [*(s for s, o in STATUS_OUTCOMES.items() if o is not None), LOST_STATUS]
+)
 
 # Twilio AnsweredBy (answering machine detection) -> outcome; None means a person (or unknown,
 # which then needs a real answer to be anything but UNCLEAR).

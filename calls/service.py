@@ -24,9 +24,11 @@ from anbu.config import Settings
 from anbu.db import Database
 from anbu.domain import CallOutcome
 from calls import twiml
-from calls.dialer import TWILIO_ERRORS, Dialler, Priority, error_code
+from calls.dialer import TWILIO_ERRORS, Dialler, Priority, error_code, supersede_waiting
+from calls.lost import LostCall, cancel_if_lost, lost_after, reap
 from calls.outcomes import (
     ANSWERED_BY_OUTCOMES,
+    LOST_STATUS,
     STATUS_OUTCOMES,
     TERMINAL_STATUSES,
     classify_answer,
@@ -107,12 +109,27 @@ class CallService:
 
     def _dialled(self, call_id: int, sid: str | None) -> None:
         with self.db.connection() as conn:
-            conn.execute(
-                """UPDATE anbu.calls SET twilio_sid = COALESCE(twilio_sid, %s), updated_at = %s
-                   WHERE id = %s""",
-                (sid, self.clock.now(), call_id),
-            )
-        log.info("call dialled", extra={"call_id": call_id})
+            given_up = cancel_if_lost(conn, call_id, sid, self.clock.now())
+        if not given_up or not sid:
+            log.info("call dialled", extra={"call_id": call_id})
+            return
+        # Twilio took it after the reaper gave it up and its timer moved on: never ring twice.
+        log.warning("lost call reached Twilio late: cancelling", extra={"call_id": call_id})
+        try:  # 'completed' hangs up a call queued, ringing or already answered
+            self.client.calls(sid).update(status="completed")
+        except TWILIO_ERRORS as exc:  # it may already be over
+            log.info("late call not ended", extra={"call_id": call_id, **error_code(exc)})
+
+    def reap_lost_calls(self, limit: int = 500) -> list[LostCall]:
+        """End calls dialled but never taken by Twilio as lost (the lost-calls job)."""
+        with self.db.connection() as conn:
+            lost = reap(conn, self.clock.now(), lost_after(self.settings), limit)
+        for call in lost:
+            log.warning("call lost before Twilio took it",
+                        extra={"call_id": call.id, "resident_id": call.resident_id,
+                               "alert_id": call.alert_id, "round_id": call.round_id,
+                               "redial_id": call.redial_id})  # fmt: skip
+        return lost
 
     # -- outbound ------------------------------------------------------------------------
 
@@ -164,6 +181,8 @@ class CallService:
             raise LookupError(f"resident {resident_id} is not registered")
         local_date = self.clock.now().astimezone(ZoneInfo(self.settings.timezone)).date()
         key = idempotency_key(resident_id, alert_id, attempt, local_date.isoformat())
+        if alert_id is not None and attempt > 1:
+            self._supersede(alert_id, attempt)
         call_id, new = self.enqueue(
             key, resident_id, priority=Priority.ALERT if alert_id else Priority.ROUTINE,
             purpose="check_in" if alert_id else "routine", alert_id=alert_id, attempt=attempt,
@@ -293,10 +312,11 @@ class CallService:
             self._event(conn, call_id, now, "amd", params)
             conn.execute(
                 """UPDATE anbu.calls SET answered_by = %s, updated_at = %s,
-                       outcome = CASE WHEN %s::text IS NOT NULL AND digits IS NULL THEN %s
+                       outcome = CASE WHEN %s::text IS NOT NULL AND digits IS NULL
+                                           AND status <> %s THEN %s
                                       ELSE outcome END
                    WHERE id = %s""",
-                (answered_by, now, implied, implied, call_id),
+                (answered_by, now, implied, LOST_STATUS, implied, call_id),
             )
         return implied
 
@@ -321,12 +341,14 @@ class CallService:
         return str(row[0]) if row else None
 
     def script_of(self, call_id: int) -> tuple[str, str, str | None] | None:
-        """(language, purpose, message_ko) of a call, None for an unknown call."""
+        """(language, purpose, message_ko) of a call, None for an unknown call or one given up
+        as lost (its retry may already be ringing: hang up, never ask twice)."""
         with self.db.connection() as conn:
             row = conn.execute(
                 """SELECT r.language, c.purpose, c.message_ko FROM anbu.calls c
-                   JOIN anbu.resident r ON r.id = c.resident_id WHERE c.id = %s""",
-                (call_id,),
+                   JOIN anbu.resident r ON r.id = c.resident_id
+                   WHERE c.id = %s AND c.status <> %s""",
+                (call_id, LOST_STATUS),
             ).fetchone()
         return (str(row[0]), str(row[1]), row[2]) if row else None
 
@@ -360,14 +382,21 @@ class CallService:
             (call_id, at, status, Jsonb(_kept(params) if params else {})),
         )
 
+    def _supersede(self, alert_id: int, attempt: int) -> None:
+        with self.db.connection() as conn:
+            gone = supersede_waiting(conn, alert_id, attempt, self.clock.now())
+        for call_id in gone:
+            log.info("queued call superseded", extra={"call_id": call_id, "alert_id": alert_id})
+
     def _mark_failed(self, call_id: int, exc: BaseException) -> None:
         now = self.clock.now()
         error = {"error": type(exc).__name__, **error_code(exc)}
         with self.db.connection() as conn:
             conn.execute(
-                """UPDATE anbu.calls SET status = 'failed', outcome = COALESCE(outcome, 'failed'),
-                       ended_at = %s, updated_at = %s WHERE id = %s""",
-                (now, now, call_id),
+                """UPDATE anbu.calls SET outcome = COALESCE(outcome, 'failed'),
+                       status = CASE WHEN status = %s THEN status ELSE 'failed' END,
+                       ended_at = COALESCE(ended_at, %s), updated_at = %s WHERE id = %s""",
+                (LOST_STATUS, now, now, call_id),
             )
             conn.execute(
                 """INSERT INTO anbu.call_events (call_id, at, status, params)

@@ -123,3 +123,30 @@ def test_two_worker_processes_share_the_budget_and_never_call_twice(db_url: str)
         rung = Counter(c.to for c in rig.network.calls)
         assert len(rung) == 16 and set(rung.values()) == {1}
         assert _within_budget(_dialled_at(rig), cps=8.0, capacity=8.0 + 1)
+
+
+def test_a_retry_takes_the_alerts_unsent_attempt_out_of_the_queue(db_url: str) -> None:
+    """The alert's watchdog counted attempt 1 unanswered while it still waited for a token:
+    attempt 2 replaces it, and the resident's phone rings once, not twice."""
+    [rid] = _residents(db_url, 1)
+    with calls_rig(db_url) as rig:
+        with psycopg.connect(db_url) as conn:
+            conn.execute(
+                """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
+                       updated_at) VALUES (%s, 'inactivity', 'warning', 'calling', now(), now())""",
+                (rid,),
+            )
+        [(alert_id,)] = rig.query("SELECT id FROM anbu.alerts")
+        first, _ = rig.service.enqueue(f"alert:{alert_id}:attempt:1", rid, priority=Priority.ALERT,
+                                       purpose="check_in", alert_id=alert_id)  # fmt: skip
+        second = rig.service.place_check_in(rid, alert_id, 2)
+        assert rig.network.wait_idle(20)
+        assert rig.service.drain_queue(budget_s=1) == 0
+        rows = rig.query("SELECT id, status, outcome, dial_state FROM anbu.calls ORDER BY id")
+        assert rows[0] == (first, "canceled", "no_answer", "dialled")
+        assert rows[1][0] == second and rows[1][3] == "dialled"
+        events = rig.query(
+            "SELECT status FROM anbu.call_events WHERE call_id = %s ORDER BY id", first
+        )
+        assert [e[0] for e in events] == ["queued", "superseded"]
+        assert len(rig.network.calls) == 1
