@@ -2,15 +2,18 @@
 
 Reads `anbu.home_activity` (never raw readings) joined with `anbu.resident` and the home's
 learned routine in `anbu.baselines` (per-slot levels; a home without one, or in its grace
-period, is judged by the fixed rule). A silence that began with the entrance door (the door
-is the latest activity, no motion after it) is an outing and raises no inactivity: it is
+period, is judged by the fixed rule). The database does the sifting: it returns only the homes
+silent long enough for some level (or wanted by the morning check), each with the learned
+values of the slot its silence began in, never the whole routine; levels are then one numpy
+pass, and only levels not yet raised in their silence become findings. A silence that began
+with the entrance door (the door is the latest activity, no motion after it) is an outing and raises no inactivity: it is
 judged by "not back" (detectors.routine's rule, the offline replay's). Each morning a home with
 a learned routine and nothing since the night's anchor, past its usual wake time, is "not up".
 A finding is new when no finding of the same resident, kind and severity was raised at or
 after the start of what it is about (the home's last activity, i.e. within the current
 silence; for "not up", the night's anchor). Sweeps are serialised by a transaction-level
-advisory lock, and the insert re-checks inside the statement, so two sweeps running at once
-never raise the same finding twice.
+advisory lock, under which the sweep asks which findings are new and inserts them, so two
+sweeps running at once never raise the same finding twice.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from detectors.inactivity import (
     to_finding,
 )
 from detectors.learning import Baseline
-from detectors.levels import learned_levels, start_slots
+from detectors.levels import learned_levels
 from detectors.routine import RoutinePolicy
 from detectors.routine_live import Due, due_not_back, due_not_up, morning_bound
 
@@ -52,10 +55,25 @@ class NewFinding:
     finding: Finding
 
 
+# Every home that may be due something now, with its silence start and the learned levels of
+# that start's slot only (never the whole routine). The silence that counts starts at the last
+# activity; an away or hospital stay with an end date holds findings back until then and counts
+# from its end; a status a care manager changed counts from the change. Homes whose every
+# gateway is down are left out (their data is missing, not their resident: unknown_status asks
+# for a call), and so are homes silent for less than the earliest level any home can have,
+# unless the morning check may want them.
 _HOMES = """
-SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at, a.last_door_at,
-       a.last_motion_at, b.watch_h, b.step_h, b.usual_h,
-       r.watch_h_max, r.warning_h_max, r.critical_h_max, c.changed_at, g.down
+WITH h AS (
+SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
+       a.last_door_at >= a.last_activity_at
+         AND (a.last_motion_at IS NULL OR a.last_motion_at < a.last_door_at) AS gone_out,
+       b.watch_h, b.step_h, b.usual_h, r.watch_h_max, r.warning_h_max, r.critical_h_max,
+       r.status IN ('away', 'hospital') AND r.status_until > %(now)s AS held,
+       CASE WHEN r.status IN ('away', 'hospital') AND r.status_until IS NOT NULL
+            THEN CASE WHEN r.status_until > %(now)s THEN a.last_activity_at
+                      ELSE GREATEST(a.last_activity_at, r.status_until) END
+            WHEN c.changed_at <= %(now)s THEN GREATEST(a.last_activity_at, c.changed_at)
+            ELSE a.last_activity_at END AS start
   FROM anbu.home_activity a
   JOIN anbu.resident r ON r.id = a.resident_id
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
@@ -63,7 +81,28 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at, a.last_door_a
               WHERE field = 'status' GROUP BY resident_id) c ON c.resident_id = r.id
   LEFT JOIN (SELECT resident_id, bool_and(online IS FALSE) AS down
                FROM anbu.gateway GROUP BY resident_id) g ON g.resident_id = r.id
- WHERE r.status <> 'ended'
+ WHERE r.status <> 'ended' AND g.down IS NOT TRUE
+)
+SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
+       extract(epoch FROM h.start)::float8, h.gone_out, h.watch_h IS NOT NULL,
+       CASE WHEN array_length(h.watch_h, 1) = 48 THEN h.watch_h[k.slot] END,
+       CASE WHEN array_length(h.step_h, 1) = 48 THEN h.step_h[k.slot] END,
+       CASE WHEN array_length(h.usual_h, 1) = 48 THEN h.usual_h[k.slot] END,
+       h.watch_h_max, h.warning_h_max, h.critical_h_max
+  FROM h, LATERAL (SELECT 1 + floor(mod(extract(epoch FROM h.start) + %(offset_s)s::numeric, 86400)
+                                    / 1800)::int AS slot) k
+ WHERE h.start <= %(now)s - make_interval(secs => 3600 * LEAST(%(earliest_h)s, h.watch_h_max,
+                                                               h.warning_h_max, h.critical_h_max))
+    OR (h.watch_h IS NOT NULL AND h.start < %(morning)s::timestamptz)
+"""
+# Which of these (resident, kind, severity, silence start) were already raised in their stretch:
+# asked apart from the insert, since an anti-join inside it would rescan the rows it adds.
+_RAISED = """
+SELECT DISTINCT c.i
+  FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+       WITH ORDINALITY AS c(resident_id, kind, severity, since, i)
+  JOIN anbu.findings f ON f.resident_id = c.resident_id AND f.kind = c.kind
+                      AND f.severity = c.severity AND f.raised_at >= c.since
 """
 _SUPPRESSED = """
 INSERT INTO anbu.suppressions
@@ -72,21 +111,15 @@ SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],
                      %s::timestamptz[], %s::text[], %s::timestamptz[])
 ON CONFLICT (resident_id, kind, severity, silence_since) DO NOTHING
 """
-SLOTS = 48
-NAN_ROW = [float("nan")] * SLOTS
+MIN_LEVEL_H = 1.0  # no learned level comes sooner than this (a care manager's cap may)
 
 _INSERT = """
 INSERT INTO anbu.findings
        (resident_id, kind, severity, raised_at, reason_ko, reason_en, details)
 SELECT n.resident_id, n.kind, n.severity, %(now)s, n.reason_ko, n.reason_en, n.details
   FROM unnest(%(resident_ids)s::bigint[], %(kinds)s::text[], %(severities)s::text[],
-              %(since)s::timestamptz[], %(reasons_ko)s::text[], %(reasons_en)s::text[],
-              %(details)s::jsonb[])
-       AS n(resident_id, kind, severity, since, reason_ko, reason_en, details)
- WHERE NOT EXISTS (
-       SELECT 1 FROM anbu.findings f
-        WHERE f.resident_id = n.resident_id AND f.kind = n.kind
-          AND f.severity = n.severity AND f.raised_at >= n.since)
+              %(reasons_ko)s::text[], %(reasons_en)s::text[], %(details)s::jsonb[])
+       AS n(resident_id, kind, severity, reason_ko, reason_en, details)
 ON CONFLICT (resident_id, kind, severity, raised_at) DO NOTHING
 RETURNING id, resident_id, kind
 """
@@ -111,39 +144,18 @@ class _Silence:
 
 @dataclass(slots=True)
 class _Homes:
-    """The homes at home, as columns for the vectorised inactivity levels."""
+    """The homes at home, as columns for the vectorised inactivity levels (the start slot's
+    learned watch, step and usual hours; NaN: the fixed rule)."""
 
     ids: list[int] = field(default_factory=list)
     homes: list[str] = field(default_factory=list)
     since: list[datetime] = field(default_factory=list)
-    watch: list[list[float]] = field(default_factory=list)
-    step: list[list[float]] = field(default_factory=list)
-    usual: list[list[float]] = field(default_factory=list)
+    since_s: list[float] = field(default_factory=list)
+    watch: list[float] = field(default_factory=list)
+    step: list[float] = field(default_factory=list)
+    usual: list[float] = field(default_factory=list)
     caps: list[tuple[float, float, float]] = field(default_factory=list)
     held: dict[int, tuple[str, datetime]] = field(default_factory=dict)  # row -> its status
-
-
-def silence_start(
-    last_activity: datetime,
-    status: str,
-    status_until: datetime | None,
-    now: datetime,
-    status_changed: datetime | None = None,
-) -> datetime | None:
-    """When the silence that counts began; None while away/hospital suppresses inactivity.
-
-    A status without an end date does not suppress (nothing may silence the sweep forever).
-    Once an away or hospital stay has ended, the silence is counted from its end, not from the
-    last activity before the resident left; a stay a care manager ended early (the status set
-    back to active) counts from that change.
-    """
-    if status in SUPPRESSING_STATUSES and status_until is not None:
-        if status_until > now:
-            return None
-        return max(last_activity, status_until)
-    if status_changed is not None and status_changed <= now:
-        return max(last_activity, status_changed)
-    return last_activity
 
 
 def sweep(
@@ -162,31 +174,36 @@ def sweep(
     tz = ZoneInfo(policy.timezone)
     out_before = now - timedelta(hours=routine.not_back_min_h)  # no outing is judged sooner
     morning = morning_bound(now.timestamp(), tz, routine)
+    offset = now.astimezone(tz).utcoffset()
+    params = {
+        "now": now,
+        "offset_s": offset.total_seconds() if offset else 0.0,
+        "earliest_h": min(MIN_LEVEL_H, policy.watch_hours),
+        "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
+    }
     t = _Homes()
     outings: list[_Silence] = []
     mornings: list[_Silence] = []
-    for row in conn.execute(_HOMES):
-        resident_id, home, status, status_until, last_activity, door, motion = row[:7]
-        if row[14]:  # every gateway of the home is down: its data is missing, not its resident
-            continue  # (unknown_status asks for a call; buffered readings arrive on return)
-        start = silence_start(last_activity, status, status_until, now, row[13])
-        hold = None if start is not None else (str(status), status_until)
-        silence = _Silence(int(resident_id), str(home), start or last_activity, hold)
-        if door is not None and door >= last_activity and (motion is None or motion < door):
-            if silence.start <= out_before:
+    for row in conn.execute(_HOMES, params):
+        resident_id, home, status, status_until, held, start, start_s, gone_out, learned = row[:9]
+        hold = (str(status), status_until) if held else None
+        silence = _Silence(int(resident_id), str(home), start, hold)
+        if gone_out:
+            if start <= out_before:
                 outings.append(silence)
             continue  # out: the door closed behind the resident; not back, never inactivity
-        if row[7] is not None and morning is not None and silence.start.timestamp() < morning:
+        if learned and morning is not None and start_s < morning:
             mornings.append(silence)
         if hold is not None:  # suppressed: scored all the same, to record what it held back
             t.held[len(t.ids)] = hold
         t.ids.append(silence.resident_id)
         t.homes.append(silence.home)
-        t.since.append(silence.start)
-        t.watch.append(_row(row[7]))
-        t.step.append(_row(row[8]))
-        t.usual.append(_row(row[9]))
-        t.caps.append((_hours(row[10]), _hours(row[11]), _hours(row[12])))
+        t.since.append(start)
+        t.since_s.append(start_s)
+        t.watch.append(_hours(row[9]))
+        t.step.append(_hours(row[10]))
+        t.usual.append(_hours(row[11]))
+        t.caps.append((_hours(row[12]), _hours(row[13]), _hours(row[14])))
     found: list[tuple[int, Finding, datetime]] = []
     if t.ids:
         found += _inactivity(conn, now, policy, t)
@@ -196,32 +213,44 @@ def sweep(
 
 
 def _inactivity(
-    conn: psycopg.Connection[Any], now: datetime, policy: InactivityPolicy, t: _Homes
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    policy: InactivityPolicy,
+    t: _Homes,
 ) -> list[tuple[int, Finding, datetime]]:
-    """The vectorised inactivity levels: (resident, finding, silence start) for each raised."""
-    since_s = np.array([s.timestamp() for s in t.since])
-    offset = now.astimezone(ZoneInfo(policy.timezone)).utcoffset()
-    slots = start_slots(since_s, offset.total_seconds() if offset else 0.0)
-    watch_a = np.array(t.watch, dtype=np.float64)
+    """The vectorised inactivity levels: (resident, finding, silence start) for each new one."""
+    since_s = np.array(t.since_s, dtype=np.float64)
+    watch = np.array(t.watch, dtype=np.float64)
     levels = learned_levels(
         since_s,
         now.timestamp(),
-        slots,
-        watch_a,
-        np.array(t.step, dtype=np.float64),
+        np.zeros(since_s.size, dtype=np.int64),  # the tables hold the start slot's column only
+        watch[:, None],
+        np.array(t.step, dtype=np.float64)[:, None],
         policy,
-        override_h=np.array(t.caps, dtype=np.float64),
+        min_h=MIN_LEVEL_H,
+        override_h=np.array(t.caps, dtype=np.float64).reshape(-1, 3),
     )
     _record_suppressed(conn, now, levels, t.held, t.ids, t.since)
     raised = [i for i in np.flatnonzero(levels != NO_SEVERITY).tolist() if i not in t.held]
+    if not raised:
+        return []
+    already = _raised(
+        conn,
+        [t.ids[i] for i in raised],
+        [KIND] * len(raised),
+        [Severity(int(levels[i])).label for i in raised],
+        [t.since[i] for i in raised],
+    )
+    raised = [i for k, i in enumerate(raised) if k not in already]
     found: list[tuple[int, Finding, datetime]] = []
     for i in raised:
         score = score_inactivity(t.since[i], now, policy)
         assert score is not None
         score = replace(score, severity=Severity(int(levels[i])))
         finding = to_finding(t.homes[i], score)
-        u = t.usual[i][int(slots[i])]
-        if not math.isnan(watch_a[i, slots[i]]) and not math.isnan(u):
+        u = t.usual[i]
+        if not math.isnan(watch[i]) and not math.isnan(u):
             hours = score.reason_ko.split("시간째")[0]
             ko = (f"평소 이 시간에는 {_minutes(u)} 안에 움직임이 있는데 "
                   f"{hours}시간째 움직임이 없습니다")  # fmt: skip
@@ -303,7 +332,19 @@ def _baselines(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, Basel
 def _store(
     conn: psycopg.Connection[Any], now: datetime, found: list[tuple[int, Finding, datetime]]
 ) -> list[NewFinding]:
-    """Insert the findings not yet raised in their stretch; return those stored, by id."""
+    """Insert the findings not yet raised in their stretch; return those stored, by id.
+
+    Asked and inserted under the sweep's advisory lock, so no other sweep adds one between."""
+    if not found:
+        return []
+    already = _raised(
+        conn,
+        [rid for rid, _, _ in found],
+        [f.kind for _, f, _ in found],
+        [f.severity.label for _, f, _ in found],
+        [since for _, _, since in found],
+    )
+    found = [x for k, x in enumerate(found) if k not in already]
     if not found:
         return []
     params = {
@@ -311,7 +352,6 @@ def _store(
         "resident_ids": [rid for rid, _, _ in found],
         "kinds": [f.kind for _, f, _ in found],
         "severities": [f.severity.label for _, f, _ in found],
-        "since": [since for _, _, since in found],
         "reasons_ko": [f.reason_ko for _, f, _ in found],
         "reasons_en": [f.reason_en for _, f, _ in found],
         "details": [json.dumps(f.details) for _, f, _ in found],
@@ -323,6 +363,18 @@ def _store(
     ]
     new.sort(key=lambda n: n.finding_id)
     return new
+
+
+def _raised(
+    conn: psycopg.Connection[Any],
+    ids: list[int],
+    kinds: list[str],
+    severities: list[str],
+    since: list[datetime],
+) -> set[int]:
+    """Positions (0-based) of the findings already raised at or after their silence start."""
+    rows = conn.execute(_RAISED, (ids, kinds, severities, since))
+    return {int(i) - 1 for (i,) in rows}
 
 
 def _record_suppressed(
@@ -353,12 +405,6 @@ def _record_suppressed(
 
 def _hours(value: float | None) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _row(values: list[float] | None) -> list[float]:
-    if not values or len(values) != SLOTS:
-        return NAN_ROW
-    return [float("nan") if v is None else float(v) for v in values]
 
 
 def _minutes(hours: float) -> str:

@@ -1,14 +1,17 @@
 """`anbu bench sweep`: the live sweep's learned scoring over N homes, numpy beside a Python loop.
 
 Arrays are shaped like the tables the sweep reads (home_activity: one silence start per home;
-baselines: 48 per-slot watch thresholds and steps per home). The DB read cost is measured
-separately on a throwaway PostgreSQL when `--db-homes` > 0 (reading home_activity joined with
-baselines, the sweep's query), since at a million homes that, not the scoring, is the bill.
+baselines: 48 per-slot watch thresholds and steps per home). With `--db-homes` > 0, on a
+throwaway PostgreSQL: reading every home's whole per-slot arrays (what the sweep read until it
+asked the database for the start slot's values only), then the live sweep itself, end to end,
+twice (the first sweep stores every finding; the next minute's finds little new).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +79,72 @@ def db_read(conninfo: str, homes: int) -> float:
             )
             rows = cur.fetchall()
         took = time.perf_counter() - began
-    print(f"db read: homes={len(rows)} seconds={took:.2f}")
+    print(f"db read of whole per-slot arrays: homes={len(rows)} seconds={took:.2f}")
     return took
+
+
+def populate(conn: Any, homes: int, seed: int = 7) -> datetime:
+    """`homes` residents with activity and learned baselines, as the sweep finds them; the
+    sweep moment. A quarter silent for 0-12 h, 5 % in grace, 2 % away, 1 % gone out."""
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    conn.execute("SELECT setseed(%s)", (seed / 100,))
+    conn.execute(
+        "INSERT INTO anbu.dong (code, name, district) VALUES ('9999999999', '벤치동', '벤치구')"
+    )
+    conn.execute(
+        "INSERT INTO anbu.resident (home, dong_code, display_name, phone, status, status_until) "
+        "SELECT 'b' || g, '9999999999', 'x', '+820000000000', "
+        "CASE WHEN g %% 50 = 0 THEN 'away' ELSE 'active' END, "
+        "CASE WHEN g %% 50 = 0 THEN %s::timestamptz + interval '2 days' END "
+        "FROM generate_series(1, %s) g",
+        (now, homes),
+    )
+    conn.execute(
+        "INSERT INTO anbu.home_activity (resident_id, last_activity_at, last_motion_at, last_door_at) "
+        "SELECT id, t, CASE WHEN id %% 100 = 0 THEN t - interval '1 min' ELSE t END, "
+        "CASE WHEN id %% 100 = 0 THEN t END FROM ("
+        "SELECT id, %s::timestamptz - CASE WHEN random() < 0.25 THEN random() * interval '12 hours' "
+        "ELSE random() * interval '40 minutes' END AS t FROM anbu.resident) r",
+        (now,),
+    )
+    conn.execute(
+        "INSERT INTO anbu.baselines (resident_id, learned_at, history_days, grace, watch_h, step_h,"
+        " usual_h, model) SELECT id, %s, 56, false, w, s, u, '{}'::jsonb FROM anbu.resident,"
+        " LATERAL (SELECT array_agg((1 + random() * 11)::real) w, array_agg((0.2 + random() * 4)::real) s,"
+        " array_agg((0.2 + random() * 2)::real) u FROM generate_series(1, 48) WHERE id > 0) a"
+        " WHERE id %% 20 <> 0",
+        (now - timedelta(hours=3),),
+    )
+    conn.execute("ANALYZE")
+    return now
+
+
+def db_sweep(conninfo: str, homes: int) -> tuple[float, float]:
+    """Seconds of the live sweep (`detectors.sweep.sweep`) over `homes` homes on PostgreSQL:
+    the first sweep (which stores every finding) and the next minute's (nothing new)."""
+    import psycopg
+
+    from anbu.db import migrate
+    from detectors.sweep import sweep
+
+    migrate(conninfo)
+    policy = InactivityPolicy()
+    with psycopg.connect(conninfo) as conn:
+        now = populate(conn, homes)
+        conn.commit()
+        began = time.perf_counter()
+        first = sweep(conn, now, policy)
+        conn.commit()
+        first_s = time.perf_counter() - began
+        began = time.perf_counter()
+        again = sweep(conn, now + timedelta(minutes=1), policy)
+        conn.commit()
+        next_s = time.perf_counter() - began
+    print(
+        f"db sweep: homes={homes} first_seconds={first_s:.2f} findings={len(first)} "
+        f"next_minute_seconds={next_s:.2f} findings={len(again)}"
+    )
+    return first_s, next_s
 
 
 def main(homes: int, loop_homes: int, db_homes: int) -> None:
@@ -94,6 +161,7 @@ def main(homes: int, loop_homes: int, db_homes: int) -> None:
             pg.start()
             try:
                 db_read(pg.dsn, db_homes)
+                db_sweep(pg.dsn, db_homes)
             finally:
                 pg.stop()
     speedup = loop_per_home * homes / max(numpy_s, 1e-9)

@@ -245,3 +245,48 @@ def test_a_home_whose_gateways_are_down_is_unknown_not_inactive(database: Databa
             (LAST + timedelta(hours=9),),
         )
     assert _levels(_run(database, LAST + timedelta(hours=9))) == [(rid, Severity.WATCH)]
+
+
+def _learned(conn: psycopg.Connection[Any], rid: int, watch: list[float]) -> None:
+    """A learned routine with these per-slot watch hours (steps of 2 h, usual 0.5 h)."""
+    conn.execute(
+        """INSERT INTO anbu.baselines (resident_id, learned_at, history_days, grace, watch_h,
+                                       step_h, usual_h, model)
+           VALUES (%s, %s, 30, false, %s, %s, %s, '{}')""",
+        (rid, LAST - timedelta(days=1), watch, [2.0] * 48, [0.5] * 48),
+    )
+
+
+def test_the_sweep_reads_the_learned_level_of_the_slot_the_silence_began_in(
+    database: Database,
+) -> None:
+    """Slot 18 is 09:00-09:30 in Seoul: a silence begun then watches at 2 h, others at 10 h."""
+    watch = [10.0] * 48
+    watch[18] = 2.0
+    seoul_0910 = datetime(2026, 11, 24, 0, 10, tzinfo=UTC)  # 09:10 KST
+    with database.connection() as conn:
+        early = _resident(conn, "early", seoul_0910)
+        late = _resident(conn, "late", seoul_0910 + timedelta(minutes=30))  # 09:40, slot 19
+        _learned(conn, early, watch)
+        _learned(conn, late, watch)
+    assert _run(database, seoul_0910 + timedelta(hours=1, minutes=59)) == []
+    found = _run(database, seoul_0910 + timedelta(hours=2))
+    assert _levels(found) == [(early, Severity.WATCH)]
+    assert found[0].finding.details["rule"] == "learned"
+    assert found[0].finding.reason_ko.startswith("평소 이 시간에는 30분 안에")
+    assert _levels(_run(database, seoul_0910 + timedelta(hours=4))) == [(early, Severity.WARNING)]
+    assert _levels(_run(database, seoul_0910 + timedelta(hours=10, minutes=30))) == [
+        (early, Severity.CRITICAL),
+        (late, Severity.WATCH),
+    ]
+
+
+def test_a_cap_under_an_hour_is_not_lost_to_the_sweeps_prefilter(database: Database) -> None:
+    """The sweep skips homes silent for less than any level can be, caps included."""
+    with database.connection() as conn:
+        frail = _resident(conn, "frail", LAST)
+        _resident(conn, "other", LAST)
+        conn.execute("UPDATE anbu.resident SET watch_h_max = 0.5 WHERE id = %s", (frail,))
+    assert _run(database, LAST + timedelta(minutes=29)) == []
+    assert _levels(_run(database, LAST + timedelta(minutes=30))) == [(frail, Severity.WATCH)]
+    assert _run(database, LAST + timedelta(minutes=45)) == []  # raised once per silence
