@@ -38,7 +38,10 @@ from detectors.health import (
     HomeHealth,
     SensorHealth,
     assess_home,
+    device_silent_after_s,
     gateway_down_since,
+    is_heartbeat,
+    learn_cadence,
     merge,
     silent_after_s,
 )
@@ -122,14 +125,16 @@ def device_health(rows: Sequence[Row], until: float, tz: tzinfo) -> list[Found]:
     """The health sweep (`assess_home`, every minute) over what rows say about the devices.
 
     Each sensor's cadence is learned every night at 03:00 from its readings of the 14 days
-    before (as `learn_cadences`); a gateway (`<gateway>/` of the sensor id, else one per home)
-    was last seen at its sensors' latest reading, as ingest marks it, and is down after 24 h
-    without one. Covers `device_silent`, `gateway_offline` and `unknown_status`; never
-    `battery_low` or `device_offline` (no battery or online flag in rows), no gateway will
-    (status topic), no site incident holding findings back, the resident always active. A
-    finding is raised once per subject and outage, one per kind and sweep (merged), as the
-    sweep stores them. Only the sweeps at which an issue can begin are run (a sensor or gateway
-    passing its threshold, a new cadence at 03:00): the findings of a sweep every minute.
+    before, once they span 7 days (as `learn_cadences`); a gateway (`<gateway>/` of the sensor
+    id, else one per home) was last seen at its sensors' latest reading, as ingest marks it, and
+    is down after 24 h without one. Covers `device_silent`, `gateway_offline` and
+    `unknown_status`; never `battery_low` or `device_offline` (no battery or online flag in
+    rows), no gateway will (status topic), no site incident holding findings back, the resident
+    always active. A finding is raised once per subject and outage, one per kind and sweep
+    (merged), as the sweep stores them. Only the sweeps at which an issue can begin are run (a
+    sensor or gateway passing a threshold, a new cadence at 03:00, and while an event-driven
+    sensor is overdue, each reading that shows someone at home and each entrance-door reading's
+    end of settling): the findings of a sweep every minute.
     """
     policy = HealthPolicy()
     sensors = _sensor_times(rows, until)
@@ -142,13 +147,20 @@ def device_health(rows: Sequence[Row], until: float, tz: tzinfo) -> list[Found]:
     unlearned: dict[str, tuple[float | None, int]] = {n: (None, 0) for n in names}
     cadences = [unlearned, *(_cadences(sensors, m, policy) for m in bounds[1:])]
     ticks: set[float] = set()
+    overdue: list[tuple[F64, F64]] = []  # event-driven sensors past their device threshold
     for k, lo in enumerate(bounds):  # a sensor falls silent: at a sweep, under this cadence
         hi = bounds[k + 1] if k + 1 < len(bounds) else math.inf
         for i, name in enumerate(names):
             t = sensors[name][2]
-            wait = silent_after_s(_sensor(i, name, sensors[name], None, cadences[k]), policy)
-            after = np.floor((t + wait) / SWEEP_S) * SWEEP_S + SWEEP_S
-            ticks.update(_onsets(t, np.maximum(after, _tick(lo)), hi, until))
+            probe = _sensor(i, name, sensors[name], None, cadences[k])
+            device_wait = device_silent_after_s(probe, policy)
+            for wait in {silent_after_s(probe, policy), device_wait}:
+                ticks.update(_onsets(t, np.maximum(_after(t + wait), _tick(lo)), hi, until))
+            if not is_heartbeat(probe.kind, policy):
+                start = np.maximum(_after(t + device_wait), _tick(lo))
+                end = np.minimum(np.append(t[1:], math.inf), hi)
+                overdue.append((start[start < end], end[start < end]))
+    ticks.update(_within(_home_moments(sensors, policy), overdue, until))
     for t in gateways.values():
         ticks.update(_onsets(t, _tick(t + policy.gateway_stale_h * 3600), math.inf, until))
     covered: dict[tuple[str, str], datetime] = {}
@@ -299,8 +311,33 @@ def _cadences(
     out: dict[str, tuple[float | None, int]] = {}
     for name, (_, _, t) in sensors.items():
         w = t[(t >= at - policy.cadence_window_days * 86400.0) & (t < at)]
-        out[name] = (float(np.diff(w).max()) if w.size >= 2 else None, int(w.size))
+        out[name] = learn_cadence(w.tolist(), at, policy)
     return out
+
+
+def _home_moments(sensors: dict[str, tuple[str, str, F64]], policy: HealthPolicy) -> F64:
+    """The sweeps at which the home can become active without a sensor: a presence reading, or
+    the end of settling after an entrance-door reading."""
+    parts = [np.empty(0)]
+    for kind, _, t in sensors.values():
+        if kind in policy.presence_kinds:
+            parts.append(_tick(t))
+        if kind in policy.entrance_kinds:
+            parts.append(_tick(t + policy.settle_h * 3600))
+    return np.unique(np.concatenate(parts))
+
+
+def _within(moments: F64, spans: list[tuple[F64, F64]], until: float) -> list[float]:
+    """The moments by `until` inside any of the intervals [start, end)."""
+    lo = np.concatenate([np.empty(0), *(a for a, _ in spans)])
+    hi = np.concatenate([np.empty(0), *(b for _, b in spans)])
+    if lo.size == 0:
+        return []
+    order = np.argsort(lo, kind="stable")
+    lo, reach = lo[order], np.maximum.accumulate(hi[order])
+    i = np.searchsorted(lo, moments, side="right") - 1
+    inside = (i >= 0) & (reach[np.maximum(i, 0)] > moments) & (moments <= until)
+    return [float(x) for x in moments[inside]]
 
 
 def _sensor(
@@ -321,6 +358,11 @@ def _sensor(
 def _tick(t: F64 | float) -> F64:
     """The first sweep at or after `t`."""
     return np.ceil(np.asarray(t, dtype=np.float64) / SWEEP_S) * SWEEP_S
+
+
+def _after(t: F64) -> F64:
+    """The first sweep strictly after `t`."""
+    return np.floor(t / SWEEP_S) * SWEEP_S + SWEEP_S
 
 
 def _onsets(t: F64, onset: F64, hi: float, until: float) -> list[float]:

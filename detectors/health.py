@@ -4,16 +4,24 @@ Device findings are for the technician (`device_silent`, `device_offline`, `batt
 `gateway_offline`). While a home's data is missing (every gateway down, or every sensor
 silent) the resident is not presumed fine: the home also gets the care finding
 `unknown_status`, which calls the resident. Each sensor's cadence is learned from its own
-history (the longest gap between readings in a window, stored in `anbu.sensor_cadence`);
-without enough history a default per kind applies. Pure and clock-injected: the database side
-is detectors.health_sweep.
+history (the longest gap between readings in a window, stored in `anbu.sensor_cadence`), only
+once that history spans a week (nights, a weekend); until then a default per kind applies.
+
+A device finding means the device probably needs attention. A heartbeat sensor (a plug
+reporting on its own) is silent past its cadence. An event-driven sensor (door, contact,
+motion, appliance) reports only when someone uses it, so its silence is mostly the resident's
+behaviour: it is a device finding only past a floor of its kind, while other sensors show
+that someone is at home and active now, and not right after someone came in (the rooms they
+have not passed yet are not faults). A silence the whole home shares is for care detectors
+and `unknown_status`. Pure and clock-injected: the database side is detectors.health_sweep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from anbu.domain import Severity
@@ -26,10 +34,15 @@ GATEWAY_OFFLINE = "gateway_offline"
 UNKNOWN_STATUS = "unknown_status"
 SUPPRESSING_STATUSES = ("away", "hospital")
 
-KIND_KO = {"door": "현관 문", "motion": "동작", "contact": "접촉", "appliance": "가전",
-           "power": "전력 플러그"}  # fmt: skip
+# what a person calls the device and its place: "현관 문 센서", "bedroom motion sensor"
+KIND_KO = {"door": "문 센서", "motion": "동작 센서", "contact": "접촉 센서",
+           "appliance": "가전 센서", "power": "전력 플러그"}  # fmt: skip
+KIND_EN = {"door": "door sensor", "motion": "motion sensor", "contact": "contact sensor",
+           "appliance": "appliance sensor", "power": "power plug"}  # fmt: skip
 ROOM_KO = {"entrance": "현관", "living": "거실", "kitchen": "부엌", "bedroom": "침실",
            "bathroom": "욕실", "other": "기타"}  # fmt: skip
+ROOM_EN = {"entrance": "entrance", "living": "living room", "kitchen": "kitchen",
+           "bedroom": "bedroom", "bathroom": "bathroom", "other": "other"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +58,23 @@ class HealthPolicy:
     max_silent_h: float = 72.0
     min_cadence_readings: int = 20  # fewer readings in the window: the default of its kind
     cadence_window_days: int = 14
+    min_cadence_days: float = 7.0  # a cadence is learned only from history this long
     # until a sensor's own cadence is learned; plugs that report only on change are common
     default_silent_h: tuple[tuple[str, float], ...] = (
         ("door", 48.0), ("motion", 24.0), ("contact", 48.0), ("appliance", 48.0), ("power", 24.0),
     )  # fmt: skip
+    heartbeat_kinds: tuple[str, ...] = ("power",)  # report on a cadence by themselves
+    # the other kinds report only when used: their silence is a device finding only past
+    # (kind, this once the sensor's own cadence is learned, this until then)
+    event_silent_h: tuple[tuple[str, float, float], ...] = (
+        ("door", 168.0, 168.0), ("motion", 24.0, 72.0), ("contact", 168.0, 168.0),
+        ("appliance", 168.0, 168.0),
+    )  # fmt: skip
+    presence_kinds: tuple[str, ...] = ("motion", "contact", "appliance")  # someone is inside
+    entrance_kinds: tuple[str, ...] = ("door",)  # someone came in or went out
+    active_peers: int = 1  # other presence sensors heard within active_within_h: home active
+    active_within_h: float = 1.0
+    settle_h: float = 6.0  # after the entrance door, the home is not judged for this long
     site: SitePolicy = field(default_factory=SitePolicy)
 
     def __post_init__(self) -> None:
@@ -56,6 +82,10 @@ class HealthPolicy:
             raise ValueError("health policy: 0 < min_silent_h <= max_silent_h")
         if self.silent_factor < 1 or self.gateway_grace_s < 0 or self.gateway_stale_h <= 0:
             raise ValueError("health policy: silent_factor >= 1, grace >= 0, stale > 0")
+        if self.min_cadence_days > self.cadence_window_days or self.min_cadence_days < 0:
+            raise ValueError("health policy: 0 <= min_cadence_days <= cadence_window_days")
+        if self.active_peers < 1 or self.active_within_h <= 0 or self.settle_h < 0:
+            raise ValueError("health policy: active_peers >= 1, active_within_h > 0, settle >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +147,82 @@ class Held:
     why: str
 
 
+def learn_cadence(
+    times: Iterable[float], at: float, policy: HealthPolicy
+) -> tuple[float | None, int]:
+    """(longest gap, readings) of a sensor's reading times (epoch s) in the window before `at`.
+
+    The gap is None until the sensor's history in the window spans `min_cadence_days`: a day or
+    two has not seen a night alone, a weekend or an outing. `learn_cadences` does this in SQL.
+    """
+    lo = at - policy.cadence_window_days * 86400.0
+    w = sorted(t for t in times if lo <= t < at)
+    if len(w) < 2 or at - w[0] < policy.min_cadence_days * 86400.0:
+        return None, len(w)
+    return max(b - a for a, b in pairwise(w)), len(w)
+
+
+def cadence_learned(sensor: SensorHealth, policy: HealthPolicy) -> bool:
+    """Whether the sensor's own cadence is known (else the default of its kind applies)."""
+    return sensor.max_gap_s is not None and sensor.readings >= policy.min_cadence_readings
+
+
 def silent_after_s(sensor: SensorHealth, policy: HealthPolicy) -> float:
-    """Seconds without a reading after which this sensor counts as silent."""
-    if sensor.max_gap_s is not None and sensor.readings >= policy.min_cadence_readings:
+    """Seconds without a reading after which this sensor counts as silent (its data missing)."""
+    if sensor.max_gap_s is not None and cadence_learned(sensor, policy):
         learned = policy.silent_factor * sensor.max_gap_s
         return min(max(learned, policy.min_silent_h * 3600), policy.max_silent_h * 3600)
     return dict(policy.default_silent_h).get(sensor.kind, policy.max_silent_h) * 3600
+
+
+def is_heartbeat(kind: str, policy: HealthPolicy) -> bool:
+    """Whether sensors of this kind report on a cadence by themselves (else only when used)."""
+    return kind in policy.heartbeat_kinds
+
+
+def device_silent_after_s(sensor: SensorHealth, policy: HealthPolicy) -> float:
+    """Seconds without a reading after which the silence may be the device's fault."""
+    own = silent_after_s(sensor, policy)
+    if is_heartbeat(sensor.kind, policy):
+        return own
+    rule = {k: (learned, grace) for k, learned, grace in policy.event_silent_h}
+    learned, grace = rule.get(sensor.kind, (policy.max_silent_h, policy.max_silent_h))
+    return max(own, (learned if cadence_learned(sensor, policy) else grace) * 3600)
+
+
+def home_active_without(
+    sensor: SensorHealth, home: Sequence[SensorHealth], now: datetime, policy: HealthPolicy
+) -> bool:
+    """Someone is at home and active now, seen by other sensors: not just come in the door."""
+    recent = now - timedelta(hours=policy.active_within_h)
+    settled = now - timedelta(hours=policy.settle_h)
+    peers = 0
+    for p in home:
+        if p.sensor_id == sensor.sensor_id or p.last_reading_at is None:
+            continue
+        if p.kind in policy.entrance_kinds and p.last_reading_at > settled:
+            return False  # someone came in (or went out) lately: not every room is passed yet
+        peers += p.kind in policy.presence_kinds and p.last_reading_at >= recent
+    return peers >= policy.active_peers
+
+
+def device_silent(
+    sensor: SensorHealth, home: Sequence[SensorHealth], now: datetime, policy: HealthPolicy
+) -> bool:
+    """Whether the sensor's silence at `now` is a device finding (it probably needs a look)."""
+    if sensor.last_reading_at is None:
+        return False
+    quiet = (now - sensor.last_reading_at).total_seconds()
+    if quiet <= device_silent_after_s(sensor, policy):
+        return False
+    return is_heartbeat(sensor.kind, policy) or home_active_without(sensor, home, now, policy)
+
+
+def sensor_name(kind: str, room: str) -> tuple[str, str]:
+    """What people call the sensor, in Korean and English: "현관 문 센서", "kitchen motion sensor"."""
+    ko = f"{ROOM_KO.get(room, room)} {KIND_KO.get(kind, f'{kind} 센서')}"
+    en = f"{ROOM_EN.get(room, room)} {KIND_EN.get(kind, f'{kind} sensor')}"
+    return _once(ko), _once(en)
 
 
 def gateway_down_since(
@@ -170,7 +270,7 @@ def assess_home(
         )
         if s.online is False:
             issues.append(_sensor_issue(DEVICE_OFFLINE, Severity.WARNING, s, now, policy))
-        elif silent:
+        elif silent and device_silent(s, live, now, policy):
             issues.append(_sensor_issue(DEVICE_SILENT, Severity.WATCH, s, now, policy))
         missing += s.online is False or silent or s.last_reading_at is None
         if s.battery is not None and s.battery < policy.battery_low_pct:
@@ -219,8 +319,7 @@ def _gateway_issue(gateway_id: str, since: datetime, now: datetime) -> HealthIss
 def _sensor_issue(
     kind: str, severity: Severity, s: SensorHealth, now: datetime, policy: HealthPolicy
 ) -> HealthIssue:
-    name_ko = f"{ROOM_KO.get(s.room, s.room)} {KIND_KO.get(s.kind, s.kind)} 센서"
-    name_en = f"{s.room} {s.kind} sensor"
+    name_ko, name_en = sensor_name(s.kind, s.room)
     details: dict[str, Any] = {"sensor_id": s.sensor_id, "gateway": s.gateway_id,
                                "vendor_id": s.vendor_id, "sensor_kind": s.kind}  # fmt: skip
     since = s.last_reading_at or now
@@ -232,11 +331,19 @@ def _sensor_issue(
     elif kind == DEVICE_OFFLINE:
         ko, en = f"{name_ko}가 오프라인입니다", f"{name_en} reports offline"
     else:
-        usual = silent_after_s(s, policy) / 3600
+        usual = device_silent_after_s(s, policy) / 3600
         hours = _hours(now - since)
-        ko = f"{name_ko}가 {hours[0]}째 신호가 없습니다 (평소 최대 {usual:.0f}시간)"
-        en = f"{name_en} silent for {hours[1]} (expected within {usual:.0f} h)"
+        if is_heartbeat(s.kind, policy):
+            ko = f"{name_ko}가 {hours[0]}째 신호가 없습니다 (평소 최대 {usual:.0f}시간)"
+            en = f"{name_en} silent for {hours[1]} (expected within {usual:.0f} h)"
+        else:
+            ko = (f"{name_ko}가 {hours[0]}째 신호가 없습니다 (기준 {usual:.0f}시간). "
+                  "다른 센서로는 집 안 활동이 보입니다")  # fmt: skip
+            en = (f"{name_en} silent for {hours[1]} (threshold {usual:.0f} h) "
+                  "while other sensors show activity at home")  # fmt: skip
         details["silent_after_h"] = round(usual, 2)
+        details["cadence"] = "learned" if cadence_learned(s, policy) else "default"
+        details["rule"] = "cadence" if is_heartbeat(s.kind, policy) else "home_active"
     if s.last_reading_at is not None:
         details["last_reading_at"] = s.last_reading_at.isoformat()
     return HealthIssue(kind, severity, f"sensor:{s.sensor_id}", since, ko, en, details)
@@ -264,6 +371,15 @@ def _unknown_status(
         "No data: status unknown; a check-in call will confirm",
         {"why": why, "last_data_at": since.isoformat()},
     )
+
+
+def _once(name: str) -> str:
+    """A word said twice in a row said once ("현관 현관 문 센서" → "현관 문 센서")."""
+    words: list[str] = []
+    for w in name.split():
+        if not words or words[-1] != w:
+            words.append(w)
+    return " ".join(words)
 
 
 def _hours(delta: timedelta) -> tuple[str, str]:

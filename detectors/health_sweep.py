@@ -6,7 +6,10 @@ threshold or low on battery). Many gateways down at once become one row of `anbu
 and their homes' own `gateway_offline` / `unknown_status` findings are held back (the incident
 records which). A finding is new when no finding of the same resident and kind already names
 the same subject (sensor, gateway, home) since its outage began, as the inactivity sweep does
-for silences. `learn_cadences` (nightly) learns every sensor's longest usual gap.
+for silences. `learn_cadences` (nightly) learns every sensor's longest usual gap, once its
+readings in the window span `min_cadence_days` (as `detectors.health.learn_cadence`). Whether a
+silence is the device's fault is judged by `assess_home` from the home's other sensors, all
+loaded with the home.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ RETURNING id
 """
 _CADENCE = """
 INSERT INTO anbu.sensor_cadence (sensor_id, learned_at, readings, max_gap_s)
-SELECT sensor_id, %(now)s, count(*), max(gap)
-  FROM (SELECT sensor_id,
+SELECT sensor_id, %(now)s, count(*), CASE WHEN min(ts) <= %(spans)s THEN max(gap) END
+  FROM (SELECT sensor_id, ts,
                extract(epoch FROM ts - lag(ts) OVER (PARTITION BY sensor_id ORDER BY ts)) AS gap
           FROM anbu.readings WHERE ts >= %(lo)s AND ts < %(now)s) AS gaps
  GROUP BY sensor_id
@@ -94,9 +97,14 @@ ON CONFLICT (sensor_id) DO UPDATE SET learned_at = excluded.learned_at,
 
 
 def learn_cadences(conn: psycopg.Connection[Any], now: datetime, policy: HealthPolicy) -> int:
-    """Learn each sensor's longest gap between readings over the window before `now`."""
+    """Learn each sensor's longest gap between readings over the window before `now`.
+
+    A sensor whose readings span less than `min_cadence_days` keeps no gap (NULL): the default
+    of its kind applies until its history has seen nights, a weekend and outings.
+    """
     lo = now - timedelta(days=policy.cadence_window_days)
-    return max(conn.execute(_CADENCE, {"now": now, "lo": lo}).rowcount, 0)
+    spans = now - timedelta(days=policy.min_cadence_days)
+    return max(conn.execute(_CADENCE, {"now": now, "lo": lo, "spans": spans}).rowcount, 0)
 
 
 def health_sweep(

@@ -49,6 +49,13 @@ def _state(conn: psycopg.Connection[Any], sid: int, rid: int, last: datetime,
     )
 
 
+def _sensor(conn: psycopg.Connection[Any], n: int, rid: int, vendor: str, kind: SensorKind,
+            room: str, last: datetime) -> int:  # fmt: skip
+    sid = registry.add_sensor(conn, f"gw{n}", vendor, kind, room)
+    _state(conn, sid, rid, last)
+    return sid
+
+
 def _offline(conn: psycopg.Connection[Any], n: int, at: datetime) -> None:
     conn.execute(
         "UPDATE anbu.gateway SET online = false, status_changed_at = %s WHERE id = %s",
@@ -65,9 +72,11 @@ def test_device_findings_once_per_outage(database: Database) -> None:
         ok, _ = _home(conn, 1)
         low, low_sid = _home(conn, 2)
         _state(conn, low_sid, low, NOW - timedelta(minutes=5), battery=8.0)
-        silent, silent_sid = _home(conn, 3)
-        _state(conn, silent_sid, silent, NOW - timedelta(hours=30))
-        down, _ = _home(conn, 4)
+        silent, pir_sid = _home(conn, 3)  # a plug stopped, and nobody moved: both
+        _state(conn, pir_sid, silent, NOW - timedelta(hours=30))
+        silent_sid = _sensor(conn, 3, silent, "plug1", SensorKind.POWER, "kitchen",
+                             NOW - timedelta(hours=30))  # fmt: skip
+        down, down_sid = _home(conn, 4)
         _offline(conn, 4, NOW - timedelta(minutes=20))
     with database.connection() as conn:
         found = health_sweep(conn, NOW, POLICY)
@@ -76,6 +85,9 @@ def test_device_findings_once_per_outage(database: Database) -> None:
         (down, "gateway_offline"), (down, "unknown_status"),
     ]  # fmt: skip
     assert all(f.resident_id != ok for f in found)
+    plug = next(f for f in found if f.finding.kind == "device_silent")
+    assert plug.finding.details["subjects"] == [f"sensor:{silent_sid}"]  # not the still motion
+    assert plug.finding.reason_ko.startswith("부엌 전력 플러그가 30시간째 신호가 없습니다")
     unknown = next(f for f in found if f.finding.kind == "unknown_status")
     assert unknown.finding.reason_en == "No data: status unknown; a check-in call will confirm"
     with database.connection() as conn:  # the same outage: nothing new
@@ -85,7 +97,7 @@ def test_device_findings_once_per_outage(database: Database) -> None:
         assert health_sweep(conn, NOW + timedelta(minutes=3), POLICY) == []
         later = NOW + timedelta(hours=40)
         conn.execute("UPDATE anbu.gateway SET last_seen_at = %s", (later,))
-        for sid in (1, low_sid, 4):  # only the silent home is left to judge
+        for sid in (1, low_sid, down_sid):  # only the silent home is left to judge
             conn.execute("DELETE FROM anbu.sensor_state WHERE sensor_id = %s", (sid,))
         again = health_sweep(conn, later, POLICY)
     assert (silent, "device_silent") in _kinds(again)
@@ -118,25 +130,57 @@ def test_many_gateways_down_at_once_are_one_incident(database: Database) -> None
 
 def test_cadence_is_learned_from_readings(database: Database) -> None:
     with database.connection() as conn:
-        rid, sid = _home(conn, 1)
+        rid, pir = _home(conn, 1)
+        sid = _sensor(conn, 1, rid, "plug1", SensorKind.POWER, "kitchen", NOW - timedelta(hours=6))
+        new = _sensor(conn, 1, rid, "plug2", SensorKind.POWER, "living", NOW - timedelta(hours=6))
         day = NOW.date()
         conn.execute("SELECT anbu.ensure_reading_partitions(%s::date - 15, 16)", (day,))
-        for k in range(40):  # a plug that reports every 3 hours
+        for k in range(70):  # a plug that reports every 3 hours, for almost 9 days
             conn.execute(
                 "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 1)",
                 (NOW - timedelta(hours=3 * (k + 1)), sid),
             )
-        _state(conn, sid, rid, NOW - timedelta(hours=6))
-        assert health_sweep(conn, NOW, POLICY) == []  # 6 h is within the motion default (24 h)
-        assert learn_cadences(conn, NOW, POLICY) == 1
-        row = conn.execute(
-            "SELECT readings, max_gap_s FROM anbu.sensor_cadence WHERE sensor_id = %s", (sid,)
-        ).fetchone()
-        assert row == (40, 3 * 3600.0)
-    with database.connection() as conn:  # learned: silent after 1.5 x 3 h
+        for k in range(24):  # one installed 2 days ago: every 2 hours so far
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 1)",
+                (NOW - timedelta(hours=2 * (k + 3)), new),
+            )
+        assert health_sweep(conn, NOW, POLICY) == []  # 6 h is within the plug default (24 h)
+        assert learn_cadences(conn, NOW, POLICY) == 2
+        rows = conn.execute(
+            "SELECT sensor_id, readings, max_gap_s FROM anbu.sensor_cadence ORDER BY sensor_id"
+        ).fetchall()
+        assert rows == [(sid, 70, 3 * 3600.0), (new, 24, None)]  # 2 days teach no cadence
+    with database.connection() as conn:  # learned: silent after 1.5 x 3 h; the new one waits
         found = health_sweep(conn, NOW + timedelta(minutes=1), POLICY)
-    assert _kinds(found) == [(rid, "device_silent"), (rid, "unknown_status")]
-    assert "평소 최대 4시간" in found[0].finding.reason_ko or "4.5" in str(found[0].finding.details)
+    assert _kinds(found) == [(rid, "device_silent")]  # the motion sensor is live: not unknown
+    assert found[0].finding.details["subjects"] == [f"sensor:{sid}"]
+    assert "평소 최대 4시간" in found[0].finding.reason_ko
+    assert found[0].finding.details["silent_after_h"] == 4.5
+    assert pir != sid
+
+
+def test_a_quiet_sensor_is_a_device_finding_only_while_the_home_is_active(
+    database: Database,
+) -> None:
+    with database.connection() as conn:
+        rid, _ = _home(conn, 1)  # living-room motion 5 min ago: someone is at home
+        kitchen = _sensor(conn, 1, rid, "pir2", SensorKind.MOTION, "kitchen",
+                          NOW - timedelta(hours=30))  # fmt: skip
+        door = _sensor(conn, 1, rid, "door1", SensorKind.DOOR, "entrance",
+                       NOW - timedelta(days=3))  # fmt: skip
+        for s in (kitchen, door):  # weeks of history: the kitchen is never 10 h without motion
+            conn.execute(
+                """INSERT INTO anbu.sensor_cadence (sensor_id, learned_at, readings, max_gap_s)
+                   VALUES (%s, %s, 500, %s)""",
+                (s, NOW - timedelta(hours=1), 10 * 3600.0),
+            )
+        found = health_sweep(conn, NOW, POLICY)
+    assert _kinds(found) == [(rid, "device_silent")]
+    details = found[0].finding.details
+    assert details["subjects"] == [f"sensor:{kitchen}"]  # a door unused for 3 days is not
+    assert found[0].finding.reason_ko.startswith("부엌 동작 센서가 30시간째 신호가 없습니다")
+    assert details["rule"] == "home_active" and details["cadence"] == "learned"
 
 
 def test_review_jobs_store_one_finding_per_night(database: Database) -> None:
