@@ -22,6 +22,7 @@ class Event(enum.StrEnum):
     ACK_OVERDUE = "ack_overdue"
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
+    ABSENCE_RECORDED = "absence_recorded"  # a care manager set away / hospital: the cause is known
 
 
 class IllegalTransition(Exception):
@@ -52,6 +53,7 @@ TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
     (S.ACKNOWLEDGED, Event.RESOLVE): S.RESOLVED,
     (S.ESCALATED, Event.RESOLVE): S.RESOLVED,
     **{(state, Event.SEVERITY_RAISED): state for state in _OPEN_STATES},
+    **{(state, Event.ABSENCE_RECORDED): S.RESOLVED for state in _OPEN_STATES},
 }
 
 

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from alerts import absence
+from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
 from alerts.policy import (
@@ -52,22 +54,6 @@ class IncomingFinding:
     finding_id: int
     resident_id: int
     finding: Finding
-
-
-def _record(
-    conn: psycopg.Connection[Any],
-    alert_id: int,
-    now: datetime,
-    actor: str,
-    from_state: AlertState | None,
-    to_state: AlertState,
-    reason: str,
-) -> None:
-    conn.execute(
-        """INSERT INTO anbu.alert_events (alert_id, at, actor, from_state, to_state, reason)
-           VALUES (%s, %s, %s, %s, %s, %s)""",
-        (alert_id, now, actor, from_state.value if from_state else None, to_state.value, reason),
-    )
 
 
 class AlertService:
@@ -121,7 +107,7 @@ class AlertService:
         if row is not None:
             alert_id = int(row[0])
             why = f.reason_ko if route.call_resident else f"{route.label_ko}: {f.reason_ko}"
-            _record(conn, alert_id, now, "system", None, AlertState.OPEN, why)
+            record_event(conn, alert_id, now, "system", None, AlertState.OPEN, why)
             log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
             return alert_id
         current = conn.execute(
@@ -146,7 +132,7 @@ class AlertService:
             conn.execute(
                 "UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (now, alert_id)
             )
-        _record(
+        record_event(
             conn, alert_id, now, "system", state, state,
             f"단계 상향 {old.korean} → {f.severity.korean}: {f.reason_ko}",
         )  # fmt: skip
@@ -162,7 +148,8 @@ class AlertService:
                 now = self.clock.now()
                 alert = cur.execute(
                     """SELECT a.*, c.outcome AS call_outcome, r.dong_code, r.home,
-                              r.quiet_start, r.quiet_end
+                              r.quiet_start, r.quiet_end, r.status AS resident_status,
+                              r.status_until
                        FROM anbu.alerts a
                        JOIN anbu.resident r ON r.id = a.resident_id
                        LEFT JOIN anbu.calls c ON c.id = a.last_call_id
@@ -183,7 +170,12 @@ class AlertService:
     def _advance(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
         state = AlertState(a["state"])
         route = route_for(a["kind"])
-        if state is AlertState.OPEN and route.escalate_now:
+        may_call = state in (AlertState.OPEN, AlertState.CALLING)
+        if may_call and not a["awaiting_call"] and self._absence_explains(a, now):
+            # away or in hospital, set without closing this alert: call nobody, close it now
+            absence.close(conn, a["id"], state, a["resident_status"], a["status_until"], now,
+                          self.tz, actor="system", resolved_by=None)  # fmt: skip
+        elif state is AlertState.OPEN and route.escalate_now:
             to = next_state(state, Event.RESIDENT_NEEDS_HELP)
             critical = Severity.parse(a["severity"]) is Severity.CRITICAL
             level = TOP_LEVEL if critical else 0
@@ -210,8 +202,8 @@ class AlertService:
                 (hold_until, now, a["id"]),
             )
             local = hold_until.astimezone(self.tz)
-            _record(conn, a["id"], now, "system", state, state,
-                    f"조용한 시간이라 {local:%H:%M}까지 안부전화를 미룹니다")  # fmt: skip
+            record_event(conn, a["id"], now, "system", state, state,
+                         f"조용한 시간이라 {local:%H:%M}까지 안부전화를 미룹니다")  # fmt: skip
             return
         attempt = int(a["call_attempts"]) + 1
         call_id = self.telephony.place_check_in(a["resident_id"], a["id"], attempt)
@@ -221,7 +213,7 @@ class AlertService:
                    awaiting_call = true, next_action_at = %s, updated_at = %s WHERE id = %s""",
             (to.value, attempt, call_id, now + self.policy.call_watchdog, now, a["id"]),
         )
-        _record(conn, a["id"], now, "system", state, to, f"안부전화 {attempt}회차 발신")
+        record_event(conn, a["id"], now, "system", state, to, f"안부전화 {attempt}회차 발신")
         log.info("check-in call placed", extra={"alert_id": a["id"], "attempt": attempt})
 
     def _after_call(
@@ -242,7 +234,12 @@ class AlertService:
                        resolved_at = %s, outcome = 'resident_ok', updated_at = %s WHERE id = %s""",
                 (to.value, now, now, a["id"]),
             )
-            _record(conn, a["id"], now, "resident", state, to, said)
+            record_event(conn, a["id"], now, "resident", state, to, said)
+            return
+        if meaning == "unanswered" and self._absence_explains(a, now):
+            # the call was ringing when a care manager recorded the absence: no retry, close
+            absence.close(conn, a["id"], state, a["resident_status"], a["status_until"], now,
+                          self.tz, actor="system", resolved_by=None, call=said)  # fmt: skip
             return
         action, level = after_call(outcome, int(a["call_attempts"]), self.policy)
         if action == "escalate":  # help/unwell at once, emergency at the top; else retries spent
@@ -258,7 +255,13 @@ class AlertService:
             (now + self.policy.retry_interval, now, a["id"]),
         )
         minutes = int(self.policy.retry_interval.total_seconds() // 60)
-        _record(conn, a["id"], now, "system", state, to, f"{said} — {minutes}분 뒤 다시 전화")
+        record_event(conn, a["id"], now, "system", state, to, f"{said} — {minutes}분 뒤 다시 전화")
+
+    def _absence_explains(self, a: dict[str, Any], now: datetime) -> bool:
+        """The resident is away or in hospital, and that explains this alert's kind."""
+        return absence.absent(
+            a["resident_status"], a["status_until"], now
+        ) and absence.explained_by_absence(a["kind"])
 
     def _climb(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
         state = AlertState.ESCALATED
@@ -286,7 +289,7 @@ class AlertService:
                    next_action_at = %s, updated_at = %s WHERE id = %s""",
             (to.value, level, now + self.policy.ack_timeout, now, a["id"]),
         )
-        _record(conn, a["id"], now, "system", state, to, reason)
+        record_event(conn, a["id"], now, "system", state, to, reason)
         self._notify(conn, a, step.roles, now, reason, level)
 
     def _notify(
@@ -366,7 +369,7 @@ class AlertService:
                 (to.value, care_manager_id, now, now, alert_id),
             )
             reason = "담당자 확인" + (f": {note}" if note else "")
-            _record(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+            record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
 
     def resolve(
         self, alert_id: int, care_manager_id: int, dong_code: str, outcome: str, note: str = ""
@@ -385,4 +388,4 @@ class AlertService:
                 (to.value, care_manager_id, now, outcome, now, alert_id),
             )
             reason = f"종결: {RESOLUTION_OUTCOMES[outcome][0]}" + (f" — {note}" if note else "")
-            _record(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+            record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)

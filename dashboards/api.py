@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
-from alerts import queries
+from alerts import absence, queries
 from anbu import registry
 from dashboards import residents
 from dashboards.auth import CareManager
@@ -198,13 +198,20 @@ def api_router() -> APIRouter:
     def set_status(
         resident_id: int, body: StatusIn, manager: Manager, deps: AppDeps
     ) -> ResidentOut:
-        """Active, or away / hospital until an end date: inactivity alerts pause until then."""
+        """Active, or away / hospital until an end date: inactivity alerts pause until then.
+
+        Away / hospital also closes, in the same transaction, the open alerts the absence
+        explains (inactivity, not up, not back, night activity, unknown status, unreached
+        check-ins) and cancels their calls still waiting to be dialled; a help request or any
+        other answer of the resident stays open. Back to active reopens nothing.
+        """
         until = local_moment(body.until, deps.settings.timezone)
         return _change(
             deps, manager, resident_id,
-            lambda conn, now: registry.set_status(
-                conn, resident_id, body.status, until, manager.id, now=now
-            ),
+            lambda conn, now: absence.set_status(
+                conn, resident_id, body.status, until, manager.id,
+                now=now, timezone=deps.settings.timezone,
+            ).changed,
         )  # fmt: skip
 
     @router.post(

@@ -76,9 +76,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "none": ("없음", "none"),
     "status_help": (
         f"부재·입원은 종료 예정 시각이 필요합니다 (최대 {STATUS_MAX_DAYS}일). "
-        "그때까지 무활동 알림이 중지되고, 지나면 저절로 다시 감시합니다.",
+        "그때까지 무활동 알림이 중지되고, 지나면 저절로 다시 감시합니다. "
+        "열려 있던 무활동 알림은 종결되고 대기 중인 안부전화는 취소됩니다 "
+        "(도움 요청은 그대로 남습니다).",
         f"Away and hospital need an end (at most {STATUS_MAX_DAYS} days ahead): inactivity "
-        "alerts pause until then and resume by themselves afterwards.",
+        "alerts pause until then and resume by themselves afterwards. Open inactivity alerts "
+        "are closed and their waiting check-in calls cancelled (help requests stay open).",
     ),
     "resident_not_found": ("대상자를 찾을 수 없습니다.", "Resident not found."),
     "invalid_input": (

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from alerts import queries
+from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
 from anbu import registry
@@ -212,10 +212,11 @@ def pages_router() -> APIRouter:
             moment = (
                 None if status == "active" else parse_local_input(until, deps.settings.timezone)
             )
-            with deps.db.connection() as conn:
-                registry.set_status(
-                    conn, resident_id, status, moment, manager.id, now=deps.clock.now()
-                )
+            with deps.db.connection() as conn:  # the status and the alerts it closes: one commit
+                absence.set_status(
+                    conn, resident_id, status, moment, manager.id,
+                    now=deps.clock.now(), timezone=deps.settings.timezone,
+                )  # fmt: skip
         except InvalidChange as exc:
             return _residents_page(
                 request, deps, lang, manager,

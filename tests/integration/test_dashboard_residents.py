@@ -407,3 +407,55 @@ def test_the_page_gives_another_dong_404_and_changes_nothing(
     assert RESIDENT_NAME not in response.text
     assert _settings(database, town.resident_id) == UNTOUCHED
     assert TestClient(town.app).get("/residents", follow_redirects=False).status_code == 303
+
+
+def test_away_through_the_form_closes_the_open_inactivity_alert_but_not_a_help_request(
+    town: Town, database: Database, resident_b: int
+) -> None:
+    from tests.integration.dashboard_support import seed_alert
+
+    clock = town.app.state.deps.clock
+    help_request = seed_alert(database, clock, town.resident_id, "help_request")
+    elsewhere = seed_alert(database, clock, resident_b, "inactivity")  # dong B's, untouched
+    client = TestClient(town.app)
+    login_page(client, town.username_a, PASSWORD_A)
+    assert f'href="/alerts/{town.alert_id}"' in client.get("/alerts").text
+    html = client.get("/residents").text
+    assert "열려 있던 무활동 알림은 종결되고" in html  # the page says what setting away does
+
+    response = client.post(
+        f"/residents/{town.resident_id}/status",
+        data={"csrf_token": csrf_of(html), "status": "away", "until": "2026-11-23T18:00"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    listing = client.get("/alerts").text
+    assert f'href="/alerts/{town.alert_id}"' not in listing
+    assert f'href="/alerts/{help_request}"' in listing
+    detail = client.get(f"/alerts/{town.alert_id}").text
+    assert "2026-11-23 18:00까지 부재로 상태를 바꿈: 종결" in detail
+    assert "status set to away by care manager until 2026-11-23 18:00 KST: closed" in detail
+    with database.connection() as conn:
+        states = dict(
+            conn.execute(
+                "SELECT id, state || ':' || coalesce(outcome, '') FROM anbu.alerts"
+            ).fetchall()
+        )
+    assert states == {
+        town.alert_id: "resolved:away",
+        help_request: "open:",
+        elsewhere: "open:",
+    }
+
+    # Back to active from the same form: nothing reopens.
+    response = client.post(
+        f"/residents/{town.resident_id}/status",
+        data={"csrf_token": csrf_of(html), "status": "active", "until": ""},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    with database.connection() as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM anbu.alerts WHERE state <> 'resolved'"
+        ).fetchone() or (None,)
+    assert count == 2
