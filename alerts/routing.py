@@ -22,7 +22,8 @@ class Route:
 # Kinds are matched by prefix, first match wins. Device, site and routine findings are for
 # the technician or the weekly review: they show on the dashboard and never ring a resident.
 # "Not up" and "not back" are gentler care findings (watch, then warning): a check-in call
-# like inactivity's, held through quiet hours, the care manager only if it goes unanswered.
+# like inactivity's, held through quiet hours, the care manager only if it goes unanswered;
+# so is a long stay in the bathroom (watch; inactivity's own levels follow if it goes on).
 ROUTES: tuple[tuple[str, Route], ...] = (
     ("help_request", Route(False, "주민 도움 요청", "resident asked for help", True)),
     ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
@@ -41,6 +42,7 @@ ROUTES: tuple[tuple[str, Route], ...] = (
     ("night", Route(False, "야간 활동 검토", "night activity review")),
     ("not_up", Route(True, "기상 확인", "not up this morning")),
     ("not_back", Route(True, "외출 후 미귀가 확인", "not back from an outing")),
+    ("bathroom", Route(True, "욕실 장시간 머묾 확인", "long stay in the bathroom")),
     ("", Route(True, "안부 확인", "check on the resident")),
 )
 

@@ -117,14 +117,29 @@ def crossings(
             f"none for {_hours_en(s)}"
         )
         found.append(Crossing(start + s, INACTIVITY, severity, ko, en, "learned"))
-    if room_is_bathroom and not math.isnan(baseline.bathroom_h[0]):
-        s = max(policy.min_h, baseline.bathroom_h[0]) * HOUR
-        if start + s < found[0].at:
-            ko = f"화장실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
-            en = f"No activity for {_hours_en(s)} since the bathroom (longer than usual)"
-            found.append(Crossing(start + s, BATHROOM, Severity.WATCH, ko, en, "learned"))
+    if room_is_bathroom:
+        bath = bathroom_crossing(baseline, start, found[0].at, policy)
+        if bath is not None:
+            found.append(bath)
     found.sort(key=lambda c: c.at)
     return found
+
+
+def bathroom_crossing(
+    baseline: Baseline, start: float, first_level_at: float, policy: RoutinePolicy
+) -> Crossing | None:
+    """A silence that began in the bathroom, where the home's bathroom silences are short:
+    its own finding at the learned bathroom watch, when that comes before the silence's first
+    inactivity level (`first_level_at`, epoch s). The offline replay and the live sweep ask this.
+    """
+    if math.isnan(baseline.bathroom_h[0]):
+        return None
+    s = max(policy.min_h, baseline.bathroom_h[0]) * HOUR
+    if start + s >= first_level_at:
+        return None
+    ko = f"화장실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
+    en = f"No activity for {_hours_en(s)} since the bathroom (longer than usual)"
+    return Crossing(start + s, BATHROOM, Severity.WATCH, ko, en, "learned")
 
 
 def _fixed(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> list[Crossing]:

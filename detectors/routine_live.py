@@ -1,18 +1,20 @@
-"""The live sweep's two routine questions at one moment: not back from an outing, not up yet.
+"""The live sweep's routine questions at one moment: not back from an outing, not up yet, a long
+stay in the bathroom.
 
 Pure and clock-injected, like the scorers it asks: the rules are detectors.routine's
-(`not_back`, `not_up`), the ones the offline replay uses; this module only says which of
+(`not_back`, `not_up`, `bathroom_crossing`), the ones the offline replay uses; this module only says which of
 their findings is due at `now` for one home's running silence, and since when it counts
 (the key that keeps the sweep from raising it twice). The database side is detectors.sweep.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 from detectors.learning import HOUR, SLOT_S, Baseline, LearningPolicy
-from detectors.routine import Crossing, RoutinePolicy, not_back, not_up
+from detectors.routine import Crossing, RoutinePolicy, bathroom_crossing, not_back, not_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,25 @@ def due_not_back(
     """The highest "not back" level an outing that began at `start` has reached by `now`."""
     reached = [c for c in not_back(baseline, start, policy) if c.at <= now]
     return Due(start, reached[-1]) if reached else None
+
+
+def due_bathroom(
+    baseline: Baseline | None,
+    start: float,
+    now: float,
+    watch_h: float,
+    step_h: float,
+    policy: RoutinePolicy,
+) -> Due | None:
+    """A silence that began in the bathroom at `start`, past the home's bathroom watch by `now`
+    and before its first inactivity level (from the start slot's learned `watch_h`, `step_h`)."""
+    if baseline is None or baseline.grace or math.isnan(watch_h):
+        return None
+    first = start + policy.levels(watch_h, step_h)[0] * HOUR
+    crossing = bathroom_crossing(baseline, start, first, policy)
+    if crossing is None or crossing.at > now:
+        return None
+    return Due(start, crossing)
 
 
 def due_not_up(

@@ -8,7 +8,9 @@ values of the slot its silence began in, never the whole routine; levels are the
 pass, and only levels not yet raised in their silence become findings. A silence that began
 with the entrance door (the door is the latest activity, no motion after it) is an outing and raises no inactivity: it is
 judged by "not back" (detectors.routine's rule, the offline replay's). Each morning a home with
-a learned routine and nothing since the night's anchor, past its usual wake time, is "not up".
+a learned routine and nothing since the night's anchor, past its usual wake time, is "not up";
+a silence that began in the bathroom of a home whose bathroom silences are short is a
+"bathroom long stay" at the learned bathroom watch, ahead of its first inactivity level.
 A finding is new when no finding of the same resident, kind and severity was raised at or
 after the start of what it is about (the home's last activity, i.e. within the current
 silence; for "not up", the night's anchor). Sweeps are serialised by a transaction-level
@@ -40,7 +42,7 @@ from detectors.inactivity import (
 from detectors.learning import Baseline
 from detectors.levels import learned_levels
 from detectors.routine import RoutinePolicy
-from detectors.routine_live import Due, due_not_back, due_not_up, morning_bound
+from detectors.routine_live import Due, due_bathroom, due_not_back, due_not_up, morning_bound
 
 SWEEP_LOCK = 7_470_302  # advisory lock key: one inactivity sweep at a time
 SUPPRESSING_STATUSES = ("away", "hospital")
@@ -67,6 +69,7 @@ WITH h AS (
 SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
        a.last_door_at >= a.last_activity_at
          AND (a.last_motion_at IS NULL OR a.last_motion_at < a.last_door_at) AS gone_out,
+       a.last_room = 'bathroom' AS in_bathroom,
        b.watch_h, b.step_h, b.usual_h, r.watch_h_max, r.warning_h_max, r.critical_h_max,
        r.status IN ('away', 'hospital') AND r.status_until > %(now)s AS held,
        CASE WHEN r.status IN ('away', 'hospital') AND r.status_until IS NOT NULL
@@ -88,7 +91,7 @@ SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
        CASE WHEN array_length(h.watch_h, 1) = 48 THEN h.watch_h[k.slot] END,
        CASE WHEN array_length(h.step_h, 1) = 48 THEN h.step_h[k.slot] END,
        CASE WHEN array_length(h.usual_h, 1) = 48 THEN h.usual_h[k.slot] END,
-       h.watch_h_max, h.warning_h_max, h.critical_h_max
+       h.watch_h_max, h.warning_h_max, h.critical_h_max, h.in_bathroom
   FROM h, LATERAL (SELECT 1 + floor(mod(extract(epoch FROM h.start) + %(offset_s)s::numeric, 86400)
                                     / 1800)::int AS slot) k
  WHERE h.start <= %(now)s - make_interval(secs => 3600 * LEAST(%(earliest_h)s, h.watch_h_max,
@@ -127,7 +130,8 @@ RETURNING id, resident_id, kind
 # may be due one (out long enough, or silent since before the night): never the whole model.
 _ROUTINES = """
 SELECT resident_id, learned_at, history_days, grace, (model->>'anchor_slot')::int,
-       (model->>'wake_h')::float8, (model->'out_h'->>0)::float8
+       (model->>'wake_h')::float8, (model->'out_h'->>0)::float8,
+       (model->'bathroom_h'->>0)::float8
   FROM anbu.baselines WHERE resident_id = ANY(%s)
 """
 
@@ -140,6 +144,7 @@ class _Silence:
     home: str
     start: datetime  # what counts (a status change may have moved it past the last activity)
     held: tuple[str, datetime] | None  # the away / hospital status holding findings back
+    levels: tuple[float, float] = (math.nan, math.nan)  # the start slot's learned watch, step
 
 
 @dataclass(slots=True)
@@ -178,12 +183,13 @@ def sweep(
     params = {
         "now": now,
         "offset_s": offset.total_seconds() if offset else 0.0,
-        "earliest_h": min(MIN_LEVEL_H, policy.watch_hours),
+        "earliest_h": min(MIN_LEVEL_H, policy.watch_hours, routine.min_h),
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
     }
     t = _Homes()
     outings: list[_Silence] = []
     mornings: list[_Silence] = []
+    bathrooms: list[_Silence] = []
     for row in conn.execute(_HOMES, params):
         resident_id, home, status, status_until, held, start, start_s, gone_out, learned = row[:9]
         hold = (str(status), status_until) if held else None
@@ -194,6 +200,8 @@ def sweep(
             continue  # out: the door closed behind the resident; not back, never inactivity
         if learned and morning is not None and start_s < morning:
             mornings.append(silence)
+        if learned and row[15] and row[9] is not None:
+            bathrooms.append(replace(silence, levels=(float(row[9]), _hours(row[10]))))
         if hold is not None:  # suppressed: scored all the same, to record what it held back
             t.held[len(t.ids)] = hold
         t.ids.append(silence.resident_id)
@@ -207,8 +215,8 @@ def sweep(
     found: list[tuple[int, Finding, datetime]] = []
     if t.ids:
         found += _inactivity(conn, now, policy, t)
-    if outings or mornings:
-        found += _routine_checks(conn, now, routine, tz, outings, mornings)
+    if outings or mornings or bathrooms:
+        found += _routine_checks(conn, now, routine, tz, outings, mornings, bathrooms)
     return _store(conn, now, found)
 
 
@@ -268,12 +276,14 @@ def _routine_checks(
     tz: ZoneInfo,
     outings: list[_Silence],
     mornings: list[_Silence],
+    bathrooms: list[_Silence],
 ) -> list[tuple[int, Finding, datetime]]:
-    """ "Not back" for homes out long enough, "not up" for homes silent since before the night.
+    """ "Not back" for homes out long enough, "not up" for homes silent since before the night,
+    a long stay for homes whose silence began in the bathroom.
 
     Whatever an away or hospital status holds back is recorded in `anbu.suppressions`.
     """
-    baselines = _baselines(conn, [s.resident_id for s in outings + mornings])
+    baselines = _baselines(conn, [s.resident_id for s in outings + mornings + bathrooms])
     t = now.timestamp()
     due: list[tuple[_Silence, Due]] = []
     for s in outings:
@@ -282,6 +292,11 @@ def _routine_checks(
             due.append((s, d))
     for s in mornings:
         d = due_not_up(baselines.get(s.resident_id), s.start.timestamp(), t, tz, policy)
+        if d is not None:
+            due.append((s, d))
+    for s in bathrooms:
+        b = baselines.get(s.resident_id)
+        d = due_bathroom(b, s.start.timestamp(), t, s.levels[0], s.levels[1], policy)
         if d is not None:
             due.append((s, d))
     kept = [(s, d) for s, d in due if s.held is not None]
@@ -317,12 +332,14 @@ def _routine_checks(
 def _baselines(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, Baseline]:
     """The routine fields of these homes' baselines (a home without one is absent)."""
     out: dict[int, Baseline] = {}
-    for rid, learned_at, days, grace, anchor, wake, longest_out in conn.execute(_ROUTINES, (ids,)):
+    for row in conn.execute(_ROUTINES, (ids,)):
+        rid, learned_at, days, grace, anchor, wake, longest_out, bathroom = row
         out[int(rid)] = Baseline(
             learned_at=learned_at.timestamp(),
             history_days=float(days),
             grace=bool(grace),
             out_h=(_hours(longest_out), float("nan")),
+            bathroom_h=(_hours(bathroom), float("nan")),
             anchor_slot=8 if anchor is None else int(anchor),
             wake_h=_hours(wake),
         )

@@ -45,9 +45,15 @@ def _activity(
     )
 
 
-def _baseline(conn: psycopg.Connection[Any], rid: int, longest_out_h: float = 4.0) -> None:
+def _baseline(
+    conn: psycopg.Connection[Any],
+    rid: int,
+    longest_out_h: float = 4.0,
+    bathroom_h: float = float("nan"),
+) -> None:
     """A learned routine as the nightly job stores it: watch at 12 h all day, up by 07:30."""
     b = Baseline(
+        bathroom_h=(bathroom_h, 0.5),
         learned_at=(NIGHT - timedelta(hours=20)).timestamp(),
         history_days=30.0,
         grace=False,
@@ -209,3 +215,43 @@ def test_away_and_hospital_hold_both_back_and_record_it(database: Database) -> N
     ]
     assert _run(database, out + timedelta(hours=50)) == []  # recorded once per level
     assert len(_suppressed(database)) == len(set(_suppressed(database)))
+
+
+def _in_room(conn: psycopg.Connection[Any], rid: int, at: datetime, room: str) -> None:
+    conn.execute(
+        """INSERT INTO anbu.home_activity (resident_id, last_activity_at, last_motion_at, last_room)
+           VALUES (%s, %s, %s, %s)""",
+        (rid, at, at, room),
+    )
+
+
+def test_a_long_stay_in_the_bathroom_is_raised_live_ahead_of_inactivity(
+    database: Database,
+) -> None:
+    """Bathroom silences of this home end within 0.8 h: one begun there is a finding at the
+    1 h floor, once, then inactivity at the home's 12 h watch; elsewhere, or where bathroom
+    silences are not learned short, only inactivity."""
+    went_in = datetime(2026, 11, 24, 14, 0, tzinfo=SEOUL)
+    with database.connection() as conn:
+        bath = _resident(conn, "bath")
+        kitchen = _resident(conn, "kitchen")
+        unlearned = _resident(conn, "unlearned")
+        _baseline(conn, bath, bathroom_h=0.8)
+        _baseline(conn, kitchen, bathroom_h=0.8)
+        _baseline(conn, unlearned)
+        _in_room(conn, bath, went_in, "bathroom")
+        _in_room(conn, kitchen, went_in, "kitchen")
+        _in_room(conn, unlearned, went_in, "bathroom")
+    assert _run(database, went_in + timedelta(minutes=59)) == []
+    assert _run(database, went_in + timedelta(hours=1)) == [("bath", "bathroom_long_stay", "watch")]
+    assert _run(database, went_in + timedelta(hours=2)) == []  # once per silence
+    assert _run(database, went_in + timedelta(hours=12)) == [
+        ("bath", "inactivity", "watch"),
+        ("kitchen", "inactivity", "watch"),
+        ("unlearned", "inactivity", "watch"),
+    ]
+    with database.connection() as conn:
+        reason = conn.execute(
+            "SELECT reason_ko FROM anbu.findings WHERE kind = 'bathroom_long_stay'"
+        ).fetchone()
+    assert reason == ("화장실에서 1시간째 움직임이 없습니다 (평소보다 깁니다)",)

@@ -28,7 +28,11 @@ def test_care_kinds_call_the_resident_and_device_kinds_never_do() -> None:
 
 
 def test_not_up_and_not_back_are_gentle_check_in_calls() -> None:
-    for kind, label in (("not_up", "기상 확인"), ("not_back", "외출 후 미귀가 확인")):
+    for kind, label in (
+        ("not_up", "기상 확인"),
+        ("not_back", "외출 후 미귀가 확인"),
+        ("bathroom_long_stay", "욕실 장시간 머묾 확인"),
+    ):
         route = route_for(kind)
         assert route.call_resident and not route.escalate_now and route.label_ko == label
     assert route_for("night_activity").label_ko == "야간 활동 검토"  # "n" kinds stay apart
