@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -36,13 +37,42 @@ SELECT min(r.ts) FROM anbu.readings r JOIN anbu.sensor s ON s.id = r.sensor_id
 """
 _UPSERT = """
 INSERT INTO anbu.baselines
-       (resident_id, learned_at, history_days, grace, watch_h, step_h, usual_h, model)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+       (resident_id, learned_at, history_days, grace, watch_h, step_h, usual_h, model,
+        anchor_slot, wake_h, out_h, bathroom_h)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (resident_id) DO UPDATE SET learned_at = excluded.learned_at,
        history_days = excluded.history_days, grace = excluded.grace,
        watch_h = excluded.watch_h, step_h = excluded.step_h, usual_h = excluded.usual_h,
-       model = excluded.model
+       model = excluded.model, anchor_slot = excluded.anchor_slot, wake_h = excluded.wake_h,
+       out_h = excluded.out_h, bathroom_h = excluded.bathroom_h
 """
+
+
+def store_baseline(
+    conn: psycopg.Connection[Any], resident_id: int, learned_at: datetime, baseline: Baseline
+) -> None:
+    """Store a home's baseline: the whole model, and the columns the live sweep reads."""
+    conn.execute(
+        _UPSERT,
+        (
+            resident_id,
+            learned_at,
+            baseline.history_days,
+            baseline.grace,
+            list(baseline.watch_h) or None,
+            list(baseline.step_h) or None,
+            list(baseline.usual_h) or None,
+            json.dumps(baseline.to_json()),
+            baseline.anchor_slot,
+            _or_none(baseline.wake_h),
+            _or_none(baseline.out_h[0]),
+            _or_none(baseline.bathroom_h[0]),
+        ),
+    )
+
+
+def _or_none(v: float) -> float | None:
+    return None if math.isnan(v) else v
 
 
 def home_rows(
@@ -68,19 +98,7 @@ def learn_home(
         ev = replace(ev, first_t=first[0].timestamp())
     baseline = learn(ev, now.timestamp(), tz, policy)
     _mark_automatic(conn, resident_id, baseline)
-    conn.execute(
-        _UPSERT,
-        (
-            resident_id,
-            now,
-            baseline.history_days,
-            baseline.grace,
-            list(baseline.watch_h) or None,
-            list(baseline.step_h) or None,
-            list(baseline.usual_h) or None,
-            json.dumps(baseline.to_json()),
-        ),
-    )
+    store_baseline(conn, resident_id, now, baseline)
     return baseline
 
 

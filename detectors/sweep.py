@@ -126,12 +126,10 @@ SELECT n.resident_id, n.kind, n.severity, %(now)s, n.reason_ko, n.reason_en, n.d
 ON CONFLICT (resident_id, kind, severity, raised_at) DO NOTHING
 RETURNING id, resident_id, kind
 """
-# The few fields of a learned routine that "not back" and "not up" read, for the homes that
-# may be due one (out long enough, or silent since before the night): never the whole model.
+# The few fields of a learned routine that "not back", "not up" and the bathroom check read,
+# for the homes that may be due one, from their own columns: never the whole model.
 _ROUTINES = """
-SELECT resident_id, learned_at, history_days, grace, (model->>'anchor_slot')::int,
-       (model->>'wake_h')::float8, (model->'out_h'->>0)::float8,
-       (model->'bathroom_h'->>0)::float8
+SELECT resident_id, learned_at, history_days, grace, anchor_slot, wake_h, out_h, bathroom_h
   FROM anbu.baselines WHERE resident_id = ANY(%s)
 """
 

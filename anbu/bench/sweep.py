@@ -140,11 +140,56 @@ def db_sweep(conninfo: str, homes: int) -> tuple[float, float]:
         again = sweep(conn, now + timedelta(minutes=1), policy)
         conn.commit()
         next_s = time.perf_counter() - began
+        routines_read(conn)
     print(
         f"db sweep: homes={homes} first_seconds={first_s:.2f} findings={len(first)} "
         f"next_minute_seconds={next_s:.2f} findings={len(again)}"
     )
     return first_s, next_s
+
+
+# What the routine checks read before anbu.baselines had columns for it: fields of the model.
+_FROM_MODEL = """
+SELECT resident_id, learned_at, history_days, grace, (model->>'anchor_slot')::int,
+       (model->>'wake_h')::float8, (model->'out_h'->>0)::float8, (model->'bathroom_h'->>0)::float8
+  FROM anbu.baselines WHERE resident_id = ANY(%s)
+"""
+
+
+def routines_read(conn: Any) -> tuple[float, float]:
+    """Seconds to read the routine checks' fields for every learned home: from each home's whole
+    model (a real-sized document, 12 sensors) as before, and from their own columns as now."""
+    from detectors.learning import Baseline
+    from detectors.nightly import store_baseline
+    from detectors.sweep import _ROUTINES
+
+    rng = np.random.default_rng(7)
+
+    def hours(k: int, scale: float) -> tuple[float, ...]:  # learned values do not compress
+        return tuple(float(x) for x in rng.uniform(0.1, scale, k))
+
+    model = Baseline(0.0, 56.0, False, tuple(f"gw/s{i}" for i in range(12)), hours(12, 3600.0),
+                     (False,) * 12, hours(48, 12.0), hours(48, 4.0), hours(48, 2.0), (0.8, 0.3),
+                     (4.2, 1.0), 6, 7.5, hours(48, 1.0))  # fmt: skip
+    ids = [int(r[0]) for r in conn.execute("SELECT resident_id FROM anbu.baselines")]
+    store_baseline(conn, ids[0], datetime.now(UTC), model)  # the real document and columns
+    conn.execute(
+        "UPDATE anbu.baselines b SET model = m.model, anchor_slot = m.anchor_slot, "
+        "wake_h = m.wake_h, out_h = m.out_h, bathroom_h = m.bathroom_h "
+        "FROM anbu.baselines m WHERE m.resident_id = %s",
+        (ids[0],),
+    )
+    conn.commit()
+    took = []
+    for query in (_FROM_MODEL, _ROUTINES):
+        began = time.perf_counter()
+        rows = conn.execute(query, (ids,)).fetchall()
+        took.append(time.perf_counter() - began)
+    print(
+        f"routine fields: homes={len(rows)} from_model_seconds={took[0]:.2f} "
+        f"from_columns_seconds={took[1]:.2f}"
+    )
+    return took[0], took[1]
 
 
 def main(homes: int, loop_homes: int, db_homes: int) -> None:

@@ -3,7 +3,6 @@ the morning, once each, held back (and recorded) while a resident is away."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +13,7 @@ from anbu import registry
 from anbu.db import Database
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import Baseline
+from detectors.nightly import store_baseline
 from detectors.sweep import NewFinding, sweep
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -64,13 +64,7 @@ def _baseline(
         anchor_slot=ANCHOR_SLOT,
         wake_h=WAKE_H,
     )
-    conn.execute(
-        """INSERT INTO anbu.baselines (resident_id, learned_at, history_days, grace, watch_h,
-                                       step_h, usual_h, model)
-           VALUES (%s, %s, %s, false, %s, %s, %s, %s)""",
-        (rid, NIGHT - timedelta(hours=20), 30.0, list(b.watch_h), list(b.step_h),
-         list(b.usual_h), json.dumps(b.to_json())),
-    )  # fmt: skip
+    store_baseline(conn, rid, NIGHT - timedelta(hours=20), b)
 
 
 def _run(database: Database, now: datetime) -> list[tuple[str, str, str]]:
