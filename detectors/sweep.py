@@ -39,10 +39,11 @@ from detectors.inactivity import (
     score_inactivity,
     to_finding,
 )
-from detectors.learning import Baseline
 from detectors.levels import learned_levels
 from detectors.routine import RoutinePolicy
-from detectors.routine_live import Due, due_bathroom, due_not_back, due_not_up, morning_bound
+from detectors.routine_live import morning_bound
+from detectors.sweep_routine import Silence, record_held, routine_checks
+from detectors.sweep_routine import hours_or_nan as _hours
 
 SWEEP_LOCK = 7_470_302  # advisory lock key: one inactivity sweep at a time
 SUPPRESSING_STATUSES = ("away", "hospital")
@@ -107,13 +108,6 @@ SELECT DISTINCT c.i
   JOIN anbu.findings f ON f.resident_id = c.resident_id AND f.kind = c.kind
                       AND f.severity = c.severity AND f.raised_at >= c.since
 """
-_SUPPRESSED = """
-INSERT INTO anbu.suppressions
-       (resident_id, kind, severity, silence_since, reached_at, status, status_until)
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],
-                     %s::timestamptz[], %s::text[], %s::timestamptz[])
-ON CONFLICT (resident_id, kind, severity, silence_since) DO NOTHING
-"""
 MIN_LEVEL_H = 1.0  # no learned level comes sooner than this (a care manager's cap may)
 
 _INSERT = """
@@ -126,23 +120,6 @@ SELECT n.resident_id, n.kind, n.severity, %(now)s, n.reason_ko, n.reason_en, n.d
 ON CONFLICT (resident_id, kind, severity, raised_at) DO NOTHING
 RETURNING id, resident_id, kind
 """
-# The few fields of a learned routine that "not back", "not up" and the bathroom check read,
-# for the homes that may be due one, from their own columns: never the whole model.
-_ROUTINES = """
-SELECT resident_id, learned_at, history_days, grace, anchor_slot, wake_h, out_h, bathroom_h
-  FROM anbu.baselines WHERE resident_id = ANY(%s)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Silence:
-    """A home's running silence as the routine checks see it."""
-
-    resident_id: int
-    home: str
-    start: datetime  # what counts (a status change may have moved it past the last activity)
-    held: tuple[str, datetime] | None  # the away / hospital status holding findings back
-    levels: tuple[float, float] = (math.nan, math.nan)  # the start slot's learned watch, step
 
 
 @dataclass(slots=True)
@@ -185,13 +162,13 @@ def sweep(
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
     }
     t = _Homes()
-    outings: list[_Silence] = []
-    mornings: list[_Silence] = []
-    bathrooms: list[_Silence] = []
+    outings: list[Silence] = []
+    mornings: list[Silence] = []
+    bathrooms: list[Silence] = []
     for row in conn.execute(_HOMES, params):
         resident_id, home, status, status_until, held, start, start_s, gone_out, learned = row[:9]
         hold = (str(status), status_until) if held else None
-        silence = _Silence(int(resident_id), str(home), start, hold)
+        silence = Silence(int(resident_id), str(home), start, hold)
         if gone_out:
             if start <= out_before:
                 outings.append(silence)
@@ -214,7 +191,7 @@ def sweep(
     if t.ids:
         found += _inactivity(conn, now, policy, t)
     if outings or mornings or bathrooms:
-        found += _routine_checks(conn, now, routine, tz, outings, mornings, bathrooms)
+        found += routine_checks(conn, now, routine, tz, outings, mornings, bathrooms)
     return _store(conn, now, found)
 
 
@@ -265,83 +242,6 @@ def _inactivity(
             finding = replace(finding, reason_ko=ko, reason_en=en, details=details)
         found.append((t.ids[i], finding, t.since[i]))
     return found
-
-
-def _routine_checks(
-    conn: psycopg.Connection[Any],
-    now: datetime,
-    policy: RoutinePolicy,
-    tz: ZoneInfo,
-    outings: list[_Silence],
-    mornings: list[_Silence],
-    bathrooms: list[_Silence],
-) -> list[tuple[int, Finding, datetime]]:
-    """ "Not back" for homes out long enough, "not up" for homes silent since before the night,
-    a long stay for homes whose silence began in the bathroom.
-
-    Whatever an away or hospital status holds back is recorded in `anbu.suppressions`.
-    """
-    baselines = _baselines(conn, [s.resident_id for s in outings + mornings + bathrooms])
-    t = now.timestamp()
-    due: list[tuple[_Silence, Due]] = []
-    for s in outings:
-        d = due_not_back(baselines.get(s.resident_id), s.start.timestamp(), t, policy)
-        if d is not None:
-            due.append((s, d))
-    for s in mornings:
-        d = due_not_up(baselines.get(s.resident_id), s.start.timestamp(), t, tz, policy)
-        if d is not None:
-            due.append((s, d))
-    for s in bathrooms:
-        b = baselines.get(s.resident_id)
-        d = due_bathroom(b, s.start.timestamp(), t, s.levels[0], s.levels[1], policy)
-        if d is not None:
-            due.append((s, d))
-    kept = [(s, d) for s, d in due if s.held is not None]
-    if kept:
-        conn.execute(
-            _SUPPRESSED,
-            (
-                [s.resident_id for s, _ in kept],
-                [d.crossing.kind for _, d in kept],
-                [d.crossing.severity.label for _, d in kept],
-                [s.start for s, _ in kept],
-                [now] * len(kept),
-                [s.held[0] for s, _ in kept if s.held is not None],
-                [s.held[1] for s, _ in kept if s.held is not None],
-            ),
-        )
-    found: list[tuple[int, Finding, datetime]] = []
-    for s, d in due:
-        if s.held is not None:
-            continue
-        c = d.crossing
-        details = {
-            "rule": c.rule,
-            "silence_s": round(max(t - s.start.timestamp(), 0.0)),
-            "last_activity_at": s.start.astimezone(UTC).isoformat(),
-            "since": datetime.fromtimestamp(d.since, UTC).isoformat(),
-        }
-        finding = Finding(s.home, c.kind, c.severity, now, c.reason_ko, c.reason_en, details)
-        found.append((s.resident_id, finding, datetime.fromtimestamp(d.since, UTC)))
-    return found
-
-
-def _baselines(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, Baseline]:
-    """The routine fields of these homes' baselines (a home without one is absent)."""
-    out: dict[int, Baseline] = {}
-    for row in conn.execute(_ROUTINES, (ids,)):
-        rid, learned_at, days, grace, anchor, wake, longest_out, bathroom = row
-        out[int(rid)] = Baseline(
-            learned_at=learned_at.timestamp(),
-            history_days=float(days),
-            grace=bool(grace),
-            out_h=(_hours(longest_out), float("nan")),
-            bathroom_h=(_hours(bathroom), float("nan")),
-            anchor_slot=8 if anchor is None else int(anchor),
-            wake_h=_hours(wake),
-        )
-    return out
 
 
 def _store(
@@ -401,25 +301,15 @@ def _record_suppressed(
     since: list[datetime],
 ) -> None:
     """Record, once per silence and level, what an away or hospital status held back."""
-    rows = [i for i in held if levels[i] != NO_SEVERITY]
-    if not rows:
-        return
-    conn.execute(
-        _SUPPRESSED,
-        (
-            [ids[i] for i in rows],
-            [KIND] * len(rows),
-            [Severity(int(levels[i])).label for i in rows],
-            [since[i] for i in rows],
-            [now] * len(rows),
-            [held[i][0] for i in rows],
-            [held[i][1] for i in rows],
-        ),
+    record_held(
+        conn,
+        now,
+        [
+            (ids[i], KIND, Severity(int(levels[i])).label, since[i], held[i])
+            for i in held
+            if levels[i] != NO_SEVERITY
+        ],
     )
-
-
-def _hours(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
 
 
 def _minutes(hours: float) -> str:

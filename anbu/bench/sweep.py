@@ -161,7 +161,7 @@ def routines_read(conn: Any) -> tuple[float, float]:
     model (a real-sized document, 12 sensors) as before, and from their own columns as now."""
     from detectors.learning import Baseline
     from detectors.nightly import store_baseline
-    from detectors.sweep import _ROUTINES
+    from detectors.sweep_routine import ROUTINES
 
     rng = np.random.default_rng(7)
 
@@ -181,7 +181,7 @@ def routines_read(conn: Any) -> tuple[float, float]:
     )
     conn.commit()
     took = []
-    for query in (_FROM_MODEL, _ROUTINES):
+    for query in (_FROM_MODEL, ROUTINES):
         began = time.perf_counter()
         rows = conn.execute(query, (ids,)).fetchall()
         took.append(time.perf_counter() - began)
