@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from anbu.clock import VirtualClock
-from anbu.demo import Cast
+from anbu.demo_cast import Cast
 from simulators.routines import SEOUL, ScenarioKind
 from simulators.town import DONGS, Town, make_homes
 
