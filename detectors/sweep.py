@@ -71,7 +71,7 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
        a.last_door_at >= a.last_activity_at
          AND (a.last_motion_at IS NULL OR a.last_motion_at < a.last_door_at) AS gone_out,
        a.last_room = 'bathroom' AS in_bathroom,
-       b.watch_h, b.step_h, b.usual_h, r.watch_h_max, r.warning_h_max, r.critical_h_max,
+       b.watch_h, b.step_h, b.usual_h, b.wake_h, r.watch_h_max, r.warning_h_max, r.critical_h_max,
        r.status IN ('away', 'hospital') AND r.status_until > %(now)s AS held,
        CASE WHEN r.status IN ('away', 'hospital') AND r.status_until IS NOT NULL
             THEN CASE WHEN r.status_until > %(now)s THEN a.last_activity_at
@@ -89,6 +89,8 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
 )
 SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
        extract(epoch FROM h.start)::float8, h.gone_out, h.watch_h IS NOT NULL,
+       h.watch_h IS NOT NULL AND h.wake_h BETWEEN %(wake_lo)s AND %(wake_hi)s
+         AND h.start < %(morning)s::timestamptz,
        CASE WHEN array_length(h.watch_h, 1) = 48 THEN h.watch_h[k.slot] END,
        CASE WHEN array_length(h.step_h, 1) = 48 THEN h.step_h[k.slot] END,
        CASE WHEN array_length(h.usual_h, 1) = 48 THEN h.usual_h[k.slot] END,
@@ -97,7 +99,8 @@ SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
                                     / 1800)::int AS slot) k
  WHERE h.start <= %(now)s - make_interval(secs => 3600 * LEAST(%(earliest_h)s, h.watch_h_max,
                                                                h.warning_h_max, h.critical_h_max))
-    OR (h.watch_h IS NOT NULL AND h.start < %(morning)s::timestamptz)
+    OR (h.watch_h IS NOT NULL AND h.wake_h BETWEEN %(wake_lo)s AND %(wake_hi)s
+        AND h.start < %(morning)s::timestamptz)
 """
 # Which of these (resident, kind, severity, silence start) were already raised in their stretch:
 # asked apart from the insert, since an anti-join inside it would rescan the rows it adds.
@@ -160,33 +163,36 @@ def sweep(
         "offset_s": offset.total_seconds() if offset else 0.0,
         "earliest_h": min(MIN_LEVEL_H, policy.watch_hours, routine.min_h),
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
+        "wake_lo": routine.wake_range[0],  # a learned wake outside it is no morning (not_up)
+        "wake_hi": routine.wake_range[1],
     }
     t = _Homes()
     outings: list[Silence] = []
     mornings: list[Silence] = []
     bathrooms: list[Silence] = []
     for row in conn.execute(_HOMES, params):
-        resident_id, home, status, status_until, held, start, start_s, gone_out, learned = row[:9]
-        hold = (str(status), status_until) if held else None
-        silence = Silence(int(resident_id), str(home), start, hold)
+        rid, home, status, until, held, start, start_s, gone_out, learned, wakes = row[:10]
+        watch, step, usual, watch_max, warning_max, critical_max, in_bathroom = row[10:]
+        hold = (str(status), until) if held else None
+        silence = Silence(int(rid), str(home), start, hold)
         if gone_out:
             if start <= out_before:
                 outings.append(silence)
             continue  # out: the door closed behind the resident; not back, never inactivity
-        if learned and morning is not None and start_s < morning:
+        if wakes:  # a learned wake time, and silent since before the night's end
             mornings.append(silence)
-        if learned and row[15] and row[9] is not None:
-            bathrooms.append(replace(silence, levels=(float(row[9]), _hours(row[10]))))
+        if learned and in_bathroom and watch is not None:
+            bathrooms.append(replace(silence, levels=(float(watch), _hours(step))))
         if hold is not None:  # suppressed: scored all the same, to record what it held back
             t.held[len(t.ids)] = hold
         t.ids.append(silence.resident_id)
         t.homes.append(silence.home)
         t.since.append(start)
         t.since_s.append(start_s)
-        t.watch.append(_hours(row[9]))
-        t.step.append(_hours(row[10]))
-        t.usual.append(_hours(row[11]))
-        t.caps.append((_hours(row[12]), _hours(row[13]), _hours(row[14])))
+        t.watch.append(_hours(watch))
+        t.step.append(_hours(step))
+        t.usual.append(_hours(usual))
+        t.caps.append((_hours(watch_max), _hours(warning_max), _hours(critical_max)))
     found: list[tuple[int, Finding, datetime]] = []
     if t.ids:
         found += _inactivity(conn, now, policy, t)

@@ -85,7 +85,8 @@ def db_read(conninfo: str, homes: int) -> float:
 
 def populate(conn: Any, homes: int, seed: int = 7) -> datetime:
     """`homes` residents with activity and learned baselines, as the sweep finds them; the
-    sweep moment. A quarter silent for 0-12 h, 5 % in grace, 2 % away, 1 % gone out."""
+    sweep moment (noon in Seoul). A quarter silent for 0-12 h, 5 % without a baseline, 2 % away,
+    1 % gone out; learned wake times 05:30-09:30."""
     now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     conn.execute("SELECT setseed(%s)", (seed / 100,))
     conn.execute(
@@ -109,7 +110,8 @@ def populate(conn: Any, homes: int, seed: int = 7) -> datetime:
     )
     conn.execute(
         "INSERT INTO anbu.baselines (resident_id, learned_at, history_days, grace, watch_h, step_h,"
-        " usual_h, model) SELECT id, %s, 56, false, w, s, u, '{}'::jsonb FROM anbu.resident,"
+        " usual_h, model, anchor_slot, wake_h, out_h) SELECT id, %s, 56, false, w, s, u,"
+        " '{}'::jsonb, 6, 5.5 + random() * 4, 1 + random() * 6 FROM anbu.resident,"
         " LATERAL (SELECT array_agg((1 + random() * 11)::real) w, array_agg((0.2 + random() * 4)::real) s,"
         " array_agg((0.2 + random() * 2)::real) u FROM generate_series(1, 48) WHERE id > 0) a"
         " WHERE id %% 20 <> 0",
