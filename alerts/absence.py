@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.policy import OUTCOME_MEANING
 from anbu import registry
 from anbu.domain import AlertState
+from calls.dialer import cancel_waiting
 from detectors import night
 from detectors.health import UNKNOWN_STATUS
 from detectors.inactivity import KIND as INACTIVITY
@@ -136,10 +136,12 @@ def close(
     *,
     actor: str,
     resolved_by: int | None,
-    cancelled: int = 0,
     call: str = "",
-) -> None:
-    """Resolve one locked alert for the resident's absence and record why."""
+) -> list[int]:
+    """Resolve one locked alert for the resident's absence, take its calls still waiting in the
+    send queue out of it (calls/ does, in this transaction) and record why; returns the calls
+    cancelled. A call a dialler already claimed is left to ring: see stand_down."""
+    cancelled = cancel_waiting(conn, alert_id, now, f"resident_status:{status}")
     to = next_state(state, Event.ABSENCE_RECORDED)
     conn.execute(
         """UPDATE anbu.alerts SET state = %s, resolved_by = %s, resolved_at = %s, outcome = %s,
@@ -149,8 +151,9 @@ def close(
     )
     record_event(
         conn, alert_id, now, actor, state, to,
-        reason(status, until, tz, cancelled=cancelled, call=call),
+        reason(status, until, tz, cancelled=len(cancelled), call=call),
     )  # fmt: skip
+    return cancelled
 
 
 def set_status(
@@ -218,7 +221,7 @@ def stand_down(
             if a["awaiting_call"] and a["last_call_id"] is not None:
                 # locked, so no dialler claims it now and no answer is stored half-way
                 call = cur.execute(
-                    "SELECT dial_state, outcome FROM anbu.calls WHERE id = %s FOR UPDATE",
+                    "SELECT dialled_at, outcome FROM anbu.calls WHERE id = %s FOR UPDATE",
                     (a["last_call_id"],),
                 ).fetchone()
         state = AlertState(a["state"])
@@ -226,15 +229,14 @@ def stand_down(
         if asked is not None and asked[0]:
             done.kept.append(alert_id)
             _note_once(conn, alert_id, state, actor, now, reason(status, until, tz, KEPT))
-        elif call is not None and call["dial_state"] == "dialled" and call["outcome"] is None:
+        elif call is not None and call["dialled_at"] is not None and call["outcome"] is None:
             done.waiting_for_call.append(alert_id)  # ringing now: AlertService closes it after
             _note_once(
                 conn, alert_id, state, actor, now, reason(status, until, tz, WAITING_FOR_CALL)
             )
         else:
-            calls = _cancel_waiting_calls(conn, alert_id, status, now)
-            close(conn, alert_id, state, status, until, now, tz, actor=actor,
-                  resolved_by=care_manager_id, cancelled=len(calls))  # fmt: skip
+            calls = close(conn, alert_id, state, status, until, now, tz, actor=actor,
+                          resolved_by=care_manager_id)  # fmt: skip
             done.closed.append(alert_id)
             done.cancelled_calls.extend(calls)
     if ids:
@@ -262,33 +264,3 @@ def _note_once(
     ).fetchone()
     if seen is None:
         record_event(conn, alert_id, now, actor, state, state, text)
-
-
-def _cancel_waiting_calls(
-    conn: psycopg.Connection[Any], alert_id: int, status: str, now: datetime
-) -> list[int]:
-    """Take the alert's calls that no dialler has claimed out of the send queue.
-
-    calls/ owns anbu.calls but offers no cancel that runs in the caller's transaction, and
-    closing the alert and emptying its queue must commit together. A dialler claims a row with
-    FOR UPDATE SKIP LOCKED and marks it dialled in the same transaction: a row still `waiting`
-    here is locked by this UPDATE and can no longer be claimed; one already claimed is left to
-    ring (its answer is still read: see AlertService). dial_state admits only waiting/dialled,
-    so a cancelled call is 'dialled' with no dialled_at, status 'canceled' (Twilio's word for a
-    call ended before it rang), no outcome, and ended now.
-    """
-    rows = conn.execute(
-        """UPDATE anbu.calls SET dial_state = 'dialled', status = 'canceled', ended_at = %s,
-               updated_at = %s
-           WHERE alert_id = %s AND dial_state = 'waiting'
-           RETURNING id""",
-        (now, now, alert_id),
-    ).fetchall()
-    ids = sorted(int(r[0]) for r in rows)
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO anbu.call_events (call_id, at, status, params)
-               VALUES (%s, %s, 'canceled', %s)""",
-            [(i, now, Jsonb({"by": "alerts", "reason": f"resident_status:{status}"})) for i in ids],
-        )
-    return ids

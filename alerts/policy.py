@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from anbu.config import Settings
 from anbu.domain import CallOutcome
@@ -25,14 +25,26 @@ LADDER: tuple[LadderStep, ...] = (
 )
 
 
+TOP_LEVEL = len(LADDER) - 1
+
+
 @dataclass(frozen=True, slots=True)
 class EscalationPolicy:
-    """How long to wait at each step."""
+    """How long to wait at each step.
+
+    call_watchdog counts from when the check-in call was dialled, not queued; a call the send
+    queue holds for queue_wait_watchdogs x call_watchdog is given up as never dialled and the
+    care manager is told (see call_watch). Once the top of the ladder has been told, it is told
+    again while nobody acknowledges, after top_repeats[i] x ack_timeout for the i-th repeat,
+    and then no more: the alert stays escalated on the dong's dashboard (see wait_after).
+    """
 
     call_retries: int = 2
     retry_interval: timedelta = timedelta(minutes=10)
     call_watchdog: timedelta = timedelta(minutes=3)
     ack_timeout: timedelta = timedelta(minutes=30)
+    queue_wait_watchdogs: int = 3
+    top_repeats: tuple[int, ...] = (1, 2, 4)  # 30 min, then 1 h, then 2 h at the defaults
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EscalationPolicy:
@@ -46,7 +58,58 @@ class EscalationPolicy:
         )
 
     def step(self, level: int) -> LadderStep:
-        return LADDER[min(level, len(LADDER) - 1)]
+        """Who is told at `level`; levels past the top (its repeats) tell the top step."""
+        return LADDER[min(level, TOP_LEVEL)]
+
+    @property
+    def max_queue_wait(self) -> timedelta:
+        """How long a check-in call may wait in the send queue before it counts as never dialled."""
+        return self.call_watchdog * self.queue_wait_watchdogs
+
+    def wait_after(self, level: int) -> timedelta | None:
+        """How long to wait for an acknowledgement after telling `level` before telling the
+        next; None after the last repeat at the top: the reminders stop there.
+
+        escalation_level counts past TOP_LEVEL: TOP_LEVEL + i is the top's i-th repeat (which
+        also keeps each repeat's voice call to a care manager under its own idempotency key).
+        """
+        repeat = level - TOP_LEVEL
+        if repeat < 0:
+            return self.ack_timeout
+        if repeat < len(self.top_repeats):
+            return self.ack_timeout * self.top_repeats[repeat]
+        return None
+
+    def repeat_of(self, level: int) -> int:
+        """Which repeat at the top `level` is (0 below the top and for its first telling)."""
+        return max(0, level - TOP_LEVEL)
+
+
+@dataclass(frozen=True, slots=True)
+class CallWatch:
+    """What the alert's watchdog does with a check-in call that has no result yet."""
+
+    verdict: str  # "wait" (look again at `until`), "no_answer", or "never_dialled"
+    until: datetime | None = None
+
+
+def call_watch(
+    waiting: bool,
+    queued_at: datetime | None,
+    dialled_at: datetime | None,
+    now: datetime,
+    policy: EscalationPolicy,
+) -> CallWatch:
+    """The watchdog fired on a call with no result: wait while it is still in the send queue
+    (up to max_queue_wait from when it was queued) or was dialled less than call_watchdog ago;
+    past that, a dialled call with no result is no answer, a queued one was never dialled."""
+    if waiting:
+        if queued_at is None or now >= queued_at + policy.max_queue_wait:
+            return CallWatch("never_dialled")
+        return CallWatch("wait", min(now + policy.call_watchdog, queued_at + policy.max_queue_wait))
+    if dialled_at is not None and now < dialled_at + policy.call_watchdog:
+        return CallWatch("wait", dialled_at + policy.call_watchdog)
+    return CallWatch("no_answer")
 
 
 # What a call's outcome means for the alert. Anything not OK is never reassurance.
@@ -73,8 +136,6 @@ class OutcomeRule:
     retries: int | None = None  # retries before "unreached"; None = the policy's call_retries
     level: int = 0  # ladder level when this outcome escalates
 
-
-TOP_LEVEL = len(LADDER) - 1
 
 OUTCOME_RULES: dict[CallOutcome, OutcomeRule] = {
     CallOutcome.OK: OutcomeRule("ok"),

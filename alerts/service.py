@@ -2,14 +2,16 @@
 
 Timers are rows (`next_action_at`, `awaiting_call`), claimed one at a time with
 FOR UPDATE SKIP LOCKED, so any number of workers can run this and a restart loses
-nothing. Every transition is written to alert_events with its reason.
+nothing. Every transition is written to alert_events with its reason. A check-in call's
+watchdog counts from when the send queue dialled it, not queued it (policy.call_watch), and
+the top of the ladder is reminded a bounded number of times (policy.wait_after).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -26,13 +28,17 @@ from alerts.policy import (
     TOP_LEVEL,
     EscalationPolicy,
     after_call,
+    call_watch,
 )
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
 from anbu.clock import Clock
 from anbu.db import Database
 from anbu.domain import AlertState, CallOutcome, Finding, Severity
+from calls.dialer import cancel_waiting
 
 log = logging.getLogger(__name__)
+
+MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same poll again
 
 
 class Telephony(Protocol):
@@ -147,7 +153,10 @@ class AlertService:
             with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 now = self.clock.now()
                 alert = cur.execute(
-                    """SELECT a.*, c.outcome AS call_outcome, r.dong_code, r.home,
+                    """SELECT a.*, c.outcome AS call_outcome, c.dial_state AS call_dial_state,
+                              c.dialled_at AS call_dialled_at,
+                              GREATEST(c.created_at, c.not_before) AS call_queued_at,
+                              r.dong_code, r.home,
                               r.quiet_start, r.quiet_end, r.status AS resident_status,
                               r.status_until
                        FROM anbu.alerts a
@@ -171,7 +180,8 @@ class AlertService:
         state = AlertState(a["state"])
         route = route_for(a["kind"])
         may_call = state in (AlertState.OPEN, AlertState.CALLING)
-        if may_call and not a["awaiting_call"] and self._absence_explains(a, now):
+        not_ringing = not a["awaiting_call"] or a["call_dial_state"] == "waiting"
+        if may_call and not_ringing and self._absence_explains(a, now):
             # away or in hospital, set without closing this alert: call nobody, close it now
             absence.close(conn, a["id"], state, a["resident_status"], a["status_until"], now,
                           self.tz, actor="system", resolved_by=None)  # fmt: skip
@@ -186,6 +196,8 @@ class AlertService:
             self._place_call(conn, a, state, now)
         elif state is AlertState.CALLING and a["awaiting_call"]:
             outcome = CallOutcome(a["call_outcome"]) if a["call_outcome"] else None
+            if outcome is None and self._watch_pending_call(conn, a, now):
+                return
             self._after_call(conn, a, outcome, now)
         elif state is AlertState.ESCALATED:
             self._climb(conn, a, now)
@@ -215,6 +227,40 @@ class AlertService:
         )
         record_event(conn, a["id"], now, "system", state, to, f"안부전화 {attempt}회차 발신")
         log.info("check-in call placed", extra={"alert_id": a["id"], "attempt": attempt})
+
+    def _watch_pending_call(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
+    ) -> bool:
+        """The watchdog fired before the call had a result: False when that means no answer;
+        True when the call is still queued or rang less than call_watchdog ago (the timer
+        moves on), or when the queue held it past max_queue_wait (cancelled; escalated)."""
+        watch = call_watch(a["call_dial_state"] == "waiting", a["call_queued_at"],
+                           a["call_dialled_at"], now, self.policy)  # fmt: skip
+        if watch.verdict == "no_answer":
+            return False
+        if watch.verdict == "wait":
+            assert watch.until is not None
+            self._wake_at(conn, a["id"], max(watch.until, now + MIN_WAKE))
+            return True
+        waited = now - a["call_queued_at"]
+        cancelled = cancel_waiting(conn, a["id"], now, "queue_timeout", purpose="check_in",
+                                   details={"waited_s": int(waited.total_seconds())})  # fmt: skip
+        if a["last_call_id"] not in cancelled:  # a dialler took it meanwhile: it rings now
+            self._wake_at(conn, a["id"], now + self.policy.call_watchdog)
+            return True
+        state = AlertState.CALLING
+        to = next_state(state, Event.CANNOT_CALL)
+        minutes = int(waited.total_seconds() // 60)
+        self._escalate(
+            conn, a, state, to, now, level=0,
+            reason=f"안부전화 {a['call_attempts']}회차가 {minutes}분 동안 발신 대기열에서 나가지 "
+                   f"못해 취소함 (발신 지연) — {self.policy.step(0).label_ko}에게 알림",
+        )  # fmt: skip
+        return True
+
+    def _wake_at(self, conn: psycopg.Connection[Any], alert_id: int, at: datetime | None) -> None:
+        """Move the alert's timer (None: no timer) without a transition."""
+        conn.execute("UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (at, alert_id))
 
     def _after_call(
         self,
@@ -265,13 +311,24 @@ class AlertService:
 
     def _climb(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
         state = AlertState.ESCALATED
+        current = int(a["escalation_level"])
+        waited = self.policy.wait_after(current)
+        if waited is None:  # the top's repeats are spent (an alert timed before the cap)
+            self._wake_at(conn, a["id"], None)
+            self._record_reminders_stopped(conn, a, now)
+            return
         to = next_state(state, Event.ACK_OVERDUE)
-        level = int(a["escalation_level"]) + 1
-        minutes = int(self.policy.ack_timeout.total_seconds() // 60)
-        self._escalate(
-            conn, a, state, to, now, level=level,
-            reason=f"{minutes}분 안에 확인되지 않아 {self.policy.step(level).label_ko}에게 알림",
-        )  # fmt: skip
+        level = current + 1
+        minutes = int(waited.total_seconds() // 60)
+        who = self.policy.step(level).label_ko
+        repeat = self.policy.repeat_of(level)
+        told = (
+            f"{who}에게 다시 알림 (최상위 단계 재알림 {repeat}/{len(self.policy.top_repeats)}회)"
+            if repeat
+            else f"{who}에게 알림"
+        )
+        self._escalate(conn, a, state, to, now, level=level,
+                       reason=f"{minutes}분 안에 확인되지 않아 {told}")  # fmt: skip
 
     def _escalate(
         self,
@@ -284,13 +341,29 @@ class AlertService:
         reason: str,
     ) -> None:
         step = self.policy.step(level)
+        wait = self.policy.wait_after(level)
         conn.execute(
             """UPDATE anbu.alerts SET state = %s, awaiting_call = false, escalation_level = %s,
                    next_action_at = %s, updated_at = %s WHERE id = %s""",
-            (to.value, level, now + self.policy.ack_timeout, now, a["id"]),
+            (to.value, level, now + wait if wait is not None else None, now, a["id"]),
         )
         record_event(conn, a["id"], now, "system", state, to, reason)
         self._notify(conn, a, step.roles, now, reason, level)
+        if wait is None:
+            self._record_reminders_stopped(conn, a, now)
+
+    def _record_reminders_stopped(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
+    ) -> None:
+        """The top of the ladder was told as often as the policy allows: no more reminders;
+        the alert stays escalated on the dong's dashboard until someone takes it."""
+        told = len(self.policy.top_repeats)
+        state = AlertState.ESCALATED
+        record_event(
+            conn, a["id"], now, "system", state, state,
+            f"{self.policy.step(TOP_LEVEL).label_ko}에게 {told}회 다시 알렸으나 확인되지 않음: "
+            "자동 재알림을 멈춤 — 담당자가 확인할 때까지 '담당자 확인 필요'로 남음",
+        )  # fmt: skip
 
     def _notify(
         self,

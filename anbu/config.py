@@ -82,7 +82,10 @@ class Settings(BaseSettings):
     call_ring_timeout_s: int = Field(default=30, description="Seconds a check-in call rings.")
     call_watchdog_s: float = Field(
         default=180.0,
-        description="A call with no final status after this long counts as unanswered.",
+        description=(
+            "A call with no final status this long after it was dialled counts as unanswered; "
+            "one held in the send queue for 3 times this is given up and escalated."
+        ),
     )
     ack_timeout_minutes: float = Field(
         default=30.0, description="Unacknowledged alerts are re-notified after this."

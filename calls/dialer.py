@@ -6,7 +6,8 @@ A claimed call is marked dialled in the same transaction that spends its token, 
 dialled at most once even if a worker dies. A call claimed but never taken by Twilio (the worker
 died before the REST request) is ended by calls.lost.reap as lost (outcome FAILED), and the
 alert or check-in timer retries it under a new idempotency key; a claim too old to be dialled
-before the reaper could take it is failed here instead of dialled late.
+before the reaper could take it is failed here instead of dialled late. cancel_waiting takes an
+alert's calls out of the queue before they ring, inside its caller's transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -238,24 +239,49 @@ def waiting_count(conn: psycopg.Connection[Any], now: datetime) -> int:
     return int(row[0]) if row else 0
 
 
-def supersede_waiting(
-    conn: psycopg.Connection[Any], alert_id: int, attempt: int, now: datetime
+CANCELED = "canceled"  # Twilio's word for a call ended before it rang
+
+_CANCEL = """
+UPDATE anbu.calls SET dial_state = 'dialled', status = 'canceled', ended_at = %(now)s,
+                      updated_at = %(now)s
+WHERE alert_id = %(alert)s AND dial_state = 'waiting'
+  AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s)
+  AND (%(before)s::integer IS NULL OR attempt < %(before)s)
+RETURNING id
+"""
+
+
+def cancel_waiting(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    now: datetime,
+    reason: str,
+    *,
+    purpose: str | None = None,
+    before_attempt: int | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> list[int]:
-    """Take an alert's check-in attempts before `attempt` out of the queue if still waiting:
-    the alert stopped waiting for them (its watchdog counted them unanswered), and dialling
-    them now would ring the resident twice. Returns their ids."""
+    """Take an alert's calls still waiting in the send queue out of it, in the caller's
+    transaction, with `reason` in call_events; returns their ids, oldest first.
+
+    `purpose` and `before_attempt` narrow it (e.g. check-in attempts older than the one about
+    to be placed). A dialler claims a row with FOR UPDATE SKIP LOCKED and marks it dialled in
+    the same transaction: a row still waiting here is locked by this UPDATE and can no longer
+    be claimed, and one already claimed is left to ring (its answer is still recorded).
+    dial_state admits only waiting/dialled, so a cancelled call is 'dialled' with no
+    dialled_at, status 'canceled', ended now, and no outcome: it rang nobody, so it is neither
+    an answer nor a missed call, and its timer never reads it as one.
+    """
     rows = conn.execute(
-        """UPDATE anbu.calls SET dial_state = 'dialled', status = 'canceled',
-               outcome = COALESCE(outcome, 'no_answer'), ended_at = %s, updated_at = %s
-           WHERE alert_id = %s AND purpose = 'check_in' AND dial_state = 'waiting'
-             AND attempt < %s
-           RETURNING id""",
-        (now, now, alert_id, attempt),
+        _CANCEL,
+        {"now": now, "alert": alert_id, "purpose": purpose, "before": before_attempt},
     ).fetchall()
-    for (call_id,) in rows:
-        conn.execute(
+    ids = sorted(int(r[0]) for r in rows)
+    params = Jsonb({"reason": reason, **(details or {})})
+    with conn.cursor() as cur:
+        cur.executemany(
             """INSERT INTO anbu.call_events (call_id, at, status, params)
-               VALUES (%s, %s, 'superseded', %s)""",
-            (call_id, now, Jsonb({"by_attempt": attempt})),
+               VALUES (%s, %s, %s, %s)""",
+            [(call_id, now, CANCELED, params) for call_id in ids],
         )
-    return [int(r[0]) for r in rows]
+    return ids

@@ -24,7 +24,7 @@ from anbu.config import Settings
 from anbu.db import Database
 from anbu.domain import CallOutcome
 from calls import twiml
-from calls.dialer import TWILIO_ERRORS, Dialler, Priority, error_code, supersede_waiting
+from calls.dialer import TWILIO_ERRORS, Dialler, Priority, cancel_waiting, error_code
 from calls.lost import LostCall, cancel_if_lost, lost_after, reap
 from calls.outcomes import (
     ANSWERED_BY_OUTCOMES,
@@ -383,8 +383,12 @@ class CallService:
         )
 
     def _supersede(self, alert_id: int, attempt: int) -> None:
+        """Take the alert's older check-in attempts out of the queue if still waiting: the
+        alert stopped waiting for them, and dialling them now would ring the resident twice."""
         with self.db.connection() as conn:
-            gone = supersede_waiting(conn, alert_id, attempt, self.clock.now())
+            gone = cancel_waiting(conn, alert_id, self.clock.now(), "superseded",
+                                  purpose="check_in", before_attempt=attempt,
+                                  details={"by_attempt": attempt})  # fmt: skip
         for call_id in gone:
             log.info("queued call superseded", extra={"call_id": call_id, "alert_id": alert_id})
 

@@ -152,8 +152,9 @@ def test_hospital_closes_the_inactivity_alert_cancels_its_call_and_keeps_the_hel
         call_id,
     ) == [("canceled", "dialled", None, now, None)]
     assert rig.query(
-        "SELECT status FROM anbu.call_events WHERE call_id = %s ORDER BY id", call_id
-    ) == [("queued",), ("canceled",)]
+        "SELECT status, params FROM anbu.call_events WHERE call_id = %s ORDER BY id", call_id
+    ) == [("queued", {}), ("canceled", {"reason": "resident_status:hospital"})]
+    assert rig.query("SELECT outcome FROM anbu.calls WHERE id = %s", call_id) == [(None,)]
 
     # The resident asked for help: a status never closes that.
     assert rig.alert(help_request)[0] == "escalated"
@@ -340,3 +341,27 @@ def test_an_absence_set_behind_the_alerts_back_still_calls_nobody(rig: Rig) -> N
     assert rig.alert(alert_id)[:3] == ("resolved", "away", None)
     assert rig.query("SELECT count(*) FROM anbu.calls") == [(0,)]
     assert _events(rig, alert_id)[-1][:3] == ("system", "open", "resolved")
+
+
+def test_an_absence_set_behind_the_alerts_back_cancels_the_call_still_queued(rig: Rig) -> None:
+    """Away set straight in the registry while the alert's check-in call waits for a token:
+    the alert's watchdog closes the alert and takes the call out of the queue (calls/ does),
+    instead of waiting for it to ring an empty home."""
+    alert_id, call_id = _calling_with_a_waiting_call(rig)
+    with rig.calls.database.connection() as conn:
+        registry.set_status(
+            conn, rig.resident_id, "away", datetime.fromisoformat(UNTIL), rig.manager_a,
+            now=rig.clock.now(),
+        )  # fmt: skip
+    rig.clock.advance(EscalationPolicy().call_watchdog)
+    rig.alerts.process_due()
+    assert rig.alert(alert_id)[:3] == ("resolved", "away", None)
+    actor, from_state, to_state, reason = _events(rig, alert_id)[-1]
+    assert (actor, from_state, to_state) == ("system", "calling", "resolved")
+    assert "1 waiting call(s) cancelled" in reason
+    assert rig.query("SELECT status, outcome FROM anbu.calls WHERE id = %s", call_id) == [
+        ("canceled", None)
+    ]
+    rig.query("UPDATE anbu.call_rate SET tokens = 10 RETURNING tokens")
+    assert rig.calls.service.drain_queue(0.5) == 0
+    assert rig.calls.network.calls == []

@@ -126,8 +126,9 @@ def test_two_worker_processes_share_the_budget_and_never_call_twice(db_url: str)
 
 
 def test_a_retry_takes_the_alerts_unsent_attempt_out_of_the_queue(db_url: str) -> None:
-    """The alert's watchdog counted attempt 1 unanswered while it still waited for a token:
-    attempt 2 replaces it, and the resident's phone rings once, not twice."""
+    """Attempt 2 is placed while attempt 1 still waits for a token (the alert stopped waiting
+    for it): attempt 2 replaces it, cancelled as calls.dialer.cancel_waiting cancels any call
+    that rang nobody (no outcome, the reason in call_events), and the phone rings once."""
     [rid] = _residents(db_url, 1)
     with calls_rig(db_url) as rig:
         with psycopg.connect(db_url) as conn:
@@ -143,10 +144,10 @@ def test_a_retry_takes_the_alerts_unsent_attempt_out_of_the_queue(db_url: str) -
         assert rig.network.wait_idle(20)
         assert rig.service.drain_queue(budget_s=1) == 0
         rows = rig.query("SELECT id, status, outcome, dial_state FROM anbu.calls ORDER BY id")
-        assert rows[0] == (first, "canceled", "no_answer", "dialled")
+        assert rows[0] == (first, "canceled", None, "dialled")  # it rang nobody: no outcome
         assert rows[1][0] == second and rows[1][3] == "dialled"
         events = rig.query(
-            "SELECT status FROM anbu.call_events WHERE call_id = %s ORDER BY id", first
+            "SELECT status, params FROM anbu.call_events WHERE call_id = %s ORDER BY id", first
         )
-        assert [e[0] for e in events] == ["queued", "superseded"]
+        assert events == [("queued", {}), ("canceled", {"reason": "superseded", "by_attempt": 2})]
         assert len(rig.network.calls) == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.machine import TRANSITIONS, Event, IllegalTransition, allowed_events, next_state
+from alerts.policy import TOP_LEVEL, EscalationPolicy, call_watch
 from anbu.domain import AlertState as S
 
 
@@ -72,3 +75,38 @@ def test_resolved_is_terminal_and_every_open_state_can_end() -> None:
                     seen.add(t)
                     frontier.append(t)
         assert S.RESOLVED in seen
+
+
+T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "dialled_at", "now", "verdict", "until"),
+    [
+        (True, None, T0 + 3 * MIN, "wait", T0 + 6 * MIN),  # still queued: look again later
+        (True, None, T0 + 7 * MIN, "wait", T0 + 9 * MIN),  # never past the queue limit
+        (True, None, T0 + 9 * MIN, "never_dialled", None),  # 3 watchdogs in the queue
+        (False, T0 + 2 * MIN, T0 + 3 * MIN, "wait", T0 + 5 * MIN),  # rang 1 min ago
+        (False, T0 + 2 * MIN, T0 + 5 * MIN, "no_answer", None),  # rang a watchdog ago
+        (False, None, T0 + 3 * MIN, "no_answer", None),  # cancelled or legacy: never waits
+    ],
+)
+def test_the_call_watchdog_counts_from_dialling_with_a_queue_limit(
+    waiting: bool, dialled_at: datetime | None, now: datetime, verdict: str, until: datetime | None
+) -> None:
+    policy = EscalationPolicy(call_watchdog=3 * MIN, queue_wait_watchdogs=3)
+    watch = call_watch(waiting, T0, dialled_at, now, policy)
+    assert (watch.verdict, watch.until) == (verdict, until)
+
+
+def test_the_top_of_the_ladder_is_told_again_at_growing_intervals_then_no_more() -> None:
+    policy = EscalationPolicy(ack_timeout=30 * MIN, top_repeats=(1, 2, 4))
+    waits = [policy.wait_after(level) for level in range(TOP_LEVEL + 5)]
+    below = [30 * MIN] * TOP_LEVEL
+    assert waits == [*below, 30 * MIN, 60 * MIN, 120 * MIN, None, None]
+    assert policy.step(TOP_LEVEL + 2) == policy.step(TOP_LEVEL)
+    assert [policy.repeat_of(level) for level in range(TOP_LEVEL + 2)] == [0] * (TOP_LEVEL + 1) + [
+        1
+    ]
+    assert EscalationPolicy(top_repeats=()).wait_after(TOP_LEVEL) is None  # tell the top once
