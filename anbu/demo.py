@@ -34,6 +34,7 @@ from anbu.service import Runtime, build
 from detectors.health import HealthPolicy
 from detectors.health_sweep import learn_cadences
 from detectors.nightly import learn_all
+from detectors.summaries import rebuild
 from ingest.store import Message, Store
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
@@ -82,6 +83,7 @@ def _learn_history(db: Database, town: Town, cast: Cast, start: datetime) -> int
     learn_all(db, learn_at)
     with db.connection() as conn:
         learn_cadences(conn, learn_at, HealthPolicy())
+        rebuild(conn, first, start)  # the hourly activity Grafana and the timeline read
     return stored
 
 

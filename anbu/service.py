@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 from zoneinfo import ZoneInfo
 
 import uvicorn
@@ -27,6 +28,7 @@ from calls.jobs import register_jobs as register_call_jobs
 from calls.service import CallService
 from calls.webhooks import build_router
 from dashboards.app import create_app
+from dashboards.metrics import serve_ingest_metrics
 from detectors.health import HealthPolicy
 from detectors.health_sweep import health_sweep, learn_cadences
 from detectors.inactivity import InactivityPolicy
@@ -34,6 +36,7 @@ from detectors.night import NightPolicy
 from detectors.nightly import learn_all
 from detectors.review_nightly import night_review, routine_change_review
 from detectors.routine_change import RoutinePolicy
+from detectors.summaries import SUMMARY_EVERY_S, summarize
 from detectors.sweep import NewFinding, sweep
 from ingest.consumer import IngestService
 
@@ -51,6 +54,7 @@ class Runtime:
     alerts: AlertService
     inactivity: InactivityPolicy
     ingest: IngestService | None = None
+    ingest_metrics: WSGIServer | None = None
     scheduler: BackgroundScheduler | None = None
     web: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -95,6 +99,11 @@ class Runtime:
             new = night_review(conn, self.clock.now(), NightPolicy(), tz)
         return self._open(new)
 
+    def summarize_once(self) -> int:
+        """Hourly activity per home (anbu.activity_hourly) for what was received lately."""
+        with self.db.connection() as conn:
+            return summarize(conn, self.clock.now())
+
     def maintain_partitions(self) -> None:
         with self.db.connection() as conn:
             day = self.clock.now().date()
@@ -121,6 +130,7 @@ class Runtime:
             ("due", self.alerts.process_due, s.due_poll_s),
             ("intake", intake.run_once, s.due_poll_s),
             ("partitions", self.maintain_partitions, 6 * 3600.0),
+            ("summaries", self.summarize_once, SUMMARY_EVERY_S),
         ):
             sched.add_job(self._guarded(job_id, job), "interval", seconds=seconds,
                           id=job_id, max_instances=1, coalesce=True)  # fmt: skip
@@ -141,6 +151,12 @@ class Runtime:
     def start_ingest(self) -> None:
         self.ingest = IngestService(self.settings, self.db, self.clock)
         self.ingest.start()
+        port = self.settings.ingest_metrics_port
+        if port is not None:
+            ingest = self.ingest
+            self.ingest_metrics = serve_ingest_metrics(
+                lambda: ingest.stats, self.settings.ingest_metrics_host, port
+            )
 
     # -- web -------------------------------------------------------------------------------
 
@@ -174,6 +190,10 @@ class Runtime:
         if self.ingest is not None:
             self.ingest.stop()
             self.ingest = None
+        if self.ingest_metrics is not None:
+            self.ingest_metrics.shutdown()
+            self.ingest_metrics.server_close()
+            self.ingest_metrics = None
         if self.web is not None:
             self.web.should_exit = True
             for t in self._threads:

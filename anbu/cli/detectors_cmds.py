@@ -1,4 +1,4 @@
-"""Commands of detectors: nightly learning on demand, bench sweep."""
+"""Commands of detectors: nightly learning on demand, hourly summaries, bench sweep."""
 
 from __future__ import annotations
 
@@ -25,6 +25,38 @@ def learn_cmd() -> None:
     db.open()
     try:
         typer.echo(f"learned: {learn_all(db, datetime.now(UTC))} homes")
+    finally:
+        db.close()
+
+
+@app.command("summarize")
+def summarize_cmd(
+    since: Annotated[
+        str, typer.Option(help="rebuild hours with readings timed from this ISO time (with offset)")
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="... up to this ISO time (default: now)")
+    ] = None,
+) -> None:
+    """Rebuild anbu.activity_hourly for a span of reading time (the worker keeps it current)."""
+    from datetime import UTC, datetime
+
+    from anbu.config import Settings
+    from anbu.db import Database
+    from detectors.summaries import rebuild
+
+    settings = Settings()
+    if not settings.database_url:
+        raise typer.BadParameter("ANBU_DATABASE_URL is not set")
+    lo = datetime.fromisoformat(since)
+    hi = datetime.fromisoformat(until) if until else datetime.now(UTC)
+    if lo.tzinfo is None or hi.tzinfo is None:
+        raise typer.BadParameter("give times with an offset, e.g. 2026-11-24T00:00+09:00")
+    db = Database(settings.database_url)
+    db.open()
+    try:
+        with db.connection() as conn:
+            typer.echo(f"summarised: {rebuild(conn, lo, hi)} home-hours")
     finally:
         db.close()
 

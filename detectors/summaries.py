@@ -1,0 +1,118 @@
+"""Hourly activity per home (`anbu.activity_hourly`): what the timeline, the weekly report and
+Grafana read, so that none of them scans the raw readings.
+
+A pass finds the (home, hour) pairs touched by readings received since the last pass (with an
+overlap for transactions that committed late) and recomputes those hours whole from
+`anbu.readings`, so a reading buffered by a gateway for hours lands in its own hour, and a pass
+repeated changes nothing. `rebuild` recomputes a span of reading time (after a dead-letter
+replay of old messages, say). Activity is what ingest counts for `home_activity`
+(ingest.state): motion or contact at 1, a door or appliance changing value, a plug stepping
+by POWER_STEP_W or more, nothing from a plug learning marked automatic; the previous value of a
+sensor is its last reading before the hour, then each earlier reading of the hour.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+MARK = "activity_hourly"
+SUMMARY_EVERY_S = 300.0  # how often the worker summarises what was received
+OVERLAP = timedelta(minutes=10)  # readings committed this long after they were received
+FIRST_PASS = timedelta(hours=26)  # what the very first pass looks back over
+POWER_STEP_W = 10.0  # as ingest.state: detectors may not import ingest
+
+_TOUCHED_SINCE = """
+SELECT DISTINCT g.resident_id, date_trunc('hour', r.ts)
+  FROM anbu.readings r
+  JOIN anbu.sensor s ON s.id = r.sensor_id
+  JOIN anbu.gateway g ON g.id = s.gateway_id
+ WHERE r.received_at >= %s AND g.resident_id IS NOT NULL
+"""
+_TOUCHED_BETWEEN = """
+SELECT DISTINCT g.resident_id, date_trunc('hour', r.ts)
+  FROM anbu.readings r
+  JOIN anbu.sensor s ON s.id = r.sensor_id
+  JOIN anbu.gateway g ON g.id = s.gateway_id
+ WHERE r.ts >= %s AND r.ts < %s AND g.resident_id IS NOT NULL
+"""
+_RECOMPUTE = """
+WITH k AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(hours)s::timestamptz[]) AS k(resident_id, hour)
+), ks AS (
+    SELECT k.resident_id, k.hour, s.id AS sensor_id, s.kind, s.room, s.automatic,
+           b.value AS before
+      FROM k
+      JOIN anbu.gateway g ON g.resident_id = k.resident_id
+      JOIN anbu.sensor s ON s.gateway_id = g.id
+      LEFT JOIN LATERAL (SELECT p.value FROM anbu.readings p
+                          WHERE p.sensor_id = s.id AND p.ts < k.hour
+                          ORDER BY p.ts DESC LIMIT 1) b ON true
+), r AS (
+    SELECT ks.resident_id, ks.hour, ks.kind, ks.room, ks.automatic, x.value,
+           coalesce(lag(x.value) OVER (PARTITION BY ks.resident_id, ks.hour, ks.sensor_id
+                                        ORDER BY x.ts), ks.before) AS prev
+      FROM ks
+      JOIN anbu.readings x ON x.sensor_id = ks.sensor_id
+                          AND x.ts >= ks.hour AND x.ts < ks.hour + interval '1 hour'
+), a AS (
+    SELECT resident_id, hour, kind, room,
+           NOT automatic AND CASE
+               WHEN kind IN ('motion', 'contact') THEN value = 1
+               WHEN kind IN ('door', 'appliance') THEN prev IS NULL OR value <> prev
+               ELSE prev IS NULL OR abs(value - prev) >= %(step)s
+           END AS act
+      FROM r
+)
+INSERT INTO anbu.activity_hourly AS h
+       (resident_id, hour, activity, motion, door, power_steps, readings, rooms)
+SELECT resident_id, hour,
+       count(*) FILTER (WHERE act),
+       count(*) FILTER (WHERE act AND kind = 'motion'),
+       count(*) FILTER (WHERE act AND kind = 'door'),
+       count(*) FILTER (WHERE act AND kind = 'power'),
+       count(*),
+       coalesce(array_agg(DISTINCT room ORDER BY room) FILTER (WHERE act), '{}')
+  FROM a GROUP BY resident_id, hour
+ON CONFLICT (resident_id, hour) DO UPDATE
+   SET activity = excluded.activity, motion = excluded.motion, door = excluded.door,
+       power_steps = excluded.power_steps, readings = excluded.readings, rooms = excluded.rooms
+"""
+
+
+def summarize(conn: psycopg.Connection[Any], now: datetime) -> int:
+    """One pass: recompute every hour touched by readings received since the last pass.
+
+    Returns how many (home, hour) rows were written. The mark moves in the same transaction.
+    """
+    row = conn.execute(
+        "SELECT through FROM anbu.summary_marks WHERE name = %s FOR UPDATE", (MARK,)
+    ).fetchone()
+    since = (row[0] if row is not None else now - FIRST_PASS) - OVERLAP
+    keys = conn.execute(_TOUCHED_SINCE, (since,)).fetchall()
+    written = _recompute(conn, keys)
+    conn.execute(
+        """INSERT INTO anbu.summary_marks (name, through) VALUES (%s, %s)
+           ON CONFLICT (name) DO UPDATE SET through = GREATEST(anbu.summary_marks.through,
+                                                               excluded.through)""",
+        (MARK, now),
+    )
+    log.info("activity summarised", extra={"hours": written})
+    return written
+
+
+def rebuild(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> int:
+    """Recompute every home's hours with readings timed in [lo, hi)."""
+    return _recompute(conn, conn.execute(_TOUCHED_BETWEEN, (lo, hi)).fetchall())
+
+
+def _recompute(conn: psycopg.Connection[Any], keys: list[tuple[Any, ...]]) -> int:
+    if not keys:
+        return 0
+    params = {"ids": [int(k[0]) for k in keys], "hours": [k[1] for k in keys], "step": POWER_STEP_W}
+    return conn.execute(_RECOMPUTE, params).rowcount
