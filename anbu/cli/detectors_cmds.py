@@ -73,3 +73,13 @@ def bench_sweep(
     from anbu.bench.sweep import main
 
     main(homes, loop_homes, db_homes)
+
+
+@bench_app.command("summaries")
+def bench_summaries(
+    homes: Annotated[int, typer.Option(help="homes reporting for two hours")] = 10_000,
+) -> None:
+    """The worker's hourly activity pass beside a bare GROUP BY of the same readings."""
+    from anbu.bench.summaries import run
+
+    run(homes)
