@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     session_secret: str = Field(
         default="change-me-in-production", description="Key signing the dashboard's session cookie."
     )
+    metrics_timeout_s: float = Field(
+        default=2.0,
+        description="Longest wait for a connection and for each query when the web app's "
+        "/metrics reads the database; past it the scrape reports anbu_metrics_database_up 0.",
+    )
+    ingest_metrics_port: int | None = Field(
+        default=None,
+        description="Port on which `anbu serve ingest` serves its counters at /metrics for "
+        "Prometheus; unset: not served.",
+    )
+    ingest_metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of those ingest counters."
+    )
 
     inactivity_watch_hours: float = Field(
         default=6.0, description="관심 (watch) after this silence."

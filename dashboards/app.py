@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -29,6 +30,7 @@ from dashboards import i18n
 from dashboards.api import api_router
 from dashboards.auth import SESSION_LIFETIME, Authenticator, CsrfRejected, NotAuthenticated
 from dashboards.deps import Deps, get_deps, language
+from dashboards.metrics import database_registry
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
 
@@ -149,6 +151,17 @@ def _health_router() -> APIRouter:
     return router
 
 
+def _metrics_router(registry: CollectorRegistry) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text format: aggregates by dong, never a resident; no authentication."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
 def create_app(
     db: Database,
     settings: Settings,
@@ -183,6 +196,9 @@ def create_app(
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_health_router())
+    app.include_router(
+        _metrics_router(database_registry(db, alerts.clock, settings.metrics_timeout_s))
+    )
     app.include_router(api_router())
     app.include_router(pages_router())
     for router in extra_routers:
