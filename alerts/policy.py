@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from anbu.config import Settings
 from anbu.domain import CallOutcome
+from calls.checkin_policy import CallWatch, watch_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +86,6 @@ class EscalationPolicy:
         return max(0, level - TOP_LEVEL)
 
 
-@dataclass(frozen=True, slots=True)
-class CallWatch:
-    """What the alert's watchdog does with a check-in call that has no result yet."""
-
-    verdict: str  # "wait" (look again at `until`), "no_answer", or "never_dialled"
-    until: datetime | None = None
-
-
 def call_watch(
     waiting: bool,
     queued_at: datetime | None,
@@ -100,16 +93,11 @@ def call_watch(
     now: datetime,
     policy: EscalationPolicy,
 ) -> CallWatch:
-    """The watchdog fired on a call with no result: wait while it is still in the send queue
-    (up to max_queue_wait from when it was queued) or was dialled less than call_watchdog ago;
-    past that, a dialled call with no result is no answer, a queued one was never dialled."""
-    if waiting:
-        if queued_at is None or now >= queued_at + policy.max_queue_wait:
-            return CallWatch("never_dialled")
-        return CallWatch("wait", min(now + policy.call_watchdog, queued_at + policy.max_queue_wait))
-    if dialled_at is not None and now < dialled_at + policy.call_watchdog:
-        return CallWatch("wait", dialled_at + policy.call_watchdog)
-    return CallWatch("no_answer")
+    """The alert's watchdog on a check-in call with no result: calls.checkin_policy.watch_call
+    (the rule routine rounds share) with the escalation policy's timings."""
+    return watch_call(
+        waiting, queued_at, dialled_at, now, policy.call_watchdog, policy.max_queue_wait
+    )
 
 
 # What a call's outcome means for the alert. Anything not OK is never reassurance.

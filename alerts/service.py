@@ -3,8 +3,8 @@
 Timers are rows (`next_action_at`, `awaiting_call`), claimed one at a time with
 FOR UPDATE SKIP LOCKED, so any number of workers can run this and a restart loses
 nothing. Every transition is written to alert_events with its reason. A check-in call's
-watchdog counts from when the send queue dialled it, not queued it (policy.call_watch), and
-the top of the ladder is reminded a bounded number of times (policy.wait_after).
+watchdog counts from when the send queue dialled it, not queued it (policy.call_watch).
+Climbing the ladder and telling care managers is alerts.escalation's part.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from alerts import absence
 from alerts.audit import record_event
+from alerts.escalation import Escalation, Messaging, wake_at
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
 from alerts.policy import (
@@ -41,16 +42,10 @@ log = logging.getLogger(__name__)
 MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same poll again
 
 
-class Telephony(Protocol):
-    """What alerts need from calls/: place a check-in call, send an SMS."""
+class Telephony(Messaging, Protocol):
+    """What alerts need from calls/: place a check-in call, and what escalation needs."""
 
     def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int: ...
-
-    def send_sms(self, to: str, body: str) -> str | None: ...
-
-    def call_care_manager(
-        self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
-    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +75,7 @@ class AlertService:
         self.policy = policy
         self.clock = clock
         self.dashboard_url = dashboard_url.rstrip("/")
+        self.escalation = Escalation(telephony, policy, self.dashboard_url)
 
     # -- findings -> alerts ------------------------------------------------------------
 
@@ -116,14 +112,21 @@ class AlertService:
             record_event(conn, alert_id, now, "system", None, AlertState.OPEN, why)
             log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
             return alert_id
-        current = conn.execute(
-            """SELECT id, severity, state, awaiting_call FROM anbu.alerts
-               WHERE resident_id = %s AND kind = %s AND state <> 'resolved' FOR UPDATE""",
-            (item.resident_id, f.kind),
-        ).fetchone()
+        # NO KEY: a care manager's voice call queued below (rearm) references this alert from
+        # another connection, and its foreign key check must not wait for this lock
+        with conn.cursor(row_factory=dict_row) as cur:
+            current = cur.execute(
+                """SELECT a.id, a.severity, a.state, a.awaiting_call, a.escalation_level,
+                          r.dong_code, r.home
+                   FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
+                   WHERE a.resident_id = %s AND a.kind = %s AND a.state <> 'resolved'
+                   FOR NO KEY UPDATE OF a""",
+                (item.resident_id, f.kind),
+            ).fetchone()
         if current is None:
             return None
-        alert_id, old, state = int(current[0]), Severity.parse(current[1]), AlertState(current[2])
+        alert_id = int(current["id"])
+        old, state = Severity.parse(current["severity"]), AlertState(current["state"])
         if f.severity <= old:
             return None
         next_state(state, Event.SEVERITY_RAISED)
@@ -132,16 +135,14 @@ class AlertService:
                WHERE id = %s""",
             (severity, item.finding_id, now, alert_id),
         )
-        held = state in (AlertState.OPEN, AlertState.CALLING) and not current[3]
+        held = state in (AlertState.OPEN, AlertState.CALLING) and not current["awaiting_call"]
         if route.call_resident and held and not holds_for_quiet_hours(f.severity):
             # a call held for quiet hours or waiting to retry goes now that it is critical
-            conn.execute(
-                "UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (now, alert_id)
-            )
-        record_event(
-            conn, alert_id, now, "system", state, state,
-            f"단계 상향 {old.korean} → {f.severity.korean}: {f.reason_ko}",
-        )  # fmt: skip
+            wake_at(conn, alert_id, now)
+        raised = f"단계 상향 {old.korean} → {f.severity.korean}"
+        record_event(conn, alert_id, now, "system", state, state, f"{raised}: {f.reason_ko}")
+        if state is AlertState.ESCALATED:  # the top's reminders may have stopped: start over
+            self.escalation.rearm(conn, {**current, "severity": severity}, now, raised)
         return alert_id
 
     # -- timers ----------------------------------------------------------------------------
@@ -189,7 +190,9 @@ class AlertService:
             to = next_state(state, Event.RESIDENT_NEEDS_HELP)
             critical = Severity.parse(a["severity"]) is Severity.CRITICAL
             level = TOP_LEVEL if critical else 0
-            self._escalate(conn, a, state, to, now, level=level, reason=f"{route.label_ko}")
+            self.escalation.escalate(
+                conn, a, state, to, now, level=level, reason=f"{route.label_ko}"
+            )
         elif state is AlertState.OPEN and not route.call_resident:
             conn.execute("UPDATE anbu.alerts SET next_action_at = NULL WHERE id = %s", (a["id"],))
         elif state in (AlertState.OPEN, AlertState.CALLING) and not a["awaiting_call"]:
@@ -200,7 +203,7 @@ class AlertService:
                 return
             self._after_call(conn, a, outcome, now)
         elif state is AlertState.ESCALATED:
-            self._climb(conn, a, now)
+            self.escalation.climb(conn, a, now)
         else:  # acknowledged: nothing is due until the care manager resolves
             conn.execute("UPDATE anbu.alerts SET next_action_at = NULL WHERE id = %s", (a["id"],))
 
@@ -240,27 +243,23 @@ class AlertService:
             return False
         if watch.verdict == "wait":
             assert watch.until is not None
-            self._wake_at(conn, a["id"], max(watch.until, now + MIN_WAKE))
+            wake_at(conn, a["id"], max(watch.until, now + MIN_WAKE))
             return True
         waited = now - a["call_queued_at"]
         cancelled = cancel_waiting(conn, a["id"], now, "queue_timeout", purpose="check_in",
                                    details={"waited_s": int(waited.total_seconds())})  # fmt: skip
         if a["last_call_id"] not in cancelled:  # a dialler took it meanwhile: it rings now
-            self._wake_at(conn, a["id"], now + self.policy.call_watchdog)
+            wake_at(conn, a["id"], now + self.policy.call_watchdog)
             return True
         state = AlertState.CALLING
         to = next_state(state, Event.CANNOT_CALL)
         minutes = int(waited.total_seconds() // 60)
-        self._escalate(
+        self.escalation.escalate(
             conn, a, state, to, now, level=0,
             reason=f"안부전화 {a['call_attempts']}회차가 {minutes}분 동안 발신 대기열에서 나가지 "
                    f"못해 취소함 (발신 지연) — {self.policy.step(0).label_ko}에게 알림",
         )  # fmt: skip
         return True
-
-    def _wake_at(self, conn: psycopg.Connection[Any], alert_id: int, at: datetime | None) -> None:
-        """Move the alert's timer (None: no timer) without a transition."""
-        conn.execute("UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (at, alert_id))
 
     def _after_call(
         self,
@@ -292,7 +291,7 @@ class AlertService:
             event = Event.RESIDENT_NEEDS_HELP if meaning == "help" else Event.RESIDENT_UNREACHED
             to = next_state(state, event)
             why = said if meaning == "help" else f"{said} — 재시도 소진, 연락 안 됨"
-            self._escalate(conn, a, state, to, now, level=level, reason=why)
+            self.escalation.escalate(conn, a, state, to, now, level=level, reason=why)
             return
         to = next_state(state, Event.CALL_UNANSWERED)
         conn.execute(
@@ -308,108 +307,6 @@ class AlertService:
         return absence.absent(
             a["resident_status"], a["status_until"], now
         ) and absence.explained_by_absence(a["kind"])
-
-    def _climb(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
-        state = AlertState.ESCALATED
-        current = int(a["escalation_level"])
-        waited = self.policy.wait_after(current)
-        if waited is None:  # the top's repeats are spent (an alert timed before the cap)
-            self._wake_at(conn, a["id"], None)
-            self._record_reminders_stopped(conn, a, now)
-            return
-        to = next_state(state, Event.ACK_OVERDUE)
-        level = current + 1
-        minutes = int(waited.total_seconds() // 60)
-        who = self.policy.step(level).label_ko
-        repeat = self.policy.repeat_of(level)
-        told = (
-            f"{who}에게 다시 알림 (최상위 단계 재알림 {repeat}/{len(self.policy.top_repeats)}회)"
-            if repeat
-            else f"{who}에게 알림"
-        )
-        self._escalate(conn, a, state, to, now, level=level,
-                       reason=f"{minutes}분 안에 확인되지 않아 {told}")  # fmt: skip
-
-    def _escalate(
-        self,
-        conn: psycopg.Connection[Any],
-        a: dict[str, Any],
-        state: AlertState,
-        to: AlertState,
-        now: datetime,
-        level: int,
-        reason: str,
-    ) -> None:
-        step = self.policy.step(level)
-        wait = self.policy.wait_after(level)
-        conn.execute(
-            """UPDATE anbu.alerts SET state = %s, awaiting_call = false, escalation_level = %s,
-                   next_action_at = %s, updated_at = %s WHERE id = %s""",
-            (to.value, level, now + wait if wait is not None else None, now, a["id"]),
-        )
-        record_event(conn, a["id"], now, "system", state, to, reason)
-        self._notify(conn, a, step.roles, now, reason, level)
-        if wait is None:
-            self._record_reminders_stopped(conn, a, now)
-
-    def _record_reminders_stopped(
-        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
-    ) -> None:
-        """The top of the ladder was told as often as the policy allows: no more reminders;
-        the alert stays escalated on the dong's dashboard until someone takes it."""
-        told = len(self.policy.top_repeats)
-        state = AlertState.ESCALATED
-        record_event(
-            conn, a["id"], now, "system", state, state,
-            f"{self.policy.step(TOP_LEVEL).label_ko}에게 {told}회 다시 알렸으나 확인되지 않음: "
-            "자동 재알림을 멈춤 — 담당자가 확인할 때까지 '담당자 확인 필요'로 남음",
-        )  # fmt: skip
-
-    def _notify(
-        self,
-        conn: psycopg.Connection[Any],
-        a: dict[str, Any],
-        roles: tuple[str, ...],
-        now: datetime,
-        reason: str,
-        level: int = 0,
-    ) -> None:
-        with conn.cursor(row_factory=dict_row) as cur:
-            managers = cur.execute(
-                """SELECT id, phone FROM anbu.care_manager
-               WHERE dong_code = %s AND active AND role = ANY(%s) ORDER BY id""",
-                (a["dong_code"], list(roles)),
-            ).fetchall()
-        severity = Severity.parse(a["severity"]).korean
-        body = (
-            f"[안부] {severity} 알림 #{a['id']} ({a['home']}): {reason}. "
-            f"확인: {self.dashboard_url}/alerts/{a['id']}"
-        )
-        for m in managers:
-            sid = self.telephony.send_sms(m["phone"], body)
-            for channel, external in (("sms", sid), ("dashboard", None)):
-                conn.execute(
-                    """INSERT INTO anbu.notifications
-                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                    (a["id"], m["id"], channel, body, external,
-                     "sent" if (external or channel == "dashboard") else "failed", now),
-                )  # fmt: skip
-            if Severity.parse(a["severity"]) is Severity.CRITICAL:
-                # critical: also a voice call that asks the care manager to press 1 to take it
-                call_id = self.telephony.call_care_manager(
-                    a["id"], m["id"], f"{severity} 알림입니다. {reason}.", step=level
-                )
-                conn.execute(
-                    """INSERT INTO anbu.notifications
-                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
-                       VALUES (%s, %s, 'voice', %s, %s, 'sent', %s) ON CONFLICT DO NOTHING""",
-                    (a["id"], m["id"], body, str(call_id), now),
-                )
-        log.info(
-            "care managers notified",
-            extra={"alert_id": a["id"], "care_managers": [m["id"] for m in managers]},
-        )
 
     # -- care manager actions ------------------------------------------------------------
 

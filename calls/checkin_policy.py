@@ -1,4 +1,8 @@
-"""What a routine check-in does after each call: pure, clock-injected, a table not branches."""
+"""What a check-in does after each call: pure, clock-injected, a table not branches.
+
+watch_call is the watchdog rule for any check-in call with no result yet, shared by routine
+rounds (calls.checkins) and alerts (alerts.policy.call_watch): calls may not import alerts.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +29,19 @@ OUTCOME_NEXT: dict[CallOutcome, tuple[str | None, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class CheckinPolicy:
+    """Retries and timers of a routine round; a call the send queue holds for
+    queue_wait_watchdogs x watchdog is cancelled and counts as not reached (see watch_call)."""
+
     retries: int = 2
     unclear_retries: int = 1
     retry_interval: timedelta = timedelta(minutes=10)
     watchdog: timedelta = timedelta(minutes=3)
+    queue_wait_watchdogs: int = 3
+
+    @property
+    def max_queue_wait(self) -> timedelta:
+        """How long a round's call may wait in the send queue before it counts as never dialled."""
+        return self.watchdog * self.queue_wait_watchdogs
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,34 @@ def decide(
     if attempts > retries:
         return Decision("unreached")
     return Decision(None, attempts + 1, now + policy.retry_interval)
+
+
+@dataclass(frozen=True, slots=True)
+class CallWatch:
+    """What a watchdog does with a check-in call that has no result yet."""
+
+    verdict: str  # "wait" (look again at `until`), "no_answer", or "never_dialled"
+    until: datetime | None = None
+
+
+def watch_call(
+    waiting: bool,
+    queued_at: datetime | None,
+    dialled_at: datetime | None,
+    now: datetime,
+    watchdog: timedelta,
+    max_queue_wait: timedelta,
+) -> CallWatch:
+    """The watchdog fired on a call with no result: wait while it is still in the send queue
+    (up to max_queue_wait from when it was queued) or was dialled less than `watchdog` ago;
+    past that, a dialled call with no result is no answer, a queued one was never dialled."""
+    if waiting:
+        if queued_at is None or now >= queued_at + max_queue_wait:
+            return CallWatch("never_dialled")
+        return CallWatch("wait", min(now + watchdog, queued_at + max_queue_wait))
+    if dialled_at is not None and now < dialled_at + watchdog:
+        return CallWatch("wait", dialled_at + watchdog)
+    return CallWatch("no_answer")
 
 
 def quiet_end(at: datetime, start: time | None, end: time | None, tz: ZoneInfo) -> datetime:

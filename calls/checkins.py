@@ -2,7 +2,9 @@
 
 schedule() turns plan slots into rounds (set-based SQL, idempotent per plan and slot);
 advance() claims due rounds with FOR UPDATE SKIP LOCKED, queues their calls (respecting quiet
-hours) and decides after each call. Finished rounds that are not OK wait in the table for
+hours) and decides after each call. A call the send queue holds past the policy's
+max_queue_wait is cancelled (calls.dialer.cancel_waiting) and counts as not reached, so the
+round retries or finishes as unreached by its usual rules. Finished rounds that are not OK wait in the table for
 alerts/intake to report them.
 """
 
@@ -21,12 +23,13 @@ from anbu.clock import Clock
 from anbu.config import Settings
 from anbu.db import Database
 from anbu.domain import CallOutcome
-from calls.checkin_policy import CheckinPolicy, decide, quiet_end
-from calls.dialer import Priority
+from calls.checkin_policy import CheckinPolicy, decide, quiet_end, watch_call
+from calls.dialer import Priority, cancel_waiting
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(hours=1)  # slots missed while no worker ran are still called this late
+MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same pass again
 
 
 def add_plan(
@@ -68,7 +71,8 @@ ON CONFLICT (plan_id, slot) DO NOTHING
 """
 
 _DUE = """
-SELECT k.id, k.resident_id, k.slot, k.attempts, c.outcome, c.dial_state, c.dialled_at,
+SELECT k.id, k.resident_id, k.slot, k.attempts, k.last_call_id, c.outcome, c.dial_state,
+       c.dialled_at, GREATEST(c.created_at, c.not_before) AS queued_at,
        r.quiet_start, r.quiet_end
 FROM anbu.checkin_rounds k
 JOIN anbu.resident r ON r.id = k.resident_id
@@ -125,19 +129,8 @@ class CheckinService:
         if attempts == 0:
             return [self._call(cur, k, 1, max(k["slot"], now))]
         outcome = CallOutcome(k["outcome"]) if k["outcome"] else None
-        if outcome is None:
-            dialled = k["dialled_at"]
-            if k["dial_state"] == "waiting" or now < dialled + self.policy.watchdog:
-                wake = (
-                    now + self.policy.watchdog
-                    if dialled is None
-                    else dialled + self.policy.watchdog
-                )
-                cur.execute(
-                    "UPDATE anbu.checkin_rounds SET next_action_at = %s WHERE id = %s",
-                    (max(wake, now + timedelta(seconds=1)), k["id"]),
-                )
-                return []
+        if outcome is None and self._still_pending(cur, k, now):
+            return []
         decision = decide(outcome, attempts, now, self.policy)
         if decision.state is not None:
             cur.execute(
@@ -151,6 +144,34 @@ class CheckinService:
             return []
         assert decision.attempt is not None and decision.at is not None
         return [self._call(cur, k, decision.attempt, decision.at)]
+
+    def _still_pending(self, cur: Any, k: dict[str, Any], now: datetime) -> bool:
+        """The round's call has no result yet: True while it is still queued or rang less than
+        a watchdog ago (the timer moves on); False when that means it was not reached: it rang
+        with no result, or the queue held it past max_queue_wait (cancelled here)."""
+        watch = watch_call(k["dial_state"] == "waiting", k["queued_at"], k["dialled_at"], now,
+                           self.policy.watchdog, self.policy.max_queue_wait)  # fmt: skip
+        if watch.verdict == "no_answer":
+            return False
+        if watch.verdict == "wait":
+            assert watch.until is not None
+            self._wake_at(cur, k["id"], max(watch.until, now + MIN_WAKE))
+            return True
+        waited = int((now - k["queued_at"]).total_seconds())
+        cancelled = cancel_waiting(cur.connection, None, now, "queue_timeout", round_id=k["id"],
+                                   details={"waited_s": waited})  # fmt: skip
+        if k["last_call_id"] not in cancelled:  # a dialler took it meanwhile: it rings now
+            self._wake_at(cur, k["id"], now + self.policy.watchdog)
+            return True
+        log.warning("check-in call never dialled, cancelled",
+                    extra={"round_id": k["id"], "resident_id": k["resident_id"],
+                           "attempt": k["attempts"], "waited_s": waited})  # fmt: skip
+        return False
+
+    def _wake_at(self, cur: Any, round_id: int, at: datetime) -> None:
+        cur.execute(
+            "UPDATE anbu.checkin_rounds SET next_action_at = %s WHERE id = %s", (at, round_id)
+        )
 
     def _call(self, cur: Any, k: dict[str, Any], attempt: int, at: datetime) -> tuple[Any, ...]:
         not_before = quiet_end(at, k["quiet_start"], k["quiet_end"], self.tz)

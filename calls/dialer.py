@@ -7,7 +7,8 @@ dialled at most once even if a worker dies. A call claimed but never taken by Tw
 died before the REST request) is ended by calls.lost.reap as lost (outcome FAILED), and the
 alert or check-in timer retries it under a new idempotency key; a claim too old to be dialled
 before the reaper could take it is failed here instead of dialled late. cancel_waiting takes an
-alert's calls out of the queue before they ring, inside its caller's transaction.
+alert's (or a routine round's) calls out of the queue before they ring, inside its caller's
+transaction.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ CANCELED = "canceled"  # Twilio's word for a call ended before it rang
 _CANCEL = """
 UPDATE anbu.calls SET dial_state = 'dialled', status = 'canceled', ended_at = %(now)s,
                       updated_at = %(now)s
-WHERE alert_id = %(alert)s AND dial_state = 'waiting'
+WHERE {owner} = %(owner)s AND dial_state = 'waiting'
   AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s)
   AND (%(before)s::integer IS NULL OR attempt < %(before)s)
 RETURNING id
@@ -253,16 +254,18 @@ RETURNING id
 
 def cancel_waiting(
     conn: psycopg.Connection[Any],
-    alert_id: int,
+    alert_id: int | None,
     now: datetime,
     reason: str,
     *,
+    round_id: int | None = None,
     purpose: str | None = None,
     before_attempt: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> list[int]:
-    """Take an alert's calls still waiting in the send queue out of it, in the caller's
-    transaction, with `reason` in call_events; returns their ids, oldest first.
+    """Take an alert's calls (or, with alert_id None, a routine round's: `round_id`) still
+    waiting in the send queue out of it, in the caller's transaction, with `reason` in
+    call_events; returns their ids, oldest first.
 
     `purpose` and `before_attempt` narrow it (e.g. check-in attempts older than the one about
     to be placed). A dialler claims a row with FOR UPDATE SKIP LOCKED and marks it dialled in
@@ -272,9 +275,12 @@ def cancel_waiting(
     dialled_at, status 'canceled', ended now, and no outcome: it rang nobody, so it is neither
     an answer nor a missed call, and its timer never reads it as one.
     """
+    if (alert_id is None) == (round_id is None):
+        raise ValueError("cancel_waiting takes either an alert or a round")
+    owner = ("alert_id", alert_id) if alert_id is not None else ("round_id", round_id)
     rows = conn.execute(
-        _CANCEL,
-        {"now": now, "alert": alert_id, "purpose": purpose, "before": before_attempt},
+        _CANCEL.format(owner=owner[0]),
+        {"now": now, "owner": owner[1], "purpose": purpose, "before": before_attempt},
     ).fetchall()
     ids = sorted(int(r[0]) for r in rows)
     params = Jsonb({"reason": reason, **(details or {})})

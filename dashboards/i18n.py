@@ -10,6 +10,8 @@ from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS
 from alerts.policy import OUTCOME_KO
 from anbu.domain import AlertState, CallOutcome, Severity
 from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
+from calls.dialer import CANCELED
+from calls.outcomes import LOST_STATUS
 
 LANGUAGES = ("ko", "en")
 DEFAULT_LANGUAGE = "ko"
@@ -145,6 +147,18 @@ TEXTS: dict[str, tuple[str, str]] = {
         "상한은 관심 ≤ 주의 ≤ 심각 순서여야 합니다.",
         "Caps must rise: watch ≤ warning ≤ critical.",
     ),
+    "week": ("최근 7일 생활 기록", "Last 7 days"),
+    "week_help": (
+        "시간마다 감지된 활동(움직임, 문, 가전 사용) 횟수입니다. 빈 칸은 센서 기록이 없는 시간, "
+        "0은 기록은 있으나 활동이 없는 시간입니다.",
+        "A person's doings (motion, the door, appliances) each hour. A blank hour had no "
+        "reading at all; 0 means readings but no one.",
+    ),
+    "day": ("날짜", "Day"),
+    "week_findings": ("이 기간의 감지 내역", "Findings in this time"),
+    "no_findings": ("감지 내역이 없습니다.", "No findings."),
+    "activity": ("생활 기록", "Activity"),
+    "kind": ("종류", "Kind"),
 }
 
 RESIDENT_STATUS_LABELS: dict[str, tuple[str, str]] = {
@@ -211,8 +225,19 @@ def outcome_label(lang: str, outcome: str | None) -> str:
     return pick(lang, RESOLUTION_OUTCOMES[outcome]) if outcome in RESOLUTION_OUTCOMES else outcome
 
 
-def call_outcome_label(lang: str, outcome: str | None) -> str:
-    """How a check-in call ended, in words ('—' while it is still going)."""
+# Calls that ended without ringing anyone: their status says how, whatever the outcome holds
+# (a cancelled call has none; a lost one is stored as failed so that it is never reassurance).
+CALL_ENDED_UNRUNG: dict[str, tuple[str, str]] = {
+    CANCELED: ("취소됨", "cancelled"),
+    LOST_STATUS: ("연결 안 됨(유실)", "lost before dialling"),
+}
+
+
+def call_outcome_label(lang: str, outcome: str | None, status: str | None = None) -> str:
+    """How a check-in call ended, in words, read from its outcome and status: cancelled and
+    lost calls say so; '—' while it is still going."""
+    if status in CALL_ENDED_UNRUNG:
+        return pick(lang, CALL_ENDED_UNRUNG[status])
     if outcome is None:
         return "—"
     try:

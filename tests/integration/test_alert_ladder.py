@@ -15,9 +15,10 @@ import pytest
 
 from alerts import absence, queries
 from alerts.policy import TOP_LEVEL, EscalationPolicy
-from alerts.service import AlertService
+from alerts.service import AlertService, IncomingFinding
 from anbu import registry
 from anbu.clock import VirtualClock
+from anbu.domain import Finding, Severity
 from simulators import personas
 from tests.calls_support import ACCOUNT_SID, CallsRig, calls_rig
 from tests.integration.dashboard_support import seed_alert
@@ -265,3 +266,49 @@ def test_the_top_of_the_ladder_is_reminded_at_growing_intervals_then_stops(rig: 
     rig.alerts.acknowledge(alert_id, rig.manager_id, DONG)
     rig.alerts.resolve(alert_id, rig.manager_id, DONG, "visited_ok")
     assert rig.alert(alert_id)[0] == "resolved"
+
+
+def _raise_to_critical(rig: Rig, kind: str) -> None:
+    """The detectors raise the resident's `kind` finding to critical."""
+    [(finding_id,)] = rig.query(
+        """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en)
+           VALUES (%s, %s, 'critical', %s, '다시 도움 요청', 'asked for help again')
+           RETURNING id""",
+        rig.resident_id, kind, rig.clock.now(),
+    )  # fmt: skip
+    finding = Finding(f"home-{rig.resident_id}", kind, Severity.CRITICAL, rig.clock.now(),
+                      "다시 도움 요청", "asked for help again")  # fmt: skip
+    assert rig.alerts.on_findings([IncomingFinding(finding_id, rig.resident_id, finding)])
+
+
+def test_a_severity_raised_after_the_reminders_stopped_tells_the_top_again(rig: Rig) -> None:
+    alert_id = seed_alert(rig.calls.database, rig.clock, rig.resident_id, "help_request")
+    repeats = len(POLICY.top_repeats)
+    while rig.alert(alert_id)[4] is not None:  # up the ladder and its reminders, until they stop
+        rig.clock.advance(rig.alert(alert_id)[4] - rig.clock.now())
+        rig.alerts.process_due()
+    assert rig.alert(alert_id)[3] == TOP_LEVEL + repeats
+    texts = len(rig.calls.network.messages)
+
+    _raise_to_critical(rig, "help_request")  # warning -> critical, nobody has taken it yet
+
+    state, _, _, level, next_at = rig.alert(alert_id)
+    assert (state, level) == ("escalated", TOP_LEVEL)  # the repeat count starts over
+    assert next_at == rig.clock.now() + POLICY.wait_after(TOP_LEVEL)
+    assert rig.reasons(alert_id)[-2:] == [
+        "단계 상향 주의 → 심각: 다시 도움 요청",
+        "단계 상향 주의 → 심각 — 관리자 (가족·119 안내)에게 다시 알리고 자동 재알림을 다시 시작함",
+    ]
+    told = rig.calls.network.messages[texts:]
+    assert sorted(m.to for m in told) == sorted(MANAGERS.values())
+    assert all(m.body.startswith(f"[안부] 심각 알림 #{alert_id}") for m in told)
+    voice = rig.query(
+        """SELECT count(*) FROM anbu.calls WHERE alert_id = %s AND purpose = 'manager_alert'""",
+        alert_id,
+    )
+    assert voice == [(len(MANAGERS),)]  # critical now: each is also rung (queued here)
+
+    rig.clock.advance(next_at - rig.clock.now())  # and reminded again while nobody takes it
+    rig.alerts.process_due()
+    assert rig.alert(alert_id)[3] == TOP_LEVEL + 1
+    assert len(rig.calls.network.messages) == texts + 2 * len(MANAGERS)

@@ -15,7 +15,7 @@ from anbu import registry
 from anbu.clock import VirtualClock
 from calls.checkins import CheckinService, add_plan
 from simulators import personas
-from tests.calls_support import CallsRig, calls_rig
+from tests.calls_support import ACCOUNT_SID, CallsRig, calls_rig
 
 DONG = "1111051500"
 PHONE = "+821055507777"
@@ -125,3 +125,47 @@ def test_quiet_hours_hold_the_routine_call(db_url: str) -> None:
         _tick(rig, checkins)
         assert len(rig.network.calls) == 1
         assert _round_states(rig) == [("ok", 1)]
+
+
+def test_a_routine_call_the_queue_never_dials_is_cancelled_and_the_round_moves_on(
+    db_url: str,
+) -> None:
+    """The calls-per-second budget is spent: each attempt waits in the send queue for three
+    watchdogs, is cancelled as never dialled and counts as not reached, so the round retries
+    and then finishes as unreached instead of holding its slot forever."""
+    _seed(db_url)
+    clock = VirtualClock(MONDAY_10 + timedelta(seconds=5))
+    with calls_rig(db_url, clock=clock, call_cps=0.001, call_inline_wait_s=0.0) as rig:
+        rig.query(
+            """INSERT INTO anbu.call_rate (account, tokens, refilled_at)
+               VALUES (%s, 0, clock_timestamp()) RETURNING tokens""",
+            ACCOUNT_SID,
+        )
+        checkins = CheckinService(rig.database, rig.settings, clock)
+        policy = checkins.policy
+        checkins.schedule()
+        for attempt in (1, 2, 3):
+            checkins.advance()  # queues the first attempt; the next ones are queued already
+            assert _round_states(rig) == [("calling", attempt)]
+            for _ in range(policy.queue_wait_watchdogs - 1):
+                clock.advance(policy.watchdog)
+                checkins.advance()
+                assert _round_states(rig) == [("calling", attempt)]  # still waiting
+            clock.advance(policy.watchdog)  # three watchdogs in the queue: given up
+            if attempt < 3:
+                checkins.advance()  # cancelled, not reached: the next attempt in 10 minutes
+                clock.advance(policy.retry_interval)
+        checkins.advance()
+        assert _round_states(rig) == [("unreached", 3)]
+
+        waited = int(policy.max_queue_wait.total_seconds())
+        calls = rig.query("""SELECT status, outcome, dial_state, dialled_at, attempt
+                             FROM anbu.calls ORDER BY id""")  # fmt: skip
+        assert calls == [("canceled", None, "dialled", None, n) for n in (1, 2, 3)]
+        assert (
+            rig.query("SELECT status, params FROM anbu.call_events ORDER BY call_id, id")
+            == [("canceled", {"reason": "queue_timeout", "waited_s": waited})] * 3
+        )
+        rig.query("UPDATE anbu.call_rate SET tokens = 10 RETURNING tokens")
+        assert rig.service.drain_queue(0.5) == 0  # the cancelled calls never ring
+        assert rig.network.calls == []

@@ -15,9 +15,10 @@ from alerts.policy import (
     TOP_LEVEL,
     EscalationPolicy,
     after_call,
+    call_watch,
 )
 from anbu.domain import CallOutcome
-from calls.checkin_policy import OUTCOME_NEXT, CheckinPolicy, decide, quiet_end
+from calls.checkin_policy import OUTCOME_NEXT, CheckinPolicy, decide, quiet_end, watch_call
 
 SEOUL = ZoneInfo("Asia/Seoul")
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 10:00 in Seoul
@@ -69,3 +70,22 @@ def test_quiet_hours_hold_the_call_until_they_end() -> None:
     assert quiet_end(NOW, time(22), time(7), SEOUL) == NOW
     assert quiet_end(NOW, None, None, SEOUL) == NOW
     assert quiet_end(NOW, time(9), time(12), SEOUL).astimezone(SEOUL).hour == 12
+
+
+def test_a_routine_call_waits_in_the_queue_at_most_as_long_as_an_alert_call() -> None:
+    """One watchdog rule for both: the round's policy gives the same verdicts as the alert's."""
+    routine = CheckinPolicy(watchdog=timedelta(minutes=3), queue_wait_watchdogs=3)
+    alert = EscalationPolicy(call_watchdog=timedelta(minutes=3), queue_wait_watchdogs=3)
+    assert routine.max_queue_wait == alert.max_queue_wait == timedelta(minutes=9)
+    for minutes in range(0, 12):
+        now = NOW + timedelta(minutes=minutes)
+        for waiting, dialled_at in ((True, None), (False, NOW + timedelta(minutes=2))):
+            ours = watch_call(waiting, NOW, dialled_at, now, routine.watchdog,
+                              routine.max_queue_wait)  # fmt: skip
+            assert ours == call_watch(waiting, NOW, dialled_at, now, alert)
+    queued = watch_call(True, NOW, None, NOW + timedelta(minutes=9), routine.watchdog,
+                        routine.max_queue_wait)  # fmt: skip
+    assert queued.verdict == "never_dialled"
+    # never ended (cancelled as never dialled) counts as not reached: a retry, then unreached
+    assert decide(None, 1, NOW, routine).attempt == 2
+    assert decide(None, routine.retries + 1, NOW, routine).state == "unreached"

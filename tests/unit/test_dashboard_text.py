@@ -55,6 +55,20 @@ def test_labels_come_from_the_alert_tables_and_never_name_people() -> None:
     assert call_outcome_label("en", None) == "—"
 
 
+@pytest.mark.parametrize(
+    ("lang", "status", "outcome", "expected"),
+    [("ko", "canceled", None, "취소됨"), ("en", "canceled", None, "cancelled"),
+     ("ko", "lost", "failed", "연결 안 됨(유실)"), ("en", "lost", "failed", "lost before dialling"),
+     ("ko", "completed", "failed", "연결 실패"), ("ko", "ringing", None, "—")],
+)  # fmt: skip
+def test_a_call_that_rang_nobody_says_why_by_its_status(
+    lang: str, status: str, outcome: str | None, expected: str
+) -> None:
+    """A cancelled call has no outcome and a lost one is stored as failed: neither is 'still
+    going' nor an ordinary failed call."""
+    assert call_outcome_label(lang, outcome, status) == expected
+
+
 def test_actions_follow_the_state_machine() -> None:
     assert care_manager_actions(AlertState.OPEN) == ["acknowledge"]
     assert care_manager_actions(AlertState.ESCALATED) == ["acknowledge", "resolve"]

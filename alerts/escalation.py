@@ -1,0 +1,173 @@
+"""Escalation: telling care managers, up the ladder while nobody acknowledges.
+
+Each step is written to alert_events with its reason and told by SMS and the dashboard (and a
+voice call when the alert is critical). The top of the ladder is reminded a bounded number of
+times (policy.wait_after), then the reminders stop; a severity raised after they stopped tells
+the top again and starts its reminders over (rearm).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Protocol
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.audit import record_event
+from alerts.machine import Event, next_state
+from alerts.policy import TOP_LEVEL, EscalationPolicy
+from anbu.domain import AlertState, Severity
+
+log = logging.getLogger(__name__)
+
+
+class Messaging(Protocol):
+    """What escalation needs from calls/: an SMS, and a voice call to a care manager."""
+
+    def send_sms(self, to: str, body: str) -> str | None: ...
+
+    def call_care_manager(
+        self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
+    ) -> int: ...
+
+
+def wake_at(conn: psycopg.Connection[Any], alert_id: int, at: datetime | None) -> None:
+    """Move the alert's timer (None: no timer) without a transition."""
+    conn.execute("UPDATE anbu.alerts SET next_action_at = %s WHERE id = %s", (at, alert_id))
+
+
+class Escalation:
+    """Escalates alerts and notifies care managers, in the caller's transaction.
+
+    `a` is the alert's row with its resident's dong_code and home (what the SMS names).
+    """
+
+    def __init__(self, messaging: Messaging, policy: EscalationPolicy, dashboard_url: str) -> None:
+        self.messaging = messaging
+        self.policy = policy
+        self.dashboard_url = dashboard_url.rstrip("/")
+
+    def climb(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
+        """Nobody acknowledged in time: tell the next step, or the top once more."""
+        state = AlertState.ESCALATED
+        current = int(a["escalation_level"])
+        waited = self.policy.wait_after(current)
+        if waited is None:  # the top's repeats are spent (an alert timed before the cap)
+            wake_at(conn, a["id"], None)
+            self._record_reminders_stopped(conn, a, now)
+            return
+        to = next_state(state, Event.ACK_OVERDUE)
+        level = current + 1
+        minutes = int(waited.total_seconds() // 60)
+        who = self.policy.step(level).label_ko
+        repeat = self.policy.repeat_of(level)
+        told = (
+            f"{who}에게 다시 알림 (최상위 단계 재알림 {repeat}/{len(self.policy.top_repeats)}회)"
+            if repeat
+            else f"{who}에게 알림"
+        )
+        self.escalate(conn, a, state, to, now, level=level,
+                      reason=f"{minutes}분 안에 확인되지 않아 {told}")  # fmt: skip
+
+    def escalate(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        state: AlertState,
+        to: AlertState,
+        now: datetime,
+        level: int,
+        reason: str,
+    ) -> None:
+        """Move the alert to `to` at ladder `level`, record why, and tell that step."""
+        step = self.policy.step(level)
+        wait = self.policy.wait_after(level)
+        conn.execute(
+            """UPDATE anbu.alerts SET state = %s, awaiting_call = false, escalation_level = %s,
+                   next_action_at = %s, updated_at = %s WHERE id = %s""",
+            (to.value, level, now + wait if wait is not None else None, now, a["id"]),
+        )
+        record_event(conn, a["id"], now, "system", state, to, reason)
+        self._notify(conn, a, step.roles, now, reason, level)
+        if wait is None:
+            self._record_reminders_stopped(conn, a, now)
+
+    def rearm(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime, raised: str
+    ) -> bool:
+        """The escalated alert's severity rose (`raised` says how): if the top's reminders had
+        stopped, tell the top now and start its reminders over; True when it did.
+
+        escalation_level returns to the top, so the repeat count starts again. That reuses the
+        top's voice-call keys, which are still free: only a critical alert rings care managers,
+        and a critical alert's severity cannot rise any more.
+        """
+        if self.policy.wait_after(int(a["escalation_level"])) is not None:
+            return False  # still climbing or reminding: the next step tells the new severity
+        state = AlertState.ESCALATED
+        who = self.policy.step(TOP_LEVEL).label_ko
+        self.escalate(conn, a, state, next_state(state, Event.SEVERITY_RAISED), now,
+                      level=TOP_LEVEL,
+                      reason=f"{raised} — {who}에게 다시 알리고 자동 재알림을 다시 시작함")  # fmt: skip
+        return True
+
+    def _record_reminders_stopped(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
+    ) -> None:
+        """The top of the ladder was told as often as the policy allows: no more reminders;
+        the alert stays escalated on the dong's dashboard until someone takes it."""
+        told = len(self.policy.top_repeats)
+        state = AlertState.ESCALATED
+        record_event(
+            conn, a["id"], now, "system", state, state,
+            f"{self.policy.step(TOP_LEVEL).label_ko}에게 {told}회 다시 알렸으나 확인되지 않음: "
+            "자동 재알림을 멈춤 — 담당자가 확인할 때까지 '담당자 확인 필요'로 남음",
+        )  # fmt: skip
+
+    def _notify(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        roles: tuple[str, ...],
+        now: datetime,
+        reason: str,
+        level: int = 0,
+    ) -> None:
+        with conn.cursor(row_factory=dict_row) as cur:
+            managers = cur.execute(
+                """SELECT id, phone FROM anbu.care_manager
+               WHERE dong_code = %s AND active AND role = ANY(%s) ORDER BY id""",
+                (a["dong_code"], list(roles)),
+            ).fetchall()
+        severity = Severity.parse(a["severity"]).korean
+        body = (
+            f"[안부] {severity} 알림 #{a['id']} ({a['home']}): {reason}. "
+            f"확인: {self.dashboard_url}/alerts/{a['id']}"
+        )
+        for m in managers:
+            sid = self.messaging.send_sms(m["phone"], body)
+            for channel, external in (("sms", sid), ("dashboard", None)):
+                conn.execute(
+                    """INSERT INTO anbu.notifications
+                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    (a["id"], m["id"], channel, body, external,
+                     "sent" if (external or channel == "dashboard") else "failed", now),
+                )  # fmt: skip
+            if Severity.parse(a["severity"]) is Severity.CRITICAL:
+                # critical: also a voice call that asks the care manager to press 1 to take it
+                call_id = self.messaging.call_care_manager(
+                    a["id"], m["id"], f"{severity} 알림입니다. {reason}.", step=level
+                )
+                conn.execute(
+                    """INSERT INTO anbu.notifications
+                           (alert_id, care_manager_id, channel, body, external_id, status, created_at)
+                       VALUES (%s, %s, 'voice', %s, %s, 'sent', %s) ON CONFLICT DO NOTHING""",
+                    (a["id"], m["id"], body, str(call_id), now),
+                )
+        log.info(
+            "care managers notified",
+            extra={"alert_id": a["id"], "care_managers": [m["id"] for m in managers]},
+        )
