@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Security
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
@@ -24,6 +24,7 @@ from dashboards.schemas import (
     LevelsIn,
     MeOut,
     QuietHoursIn,
+    ResidentActivityOut,
     ResidentOut,
     ResolveIn,
     StatusIn,
@@ -188,6 +189,26 @@ def api_router() -> APIRouter:
         with deps.db.connection() as conn:
             views = residents.list_residents(conn, manager.dong_code)
         return [ResidentOut.of(v, now) for v in views]
+
+    @router.get(
+        "/residents/{resident_id}/activity",
+        response_model=ResidentActivityOut,
+        dependencies=secured,
+        responses={404: _CHANGE_RESPONSES[404]},
+    )
+    def resident_activity(
+        resident_id: int,
+        manager: Manager,
+        deps: AppDeps,
+        days: Annotated[int, Query(ge=1, le=31, description="Local days, today included.")] = 7,
+    ) -> ResidentActivityOut:
+        """A resident of the care manager's dong, hour by hour over the last days (from the
+        hourly activity summary), with the findings raised in that time."""
+        now = deps.clock.now()
+        tz = ZoneInfo(deps.settings.timezone)
+        with deps.db.connection() as conn:
+            week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz, days)
+        return ResidentActivityOut.of(week, now)
 
     @router.post(
         "/residents/{resident_id}/status",

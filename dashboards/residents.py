@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -65,3 +66,79 @@ def get_resident(conn: psycopg.Connection[Any], resident_id: int, dong_code: str
     if row is None:
         raise ResidentNotFound(resident_id)
     return ResidentView(**row)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityHour:
+    """One local hour of a resident's home: a person's doings and what they were."""
+
+    hour: datetime  # local (the care programme's time zone)
+    activity: int
+    motion: int
+    door: int
+    power_steps: int
+    readings: int
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """A resident's last days, hour by hour (hours with no reading are absent), and their
+    findings in that time, newest first."""
+
+    resident: ResidentView
+    since: datetime
+    until: datetime
+    hours: list[ActivityHour]
+    findings: list[tuple[datetime, str, str, str, str]]  # raised, kind, severity, ko, en
+
+
+def activity_week(
+    conn: psycopg.Connection[Any],
+    resident_id: int,
+    dong_code: str,
+    now: datetime,
+    tz: ZoneInfo,
+    days: int = 7,
+) -> Week:
+    """The resident's hourly activity (anbu.activity_hourly) and findings over the last `days`
+    local days up to `now`; ResidentNotFound for any other dong."""
+    resident = get_resident(conn, resident_id, dong_code)
+    local_now = now.astimezone(tz)
+    since = (local_now - timedelta(days=days - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    rows = conn.execute(
+        """SELECT hour, activity, motion, door, power_steps, readings, rooms
+             FROM anbu.activity_hourly
+            WHERE resident_id = %s AND hour >= %s AND hour <= %s ORDER BY hour""",
+        (resident_id, since, now),
+    ).fetchall()
+    hours = [
+        ActivityHour(h.astimezone(tz), a, m, d, p, n, tuple(rooms))
+        for h, a, m, d, p, n, rooms in rows
+    ]
+    findings = conn.execute(
+        """SELECT raised_at, kind, severity, reason_ko, reason_en FROM anbu.findings
+            WHERE resident_id = %s AND raised_at >= %s AND raised_at <= %s
+            ORDER BY raised_at DESC LIMIT 50""",
+        (resident_id, since, now),
+    ).fetchall()
+    return Week(
+        resident, since, local_now, hours,
+        [(r.astimezone(tz), str(k), str(s), str(ko), str(en)) for r, k, s, ko, en in findings],
+    )  # fmt: skip
+
+
+def week_grid(week: Week) -> list[tuple[str, list[tuple[str, ActivityHour | None]]]]:
+    """The week as rows of local days (oldest first), each 24 cells: (YYYY-MM-DDTHH, the hour
+    or None when it had no reading at all). Hours after `until` are None too."""
+    by_hour = {h.hour.strftime("%Y-%m-%dT%H"): h for h in week.hours}
+    rows = []
+    day = week.since
+    while day.date() <= week.until.date():
+        label = day.strftime("%Y-%m-%d")
+        cells = [(f"{label}T{k:02d}", by_hour.get(f"{label}T{k:02d}")) for k in range(24)]
+        rows.append((label, cells))
+        day = (day + timedelta(days=1, hours=2)).replace(hour=0)
+    return rows

@@ -195,6 +195,19 @@ def pages_router() -> APIRouter:
     def resident_list(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
         return _residents_page(request, deps, lang, manager)
 
+    @router.get("/residents/{resident_id}")
+    def resident_week(
+        request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: Manager
+    ) -> Response:
+        tz = ZoneInfo(deps.settings.timezone)
+        now = deps.clock.now()
+        with deps.db.connection() as conn:
+            week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz)
+        return render(
+            request, deps, lang, "resident.html", manager, week=week,
+            grid=residents.week_grid(week), now=now,
+        )  # fmt: skip
+
     @router.post("/residents/{resident_id}/status")
     def set_status(
         request: Request,

@@ -12,7 +12,7 @@ from anbu.domain import AlertState, Severity
 from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
 from dashboards.auth import CareManager
 from dashboards.i18n import RESIDENT_STATUS_LABELS
-from dashboards.residents import ResidentView
+from dashboards.residents import ActivityHour, ResidentView, Week
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 
@@ -185,6 +185,63 @@ class ResidentOut(BaseModel):
             watch_h_max=r.watch_h_max,
             warning_h_max=r.warning_h_max,
             critical_h_max=r.critical_h_max,
+        )
+
+
+class ActivityHourOut(BaseModel):
+    """One local hour of a home (hours with no reading at all are absent)."""
+
+    hour: datetime = Field(description="Local start of the hour (ANBU_TIMEZONE).")
+    activity: int = Field(description="A person's doings: motion, a door or switch, a plug step.")
+    motion: int
+    door: int = Field(description="The entrance door opening or closing.")
+    power_steps: int = Field(description="Plug steps of 10 W or more (not a fridge's).")
+    readings: int = Field(description="Every reading, a person's or not: silence vs no data.")
+    rooms: list[str] = Field(description="Rooms with activity.")
+
+    @classmethod
+    def of(cls, h: ActivityHour) -> ActivityHourOut:
+        return cls(
+            hour=h.hour,
+            activity=h.activity,
+            motion=h.motion,
+            door=h.door,
+            power_steps=h.power_steps,
+            readings=h.readings,
+            rooms=list(h.rooms),
+        )
+
+
+class ResidentFindingOut(BaseModel):
+    """A finding the detectors raised for the resident."""
+
+    raised_at: datetime
+    kind: str
+    severity: str
+    reason_ko: str
+    reason_en: str
+
+
+class ResidentActivityOut(BaseModel):
+    """A resident's last days hour by hour, and their findings in that time."""
+
+    resident: ResidentOut
+    since: datetime = Field(description="Local midnight of the first day.")
+    until: datetime
+    hours: list[ActivityHourOut]
+    findings: list[ResidentFindingOut] = Field(description="Newest first, at most 50.")
+
+    @classmethod
+    def of(cls, week: Week, now: datetime) -> ResidentActivityOut:
+        return cls(
+            resident=ResidentOut.of(week.resident, now),
+            since=week.since,
+            until=week.until,
+            hours=[ActivityHourOut.of(h) for h in week.hours],
+            findings=[
+                ResidentFindingOut(raised_at=r, kind=k, severity=s, reason_ko=ko, reason_en=en)
+                for r, k, s, ko, en in week.findings
+            ],
         )
 
 
