@@ -13,7 +13,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from alerts import absence, queries
 from anbu import registry
-from dashboards import residents
+from dashboards import residents, review
 from dashboards.auth import CareManager
 from dashboards.deps import Deps, api_manager, get_deps
 from dashboards.i18n import text
@@ -27,6 +27,7 @@ from dashboards.schemas import (
     ResidentActivityOut,
     ResidentOut,
     ResolveIn,
+    ReviewOut,
     StatusIn,
     TokenOut,
 )
@@ -189,6 +190,14 @@ def api_router() -> APIRouter:
         with deps.db.connection() as conn:
             views = residents.list_residents(conn, manager.dong_code)
         return [ResidentOut.of(v, now) for v in views]
+
+    @router.get("/review", response_model=ReviewOut, dependencies=secured)
+    def weekly_review(manager: Manager, deps: AppDeps) -> ReviewOut:
+        """The dong's week: each resident's last 7 days against the 4 weeks before, and the
+        week's findings (routine changes and night activity are raised for this review)."""
+        tz = ZoneInfo(deps.settings.timezone)
+        with deps.db.connection() as conn:
+            return ReviewOut.of(review.weekly_review(conn, manager.dong_code, deps.clock.now(), tz))
 
     @router.get(
         "/residents/{resident_id}/activity",

@@ -57,6 +57,8 @@ def _templates() -> Jinja2Templates:
         actor_label=i18n.actor_label,
         resident_status_label=i18n.resident_status_label,
         hours_label=i18n.hours_label,
+        finding_kind_label=i18n.finding_kind_label,
+        change_label=i18n.change_label,
         pick=i18n.pick,
     )
     return Jinja2Templates(env=env)

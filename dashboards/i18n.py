@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS
 from alerts.policy import OUTCOME_KO
+from alerts.routing import route_for
 from anbu.domain import AlertState, CallOutcome, Severity
 from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
 from calls.dialer import CANCELED
@@ -159,6 +160,19 @@ TEXTS: dict[str, tuple[str, str]] = {
     "no_findings": ("감지 내역이 없습니다.", "No findings."),
     "activity": ("생활 기록", "Activity"),
     "kind": ("종류", "Kind"),
+    "review": ("주간 검토", "Weekly review"),
+    "review_help": (
+        "최근 7일의 활동을 직전 4주 평균과 비교합니다. 생활 변화·야간 활동 감지는 전화를 걸지 않고 "
+        "이 검토를 위해 기록됩니다.",
+        "The last 7 days against the mean of the 4 weeks before. Routine changes and night "
+        "activity ring nobody: they are raised for this review.",
+    ),
+    "this_week": ("이번 주 활동", "Activity this week"),
+    "vs_usual": ("평소 대비", "vs usual"),
+    "night_activity": ("새벽 활동 (0–6시)", "Small hours (0–6 h)"),
+    "days_with_data": ("기록 있는 날", "Days with data"),
+    "week_found": ("이번 주 감지", "Found this week"),
+    "no_usual": ("기준 없음", "no usual yet"),
 }
 
 RESIDENT_STATUS_LABELS: dict[str, tuple[str, str]] = {
@@ -262,3 +276,16 @@ def local_time_formatter(timezone: str) -> Callable[[datetime | None], str]:
         return "" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
     return local
+
+
+def finding_kind_label(lang: str, kind: str) -> str:
+    """A finding kind in the care manager's words (the alert route's label)."""
+    route = route_for(kind)
+    return pick(lang, (route.label_ko, route.label_en))
+
+
+def change_label(change: float | None, lang: str) -> str:
+    """+12 % / −40 %; the 'no usual yet' words when there is no usual week."""
+    if change is None:
+        return text(lang, "no_usual")
+    return f"{change * 100:+.0f} %".replace("-", "−")

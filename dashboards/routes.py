@@ -13,7 +13,7 @@ from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
 from anbu import registry
 from anbu.registry import InvalidChange, ResidentEnded
-from dashboards import residents
+from dashboards import residents, review
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -194,6 +194,13 @@ def pages_router() -> APIRouter:
     @router.get("/residents")
     def resident_list(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
         return _residents_page(request, deps, lang, manager)
+
+    @router.get("/review")
+    def weekly_review(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
+        tz = ZoneInfo(deps.settings.timezone)
+        with deps.db.connection() as conn:
+            week = review.weekly_review(conn, manager.dong_code, deps.clock.now(), tz)
+        return render(request, deps, lang, "review.html", manager, review=week)
 
     @router.get("/residents/{resident_id}")
     def resident_week(

@@ -13,6 +13,7 @@ from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
 from dashboards.auth import CareManager
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, Week
+from dashboards.review import Review
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 
@@ -241,6 +242,53 @@ class ResidentActivityOut(BaseModel):
             findings=[
                 ResidentFindingOut(raised_at=r, kind=k, severity=s, reason_ko=ko, reason_en=en)
                 for r, k, s, ko, en in week.findings
+            ],
+        )
+
+
+class ReviewRowOut(BaseModel):
+    """One resident's last 7 days beside their usual week."""
+
+    resident_id: int
+    home: str
+    display_name: str
+    status: str
+    activity: int = Field(description="A person's doings in the last 7 local days.")
+    usual: float | None = Field(description="Mean week of the 4 before; null: no 4 weeks yet.")
+    change: float | None = Field(description="activity / usual - 1 (-0.4: 40 % less).")
+    night: int = Field(description="Of which between 00:00 and 06:00 local.")
+    days_with_data: int = Field(description="Days of the 7 with any reading at all.")
+    findings: dict[str, int] = Field(description="Findings raised this week, by kind.")
+    for_review: bool = Field(description="A routine change or night activity was raised.")
+
+
+class ReviewOut(BaseModel):
+    """The care manager's dong, week by resident: findings for review and largest drops first."""
+
+    since: datetime
+    until: datetime
+    rows: list[ReviewRowOut]
+
+    @classmethod
+    def of(cls, review: Review) -> ReviewOut:
+        return cls(
+            since=review.since,
+            until=review.until,
+            rows=[
+                ReviewRowOut(
+                    resident_id=r.resident_id,
+                    home=r.home,
+                    display_name=r.display_name,
+                    status=r.status,
+                    activity=r.activity,
+                    usual=r.usual,
+                    change=r.change,
+                    night=r.night,
+                    days_with_data=r.days_with_data,
+                    findings=r.findings,
+                    for_review=r.for_review,
+                )
+                for r in review.rows
             ],
         )
 

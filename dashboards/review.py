@@ -1,0 +1,116 @@
+"""The dong's weekly review: each resident's last 7 days beside their usual week.
+
+Read from the hourly activity summary (`anbu.activity_hourly`) and the findings, never from raw
+readings: a person's doings this week against the mean of the 4 weeks before, the small hours'
+activity, the days with any data at all, and the week's findings by kind (routine changes and
+night activity are raised for this review and ring nobody). Residents whose week departs most
+come first. Always scoped to one dong; no phone, no notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
+NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours
+REVIEW_KINDS = ("routine_change", "night_activity")  # raised for this review only
+
+_ACTIVITY = """
+SELECT a.resident_id,
+       sum(a.activity) FILTER (WHERE a.hour >= %(week)s),
+       sum(a.activity) FILTER (WHERE a.hour < %(week)s),
+       count(DISTINCT date_trunc('day', a.hour AT TIME ZONE %(tz)s))
+             FILTER (WHERE a.hour >= %(week)s AND a.readings > 0),
+       sum(a.activity) FILTER (WHERE a.hour >= %(week)s
+                               AND extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)),
+       min(a.hour) FILTER (WHERE a.readings > 0)
+  FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
+ WHERE r.dong_code = %(dong)s AND a.hour >= %(lo)s AND a.hour < %(now)s
+ GROUP BY a.resident_id
+"""
+_FINDINGS = """
+SELECT f.resident_id, f.kind, count(*)
+  FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
+ WHERE r.dong_code = %(dong)s AND f.raised_at >= %(week)s AND f.raised_at <= %(now)s
+ GROUP BY f.resident_id, f.kind
+"""
+_RESIDENTS = """
+SELECT id, home, display_name, status FROM anbu.resident
+ WHERE dong_code = %(dong)s AND status <> 'ended' ORDER BY home
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    """One resident's week."""
+
+    resident_id: int
+    home: str
+    display_name: str
+    status: str
+    activity: int  # a person's doings in the last 7 days
+    usual: float | None  # the mean week before (None: no full history yet)
+    night: int  # of which in the small hours
+    days_with_data: int  # of 7
+    findings: dict[str, int]  # kind -> how many this week
+
+    @property
+    def change(self) -> float | None:
+        """This week against the usual one (-0.4: 40 % less); None without a usual week."""
+        if self.usual is None or self.usual <= 0:
+            return None
+        return self.activity / self.usual - 1.0
+
+    @property
+    def for_review(self) -> bool:
+        """Raised something meant for this review (a routine change, night activity)."""
+        return any(k in self.findings for k in REVIEW_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """The dong's week, from `since` (local midnight, 7 days ago) to `until`."""
+
+    since: datetime
+    until: datetime
+    rows: list[ReviewRow]
+
+
+def weekly_review(
+    conn: psycopg.Connection[Any], dong_code: str, now: datetime, tz: ZoneInfo
+) -> Review:
+    """Every resident of `dong_code` (not ended): the last 7 local days beside the 4 before;
+    those with findings for review, then the largest drops, first."""
+    local = now.astimezone(tz)
+    week = (local - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+    lo = week - timedelta(weeks=WEEKS_BEFORE)
+    p = {"dong": dong_code, "week": week, "lo": lo, "now": now, "tz": tz.key,
+         "night": list(NIGHT_HOURS)}  # fmt: skip
+    acts = {int(r[0]): r[1:] for r in conn.execute(_ACTIVITY, p)}
+    found: dict[int, dict[str, int]] = {}
+    for rid, kind, n in conn.execute(_FINDINGS, p):
+        found.setdefault(int(rid), {})[str(kind)] = int(n)
+    rows = []
+    for rid, home, name, status in conn.execute(_RESIDENTS, p):
+        this, before, days, night, first = acts.get(int(rid), (None, None, 0, None, None))
+        full = first is not None and first <= lo + timedelta(days=1)  # 4 weeks of history
+        rows.append(
+            ReviewRow(
+                resident_id=int(rid),
+                home=str(home),
+                display_name=str(name),
+                status=str(status),
+                activity=int(this or 0),
+                usual=float(before or 0) / WEEKS_BEFORE if full else None,
+                night=int(night or 0),
+                days_with_data=int(days or 0),
+                findings=found.get(int(rid), {}),
+            )
+        )
+    rows.sort(key=lambda r: (not r.for_review, r.change if r.change is not None else 0.0, r.home))
+    return Review(week, local, rows)
