@@ -81,16 +81,11 @@ def night_activity(rows: Sequence[Row], until: float, tz: tzinfo) -> list[Found]
     times, ordered = _by_time(rows, until)
     found: list[Found] = []
     for now in _daily(times, until, NIGHT_REVIEW_AT, tz):
-        local = now.astimezone(tz)
-        evening_day = local.date() - timedelta(days=1)
-        if local.hour < policy.night_end_h:  # the night is not over yet: judge the one before
-            evening_day -= timedelta(days=1)
-        evening = datetime.combine(evening_day, time(policy.night_start_h), tz)
-        lo = evening - timedelta(days=policy.window_days + 2)
+        evening, lo = policy.night_to_judge(now, tz)
         events = _between(times, ordered, lo.timestamp(), now.timestamp())
         profile = nightmod.learn_stillness(events, tz, evening, policy)
         episodes = nightmod.night_activity(events, profile, tz, policy)
-        if any(ep.night == evening_day for ep in episodes):
+        if any(ep.night == evening.date() for ep in episodes):
             found.append((now.timestamp(), nightmod.KIND, Severity.WATCH.label))
     return found
 

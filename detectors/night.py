@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 
 import numpy as np
 
@@ -31,6 +31,16 @@ class NightPolicy:
     min_days: int = 7
     window_days: int = 28
     min_active_minutes: int = 5
+
+    def night_to_judge(self, now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
+        """The evening that begins the last night over by `now` (a night not yet over at
+        `now` is left for the next review), and the start of the history it is judged by."""
+        local = now.astimezone(tz)
+        evening_day = local.date() - timedelta(days=1)
+        if local.hour < self.night_end_h:  # the night is not over yet: judge the one before
+            evening_day -= timedelta(days=1)
+        evening = datetime.combine(evening_day, time(self.night_start_h), tz)
+        return evening, evening - timedelta(days=self.window_days + 2)
 
     @property
     def night_hours(self) -> tuple[int, ...]:

@@ -81,18 +81,13 @@ def night_review(
     conn: psycopg.Connection[Any], now: datetime, policy: nightmod.NightPolicy, tz: tzinfo
 ) -> list[NewFinding]:
     """Judge last night (ending at or before `now`) against each home's learned stillness."""
-    local = now.astimezone(tz)
-    evening_day = local.date() - timedelta(days=1)
-    if local.hour < policy.night_end_h:  # the night is not over yet: judge the one before
-        evening_day -= timedelta(days=1)
-    evening = datetime.combine(evening_day, time(policy.night_start_h), tz)
-    lo = evening - timedelta(days=policy.window_days + 2)
+    evening, lo = policy.night_to_judge(now, tz)
     new: list[NewFinding] = []
     for rid, home in conn.execute(_HOMES).fetchall():
         events = _events(conn, int(rid), lo, now)
         profile = nightmod.learn_stillness(events, tz, evening, policy)
         for ep in nightmod.night_activity(events, profile, tz, policy):
-            if ep.night != evening_day:
+            if ep.night != evening.date():
                 continue
             details = {"key": f"night:{ep.night.isoformat()}", "night": ep.night.isoformat(),
                        "minutes": ep.minutes, "hours": list(ep.hours),

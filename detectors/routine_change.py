@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import IsolationForest
 
+from detectors.evidence import POWER_STEP_W
+
 KIND = "routine_change"
 Event = tuple[float, str, str, str, float]  # (epoch s, sensor, kind, room, value)
 F64 = npt.NDArray[np.float64]
@@ -30,7 +32,6 @@ FIRST, LAST, NIGHT, OUTINGS, ENERGY, TOTAL = range(HOURS, HOURS + 6)
 COLUMNS = HOURS + 6
 WAKE_FROM_H = 4.0
 NIGHT_END_H = 6
-POWER_STEP_W = 10.0
 # model features: (name, Korean label, English label, unit: count | hour | kwh)
 FEATURES: tuple[tuple[str, str, str, str], ...] = (
     ("night", "밤(0–6시) 활동", "night activity (00-06)", "count"),

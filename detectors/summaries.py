@@ -19,13 +19,14 @@ from typing import Any
 
 import psycopg
 
+from detectors.evidence import POWER_STEP_W
+
 log = logging.getLogger(__name__)
 
 MARK = "activity_hourly"
 SUMMARY_EVERY_S = 300.0  # how often the worker summarises what was received
 OVERLAP = timedelta(minutes=10)  # readings committed this long after they were received
 FIRST_PASS = timedelta(hours=26)  # what the very first pass looks back over
-POWER_STEP_W = 10.0  # as ingest.state: detectors may not import ingest
 
 _TOUCHED_SINCE = """
 SELECT DISTINCT g.resident_id, date_trunc('hour', r.ts)
