@@ -68,6 +68,12 @@ def get_resident(conn: psycopg.Connection[Any], resident_id: int, dong_code: str
     return ResidentView(**row)
 
 
+def local_days_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
+    """Local midnight beginning the last `days` days up to `now`, today included."""
+    start = now.astimezone(tz) - timedelta(days=days - 1)
+    return start.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityHour:
     """One local hour of a resident's home: a person's doings and what they were."""
@@ -105,9 +111,7 @@ def activity_week(
     local days up to `now`; ResidentNotFound for any other dong."""
     resident = get_resident(conn, resident_id, dong_code)
     local_now = now.astimezone(tz)
-    since = (local_now - timedelta(days=days - 1)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
+    since = local_days_start(now, tz, days)
     rows = conn.execute(
         """SELECT hour, activity, motion, door, power_steps, readings, rooms
              FROM anbu.activity_hourly

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from dashboards.residents import local_days_start
+
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
 NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours
 REVIEW_KINDS = ("routine_change", "night_activity")  # raised for this review only
@@ -86,8 +88,7 @@ def weekly_review(
 ) -> Review:
     """Every resident of `dong_code` (not ended): the last 7 local days beside the 4 before;
     those with findings for review, then the largest drops, first."""
-    local = now.astimezone(tz)
-    week = (local - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+    week = local_days_start(now, tz, 7)
     lo = week - timedelta(weeks=WEEKS_BEFORE)
     p = {"dong": dong_code, "week": week, "lo": lo, "now": now, "tz": tz.key,
          "night": list(NIGHT_HOURS)}  # fmt: skip
@@ -113,4 +114,4 @@ def weekly_review(
             )
         )
     rows.sort(key=lambda r: (not r.for_review, r.change if r.change is not None else 0.0, r.home))
-    return Review(week, local, rows)
+    return Review(week, now.astimezone(tz), rows)
