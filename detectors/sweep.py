@@ -195,9 +195,17 @@ def sweep(
         t.caps.append((_hours(watch_max), _hours(warning_max), _hours(critical_max)))
     found: list[tuple[int, Finding, datetime]] = []
     if t.ids:
-        found += _inactivity(conn, now, policy, t)
+        found += _inactivity(conn, now, policy, t)  # asks which levels are new itself
     if outings or mornings or bathrooms:
-        found += routine_checks(conn, now, routine, tz, outings, mornings, bathrooms)
+        due = routine_checks(conn, now, routine, tz, outings, mornings, bathrooms)
+        already = _raised(
+            conn,
+            [rid for rid, _, _ in due],
+            [f.kind for _, f, _ in due],
+            [f.severity.label for _, f, _ in due],
+            [since for _, _, since in due],
+        )
+        found += [x for k, x in enumerate(due) if k not in already]
     return _store(conn, now, found)
 
 
@@ -253,19 +261,8 @@ def _inactivity(
 def _store(
     conn: psycopg.Connection[Any], now: datetime, found: list[tuple[int, Finding, datetime]]
 ) -> list[NewFinding]:
-    """Insert the findings not yet raised in their stretch; return those stored, by id.
-
-    Asked and inserted under the sweep's advisory lock, so no other sweep adds one between."""
-    if not found:
-        return []
-    already = _raised(
-        conn,
-        [rid for rid, _, _ in found],
-        [f.kind for _, f, _ in found],
-        [f.severity.label for _, f, _ in found],
-        [since for _, _, since in found],
-    )
-    found = [x for k, x in enumerate(found) if k not in already]
+    """Insert findings the sweep found new (asked by `_raised` under the sweep's advisory lock,
+    so no other sweep adds one between); return those stored, by id."""
     if not found:
         return []
     params = {
