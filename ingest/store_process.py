@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.store import Message, Store
+from ingest.store import BatchSummary, Message, Store, insert_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -202,22 +202,111 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
                 return
             batch_id, now, items = requests.recv()
             messages = [Message(t, p, r, at) for t, p, r, at in items]
-            delay = 0.05
-            while True:
-                try:
-                    summary = store.store_batch(messages, now)
-                    break
-                except Exception:
-                    log.exception("storing a batch failed; retrying", extra={"size": len(items)})
-                    replies.send(("error", batch_id))
-                    if wait([stop], delay):  # stopping (or the parent is gone): not stored
-                        return
-                    delay = min(delay * 2, config.retry_max_s)
+            summary = store_isolating(
+                store, db, messages, now, config.retry_max_s, stop, replies, batch_id
+            )
+            if summary is None:  # stopping (or the parent is gone): not all stored
+                return
             replies.send(("done", batch_id, astuple(summary)))
     except (BrokenPipeError, EOFError):  # the parent is gone
         return
     finally:
         db.close()
+
+
+SPLIT_AFTER = 3
+"""Failed attempts of a whole batch before it is split to find the message that fails."""
+
+
+def transient(exc: BaseException, db: OneConnection) -> bool:
+    """Whether a failure may pass by itself (the database down, busy, out of room, a deadlock),
+    as opposed to one message the database or the code refuses every time."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    try:  # a refusal of this message, or is the database itself unwell?
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+    except Exception:
+        return True
+    return False
+
+
+def store_isolating(
+    store: Store,
+    db: OneConnection,
+    messages: list[Message],
+    now: datetime,
+    retry_max_s: float,
+    stop: Connection,
+    replies: Connection,
+    batch_id: int,
+) -> BatchSummary | None:
+    """Store `messages`, committed, before returning what they amounted to (None: told to stop).
+
+    Retries with backoff while the failure may pass. A batch that keeps failing for a reason
+    that does not pass is halved until the message that fails on its own is found; that one
+    goes to the dead letters with the reason, and everything else is stored. One poison
+    message (a parser bug, a database refusal) thus costs one dead letter, never the stream.
+    """
+    pending: list[list[Message]] = [messages]
+    done: list[BatchSummary] = []
+    failures = 0  # of the chunk at the head of `pending`, in a row
+    delay = 0.05
+    while pending:
+        chunk = pending[0]
+        try:
+            done.append(store.store_batch(chunk, now))
+        except Exception as exc:
+            replies.send(("error", batch_id))
+            failures += 1
+            isolating = len(chunk) < len(messages) or failures >= SPLIT_AFTER
+            if isolating and not transient(exc, db):
+                if len(chunk) > 1:
+                    half = len(chunk) // 2
+                    pending[0:1] = [chunk[:half], chunk[half:]]
+                    log.warning(
+                        "a batch keeps failing; splitting it",
+                        extra={"size": len(chunk), "error": type(exc).__name__},
+                    )
+                    failures = 0
+                    continue
+                reason = f"refused when stored on its own: {type(exc).__name__}: {exc}"[:500]
+                log.error(
+                    "a message fails on its own; dead-lettered",
+                    extra={"topic": chunk[0].topic, "error": type(exc).__name__},
+                )
+                try:
+                    with db.connection() as conn:
+                        insert_dead_letters(conn, [(chunk[0], reason)], now)
+                except Exception:
+                    log.exception("storing a dead letter failed; retrying")
+                else:
+                    done.append(_dead_lettered(len(chunk)))
+                    pending.pop(0)
+                    failures, delay = 0, 0.05
+                    continue
+            else:
+                log.exception("storing a batch failed; retrying", extra={"size": len(chunk)})
+            if wait([stop], delay):  # stopping (or the parent is gone): not stored
+                return None
+            delay = min(delay * 2, retry_max_s)
+            continue
+        pending.pop(0)
+        failures, delay = 0, 0.05
+    return _sum(done)
+
+
+def _dead_lettered(n: int) -> BatchSummary:
+    return BatchSummary(
+        messages=n, stored=0, duplicates=0, dead_lettered=n, statuses=0, homes_active=0
+    )
+
+
+def _sum(parts: list[BatchSummary]) -> BatchSummary:
+    if not parts:
+        return _dead_lettered(0)
+    fields = [sum(col) for col in zip(*(astuple(p) for p in parts), strict=True)]
+    return BatchSummary(*fields)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ the vendor publishes) or Rejected (a dead letter with its reason); never a vendo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,8 @@ DIALECTS: tuple[Dialect, ...] = (
 
 BY_SEGMENT: Mapping[str, Dialect] = {d.segment: d for d in DIALECTS}
 
+log = logging.getLogger(__name__)
+
 
 def topic_filters() -> list[str]:
     """Every topic filter the consumer subscribes to (without the $share prefix)."""
@@ -50,7 +53,11 @@ def topic_filters() -> list[str]:
 
 
 def route(topic: str, payload: bytes, now: datetime, future_tolerance_s: int) -> list[Parsed]:
-    """Split `gw/<id>/<dialect>/<rest>` and hand the payload to that dialect's parser."""
+    """Split `gw/<id>/<dialect>/<rest>` and hand the payload to that dialect's parser.
+
+    A parser that raises on one message turns that message into a dead letter saying so: a
+    payload nobody foresaw must never stop the stream for every other home.
+    """
     parts = topic.split("/", 3)
     if len(parts) < 4 or parts[0] != "gw" or not parts[1] or not parts[3]:
         return [Rejected(f"topic {native.show(topic)} is not gw/<gateway>/<dialect>/...")]
@@ -58,4 +65,12 @@ def route(topic: str, payload: bytes, now: datetime, future_tolerance_s: int) ->
     dialect = BY_SEGMENT.get(segment)
     if dialect is None:
         return [Rejected(f"unknown dialect {native.show(segment)}")]
-    return dialect.parse(gateway, rest, payload, now, future_tolerance_s)
+    try:
+        return dialect.parse(gateway, rest, payload, now, future_tolerance_s)
+    except Exception as exc:  # any bug in any adapter: this message only, never the batch
+        log.warning(
+            "adapter failed on a message",
+            extra={"dialect": segment, "error": type(exc).__name__},
+            exc_info=True,
+        )
+        return [Rejected(f"{segment} adapter failed on this message ({type(exc).__name__})")]

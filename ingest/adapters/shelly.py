@@ -118,7 +118,7 @@ def _reports(
         props = COMPONENTS.get(ctype)
         if props is None or not isinstance(body, dict):
             continue
-        index = int(cid) if cid.isdigit() else 0
+        index = int(cid) if cid.isascii() and cid.isdigit() else 0
         slot = by_id.setdefault(index, {"values": []})
         for p in props:
             if body.get(p.key) is None:

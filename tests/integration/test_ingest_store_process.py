@@ -235,3 +235,69 @@ def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_to_the_broker(
     time.sleep(0.3)
     assert again.stats.messages == n - stats.acked
     assert count_rows(db_url) == (n, n, total)
+
+
+def test_a_message_the_shelly_parser_crashed_on_is_a_dead_letter_and_the_stream_goes_on(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """`switch:²` made `int()` raise inside the Shelly adapter; the batch was retried for ever,
+    never acknowledged, and every home fell silent. Now it is one dead letter."""
+    n = 400
+    batch, total = messages(gateways, 0, n, 1)
+    poison = (
+        f"gw/{gateways[0]}/shelly/shellyplus1pm-a8032ab12345/events/rpc",
+        b'{"method":"NotifyStatus","params":{"ts":1795000000,"switch:\xc2\xb2":{"output":true}}}',
+    )
+    service = services()
+    publish(broker.port, gateways, [*batch[: n // 2], poison, *batch[n // 2 :]], PASSWORD)
+    eventually(lambda: service.stats.acked == n + 1, what="every message acknowledged")
+    assert count_rows(db_url) == (n, n, total)
+    with psycopg.connect(db_url) as conn:
+        topics = [r[0] for r in conn.execute("SELECT topic FROM anbu.dead_letters").fetchall()]
+    assert topics == [poison[0]]
+
+
+def test_a_message_the_database_refuses_is_found_and_dead_lettered_the_rest_stored(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """A refusal that does not pass (here a trigger, as an insert into a compressed chunk
+    would be): the batch is retried, then halved until the one message is found; it becomes
+    a dead letter with the database's reason and every other reading is stored."""
+    n = 600
+    batch, _ = messages(gateways, 0, n, 1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        refused = conn.execute(
+            "SELECT s.id FROM anbu.sensor s WHERE s.gateway_id = %s AND s.vendor_id = 's3'",
+            (gateways[1],),
+        ).fetchone()
+        assert refused is not None
+        conn.execute(
+            """CREATE FUNCTION anbu.test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'chunk is compressed (test refusal)'; END$$"""
+        )
+        conn.execute(
+            f"""CREATE TRIGGER refuse BEFORE INSERT ON anbu.readings FOR EACH ROW
+                WHEN (NEW.sensor_id = {int(refused[0])}) EXECUTE FUNCTION anbu.test_refuse()"""
+        )
+    service = services()
+    publish(broker.port, gateways, batch, PASSWORD)
+    eventually(lambda: service.stats.acked == n, timeout=60, what="every message acknowledged")
+    with psycopg.connect(db_url) as conn:
+        dead = conn.execute("SELECT topic, payload, reason FROM anbu.dead_letters").fetchall()
+        stored = conn.execute(
+            "SELECT count(*) FROM anbu.readings WHERE sensor_id = %s", (refused[0],)
+        ).fetchone()
+    assert stored == (0,)
+    assert dead, "the refused messages were not dead-lettered"
+    assert all("refused when stored on its own" in r[2] and "test refusal" in r[2] for r in dead)
+    assert all(b'"sensor": "s3"' in bytes(r[1]) or b'"sensor":"s3"' in bytes(r[1]) for r in dead)
+    assert {r[0] for r in dead} == {f"gw/{gateways[1]}/anbu/readings"}
+    rows, distinct, _ = count_rows(db_url)
+    assert rows == distinct == n - len(dead)
+    assert service.stats.dead_lettered == len(dead)
