@@ -3,7 +3,8 @@ and care managers pressing 1 on an alert call.
 
 Each source row is claimed with FOR UPDATE SKIP LOCKED and marked reported in the same
 transaction that stores its finding; the alert is then opened through AlertService, as the
-detectors' findings are.
+detectors' findings are. The finding stays waiting (`alerted_at` unset) until its alert
+commits, so a crash or an error in between is made good by AlertService.reconcile_findings.
 """
 
 from __future__ import annotations

@@ -5,6 +5,13 @@ FOR UPDATE SKIP LOCKED, so any number of workers can run this and a restart lose
 nothing. Every transition is written to alert_events with its reason. A check-in call's
 watchdog counts from when the send queue dialled it, not queued it (policy.call_watch).
 Climbing the ladder and telling care managers is alerts.escalation's part.
+
+A stored finding always ends in an alert: the transaction that opens or raises its alert (or
+finds the open one already as severe) also sets the finding's `alerted_at`. A finding stored
+but not yet handed over (a crash, a deploy or an error in between) waits for
+`reconcile_findings`, which the worker runs on its due-work poll; a failed hand-over backs off
+and the others go on. An open alert resolved between the insert that conflicts with it and the
+lookup that would raise it does not drop the finding: the open is tried again.
 """
 
 from __future__ import annotations
@@ -40,6 +47,33 @@ from calls.dialer import cancel_waiting
 log = logging.getLogger(__name__)
 
 MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same poll again
+OPEN_ATTEMPTS = 5  # opens tried when the conflicting open alert keeps being resolved meanwhile
+RETRY_FIRST = timedelta(seconds=5)  # a finding whose hand-over failed waits this, doubling,
+RETRY_MAX = timedelta(minutes=5)  # up to this, before the reconciler tries it again
+
+# The oldest finding not yet handed to an alert and not backing off, skipping rows another pass
+# holds; `skip` are this pass's own failures.
+_WAITING = """
+SELECT f.id, f.resident_id, f.kind, f.severity, f.raised_at, f.reason_ko, f.reason_en,
+       f.details, f.alert_tries, r.home
+  FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
+ WHERE f.alerted_at IS NULL
+   AND (f.alert_retry_at IS NULL OR f.alert_retry_at <= %(now)s)
+   AND f.id <> ALL(%(skip)s::bigint[])
+ ORDER BY f.id
+ LIMIT 1
+   FOR NO KEY UPDATE OF f SKIP LOCKED
+"""
+
+
+class AlertRace(RuntimeError):
+    """The open alert a finding conflicted with vanished every time it was looked up."""
+
+
+def retry_after(tries: int) -> timedelta:
+    """How long a finding whose hand-over failed `tries` times waits for the next try."""
+    wait: timedelta = RETRY_FIRST * 2 ** min(max(tries - 1, 0), 16)
+    return min(wait, RETRY_MAX)
 
 
 class Telephony(Messaging, Protocol):
@@ -80,21 +114,129 @@ class AlertService:
     # -- findings -> alerts ------------------------------------------------------------
 
     def on_findings(self, findings: list[IncomingFinding]) -> list[int]:
-        """Open an alert per finding, or raise the severity of the open one; returns alert ids."""
+        """Hand each stored finding to its alert: open one, or raise the severity of the open one;
+        returns the ids of the alerts opened or raised.
+
+        Each finding goes in its own transaction, which also marks it alerted; one whose step
+        fails stays waiting for `reconcile_findings` (after a back-off) and the others go on.
+        """
         touched: list[int] = []
-        now = self.clock.now()
         for item in findings:
-            with self.db.connection() as conn:
-                alert_id = self._open_or_raise(conn, item, now)
+            try:
+                alert_id = self._hand_over_stored(item)
+            except Exception:  # e.g. the connection broke: the finding is still waiting
+                log.exception("finding not alerted yet; the reconciler retries it",
+                              extra={"finding_id": item.finding_id,
+                                     "resident_id": item.resident_id})  # fmt: skip
+                continue
             if alert_id is not None:
                 touched.append(alert_id)
         return touched
 
+    def reconcile_findings(self, limit: int = 100) -> int:
+        """Findings stored but not yet handed to an alert (a crash, a deploy or an error between
+        their commit and their alert's): each in its own transaction, claimed with
+        FOR UPDATE SKIP LOCKED, oldest first. Returns how many were handed over."""
+        done = 0
+        skip: list[int] = []  # this pass's failures: tried again on a later pass
+        for _ in range(limit):
+            claimed: int | None = None
+            try:
+                with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                    now = self.clock.now()
+                    row = cur.execute(_WAITING, {"now": now, "skip": skip}).fetchone()
+                    if row is None:
+                        return done
+                    claimed = int(row["id"])
+                    item = IncomingFinding(
+                        claimed,
+                        int(row["resident_id"]),
+                        Finding(str(row["home"]), str(row["kind"]),
+                                Severity.parse(row["severity"]), row["raised_at"],
+                                str(row["reason_ko"]), str(row["reason_en"]),
+                                dict(row["details"] or {})),
+                    )  # fmt: skip
+                    log.warning("handing over a finding that waited",
+                                extra={"finding_id": claimed, "resident_id": item.resident_id,
+                                       "kind": item.finding.kind})  # fmt: skip
+                    handed, _ = self._hand_over(conn, item, int(row["alert_tries"]), now, True)
+            except Exception:  # e.g. the connection broke: nothing was recorded; go on
+                log.exception("reconciling a finding failed", extra={"finding_id": claimed})
+                handed = False
+            if handed:
+                done += 1
+            elif claimed is not None:
+                skip.append(claimed)
+            else:  # no finding could even be looked for (the database is away): next tick
+                return done
+        return done
+
+    def _hand_over_stored(self, item: IncomingFinding) -> int | None:
+        """A finding the caller has just stored; None when another pass holds or had it."""
+        with self.db.connection() as conn:
+            now = self.clock.now()
+            row = conn.execute(
+                """SELECT alert_tries FROM anbu.findings WHERE id = %s AND alerted_at IS NULL
+                   FOR NO KEY UPDATE SKIP LOCKED""",
+                (item.finding_id,),
+            ).fetchone()
+            if row is None:  # handed over already, or being handed over by the reconciler
+                return None
+            return self._hand_over(conn, item, int(row[0]), now, late=False)[1]
+
+    def _hand_over(
+        self,
+        conn: psycopg.Connection[Any],
+        item: IncomingFinding,
+        tries: int,
+        now: datetime,
+        late: bool,
+    ) -> tuple[bool, int | None]:
+        """In the transaction that holds the finding's row: open or raise its alert and mark the
+        finding alerted, both or neither. A failure is logged (ids only) and put off by
+        `retry_after`. Returns whether it was handed over, and the alert opened or raised."""
+        try:
+            with conn.transaction():  # a savepoint: a failure undoes the alert's half only
+                alert_id = self._open_or_raise(conn, item, now, late)
+                conn.execute(
+                    "UPDATE anbu.findings SET alerted_at = %s, alert_retry_at = NULL WHERE id = %s",
+                    (now, item.finding_id),
+                )
+        except Exception:
+            retry_at = now + retry_after(tries + 1)
+            conn.execute(
+                """UPDATE anbu.findings SET alert_tries = alert_tries + 1, alert_retry_at = %s
+                   WHERE id = %s""",
+                (retry_at, item.finding_id),
+            )
+            log.exception("finding not alerted; tried again later",
+                          extra={"finding_id": item.finding_id, "resident_id": item.resident_id,
+                                 "tries": tries + 1, "retry_at": retry_at.isoformat()})  # fmt: skip
+            return False, None
+        return True, alert_id
+
     def _open_or_raise(
-        self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime
+        self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime, late: bool
     ) -> int | None:
+        """Open the finding's alert, or raise the open one's severity; the alert id, or None when
+        the open alert is already as severe. The open alert may be resolved between the insert
+        that conflicts with it and the lookup: then open again (OPEN_ATTEMPTS at most)."""
+        for _ in range(OPEN_ATTEMPTS):
+            opened = self._open(conn, item, now, late)
+            if opened is not None:
+                return opened
+            current = self._lock_open(conn, item.resident_id, item.finding.kind)
+            if current is not None:
+                return self._raise(conn, item, current, now)
+            log.info("open alert resolved meanwhile; opening again",
+                     extra={"finding_id": item.finding_id, "resident_id": item.resident_id})  # fmt: skip
+        raise AlertRace(item.finding_id)
+
+    def _open(
+        self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime, late: bool
+    ) -> int | None:
+        """A new alert for the finding; None when one of its kind is open already."""
         f = item.finding
-        severity = f.severity.label
         route = route_for(f.kind)
         # calls and direct escalations are due now; the rest is for the dashboard only
         first_action = now if (route.call_resident or route.escalate_now) else None
@@ -104,27 +246,46 @@ class AlertService:
                VALUES (%s, %s, %s, 'open', %s, %s, %s, %s)
                ON CONFLICT (resident_id, kind) WHERE state <> 'resolved' DO NOTHING
                RETURNING id""",
-            (item.resident_id, f.kind, severity, now, now, first_action, item.finding_id),
+            (item.resident_id, f.kind, f.severity.label, now, now, first_action, item.finding_id),
         ).fetchone()
-        if row is not None:
-            alert_id = int(row[0])
-            why = f.reason_ko if route.call_resident else f"{route.label_ko}: {f.reason_ko}"
-            record_event(conn, alert_id, now, "system", None, AlertState.OPEN, why)
-            log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
-            return alert_id
+        if row is None:
+            return None
+        alert_id = int(row[0])
+        why = f.reason_ko if route.call_resident else f"{route.label_ko}: {f.reason_ko}"
+        if late:  # handed over by the reconciler: say so, and when the finding was made
+            found = f.raised_at.astimezone(self.tz)
+            why = f"{why} (발견 {found:%m-%d %H:%M}, 누락 복구로 열림)"
+        record_event(conn, alert_id, now, "system", None, AlertState.OPEN, why)
+        log.info("alert opened", extra={"alert_id": alert_id, "resident_id": item.resident_id})
+        return alert_id
+
+    def _lock_open(
+        self, conn: psycopg.Connection[Any], resident_id: int, kind: str
+    ) -> dict[str, Any] | None:
+        """The resident's open alert of `kind`, locked; None when there is none (now)."""
         # NO KEY: a care manager's voice call queued below (rearm) references this alert from
         # another connection, and its foreign key check must not wait for this lock
         with conn.cursor(row_factory=dict_row) as cur:
-            current = cur.execute(
+            return cur.execute(
                 """SELECT a.id, a.severity, a.state, a.awaiting_call, a.escalation_level,
                           r.dong_code, r.home
                    FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
                    WHERE a.resident_id = %s AND a.kind = %s AND a.state <> 'resolved'
                    FOR NO KEY UPDATE OF a""",
-                (item.resident_id, f.kind),
+                (resident_id, kind),
             ).fetchone()
-        if current is None:
-            return None
+
+    def _raise(
+        self,
+        conn: psycopg.Connection[Any],
+        item: IncomingFinding,
+        current: dict[str, Any],
+        now: datetime,
+    ) -> int | None:
+        """Raise the open alert to the finding's severity; None when it is as severe already."""
+        f = item.finding
+        route = route_for(f.kind)
+        severity = f.severity.label
         alert_id = int(current["id"])
         old, state = Severity.parse(current["severity"]), AlertState(current["state"])
         if f.severity <= old:

@@ -129,6 +129,8 @@ class Runtime:
             ("health", self.health_once, s.sweep_interval_s),
             ("due", self.alerts.process_due, s.due_poll_s),
             ("intake", intake.run_once, s.due_poll_s),
+            # findings stored but never handed to an alert (a crash or an error in between)
+            ("reconcile", self.alerts.reconcile_findings, s.due_poll_s),
             ("partitions", self.maintain_partitions, 6 * 3600.0),
             ("summaries", self.summarize_once, SUMMARY_EVERY_S),
         ):
