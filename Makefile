@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: demo test lint typecheck contracts system-deps clean
+.PHONY: demo test lint typecheck contracts system-deps wheel-check clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "anbu needs Python 3.11 or newer"'
@@ -34,6 +34,9 @@ contracts: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+wheel-check: $(STAMP) system-deps
+	PY=$(BIN)/python bash scripts/wheel-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+import registry
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.policy import OUTCOME_MEANING
-from anbu import registry
-from anbu.domain import AlertState
 from calls.dialer import cancel_waiting
+from core.domain import AlertState
 from detectors import night
 from detectors.health import UNKNOWN_STATUS
 from detectors.inactivity import KIND as INACTIVITY
@@ -168,7 +168,7 @@ def set_status(
 ) -> StatusChange:
     """The registry's status change and its consequence for alerts, in the caller's transaction.
 
-    Raises what `anbu.registry.set_status` raises (ResidentNotFound for another dong's
+    Raises what `registry.set_status` raises (ResidentNotFound for another dong's
     resident, InvalidChange) before anything is written.
     """
     changed = registry.set_status(conn, resident_id, status, until, care_manager_id, now=now)

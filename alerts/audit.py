@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from anbu.domain import AlertState
+from core.domain import AlertState
 
 
 def record_event(

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.policy import TOP_LEVEL, EscalationPolicy
-from anbu.domain import AlertState, Severity
+from core.domain import AlertState, Severity
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from psycopg.rows import dict_row
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
 from alerts.service import AlertService, IncomingFinding
-from anbu.clock import Clock
-from anbu.db import Database
-from anbu.domain import Finding, Severity
 from calls.checkins import unreached_streak
+from core.clock import Clock
+from core.db import Database
+from core.domain import Finding, Severity
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from anbu.domain import AlertState
+from core.domain import AlertState
 
 S = AlertState
 

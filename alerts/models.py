@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from anbu.domain import AlertState
+from core.domain import AlertState
 
 STATE_LABELS: dict[AlertState, tuple[str, str]] = {
     AlertState.OPEN: ("접수", "open"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from anbu.config import Settings
-from anbu.domain import CallOutcome
 from calls.checkin_policy import CallWatch, watch_call
+from core.config import Settings
+from core.domain import CallOutcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alerts.models import AlertDetail, AlertEventView, AlertNotFound, AlertView, CallView
-from anbu.domain import AlertState
+from core.domain import AlertState
 
 _SELECT = """
     SELECT a.id, a.resident_id, r.home, r.dong_code, a.kind, a.severity, a.state, a.opened_at,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from anbu.domain import Severity
+from core.domain import Severity
 
 
 @dataclass(frozen=True, slots=True)

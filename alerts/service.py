@@ -39,10 +39,10 @@ from alerts.policy import (
     call_watch,
 )
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
-from anbu.clock import Clock
-from anbu.db import Database
-from anbu.domain import AlertState, CallOutcome, Finding, Severity
 from calls.dialer import cancel_waiting
+from core.clock import Clock
+from core.db import Database
+from core.domain import AlertState, CallOutcome, Finding, Severity
 
 log = logging.getLogger(__name__)
 

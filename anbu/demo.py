@@ -24,13 +24,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from rich.console import Console
 
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database
+import registry
 from anbu.demo_cast import Cast, Narrator, missing_findings
-from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port, mosquitto_binary
 from anbu.service import Runtime, build
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database
 from detectors.health import HealthPolicy
 from detectors.health_sweep import learn_cadences
 from detectors.nightly import learn_all
@@ -38,6 +37,7 @@ from detectors.summaries import rebuild
 from ingest.store import Message, Store
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
+from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres, free_port, mosquitto_binary
 from simulators.town import DONGS, Town, local_midnight, make_homes
 
 PERSONAS = {str(p): p for p in (PRESS_1, NO_ANSWER)}

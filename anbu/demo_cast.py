@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from rich.console import Console
 
-from anbu.clock import VirtualClock
-from anbu.db import Database
-from anbu.domain import Severity
+from core.clock import VirtualClock
+from core.db import Database
+from core.domain import Severity
 from detectors.routine import RoutinePolicy
 from detectors.site import KIND as SITE_OUTAGE
 from detectors.site import SitePolicy

@@ -20,13 +20,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
-from anbu.clock import Clock, SystemClock
-from anbu.config import Settings
-from anbu.db import Database, migrate
 from calls.client import make_twilio_client
 from calls.jobs import register_jobs as register_call_jobs
 from calls.service import CallService
 from calls.webhooks import build_router
+from core.clock import Clock, SystemClock
+from core.config import Settings
+from core.db import Database, migrate
 from dashboards.app import create_app
 from dashboards.metrics import serve_ingest_metrics
 from detectors.health import HealthPolicy

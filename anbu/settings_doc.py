@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anbu.config import Settings
+from core.config import Settings
 
 
 def settings_table() -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from anbu.domain import CallOutcome
+from core.domain import CallOutcome
 
 # outcome -> (final round state, or None to retry; which retry budget applies)
 OUTCOME_NEXT: dict[CallOutcome, tuple[str | None, str]] = {

@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import CallOutcome
 from calls.checkin_policy import CheckinPolicy, decide, quiet_end, watch_call
 from calls.dialer import Priority, cancel_waiting
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
+from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
 

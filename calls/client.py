@@ -5,7 +5,7 @@ from __future__ import annotations
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from anbu.config import Settings
+from core.config import Settings
 
 HTTP_TIMEOUT_S = 10.0
 

@@ -29,10 +29,10 @@ from psycopg.types.json import Jsonb
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
 from calls.lost import lost_after
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
 
 log = logging.getLogger(__name__)
 

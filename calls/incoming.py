@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from anbu.clock import Clock
-from anbu.db import Database
-from anbu.domain import CallOutcome
 from calls.understanding import SpeechModel, understand
+from core.clock import Clock
+from core.db import Database
+from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
 

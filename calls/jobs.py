@@ -7,11 +7,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
 from calls.checkins import CheckinService
 from calls.service import CallService
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from anbu.config import Settings
 from calls.outcomes import LOST_STATUS
+from core.config import Settings
 
 MIN_LOST_AFTER = timedelta(seconds=60)  # far beyond calls.client.HTTP_TIMEOUT_S in any setup
 REDIAL_SUFFIX = ":redial"

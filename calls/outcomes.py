@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from anbu.domain import CallOutcome
 from calls.understanding import SpeechModel, understand
+from core.domain import CallOutcome
 
 # Twilio CallStatus -> outcome once the call is over; None while it is still going.
 STATUS_OUTCOMES: Mapping[str, CallOutcome | None] = {

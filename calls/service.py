@@ -19,10 +19,6 @@ import psycopg
 from psycopg.types.json import Jsonb
 from twilio.rest import Client
 
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import CallOutcome
 from calls import twiml
 from calls.dialer import TWILIO_ERRORS, Dialler, Priority, cancel_waiting, error_code
 from calls.lost import LostCall, cancel_if_lost, lost_after, reap
@@ -35,6 +31,10 @@ from calls.outcomes import (
     classify_status,
 )
 from calls.understanding import SpeechModel, load_utterances
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
+from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from anbu.domain import CallOutcome
+from core.domain import CallOutcome
 
 
 @dataclass(frozen=True, slots=True)

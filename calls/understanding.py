@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from anbu.domain import CallOutcome
+from core.domain import CallOutcome
 
 DATA_FILE = "utterances_ko.tsv"
 OK_CONFIDENCE = 0.5  # the model must be this sure before silence on risk becomes reassurance

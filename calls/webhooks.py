@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
-from anbu.config import Settings
 from calls import twiml
 from calls.incoming import IncomingLine
 from calls.outcomes import ANSWERED_BY_OUTCOMES, TERMINAL_STATUSES
 from calls.service import CallService
+from core.config import Settings
 
 TWIML = "application/xml"
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
+import registry
 from alerts import absence, queries
-from anbu import registry
 from dashboards import residents, review
 from dashboards.auth import CareManager
 from dashboards.deps import Deps, api_manager, get_deps

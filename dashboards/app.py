@@ -23,9 +23,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
 from alerts.service import AlertService
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.registry import InvalidChange, ResidentEnded, ResidentNotFound
+from core.config import Settings
+from core.db import Database
 from dashboards import i18n
 from dashboards.api import api_router
 from dashboards.auth import SESSION_LIFETIME, Authenticator, CsrfRejected, NotAuthenticated
@@ -33,6 +32,7 @@ from dashboards.deps import Deps, get_deps, language
 from dashboards.metrics import database_registry
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
+from registry import InvalidChange, ResidentEnded, ResidentNotFound
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import psycopg
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 
-from anbu.db import Database
-from anbu.registry import hash_password, verify_password
+from core.db import Database
+from registry import hash_password, verify_password
 
 log = logging.getLogger(__name__)
 

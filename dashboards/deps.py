@@ -10,9 +10,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from alerts.service import AlertService
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
 from dashboards.auth import (
     CSRF_HEADER,
     Authenticator,

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS
 from alerts.policy import OUTCOME_KO
 from alerts.routing import route_for
-from anbu.domain import AlertState, CallOutcome, Severity
-from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
 from calls.dialer import CANCELED
 from calls.outcomes import LOST_STATUS
+from core.domain import AlertState, CallOutcome, Severity
+from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
 
 LANGUAGES = ("ko", "en")
 DEFAULT_LANGUAGE = "ko"
@@ -91,7 +91,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "입력값을 읽을 수 없습니다. 형식을 확인해 주세요.",
         "The input could not be read; check its format.",
     ),
-    # InvalidChange codes of anbu.registry (and the pages' own until_unreadable)
+    # InvalidChange codes of registry (and the pages' own until_unreadable)
     "invalid_bad_status": (
         "상태는 관리 중(active), 부재(away), 입원(hospital) 중 하나여야 합니다.",
         "The status must be active, away or hospital.",

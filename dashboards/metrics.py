@@ -21,8 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
-from anbu.clock import Clock
-from anbu.db import Database
+from core.clock import Clock
+from core.db import Database
 from ingest.consumer import IngestStats
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
-from anbu.registry import ResidentNotFound
 from detectors.sweep import SUPPRESSING_STATUSES
+from registry import ResidentNotFound
 
 # Never phone or notes: what is not selected cannot leak.
 _SELECT = """

@@ -8,11 +8,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+import registry
 from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
-from anbu import registry
-from anbu.registry import InvalidChange, ResidentEnded
 from dashboards import residents, review
 from dashboards.auth import (
     CSRF_FIELD,
@@ -25,6 +24,7 @@ from dashboards.auth import (
 )
 from dashboards.deps import Deps, get_deps, language, page_manager
 from dashboards.i18n import change_error, text
+from registry import InvalidChange, ResidentEnded
 
 LIST_REFRESH_S = 30
 

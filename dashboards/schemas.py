@@ -8,12 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
-from anbu.domain import AlertState, Severity
-from anbu.registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
+from core.domain import AlertState, Severity
 from dashboards.auth import CareManager
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, Week
 from dashboards.review import Review
+from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 

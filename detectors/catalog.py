@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import numpy as np
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors import night as nightmod
 from detectors import routine_change as rc
 from detectors.evidence import F64, Row, build_evidence

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.site import SitePolicy
 
 DEVICE_SILENT = "device_silent"

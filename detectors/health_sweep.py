@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from anbu.domain import Finding
+from core.domain import Finding
 from detectors.health import (
     GatewayHealth,
     HealthIssue,

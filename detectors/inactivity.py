@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from anbu.domain import Finding, Severity
+from core.domain import Finding, Severity
 
 if TYPE_CHECKING:
-    from anbu.config import Settings
+    from core.config import Settings
 
 KIND = "inactivity"
 HOUR_S = 3600.0

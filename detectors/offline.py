@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.evidence import Row, build_evidence
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import LearningPolicy
@@ -126,7 +126,7 @@ def run_detect(
     `min_severity` leaves lower findings out of the CSV.
     """
     if policy is None:
-        from anbu.config import Settings  # read when the command runs, never at import
+        from core.config import Settings  # read when the command runs, never at import
 
         policy = InactivityPolicy.from_settings(Settings())
     if isinstance(policy, InactivityPolicy):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, tzinfo
 import numpy as np
 import numpy.typing as npt
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.evidence import BATHROOM, Evidence
 from detectors.learning import Baseline, LearningPolicy, learn
 from detectors.routine import Crossing, RoutinePolicy, crossings, not_up

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from anbu.domain import Finding, Severity
+from core.domain import Finding, Severity
 from detectors import night as nightmod
 from detectors import routine_change as rc
 from detectors.nightly import home_rows

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import HOUR, SLOT_S, Baseline
 

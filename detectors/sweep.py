@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from anbu.domain import Finding, Severity
+from core.domain import Finding, Severity
 from detectors.inactivity import (
     KIND,
     NO_SEVERITY,

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from anbu.domain import Finding
+from core.domain import Finding
 from detectors.learning import Baseline
 from detectors.routine import RoutinePolicy
 from detectors.routine_live import Due, due_bathroom, due_not_back, due_not_up

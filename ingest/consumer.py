@@ -31,9 +31,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from anbu.clock import Clock
-from anbu.config import Settings
-from anbu.db import Database
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
 from ingest.adapters import topic_filters
 from ingest.store import BatchSummary
 from ingest.store_process import Config, Item, StoreProcess

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from anbu.db import Database
+from core.db import Database
 from ingest.store import Message, Store
 
 

@@ -22,9 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from anbu.clock import SystemClock
-from anbu.config import Settings
-from anbu.db import Database
+from core.clock import SystemClock
+from core.config import Settings
+from core.db import Database
 from ingest.consumer import IngestService
 from ingest.store import BatchSummary
 

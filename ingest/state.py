@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 
-from anbu.domain import Reading, SensorKind
-from anbu.registry import SensorRef
+from core.domain import Reading, SensorKind
+from registry import SensorRef
 
 POWER_STEP_W = 10.0
 

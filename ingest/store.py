@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import psycopg
 
-from anbu.domain import GatewayStatus, Reading, Rejected
-from anbu.registry import SensorRef, load_sensors
+from core.domain import GatewayStatus, Reading, Rejected
 from ingest.adapters import Parsed, route
 from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored, show
 from ingest.state import Health, Resolved, update_sensors
+from registry import SensorRef, load_sensors
 
 log = logging.getLogger(__name__)
 _TICK = timedelta(microseconds=1)
@@ -69,7 +69,7 @@ def _clean(text: str) -> str:
 
 
 class Connections(Protocol):
-    """Where the store gets a connection: `connection()` is one transaction (anbu.db.Database,
+    """Where the store gets a connection: `connection()` is one transaction (core.db.Database,
     or the storing process's single connection)."""
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...

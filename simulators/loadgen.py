@@ -1,7 +1,7 @@
 """Synthetic gateway traffic for load tests: N homes, R messages a second, K readings each.
 
 Each home is a gateway `<prefix><n>` with SENSORS power plugs (registered first through
-anbu.registry); messages are native anbu JSON, QoS 1, stamped with the current time (the
+registry); messages are native anbu JSON, QoS 1, stamped with the current time (the
 readings of one message a millisecond apart; a rare collision on (sensor, ts) is stored once).
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from anbu import registry
-from anbu.domain import SensorKind
+import registry
+from core.domain import SensorKind
 from simulators.replay import REPLAY_DONG, ReplayTarget, connect_gateway, settle
 
 SENSORS = 4

@@ -1,6 +1,6 @@
 """Replay an anbu events CSV onto MQTT as the homes' gateways would (QoS 1, one gateway each).
 
-Homes, their gateways and sensors are registered first through anbu.registry (a placeholder
+Homes, their gateways and sensors are registered first through registry (a placeholder
 dong `replay`; each resident is the home id, no personal data). Each home's gateway is the
 MQTT user `<prefix><home>`; the broker must know it (the password is shared by the replay's
 gateways). Time runs at `speed` x the recording (None: as fast as the broker acknowledges).
@@ -25,8 +25,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu import registry
-from anbu.domain import SensorKind
+import registry
+from core.domain import SensorKind
 from simulators.dialects import DIALECTS, Event, read_events, sensor_id
 
 REPLAY_DONG = "replay"

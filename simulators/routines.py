@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from anbu.domain import SensorKind
+from core.domain import SensorKind
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

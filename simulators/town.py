@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu import registry
-from anbu.clock import Clock, VirtualClock
+import registry
+from core.clock import Clock, VirtualClock
 from simulators.routines import (
     SEOUL,
     Habits,

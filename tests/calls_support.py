@@ -14,14 +14,14 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 
-from anbu.clock import Clock, SystemClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.embedded import free_port
 from calls.client import make_twilio_client
 from calls.service import CallService
 from calls.webhooks import build_router
+from core.clock import Clock, SystemClock
+from core.config import Settings
+from core.db import Database
 from simulators.phone import PhoneNetwork
+from simulators.servers import free_port
 
 ACCOUNT_SID = "AC" + "2" * 32
 AUTH_TOKEN = "calls-support-token"

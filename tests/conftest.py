@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from anbu.config import Settings
-from anbu.db import Database, migrate
-from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres, mosquitto_binary
+from core.config import Settings
+from core.db import Database, migrate
+from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres, mosquitto_binary
 
 INGEST_PASSWORD = "ingest-test-password"
 _counter = itertools.count()

@@ -23,17 +23,17 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 
-from anbu import registry
-from anbu.clock import SystemClock, VirtualClock
-from anbu.config import Settings
-from anbu.db import Database, migrate
-from anbu.embedded import EmbeddedPostgres, free_port
+import registry
 from calls.checkins import CheckinService
 from calls.client import make_twilio_client
 from calls.service import CallService
 from calls.webhooks import build_router
+from core.clock import SystemClock, VirtualClock
+from core.config import Settings
+from core.db import Database, migrate
 from simulators.personas import SCRIPTED
 from simulators.phone import PhoneNetwork
+from simulators.servers import EmbeddedPostgres, free_port
 
 DONG = "1111051500"
 # Monday 2026-03-02 10:00 Asia/Seoul

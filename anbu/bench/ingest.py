@@ -32,10 +32,10 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu import registry
-from anbu.db import migrate
-from anbu.domain import SensorKind
-from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres
+import registry
+from core.db import migrate
+from core.domain import SensorKind
+from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres
 
 PASSWORD = "bench-password"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -57,9 +57,9 @@ def run(homes: int) -> tuple[float, float, float]:
     """(first pass, steady pass, GROUP BY baseline) seconds, printed."""
     import psycopg
 
-    from anbu.db import migrate
-    from anbu.embedded import EmbeddedPostgres
+    from core.db import migrate
     from detectors.summaries import summarize
+    from simulators.servers import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
         pg = EmbeddedPostgres(Path(work))

@@ -126,7 +126,7 @@ def db_sweep(conninfo: str, homes: int) -> tuple[float, float]:
     the first sweep (which stores every finding) and the next minute's (nothing new)."""
     import psycopg
 
-    from anbu.db import migrate
+    from core.db import migrate
     from detectors.sweep import sweep
 
     migrate(conninfo)
@@ -200,7 +200,7 @@ def main(homes: int, loop_homes: int, db_homes: int) -> None:
         import tempfile
         from pathlib import Path
 
-        from anbu.embedded import EmbeddedPostgres
+        from simulators.servers import EmbeddedPostgres
 
         with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
             pg = EmbeddedPostgres(Path(work))

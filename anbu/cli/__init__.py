@@ -27,8 +27,8 @@ def _logging(verbose: bool) -> None:
 @app.command()
 def migrate(verbose: bool = False) -> None:
     """Apply the database migrations to ANBU_DATABASE_URL."""
-    from anbu.config import Settings
-    from anbu.db import migrate as run
+    from core.config import Settings
+    from core.db import migrate as run
 
     _logging(verbose)
     settings = Settings()
@@ -63,8 +63,8 @@ def serve(
     import signal
     import threading
 
-    from anbu.config import Settings
     from anbu.service import build
+    from core.config import Settings
 
     if role not in ("ingest", "worker", "web", "all"):
         raise typer.BadParameter("role must be ingest, worker, web or all")

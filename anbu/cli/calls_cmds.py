@@ -20,8 +20,8 @@ def checkin_plan(
 
     import psycopg
 
-    from anbu.config import Settings
     from calls.checkins import add_plan
+    from core.config import Settings
 
     settings = Settings()
     if not settings.database_url:
@@ -57,7 +57,7 @@ def bench_calls(
     import logging
 
     from anbu.bench.calls import run_bench
-    from anbu.config import Settings
+    from core.config import Settings
 
     logging.getLogger().setLevel(logging.WARNING)
     run_bench(checkins, cps, Settings().database_url or None, persona)

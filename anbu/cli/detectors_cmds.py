@@ -14,8 +14,8 @@ def learn_cmd() -> None:
     """Learn every home's routine now from ANBU_DATABASE_URL (what the nightly job does)."""
     from datetime import UTC, datetime
 
-    from anbu.config import Settings
-    from anbu.db import Database
+    from core.config import Settings
+    from core.db import Database
     from detectors.nightly import learn_all
 
     settings = Settings()
@@ -41,8 +41,8 @@ def summarize_cmd(
     """Rebuild anbu.activity_hourly for a span of reading time (the worker keeps it current)."""
     from datetime import UTC, datetime
 
-    from anbu.config import Settings
-    from anbu.db import Database
+    from core.config import Settings
+    from core.db import Database
     from detectors.summaries import rebuild
 
     settings = Settings()

@@ -15,8 +15,8 @@ app.add_typer(deadletters_app, name="deadletters")
 
 
 def _db() -> object:
-    from anbu.config import Settings
-    from anbu.db import Database
+    from core.config import Settings
+    from core.db import Database
 
     settings = Settings()
     if not settings.database_url:
@@ -52,8 +52,8 @@ def deadletters_replay(
     since: Annotated[str | None, typer.Option(help="ISO 8601; letters received since")] = None,
 ) -> None:
     """Replay dead letters not yet replayed through today's registry (all, --id or --since)."""
-    from anbu.clock import SystemClock
-    from anbu.config import Settings
+    from core.clock import SystemClock
+    from core.config import Settings
     from ingest.deadletters import replay_dead_letters
     from ingest.store import Store
 
@@ -79,7 +79,7 @@ def bench_ingest(
 
 
 def _target(password: str | None, prefix: str) -> object:
-    from anbu.config import Settings
+    from core.config import Settings
     from simulators.replay import ReplayTarget
 
     settings = Settings()
@@ -93,7 +93,7 @@ def _target(password: str | None, prefix: str) -> object:
 def _registered(register: object) -> None:
     import psycopg
 
-    from anbu.config import Settings
+    from core.config import Settings
 
     url = Settings().database_url
     if not url:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from anbu.domain import GatewayStatus, Reading, Rejected
+from core.domain import GatewayStatus, Reading, Rejected
 from ingest.adapters import esphome, native, shelly, tasmota, zigbee2mqtt
 from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from anbu.domain import SensorKind
+from core.domain import SensorKind
 
 POWER_MAX_W = 20_000.0  # the largest draw a household smart plug can report, every dialect
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from anbu.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import POWER_MAX_W
 
 Parsed = Reading | GatewayStatus | Rejected

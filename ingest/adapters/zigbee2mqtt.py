@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,

@@ -11,13 +11,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import registry
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import Finding, Severity
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database
+from core.domain import Finding, Severity
 from dashboards.app import create_app
 
 DONG_A, DONG_B = "1111051500", "1111053000"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+import registry
 from alerts import absence, queries
 from alerts.policy import TOP_LEVEL, EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.domain import Finding, Severity
+from core.clock import VirtualClock
+from core.domain import Finding, Severity
 from simulators import personas
 from tests.calls_support import ACCOUNT_SID, CallsRig, calls_rig
 from tests.integration.dashboard_support import seed_alert

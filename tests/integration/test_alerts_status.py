@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import registry
 from alerts import absence
 from alerts.models import RESOLUTION_OUTCOMES
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database
 from dashboards.app import create_app
 from detectors.sweep import SUPPRESSING_STATUSES
 from simulators import personas

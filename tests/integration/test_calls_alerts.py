@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+import registry
 from alerts.policy import TOP_LEVEL, EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import VirtualClock
+from core.clock import VirtualClock
 from simulators import personas
 from tests.calls_support import CallsRig, calls_rig
 

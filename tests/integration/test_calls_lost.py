@@ -14,13 +14,13 @@ import psycopg
 import pytest
 from twilio.rest.api.v2010.account.call import CallList
 
+import registry
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import VirtualClock
 from calls.checkins import CheckinService, add_plan
 from calls.dialer import Priority
 from calls.lost import lost_after
+from core.clock import VirtualClock
 from simulators import personas
 from tests.calls_support import CallsRig, calls_rig
 

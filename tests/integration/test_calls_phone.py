@@ -16,18 +16,18 @@ from fastapi import FastAPI
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
-from anbu import registry
-from anbu.clock import SystemClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import CallOutcome
-from anbu.embedded import free_port
+import registry
 from calls.client import make_twilio_client
 from calls.service import CallService
 from calls.webhooks import build_router
+from core.clock import SystemClock
+from core.config import Settings
+from core.db import Database
+from core.domain import CallOutcome
 from simulators import personas
 from simulators.personas import Persona
 from simulators.phone import PhoneNetwork
+from simulators.servers import free_port
 from tests.calls_support import WebServer
 
 ACCOUNT_SID = "AC" + "1" * 32

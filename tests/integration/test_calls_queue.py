@@ -9,12 +9,12 @@ from datetime import datetime
 
 import psycopg
 
-from anbu import registry
-from anbu.clock import SystemClock
-from anbu.db import Database
+import registry
 from calls.client import make_twilio_client
 from calls.dialer import Priority
 from calls.service import CallService
+from core.clock import SystemClock
+from core.db import Database
 from tests.calls_support import CallsRig, calls_rig
 
 DONG = "1111051500"
@@ -89,7 +89,7 @@ def test_the_queue_honours_calls_per_second(db_url: str) -> None:
 
 
 def _worker(db_url: str, settings_json: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from anbu.config import Settings
+    from core.config import Settings
 
     settings = Settings.model_validate_json(settings_json)
     db = Database(db_url, min_size=1, max_size=4)

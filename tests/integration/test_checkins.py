@@ -8,12 +8,12 @@ from datetime import UTC, datetime, time, timedelta
 
 import psycopg
 
+import registry
 from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import VirtualClock
 from calls.checkins import CheckinService, add_plan
+from core.clock import VirtualClock
 from simulators import personas
 from tests.calls_support import ACCOUNT_SID, CallsRig, calls_rig
 

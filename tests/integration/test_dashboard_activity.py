@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
-from anbu.db import Database
+from core.db import Database
 from tests.integration.dashboard_support import (
     OPENED_AT,
     PASSWORD_A,

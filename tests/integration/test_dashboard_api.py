@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from anbu.db import Database
+from core.db import Database
 from tests.integration.dashboard_support import (
     DONG_A,
     PASSWORD_A,

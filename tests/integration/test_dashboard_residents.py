@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from anbu import registry
-from anbu.db import Database
+import registry
+from core.db import Database
 from dashboards.i18n import text
 from tests.integration.dashboard_support import (
     DONG_B,

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
-from anbu import registry
-from anbu.db import Database
+import registry
+from core.db import Database
 from tests.integration.dashboard_support import (
     DONG_A,
     DONG_B,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from alerts.models import STATE_LABELS
-from anbu.db import Database
-from anbu.domain import AlertState
+from core.db import Database
+from core.domain import AlertState
 from tests.integration.dashboard_support import (
     PASSWORD_A,
     PASSWORD_B,

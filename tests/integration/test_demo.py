@@ -17,7 +17,10 @@ KINDS = ("inactivity", "not_up", "not_back", "gateway_offline", "site_outage")
 @pytest.mark.parametrize("broker", ["mosquitto", "inproc"])
 def test_demo_runs_the_scenario_to_the_care_manager(tmp_path: Path, broker: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANBU_")}
-    env["TMPDIR"] = str(tmp_path)
+    deep = tmp_path.joinpath(*[f"checked-out-four-folders-deep-{i}" for i in range(4)])
+    deep.mkdir(parents=True)
+    assert len(str(deep)) > 107  # the embedded server's socket could not be bound under it
+    env["TMPDIR"] = str(deep)
     done = subprocess.run(
         [sys.executable, "-m", "anbu.cli", "demo", "--duration", "150", "--speed", "2000",
          "--port", "0", "--stop-when-done", "--broker", broker],

@@ -16,14 +16,14 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.domain import SensorKind
-from anbu.embedded import EmbeddedMosquitto, free_port
+import registry
 from anbu.service import Runtime, build
+from core.clock import VirtualClock
+from core.config import Settings
+from core.domain import SensorKind
 from simulators import personas
 from simulators.phone import PhoneNetwork
+from simulators.servers import EmbeddedMosquitto, free_port
 
 DONG_A, DONG_B = "1111051500", "1111053000"
 RESIDENT_PHONE = "+821077700001"
@@ -291,7 +291,7 @@ def test_quiet_hours_hold_the_call_until_they_end(runtime: Runtime, phone: Phone
 def test_device_findings_never_ring_the_resident(runtime: Runtime, phone: PhoneNetwork) -> None:
     rt, clock = runtime, runtime.clock
     from alerts.service import IncomingFinding
-    from anbu.domain import Finding, Severity
+    from core.domain import Finding, Severity
 
     with rt.db.connection() as conn:
         (rid,) = conn.execute("SELECT id FROM anbu.resident").fetchone() or (0,)

@@ -17,14 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
+import registry
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding, retry_after
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database, migrate
-from anbu.domain import Finding, Severity
 from anbu.service import Runtime, build
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database, migrate
+from core.domain import Finding, Severity
 from simulators import personas
 from simulators.phone import PhoneNetwork
 from tests.integration.dashboard_support import RecordingTelephony, seed_alert

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import SensorKind
+import registry
+from core.db import Database
+from core.domain import SensorKind
 from detectors.health import HealthPolicy
 from detectors.health_sweep import health_sweep, learn_cadences
 from detectors.night import NightPolicy

@@ -15,13 +15,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import SensorKind
-from anbu.embedded import EmbeddedMosquitto
+import registry
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database
+from core.domain import SensorKind
 from ingest.consumer import IngestService
+from simulators.servers import EmbeddedMosquitto
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

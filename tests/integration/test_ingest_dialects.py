@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import SensorKind
+import registry
+from core.db import Database
+from core.domain import SensorKind
 from ingest.deadletters import list_dead_letters, replay_dead_letters
 from ingest.store import Message, Store
 

@@ -25,8 +25,8 @@ from anbu.bench.ingest import (
     spawn_worker,
     worker_env,
 )
-from anbu.db import migrate
-from anbu.embedded import EmbeddedMosquitto, EmbeddedPostgres
+from core.db import migrate
+from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres
 from tests.conftest import INGEST_PASSWORD
 
 N = 10_000

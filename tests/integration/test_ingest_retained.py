@@ -14,11 +14,11 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from anbu.bench.ingest import messages, publish, register
-from anbu.clock import SystemClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.embedded import EmbeddedMosquitto
+from core.clock import SystemClock
+from core.config import Settings
+from core.db import Database
 from ingest.consumer import IngestService
+from simulators.servers import EmbeddedMosquitto
 
 
 def retain(port: int, gateway: str, topic: str, payload: bytes) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import SensorKind
+import registry
+from core.db import Database
+from core.domain import SensorKind
 from ingest.store import Message, Store
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 
 from anbu.bench.ingest import count_rows, messages, publish, register
-from anbu.clock import SystemClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.embedded import EmbeddedMosquitto
+from core.clock import SystemClock
+from core.config import Settings
+from core.db import Database
 from ingest.consumer import IngestService
+from simulators.servers import EmbeddedMosquitto
 
 PASSWORD = "gw-child-password"
 

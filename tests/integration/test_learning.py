@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import SensorKind
+import registry
+from core.db import Database
+from core.domain import SensorKind
 from detectors.inactivity import InactivityPolicy
 from detectors.nightly import learn_all
 from detectors.sweep import sweep

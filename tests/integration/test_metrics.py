@@ -15,17 +15,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import registry
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.domain import SensorKind
-from anbu.embedded import EmbeddedMosquitto
 from anbu.service import build
+from core.clock import VirtualClock
+from core.config import Settings
+from core.db import Database
+from core.domain import SensorKind
 from dashboards.app import create_app
 from dashboards.metrics import DB_METRICS
+from simulators.servers import EmbeddedMosquitto
 from tests.conftest import PgServer
 from tests.integration.dashboard_support import RecordingTelephony
 from tests.integration.test_ingest_consumer import Gateway, clear_session, eventually

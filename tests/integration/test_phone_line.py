@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from twilio.request_validator import RequestValidator
 
+import registry
 from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
-from anbu import registry
-from anbu.clock import SystemClock
+from core.clock import SystemClock
 from simulators import personas
 from tests.calls_support import AUTH_TOKEN, CallsRig, calls_rig
 

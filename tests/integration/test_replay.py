@@ -16,13 +16,13 @@ from pathlib import Path
 
 import psycopg
 
-from anbu.clock import SystemClock
-from anbu.config import Settings
-from anbu.db import Database
-from anbu.embedded import EmbeddedMosquitto
+from core.clock import SystemClock
+from core.config import Settings
+from core.db import Database
 from ingest.consumer import IngestService
 from simulators.dialects import TIMELESS, Event, sensor_id
 from simulators.replay import ReplayTarget, load, register_homes, replay
+from simulators.servers import EmbeddedMosquitto
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared beside the repo
 

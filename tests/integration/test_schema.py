@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from anbu import registry
-from anbu.db import load_migrations, migrate, storage_mode
-from anbu.domain import SensorKind
+import registry
+from core.db import load_migrations, migrate, storage_mode
+from core.domain import SensorKind
 
 
 def _seed(conn: psycopg.Connection) -> tuple[int, int]:

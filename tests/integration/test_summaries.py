@@ -7,9 +7,9 @@ import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import SensorKind
+import registry
+from core.db import Database
+from core.domain import SensorKind
 from detectors.summaries import rebuild, summarize
 from ingest.store import Message, Store
 

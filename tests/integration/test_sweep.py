@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from anbu import registry
-from anbu.db import Database
-from anbu.domain import Severity
+import registry
+from core.db import Database
+from core.domain import Severity
 from detectors.inactivity import InactivityPolicy
 from detectors.sweep import NewFinding, sweep
 

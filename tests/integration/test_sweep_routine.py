@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from anbu import registry
-from anbu.db import Database
+import registry
+from core.db import Database
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import Baseline
 from detectors.nightly import store_baseline

@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu.clock import VirtualClock
-from anbu.embedded import free_port
+from core.clock import VirtualClock
 from simulators.inproc_broker import InProcessBroker
 from simulators.routines import SEOUL
+from simulators.servers import free_port
 from simulators.town import Town, make_homes
 
 INGEST = ("ingest", "ingest-secret")

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from anbu import registry
-from anbu.clock import VirtualClock
-from anbu.domain import SensorKind
-from anbu.embedded import EmbeddedMosquitto
+import registry
+from core.clock import VirtualClock
+from core.domain import SensorKind
 from simulators.routines import SEOUL
+from simulators.servers import EmbeddedMosquitto
 from simulators.town import Town, gateway_offline, make_homes, stops_moving
 from tests.conftest import INGEST_PASSWORD
 

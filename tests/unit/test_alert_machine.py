@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from alerts.machine import TRANSITIONS, Event, IllegalTransition, allowed_events, next_state
 from alerts.policy import TOP_LEVEL, EscalationPolicy, call_watch
-from anbu.domain import AlertState as S
+from core.domain import AlertState as S
 
 
 def test_the_unanswered_path_reaches_the_care_manager_and_ends_resolved() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
-from anbu.domain import Severity
+from core.domain import Severity
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

@@ -17,8 +17,8 @@ from alerts.policy import (
     after_call,
     call_watch,
 )
-from anbu.domain import CallOutcome
 from calls.checkin_policy import OUTCOME_NEXT, CheckinPolicy, decide, quiet_end, watch_call
+from core.domain import CallOutcome
 
 SEOUL = ZoneInfo("Asia/Seoul")
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 10:00 in Seoul

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anbu.domain import CallOutcome
 from calls.outcomes import (
     ANSWERED_BY_OUTCOMES,
     STATUS_OUTCOMES,
@@ -15,6 +14,7 @@ from calls.outcomes import (
     classify_status,
 )
 from calls.understanding import SpeechModel, load_utterances
+from core.domain import CallOutcome
 
 STATUSES = list(STATUS_OUTCOMES)
 ANSWERED_BY = [None, *ANSWERED_BY_OUTCOMES]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from anbu.domain import CallOutcome
 from calls import twiml
+from core.domain import CallOutcome
 
 GATHER_URL = "https://anbu.example/twilio/gather/7"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from anbu.domain import CallOutcome
 from calls.understanding import SpeechModel, evaluate, load_utterances, understand
+from core.domain import CallOutcome
 
 LABELS = {
     CallOutcome.OK, CallOutcome.UNWELL, CallOutcome.HELP, CallOutcome.EMERGENCY,

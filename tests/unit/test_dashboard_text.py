@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.models import STATE_LABELS
-from anbu.db import Database
-from anbu.domain import AlertState
+from core.db import Database
+from core.domain import AlertState
 from dashboards.auth import Authenticator, CareManager
 from dashboards.i18n import (
     TEXTS,

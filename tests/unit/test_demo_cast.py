@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from anbu.clock import VirtualClock
 from anbu.demo_cast import Cast
+from core.clock import VirtualClock
 from simulators.routines import SEOUL, ScenarioKind
 from simulators.town import DONGS, Town, make_homes
 

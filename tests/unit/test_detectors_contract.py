@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.catalog import DETECTORS, KINDS, SITE_WIDE, Found
 from detectors.evidence import Row, build_evidence
 from detectors.learning import LearningPolicy, learn

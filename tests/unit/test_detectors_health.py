@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.health import (
     BATTERY_LOW,
     DEVICE_OFFLINE,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anbu.config import Settings
-from anbu.domain import Severity
+from core.config import Settings
+from core.domain import Severity
 from detectors.inactivity import (
     NO_SEVERITY,
     InactivityPolicy,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anbu.domain import Severity
+from core.domain import Severity
 from detectors.evidence import build_evidence
 from detectors.inactivity import InactivityPolicy
 from detectors.offline import run_detect

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from anbu import registry
+import registry
 from dashboards.metrics import DB_METRICS
 from ingest.consumer import IngestStats
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anbu.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters import DIALECTS, native, route, topic_filters
 
 NOW = datetime(2026, 11, 22, 9, 5, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anbu.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters import route
 from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored
 

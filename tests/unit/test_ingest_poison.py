@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ingest.adapters as adapters
-from anbu.domain import Rejected
+from core.domain import Rejected
 from ingest.adapters import DIALECTS, Dialect, route
 
 NOW = datetime(2026, 11, 22, 0, 30, tzinfo=UTC)

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 
-from anbu.registry import (
+from dashboards.api import local_moment
+from dashboards.i18n import TEXTS, change_error
+from dashboards.routes import parse_local_input
+from registry import (
     CAP_MAX_H,
     STATUS_MAX_DAYS,
     InvalidChange,
@@ -14,9 +17,6 @@ from anbu.registry import (
     check_quiet_hours,
     check_status,
 )
-from dashboards.api import local_moment
-from dashboards.i18n import TEXTS, change_error
-from dashboards.routes import parse_local_input
 
 NOW = datetime(2026, 11, 22, 0, 30, tzinfo=UTC)
 SEOUL = timezone(timedelta(hours=9))

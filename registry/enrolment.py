@@ -1,0 +1,119 @@
+"""Enrolment: dongs, residents, care managers (and their passwords), gateways and sensors.
+
+The only writer of these registry rows. Personal data (names, phones, notes) is stored here
+and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import time
+from typing import Any
+
+import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.domain import SensorKind
+
+log = logging.getLogger(__name__)
+
+ROOMS = ("entrance", "living", "kitchen", "bedroom", "bathroom", "other")
+
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of a care manager's password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when `password` matches `password_hash`."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def add_dong(conn: psycopg.Connection[Any], code: str, name: str, district: str) -> str:
+    conn.execute(
+        """INSERT INTO anbu.dong (code, name, district) VALUES (%s, %s, %s)
+           ON CONFLICT (code) DO UPDATE SET name = excluded.name, district = excluded.district""",
+        (code, name, district),
+    )
+    return code
+
+
+def add_resident(
+    conn: psycopg.Connection[Any],
+    home: str,
+    dong_code: str,
+    display_name: str,
+    phone: str,
+    *,
+    language: str = "ko",
+    quiet_start: time | None = None,
+    quiet_end: time | None = None,
+    notes: str | None = None,
+) -> int:
+    row = conn.execute(
+        """INSERT INTO anbu.resident
+               (home, dong_code, display_name, phone, language, quiet_start, quiet_end, notes)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (home) DO UPDATE SET dong_code = excluded.dong_code,
+               display_name = excluded.display_name, phone = excluded.phone,
+               language = excluded.language
+           RETURNING id""",
+        (home, dong_code, display_name, phone, language, quiet_start, quiet_end, notes),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_care_manager(
+    conn: psycopg.Connection[Any],
+    username: str,
+    dong_code: str,
+    display_name: str,
+    phone: str,
+    password: str,
+    role: str = "manager",
+) -> int:
+    row = conn.execute(
+        """INSERT INTO anbu.care_manager
+               (username, dong_code, display_name, phone, password_hash, role)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (username) DO UPDATE SET dong_code = excluded.dong_code,
+               display_name = excluded.display_name, phone = excluded.phone,
+               password_hash = excluded.password_hash, role = excluded.role
+           RETURNING id""",
+        (username, dong_code, display_name, phone, hash_password(password), role),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_gateway(conn: psycopg.Connection[Any], gateway_id: str, resident_id: int) -> str:
+    conn.execute(
+        """INSERT INTO anbu.gateway (id, resident_id) VALUES (%s, %s)
+           ON CONFLICT (id) DO UPDATE SET resident_id = excluded.resident_id""",
+        (gateway_id, resident_id),
+    )
+    return gateway_id
+
+
+def add_sensor(
+    conn: psycopg.Connection[Any], gateway_id: str, vendor_id: str, kind: SensorKind, room: str
+) -> int:
+    if room not in ROOMS:
+        raise ValueError(f"unknown room {room!r}; expected one of {ROOMS}")
+    row = conn.execute(
+        """INSERT INTO anbu.sensor (gateway_id, vendor_id, kind, room) VALUES (%s, %s, %s, %s)
+           ON CONFLICT (gateway_id, vendor_id) DO UPDATE SET kind = excluded.kind,
+               room = excluded.room
+           RETURNING id""",
+        (gateway_id, vendor_id, SensorKind(kind).value, room),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
