@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: demo test lint typecheck contracts system-deps wheel-check clean
+.PHONY: demo test lint typecheck contracts system-deps timescaledb wheel-check clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "anbu needs Python 3.11 or newer"'
@@ -19,10 +19,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 system-deps:
 	@bash scripts/system-deps.sh
 
+# Builds TimescaleDB from ../shared once (cached by version); never fails: without it the
+# tests run in the plain-PostgreSQL storage mode only, and say so.
+timescaledb:
+	@bash scripts/timescaledb.sh
+
 demo: $(STAMP) system-deps
 	$(BIN)/anbu demo $(ARGS)
 
-test: $(STAMP) system-deps lint contracts typecheck
+test: $(STAMP) system-deps timescaledb lint contracts typecheck
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp $(ARGS)
 
 lint: $(STAMP)
@@ -39,4 +44,4 @@ wheel-check: $(STAMP) system-deps
 	PY=$(BIN)/python bash scripts/wheel-check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .timescaledb-status
