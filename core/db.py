@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 7_470_301  # advisory lock key: one migrator at a time
+STORAGE_MODES = ("auto", "partitions", "timescaledb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +40,49 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def migrate(conninfo: str) -> list[int]:
-    """Apply every migration not yet recorded; returns the versions applied now."""
+def timescale_unusable(conn: psycopg.Connection[Any]) -> str | None:
+    """None when this server can run TimescaleDB (the extension is available and the library
+    is preloaded), else why not. Asks the server; loads nothing (migration 0002 asks the same)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                  current_setting('shared_preload_libraries')
+                      ~ '(^|[\\s,"/])timescaledb([\\s,"]|$)'"""
+    ).fetchone()
+    assert row is not None
+    available, preloaded = bool(row[0]), bool(row[1])
+    if not available:
+        return "the timescaledb extension is not installed on this server"
+    if not preloaded:
+        return "the timescaledb extension is installed but not in shared_preload_libraries"
+    return None
+
+
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    message = diag.message_primary or ""
+    if message.startswith("anbu storage:"):
+        # the storage choice, made once when the schema is created (migration 0002)
+        level = logging.WARNING if "not preloaded" in message else logging.INFO
+        log.log(level, message)
+    elif diag.severity_nonlocalized not in ("NOTICE", "DEBUG", "LOG", "INFO"):
+        log.warning("migration: %s", message)
+
+
+def migrate(conninfo: str, storage: str = "auto") -> list[int]:
+    """Apply every migration not yet recorded; returns the versions applied now.
+
+    `storage` picks the readings' storage for a database being created: 'auto' (TimescaleDB
+    when the server can run it, else native partitions), 'partitions', or 'timescaledb' (fails
+    when the server cannot). A database that already has its schema keeps the mode it has.
+    """
+    if storage not in STORAGE_MODES:
+        raise ValueError(f"storage must be one of {STORAGE_MODES}, not {storage!r}")
     applied_now: list[int] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.add_notice_handler(_log_notice)
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
+            if storage != "auto":
+                conn.execute("SELECT set_config('anbu.storage', %s, false)", (storage,))
             conn.execute("CREATE SCHEMA IF NOT EXISTS anbu")
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS anbu.schema_migrations (

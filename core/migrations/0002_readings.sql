@@ -1,7 +1,16 @@
--- Readings: a TimescaleDB hypertable where the extension can be created,
--- otherwise native daily range partitions (created ahead, plus a default
--- partition so nothing is ever refused) with a BRIN index on ts.
--- Unique on (sensor_id, ts) either way: a reading delivered twice is stored once.
+-- Readings: a TimescaleDB hypertable where the server can run TimescaleDB, otherwise native
+-- daily range partitions (created ahead, plus a default partition so nothing is ever refused)
+-- with a BRIN index on ts. Unique on (sensor_id, ts) either way: a reading delivered twice is
+-- stored once.
+--
+-- The mode is decided by asking the server, never by trying CREATE EXTENSION and catching the
+-- failure (on a server that has the extension installed but not preloaded, as a fresh cluster
+-- from the distribution packages is, loading it kills the backend): TimescaleDB when the
+-- extension is available AND timescaledb is in shared_preload_libraries. The setting
+-- anbu.storage ('auto', the default; 'partitions'; 'timescaledb', which fails when the server
+-- cannot) overrides that for a database being created (core.db.migrate(storage=...), or
+-- ALTER DATABASE ... SET anbu.storage). The choice is recorded in anbu.storage_mode and never
+-- changes for an existing database.
 
 CREATE TABLE anbu.storage_mode (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -10,16 +19,32 @@ CREATE TABLE anbu.storage_mode (
 
 DO $migration$
 DECLARE
+    wanted     text := coalesce(nullif(current_setting('anbu.storage', true), ''), 'auto');
+    available  boolean := EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb');
+    preloaded  boolean := current_setting('shared_preload_libraries')
+                          ~ '(^|[\s,"/])timescaledb([\s,"]|$)';
     have_timescale boolean := false;
+    why        text;
 BEGIN
-    BEGIN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
+    IF wanted NOT IN ('auto', 'partitions', 'timescaledb') THEN
+        RAISE EXCEPTION 'anbu.storage = %: expected auto, partitions or timescaledb', wanted;
+    END IF;
+    IF wanted = 'partitions' THEN
+        why := 'anbu.storage = partitions was asked for';
+    ELSIF NOT available THEN
+        why := 'the timescaledb extension is not installed on this server';
+    ELSIF NOT preloaded THEN
+        why := 'the timescaledb extension is installed but not preloaded'
+               ' (add timescaledb to shared_preload_libraries and restart PostgreSQL to use it)';
+    ELSE
         have_timescale := true;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE NOTICE 'timescaledb unavailable (%); using native partitions', SQLERRM;
-    END;
+    END IF;
+    IF wanted = 'timescaledb' AND NOT have_timescale THEN
+        RAISE EXCEPTION 'anbu.storage = timescaledb, but %', why;
+    END IF;
 
     IF have_timescale THEN
+        CREATE EXTENSION IF NOT EXISTS timescaledb;
         CREATE TABLE anbu.readings (
             ts           timestamptz NOT NULL,
             sensor_id    bigint NOT NULL,
@@ -34,6 +59,7 @@ BEGIN
         EXECUTE $$SELECT add_compression_policy('anbu.readings', interval '7 days')$$;
         EXECUTE $$SELECT add_retention_policy('anbu.readings', interval '400 days')$$;
         INSERT INTO anbu.storage_mode (mode) VALUES ('timescaledb');
+        RAISE NOTICE 'anbu storage: timescaledb (readings are a hypertable)';
     ELSE
         CREATE TABLE anbu.readings (
             ts           timestamptz NOT NULL,
@@ -45,6 +71,7 @@ BEGIN
         CREATE TABLE anbu.readings_default PARTITION OF anbu.readings DEFAULT;
         CREATE INDEX readings_ts_brin ON anbu.readings USING brin (ts);
         INSERT INTO anbu.storage_mode (mode) VALUES ('partitions');
+        RAISE NOTICE 'anbu storage: native partitions, because %', why;
     END IF;
 END
 $migration$;
