@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
 import registry
 from core.db import Database
@@ -17,6 +18,8 @@ from detectors.night import NightPolicy
 from detectors.review_nightly import night_review, routine_change_review
 from detectors.routine_change import RoutinePolicy
 from detectors.site import SitePolicy
+
+pytestmark = pytest.mark.storage_modes
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -14,6 +14,8 @@ from core.db import Database
 from core.domain import SensorKind
 from ingest.store import Message, Store
 
+pytestmark = pytest.mark.storage_modes
+
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 GW = "gw-a"

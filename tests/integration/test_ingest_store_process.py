@@ -25,6 +25,8 @@ from core.db import Database
 from ingest.consumer import IngestService
 from simulators.servers import EmbeddedMosquitto
 
+pytestmark = pytest.mark.storage_modes
+
 PASSWORD = "gw-child-password"
 
 

@@ -16,6 +16,8 @@ from detectors.sweep import sweep
 from ingest.store import Message, Store
 from tests.unit.test_detectors_contract import START, routine
 
+pytestmark = pytest.mark.storage_modes
+
 DONG = "1111051500"
 
 

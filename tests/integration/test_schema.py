@@ -11,6 +11,8 @@ import registry
 from core.db import load_migrations, migrate, storage_mode
 from core.domain import SensorKind
 
+pytestmark = pytest.mark.storage_modes
+
 
 def _seed(conn: psycopg.Connection) -> tuple[int, int]:
     registry.add_dong(conn, "1111051500", "청운효자동", "종로구")
@@ -29,7 +31,22 @@ def test_migrations_are_recorded_and_idempotent(db_url: str) -> None:
     assert versions == [m.version for m in load_migrations()]
 
 
-def test_readings_unique_and_routed_to_daily_partitions(db_url: str) -> None:
+def test_the_database_has_the_mode_asked_for(db_url: str, storage: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        assert storage_mode(conn) == storage
+        hypertables = conn.execute(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+        partitioned = conn.execute(
+            "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = 'anbu.readings'::regclass"
+        ).fetchone()
+    # plain PostgreSQL means no extension at all in that database, even on a Timescale server
+    assert (hypertables, partitioned) == (
+        ((1,), (0,)) if storage == "timescaledb" else ((0,), (1,))
+    )
+
+
+def test_readings_unique_and_routed_to_daily_partitions(db_url: str, storage: str) -> None:
     with psycopg.connect(db_url) as conn:
         _, sid = _seed(conn)
         now = datetime.now(UTC).replace(microsecond=0)
@@ -41,8 +58,21 @@ def test_readings_unique_and_routed_to_daily_partitions(db_url: str) -> None:
                 (ts, sid),
             )
         assert conn.execute("SELECT count(*) FROM anbu.readings").fetchone() == (2,)
-        if storage_mode(conn) != "partitions":
-            pytest.skip("TimescaleDB present: partitions are chunks")
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+            conn.execute(
+                "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 0)", (now, sid)
+            )
+        if storage == "timescaledb":
+            # each day is a chunk of the hypertable, made when its first reading arrives
+            chunks = conn.execute(
+                """SELECT count(*) FROM timescaledb_information.chunks
+                   WHERE hypertable_schema = 'anbu' AND hypertable_name = 'readings'"""
+            ).fetchone()
+            assert chunks == (2,)
+            assert conn.execute(
+                "SELECT anbu.ensure_reading_partitions(%s::date, 1)", (far.date(),)
+            ).fetchone() == (0,)
+            return
         part = conn.execute(
             "SELECT tableoid::regclass::text FROM anbu.readings WHERE ts = %s", (now,)
         ).fetchone()
@@ -62,16 +92,28 @@ def test_readings_unique_and_routed_to_daily_partitions(db_url: str) -> None:
             )
 
 
-def test_timescale_path(db_url: str) -> None:
+def test_timescale_path(db_url: str, storage: str) -> None:
     with psycopg.connect(db_url) as conn:
-        if storage_mode(conn) != "timescaledb":
-            pytest.skip(
-                "timescaledb extension not available on this PostgreSQL (CREATE EXTENSION failed)"
-            )
+        if storage != "timescaledb":
+            # no hypertable, and Timescale's catalogue is not even there
+            assert conn.execute(
+                "SELECT to_regclass('_timescaledb_catalog.hypertable')"
+            ).fetchone() == (None,)
+            return
         row = conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'"
         ).fetchone()
         assert row == (1,)
+        settings = conn.execute(
+            """SELECT segmentby FROM timescaledb_information.hypertable_compression_settings
+               WHERE hypertable = 'anbu.readings'::regclass"""
+        ).fetchone()
+        assert settings == ("sensor_id",)
+        jobs = conn.execute(
+            """SELECT proc_name FROM timescaledb_information.jobs
+               WHERE hypertable_name = 'readings' ORDER BY 1"""
+        ).fetchall()
+        assert [j[0] for j in jobs] == ["policy_compression", "policy_retention"]
 
 
 def test_one_open_alert_per_resident_and_kind(db_url: str) -> None:

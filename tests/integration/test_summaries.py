@@ -7,11 +7,15 @@ import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 import registry
 from core.db import Database
 from core.domain import SensorKind
 from detectors.summaries import rebuild, summarize
 from ingest.store import Message, Store
+
+pytestmark = pytest.mark.storage_modes
 
 DONG = "1111051500"
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
