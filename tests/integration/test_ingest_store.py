@@ -198,3 +198,47 @@ def test_database_errors_propagate_and_nothing_is_half_stored(
         conn.execute("ALTER TABLE anbu.home_activity_away RENAME TO home_activity")
     assert one(database, "SELECT count(*) FROM anbu.readings") == (1,)
     assert one(database, "SELECT count(*) FROM anbu.dead_letters") == (0,)
+
+
+def test_a_late_reading_into_an_old_compressed_day_is_stored_once(
+    database: Database, seeded: dict[str, int], storage: str
+) -> None:
+    """A gateway that buffered for weeks: its readings land in a day that is already stored
+    away (under Timescale, a compressed chunk), are stored, and a redelivery is still refused."""
+    old = T0 - timedelta(days=20)
+    store = Store(database)
+    first = [msg(*[("pir1", "motion", old + timedelta(minutes=m), m % 2) for m in range(50)])]
+    assert store.store_batch(first, NOW).stored == 50
+    if storage == "timescaledb":
+        with database.connection() as conn:
+            compressed = conn.execute(
+                """SELECT count(compress_chunk(c)) FROM show_chunks('anbu.readings',
+                          older_than => %s::timestamptz) c""",
+                (NOW - timedelta(days=7),),
+            ).fetchone()
+        assert compressed == (1,)
+    late = [
+        msg(
+            ("pir1", "motion", old + timedelta(minutes=10), 1),  # already stored (and compressed)
+            ("pir1", "motion", old + timedelta(minutes=10, seconds=30), 1),  # new, late
+            ("door1", "door", old + timedelta(minutes=11), 1),  # new sensor in that day
+        )
+    ]
+    result = store.store_batch(late, NOW + timedelta(days=1))
+    assert (result.stored, result.duplicates) == (2, 1)
+    assert one(database, "SELECT count(*) FROM anbu.readings") == (52,)
+    assert one(
+        database,
+        "SELECT value, received_at FROM anbu.readings WHERE sensor_id = %s AND ts = %s",
+        (seeded["pir1"], old + timedelta(minutes=10)),
+    ) == (0.0, NOW)  # the first delivery kept, not overwritten
+    again = store.store_batch(late, NOW + timedelta(days=2))
+    assert (again.stored, again.duplicates) == (0, 3)
+    if storage == "timescaledb":
+        # the day is still compressed: the late readings did not undo it
+        assert one(
+            database,
+            """SELECT bool_and(is_compressed) FROM timescaledb_information.chunks
+               WHERE hypertable_name = 'readings' AND range_end <= %s""",
+            (NOW - timedelta(days=7),),
+        ) == (True,)

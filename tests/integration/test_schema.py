@@ -105,10 +105,13 @@ def test_timescale_path(db_url: str, storage: str) -> None:
         ).fetchone()
         assert row == (1,)
         settings = conn.execute(
-            """SELECT segmentby FROM timescaledb_information.hypertable_compression_settings
-               WHERE hypertable = 'anbu.readings'::regclass"""
+            """SELECT segmentby, orderby, index
+                 FROM timescaledb_information.hypertable_compression_settings
+                WHERE hypertable = 'anbu.readings'::regclass"""
         ).fetchone()
-        assert settings == ("sensor_id",)
+        assert settings is not None
+        assert settings[:2] == ("sensor_id", "ts DESC")
+        assert {"type": "minmax", "column": "received_at", "source": "config"} in settings[2]
         jobs = conn.execute(
             """SELECT proc_name FROM timescaledb_information.jobs
                WHERE hypertable_name = 'readings' ORDER BY 1"""
