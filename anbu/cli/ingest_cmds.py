@@ -1,4 +1,4 @@
-"""Commands of ingest: dead letters, replay, loadgen, bench ingest."""
+"""Commands of ingest: dead letters, replay, loadgen, bench ingest, bench storage."""
 
 from __future__ import annotations
 
@@ -76,6 +76,19 @@ def bench_ingest(
     from anbu.bench.ingest import run_bench
 
     typer.echo(run_bench(n=messages, batched=batched, kill_n=kill, durable=fsync, echo=typer.echo))
+
+
+@bench_app.command("storage")
+def bench_storage(
+    homes: Annotated[
+        int, typer.Option(help="simulated homes (about 300 readings a day each)")
+    ] = 500,
+    days: Annotated[int, typer.Option(help="days of their routines")] = 14,
+) -> None:
+    """Bytes per reading on disk: TimescaleDB compressed and not, beside plain partitions."""
+    from anbu.bench.storage import run
+
+    run(homes, days, echo=typer.echo)
 
 
 def _target(password: str | None, prefix: str) -> object:
