@@ -1,14 +1,15 @@
 """How a check-in call ended, from what Twilio reports: pure tables, no I/O.
 
-Only a pressed 1 or a clearly reassuring answer is OK; silence, machines, faxes and anything
-unclear never are. Risk words win over reassuring ones ("네, 도와주세요" is HELP).
+Only a 1 (pressed or said) or a clearly reassuring answer is OK; silence, machines, faxes,
+anything unclear and any negated answer ("괜찮지가 않아") never are. Risk words win over
+reassuring ones ("네, 도와주세요" is HELP).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from calls.understanding import SpeechModel, understand
+from calls.understanding import CHECK_IN, SpeechModel, understand
 from core.domain import CallOutcome
 
 # Twilio CallStatus -> outcome once the call is over; None while it is still going.
@@ -44,16 +45,14 @@ ANSWERED_BY_OUTCOMES: Mapping[str, CallOutcome | None] = {
     "fax": CallOutcome.FAILED,  # a fax line is not the resident: a wrong or changed number
 }
 
-# Keypad answers; any other key pressed is UNCLEAR.
-DIGIT_OUTCOMES: Mapping[str, CallOutcome] = {
-    "1": CallOutcome.OK,
-    "2": CallOutcome.HELP,
-}
+# Keypad answers (the check-in prompt: 1 fine, 2 help); any other key pressed is UNCLEAR.
+# The same table reads a key said aloud ("1번", "일 번이요", "둘").
+DIGIT_OUTCOMES: Mapping[str, CallOutcome] = CHECK_IN.keys
 
 
 def classify_speech(speech: str, model: SpeechModel | None = None) -> CallOutcome:
-    """What a spoken answer means (risk rules, then the model); not understood is UNCLEAR."""
-    return understand(speech, model)
+    """What a spoken answer to the check-in question means; not understood is UNCLEAR."""
+    return understand(speech, model, CHECK_IN)
 
 
 def classify_answer(
