@@ -19,10 +19,11 @@ from psycopg.rows import dict_row
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
 from alerts.service import AlertService, IncomingFinding
+from calls.answers import claim_late_help
 from calls.checkins import unreached_streak
 from core.clock import Clock
 from core.db import Database
-from core.domain import Finding, Severity
+from core.domain import CallOutcome, Finding, Severity
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,21 @@ CHECKIN_FINDINGS: dict[str, tuple[str, Severity, str, str]] = {
              "정기 안부전화에서 도움을 요청함", "asked for help on a routine check-in"),
     "unwell": ("checkin_unwell", Severity.WATCH,
                "정기 안부전화에서 몸이 좋지 않다고 함", "said they are unwell on a check-in"),
+}  # fmt: skip
+
+# a help-class answer that came late -> the round state whose finding it raises, and why
+LATE_STATE: dict[CallOutcome, str] = {
+    CallOutcome.EMERGENCY: "emergency",
+    CallOutcome.HELP: "help",
+    CallOutcome.UNWELL: "unwell",
+}
+LATE_REASONS: dict[CallOutcome, tuple[str, str]] = {
+    CallOutcome.EMERGENCY: ("안부전화에서 뒤늦게 응급 상황을 알림",
+                            "emergency said on a check-in after it was settled"),
+    CallOutcome.HELP: ("안부전화에서 뒤늦게 도움을 요청함",
+                       "asked for help on a check-in after it was settled"),
+    CallOutcome.UNWELL: ("안부전화에서 뒤늦게 몸이 좋지 않다고 함",
+                         "said they are unwell on a check-in after it was settled"),
 }  # fmt: skip
 
 # the line's message outcome -> severity of its alert
@@ -73,6 +89,7 @@ class Intake:
         """Every source once; returns how many alerts were opened or raised."""
         return (
             self.report_checkins(limit)
+            + self.report_late_answers(limit)
             + self.report_line_calls(limit)
             + self.take_manager_acks(limit)
         )
@@ -107,6 +124,24 @@ class Intake:
                     )  # fmt: skip
                 if item is not None:
                     found.append(item)
+        return len(self.alerts.on_findings(found)) if found else 0
+
+    def report_late_answers(self, limit: int = 200) -> int:
+        """Help asked on a call after its alert or round had moved on (the watchdog fired, the
+        call had ended as unclear, an earlier "1"): a finding of its own, never dropped."""
+        now = self.clock.now()
+        found: list[IncomingFinding] = []
+        with self.db.connection() as conn:
+            for late in claim_late_help(conn, now, limit):
+                kind, severity, _, _ = CHECKIN_FINDINGS[LATE_STATE[late.answer]]
+                ko, en = LATE_REASONS[late.answer]
+                item = _finding(conn, late.resident_id, kind, severity, now, ko, en,
+                                {"call_id": late.call_id, "alert_id": late.alert_id})  # fmt: skip
+                if item is not None:
+                    found.append(item)
+                log.info("late answer reported",
+                         extra={"call_id": late.call_id, "resident_id": late.resident_id,
+                                "answer": late.answer.value})  # fmt: skip
         return len(self.alerts.on_findings(found)) if found else 0
 
     def report_line_calls(self, limit: int = 200) -> int:

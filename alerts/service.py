@@ -39,6 +39,7 @@ from alerts.policy import (
     call_watch,
 )
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
+from calls.answers import record_acted_on
 from calls.dialer import cancel_waiting
 from core.clock import Clock
 from core.db import Database
@@ -431,6 +432,8 @@ class AlertService:
     ) -> None:
         state = AlertState.CALLING
         outcome = outcome or CallOutcome.NO_ANSWER  # the watchdog fired: no result is no answer
+        if a["last_call_id"] is not None:  # a help answer after this one is reported late
+            record_acted_on(conn, int(a["last_call_id"]), outcome)
         meaning = OUTCOME_MEANING[outcome]
         said = f"안부전화 {a['call_attempts']}회차: {OUTCOME_KO[outcome]}"
         if meaning == "ok":

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from calls.answers import record_acted_on
 from calls.checkin_policy import CheckinPolicy, decide, quiet_end, watch_call
 from calls.dialer import Priority, cancel_waiting
 from core.clock import Clock
@@ -132,6 +133,10 @@ class CheckinService:
         if outcome is None and self._still_pending(cur, k, now):
             return []
         decision = decide(outcome, attempts, now, self.policy)
+        if k["last_call_id"] is not None:  # a help answer after this one is reported late
+            record_acted_on(
+                cur.connection, int(k["last_call_id"]), outcome or CallOutcome.NO_ANSWER
+            )
         if decision.state is not None:
             cur.execute(
                 """UPDATE anbu.checkin_rounds SET state = %s, next_action_at = NULL,

@@ -50,6 +50,28 @@ ANSWERED_BY_OUTCOMES: Mapping[str, CallOutcome | None] = {
 DIGIT_OUTCOMES: Mapping[str, CallOutcome] = CHECK_IN.keys
 
 
+# How urgent an answer is: a call keeps its most urgent answer ("1" then "도와주세요" is HELP;
+# an unclear first try then "1" on the reprompt is OK).
+ANSWER_RANK: Mapping[CallOutcome, int] = {
+    CallOutcome.UNCLEAR: 0,
+    CallOutcome.CALL_BACK_LATER: 1,
+    CallOutcome.OK: 2,
+    CallOutcome.UNWELL: 3,
+    CallOutcome.HELP: 4,
+    CallOutcome.EMERGENCY: 5,
+}
+
+# Answers that need a person: one that comes after the call's outcome was acted on still must.
+HELP_ANSWERS = frozenset([CallOutcome.UNWELL, CallOutcome.HELP, CallOutcome.EMERGENCY])
+
+
+def stronger_answer(old: CallOutcome | None, new: CallOutcome) -> CallOutcome:
+    """The answer a call keeps when `new` comes after `old`: the more urgent one."""
+    if old is None or ANSWER_RANK[new] >= ANSWER_RANK[old]:
+        return new
+    return old
+
+
 def classify_speech(speech: str, model: SpeechModel | None = None) -> CallOutcome:
     """What a spoken answer to the check-in question means; not understood is UNCLEAR."""
     return understand(speech, model, CHECK_IN)

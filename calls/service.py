@@ -29,6 +29,7 @@ from calls.outcomes import (
     TERMINAL_STATUSES,
     classify_answer,
     classify_status,
+    stronger_answer,
 )
 from calls.understanding import SpeechModel, load_utterances
 from core.clock import Clock
@@ -273,25 +274,29 @@ class CallService:
         return True
 
     def record_gather(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
-        """Store the resident's answer; the first answer's outcome is final. Returns the call's
-        outcome (None for an unknown call or when nothing was pressed or said)."""
+        """Store the resident's answer: it becomes the call's outcome whatever the status or the
+        answering machine detection said before, and a call keeps its most urgent answer.
+        Returns the call's outcome (None for an unknown call or when nothing was answered)."""
         digits = params.get("Digits") or None
         speech = params.get("SpeechResult") or None
         answer = classify_answer(digits, speech, self.speech_model() if speech else None)
         now = self.clock.now()
         with self.db.connection() as conn:
             found = conn.execute(
-                "SELECT 1 FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+                "SELECT answer FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
             ).fetchone()
             if found is None:
                 return None
             self._event(conn, call_id, now, "gather", params)
+            if answer is not None:  # an answer wins over status and machine detection
+                answer = stronger_answer(CallOutcome(found[0]) if found[0] else None, answer)
             row = conn.execute(
                 """UPDATE anbu.calls SET digits = COALESCE(%s, digits),
                        speech = COALESCE(%s, speech),
-                       outcome = COALESCE(outcome, %s), updated_at = %s
+                       answer = COALESCE(%s, answer),
+                       outcome = COALESCE(%s, outcome), updated_at = %s
                    WHERE id = %s RETURNING outcome""",
-                (digits, speech, answer.value if answer else None, now, call_id),
+                (digits, speech, *[answer.value if answer else None] * 2, now, call_id),
             ).fetchone()
         outcome = CallOutcome(row[0]) if row and row[0] else None
         log.info("check-in answer", extra={"call_id": call_id, "outcome": str(outcome)})
@@ -312,7 +317,7 @@ class CallService:
             self._event(conn, call_id, now, "amd", params)
             conn.execute(
                 """UPDATE anbu.calls SET answered_by = %s, updated_at = %s,
-                       outcome = CASE WHEN %s::text IS NOT NULL AND digits IS NULL
+                       outcome = CASE WHEN %s::text IS NOT NULL AND answer IS NULL
                                            AND status <> %s THEN %s
                                       ELSE outcome END
                    WHERE id = %s""",
