@@ -133,7 +133,7 @@ def run_demo(
 
         if broker_kind == "mosquitto" or (broker_kind == "auto" and mosquitto_binary()):
             broker: Any = EmbeddedMosquitto(tmp / "mosquitto", users=dict(users))
-            console.print("MQTT: Mosquitto with the repo's mosquitto.conf")
+            console.print("MQTT: Mosquitto with the production mosquitto.conf")
         else:
             from simulators.inproc_broker import InProcessBroker
 

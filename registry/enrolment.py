@@ -6,7 +6,6 @@ and never logged.
 
 from __future__ import annotations
 
-import logging
 from datetime import time
 from typing import Any
 
@@ -15,8 +14,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.domain import SensorKind
-
-log = logging.getLogger(__name__)
 
 ROOMS = ("entrance", "living", "kitchen", "bedroom", "bathroom", "other")
 

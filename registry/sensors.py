@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from core.domain import SensorKind
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,35 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PY:-python3}"
 work="$(mktemp -d /tmp/anbu-wheel.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-"$python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
+# Build from a copy of the checkout's files (tracked, or new and not ignored), never from a
+# build/ left behind by an older layout.
+if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mkdir "$work/src"
+  git -C "$repo" ls-files -z --cached --others --exclude-standard \
+    | (cd "$repo" && xargs -0 tar -cf - --ignore-failed-read) | tar -xf - -C "$work/src"
+  src="$work/src"
+else
+  src="$repo"
+fi
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$src"
 wheel="$(ls "$work"/dist/anbu-*.whl)"
-for data in simulators/mosquitto.conf simulators/mosquitto.acl core/migrations/0001_registry.sql \
-            dashboards/grafana/anbu-care.json calls/data/utterances_ko.tsv; do
-  "$python" -m zipfile -l "$wheel" | grep -q " *$data " || { echo "wheel lacks $data" >&2; exit 1; }
-done
+# What the installed commands read must be in the wheel, as real content (a checkout without
+# symlinks would ship a one-line path instead of the broker's config).
+"$python" - "$wheel" <<'PY'
+import sys, zipfile
+names = {
+    "simulators/mosquitto.conf": b"allow_anonymous false",
+    "simulators/mosquitto.acl": b"pattern",
+    "core/migrations/0001_registry.sql": b"CREATE",
+    "dashboards/grafana/anbu-care.json": b"{",
+    "calls/data/utterances_ko.tsv": b"\t",
+}
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    listed = set(wheel.namelist())
+    for name, needle in names.items():
+        if name not in listed or needle not in wheel.read(name):
+            sys.exit(f"wheel lacks {name} (or it is not the real file)")
+PY
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet "$wheel[embedded]"
 cd "$work"  # nothing of the checkout is importable from here

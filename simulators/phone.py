@@ -4,7 +4,7 @@ It implements the slice of Twilio's REST API anbu uses (create and fetch calls, 
 messages) with Twilio's JSON shapes and basic auth, and behaves like the carrier: for each
 call a background thread posts signed status callbacks in order, fetches the TwiML, lets the
 called number's persona press keys or speak at each <Gather>, follows the returned TwiML and
-ends the call. It is the outside world: it imports nothing of anbu but the kernel.
+ends the call. It is the outside world: it imports nothing but the kernel (core).
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ def mosquitto_binary() -> str | None:
 
 @dataclass
 class EmbeddedMosquitto:
-    """Mosquitto started with the repo's mosquitto.conf on a free port and private paths."""
+    """Mosquitto started with the production mosquitto.conf (package data) on a free port and private paths."""
 
     workdir: Path
     users: dict[str, str]

@@ -222,7 +222,7 @@ def database(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMosquitto]:
-    """Mosquitto running the repo's mosquitto.conf on a free port."""
+    """Mosquitto running the production mosquitto.conf on a free port."""
     if mosquitto_binary() is None:
         pytest.fail(
             "mosquitto is not installed: `make test` installs it (apt-get install mosquitto)"

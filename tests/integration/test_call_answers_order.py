@@ -159,7 +159,7 @@ def test_help_after_the_alert_acted_on_unclear_reaches_the_care_manager_once(rig
 
 
 def test_help_after_the_watchdog_fired_is_reported(rig: Rig) -> None:
-    alert_id, call_id = _ringing(rig)
+    _, call_id = _ringing(rig)
     rig.clock.advance(timedelta(minutes=30))  # no callback at all: the watchdog fires
     rig.alerts.process_due()
     assert rig.call(call_id)[2] == "no_answer"
