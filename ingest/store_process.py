@@ -196,6 +196,7 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     root.setLevel(config.log_level)
     db = OneConnection(config.conninfo)
     store = Store(db, future_tolerance_s=config.future_tolerance_s)
+    stored = False  # a batch committed: evidence that storing works, for judging one message
     try:
         while True:
             if stop in wait([requests, stop]):  # stopping, or the parent is gone
@@ -203,10 +204,11 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
             batch_id, now, items = requests.recv()
             messages = [Message(t, p, r, at) for t, p, r, at in items]
             summary = store_isolating(
-                store, db, messages, now, config.retry_max_s, stop, replies, batch_id
+                store, db, messages, now, config.retry_max_s, stop, replies, batch_id, stored
             )
             if summary is None:  # stopping (or the parent is gone): not all stored
                 return
+            stored = True
             replies.send(("done", batch_id, astuple(summary)))
     except (BrokenPipeError, EOFError):  # the parent is gone
         return
@@ -218,17 +220,32 @@ SPLIT_AFTER = 3
 """Failed attempts of a whole batch before it is split to find the message that fails."""
 
 
-def transient(exc: BaseException, db: OneConnection) -> bool:
-    """Whether a failure may pass by itself (the database down, busy, out of room, a deadlock),
-    as opposed to one message the database or the code refuses every time."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return True
+# SQLSTATE classes in which the database judges one message's rows: a value (22), a
+# constraint (23), a trigger's or function's refusal (P0, 2F, 38, 39), something it cannot do
+# with these rows (0A: a compressed chunk), an internal error (XX). Every other class is about
+# the database itself (down, busy, full, locked: 08, 40, 53, 55, 57) or its schema and
+# permissions (42: a missing table refuses every message alike): those pass, or are fixed, and
+# are retried.
+MESSAGE_CLASSES = ("22", "23", "P0", "2F", "38", "39", "0A", "XX")
+
+
+def refuses_data(exc: BaseException) -> bool:
+    """Whether the database refused the data of the statement, not the statement itself."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and bool(state) and str(state)[:2] in MESSAGE_CLASSES
+
+
+def may_be_poison(exc: BaseException, db: OneConnection) -> bool:
+    """Whether a failure can be one message's fault, rather than one that passes by itself or
+    that every message would meet."""
+    if isinstance(exc, psycopg.Error) and not refuses_data(exc):
+        return False
     try:  # a refusal of this message, or is the database itself unwell?
         with db.connection() as conn:
             conn.execute("SELECT 1")
     except Exception:
-        return True
-    return False
+        return False
+    return True
 
 
 def store_isolating(
@@ -240,27 +257,35 @@ def store_isolating(
     stop: Connection,
     replies: Connection,
     batch_id: int,
+    stored_before: bool,
 ) -> BatchSummary | None:
     """Store `messages`, committed, before returning what they amounted to (None: told to stop).
 
     Retries with backoff while the failure may pass. A batch that keeps failing for a reason
     that does not pass is halved until the message that fails on its own is found; that one
     goes to the dead letters with the reason, and everything else is stored. One poison
-    message (a parser bug, a database refusal) thus costs one dead letter, never the stream.
+    message (a database refusal, a bug that only its payload meets) thus costs one dead
+    letter, never the stream. A fault that every message would meet is retried, never
+    dead-lettered: the database down or busy, its schema or permissions (a missing table),
+    and an exception of the code itself unless something else was stored by this process
+    (`stored_before`, or another part of this batch), since a bad deploy fails them all.
     """
     pending: list[list[Message]] = [messages]
     done: list[BatchSummary] = []
+    stored_here = False  # some part of this batch committed
+    parked = 0  # failing messages moved behind the rest while nothing has been stored
     failures = 0  # of the chunk at the head of `pending`, in a row
     delay = 0.05
     while pending:
         chunk = pending[0]
         try:
             done.append(store.store_batch(chunk, now))
+            stored_here, parked = True, 0
         except Exception as exc:
             replies.send(("error", batch_id))
             failures += 1
             isolating = len(chunk) < len(messages) or failures >= SPLIT_AFTER
-            if isolating and not transient(exc, db):
+            if isolating and may_be_poison(exc, db):
                 if len(chunk) > 1:
                     half = len(chunk) // 2
                     pending[0:1] = [chunk[:half], chunk[half:]]
@@ -269,6 +294,18 @@ def store_isolating(
                         extra={"size": len(chunk), "error": type(exc).__name__},
                     )
                     failures = 0
+                    continue
+                judged = refuses_data(exc)  # the database refused this data
+                if not (judged or stored_before or stored_here):  # a bug all messages meet?
+                    if parked < len(pending) - 1:  # try the rest of the batch first
+                        pending.append(pending.pop(0))
+                        parked, failures = parked + 1, 0
+                        continue
+                    log.exception("storing a message failed; retrying")
+                    parked = 0
+                    if wait([stop], delay):
+                        return None
+                    delay = min(delay * 2, retry_max_s)
                     continue
                 reason = f"refused when stored on its own: {type(exc).__name__}: {exc}"[:500]
                 log.error(

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 import ingest.adapters as adapters
 from core.domain import Rejected
 from ingest.adapters import DIALECTS, Dialect, route
+from ingest.store_process import refuses_data
 
 NOW = datetime(2026, 11, 22, 0, 30, tzinfo=UTC)
 TOL = 300
@@ -89,7 +91,7 @@ def test_route_turns_a_parser_exception_into_a_dead_letter(
         raise ValueError("secret payload detail")
 
     table = dict(adapters.BY_SEGMENT)
-    table["shelly"] = Dialect(segment="shelly", parse=broken, subtopics=())
+    table["shelly"] = Dialect(segment="shelly", parse=broken)
     monkeypatch.setattr(adapters, "BY_SEGMENT", table)
     out = route("gw/GW/shelly/dev/events/rpc", b"{}", NOW, TOL)
     assert len(out) == 1 and isinstance(out[0], Rejected)
@@ -109,7 +111,32 @@ def test_a_bare_exception_is_not_swallowed_beyond_exception(
         raise KeyboardInterrupt
 
     table = dict(adapters.BY_SEGMENT)
-    table["esphome"] = Dialect(segment="esphome", parse=interrupted, subtopics=())
+    table["esphome"] = Dialect(segment="esphome", parse=interrupted)
     monkeypatch.setattr(adapters, "BY_SEGMENT", table)
     with pytest.raises(KeyboardInterrupt):
         route("gw/GW/esphome/node/status", b"online", NOW, TOL)
+
+
+@pytest.mark.parametrize(
+    ("error", "one_message"),
+    [
+        (psycopg.errors.NumericValueOutOfRange, True),
+        (psycopg.errors.UniqueViolation, True),
+        (psycopg.errors.RaiseException, True),  # a trigger's refusal (psycopg: ProgrammingError)
+        (psycopg.errors.FeatureNotSupported, True),  # e.g. a compressed chunk
+        (psycopg.errors.UndefinedTable, False),  # every message alike: retried, never dead
+        (psycopg.errors.InsufficientPrivilege, False),
+        (psycopg.errors.DiskFull, False),
+        (psycopg.errors.AdminShutdown, False),
+        (psycopg.errors.DeadlockDetected, False),
+        (psycopg.errors.LockNotAvailable, False),
+    ],
+)
+def test_only_a_refusal_of_the_data_can_make_a_dead_letter(
+    error: type[psycopg.Error], one_message: bool
+) -> None:
+    assert refuses_data(error("x")) is one_message
+
+
+def test_a_bug_in_the_code_is_not_the_databases_refusal() -> None:
+    assert refuses_data(ValueError("x")) is False
