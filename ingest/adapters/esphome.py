@@ -1,11 +1,14 @@
-"""ESPHome's MQTT component: `gw/<id>/esphome/<node>/<component>/<object id>/state`.
+"""ESPHome's MQTT component: `gw/<id>/<node>/<component>/<object id>/state`, `<node>/status`.
 
-With `mqtt: topic_prefix` set to the node name, ESPHome publishes each entity's state as a
+ESPHome's default `mqtt: topic_prefix` is the node name: such topics are recognised by their
+shape (a known component and a `state`/`command` leaf, or a `status`/`debug` leaf), and so
+are the same under an `esphome/` segment. ESPHome publishes each entity's state as a
 plain retained string: binary_sensor and switch "ON"/"OFF", sensor a number ("23.5"), and
 `<node>/status` "online"/"offline" (birth and will). A sensor is registered as
 `<node>/<object id>`; the node's `battery_level`/`battery` sensor and `wifi_signal` (dBm)
 are secondary readings of every sensor of that node, and its status is their liveness.
 Binary sensors follow their device class: ON is open (door), detected (motion), on (plug).
+A light's state is JSON (`{"state": "ON", "brightness": 255}`): an appliance.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ingest.adapters.common import (
     DeviceAvailability,
     DeviceReport,
     Ignored,
+    load_object,
     number,
     show,
     switch_state,
@@ -29,6 +33,21 @@ Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability 
 STATUS = {"online": True, "offline": False}
 BINARY_KINDS = (*CONTACT_KINDS, SensorKind.MOTION, SensorKind.APPLIANCE)
 NODE_SECONDARY = {"battery_level": "battery", "battery": "battery", "wifi_signal": "link_quality"}
+ENTITY_COMPONENTS = frozenset(
+    {"alarm_control_panel", "binary_sensor", "button", "climate", "cover", "date", "datetime",
+     "event", "fan", "light", "lock", "number", "select", "sensor", "siren", "switch", "text",
+     "text_sensor", "time", "update", "valve"}
+)  # fmt: skip
+NODE_LEAVES = ("status", "debug")
+ENTITY_LEAVES = ("state", "command")
+
+
+def shape(first: str, rest: str) -> bool:
+    """`<node>/status`, `<node>/debug`, `<node>/<component>/<object id>[/...]/state|command`."""
+    parts = rest.split("/")
+    if len(parts) == 1:
+        return parts[0] in NODE_LEAVES and bool(first)
+    return len(parts) >= 3 and parts[0] in ENTITY_COMPONENTS and parts[-1] in ENTITY_LEAVES
 
 
 def parse(
@@ -45,6 +64,8 @@ def parse(
     if len(parts) != 4 or parts[3] != "state" or not parts[0] or not parts[2]:
         if len(parts) >= 2 and parts[-1] in ("command", "debug", "discovery"):
             return [Ignored(f"esphome {show(parts[-1])} topic carries no state")]
+        if len(parts) > 4 and parts[-1] == "state" and parts[1] in ENTITY_COMPONENTS:
+            return [Ignored(f"esphome {show(parts[1])} {show(parts[3])} is not read")]
         return [Rejected(f"esphome topic {show(rest)} is not <node>/<component>/<id>/state")]
     node, component, object_id, _ = parts
     if text is None:
@@ -55,6 +76,12 @@ def parse(
             return [Rejected(f"{component} state {show(text)} is neither ON nor OFF")]
         kinds = BINARY_KINDS if component == "binary_sensor" else (SensorKind.APPLIANCE,)
         return [_report(gateway, f"{node}/{object_id}", now, tuple((k, value) for k in kinds))]
+    if component == "light":
+        doc = load_object(payload)
+        value = switch_state(doc.get("state")) if isinstance(doc, dict) else None
+        if value is None:
+            return [Rejected(f"light state {show(text)} has no ON/OFF state")]
+        return [_report(gateway, f"{node}/{object_id}", now, ((SensorKind.APPLIANCE, value),))]
     if component != "sensor":
         return [Ignored(f"esphome {show(component)} entities are not read")]
     value = number(text)

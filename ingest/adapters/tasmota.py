@@ -1,21 +1,38 @@
-"""Tasmota: `gw/<id>/tele/<device>/SENSOR|STATE|LWT` and `gw/<id>/stat/<device>/POWER|RESULT`.
+"""Tasmota: `gw/<id>/tele/<device>/SENSOR|STATE|RESULT|LWT` and `gw/<id>/stat/<device>/...`.
 
 As Tasmota publishes with the default FullTopic `%prefix%/%topic%/`: SENSOR holds
 `{"Time": "2024-05-01T12:00:00", "ENERGY": {"Power": 45, "Total": 1.2, ...}}` (Time is the
-device's local time without offset, taken as Asia/Seoul; Power is a list on multi-channel
-meters), STATE holds `POWER`/`POWER1..8` ("ON"/"OFF") and `Wifi.RSSI` (percent), LWT is a
-retained plain `Online`/`Offline`, and stat/POWER is the relay's plain "ON"/"OFF". Channel 1
-is the device itself; channel n > 1 is registered as `<device>:<n>`.
+device's local time without offset, taken as Asia/Seoul). STATE holds `POWER`/`POWER1..8`
+("ON"/"OFF") and `Wifi.RSSI` (percent), LWT is a retained plain `Online`/`Offline`, and
+stat/POWER is the relay's plain "ON"/"OFF". Channel 1 is the device itself; channel n > 1 is
+registered as `<device>:<n>`:
+- energy monitors: `Power` (and `Total`, kWh) is a list on multi-channel and three-phase
+  meters, one channel per clamp or phase; a scalar `Total` beside several channels is their
+  sum and belongs to none. Negative power (a clamp the wrong way round, a phase exporting
+  solar) counts by its size.
+- switch inputs: `"Switch<n>": "ON"` in SENSOR, `{"Switch<n>": {"Action": "ON"}}` in RESULT
+  when detached from the relays (SetOption114): a contact, ON = 1 (open), as Shelly's inputs;
+  button actions (`Button<n>`) and switch events (TOGGLE, HOLD) are not states.
+- bridges, one device id per bridged device: an RF bridge's `RfReceived` (tele/RESULT,
+  `{"Data": "E5D80E", ...}`) is the code a 433 MHz door or motion sensor sends when it
+  triggers, registered as `<bridge>:<Data>` (value 1: opened, or motion); Zigbee2Tasmota's
+  `ZbReceived` (`{"0x8F20": {"Device": "0x8F20", "Name": "Door", "Contact": 1, ...}}`) gives
+  each device under `<bridge>:<Name>`, or `<bridge>:<short address>` while it has no name.
+  Its `Contact` and `Occupancy` are 1 when open and occupied; `Power` is a plug's relay or a
+  Xiaomi door's on/off, the registered kind deciding; `ActivePower` is watts.
+A message with none of these is ignored with its reason.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from core.domain import GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
+    CONTACT_KINDS,
     POWER_MAX_W,
     DeviceAvailability,
     DeviceReport,
@@ -29,8 +46,16 @@ from ingest.adapters.common import (
 )
 
 Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+Values = tuple[tuple[SensorKind, float], ...]
 LWT = {"online": True, "offline": False}
 RELAYS = ("POWER", *(f"POWER{n}" for n in range(1, 9)))
+SWITCH = re.compile(r"Switch([1-9][0-9]?)", re.ASCII)
+RF_SENSOR: Values = tuple((kind, 1.0) for kind in (*CONTACT_KINDS, SensorKind.MOTION))
+ZB_FIELDS: dict[str, tuple[SensorKind, ...]] = {
+    "Contact": CONTACT_KINDS,
+    "Occupancy": (SensorKind.MOTION,),
+    "Power": (SensorKind.APPLIANCE, *CONTACT_KINDS),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +63,7 @@ class _Channel:
     power: float | None = None
     relay: float | None = None
     energy: float | None = None
+    switch: float | None = None
 
 
 def channel_device(device: str, channel: int) -> str:
@@ -48,7 +74,7 @@ def channel_device(device: str, channel: int) -> str:
 def parse_tele(
     gateway: str, rest: str, payload: bytes, now: datetime, future_tolerance_s: int
 ) -> list[Parsed]:
-    """tele/<device>/<SENSOR|STATE|LWT>."""
+    """tele/<device>/<SENSOR|STATE|RESULT|LWT>."""
     device, _, leaf = rest.rpartition("/")
     if not device:
         return [Rejected(f"tasmota topic {show(rest)} is not tele/<device>/<type>")]
@@ -58,6 +84,8 @@ def parse_tele(
         if online is None:
             return [Rejected(f"LWT {show(payload)} is neither Online nor Offline")]
         return [DeviceAvailability(gateway=gateway, device=device, online=online)]
+    if leaf == "RESULT":
+        return _result(gateway, device, payload, now, future_tolerance_s)
     if leaf not in ("SENSOR", "STATE"):
         return [Ignored(f"tasmota tele/{show(leaf)} carries nothing anbu reads")]
     doc = load_object(payload)
@@ -66,21 +94,21 @@ def parse_tele(
     when = stamp(doc.get("Time"), now, future_tolerance_s)
     if isinstance(when, str):
         return [Rejected(when)]
-    channels = _energy(doc.get("ENERGY")) if leaf == "SENSOR" else _relays(doc)
+    channels = _sensor(doc) if leaf == "SENSOR" else _relays(doc)
     if isinstance(channels, str):
         return [Rejected(channels)]
     link = None
     if leaf == "STATE" and isinstance(doc.get("Wifi"), dict):
         link = number(doc["Wifi"].get("RSSI"))
-    reports = [
+        link = link if link is not None and 0.0 <= link <= 100.0 else None
+    out: list[Parsed] = [
         _report(gateway, channel_device(device, n), when, ch, link if n == 1 else None)
         for n, ch in sorted(channels.items())
     ]
-    if not reports and link is not None:
-        reports = [_report(gateway, device, when, _Channel(), link)]
-    if not reports:
-        return [Rejected(f"tasmota {leaf} without ENERGY or POWER: {show(sorted(doc), 120)}")]
-    return list(reports)
+    if not out and link is not None:
+        out = [_report(gateway, device, when, _Channel(), link)]
+    out += _bridged(gateway, device, doc, when)
+    return out or [Ignored(f"tasmota {leaf} with nothing anbu reads: {show(sorted(doc), 120)}")]
 
 
 def parse_stat(
@@ -98,18 +126,46 @@ def parse_stat(
         return [_report(gateway, channel_device(device, n), (now, False), _Channel(relay=value))]
     if leaf != "RESULT":
         return [Ignored(f"tasmota stat/{show(leaf)} carries nothing anbu reads")]
+    return _result(gateway, device, payload, now, future_tolerance_s)
+
+
+def parse_cmnd(
+    gateway: str, rest: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """cmnd/<device>/<command>: what someone told the device, not what it did."""
+    return [Ignored(f"tasmota cmnd/{show(rest)} is a command, not device state")]
+
+
+def parse_discovery(
+    gateway: str, rest: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """tasmota/discovery/<mac>/config|sensors: Tasmota's own discovery (SetOption19 0, the
+    default), retained at every boot; it describes the device, it is no reading."""
+    if rest.startswith("discovery/"):
+        return [Ignored(f"tasmota {show(rest)} is a discovery message, not a reading")]
+    return [Rejected(f"tasmota topic {show(rest)} is not tasmota/discovery/...")]
+
+
+def _result(
+    gateway: str, device: str, payload: bytes, now: datetime, future_tolerance_s: int
+) -> list[Parsed]:
+    """RESULT: a command's answer (relays), a detached switch, a bridge's received device."""
     doc = load_object(payload)
     if isinstance(doc, str):
         return [Rejected(doc)]
+    when = stamp(doc.get("Time"), now, future_tolerance_s)
+    if isinstance(when, str):
+        return [Rejected(when)]
     channels = _relays(doc)
     if isinstance(channels, str):
         return [Rejected(channels)]
-    if not channels:
-        return [Ignored("tasmota RESULT without a relay state")]
-    return [
-        _report(gateway, channel_device(device, n), (now, False), ch)
-        for n, ch in sorted(channels.items())
+    for n, value in _switches(doc).items():
+        channels[n] = _Channel(relay=channels.get(n, _Channel()).relay, switch=value)
+    out: list[Parsed] = [
+        _report(gateway, channel_device(device, n), when, ch) for n, ch in sorted(channels.items())
     ]
+    out += _bridged(gateway, device, doc, when)
+    return out or [Ignored(f"tasmota RESULT with nothing anbu reads: {show(sorted(doc), 120)}")]
 
 
 def _report(
@@ -124,6 +180,8 @@ def _report(
         values.append((SensorKind.POWER, ch.power))
     if ch.relay is not None:
         values.append((SensorKind.APPLIANCE, ch.relay))
+    if ch.switch is not None:
+        values.extend((kind, ch.switch) for kind in CONTACT_KINDS)
     return DeviceReport(
         gateway=gateway,
         device=device,
@@ -133,6 +191,31 @@ def _report(
         link_quality=link,
         energy_kwh=ch.energy,
     )
+
+
+def _sensor(doc: dict[str, Any]) -> dict[int, _Channel] | str:
+    """SENSOR's channels: ENERGY's meters and the switch inputs."""
+    channels = _energy(doc.get("ENERGY"))
+    if isinstance(channels, str):
+        return channels
+    for n, value in _switches(doc).items():
+        ch = channels.get(n, _Channel())
+        channels[n] = _Channel(power=ch.power, energy=ch.energy, switch=value)
+    return channels
+
+
+def _switches(doc: dict[str, Any]) -> dict[int, float]:
+    """`Switch<n>`: "ON"/"OFF", or `{"Action": "ON"}`; events (TOGGLE, HOLD) are not states."""
+    out: dict[int, float] = {}
+    for key, raw in doc.items():
+        match = SWITCH.fullmatch(key) if isinstance(key, str) else None
+        if match is None:
+            continue
+        state = raw.get("Action") if isinstance(raw, dict) else raw
+        value = switch_state(state) if isinstance(state, str) else None
+        if value is not None:
+            out[int(match.group(1))] = value
+    return out
 
 
 def _energy(energy: Any) -> dict[int, _Channel] | str:
@@ -145,14 +228,14 @@ def _energy(energy: Any) -> dict[int, _Channel] | str:
     totals = _per_channel(energy.get("Total"))
     if isinstance(powers, str):
         return f"ENERGY.Power {powers}"
-    if isinstance(totals, str):
-        totals = []  # Total is secondary: a malformed counter does not spoil the watts
+    if isinstance(totals, str) or (len(powers) > 1 and not isinstance(energy.get("Total"), list)):
+        totals = []  # a malformed counter does not spoil the watts; a sum is no one channel's
     out: dict[int, _Channel] = {}
     for i, watts in enumerate(powers):
-        if not 0.0 <= watts <= POWER_MAX_W:
+        if not abs(watts) <= POWER_MAX_W:
             return f"ENERGY.Power {show(watts)} is out of range (0..{POWER_MAX_W:g} W)"
         total = totals[i] if i < len(totals) else None
-        out[i + 1] = _Channel(power=watts, energy=total)
+        out[i + 1] = _Channel(power=abs(watts), energy=total)
     return out
 
 
@@ -175,3 +258,60 @@ def _relays(doc: dict[str, Any]) -> dict[int, _Channel] | str:
                 return f"{key} {show(doc[key])} is neither ON nor OFF"
             out[int(key[5:] or "1")] = _Channel(relay=value)
     return out
+
+
+def _bridged(
+    gateway: str, bridge: str, doc: dict[str, Any], when: tuple[datetime, bool]
+) -> list[Parsed]:
+    """The devices an RF or Zigbee bridge heard, each under its own id."""
+    out: list[Parsed] = []
+    rf = doc.get("RfReceived")
+    if isinstance(rf, dict):
+        data = rf.get("Data")
+        code = str(data).strip() if isinstance(data, str | int) else ""
+        if isinstance(data, bool) or not 0 < len(code) <= 40:
+            out.append(Rejected(f"RfReceived without a code: {show(data)}"))
+        else:
+            out.append(DeviceReport(gateway, f"{bridge}:{code}", when[0], when[1], RF_SENSOR))
+    zb = doc.get("ZbReceived")
+    if isinstance(zb, dict):
+        for key, body in zb.items():
+            if isinstance(body, dict):
+                out.append(_zigbee(gateway, bridge, key, body, when))
+    return out
+
+
+def _zigbee(
+    gateway: str, bridge: str, key: str, body: dict[str, Any], when: tuple[datetime, bool]
+) -> DeviceReport | Ignored | Rejected:
+    name = body.get("Name")
+    ident = name.strip() if isinstance(name, str) and name.strip() else key.strip()
+    if not ident or len(ident) > 64:
+        return Rejected(f"ZbReceived device without a usable id: {show(key)}")
+    values: list[tuple[SensorKind, float]] = []
+    for field, kinds in ZB_FIELDS.items():
+        if body.get(field) is None:
+            continue
+        value = switch_state(body[field])
+        if value is None:
+            return Rejected(f"ZbReceived {field} {show(body[field])} is neither 0 nor 1")
+        values.extend((kind, value) for kind in kinds)
+    if body.get("ActivePower") is not None:
+        watts = number(body["ActivePower"])
+        if watts is None or not abs(watts) <= POWER_MAX_W:
+            return Rejected(f"ZbReceived ActivePower {show(body['ActivePower'])} is out of range")
+        values.append((SensorKind.POWER, abs(watts)))
+    battery = number(body.get("BatteryPercentage"))
+    link = number(body.get("LinkQuality"))
+    report = DeviceReport(
+        gateway=gateway,
+        device=f"{bridge}:{ident}",
+        ts=when[0],
+        stamped=when[1],
+        values=tuple(values),
+        battery=battery if battery is not None and 0.0 <= battery <= 100.0 else None,
+        link_quality=link if link is not None and 0.0 <= link <= 255.0 else None,
+    )
+    if report.empty:
+        return Ignored(f"ZbReceived {show(ident)}: nothing anbu reads")
+    return report

@@ -6,6 +6,13 @@ Device state is a JSON object holding whatever the device's converter exposes: `
 `advanced.last_seen` enabled (ISO_8601, ISO_8601_local or epoch milliseconds). Availability is
 `{"state":"online"}` (or the legacy plain `online`/`offline`), retained. Friendly names may
 contain slashes. `bridge/state` is the bridge itself: the gateway's liveness.
+
+With `advanced.output: attribute` (or `attribute_and_json`) each property comes on its own
+topic, `<friendly name>/<property>`, as a bare value (`true`, `87`, `ON`, `null`): a payload
+that is not a JSON object on a topic whose last level is a property anbu reads is that
+property of the device before it; any other property is ignored. `null` (a value the device
+has not reported since the bridge started) and states with nothing anbu reads (`action`,
+`update`, an empty object) are ignored with their reason, not dead-lettered.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ SECONDARY: tuple[Field, ...] = (
     Field("linkquality", (), number, 0.0, 255.0),
     Field("energy", (), number, 0.0, 1e9),
 )
+BY_KEY = {f.key: f for f in (*PRIMARY, *SECONDARY)}
 
 
 def parse(
@@ -85,7 +93,45 @@ def parse(
         if not device or online is None:
             return [Rejected(f"availability {show(payload)} is neither online nor offline")]
         return [DeviceAvailability(gateway=gateway, device=device, online=online)]
-    return [_state(gateway, rest, payload, now, future_tolerance_s)]
+    if not payload.strip():  # a removed or renamed device's retained state, cleared
+        return [Ignored(f"zigbee2mqtt {show(rest)}: empty payload, a retained state cleared")]
+    doc, error = load_json(payload)
+    if "/" in rest and not isinstance(doc, dict):
+        text = text_of(payload)
+        if text is None:
+            return [Rejected("payload is not UTF-8")]
+        if not text.startswith(("{", "[")):  # bare: JSON scalar, or a string as it is (ON)
+            return [_attribute(gateway, rest, text if error else doc, now)]
+    if error is not None:
+        return [Rejected(error)]
+    return [_state(gateway, rest, doc, now, future_tolerance_s)]
+
+
+def _attribute(
+    gateway: str, rest: str, doc: Any, now: datetime
+) -> DeviceReport | Ignored | Rejected:
+    """`<friendly name>/<property>` with a bare value (attribute output): no device time."""
+    device, _, key = rest.rpartition("/")
+    field = BY_KEY.get(key)
+    if field is None or not device:
+        return Ignored(f"zigbee2mqtt attribute {show(key)} is not one anbu reads")
+    if doc is None or doc == "":
+        return Ignored(f"zigbee2mqtt {show(key)} is {show(doc)}: no value reported")
+    value = field.convert(doc)
+    if value is None or not field.low <= value <= field.high:
+        return Rejected(f"{key} {show(doc)} is not a valid value")
+    values = tuple((kind, value) for kind in field.kinds)
+    secondary = {} if field.kinds else {field.key: value}
+    return DeviceReport(
+        gateway=gateway,
+        device=device,
+        ts=now,
+        stamped=False,
+        values=values,
+        battery=secondary.get("battery"),
+        link_quality=secondary.get("linkquality"),
+        energy_kwh=secondary.get("energy"),
+    )
 
 
 def _availability(payload: bytes) -> bool | None:
@@ -101,11 +147,8 @@ def _availability(payload: bytes) -> bool | None:
 
 
 def _state(
-    gateway: str, device: str, payload: bytes, now: datetime, future_tolerance_s: int
-) -> DeviceReport | Rejected:
-    doc, error = load_json(payload)
-    if error is not None:
-        return Rejected(error)
+    gateway: str, device: str, doc: Any, now: datetime, future_tolerance_s: int
+) -> DeviceReport | Ignored | Rejected:
     if not isinstance(doc, dict):
         return Rejected(f"device state is not a JSON object: {show(doc)}")
     when = stamp(doc.get("last_seen"), now, future_tolerance_s)
@@ -135,5 +178,5 @@ def _state(
         energy_kwh=secondary.get("energy"),
     )
     if report.empty:
-        return Rejected(f"no property anbu reads in {show(sorted(doc), 120)}")
+        return Ignored(f"zigbee2mqtt state with no property anbu reads: {show(sorted(doc), 120)}")
     return report

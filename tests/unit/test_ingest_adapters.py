@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ingest.adapters as adapters
 from core.domain import GatewayStatus, Reading, Rejected, SensorKind
-from ingest.adapters import DIALECTS, native, route, topic_filters
+from ingest.adapters import DIALECTS, native, recognise, route, topic_filters
 
 NOW = datetime(2026, 11, 22, 9, 5, tzinfo=UTC)
 TOL = 300
@@ -150,16 +151,20 @@ def test_bad_topics_are_rejected(topic: str, fragment: str) -> None:
     assert isinstance(out, Rejected) and fragment in out.reason
 
 
-def test_the_table_drives_the_subscriptions() -> None:
+def test_one_subscription_and_the_table_tells_layouts_apart() -> None:
+    """One filter: several would overlap (an ESPHome node's `<node>/sensor/x/state` is also a
+    Zigbee2MQTT attribute's shape) and the broker would deliver a message once per filter."""
     assert [d.segment for d in DIALECTS][:1] == ["anbu"]
-    filters = topic_filters()
-    assert filters[:2] == ["gw/+/anbu/readings", "gw/+/anbu/status"]
-    assert len(filters) == sum(len(d.subtopics) for d in DIALECTS)
-    assert all(
-        f.startswith(f"gw/+/{d.segment}/")
-        for d in DIALECTS
-        for f in d.subtopics and [x for x in filters if x.split("/")[2] == d.segment]
-    )
+    assert topic_filters() == ["gw/+/#"]
+    assert len({d.segment for d in DIALECTS}) == len(DIALECTS)
+    # a segment wins over a shape: a node named like a segment is read by that segment
+    assert recognise("tele", "plug/SENSOR") == (adapters.BY_SEGMENT["tele"], "plug/SENSOR")
+    found = recognise("shellyplus1pm-a8032ab12345", "online")
+    assert found is not None and found[0].segment == "shelly"
+    assert found[1] == "shellyplus1pm-a8032ab12345/online"
+    found = recognise("hall-node", "binary_sensor/door/state")
+    assert found is not None and found[0].segment == "esphome"
+    assert recognise("hall-node", "whatever/else") is None
 
 
 def test_fixture_payloads_parse() -> None:
