@@ -12,6 +12,7 @@ finding was raised. Like anbu.service, this module wires everything; nothing els
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -110,6 +111,13 @@ def run_demo(
     scenario's finding was raised."""
     console = Console()
     settings = Settings()
+    if settings.unsafe_secrets():  # the demo's own, never the published defaults
+        settings = settings.model_copy(
+            update={
+                "session_secret": secrets.token_hex(32),
+                "twilio_auth_token": secrets.token_hex(16),
+            }
+        )
     tz = ZoneInfo(settings.timezone)
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="anbu-demo-"))

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Secrets that shipped as defaults (public in this repository): never good enough to serve with.
+KNOWN_DEFAULT_SECRETS = frozenset({"change-me-in-production", "anbu-dev-auth-token", "change-me"})
+SECRET_MIN_LENGTH = {"session_secret": 32, "twilio_auth_token": 32}
+
 
 class Settings(BaseSettings):
     """Every knob of anbu; the README's configuration table mirrors this class."""
@@ -143,3 +147,16 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, description="Seconds between detector sweeps.")
     due_poll_s: float = Field(default=2.0, description="Seconds between polls for due alert work.")
     timezone: str = Field(default="Asia/Seoul", description="Time zone shown to people.")
+
+    def unsafe_secrets(self) -> list[str]:
+        """The secret settings that are missing, too short or a value published with anbu,
+        with why (names and reasons only, never the values)."""
+        out = []
+        for name, minimum in SECRET_MIN_LENGTH.items():
+            value = str(getattr(self, name) or "")
+            env = f"ANBU_{name.upper()}"
+            if value in KNOWN_DEFAULT_SECRETS:
+                out.append(f"{env}: the published default; anyone could sign with it")
+            elif len(value) < minimum:
+                out.append(f"{env}: {len(value)} characters, at least {minimum} needed")
+        return out

@@ -69,7 +69,20 @@ def serve(
     if role not in ("ingest", "worker", "web", "all"):
         raise typer.BadParameter("role must be ingest, worker, web or all")
     _logging(verbose)
-    runtime = build(Settings())
+    settings = Settings()
+    unsafe = settings.unsafe_secrets() if role in ("web", "all") else []
+    if unsafe:  # the web signs sessions and tokens, and checks Twilio's webhook signatures
+        typer.echo("anbu serve web: refusing to start with unsafe secrets:", err=True)
+        for why in unsafe:
+            typer.echo(f"  {why}", err=True)
+        typer.echo(
+            "Set each to a new random value, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))' "
+            "(ANBU_TWILIO_AUTH_TOKEN is your Twilio account's auth token).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    runtime = build(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
