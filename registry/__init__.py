@@ -29,6 +29,15 @@ from registry.enrolment import (
     hash_password,
     verify_password,
 )
+from registry.phones import InvalidPhone, PhoneKind, normalise_phone, parse_phone
+from registry.residents_csv import FileRefused, LineError, ResidentRow, parse_record
+from registry.residents_export import export_residents
+from registry.residents_import import (
+    ImportReport,
+    enrol_residents,
+    import_residents,
+    load_dongs,
+)
 from registry.sensors import SensorRef, load_sensors
 
 __all__ = [
@@ -38,9 +47,15 @@ __all__ = [
     "ROOMS",
     "SETTABLE_STATUSES",
     "STATUS_MAX_DAYS",
+    "FileRefused",
+    "ImportReport",
     "InvalidChange",
+    "InvalidPhone",
+    "LineError",
+    "PhoneKind",
     "ResidentEnded",
     "ResidentNotFound",
+    "ResidentRow",
     "SensorRef",
     "add_care_manager",
     "add_dong",
@@ -50,8 +65,15 @@ __all__ = [
     "check_level_caps",
     "check_quiet_hours",
     "check_status",
+    "enrol_residents",
+    "export_residents",
     "hash_password",
+    "import_residents",
+    "load_dongs",
     "load_sensors",
+    "normalise_phone",
+    "parse_phone",
+    "parse_record",
     "set_level_caps",
     "set_quiet_hours",
     "set_status",

@@ -152,7 +152,7 @@ app.add_typer(bench_app, name="bench")
 
 def main() -> None:
     # each capability registers its own commands on `app` / `bench_app`
-    from anbu.cli import calls_cmds, detectors_cmds, ingest_cmds  # noqa: F401
+    from anbu.cli import calls_cmds, detectors_cmds, ingest_cmds, registry_cmds  # noqa: F401
 
     app()
 
