@@ -8,9 +8,12 @@ work="$(mktemp -d /tmp/anbu-wheel.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
 wheel="$(ls "$work"/dist/anbu-*.whl)"
+# listed once, then searched: `zipfile -l | grep -q` under pipefail failed whenever grep found
+# the file early and closed the pipe (BrokenPipeError), reporting a present file as missing
+listing="$("$python" -m zipfile -l "$wheel")"
 for data in simulators/mosquitto.conf simulators/mosquitto.acl core/migrations/0001_registry.sql \
             dashboards/grafana/anbu-care.json calls/data/utterances_ko.tsv; do
-  "$python" -m zipfile -l "$wheel" | grep -q " *$data " || { echo "wheel lacks $data" >&2; exit 1; }
+  grep -q " *$data " <<<"$listing" || { echo "wheel lacks $data" >&2; exit 1; }
 done
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet "$wheel[embedded]"
