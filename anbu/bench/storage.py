@@ -16,7 +16,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ class StorageFigures:
     compressed_bytes: int | None
     compress_seconds: float | None
     why: str
+    columns: dict[str, int] = field(default_factory=dict)  # compressed bytes of each column
 
     def per_reading(self, size: int | None) -> str:
         return "n/a" if size is None else f"{size / self.readings:.2f}"
@@ -125,7 +126,21 @@ def measure(
         ).fetchone() or (0,)
         if left:
             raise RuntimeError(f"{left} chunks were left uncompressed")
-    return StorageFigures(readings, int(partitions_bytes), int(before), int(after), compress_s, "")
+        columns = dict.fromkeys(("ts", "received_at", "value"), 0)
+        for (chunk,) in conn.execute(
+            """SELECT format('%I.%I', z.schema_name, z.table_name)
+                 FROM _timescaledb_catalog.chunk c
+                 JOIN _timescaledb_catalog.chunk z ON z.id = c.compressed_chunk_id"""
+        ).fetchall():
+            sums = conn.execute(
+                f"SELECT sum(pg_column_size(ts)), sum(pg_column_size(received_at)),"
+                f" sum(pg_column_size(value)) FROM {chunk}"
+            ).fetchone() or (0, 0, 0)
+            for name, size in zip(columns, sums, strict=True):
+                columns[name] += int(size or 0)
+    return StorageFigures(
+        readings, int(partitions_bytes), int(before), int(after), compress_s, "", columns
+    )
 
 
 def run(
@@ -150,6 +165,10 @@ def run(
             f"  TimescaleDB compressed: {figures.compressed_bytes / mb:.1f} MiB"
             f" ({figures.timescale_bytes / figures.compressed_bytes:.1f}x smaller,"
             f" compressed in {figures.compress_seconds:.1f} s)"
+        )
+        parts = " ".join(f"{k}={v / figures.readings:.2f}" for k, v in figures.columns.items())
+        echo(
+            f"  compressed, bytes per reading by column: {parts} (the rest: rows, indexes, chunks)"
         )
     echo(figures.line())
     return figures

@@ -36,6 +36,12 @@ def migrate(verbose: bool = False) -> None:
         raise typer.BadParameter("ANBU_DATABASE_URL is not set")
     applied = run(settings.database_url)
     typer.echo(f"applied: {applied or 'nothing (up to date)'}")
+    import psycopg
+
+    from core.db import storage_mode
+
+    with psycopg.connect(settings.database_url) as conn:
+        typer.echo(f"storage: {storage_mode(conn)}")
 
 
 @app.command()

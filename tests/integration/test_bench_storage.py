@@ -32,3 +32,5 @@ def test_the_bench_measures_the_same_readings_in_both_modes(pg_server: PgServer)
     assert figures.timescale_bytes is not None and figures.compressed_bytes is not None
     # (on so few readings the emptied chunks and their indexes weigh more than the data)
     assert figures.compressed_bytes < figures.timescale_bytes
+    assert set(figures.columns) == {"ts", "received_at", "value"}
+    assert 0 < sum(figures.columns.values()) < figures.compressed_bytes

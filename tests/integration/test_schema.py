@@ -46,6 +46,13 @@ def test_the_database_has_the_mode_asked_for(db_url: str, storage: str) -> None:
     )
 
 
+def test_an_existing_database_keeps_its_mode(db_url: str, storage: str) -> None:
+    other = "partitions" if storage == "timescaledb" else "timescaledb"
+    assert migrate(db_url, storage=other) == []  # nothing to apply, nothing re-decided
+    with psycopg.connect(db_url) as conn:
+        assert storage_mode(conn) == storage
+
+
 def test_readings_unique_and_routed_to_daily_partitions(db_url: str, storage: str) -> None:
     with psycopg.connect(db_url) as conn:
         _, sid = _seed(conn)
