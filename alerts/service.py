@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 
 from alerts import absence
 from alerts.audit import record_event
-from alerts.escalation import Escalation, Messaging, wake_at
+from alerts.escalation import Escalation, Messaging, SmsOutbox, wake_at
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
 from alerts.policy import (
@@ -111,6 +111,7 @@ class AlertService:
         self.clock = clock
         self.dashboard_url = dashboard_url.rstrip("/")
         self.escalation = Escalation(telephony, policy, self.dashboard_url)
+        self.outbox = SmsOutbox(db, telephony, clock)
 
     # -- findings -> alerts ------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class AlertService:
                 continue
             if alert_id is not None:
                 touched.append(alert_id)
+                self._send_told(alert_id)
         return touched
 
     def reconcile_findings(self, limit: int = 100) -> int:
@@ -336,8 +338,18 @@ class AlertService:
                 if alert is None:
                     return done
                 self._advance(conn, alert, now)
+            self._send_told(int(alert["id"]))
             done += 1
         return done
+
+    def _send_told(self, alert_id: int) -> None:
+        """Send the SMS the alert's committed step wrote, now rather than at the outbox job's
+        next pass; a failure here leaves them to that job."""
+        try:
+            self.outbox.send_due(alert_id=alert_id)
+        except Exception:  # the rows are the truth: the outbox job sends what is left
+            log.exception("sms not sent after the step; the outbox job retries",
+                          extra={"alert_id": alert_id})  # fmt: skip
 
     def _advance(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
         state = AlertState(a["state"])

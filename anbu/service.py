@@ -131,6 +131,8 @@ class Runtime:
             ("intake", intake.run_once, s.due_poll_s),
             # findings stored but never handed to an alert (a crash or an error in between)
             ("reconcile", self.alerts.reconcile_findings, s.due_poll_s),
+            # SMS written by escalation steps, sent after their commit; retries and interrupted sends
+            ("sms_outbox", self.alerts.outbox.send_due, s.due_poll_s),
             ("partitions", self.maintain_partitions, 6 * 3600.0),
             ("summaries", self.summarize_once, SUMMARY_EVERY_S),
         ):

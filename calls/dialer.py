@@ -9,6 +9,12 @@ alert or check-in timer retries it under a new idempotency key; a claim too old 
 before the reaper could take it is failed here instead of dialled late. cancel_waiting takes an
 alert's (or a routine round's) calls out of the queue before they ring, inside its caller's
 transaction.
+
+A request Twilio refused (HTTP 4xx) or that never left (connection refused, connect timeout)
+fails the call. One that may have reached Twilio (a read timeout or a reset after it was sent,
+a 5xx) leaves the call dialled with its result unknown: Twilio may be ringing the resident, and
+its status callbacks (addressed by anbu's call id, not the SID) settle the call, or, when none
+ever comes, the lost-call reaper does.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import requests
 from psycopg.types.json import Jsonb
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from calls.client import TWILIO_ERRORS, may_have_reached
 from calls.lost import lost_after
 from core.clock import Clock
 from core.config import Settings
@@ -36,7 +42,6 @@ from core.db import Database
 
 log = logging.getLogger(__name__)
 
-TWILIO_ERRORS = (TwilioException, requests.RequestException, OSError)
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
@@ -106,6 +111,7 @@ class Dialler:
         clock: Clock,
         on_error: Callable[[int, BaseException], None],
         on_dialled: Callable[[int, str | None], None],
+        on_unknown: Callable[[int, BaseException], None],
     ) -> None:
         self.db = db
         self.client = client
@@ -113,6 +119,7 @@ class Dialler:
         self.clock = clock
         self.on_error = on_error
         self.on_dialled = on_dialled
+        self.on_unknown = on_unknown
 
     @property
     def cps(self) -> float:
@@ -184,7 +191,10 @@ class Dialler:
                 **kwargs,
             )
         except TWILIO_ERRORS as exc:
-            self.on_error(call.id, exc)
+            if may_have_reached(exc):  # Twilio may be ringing it: callbacks or the reaper settle it
+                self.on_unknown(call.id, exc)
+            else:
+                self.on_error(call.id, exc)
             return
         self.on_dialled(call.id, created.sid)
 

@@ -1,5 +1,7 @@
 """Lost calls: claimed and marked dialled, but Twilio never took them (the worker died between
 the claim's commit and the REST request, or the request hung). No callback will ever come.
+A dial request whose reply was lost (a read timeout or a reset after it was sent) waits here
+too: if Twilio placed the call its callbacks settle it first; if none comes, it is lost.
 
 reap() ends such a call as status 'lost', outcome FAILED (never reassurance, "not reached" to
 the alert ladder and the check-in rounds, which then place a fresh attempt under a new
@@ -21,6 +23,9 @@ from psycopg.types.json import Jsonb
 
 from calls.outcomes import LOST_STATUS
 from core.config import Settings
+
+# call_events status of a dial request whose reply was lost: Twilio may or may not have the call.
+DIAL_UNKNOWN = "dial_unknown"
 
 MIN_LOST_AFTER = timedelta(seconds=60)  # far beyond calls.client.HTTP_TIMEOUT_S in any setup
 REDIAL_SUFFIX = ":redial"
@@ -62,7 +67,9 @@ UPDATE anbu.calls c SET status = %(lost)s, outcome = 'failed', ended_at = %(now)
 FROM lost
 WHERE c.id = lost.id AND c.twilio_sid IS NULL AND c.status = 'queued' AND c.outcome IS NULL
 RETURNING c.id, c.resident_id, c.purpose, c.alert_id, c.round_id, c.claimed_at,
-          c.idempotency_key
+          c.idempotency_key,
+          EXISTS (SELECT 1 FROM anbu.call_events e
+                  WHERE e.call_id = c.id AND e.status = %(unknown)s) AS reply_lost
 """
 
 _REDIAL = """
@@ -93,13 +100,16 @@ def reap(
 ) -> list[LostCall]:
     """End every call dialled at least `after` ago that Twilio never took; one transaction."""
     rows = conn.execute(
-        _REAP, {"cutoff": now - after, "n": limit, "lost": LOST_STATUS, "now": now}
-    ).fetchall()
+        _REAP,
+        {"cutoff": now - after, "n": limit, "lost": LOST_STATUS, "now": now,
+         "unknown": DIAL_UNKNOWN},
+    ).fetchall()  # fmt: skip
     lost: list[LostCall] = []
-    for call_id, resident_id, purpose, alert_id, round_id, claimed_at, key in rows:
+    for call_id, resident_id, purpose, alert_id, round_id, claimed_at, key, reply_lost in rows:
         waited = int((now - claimed_at).total_seconds())
-        _event(conn, call_id, now, LOST_STATUS,
-               {"reason": "never_reached_twilio", "dialled_s_ago": waited})  # fmt: skip
+        # a lost reply whose call never called back: Twilio did not place it after all
+        reason = "no_callback_after_lost_reply" if reply_lost else "never_reached_twilio"
+        _event(conn, call_id, now, LOST_STATUS, {"reason": reason, "dialled_s_ago": waited})
         redial_id: int | None = None
         if purpose == "manager_alert" and not str(key).endswith(REDIAL_SUFFIX):
             row = conn.execute(_REDIAL, {"suffix": REDIAL_SUFFIX, "now": now, "id": call_id})

@@ -19,9 +19,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 from twilio.rest import Client
 
-from calls import twiml
-from calls.dialer import TWILIO_ERRORS, Dialler, Priority, cancel_waiting, error_code
-from calls.lost import LostCall, cancel_if_lost, lost_after, reap
+from calls import sms, twiml
+from calls.client import TWILIO_ERRORS
+from calls.dialer import Dialler, Priority, cancel_waiting, error_code
+from calls.lost import DIAL_UNKNOWN, LostCall, cancel_if_lost, lost_after, reap
 from calls.outcomes import (
     ANSWERED_BY_OUTCOMES,
     LOST_STATUS,
@@ -97,7 +98,9 @@ class CallService:
         self.client = twilio_client
         self.settings = settings
         self.clock = clock
-        self.dialler = Dialler(db, twilio_client, settings, clock, self._mark_failed, self._dialled)
+        self.dialler = Dialler(
+            db, twilio_client, settings, clock, self._mark_failed, self._dialled, self._mark_unknown
+        )
         self._speech = SpeechModel()
         self._speech_lock = threading.Lock()
 
@@ -221,15 +224,13 @@ class CallService:
         return self.dialler.drain(budget, workers=self.settings.call_dial_workers)
 
     def send_sms(self, to: str, body: str) -> str | None:
-        """Send an SMS; returns the message sid, or None when the carrier refused it."""
+        """Send an SMS now; returns its message sid. Raises calls.sms.SmsRefused when the
+        carrier refused it (final) and calls.sms.SmsNotSent when a later try may succeed."""
         try:
-            message = self.client.messages.create(
-                to=to, from_=self.settings.twilio_from_number, body=body
-            )
-        except TWILIO_ERRORS as exc:
-            log.warning("sms not sent", extra={"error": type(exc).__name__, **error_code(exc)})
-            return None
-        return str(message.sid) if message.sid else None
+            return sms.send(self.client, self.settings.twilio_from_number, to, body)
+        except (sms.SmsRefused, sms.SmsNotSent) as exc:
+            log.warning("sms not sent", extra={"error": type(exc).__name__, "code": exc.code})
+            raise
 
     # -- what Twilio reports ---------------------------------------------------------------
 
@@ -396,6 +397,21 @@ class CallService:
                                   details={"by_attempt": attempt})  # fmt: skip
         for call_id in gone:
             log.info("queued call superseded", extra={"call_id": call_id, "alert_id": alert_id})
+
+    def _mark_unknown(self, call_id: int, exc: BaseException) -> None:
+        """The dial request may have reached Twilio (its reply was lost): the call stays dialled
+        with no result. Its callbacks, addressed by call id, settle it if Twilio placed it (an
+        answer on it is stored and acted on, a care manager's 1 takes the alert); if none ever
+        comes, the lost-call reaper ends it and its timer tries again."""
+        now = self.clock.now()
+        error = {"error": type(exc).__name__, **error_code(exc)}
+        with self.db.connection() as conn:
+            conn.execute(
+                """INSERT INTO anbu.call_events (call_id, at, status, params)
+                   VALUES (%s, %s, %s, %s)""",
+                (call_id, now, DIAL_UNKNOWN, Jsonb(error)),
+            )
+        log.warning("call dialled, result unknown", extra={"call_id": call_id, **error})
 
     def _mark_failed(self, call_id: int, exc: BaseException) -> None:
         now = self.clock.now()

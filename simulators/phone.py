@@ -30,6 +30,8 @@ from twilio.request_validator import RequestValidator
 
 from simulators.personas import PRESS_1, Behaviour, Persona
 from simulators.phone_api import (
+    REPLY_RESET,
+    REPLY_TIMEOUT,
     SimulatedCall,
     SimulatedMessage,
     call_json,
@@ -41,13 +43,41 @@ from simulators.phone_api import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PhoneNetwork", "SimulatedCall", "SimulatedMessage"]
+__all__ = ["REPLY_RESET", "REPLY_TIMEOUT", "MessageGate", "PhoneNetwork", "SimulatedCall",
+           "SimulatedMessage"]  # fmt: skip
 
 MAX_DOCUMENTS = 20  # TwiML documents per call before the network hangs up (redirect loops)
 
 
 class _TwimlError(Exception):
     """The application's webhook failed: Twilio would say "an application error" and hang up."""
+
+
+class MessageGate:
+    """Holds every SMS request until opened, counting those waiting: a slow carrier a test can
+    watch (a send in progress) and end when it chooses, with no sleeps."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = False
+        self.waiting = 0
+
+    def hold(self) -> None:
+        with self._cond:
+            self.waiting += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._open)
+            self.waiting -= 1
+
+    def wait_for_waiting(self, n: int, timeout: float = 20.0) -> bool:
+        """Wait until at least `n` requests are held at once; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.waiting >= n, timeout)
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
 
 
 class PhoneNetwork:
@@ -86,6 +116,15 @@ class PhoneNetwork:
         self._serve_thread: threading.Thread | None = None
         self._http: httpx.Client | None = None
         self._validator = RequestValidator(auth_token)
+        # faults a test sets: replies lost after the request was acted on, refused numbers,
+        # held SMS requests, lines that wait before they ring
+        self._reply_faults: list[tuple[str, str]] = []  # (path suffix, REPLY_*), first match
+        self._released = threading.Event()
+        self._refused_sms: dict[str, tuple[int, int, str]] = {}
+        self._sms_failures: list[tuple[int, int, str]] = []
+        self._gate: MessageGate | None = None
+        self._lines_open = threading.Event()
+        self._lines_open.set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -106,6 +145,10 @@ class PhoneNetwork:
         self._server.serve_forever(poll_interval=0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._released.set()
+        self._lines_open.set()
+        if self._gate is not None:
+            self._gate.open()
         idle = self.wait_idle(timeout)
         if self._server is not None:
             self._server.shutdown()
@@ -131,6 +174,63 @@ class PhoneNetwork:
         """How the line `number` responds from now on."""
         with self._lock:
             self._personas[number] = persona
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def lose_next_reply(self, mode: str, resource: str = "Calls.json") -> None:
+        """The next successful POST to `resource` is acted on (the call rings, the message goes)
+        but its reply is lost: REPLY_TIMEOUT never answers (until stop() or release_replies()),
+        REPLY_RESET resets the connection."""
+        if mode not in (REPLY_TIMEOUT, REPLY_RESET):
+            raise ValueError(f"unknown reply fault {mode!r}")
+        self._released.clear()
+        with self._lock:
+            self._reply_faults.append((resource, mode))
+
+    def reply_fault(self, method: str, rest: str) -> str | None:
+        if method != "POST":
+            return None
+        with self._lock:
+            for i, (resource, mode) in enumerate(self._reply_faults):
+                if rest == resource:
+                    del self._reply_faults[i]
+                    return mode
+        return None
+
+    def wait_released(self) -> None:
+        self._released.wait(60.0)
+
+    def release_replies(self) -> None:
+        """Let held replies go (their clients gave up long ago: the connections just close)."""
+        self._released.set()
+
+    def refuse_sms(self, number: str, code: int = 21610, message: str = "") -> None:
+        """The carrier refuses every SMS to `number` (21610: the recipient unsubscribed)."""
+        with self._lock:
+            self._refused_sms[number] = (
+                400,
+                code,
+                message or "Attempt to send to unsubscribed recipient",
+            )
+
+    def fail_next_sms(self, status: int = 503, code: int = 20503, message: str = "") -> None:
+        """The next SMS request fails with an HTTP error and is not sent (a carrier hiccup)."""
+        with self._lock:
+            self._sms_failures.append((status, code, message or "Service Unavailable"))
+
+    def hold_sms(self) -> MessageGate:
+        """Hold every SMS request from now on until the returned gate is opened."""
+        gate = MessageGate()
+        with self._lock:
+            self._gate = gate
+        return gate
+
+    def pause_lines(self) -> None:
+        """Calls are accepted but do not ring (no callbacks) until resume_lines()."""
+        self._lines_open.clear()
+
+    def resume_lines(self) -> None:
+        self._lines_open.set()
 
     @property
     def calls(self) -> list[SimulatedCall]:
@@ -238,6 +338,16 @@ class PhoneNetwork:
             return error(400, 21604, "A 'To' and 'From' phone number is required")
         if not body:
             return error(400, 21602, "Message body is required")
+        with self._lock:
+            gate = self._gate
+            refused = self._refused_sms.get(to)
+            failure = self._sms_failures.pop(0) if self._sms_failures else None
+        if gate is not None:
+            gate.hold()
+        if refused is not None:
+            return error(*refused)
+        if failure is not None:
+            return error(*failure)
         now = datetime.now(UTC)
         message = SimulatedMessage("SM" + uuid.uuid4().hex, to, from_, body, now)
         with self._lock:
@@ -266,6 +376,7 @@ class PhoneNetwork:
         """One call from dialling to hang-up, as a carrier would report it."""
         http = self._http
         assert http is not None, "PhoneNetwork.start() first"
+        self._lines_open.wait()
         call = self._update(sid, status="initiated" if call_outbound(self, sid) else "ringing")
         if call.direction == "inbound":
             self._answered(http, sid)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -67,6 +69,15 @@ class CarrierApi(Protocol):
     def fetch_call(self, sid: str) -> tuple[int, dict[str, Any]]: ...
     def update_call(self, sid: str, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
     def create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
+    def reply_fault(self, method: str, rest: str) -> str | None: ...
+    def wait_released(self) -> None: ...
+
+
+# How a request the network acted on can fail to get its reply (calls.client must then treat
+# the call or message as possibly placed): the reply never comes (the client's read times
+# out), or the connection is reset instead of answered.
+REPLY_TIMEOUT = "timeout"
+REPLY_RESET = "reset"
 
 
 def call_json(call: SimulatedCall, account_sid: str) -> dict[str, Any]:
@@ -163,7 +174,20 @@ def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            self._reply(*self._dispatch(method, body))
+            status, payload = self._dispatch(method, body)
+            path = self.path.split("?", 1)[0]
+            fault = network.reply_fault(method, path[len(prefix) :]) if status < 300 else None
+            if fault == REPLY_TIMEOUT:  # acted on, never answered: hold until released
+                network.wait_released()
+                self.close_connection = True
+                return
+            if fault == REPLY_RESET:  # acted on, then the connection is reset (RST, no FIN)
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            self._reply(status, payload)
 
         def _dispatch(self, method: str, body: str) -> tuple[int, dict[str, Any]]:
             if not network.authorized(self.headers.get("Authorization")):

@@ -14,7 +14,7 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 
-from calls.client import make_twilio_client
+from calls.client import HTTP_TIMEOUT_S, make_twilio_client
 from calls.service import CallService
 from calls.webhooks import build_router
 from core.clock import Clock, SystemClock
@@ -68,7 +68,13 @@ class CallsRig:
 
 
 @contextmanager
-def calls_rig(db_url: str, clock: Clock | None = None, **overrides: Any) -> Iterator[CallsRig]:
+def calls_rig(
+    db_url: str,
+    clock: Clock | None = None,
+    twilio_timeout_s: float = HTTP_TIMEOUT_S,
+    **overrides: Any,
+) -> Iterator[CallsRig]:
+    """The rig; `twilio_timeout_s` is the REST client's read timeout (short, to lose replies)."""
     network = PhoneNetwork(ACCOUNT_SID, AUTH_TOKEN)
     network.start()
     port = free_port()
@@ -84,7 +90,8 @@ def calls_rig(db_url: str, clock: Clock | None = None, **overrides: Any) -> Iter
     settings = Settings(**values)
     database = Database(db_url, min_size=1, max_size=8)
     database.open()
-    service = CallService(database, make_twilio_client(settings), settings, clock or SystemClock())
+    client = make_twilio_client(settings, twilio_timeout_s)
+    service = CallService(database, client, settings, clock or SystemClock())
     app = FastAPI()
     app.include_router(build_router(service, settings))
     web = WebServer(app, port)
