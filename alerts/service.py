@@ -27,9 +27,10 @@ from psycopg.rows import dict_row
 
 from alerts import absence
 from alerts.audit import record_event
-from alerts.escalation import Escalation, Messaging, SmsOutbox, wake_at
+from alerts.escalation import Escalation, Messaging, wake_at
 from alerts.machine import Event, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
+from alerts.outbox import SmsOutbox
 from alerts.policy import (
     OUTCOME_KO,
     OUTCOME_MEANING,

@@ -24,7 +24,7 @@ import pytest
 from psycopg.rows import dict_row
 
 import registry
-from alerts.escalation import RETRY_FIRST, RETRY_MAX, SEND_TRIES, SENDING_LEASE, SmsOutbox
+from alerts.outbox import RETRY_FIRST, RETRY_MAX, SEND_TRIES, SENDING_LEASE, SmsOutbox
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
 from calls.client import make_twilio_client

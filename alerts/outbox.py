@@ -1,0 +1,210 @@
+"""The SMS outbox: care managers' texts leave after the alert's transaction commits.
+
+SmsOutbox claims due SMS one at a time with FOR UPDATE SKIP LOCKED and records the attempt
+('sending', committed) before asking Twilio, so any number of workers send each message once.
+A carrier that cannot be reached is tried again with a growing wait; a refusal is final, kept
+with its reason and written to the alert's audit trail, while the dashboard notification
+stands and the ladder's timer goes on regardless. A send whose worker died before it could
+record the result is sent again after a lease, and the row counts the interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from alerts.audit import record_event
+from alerts.escalation import Messaging
+from calls.sms import SmsNotSent, SmsRefused
+from core.clock import Clock
+from core.db import Database
+from core.domain import AlertState
+
+log = logging.getLogger(__name__)
+
+
+SEND_TRIES = 6  # attempts before a message the carrier cannot take is given up as failed
+RETRY_FIRST = timedelta(seconds=30)  # the wait after a failed attempt, doubling,
+RETRY_MAX = timedelta(minutes=10)  # up to this
+SENDING_LEASE = timedelta(minutes=2)  # a send unsettled this long lost its worker (HTTP: 10 s)
+
+_CLAIM = """
+UPDATE anbu.notifications n
+   SET status = 'sending', attempts = n.attempts + 1, sending_at = %(now)s, updated_at = %(now)s
+  FROM (SELECT id FROM anbu.notifications
+         WHERE status = 'pending' AND channel = 'sms' AND next_attempt_at <= %(now)s {only}
+         ORDER BY next_attempt_at, id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED) due
+ WHERE n.id = due.id
+RETURNING n.id, n.alert_id, n.care_manager_id, n.body, n.attempts,
+          (SELECT m.phone FROM anbu.care_manager m WHERE m.id = n.care_manager_id)
+"""
+
+# Sends whose worker died between recording the attempt and its result: the message may or
+# may not have gone. Sent again (a care manager told twice beats one never told), counted.
+_RECLAIM = """
+UPDATE anbu.notifications n
+   SET status = CASE WHEN n.attempts >= %(tries)s THEN 'failed' ELSE 'pending' END,
+       next_attempt_at = %(now)s, interrupted = n.interrupted + 1, error_code = 'interrupted',
+       error = '발송 중 작업이 중단되어 전달 여부를 알 수 없음 (sending interrupted)',
+       updated_at = %(now)s
+  FROM (SELECT id FROM anbu.notifications
+         WHERE status = 'sending' AND sending_at <= %(cutoff)s
+         ORDER BY sending_at LIMIT %(n)s
+           FOR UPDATE SKIP LOCKED) stale
+ WHERE n.id = stale.id
+RETURNING n.id, n.alert_id, n.care_manager_id, n.status, n.error
+"""
+
+_SETTLE = """
+UPDATE anbu.notifications
+   SET status = %(status)s, external_id = COALESCE(%(sid)s, external_id),
+       sent_at = CASE WHEN %(status)s = 'sent' THEN %(now)s ELSE sent_at END,
+       error_code = %(code)s, error = %(error)s, next_attempt_at = %(next)s, updated_at = %(now)s
+ WHERE id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
+RETURNING id
+"""
+
+
+def send_retry_after(attempts: int) -> timedelta:
+    """How long an SMS the carrier could not take after `attempts` tries waits for the next."""
+    wait: timedelta = RETRY_FIRST * 2 ** min(max(attempts - 1, 0), 16)
+    return min(wait, RETRY_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPass:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    reclaimed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    alert_id: int
+    care_manager_id: int
+    body: str
+    attempt: int
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: str  # sent | failed | pending
+    sid: str | None = None
+    code: str | None = None
+    error: str | None = None
+    next_at: datetime | None = None
+
+
+class SmsOutbox:
+    """Sends the SMS that escalation steps wrote, after their transactions committed."""
+
+    def __init__(self, db: Database, messaging: Messaging, clock: Clock) -> None:
+        self.db = db
+        self.messaging = messaging
+        self.clock = clock
+
+    def send_due(self, limit: int = 200, alert_id: int | None = None) -> OutboxPass:
+        """Send up to `limit` due SMS (only `alert_id`'s, when given: the pass that just wrote
+        them), each claimed alone; first hand back sends whose worker died (the job's pass)."""
+        reclaimed = self._reclaim(limit) if alert_id is None else 0
+        done = {"sent": 0, "failed": 0, "pending": 0}
+        for _ in range(limit):
+            claimed = self._claim(alert_id)
+            if claimed is None:
+                break
+            result = self._send(claimed)
+            self._settle(claimed, result)
+            done[result.status] += 1
+        return OutboxPass(done["sent"], done["failed"], done["pending"], reclaimed)
+
+    def _claim(self, alert_id: int | None) -> _Claimed | None:
+        """Take one due SMS and record the attempt; committed before Twilio is asked."""
+        only = "AND alert_id = %(alert)s" if alert_id is not None else ""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                _CLAIM.format(only=only), {"now": self.clock.now(), "alert": alert_id}
+            ).fetchone()
+        if row is None:
+            return None
+        return _Claimed(int(row[0]), int(row[1]), int(row[2]), str(row[3]), int(row[4]), row[5])
+
+    def _send(self, c: _Claimed) -> _Result:
+        if not c.phone:
+            return _Result(
+                "failed", code="no_phone", error="담당자 전화번호 없음 (no phone number)"
+            )
+        try:
+            sid = self.messaging.send_sms(c.phone, c.body)
+        except SmsRefused as exc:
+            return _Result("failed", code=exc.code, error=exc.reason)
+        except SmsNotSent as exc:
+            if c.attempt >= SEND_TRIES:
+                why = f"{c.attempt}회 시도 후 중단 (gave up): {exc.reason}"
+                return _Result("failed", code=exc.code, error=why)
+            at = self.clock.now() + send_retry_after(c.attempt)
+            why = (
+                f"{exc.reason} (전달 여부 모름, may have been sent)"
+                if exc.maybe_sent
+                else exc.reason
+            )
+            return _Result("pending", code=exc.code, error=why, next_at=at)
+        return _Result("sent", sid=sid)
+
+    def _settle(self, c: _Claimed, r: _Result) -> None:
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                _SETTLE,
+                {"status": r.status, "sid": r.sid, "now": now, "code": r.code, "error": r.error,
+                 "next": r.next_at, "id": c.id, "attempt": c.attempt},
+            ).fetchone()  # fmt: skip
+            if row is None:  # its lease ran out mid-send and another pass took it back
+                log.warning("sms settled after its lease ran out; it may be sent twice",
+                            extra={"notification_id": c.id, "alert_id": c.alert_id})  # fmt: skip
+                return
+            if r.status == "failed":
+                _record_undelivered(conn, c.alert_id, c.care_manager_id, r.error or "", now)
+        log.info("sms " + r.status,
+                 extra={"notification_id": c.id, "alert_id": c.alert_id,
+                        "care_manager_id": c.care_manager_id, "attempt": c.attempt,
+                        "code": r.code})  # fmt: skip
+
+    def _reclaim(self, limit: int) -> int:
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                _RECLAIM,
+                {"tries": SEND_TRIES, "now": now, "cutoff": now - SENDING_LEASE, "n": limit},
+            ).fetchall()
+            for _, alert_id, care_manager_id, status, error in rows:
+                if status == "failed":  # its tries are spent: say so, as for any failure
+                    _record_undelivered(conn, alert_id, care_manager_id, error, now)
+        for nid, alert_id, _, status, _ in rows:
+            log.warning("sms send interrupted; outcome unknown",
+                        extra={"notification_id": nid, "alert_id": alert_id,
+                               "status": status})  # fmt: skip
+        return len(rows)
+
+
+def _record_undelivered(
+    conn: psycopg.Connection[Any], alert_id: int, care_manager_id: int, why: str, now: datetime
+) -> None:
+    """The alert's audit says whose SMS did not go and why; its dashboard notification stands."""
+    row = conn.execute("SELECT state FROM anbu.alerts WHERE id = %s", (alert_id,)).fetchone()
+    if row is None:
+        return
+    state = AlertState(row[0])
+    record_event(conn, alert_id, now, "system", state, state,
+                 f"담당자 #{care_manager_id}에게 문자 발송 실패: {why} — 대시보드 알림은 "
+                 "표시됨, 다음 단계는 예정대로 진행")  # fmt: skip
