@@ -44,12 +44,12 @@ LATE_STATE: dict[CallOutcome, str] = {
     CallOutcome.UNWELL: "unwell",
 }
 LATE_REASONS: dict[CallOutcome, tuple[str, str]] = {
-    CallOutcome.EMERGENCY: ("안부전화에서 뒤늦게 응급 상황을 알림",
-                            "emergency said on a check-in after it was settled"),
-    CallOutcome.HELP: ("안부전화에서 뒤늦게 도움을 요청함",
-                       "asked for help on a check-in after it was settled"),
-    CallOutcome.UNWELL: ("안부전화에서 뒤늦게 몸이 좋지 않다고 함",
-                         "said they are unwell on a check-in after it was settled"),
+    CallOutcome.EMERGENCY: ("안부전화 응답 후속 확인: 응급 상황 호소",
+                            "check-in answer followed up: said it is an emergency"),
+    CallOutcome.HELP: ("안부전화 응답 후속 확인: 도움 요청",
+                       "check-in answer followed up: asked for help"),
+    CallOutcome.UNWELL: ("안부전화 응답 후속 확인: 몸이 불편하다고 함",
+                         "check-in answer followed up: said they are unwell"),
 }  # fmt: skip
 
 # the line's message outcome -> severity of its alert
@@ -135,6 +135,10 @@ class Intake:
             for late in claim_late_help(conn, now, limit):
                 kind, severity, _, _ = CHECKIN_FINDINGS[LATE_STATE[late.answer]]
                 ko, en = LATE_REASONS[late.answer]
+                local = late.answered_at.astimezone(self.alerts.tz).strftime("%H:%M")
+                how_ko = f"{late.digits}번" if late.digits else "음성"
+                how_en = f"pressed {late.digits}" if late.digits else "spoken"
+                ko, en = f"{ko} ({how_ko}, {local})", f"{en} ({how_en}, {local})"
                 item = _finding(conn, late.resident_id, kind, severity, now, ko, en,
                                 {"call_id": late.call_id, "alert_id": late.alert_id})  # fmt: skip
                 if item is not None:

@@ -29,6 +29,8 @@ class LateAnswer:
     resident_id: int
     alert_id: int | None
     answer: CallOutcome
+    answered_at: datetime
+    digits: str | None
 
 
 def record_acted_on(conn: psycopg.Connection[Any], call_id: int, outcome: CallOutcome) -> None:
@@ -44,12 +46,13 @@ def claim_late_help(conn: psycopg.Connection[Any], now: datetime, limit: int) ->
            WHERE c.id IN (
                SELECT id FROM anbu.calls
                WHERE answer IN ('help', 'unwell', 'emergency') AND answer_reported_at IS NULL
+                 AND purpose IN ('check_in', 'routine')  -- the resident's, not a care manager's
                  AND (acted_on IS NULL AND updated_at <= %(stale)s
                       OR acted_on NOT IN ('help', 'unwell', 'emergency')
                       OR acted_on = 'unwell' AND answer IN ('help', 'emergency')
                       OR acted_on = 'help' AND answer = 'emergency')
                ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-           RETURNING c.id, c.resident_id, c.alert_id, c.answer""",
+           RETURNING c.id, c.resident_id, c.alert_id, c.answer, c.updated_at, c.digits""",
         {"now": now, "stale": now - UNCLAIMED_AFTER, "limit": limit},
     ).fetchall()
-    return [LateAnswer(int(i), int(r), a, CallOutcome(ans)) for i, r, a, ans in rows]
+    return [LateAnswer(int(i), int(r), a, CallOutcome(ans), at, d) for i, r, a, ans, at, d in rows]

@@ -6,8 +6,16 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that shipped as defaults (public in this repository): never good enough to serve with.
-KNOWN_DEFAULT_SECRETS = frozenset({"change-me-in-production", "anbu-dev-auth-token", "change-me"})
-SECRET_MIN_LENGTH = {"session_secret": 32, "twilio_auth_token": 32}
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"change-me-in-production", "anbu-dev-auth-token", "change-me", "ingest-dev-password"}
+)
+SECRET_MIN_LENGTH = {"session_secret": 32, "twilio_auth_token": 32, "mqtt_password": 16}
+# Which role needs which secret: the web signs sessions and tokens and checks webhook
+# signatures; ingest holds the broker session every gateway's readings wait in.
+SECRETS_OF_ROLE = {
+    "web": ("session_secret", "twilio_auth_token"),
+    "ingest": ("mqtt_password",),
+}
 
 
 class Settings(BaseSettings):
@@ -148,15 +156,20 @@ class Settings(BaseSettings):
     due_poll_s: float = Field(default=2.0, description="Seconds between polls for due alert work.")
     timezone: str = Field(default="Asia/Seoul", description="Time zone shown to people.")
 
-    def unsafe_secrets(self) -> list[str]:
-        """The secret settings that are missing, too short or a value published with anbu,
-        with why (names and reasons only, never the values)."""
+    def unsafe_secrets(self, roles: tuple[str, ...] = ("web",)) -> list[str]:
+        """The secret settings of `roles` that are missing, too short, of a single repeated
+        character or a value published with anbu, with why (names and reasons only, never the
+        values)."""
         out = []
-        for name, minimum in SECRET_MIN_LENGTH.items():
+        names = [n for role in roles for n in SECRETS_OF_ROLE.get(role, ())]
+        for name in names:
+            minimum = SECRET_MIN_LENGTH[name]
             value = str(getattr(self, name) or "")
             env = f"ANBU_{name.upper()}"
             if value in KNOWN_DEFAULT_SECRETS:
-                out.append(f"{env}: the published default; anyone could sign with it")
+                out.append(f"{env}: the published default; anyone could use it")
             elif len(value) < minimum:
                 out.append(f"{env}: {len(value)} characters, at least {minimum} needed")
+            elif len(set(value)) < 4:
+                out.append(f"{env}: too few different characters to be secret")
         return out

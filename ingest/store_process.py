@@ -196,20 +196,19 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     root.setLevel(config.log_level)
     db = OneConnection(config.conninfo)
     store = Store(db, future_tolerance_s=config.future_tolerance_s)
-    stored = False  # a batch committed: evidence that storing works, for judging one message
     try:
         while True:
             if stop in wait([requests, stop]):  # stopping, or the parent is gone
                 return
             batch_id, now, items = requests.recv()
             messages = [Message(t, p, r, at) for t, p, r, at in items]
-            summary = store_isolating(
-                store, db, messages, now, config.retry_max_s, stop, replies, batch_id, stored
+            summaries = store_isolating(
+                store, db, [(batch_id, messages)], now, config.retry_max_s, stop, replies, requests
             )
-            if summary is None:  # stopping (or the parent is gone): not all stored
+            if summaries is None:  # stopping (or the parent is gone): not all stored
                 return
-            stored = True
-            replies.send(("done", batch_id, astuple(summary)))
+            for done_id, summary in summaries:
+                replies.send(("done", done_id, astuple(summary)))
     except (BrokenPipeError, EOFError):  # the parent is gone
         return
     finally:
@@ -251,55 +250,65 @@ def may_be_poison(exc: BaseException, db: OneConnection) -> bool:
 def store_isolating(
     store: Store,
     db: OneConnection,
-    messages: list[Message],
+    batches: list[tuple[int, list[Message]]],
     now: datetime,
     retry_max_s: float,
     stop: Connection,
     replies: Connection,
-    batch_id: int,
-    stored_before: bool,
-) -> BatchSummary | None:
-    """Store `messages`, committed, before returning what they amounted to (None: told to stop).
+    requests: Connection,
+) -> list[tuple[int, BatchSummary]] | None:
+    """Store the batches, committed, before returning what each amounted to (None: told to
+    stop, and not all of them stored).
 
     Retries with backoff while the failure may pass. A batch that keeps failing for a reason
     that does not pass is halved until the message that fails on its own is found; that one
     goes to the dead letters with the reason, and everything else is stored. One poison
     message (a database refusal, a bug that only its payload meets) thus costs one dead
-    letter, never the stream. A fault that every message would meet is retried, never
-    dead-lettered: the database down or busy, its schema or permissions (a missing table),
-    and an exception of the code itself unless something else was stored by this process
-    (`stored_before`, or another part of this batch), since a bad deploy fails them all.
+    letter, never the stream. A message is judged on its own only when other messages were
+    stored meanwhile: a fault that every message meets (the database down, busy or full, its
+    schema or permissions, a bad deploy, a migration that refuses every row) is retried,
+    never dead-lettered. A message that fails alone, with nothing beside it, takes in the next
+    batch the parent has queued and tries that first, for the evidence.
     """
-    pending: list[list[Message]] = [messages]
-    done: list[BatchSummary] = []
-    stored_here = False  # some part of this batch committed
+    summaries: dict[int, list[BatchSummary]] = {bid: [] for bid, _ in batches}
+    pending: list[tuple[int, list[Message]]] = list(batches)
+    first_id = batches[0][0]
+    stored_here = False  # some message stored since this call began
     parked = 0  # failing messages moved behind the rest while nothing has been stored
     failures = 0  # of the chunk at the head of `pending`, in a row
     delay = 0.05
     while pending:
-        chunk = pending[0]
+        bid, chunk = pending[0]
         try:
-            done.append(store.store_batch(chunk, now))
+            summaries[bid].append(store.store_batch(chunk, now))
             stored_here, parked = True, 0
         except Exception as exc:
-            replies.send(("error", batch_id))
+            replies.send(("error", first_id))
             failures += 1
-            isolating = len(chunk) < len(messages) or failures >= SPLIT_AFTER
+            isolating = (
+                len(pending) > 1 or len(chunk) < len(batches[0][1]) or failures >= SPLIT_AFTER
+            )
             if isolating and may_be_poison(exc, db):
                 if len(chunk) > 1:
                     half = len(chunk) // 2
-                    pending[0:1] = [chunk[:half], chunk[half:]]
+                    pending[0:1] = [(bid, chunk[:half]), (bid, chunk[half:])]
                     log.warning(
                         "a batch keeps failing; splitting it",
                         extra={"size": len(chunk), "error": type(exc).__name__},
                     )
                     failures = 0
                     continue
-                judged = refuses_data(exc)  # the database refused this data
-                if not (judged or stored_before or stored_here):  # a bug all messages meet?
-                    if parked < len(pending) - 1:  # try the rest of the batch first
+                if not stored_here:  # a fault every message meets, or only this one?
+                    if parked < len(pending) - 1:  # try the rest first
                         pending.append(pending.pop(0))
                         parked, failures = parked + 1, 0
+                        continue
+                    if requests.poll():  # take in what the parent has queued, for evidence
+                        more_id, _more_now, items = requests.recv()
+                        summaries[more_id] = []
+                        more = [Message(t, p, r, at) for t, p, r, at in items]
+                        pending.insert(0, (more_id, more))
+                        parked, failures = 0, 0
                         continue
                     log.exception("storing a message failed; retrying")
                     parked = 0
@@ -318,7 +327,7 @@ def store_isolating(
                 except Exception:
                     log.exception("storing a dead letter failed; retrying")
                 else:
-                    done.append(_dead_lettered(len(chunk)))
+                    summaries[bid].append(_dead_lettered(len(chunk)))
                     pending.pop(0)
                     failures, delay = 0, 0.05
                     continue
@@ -330,7 +339,7 @@ def store_isolating(
             continue
         pending.pop(0)
         failures, delay = 0, 0.05
-    return _sum(done)
+    return [(bid, _sum(parts)) for bid, parts in summaries.items()]
 
 
 def _dead_lettered(n: int) -> BatchSummary:

@@ -76,15 +76,17 @@ def serve(
         raise typer.BadParameter("role must be ingest, worker, web or all")
     _logging(verbose)
     settings = Settings()
-    unsafe = settings.unsafe_secrets() if role in ("web", "all") else []
-    if unsafe:  # the web signs sessions and tokens, and checks Twilio's webhook signatures
-        typer.echo("anbu serve web: refusing to start with unsafe secrets:", err=True)
+    roles = ("web", "ingest") if role == "all" else (role,)
+    unsafe = settings.unsafe_secrets(roles)
+    if unsafe:
+        typer.echo(f"anbu serve {role}: refusing to start with unsafe secrets:", err=True)
         for why in unsafe:
             typer.echo(f"  {why}", err=True)
         typer.echo(
             "Set each to a new random value, e.g. "
             "python3 -c 'import secrets; print(secrets.token_hex(32))' "
-            "(ANBU_TWILIO_AUTH_TOKEN is your Twilio account's auth token).",
+            "(ANBU_TWILIO_AUTH_TOKEN is your Twilio account's auth token; ANBU_MQTT_PASSWORD "
+            "the broker's password for the ingest user).",
             err=True,
         )
         raise typer.Exit(2)

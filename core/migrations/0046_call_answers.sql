@@ -10,8 +10,10 @@ ALTER TABLE anbu.calls
     ADD COLUMN acted_on           text,
     ADD COLUMN answer_reported_at timestamptz;
 
--- Calls from before this migration were acted on by the old path: none is reported late.
-UPDATE anbu.calls SET acted_on = outcome, answer_reported_at = updated_at;
+-- Finished calls from before this migration were acted on by the old path: none of them is
+-- reported late. Calls still queued or ringing are left open, so help said on them counts.
+UPDATE anbu.calls SET acted_on = outcome, answer_reported_at = updated_at
+ WHERE outcome IS NOT NULL;
 
 CREATE INDEX calls_late_answers ON anbu.calls (id)
     WHERE answer IN ('help', 'unwell', 'emergency') AND answer_reported_at IS NULL;

@@ -147,7 +147,7 @@ def test_help_after_the_alert_acted_on_unclear_reaches_the_care_manager_once(rig
         rig.resident_id,
     )
     assert severity == Severity.WARNING.label
-    assert "뒤늦게 도움을 요청" in reason
+    assert reason.startswith("안부전화 응답 후속 확인: 도움 요청 (음성, ")
     rig.alerts.process_due()
     [(state,)] = rig.query(
         "SELECT state FROM anbu.alerts WHERE resident_id = %s AND kind = 'checkin_help'",
@@ -181,3 +181,12 @@ def test_help_on_a_call_nobody_acted_on_is_reported_after_a_grace(rig: Rig) -> N
     assert rig.intake.report_late_answers() == 0  # a consumer may still act on it
     rig.clock.advance(timedelta(minutes=3))
     assert rig.intake.report_late_answers() == 1
+
+
+def test_a_care_manager_pressing_2_on_an_alert_call_is_no_help_request(rig: Rig) -> None:
+    """On a care manager's alert call the keys mean something else: never the resident's help."""
+    _, call_id = _ringing(rig)
+    rig.query("UPDATE anbu.calls SET purpose = 'manager_alert' WHERE id = %s RETURNING id", call_id)
+    rig.calls.service.record_gather(call_id, {"Digits": "2"})
+    rig.clock.advance(timedelta(minutes=3))
+    assert rig.intake.report_late_answers() == 0

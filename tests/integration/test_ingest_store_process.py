@@ -303,3 +303,75 @@ def test_a_message_the_database_refuses_is_found_and_dead_lettered_the_rest_stor
     rows, distinct, _ = count_rows(db_url)
     assert rows == distinct == n - len(dead)
     assert service.stats.dead_lettered == len(dead)
+
+
+def _refuse(db_url: str, where: str) -> None:
+    """A trigger refusing the readings `where` matches (a refusal of the data, SQLSTATE P0001)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE OR REPLACE FUNCTION anbu.test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN RAISE EXCEPTION 'refused (test)'; END$$"""
+        )
+        conn.execute(
+            f"""CREATE TRIGGER refuse BEFORE INSERT ON anbu.readings FOR EACH ROW
+                WHEN ({where}) EXECUTE FUNCTION anbu.test_refuse()"""
+        )
+
+
+def _sensor(db_url: str, gateway: str, vendor: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT id FROM anbu.sensor WHERE gateway_id = %s AND vendor_id = %s",
+            (gateway, vendor),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_refusal_every_message_meets_is_retried_never_dead_lettered(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """A migration or trigger that refuses every row (a bad deploy) looks, message by message,
+    like poison: with nothing stored beside them, nothing is dead-lettered; all is stored once
+    the fault is fixed."""
+    n = 200
+    batch, total = messages(gateways, 0, n, 1)
+    _refuse(db_url, "true")
+    service = services()
+    publish(broker.port, gateways, batch, PASSWORD)
+    eventually(lambda: service.stats.db_errors >= 30, timeout=60, what="many failed attempts")
+    assert service.stats.dead_lettered == 0 and service.stats.acked == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER refuse ON anbu.readings")
+    eventually(lambda: service.stats.acked == n, timeout=60, what="every message acknowledged")
+    assert count_rows(db_url) == (n, n, total)
+    assert service.stats.dead_lettered == 0
+
+
+def test_a_poison_message_alone_in_its_batch_does_not_hold_the_messages_behind_it(
+    db_url: str,
+    broker: EmbeddedMosquitto,
+    gateways: list[str],
+    services: Callable[[], IngestService],
+) -> None:
+    """The first batch of a new worker is one refused message: it takes in the next batch for
+    evidence, stores it, and only then dead-letters the message that fails alone."""
+    batch, _ = messages(gateways, 0, 41, 1)
+    poison, rest = batch[0], batch[1:]
+    gateway = poison[0].split("/")[1]
+    refused = _sensor(db_url, gateway, "s0")
+    _refuse(db_url, f"NEW.sensor_id = {refused}")
+    service = services()
+    publish(broker.port, gateways, [poison], PASSWORD)
+    eventually(lambda: service.stats.db_errors >= 3, timeout=30, what="the poison failing alone")
+    assert service.stats.dead_lettered == 0
+    publish(broker.port, gateways, rest, PASSWORD)
+    eventually(lambda: service.stats.acked == 41, timeout=60, what="every message acknowledged")
+    assert service.stats.dead_lettered == 1
+    with psycopg.connect(db_url) as conn:
+        [(topic, reason)] = conn.execute("SELECT topic, reason FROM anbu.dead_letters").fetchall()
+    assert topic == poison[0] and "refused (test)" in reason
+    assert count_rows(db_url)[0] == 40
