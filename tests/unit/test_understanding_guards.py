@@ -44,12 +44,27 @@ NEGATED = [
     "좋지 않아", "괜찮지 못해", "괜찮은 편은 아니야", "괜찮다 할 수 없어", "괜찮을 것 같지 않아",
     "아프지 않았으면 좋겠어", "안 아프면 좋겠다", "안 아픈 날이 없어", "잘 지낸다고 할 수 없지",
 ]  # fmt: skip
+# Reassurance that says less than it seems (issue 31): no model may settle it.
+FALSE_REASSURANCE = [
+    ("허리 빼고는 다 괜찮아", UNWELL), ("괜찮다고 해야지", UNWELL), ("괜찮아야지", UNWELL),
+    ("괜찮은 척 해야지", UNWELL), ("괜찮아 나만 참으면 돼", UNWELL), ("견딜 만해", UNWELL),
+    ("애들한테는 말하지 마 괜찮아", UNWELL), ("괜찮은 것 같기도 하고", UNCLEAR),
+    ("괜찮은 것도 같고", UNCLEAR), ("그럭저럭 지내", UNCLEAR), ("그냥 그려", UNCLEAR),
+    ("예 예 뭐라고요", UNCLEAR), ("괜찮아 2번", HELP), ("이제 그만 가야지", EMERGENCY),
+]  # fmt: skip
 DOUBTFUL = ["아니 괜찮아", "괜찮나", "뭐 괜찮겠지", "안 아파?", "전혀 괜찮아", "괜찮긴 한데", "예?"]
 
 
 @pytest.mark.parametrize("answer", NEGATED)
 def test_a_sure_ok_model_cannot_make_a_negation_ok(answer: str) -> None:
     assert understand(answer, SURE_OK, CHECK_IN) is UNWELL
+
+
+@pytest.mark.parametrize(("answer", "expected"), FALSE_REASSURANCE)
+def test_a_sure_ok_model_cannot_settle_false_reassurance(
+    answer: str, expected: CallOutcome
+) -> None:
+    assert understand(answer, SURE_OK, CHECK_IN) is expected
 
 
 @pytest.mark.parametrize("answer", DOUBTFUL)
@@ -86,6 +101,16 @@ def test_the_keys_follow_the_question() -> None:
     assert understand("일 번이요", SURE_OK, CHECK_IN) is OK
     assert understand("둘", SURE_OK, CHECK_IN) is HELP
     assert understand("이번 주는 괜찮아", SURE_OK, CHECK_IN) is OK  # 이번 = this, not key 2
+
+
+def test_a_help_key_is_heard_anywhere_in_the_answer() -> None:
+    swapped = Question(keys={"1": HELP, "2": OK}, yes_means_ok=True)
+    assert understand("괜찮아요 이 번이요", SURE_OK, CHECK_IN) is HELP
+    assert understand("괜찮아 1번", SURE_OK, swapped) is HELP
+    assert understand("괜찮아 2번", SURE_OK, swapped) is OK
+    assert understand("괜찮아 2번", SURE_OK, UNPROMPTED) is OK  # a message answers no key prompt
+    assert understand("괜찮아 2번 숨이 차", SURE_OK, CHECK_IN) is EMERGENCY  # a key never lowers
+    assert understand("이 번 주는 괜찮아", SURE_OK, CHECK_IN) is OK
 
 
 @pytest.mark.parametrize(

@@ -274,8 +274,121 @@ OTHERS = [
     ("뭐라카노 잘 안 들린다", UNCLEAR),
 ]
 
+# False reassurance the review found (issue 31): an OK word that says less than it seems.
+# "X 빼고는 괜찮아": something is wrong.
+EXCEPTIONS = [
+    ("허리 빼고는 다 괜찮아", UNWELL),
+    ("다리만 빼면 괜찮혀", UNWELL),
+    ("무릎 말고는 괜찮아요", UNWELL),
+    ("허리만 아니면 괜찮은디", UNWELL),
+    ("눈 빼곤 다 멀쩡해", UNWELL),
+    ("다리 빼믄 괜찮당께", UNWELL),
+    ("걱정 말고 잘 지내", OK),  # 말고 after 걱정 is "don't worry"
+]
+# The help key said after a reassurance: the key is heard (the words may add, never soften).
+KEYS_ANYWHERE = [
+    ("괜찮아 2번", HELP),
+    ("괜찮아요 이 번이요", HELP),
+    ("괜찮은디 2번", HELP),
+    ("예 괜찮아요 둘", HELP),
+    ("괜찮아 이번이요", HELP),
+    ("잘 있어요 2번이요", HELP),
+    ("아파 2번", HELP),
+    ("괜찮아요 1번이요", OK),
+    ("이번 주는 괜찮아", OK),
+    ("이번에는 괜찮아요", OK),
+]
+# Resignation, pretending, hiding it from the family: not fine.
+RESIGNATION = [
+    ("괜찮다고 해야지", UNWELL),
+    ("괜찮다 해야지 어쩌겄어", UNWELL),
+    ("괜찮아야지", UNWELL),
+    ("괜찮은 척 해야지", UNWELL),
+    ("괜찮아 나만 참으면 돼", UNWELL),
+    ("애들한테는 말하지 마 괜찮아", UNWELL),
+    ("괜찮다고 혀야제", UNWELL),
+    ("괜찮은 체 하는 거지", UNWELL),
+    ("어쩌겄어 참아야지", UNWELL),
+    ("아들한테 얘기하지 말어 괜찮응께", UNWELL),
+    ("자식들 걱정할까 봐 괜찮다 했어", UNWELL),
+    ("내가 참고 살아야지 괜찮아", UNWELL),
+    ("괜찮아야 쓰겄는디", UNWELL),
+    ("참 좋아요", OK),  # 참 = very
+]
+# "Bearable" is said of a pain.
+BEARABLE = [
+    ("견딜 만해", UNWELL),
+    ("견딜 만혀", UNWELL),
+    ("참을 만해", UNWELL),
+    ("아직은 견딜 만해요", UNWELL),
+    ("참을 만혀", UNWELL),
+    ("버틸 만해", UNWELL),
+    ("참을만 해요 괜찮아", UNWELL),
+]
+# Hedges and the borderline: ask again (or unwell), never OK.
+NOT_SETTLED = [
+    ("괜찮은 것 같기도 하고", UNCLEAR),
+    ("괜찮은 것도 같고", UNCLEAR),
+    ("괜찮은 거 같기도 허고", UNCLEAR),
+    ("좋은 것 같기도 하고 아닌 것 같기도 하고", UNCLEAR),
+    ("네 예 예 뭐라고요", UNCLEAR),
+    ("뭐라고요?", UNCLEAR),
+    ("예 예 예?", UNCLEAR),
+    ("뭐라고 했어", UNCLEAR),
+]
+BORDERLINE = [
+    "그냥 그려",
+    "그럭저럭 지내",
+    "그럭저럭 살아",
+    "그냥 그래요",
+    "그저 그래",
+    "그냥저냥 살아",
+    "그럭저럭 지내지 뭐",
+    "그냥 사는 거지",
+    "그럭저럭 잘 지내요",
+]
+# A wish to die, however it is said, is what "죽고 싶어" is: the top of the ladder.
+WISH_TO_DIE = [
+    ("영감 따라가고 싶어", EMERGENCY),
+    ("이제 그만 가야지", EMERGENCY),
+    ("빨리 가야 쓰겄어", EMERGENCY),
+    ("얼른 가야제", EMERGENCY),
+    ("할아버지 따라 가고 싶어", EMERGENCY),
+    ("그만 죽어야지", EMERGENCY),
+    ("자는 듯이 가고 싶어", EMERGENCY),
+    ("하늘나라 가고 싶어", EMERGENCY),
+    ("오래 살아서 뭐 해", EMERGENCY),
+    ("살아서 뭐하겄어", EMERGENCY),
+    ("이제 가야 할 때가 됐지", EMERGENCY),
+    ("병원 가야 쓰겄는디", UNWELL),  # going somewhere real is not a wish to die
+    ("병원에 가 봐야겠어", UNWELL),
+    ("시장 가야 돼 이따 전화해", LATER),
+]
+# Asking for someone, or for a ride to the doctor.
+REQUESTS = [
+    ("아이고 나 좀 봐줘", HELP),
+    ("누가 좀 와서 봐 줘", HELP),
+    ("병원 좀 데려다 줘", HELP),
+    ("나 좀 들여다봐 주쇼", HELP),
+]
+
 CHECK_IN_TABLE = (
-    NEGATED + DOUBLE_NEGATIVES + NO + SPOKEN_KEYS + MOOD + YES + FALLS + JEOLLA + OTHERS
+    NEGATED
+    + DOUBLE_NEGATIVES
+    + NO
+    + SPOKEN_KEYS
+    + MOOD
+    + YES
+    + FALLS
+    + JEOLLA
+    + OTHERS
+    + EXCEPTIONS
+    + KEYS_ANYWHERE
+    + RESIGNATION
+    + BEARABLE
+    + NOT_SETTLED
+    + WISH_TO_DIE
+    + REQUESTS
 )
 
 # A message on the 돌봄콜 line answers no question: a key or a bare yes there means nothing.
@@ -364,6 +477,21 @@ def model() -> SpeechModel:
 @pytest.mark.parametrize(("answer", "expected"), CHECK_IN_TABLE, ids=map(_id, CHECK_IN_TABLE))
 def test_check_in_answers(model: SpeechModel, answer: str, expected: CallOutcome) -> None:
     assert classify_speech(answer, model) is expected
+
+
+@pytest.mark.parametrize("answer", BORDERLINE)
+def test_a_borderline_answer_is_never_ok(model: SpeechModel, answer: str) -> None:
+    assert classify_speech(answer, model) in (UNCLEAR, UNWELL)
+    assert classify_speech(answer) in (UNCLEAR, UNWELL)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [a for a, o in EXCEPTIONS + RESIGNATION + BEARABLE + NOT_SETTLED + WISH_TO_DIE if o is not OK]
+    + BORDERLINE,
+)
+def test_false_reassurance_is_never_ok_even_without_the_model(answer: str) -> None:
+    assert classify_speech(answer) is not OK
 
 
 @pytest.mark.parametrize(("answer", "expected"), MESSAGE_TABLE, ids=map(_id, MESSAGE_TABLE))
