@@ -2,7 +2,9 @@
 
 Timers are rows (`next_action_at`, `awaiting_call`), claimed one at a time with
 FOR UPDATE SKIP LOCKED, so any number of workers can run this and a restart loses
-nothing. Every transition is written to alert_events with its reason. A check-in call's
+nothing. Every transition is written to alert_events with its reason. One alert's step that
+raises is rolled back alone and backed off (`step_backoff`, with an event saying why); the
+pass goes on with the others. A check-in call's
 watchdog counts from when the send queue dialled it, not queued it (policy.call_watch).
 Climbing the ladder and telling care managers is alerts.escalation's part.
 
@@ -66,6 +68,37 @@ SELECT f.id, f.resident_id, f.kind, f.severity, f.raised_at, f.reason_ko, f.reas
  LIMIT 1
    FOR NO KEY UPDATE OF f SKIP LOCKED
 """
+
+
+STEP_RETRY_FIRST = timedelta(minutes=1)  # an alert whose step raised waits this, doubling,
+STEP_RETRY_MAX = timedelta(minutes=30)  # up to this: a care manager still sees it open
+
+# The alert due first, skipping rows another worker holds, alerts backing off after a failed
+# step and `skip` (this pass's own failures).
+_DUE_ALERT = """
+SELECT a.*, c.outcome AS call_outcome, c.dial_state AS call_dial_state,
+       c.dialled_at AS call_dialled_at,
+       GREATEST(c.created_at, c.not_before) AS call_queued_at,
+       r.dong_code, r.home,
+       r.quiet_start, r.quiet_end, r.status AS resident_status,
+       r.status_until
+  FROM anbu.alerts a
+  JOIN anbu.resident r ON r.id = a.resident_id
+  LEFT JOIN anbu.calls c ON c.id = a.last_call_id
+ WHERE a.state <> 'resolved'
+   AND (a.next_action_at <= %(now)s OR (a.awaiting_call AND c.outcome IS NOT NULL))
+   AND (a.step_retry_at IS NULL OR a.step_retry_at <= %(now)s)
+   AND a.id <> ALL(%(skip)s::bigint[])
+ ORDER BY a.next_action_at NULLS LAST
+ LIMIT 1
+   FOR NO KEY UPDATE OF a SKIP LOCKED
+"""
+
+
+def step_backoff(failures: int) -> timedelta:
+    """How long an alert whose step raised `failures` times in a row waits for the next try."""
+    wait: timedelta = STEP_RETRY_FIRST * 2 ** min(max(failures - 1, 0), 16)
+    return min(wait, STEP_RETRY_MAX)
 
 
 class AlertRace(RuntimeError):
@@ -313,35 +346,68 @@ class AlertService:
     # -- timers ----------------------------------------------------------------------------
 
     def process_due(self, limit: int = 100) -> int:
-        """Advance every alert whose timer is due or whose call has ended; returns how many."""
+        """Advance every alert whose timer is due or whose call has ended; returns how many.
+
+        Each alert's step runs in a savepoint of its own transaction: one that raises is rolled
+        back alone, put off by `step_backoff` with an event saying why, and the pass goes on
+        with the others (it is skipped for the rest of this pass even if the back-off itself
+        cannot be written)."""
         done = 0
-        while done < limit:
+        skip: list[int] = []  # this pass's failures: never claimed twice in one pass
+        while done + len(skip) < limit:
             with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 now = self.clock.now()
-                alert = cur.execute(
-                    """SELECT a.*, c.outcome AS call_outcome, c.dial_state AS call_dial_state,
-                              c.dialled_at AS call_dialled_at,
-                              GREATEST(c.created_at, c.not_before) AS call_queued_at,
-                              r.dong_code, r.home,
-                              r.quiet_start, r.quiet_end, r.status AS resident_status,
-                              r.status_until
-                       FROM anbu.alerts a
-                       JOIN anbu.resident r ON r.id = a.resident_id
-                       LEFT JOIN anbu.calls c ON c.id = a.last_call_id
-                       WHERE a.state <> 'resolved'
-                         AND (a.next_action_at <= %(now)s
-                              OR (a.awaiting_call AND c.outcome IS NOT NULL))
-                       ORDER BY a.next_action_at NULLS LAST
-                       LIMIT 1
-                       FOR NO KEY UPDATE OF a SKIP LOCKED""",
-                    {"now": now},
-                ).fetchone()
+                alert = cur.execute(_DUE_ALERT, {"now": now, "skip": skip}).fetchone()
                 if alert is None:
                     return done
-                self._advance(conn, alert, now)
-            self._send_told(int(alert["id"]))
+                alert_id = int(alert["id"])
+                try:
+                    with conn.transaction():  # a savepoint: a failure undoes this step only
+                        self._advance(conn, alert, now)
+                        if alert["step_failures"]:
+                            conn.execute(
+                                """UPDATE anbu.alerts SET step_failures = 0, step_retry_at = NULL
+                                   WHERE id = %s""",
+                                (alert_id,),
+                            )
+                except Exception as exc:
+                    skip.append(alert_id)
+                    self._back_off(conn, alert, now, exc)
+                    continue
+            self._send_told(alert_id)
             done += 1
         return done
+
+    def _back_off(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime, exc: Exception
+    ) -> None:
+        """After a step that raised: count the failure, put the alert off and say why, in the
+        transaction that still holds its row. Logged with ids only; a back-off that cannot be
+        written either (the database is away) is logged and left to the next pass."""
+        alert_id = int(a["id"])
+        failures = int(a["step_failures"]) + 1
+        wait = step_backoff(failures)
+        retry_at = now + wait
+        log.error("alert step failed; backing off",
+                  exc_info=exc,
+                  extra={"alert_id": alert_id, "resident_id": a["resident_id"],
+                         "failures": failures, "retry_at": retry_at.isoformat()})  # fmt: skip
+        minutes = max(1, round(wait.total_seconds() / 60))
+        state = AlertState(a["state"])
+        try:
+            with conn.transaction():
+                conn.execute(
+                    """UPDATE anbu.alerts SET step_failures = %s, step_retry_at = %s,
+                           next_action_at = %s WHERE id = %s""",
+                    (failures, retry_at, retry_at, alert_id),
+                )
+                record_event(conn, alert_id, now, "system", state, state,
+                             f"처리 중 오류로 {minutes}분 뒤 다시 시도 ({failures}회째) / "
+                             f"step failed ({type(exc).__name__}); retried in {minutes} min "
+                             f"(failure {failures})")  # fmt: skip
+        except Exception:
+            log.exception("alert back-off not recorded; the next pass tries it again",
+                          extra={"alert_id": alert_id})  # fmt: skip
 
     def _send_told(self, alert_id: int) -> None:
         """Send the SMS the alert's committed step wrote, now rather than at the outbox job's

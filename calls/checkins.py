@@ -4,7 +4,8 @@ schedule() turns plan slots into rounds (set-based SQL, idempotent per plan and 
 advance() claims due rounds with FOR UPDATE SKIP LOCKED, queues their calls (respecting quiet
 hours) and decides after each call. A call the send queue holds past the policy's
 max_queue_wait is cancelled (calls.dialer.cancel_waiting) and counts as not reached, so the
-round retries or finishes as unreached by its usual rules. Finished rounds that are not OK wait in the table for
+round retries or finishes as unreached by its usual rules. One round whose step raises is
+rolled back alone (a savepoint) and backed off; the others go on. Finished rounds that are not OK wait in the table for
 alerts/intake to report them.
 """
 
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(hours=1)  # slots missed while no worker ran are still called this late
 MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same pass again
+STEP_RETRY_FIRST = timedelta(minutes=1)  # a round whose step raised waits this, doubling,
+STEP_RETRY_MAX = timedelta(minutes=30)  # up to this
+
+
+def step_backoff(failures: int) -> timedelta:
+    """How long a round whose step raised `failures` times in a row waits for the next try."""
+    wait: timedelta = STEP_RETRY_FIRST * 2 ** min(max(failures - 1, 0), 16)
+    return min(wait, STEP_RETRY_MAX)
 
 
 def add_plan(
@@ -72,13 +81,15 @@ ON CONFLICT (plan_id, slot) DO NOTHING
 """
 
 _DUE = """
-SELECT k.id, k.resident_id, k.slot, k.attempts, k.last_call_id, c.outcome, c.dial_state,
+SELECT k.id, k.resident_id, k.slot, k.attempts, k.last_call_id, k.step_failures,
+       c.outcome, c.dial_state,
        c.dialled_at, GREATEST(c.created_at, c.not_before) AS queued_at,
        r.quiet_start, r.quiet_end
 FROM anbu.checkin_rounds k
 JOIN anbu.resident r ON r.id = k.resident_id
 LEFT JOIN anbu.calls c ON c.id = k.last_call_id
 WHERE k.state = 'calling' AND (k.next_action_at <= %(now)s OR c.outcome IS NOT NULL)
+  AND (k.step_retry_at IS NULL OR k.step_retry_at <= %(now)s)
 ORDER BY k.next_action_at
 LIMIT %(n)s
 FOR UPDATE OF k SKIP LOCKED
@@ -114,16 +125,47 @@ class CheckinService:
             return int(cur.rowcount)
 
     def advance(self, limit: int = 1000) -> int:
-        """Queue calls for due rounds and decide after finished calls; returns rounds touched."""
+        """Queue calls for due rounds and decide after finished calls; returns rounds touched.
+
+        Each round's step (its decision and its call) runs in a savepoint: one that raises is
+        rolled back alone and put off by `step_backoff`, and the others go on."""
         now = self.clock.now()
-        queued: list[tuple[Any, ...]] = []
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rounds = cur.execute(_DUE, {"now": now, "n": limit}).fetchall()
             for k in rounds:
-                queued += self._step(cur, k, now)
-            if queued:
-                self._queue(conn, queued, now)
+                try:
+                    with conn.transaction():  # a savepoint: a failure undoes this round only
+                        queued = self._step(cur, k, now)
+                        if queued:
+                            self._queue(conn, queued, now)
+                        if k["step_failures"]:
+                            cur.execute(
+                                """UPDATE anbu.checkin_rounds SET step_failures = 0,
+                                       step_retry_at = NULL WHERE id = %s""",
+                                (k["id"],),
+                            )
+                except Exception as exc:
+                    self._back_off(conn, k, now, exc)
         return len(rounds)
+
+    def _back_off(
+        self, conn: psycopg.Connection[Any], k: dict[str, Any], now: datetime, exc: Exception
+    ) -> None:
+        """After a round's step raised: count it and put the round off (ids only in the log)."""
+        failures = int(k["step_failures"]) + 1
+        retry_at = now + step_backoff(failures)
+        log.error("check-in round step failed; backing off", exc_info=exc,
+                  extra={"round_id": k["id"], "resident_id": k["resident_id"],
+                         "failures": failures, "retry_at": retry_at.isoformat()})  # fmt: skip
+        try:
+            with conn.transaction():
+                conn.execute(
+                    """UPDATE anbu.checkin_rounds SET step_failures = %s, step_retry_at = %s,
+                           next_action_at = %s WHERE id = %s""",
+                    (failures, retry_at, retry_at, k["id"]),
+                )
+        except Exception:  # the next pass claims it again
+            log.exception("round back-off not recorded", extra={"round_id": k["id"]})
 
     def _step(self, cur: Any, k: dict[str, Any], now: datetime) -> list[tuple[Any, ...]]:
         attempts = int(k["attempts"])

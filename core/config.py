@@ -36,7 +36,32 @@ class Settings(BaseSettings):
     mqtt_password: str = Field(default="ingest-dev-password", description="Its password.")
     mqtt_client_id: str = Field(
         default="anbu-ingest-1",
-        description="Fixed client id: the broker keeps this persistent session across restarts.",
+        description="Client id (ANBU_INGEST_REPLICA is added to it per replica): the broker "
+        "keeps this persistent session across restarts.",
+    )
+    ingest_replicas: int = Field(
+        default=1,
+        description="How many ingest workers share the broker. Above 1, each needs "
+        "ANBU_INGEST_REPLICA (or its own ANBU_MQTT_CLIENT_ID): with the default client id they "
+        "would take each other's session on every reconnect, so ingest refuses to start.",
+    )
+    ingest_replica: str = Field(
+        default="",
+        description="This worker's stable name among them (a StatefulSet ordinal, a systemd "
+        "instance, `@host` for the host name), added to ANBU_MQTT_CLIENT_ID: each worker keeps "
+        "its own persistent session across its restarts.",
+    )
+    ingest_inbox_max: int = Field(
+        default=10000,
+        description="Messages received and not yet handed to storing, at most. Past it, QoS 0 "
+        "messages are dropped and counted (anbu_ingest_dropped_total); QoS 1/2 ones, which the "
+        "broker redelivers until acknowledged, are never dropped: reading pauses instead.",
+    )
+    ingest_clock_sync_s: float = Field(
+        default=300.0,
+        description="Seconds between readings of the database's clock, against which ingest "
+        "stamps receipt and judges 'in the future' (the monotonic clock carries it between), so "
+        "a step of the ingest host's wall clock changes neither.",
     )
     mqtt_shared_group: str = Field(
         default="ingest",

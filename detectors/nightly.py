@@ -122,15 +122,25 @@ def _mark_automatic(conn: psycopg.Connection[Any], resident_id: int, baseline: B
 
 
 def learn_all(db: Any, now: datetime, policy: LearningPolicy | None = None) -> int:
-    """Learn every active home, one transaction each; returns how many were learned."""
+    """Learn every active home, one transaction each; returns how many were learned.
+
+    A home whose learning raises keeps its previous baseline (its transaction is rolled back,
+    logged by resident id) and the rest of the homes are still learned that night."""
     policy = policy or LearningPolicy()
     with db.connection() as conn:
         ids = [int(r[0]) for r in conn.execute(_HOMES)]
+    failed: list[int] = []
     for rid in ids:
-        with db.connection() as conn:
-            learn_home(conn, rid, now, policy)
-    log.info("baselines learned", extra={"homes": len(ids)})
-    return len(ids)
+        try:
+            with db.connection() as conn:
+                learn_home(conn, rid, now, policy)
+        except Exception:
+            failed.append(rid)
+            log.exception("learning one home failed; the others go on",
+                          extra={"resident_id": rid})  # fmt: skip
+    learned = len(ids) - len(failed)
+    log.info("baselines learned", extra={"homes": learned, "failed": failed})
+    return learned
 
 
 def register_jobs(scheduler: Any, db: Any, now: Callable[[], datetime]) -> None:

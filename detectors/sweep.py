@@ -15,12 +15,15 @@ A finding is new when no finding of the same resident, kind and severity was rai
 after the start of what it is about (the home's last activity, i.e. within the current
 silence; for "not up", the night's anchor). Sweeps are serialised by a transaction-level
 advisory lock, under which the sweep asks which findings are new and inserts them, so two
-sweeps running at once never raise the same finding twice.
+sweeps running at once never raise the same finding twice. All homes are judged in one
+savepoint; when it fails, each home is judged again in its own, so one home's bad row costs
+that home's findings only (logged by resident id) and the others are still raised.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,8 +48,14 @@ from detectors.routine_live import morning_bound
 from detectors.sweep_routine import Silence, record_held, routine_checks
 from detectors.sweep_routine import hours_or_nan as _hours
 
+log = logging.getLogger(__name__)
+
 SWEEP_LOCK = 7_470_302  # advisory lock key: one inactivity sweep at a time
 SUPPRESSING_STATUSES = ("away", "hospital")
+
+
+class SweepFailed(RuntimeError):
+    """The connection broke while judging home by home: nothing home-specific to isolate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +175,44 @@ def sweep(
         "wake_lo": routine.wake_range[0],  # a learned wake outside it is no morning (not_up)
         "wake_hi": routine.wake_range[1],
     }
+    rows = conn.execute(_HOMES, params).fetchall()
+    try:
+        with conn.transaction():  # a savepoint: one home's failure must not cost the others
+            return _judge(conn, now, policy, routine, tz, out_before, rows)
+    except Exception:
+        log.exception("sweep batch failed; judging each home on its own",
+                      extra={"homes": len(rows)})  # fmt: skip
+    found: list[NewFinding] = []
+    failed: list[int] = []
+    for row in rows:
+        if conn.broken:  # nothing home-specific: the database went away; the next sweep tries
+            raise SweepFailed(failed)
+        try:
+            with conn.transaction():
+                found += _judge(conn, now, policy, routine, tz, out_before, [row])
+        except Exception:
+            failed.append(int(row[0]))
+            log.exception("sweep of one home failed; the others went on",
+                          extra={"resident_id": int(row[0])})  # fmt: skip
+    found.sort(key=lambda n: n.finding_id)
+    return found
+
+
+def _judge(
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    policy: InactivityPolicy,
+    routine: RoutinePolicy,
+    tz: ZoneInfo,
+    out_before: datetime,
+    rows: list[tuple[Any, ...]],
+) -> list[NewFinding]:
+    """Score these homes (rows of `_HOMES`); store and return the findings new to them."""
     t = _Homes()
     outings: list[Silence] = []
     mornings: list[Silence] = []
     bathrooms: list[Silence] = []
-    for row in conn.execute(_HOMES, params):
+    for row in rows:
         rid, home, status, until, held, start, start_s, gone_out, learned, wakes = row[:10]
         watch, step, usual, watch_max, warning_max, critical_max, in_bathroom = row[10:]
         hold = (str(status), until) if held else None

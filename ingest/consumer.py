@@ -8,6 +8,11 @@ Two processes per worker, so that receiving and storing no longer take turns und
 - the storing process parses, resolves and stores each batch in one transaction, retrying
   with backoff until it commits (nothing is acknowledged meanwhile: back-pressure), and
   answers with the batch's id.
+The inbox between paho's thread and the sending thread (ingest.inbox) is capped: past it a
+QoS 0 message is dropped and counted, a QoS 1/2 one pauses the reading until there is room
+(never dropped: unacknowledged, the broker would redeliver it anyway). The client id is one per
+replica and stable across restarts (ingest.identity). Receipt times, against which "in the
+future" is judged, follow the database's clock, not this host's (ingest.receipt_clock).
 A message whose connection has gone is not acknowledged (its packet id belongs to the old
 connection): the broker redelivers it on the resumed session and the unique keys make the
 second copy harmless. If the storing process dies, the batches it held are not acknowledged;
@@ -17,9 +22,7 @@ a new one is started and given them again. Stopping lets it finish the batch in 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,14 +34,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from core.clock import Clock
+from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database
 from ingest.adapters import topic_filters
+from ingest.identity import client_id
+from ingest.inbox import Inbox
+from ingest.receipt_clock import ReceiptClock
 from ingest.store import BatchSummary
 from ingest.store_process import Config, Item, StoreProcess
 
 log = logging.getLogger(__name__)
+
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another connection took the client id
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,13 @@ class IngestStats:
     """PUBACKs sent, each after the commit that stored its message."""
     restarts: int = 0
     """Storing processes started again after one died."""
+    dropped: int = 0
+    """QoS 0 messages dropped because the inbox was full (storing is behind or down)."""
+    paused: int = 0
+    """Times reading stopped for a full inbox rather than drop a QoS 1/2 message."""
+    taken_over: int = 0
+    """Times the broker said it closed this connection for another with the same client id
+    (MQTT 5 reason 0x8E; Mosquitto 2.0.11 closes it without a reason: `connects` grows)."""
 
 
 # What paho's thread hands the sending thread: (connection generation, mid, qos, topic,
@@ -102,17 +117,25 @@ class IngestService:
         retry_max_s: float = 5.0,
         max_batches_in_flight: int = 2,
         on_batch: Callable[[BatchSummary], None] | None = None,
+        database_time: bool | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
         self._clock = clock
+        # receipt stamps: the database's clock carried by the monotonic one (ingest.receipt_clock);
+        # by default only with the system clock: a virtual clock (replay, tests) is the truth
+        use_db = isinstance(clock, SystemClock) if database_time is None else database_time
+        self._receipt = ReceiptClock(db.conninfo, clock) if use_db else None
+        self._stamp = self._receipt.now if self._receipt is not None else clock.now
+        self._clock_keeper: threading.Thread | None = None
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._retry_max_s = retry_max_s
         self._max_in_flight = max(max_batches_in_flight, 1)
         self.on_batch = on_batch
         self._client: mqtt.Client | None = None
-        self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
+        self._inbox: Inbox[_Received] = Inbox(settings.ingest_inbox_max)
+        self.client_id = ""
         self._sender: threading.Thread | None = None
         self._replier: threading.Thread | None = None
         self._flight: _Flight | None = None
@@ -130,7 +153,23 @@ class IngestService:
     @property
     def stats(self) -> IngestStats:
         with self._lock:
-            return replace(self._stats, messages=self._received)
+            return replace(
+                self._stats,
+                messages=self._received,
+                dropped=self._inbox.dropped,
+                paused=self._inbox.paused,
+            )
+
+    @property
+    def clock_anchored(self) -> bool:
+        """Receipt times follow the database's clock (False: the injected clock's or, until the
+        database has been reached, the wall clock's)."""
+        return self._receipt is not None and self._receipt.anchored
+
+    @property
+    def inbox_size(self) -> int:
+        """Messages received and not yet taken by the sending thread (at most the cap)."""
+        return self._inbox.size()
 
     @property
     def store_pid(self) -> int | None:
@@ -141,12 +180,13 @@ class IngestService:
     def start(self) -> None:
         """Start the storing process, connect (retrying in the background) and start storing."""
         s = self._settings
+        self.client_id = client_id(s)  # refuses an id several replicas would share
         self._stopping = threading.Event()  # a fresh one: a stuck old thread keeps its own
         self._flight = _Flight(self._spawn())
         v5 = s.mqtt_protocol == 5
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
             manual_ack=True,
@@ -178,6 +218,14 @@ class IngestService:
         )
         self._sender.start()
         self._replier.start()
+        if self._receipt is not None:
+            self._clock_keeper = threading.Thread(
+                target=self._receipt.keep_anchored,
+                args=(s.ingest_clock_sync_s, stopping),
+                name="ingest-clock",
+                daemon=True,
+            )
+            self._clock_keeper.start()
         client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -188,6 +236,9 @@ class IngestService:
         if self._sender is not None:
             self._sender.join(timeout)
             self._sender = None
+        if self._clock_keeper is not None:
+            self._clock_keeper.join(timeout)
+            self._clock_keeper = None
         flight = self._flight
         if flight is not None:
             flight.child.stop()  # it answers for the batch in hand, then leaves
@@ -211,8 +262,7 @@ class IngestService:
             self._client.loop_stop()
             self._client = None
         self.subscribed.clear()
-        while not self._inbox.empty():  # not acknowledged: the broker keeps them
-            self._inbox.get_nowait()
+        self._inbox.clear()  # not acknowledged: the broker keeps them
 
     def _spawn(self) -> StoreProcess:
         return StoreProcess(
@@ -272,21 +322,28 @@ class IngestService:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
+        taken = getattr(reason_code, "value", None) == SESSION_TAKEN_OVER
         with self._lock:
             self._connected = False
+            if taken:
+                self._stats = _bump(self._stats, taken_over=1)
         self.subscribed.clear()
-        if not self._stopping.is_set():
+        if taken:
+            log.error("another client connected with this client id and took the session; "
+                      "each ingest replica needs its own (ANBU_INGEST_REPLICA)",
+                      extra={"client_id": self.client_id})  # fmt: skip
+        elif not self._stopping.is_set():
             log.warning("mqtt disconnected; reconnecting", extra={"reason": str(reason_code)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # The hot path: no lock (generation is only written on this thread, in _on_connect,
-        # or by stop() after the sending thread is gone), one tuple onto a SimpleQueue.
+        # or by stop() after the sending thread is gone), one tuple into the bounded inbox.
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
         self._received += 1
-        self._inbox.put(
+        self._inbox.offer(
             (
                 self._generation,
                 msg.mid,
@@ -294,8 +351,10 @@ class IngestService:
                 topic,
                 bytes(msg.payload),
                 msg.retain,
-                self._clock.now(),
-            )
+                self._stamp(),
+            ),
+            msg.qos,
+            self._stopping,
         )
 
     # sending thread: batches to the storing process
@@ -313,7 +372,7 @@ class IngestService:
             if flight.unsent:  # after a restart: the batches the dead process held
                 self._send(flight, None)
                 continue
-            received = self._take_batch()
+            received = self._inbox.take(self._batch_size, self._batch_wait_s)
             if received:
                 self._send(flight, self._batch(received))
 
@@ -321,7 +380,7 @@ class IngestService:
         self._next_id += 1
         items = [(topic, payload, retain, at) for _, _, _, topic, payload, retain, at in received]
         acks = [(generation, mid, qos) for generation, mid, qos, *_ in received]
-        return _Batch(self._next_id, self._clock.now(), items, acks)
+        return _Batch(self._next_id, self._stamp(), items, acks)
 
     def _send(self, flight: _Flight, batch: _Batch | None) -> None:
         """Send `batch` (after any batch still unsent) to the flight's current process."""
@@ -336,30 +395,6 @@ class IngestService:
                 child.send(b.id, b.now, b.items)
         except OSError:
             pass  # the process is gone: the replying thread restarts it and all is sent again
-
-    def _take_batch(self) -> list[_Received]:
-        """Up to batch_size messages: what is waiting, plus what comes within batch_wait_s."""
-        inbox = self._inbox
-        try:
-            first = inbox.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._batch_wait_s
-        while len(batch) < self._batch_size:
-            try:
-                batch.append(inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
 
     # replying thread: what committed is acknowledged; a dead storing process is replaced
 

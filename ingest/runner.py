@@ -26,6 +26,7 @@ from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database
 from ingest.consumer import IngestService
+from ingest.identity import client_id
 from ingest.store import BatchSummary
 
 
@@ -92,7 +93,7 @@ def run_ingest(settings: Settings, expect: int, batch_size: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service.start()
     service.subscribed.wait(60)
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "client_id": service.client_id}), flush=True)
     threading.Thread(target=_report_subscriptions, args=(service, stop), daemon=True).start()
     try:
         stop.wait()
@@ -124,7 +125,7 @@ def run_bare(settings: Settings, expect: int) -> None:
     progress = _Progress(expect)
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=settings.mqtt_client_id,
+        client_id=client_id(settings),
         protocol=mqtt.MQTTv5,
     )
     client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
