@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordBearer
 
 import registry
@@ -21,9 +22,12 @@ from dashboards.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
     AlertOut,
+    HeardDeviceOut,
     LevelsIn,
     MeOut,
     QuietHoursIn,
+    RegisterDeviceIn,
+    RegisteredDeviceOut,
     ResidentActivityOut,
     ResidentOut,
     ResolveIn,
@@ -31,6 +35,8 @@ from dashboards.schemas import (
     StatusIn,
     TokenOut,
 )
+from ingest import devices
+from registry.heard import DeviceNotHeard
 
 _REFUSAL = {
     "content": {
@@ -100,6 +106,18 @@ def _change(
         write(conn, now)
         view = residents.get_resident(conn, resident_id, manager.dong_code)
     return ResidentOut.of(view, now)
+
+
+_GATEWAY_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such gateway in the care manager's dong", **_REFUSAL}
+}
+
+
+def _gateway_not_found() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "게이트웨이를 찾을 수 없습니다.", "detail_en": "Gateway not found."},
+        status_code=404,
+    )
 
 
 def local_moment(moment: datetime | None, timezone: str) -> datetime | None:
@@ -278,5 +296,58 @@ def api_router() -> APIRouter:
                 manager.id, now=now,
             ),
         )  # fmt: skip
+
+    @router.get(
+        "/gateways/{gateway_id}/devices",
+        response_model=list[HeardDeviceOut],
+        dependencies=secured,
+        responses=_GATEWAY_404,
+    )
+    def heard_devices(
+        gateway_id: str,
+        manager: Manager,
+        deps: AppDeps,
+        include_removed: Annotated[
+            bool, Query(description="Also the devices whose discovery config was removed.")
+        ] = True,
+    ) -> Any:
+        """Devices the gateway announced or was heard from but no sensor is registered for,
+        present ones first, most recently heard first; 404 for another dong's gateway."""
+        if devices.gateway_dong(deps.db, gateway_id) != manager.dong_code:
+            return _gateway_not_found()
+        heard = devices.list_heard_devices(deps.db, gateway_id, include_removed=include_removed)
+        return [HeardDeviceOut.of(d) for d in heard]
+
+    @router.post(
+        "/gateways/{gateway_id}/devices",
+        response_model=RegisteredDeviceOut,
+        dependencies=secured,
+        responses={
+            404: {"description": "No such gateway in the dong, or device not heard", **_REFUSAL}
+        },
+    )
+    def register_heard_device(
+        gateway_id: str, body: RegisterDeviceIn, manager: Manager, deps: AppDeps
+    ) -> Any:
+        """Register a heard device as a sensor (kind, room) and replay what it sent before:
+        its dead letters are stored as readings once, and kept, marked replayed."""
+        if devices.gateway_dong(deps.db, gateway_id) != manager.dong_code:
+            return _gateway_not_found()
+        try:
+            done = devices.register_device(
+                deps.db, gateway_id, body.device, body.kind, body.room, deps.clock.now(),
+                future_tolerance_s=deps.settings.future_tolerance_s,
+            )  # fmt: skip
+        except DeviceNotHeard:
+            return JSONResponse(
+                {"detail": "이 게이트웨이에서 들린 적 없는 기기입니다.",
+                 "detail_en": "No such device was heard on this gateway."},
+                status_code=404,
+            )  # fmt: skip
+        return RegisteredDeviceOut(
+            sensor_id=done.sensor_id,
+            replayed=done.replay.replayed,
+            still_refused=done.replay.still_dead,
+        )
 
     return router

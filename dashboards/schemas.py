@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
-from core.domain import AlertState, Severity
+from core.domain import AlertState, SensorKind, Severity
 from dashboards.auth import CareManager
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, Week
 from dashboards.review import Review
-from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS
+from ingest.devices import KIND_LABELS, HeardDevice
+from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, ROOMS, STATUS_MAX_DAYS
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 
@@ -328,3 +329,57 @@ class LevelsIn(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: bool
+
+
+class HeardDeviceOut(BaseModel):
+    """A device the gateway was heard from with no sensor registered for it."""
+
+    device: str = Field(description="The vendor id a sensor would be registered under.")
+    source: str = Field(description="zigbee2mqtt, esphome, tasmota, shelly or native.")
+    vendor_class: str | None = Field(description="The class or model code it announced.")
+    suggested_kind: str | None = Field(description="door, motion, contact, appliance or power.")
+    suggested_kind_ko: str | None = Field(description="The suggested kind, in Korean.")
+    model: str | None
+    name: str | None
+    first_heard: datetime
+    last_heard: datetime
+    removed_at: datetime | None = Field(description="Its discovery config was removed.")
+    dead_letters: int = Field(description="Its messages refused so far; replayed on register.")
+
+    @classmethod
+    def of(cls, d: HeardDevice) -> HeardDeviceOut:
+        kind = d.suggested_kind
+        return cls(
+            device=d.device,
+            source=d.source,
+            vendor_class=d.vendor_class,
+            suggested_kind=None if kind is None else kind.value,
+            suggested_kind_ko=None if kind is None else KIND_LABELS[kind][0],
+            model=d.model,
+            name=d.name,
+            first_heard=d.first_heard,
+            last_heard=d.last_heard,
+            removed_at=d.removed_at,
+            dead_letters=d.dead_letters,
+        )
+
+
+class RegisterDeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field(min_length=1, max_length=200)
+    kind: SensorKind
+    room: str = Field(description=f"One of {', '.join(ROOMS)}.")
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, value: str) -> str:
+        if value not in ROOMS:
+            raise ValueError(f"room must be one of {', '.join(ROOMS)}")
+        return value
+
+
+class RegisteredDeviceOut(BaseModel):
+    sensor_id: int
+    replayed: int = Field(description="Its dead letters stored now (kept, marked replayed).")
+    still_refused: int = Field(description="Its dead letters that still do not store.")

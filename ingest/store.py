@@ -6,7 +6,9 @@ updated in the same transaction (ingest.state). Vendor reports are resolved thro
 registry: the sensor's registered kind picks the primary value; battery, link quality and
 energy are secondary readings of that sensor; availability is liveness, never activity.
 A vendor value stamped on receipt (no device clock) from a retained message is old state,
-not news: only its secondary readings are kept.
+not news: only its secondary readings are kept. Devices announcing themselves, and unknown
+devices whose messages are dead-lettered, go to anbu.heard_devices (ingest.heard) in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import psycopg
 
 from core.domain import GatewayStatus, Reading, Rejected
 from ingest.adapters import Parsed, route
-from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored, show
+from ingest.adapters.common import (
+    DeviceAnnounced,
+    DeviceAvailability,
+    DeviceGone,
+    DeviceReport,
+    Ignored,
+    show,
+)
+from ingest.heard import Unknown, note_unknown, record
 from ingest.state import Health, Resolved, update_sensors
 from registry import SensorRef, load_sensors
 
@@ -117,6 +127,8 @@ class Store:
         statuses: list[GatewayStatus] = []
         seen_gateways: set[str] = set()
         ignored = 0
+        events: list[tuple[DeviceAnnounced | DeviceGone, datetime]] = []
+        unknown: dict[tuple[str, str], Unknown] = {}
         for i, message, item in parsed:
             if type(item) is Reading:  # the usual case, as _resolve has it, without the calls
                 ref = sensors.get((item.gateway, item.sensor))
@@ -127,8 +139,19 @@ class Store:
             if isinstance(item, Ignored):
                 ignored += 1
                 continue
+            if isinstance(item, DeviceAnnounced | DeviceGone):
+                if item.gateway in self._gateways:
+                    seen_gateways.add(item.gateway)
+                    events.append((item, message.received_at or now))
+                else:
+                    dead.setdefault(i, self._unknown(item.gateway, ""))
+                continue
             outcome = self._resolve(item, message.retained)
             if isinstance(outcome, str):
+                note_unknown(
+                    unknown, i, message.topic, message.received_at or now, item,
+                    self._gateways, self._sensors,
+                )  # fmt: skip
                 dead.setdefault(i, outcome)
                 continue
             if isinstance(item, GatewayStatus):
@@ -147,6 +170,8 @@ class Store:
         inserted = _insert_readings(conn, resolved, now)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
+        if events or unknown:
+            record(conn, events, unknown)
         summary = BatchSummary(
             messages=len(messages),
             stored=inserted,
@@ -191,6 +216,8 @@ class Store:
             return item.gateway not in self._gateways
         if isinstance(item, DeviceReport | DeviceAvailability):
             return not self._refs(item.gateway, item.device, item.whole_device)
+        if isinstance(item, DeviceAnnounced | DeviceGone):
+            return item.gateway not in self._gateways
         return False
 
     def _refs(self, gateway: str, device: str, whole_device: bool) -> list[SensorRef]:
@@ -220,7 +247,7 @@ class Store:
                     f"the reading says {item.kind.value}"
                 )
             return [Resolved(item, ref)]
-        if isinstance(item, Ignored):
+        if isinstance(item, Ignored | DeviceAnnounced | DeviceGone):
             return []
         refs = self._refs(item.gateway, item.device, item.whole_device)
         if not refs:

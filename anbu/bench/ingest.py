@@ -6,7 +6,8 @@ so the figure is the consumer's, not the publisher's. PostgreSQL runs durable (f
 The real worker is one `python -m ingest.runner` (receiving, acknowledging) with its storing
 process (parsing, storing); the CPU figures give both. The bare subscriber is one process
 that parses each payload with the same (stdlib) JSON parser and acknowledges at once.
-Then a worker is killed with SIGKILL mid-stream and restarted, and the rows are counted:
+The batched readings are also stored by a bare binary COPY into the same table (the
+database's own bound), the baseline of ingest's batched rate. Then a worker is killed with SIGKILL mid-stream and restarted, and the rows are counted:
 every reading the generator made has a distinct (sensor, ts), so the published readings are
 exactly the expected rows, each once, with a known sum of values.
 """
@@ -280,6 +281,48 @@ def kill_nine(env: Env, batch: Batch, timeout: float = 300) -> tuple[int, int]:
     return killed_at, count_rows(env.dsn)[0] - before
 
 
+def copy_baseline(dsn: str, batch: Batch) -> float:
+    """Seconds to store the readings of `batch` with one bare binary COPY into anbu.readings.
+
+    The same rows ingest will store (decoded beforehand, not timed), straight into the same
+    table and committed, with none of ingest's work: no MQTT, no parsing, no registry, no
+    staging table or conflict check, no sensor_state or home_activity. They are then deleted
+    (and the table vacuumed) so that ingest stores them afresh.
+    """
+    with psycopg.connect(dsn) as conn:
+        ids = {
+            (gw, vendor): int(sid)
+            for sid, gw, vendor in conn.execute(
+                "SELECT id, gateway_id, vendor_id FROM anbu.sensor"
+            ).fetchall()
+        }
+        rows = [
+            (datetime.fromisoformat(r["ts"]), ids[(topic.split("/")[1], r["sensor"])],
+             float(r["value"]))
+            for topic, payload in batch
+            for r in json.loads(payload)["readings"]
+        ]  # fmt: skip
+        received = datetime.now(UTC)
+        t0 = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY anbu.readings (ts, sensor_id, value, received_at) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["timestamptz", "int8", "float8", "timestamptz"])
+            for ts, sid, value in rows:
+                copy.write_row((ts, sid, value, received))
+        conn.commit()
+        elapsed = time.perf_counter() - t0
+        first, last = min(r[0] for r in rows), max(r[0] for r in rows)
+        conn.execute("DELETE FROM anbu.readings WHERE ts BETWEEN %s AND %s", (first, last))
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM anbu.readings")
+    return elapsed
+
+
 def _line(label: str, r: dict[str, Any], count: int, unit: str) -> str:
     s = r["seconds"]
     consumer = f"consumer {r['cpu'] / s:.0%}"
@@ -305,6 +348,9 @@ def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int
             many, sum_many = messages(env.gateways, 1, batched, per)
             bare_b = drain(env, "bare2", many, bare=True)
             echo(_line("bare, batched", bare_b, batched * per, "reading"))
+            copy_s = copy_baseline(env.dsn, many)
+            echo(f"{'bare COPY, batched':24s} {batched * per / copy_s:>10,.0f} reading/s  "
+                 "(one binary COPY of the same rows into anbu.readings, one commit)")  # fmt: skip
             real_b = drain(env, "ingest2", many, bare=False)
             echo(_line("ingest, batched", real_b, batched * per, "reading"))
             del many
@@ -323,6 +369,7 @@ def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int
             env.pg.stop()
     rate, bare_rate = n / real["seconds"], n / bare["seconds"]
     b_rate = batched * per / real_b["seconds"]
+    copy_rate = batched * per / copy_s
     mode = "durable (fsync on)" if durable else "fsync off"
     echo(f"PostgreSQL {mode}; {homes} gateways x {SENSORS} sensors; QoS 1; each consumer drains "
          f"a queue published while it was away (publisher: {n / real['publish_s']:,.0f} msg/s); "
@@ -335,4 +382,5 @@ def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int
     if sums != "match" and lost == 0:
         lost = -1  # the right count of the wrong rows: report it, never hide it
     return (f"ingest: msgs_per_s={rate:.0f} ratio_vs_bare={rate / bare_rate:.2f} "
-            f"batched_readings_per_s={b_rate:.0f} lost={lost} duplicated={duplicated}")  # fmt: skip
+            f"batched_readings_per_s={b_rate:.0f} copy_readings_per_s={copy_rate:.0f} "
+            f"ratio_vs_copy={b_rate / copy_rate:.2f} lost={lost} duplicated={duplicated}")  # fmt: skip

@@ -160,7 +160,13 @@ app.add_typer(bench_app, name="bench")
 
 def main() -> None:
     # each capability registers its own commands on `app` / `bench_app`
-    from anbu.cli import calls_cmds, detectors_cmds, ingest_cmds, registry_cmds  # noqa: F401
+    from anbu.cli import (  # noqa: F401
+        calls_cmds,
+        detectors_cmds,
+        devices_cmds,
+        ingest_cmds,
+        registry_cmds,
+    )
 
     app()
 

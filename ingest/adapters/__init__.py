@@ -9,9 +9,10 @@ dialect's, and the first that claims it reads it, the whole topic after the gate
 its `rest`. A segment always wins over a shape.
 
 Vendor adapters return DeviceReport (values the registry resolves to one Reading),
-DeviceAvailability (liveness), Ignored (housekeeping the vendor publishes, or a message with
-nothing anbu reads, with the reason) or Rejected (a dead letter with its reason); never a
-vendor dict.
+DeviceAvailability (liveness), DeviceAnnounced and DeviceGone (a device introducing itself,
+or its discovery config removed: ingest.heard), Ignored (housekeeping the vendor publishes,
+or a message with nothing anbu reads, with the reason) or Rejected (a dead letter with its
+reason); never a vendor dict.
 """
 
 from __future__ import annotations
@@ -31,9 +32,24 @@ from ingest.adapters import (
     tasmota,
     zigbee2mqtt,
 )
-from ingest.adapters.common import DeviceAvailability, DeviceReport, Ignored
+from ingest.adapters.common import (
+    DeviceAnnounced,
+    DeviceAvailability,
+    DeviceGone,
+    DeviceReport,
+    Ignored,
+)
 
-Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+Parsed = (
+    Reading
+    | GatewayStatus
+    | Rejected
+    | DeviceReport
+    | DeviceAvailability
+    | Ignored
+    | DeviceAnnounced
+    | DeviceGone
+)
 ParseFn = Callable[[str, str, bytes, datetime, int], list[Parsed]]
 ShapeFn = Callable[[str, str], bool]
 
@@ -64,8 +80,8 @@ DIALECTS: tuple[Dialect, ...] = (
     Dialect(segment="tasmota", parse=tasmota.parse_discovery),
     Dialect(segment="homeassistant", parse=homeassistant.parse),
     Dialect(segment="shellies", parse=shelly_gen1.parse),
-    Dialect(segment="shelly", parse=shelly.parse, shape=shelly.shape),
-    Dialect(segment="esphome", parse=esphome.parse, shape=esphome.shape),
+    Dialect(segment="shelly", parse=shelly.parse, shape=shelly.shape),  # type: ignore[arg-type]
+    Dialect(segment="esphome", parse=esphome.parse, shape=esphome.shape),  # type: ignore[arg-type]
 )
 
 BY_SEGMENT: Mapping[str, Dialect] = {d.segment: d for d in DIALECTS}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.domain import SensorKind
+from core.domain import Rejected, SensorKind
 
 POWER_MAX_W = 20_000.0  # the largest draw a household smart plug can report, every dialect
 
@@ -175,3 +175,59 @@ def stamp(raw: Any, now: datetime, future_tolerance_s: int) -> tuple[datetime, b
     if ts > now + timedelta(seconds=future_tolerance_s):
         return f"device time {ts.isoformat()} is in the future"
     return ts, True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAnnounced:
+    """A device that introduced itself (a discovery config, a bridge's device list, an
+    announce): who it is, as anbu would register it, and what it says it is."""
+
+    gateway: str
+    device: str
+    """The vendor id a sensor for it is registered under; "" when the message names the
+    device only by `config` (Tasmota's `/sensors` follows its `/config`)."""
+    config: str
+    """The retained topic (after the gateway id) that announced it: its removal is this
+    topic emptied, or the device missing from the next list published on it."""
+    source: str
+    vendor_class: str | None = None
+    kind: SensorKind | None = None
+    """The sensor kind its announced class suggests; None when nothing anbu reads."""
+    model: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGone:
+    """The devices announced on `config` are gone, but those in `keep` (a list republished)."""
+
+    gateway: str
+    config: str
+    keep: tuple[str, ...] = ()
+
+
+DEVICE_ID_MAX = 200
+LABEL_MAX = 120
+
+
+def device_id(raw: str) -> str | Rejected:
+    """A vendor device id a sensor can be registered under, or why this one cannot."""
+    if not raw or not raw.strip():
+        return Rejected("announced device has an empty id")
+    if len(raw) > DEVICE_ID_MAX:
+        return Rejected(f"announced device id is longer than {DEVICE_ID_MAX}: {show(raw)}")
+    if "\x00" in raw or "+" in raw or "#" in raw:
+        return Rejected(f"announced device id {show(raw)} has a NUL or an MQTT wildcard")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return Rejected(f"announced device id {show(raw)} is not valid Unicode")
+    return raw
+
+
+def label(raw: object) -> str | None:
+    """A model or name as announced: printable text, bounded; None when not a string."""
+    if not isinstance(raw, str):
+        return None
+    text = "".join(ch for ch in raw if ch.isprintable()).strip()
+    return text[:LABEL_MAX] or None

@@ -20,10 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.announce import shelly_announce
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    DeviceAnnounced,
     DeviceAvailability,
+    DeviceGone,
     DeviceReport,
     Ignored,
     load_object,
@@ -33,7 +36,16 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+Parsed = (
+    Reading
+    | GatewayStatus
+    | Rejected
+    | DeviceReport
+    | DeviceAvailability
+    | Ignored
+    | DeviceAnnounced
+    | DeviceGone
+)
 Values = tuple[tuple[SensorKind, float], ...]
 
 ONLINE = {"true": True, "false": False}
@@ -59,8 +71,10 @@ def parse(
     device, _, leaf = rest.partition("/")
     if not device or not leaf:
         if rest == "announce" or device == "announce":
-            return [Ignored("shellies/announce is a device's introduction, not a reading")]
+            return list(shelly_announce(gateway, payload))
         return [Rejected(f"shellies topic {show(rest)} is not shellies/<device>/...")]
+    if leaf == "announce":
+        return list(shelly_announce(gateway, payload))
     parts = leaf.split("/")
     text = text_of(payload)
     if text is None:

@@ -31,10 +31,13 @@ from datetime import datetime
 from typing import Any
 
 from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.announce import tasmota_discovery
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    DeviceAnnounced,
     DeviceAvailability,
+    DeviceGone,
     DeviceReport,
     Ignored,
     load_object,
@@ -45,7 +48,16 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+Parsed = (
+    Reading
+    | GatewayStatus
+    | Rejected
+    | DeviceReport
+    | DeviceAvailability
+    | Ignored
+    | DeviceAnnounced
+    | DeviceGone
+)
 Values = tuple[tuple[SensorKind, float], ...]
 LWT = {"online": True, "offline": False}
 RELAYS = ("POWER", *(f"POWER{n}" for n in range(1, 9)))
@@ -141,9 +153,7 @@ def parse_discovery(
 ) -> list[Parsed]:
     """tasmota/discovery/<mac>/config|sensors: Tasmota's own discovery (SetOption19 0, the
     default), retained at every boot; it describes the device, it is no reading."""
-    if rest.startswith("discovery/"):
-        return [Ignored(f"tasmota {show(rest)} is a discovery message, not a reading")]
-    return [Rejected(f"tasmota topic {show(rest)} is not tasmota/discovery/...")]
+    return list(tasmota_discovery(gateway, rest, payload))
 
 
 def _result(

@@ -23,10 +23,13 @@ from datetime import datetime
 from typing import Any
 
 from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from ingest.adapters.announce import zigbee2mqtt_devices
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    DeviceAnnounced,
     DeviceAvailability,
+    DeviceGone,
     DeviceReport,
     Ignored,
     load_json,
@@ -37,7 +40,16 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = Reading | GatewayStatus | Rejected | DeviceReport | DeviceAvailability | Ignored
+Parsed = (
+    Reading
+    | GatewayStatus
+    | Rejected
+    | DeviceReport
+    | DeviceAvailability
+    | Ignored
+    | DeviceAnnounced
+    | DeviceGone
+)
 AVAILABILITY = {"online": True, "offline": False}
 COMMAND_SUFFIXES = ("/set", "/get")
 
@@ -83,6 +95,8 @@ def parse(
         if online is None:
             return [Rejected(f"bridge state {show(payload)} is neither online nor offline")]
         return [GatewayStatus(gateway=gateway, online=online)]
+    if rest == "bridge/devices":
+        return list(zigbee2mqtt_devices(gateway, payload))
     if rest.startswith("bridge/") or rest == "bridge":
         return [Ignored(f"zigbee2mqtt {show(rest)} is bridge housekeeping")]
     if rest.endswith(COMMAND_SUFFIXES) or "/set/" in rest:

@@ -127,7 +127,7 @@ def test_every_dialect_on_its_default_topics(
         ("hall-node/binary_sensor/pir/state", b"ON"),
         ("hall-node/sensor/battery_level/state", b"64"),
         ("hall-node/status", b"offline"),
-        # what ESPHome and Tasmota announce by default: no readings, and no dead letters
+        # what ESPHome and Tasmota announce by default: heard devices, no readings or dead letters
         ("homeassistant/binary_sensor/hall-node/pir/config", {"dev_cla": "motion",
          "stat_t": "hall-node/binary_sensor/pir/state", "avty_t": "hall-node/status"}),
         ("tasmota/discovery/A4CF124F2A1C/config", {"mac": "A4CF124F2A1C", "t": "tasmota_door"}),

@@ -1,0 +1,94 @@
+"""What a device's announced class means to anbu: declarative tables, one row per class.
+
+Home Assistant's discovery names a component (`binary_sensor`, `sensor`, `switch`...) and a
+`device_class` (https://www.home-assistant.io/integrations/binary_sensor/#device-class,
+https://www.home-assistant.io/integrations/sensor/#device-class); Zigbee2MQTT names the
+properties a device exposes; Shelly and Tasmota name a model. Each maps to the sensor kind an
+installer would most likely register; the installer decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.domain import SensorKind
+
+DOOR, MOTION, CONTACT = SensorKind.DOOR, SensorKind.MOTION, SensorKind.CONTACT
+APPLIANCE, POWER = SensorKind.APPLIANCE, SensorKind.POWER
+
+HA_CLASSES: Mapping[tuple[str, str | None], SensorKind] = {
+    # (component, device_class) -> kind; (component, None) is the component without a class
+    ("binary_sensor", "door"): DOOR,
+    ("binary_sensor", "garage_door"): CONTACT,
+    ("binary_sensor", "window"): CONTACT,
+    ("binary_sensor", "opening"): CONTACT,
+    ("binary_sensor", "motion"): MOTION,
+    ("binary_sensor", "occupancy"): MOTION,
+    ("binary_sensor", "presence"): MOTION,
+    ("binary_sensor", "moving"): MOTION,
+    ("binary_sensor", "plug"): APPLIANCE,
+    ("binary_sensor", "power"): APPLIANCE,
+    ("binary_sensor", "running"): APPLIANCE,
+    ("sensor", "power"): POWER,
+    ("sensor", "current"): POWER,
+    ("switch", "outlet"): APPLIANCE,
+    ("switch", "switch"): APPLIANCE,
+    ("switch", None): APPLIANCE,
+    ("light", None): APPLIANCE,
+    ("fan", None): APPLIANCE,
+}
+
+Z2M_EXPOSES: Mapping[str, SensorKind] = {
+    # a Zigbee2MQTT exposed property -> kind (https://www.zigbee2mqtt.io/guide/usage/exposes.html)
+    "contact": CONTACT,
+    "occupancy": MOTION,
+    "presence": MOTION,
+    "power": POWER,
+    "state": APPLIANCE,
+}
+
+SHELLY_MODELS: tuple[tuple[str, SensorKind], ...] = (
+    # a Shelly Gen1 model code's prefix -> kind (https://shelly-api-docs.shelly.cloud/gen1/);
+    # the first row whose prefix matches wins: longer prefixes first
+    ("SHDW", DOOR),
+    ("SHMOS", MOTION),
+    ("SHSEN", MOTION),
+    ("SHIX3", CONTACT),
+    ("SHPLG", POWER),
+    ("SHSW-PM", POWER),
+    ("SHSW-25", POWER),
+    ("SHEM", POWER),
+    ("SHSW", APPLIANCE),
+    ("SHDM", APPLIANCE),
+    ("SHBLB", APPLIANCE),
+)
+
+KIND_RANK: Mapping[SensorKind, int] = {APPLIANCE: 1, POWER: 2, CONTACT: 3, MOTION: 4, DOOR: 5}
+"""One device announcing several entities (a plug: its switch and its power sensor; a door
+sensor: its contact and its battery): the higher-ranked kind describes it."""
+
+PAYLOAD_PREFERENCE: tuple[SensorKind, ...] = (POWER, MOTION, CONTACT, APPLIANCE, DOOR)
+"""A dead-lettered payload that fits several kinds (a plug's watts and relay, a contact's
+door-or-contact) suggests the first of these it fits: `door` is the entrance, chosen only
+where nothing else fits."""
+
+
+def ha_kind(component: str, device_class: str | None) -> SensorKind | None:
+    """The kind a Home Assistant entity suggests, or None (battery, temperature...)."""
+    return HA_CLASSES.get((component, device_class)) or (
+        HA_CLASSES.get((component, None)) if device_class is None else None
+    )
+
+
+def strongest(kinds: list[SensorKind]) -> SensorKind | None:
+    """The kind that best describes a device announcing all of `kinds`."""
+    return max(kinds, key=KIND_RANK.__getitem__, default=None)
+
+
+def shelly_kind(model: str) -> SensorKind | None:
+    return next((kind for prefix, kind in SHELLY_MODELS if model.upper().startswith(prefix)), None)
+
+
+def suggested_by_payload(kinds: set[SensorKind]) -> SensorKind | None:
+    """The kind a payload's candidate values suggest."""
+    return next((k for k in PAYLOAD_PREFERENCE if k in kinds), None)
