@@ -75,6 +75,16 @@ def services(settings: Settings, database: Database) -> Iterator[Callable[[], In
         service.stop(timeout=3)
 
 
+def waiting_on_the_lock(dsn: str) -> bool:
+    """A backend (the storing process) is waiting for the lock on anbu.readings."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE wait_event_type = 'Lock' AND query ILIKE '%%anbu.readings%%'"""
+        ).fetchone()
+    return bool(row and row[0])
+
+
 class ReadingsLocked:
     """Holds an ACCESS EXCLUSIVE lock on anbu.readings: every batch waits inside its INSERT."""
 
@@ -103,7 +113,7 @@ def test_killed_storing_process_acks_nothing_and_its_replacement_stores_all_once
         assert first is not None
         publish(broker.port, gateways, batch, PASSWORD)
         eventually(lambda: service.stats.messages >= 1_000, what="messages received")
-        time.sleep(0.3)  # the storing process is inside a batch, waiting on the lock
+        eventually(lambda: waiting_on_the_lock(db_url), what="the batch waiting on the lock")
         os.kill(first, signal.SIGKILL)
         eventually(lambda: service.stats.restarts == 1, what="a new storing process")
         assert service.store_pid not in (None, first)
@@ -134,7 +144,7 @@ def test_nothing_of_a_killed_batch_was_acknowledged_at_the_broker(
         service = services()
         publish(broker.port, gateways, batch, PASSWORD)
         eventually(lambda: service.stats.messages == n, what="messages received")
-        time.sleep(0.3)
+        eventually(lambda: waiting_on_the_lock(db_url), what="a batch waiting on the lock")
         pid = service.store_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -223,7 +233,7 @@ def test_stop_finishes_the_batch_in_hand_and_leaves_the_rest_to_the_broker(
         service = services()
         publish(broker.port, gateways, batch, PASSWORD)
         eventually(lambda: service.stats.messages == n, what="messages received")
-        time.sleep(0.3)  # one batch inside its INSERT, the others queued behind it
+        eventually(lambda: waiting_on_the_lock(db_url), what="one batch inside its INSERT")
         stopping = threading.Thread(target=service.stop, kwargs={"timeout": 10})
         stopping.start()
         time.sleep(0.5)
