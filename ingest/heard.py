@@ -12,13 +12,14 @@ from typing import Any
 import psycopg
 
 from core.domain import Reading, SensorKind
-from ingest.adapters import Parsed, recognise
+from ingest.adapters import recognise
 from ingest.adapters.classes import KIND_RANK, suggested_by_payload
 from ingest.adapters.common import (
     DeviceAnnounced,
     DeviceAvailability,
     DeviceGone,
     DeviceReport,
+    Parsed,
     device_id,
 )
 

@@ -24,13 +24,14 @@ from typing import Any, Protocol
 import psycopg
 
 from core.domain import GatewayStatus, Reading, Rejected
-from ingest.adapters import Parsed, route
+from ingest.adapters import route
 from ingest.adapters.common import (
     DeviceAnnounced,
     DeviceAvailability,
     DeviceGone,
     DeviceReport,
     Ignored,
+    Parsed,
     show,
 )
 from ingest.heard import Unknown, note_unknown, record

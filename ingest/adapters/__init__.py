@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.domain import GatewayStatus, Reading, Rejected
+from core.domain import Rejected
 from ingest.adapters import (
     esphome,
     homeassistant,
@@ -32,24 +32,8 @@ from ingest.adapters import (
     tasmota,
     zigbee2mqtt,
 )
-from ingest.adapters.common import (
-    DeviceAnnounced,
-    DeviceAvailability,
-    DeviceGone,
-    DeviceReport,
-    Ignored,
-)
+from ingest.adapters.common import Parsed
 
-Parsed = (
-    Reading
-    | GatewayStatus
-    | Rejected
-    | DeviceReport
-    | DeviceAvailability
-    | Ignored
-    | DeviceAnnounced
-    | DeviceGone
-)
 ParseFn = Callable[[str, str, bytes, datetime, int], list[Parsed]]
 ShapeFn = Callable[[str, str], bool]
 

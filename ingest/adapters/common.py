@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.domain import Rejected, SensorKind
+from core.domain import GatewayStatus, Reading, Rejected, SensorKind
 
 POWER_MAX_W = 20_000.0  # the largest draw a household smart plug can report, every dialect
 
@@ -231,3 +231,16 @@ def label(raw: object) -> str | None:
         return None
     text = "".join(ch for ch in raw if ch.isprintable()).strip()
     return text[:LABEL_MAX] or None
+
+
+# What a parser returns, one item per thing the message says.
+Parsed = (
+    Reading
+    | GatewayStatus
+    | Rejected
+    | DeviceReport
+    | DeviceAvailability
+    | Ignored
+    | DeviceAnnounced
+    | DeviceGone
+)

@@ -18,14 +18,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from core.domain import GatewayStatus, Reading, Rejected
+from core.domain import Rejected
 from ingest.adapters.classes import ha_kind
 from ingest.adapters.common import (
     DeviceAnnounced,
-    DeviceAvailability,
     DeviceGone,
-    DeviceReport,
     Ignored,
+    Parsed,
     device_id,
     label,
     load_object,
@@ -33,16 +32,6 @@ from ingest.adapters.common import (
 )
 from ingest.adapters.esphome import ENTITY_COMPONENTS
 
-Parsed = (
-    Reading
-    | GatewayStatus
-    | Rejected
-    | DeviceReport
-    | DeviceAvailability
-    | Ignored
-    | DeviceAnnounced
-    | DeviceGone
-)
 STATE_KEYS = ("state_topic", "stat_t", "json_attributes_topic", "json_attr_t")
 DEVICE_CLASS_KEYS = ("device_class", "dev_cla")
 

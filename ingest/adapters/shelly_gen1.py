@@ -19,16 +19,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import Rejected, SensorKind
 from ingest.adapters.announce import shelly_announce
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
-    DeviceAnnounced,
     DeviceAvailability,
-    DeviceGone,
     DeviceReport,
     Ignored,
+    Parsed,
     load_object,
     number,
     show,
@@ -36,16 +35,6 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = (
-    Reading
-    | GatewayStatus
-    | Rejected
-    | DeviceReport
-    | DeviceAvailability
-    | Ignored
-    | DeviceAnnounced
-    | DeviceGone
-)
 Values = tuple[tuple[SensorKind, float], ...]
 
 ONLINE = {"true": True, "false": False}

@@ -30,16 +30,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import Rejected, SensorKind
 from ingest.adapters.announce import tasmota_discovery
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
-    DeviceAnnounced,
     DeviceAvailability,
-    DeviceGone,
     DeviceReport,
     Ignored,
+    Parsed,
     load_object,
     number,
     show,
@@ -48,16 +47,6 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = (
-    Reading
-    | GatewayStatus
-    | Rejected
-    | DeviceReport
-    | DeviceAvailability
-    | Ignored
-    | DeviceAnnounced
-    | DeviceGone
-)
 Values = tuple[tuple[SensorKind, float], ...]
 LWT = {"online": True, "offline": False}
 RELAYS = ("POWER", *(f"POWER{n}" for n in range(1, 9)))

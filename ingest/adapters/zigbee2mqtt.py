@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import GatewayStatus, Rejected, SensorKind
 from ingest.adapters.announce import zigbee2mqtt_devices
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
-    DeviceAnnounced,
     DeviceAvailability,
-    DeviceGone,
     DeviceReport,
     Ignored,
+    Parsed,
     load_json,
     number,
     show,
@@ -40,16 +39,6 @@ from ingest.adapters.common import (
     text_of,
 )
 
-Parsed = (
-    Reading
-    | GatewayStatus
-    | Rejected
-    | DeviceReport
-    | DeviceAvailability
-    | Ignored
-    | DeviceAnnounced
-    | DeviceGone
-)
 AVAILABILITY = {"online": True, "offline": False}
 COMMAND_SUFFIXES = ("/set", "/get")
 
