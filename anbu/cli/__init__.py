@@ -15,6 +15,19 @@ app = typer.Typer(
 )
 
 
+def open_database() -> object:
+    """A small pool on ANBU_DATABASE_URL for the commands that read or write the registry."""
+    from core.config import Settings
+    from core.db import Database
+
+    settings = Settings()
+    if not settings.database_url:
+        raise typer.BadParameter("ANBU_DATABASE_URL is not set")
+    db = Database(settings.database_url, 1, 2)
+    db.open()
+    return db
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -6,24 +6,12 @@ from typing import Annotated
 
 import typer
 
-from anbu.cli import app
+from anbu.cli import app, open_database
 
 devices_app = typer.Typer(
     help="기기 목록: 게이트웨이에서 들렸지만 등록되지 않은 기기 / a gateway's unregistered devices."
 )
 app.add_typer(devices_app, name="devices")
-
-
-def _db() -> object:
-    from core.config import Settings
-    from core.db import Database
-
-    settings = Settings()
-    if not settings.database_url:
-        raise typer.BadParameter("ANBU_DATABASE_URL is not set")
-    db = Database(settings.database_url, 1, 2)
-    db.open()
-    return db
 
 
 @devices_app.callback(invoke_without_command=True)
@@ -44,7 +32,7 @@ def devices(
 
     tz = ZoneInfo(Settings().timezone)
 
-    db = _db()
+    db = open_database()
     try:
         if gateway_dong(db, gateway) is None:  # type: ignore[arg-type]
             typer.echo(f"게이트웨이 {gateway!r} 없음 / no such gateway", err=True)
@@ -91,7 +79,7 @@ def register(
         ) from None
     if room not in ROOMS:
         raise typer.BadParameter(f"one of {', '.join(ROOMS)}", param_hint="--room")
-    db = _db()
+    db = open_database()
     try:
         done = register_device(
             db,  # type: ignore[arg-type]

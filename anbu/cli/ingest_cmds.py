@@ -8,22 +8,10 @@ from typing import Annotated
 
 import typer
 
-from anbu.cli import app, bench_app
+from anbu.cli import app, bench_app, open_database
 
 deadletters_app = typer.Typer(help="Refused messages: list them, replay them after a fix.")
 app.add_typer(deadletters_app, name="deadletters")
-
-
-def _db() -> object:
-    from core.config import Settings
-    from core.db import Database
-
-    settings = Settings()
-    if not settings.database_url:
-        raise typer.BadParameter("ANBU_DATABASE_URL is not set")
-    db = Database(settings.database_url, 1, 2)
-    db.open()
-    return db
 
 
 @deadletters_app.callback(invoke_without_command=True)
@@ -38,7 +26,7 @@ def deadletters(
         return
     from ingest.deadletters import list_dead_letters
 
-    db = _db()
+    db = open_database()
     when = datetime.fromisoformat(since) if since else None
     for d in list_dead_letters(db, since=when, include_replayed=all_, limit=limit):  # type: ignore[arg-type]
         mark = f" replayed {d.replayed_at:%Y-%m-%d %H:%M}" if d.replayed_at else ""
@@ -57,7 +45,7 @@ def deadletters_replay(
     from ingest.deadletters import replay_dead_letters
     from ingest.store import Store
 
-    db = _db()
+    db = open_database()
     store = Store(db, future_tolerance_s=Settings().future_tolerance_s)  # type: ignore[arg-type]
     when = datetime.fromisoformat(since) if since else None
     result = replay_dead_letters(db, store, SystemClock().now(), ids=id_, since=when)  # type: ignore[arg-type]
