@@ -6,8 +6,9 @@ times (policy.wait_after), then the reminders stop; a severity raised after they
 the top again and starts its reminders over (rearm).
 
 A step writes its notifications in the alert's transaction under a deterministic key (alert,
-care manager, channel, level, round), so a replayed step tells nobody twice; its SMS are sent
-by alerts.outbox after that transaction commits, never while it holds the alert.
+care manager, channel, level, round), so a replayed step tells nobody twice; its SMS and its
+care managers' voice calls are sent by alerts.outbox after that transaction commits, never
+while it holds the alert.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
-from psycopg.rows import dict_row
 
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.policy import TOP_LEVEL, EscalationPolicy
+from alerts.recipients import recipients
 from core.domain import AlertState, Severity
 
 log = logging.getLogger(__name__)
 
 
 class Messaging(Protocol):
-    """What escalation needs from calls/: an SMS (sent by the outbox after commit; returns its
-    sid, raises calls.sms.SmsRefused or SmsNotSent), and a voice call to a care manager."""
+    """What the outbox needs from calls/, after the step committed: an SMS (returns its sid,
+    raises calls.sms.SmsRefused or SmsNotSent), and a voice call to a care manager (queued once
+    per alert, care manager and step, so placing it again after a crash rings nobody twice)."""
 
     def send_sms(self, to: str, body: str) -> str | None: ...
 
@@ -147,29 +149,26 @@ class Escalation:
         level: int,
         round_: int,
     ) -> None:
-        """Write this step's notifications, each once per key; the SMS wait in the outbox."""
-        with conn.cursor(row_factory=dict_row) as cur:
-            managers = cur.execute(
-                """SELECT id FROM anbu.care_manager
-               WHERE dong_code = %s AND active AND role = ANY(%s) ORDER BY id""",
-                (a["dong_code"], list(roles)),
-            ).fetchall()
+        """Write this step's notifications, each once per key; the SMS and voice calls wait in
+        the outbox."""
+        ids = recipients(conn, a["id"], a["dong_code"], roles, AlertState.ESCALATED, now)
+        managers = [{"id": i} for i in ids]  # the dong's, or its stand-ins (alerts.recipients)
         severity = Severity.parse(a["severity"]).korean
         body = (
             f"[안부] {severity} 알림 #{a['id']} ({a['home']}): {reason}. "
             f"확인: {self.dashboard_url}/alerts/{a['id']}"
         )
         critical = Severity.parse(a["severity"]) is Severity.CRITICAL
+        spoken = f"{severity} 알림입니다. {reason}."
         for m in managers:
             for channel, status in (("sms", "pending"), ("dashboard", "sent")):
                 _notification(conn, a["id"], m["id"], channel, body, status, now, level, round_)
             if critical:
-                # critical: also a voice call that asks the care manager to press 1 to take it
-                call_id = self.messaging.call_care_manager(
-                    a["id"], m["id"], f"{severity} 알림입니다. {reason}.", step=level
-                )
-                _notification(conn, a["id"], m["id"], "voice", body, "sent", now, level, round_,
-                              external_id=str(call_id))  # fmt: skip
+                # critical: also a voice call that asks the care manager to press 1 to take it;
+                # only its intent is written here (what it says is the row's body), the outbox
+                # places it after commit: a slow phone API never holds this alert's row
+                _notification(conn, a["id"], m["id"], "voice", spoken, "pending", now, level,
+                              round_)  # fmt: skip
         log.info(
             "care managers notified",
             extra={"alert_id": a["id"], "care_managers": [m["id"] for m in managers],
@@ -187,10 +186,9 @@ def _notification(
     now: datetime,
     level: int,
     round_: int,
-    external_id: str | None = None,
 ) -> bool:
     """One notification row, unless this step already wrote it; True when written now. A
-    pending SMS is due at once: the outbox sends it after the caller commits."""
+    pending SMS or voice call is due at once: the outbox sends it after the caller commits."""
     row = conn.execute(
         """INSERT INTO anbu.notifications
                (alert_id, care_manager_id, channel, body, external_id, status, created_at,
@@ -198,7 +196,7 @@ def _notification(
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (alert_id, care_manager_id, channel, level, round) DO NOTHING
            RETURNING id""",
-        (alert_id, care_manager_id, channel, body, external_id, status, now, now, level, round_,
+        (alert_id, care_manager_id, channel, body, None, status, now, now, level, round_,
          now if status == "pending" else None),
     ).fetchone()  # fmt: skip
     return row is not None

@@ -300,8 +300,8 @@ class AlertService:
         self, conn: psycopg.Connection[Any], resident_id: int, kind: str
     ) -> dict[str, Any] | None:
         """The resident's open alert of `kind`, locked; None when there is none (now)."""
-        # NO KEY: a care manager's voice call queued below (rearm) references this alert from
-        # another connection, and its foreign key check must not wait for this lock
+        # NO KEY: a call queued meanwhile (the outbox, the send queue) references this alert
+        # from another connection, and its foreign key check must not wait for this lock
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(
                 """SELECT a.id, a.severity, a.state, a.awaiting_call, a.escalation_level,
@@ -410,8 +410,8 @@ class AlertService:
                           extra={"alert_id": alert_id})  # fmt: skip
 
     def _send_told(self, alert_id: int) -> None:
-        """Send the SMS the alert's committed step wrote, now rather than at the outbox job's
-        next pass; a failure here leaves them to that job."""
+        """Send the SMS and place the care managers' calls the alert's committed step wrote, now
+        rather than at the outbox job's next pass; a failure here leaves them to that job."""
         try:
             self.outbox.send_due(alert_id=alert_id)
         except Exception:  # the rows are the truth: the outbox job sends what is left

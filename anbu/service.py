@@ -27,8 +27,9 @@ from calls.webhooks import build_router
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database, migrate
+from core.ticker import Ticker
 from dashboards.app import create_app
-from dashboards.metrics import serve_ingest_metrics
+from dashboards.metrics import serve_ingest_metrics, serve_metrics
 from detectors.health import HealthPolicy
 from detectors.health_sweep import health_sweep, learn_cadences
 from detectors.inactivity import InactivityPolicy
@@ -39,6 +40,7 @@ from detectors.routine_change import RoutinePolicy
 from detectors.summaries import SUMMARY_EVERY_S, summarize
 from detectors.sweep import NewFinding, sweep
 from ingest.consumer import IngestService
+from ingest.dead_letter_limits import dead_letter_limits, expire_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Runtime:
     inactivity: InactivityPolicy
     ingest: IngestService | None = None
     ingest_metrics: WSGIServer | None = None
+    web_metrics: WSGIServer | None = None
+    ticker: Ticker | None = None
     scheduler: BackgroundScheduler | None = None
     web: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -104,6 +108,10 @@ class Runtime:
         with self.db.connection() as conn:
             return summarize(conn, self.clock.now())
 
+    def expire_dead_letters(self) -> None:
+        """Refused messages older than the retention (ingest's table, ingest's function)."""
+        expire_dead_letters(self.db, self.clock.now(), dead_letter_limits(self.settings))
+
     def maintain_partitions(self) -> None:
         with self.db.connection() as conn:
             day = self.clock.now().date()
@@ -119,10 +127,12 @@ class Runtime:
         return run
 
     def start_worker(self) -> None:
+        """The polls run on a Ticker (monotonic deadlines: a wall-clock step back never stalls
+        them); APScheduler keeps only the nightly jobs, which mean wall-clock time."""
         s = self.settings
-        sched = BackgroundScheduler(timezone="UTC")
-        # routine check-in plans and the calls-per-second send queue
-        register_call_jobs(sched, self.db, self.calls, s, self.clock)
+        ticker = Ticker()
+        # routine check-in plans, the calls-per-second send queue and the lost-call reaper
+        register_call_jobs(ticker, self.db, self.calls, s, self.clock)
         intake = Intake(self.db, self.alerts, self.clock, streak=s.checkin_unreached_streak)
         for job_id, job, seconds in (
             ("sweep", self.sweep_once, s.sweep_interval_s),
@@ -131,22 +141,26 @@ class Runtime:
             ("intake", intake.run_once, s.due_poll_s),
             # findings stored but never handed to an alert (a crash or an error in between)
             ("reconcile", self.alerts.reconcile_findings, s.due_poll_s),
-            # SMS written by escalation steps, sent after their commit; retries and interrupted sends
-            ("sms_outbox", self.alerts.outbox.send_due, s.due_poll_s),
+            # SMS and care managers' voice calls written by escalation steps, sent after their
+            # commit; retries and interrupted sends
+            ("outbox", self.alerts.outbox.send_due, s.due_poll_s),
             ("partitions", self.maintain_partitions, 6 * 3600.0),
             ("summaries", self.summarize_once, SUMMARY_EVERY_S),
         ):
-            sched.add_job(self._guarded(job_id, job), "interval", seconds=seconds,
-                          id=job_id, max_instances=1, coalesce=True)  # fmt: skip
+            ticker.add(job_id, job, seconds)
+        sched = BackgroundScheduler(timezone="UTC")
         # nightly jobs run on wall-clock time in the care programme's zone
         for job_id, job, hour, minute in (
             ("learn", self.learn_nightly, 3, 0),
             ("routine_review", self.routine_review_once, 3, 30),
             ("night_review", self.night_review_once, 7, 0),
+            ("dead_letters", self.expire_dead_letters, 4, 15),
         ):
             sched.add_job(self._guarded(job_id, job), "cron", hour=hour, minute=minute,
                           timezone=s.timezone, id=job_id, max_instances=1, coalesce=True)  # fmt: skip
         self.maintain_partitions()
+        ticker.start()
+        self.ticker = ticker
         sched.start()
         self.scheduler = sched
 
@@ -170,10 +184,16 @@ class Runtime:
         )
 
     def start_web(self, background: bool = True) -> None:
+        app = self.web_app()
         config = uvicorn.Config(
-            self.web_app(), host=self.settings.web_host, port=self.settings.web_port,
+            app, host=self.settings.web_host, port=self.settings.web_port,
             log_level="warning", access_log=False,
         )  # fmt: skip
+        if self.settings.web_metrics_port is not None:  # /metrics for Prometheus, internally
+            self.web_metrics = serve_metrics(
+                app.state.metrics_registry, self.settings.web_metrics_host,
+                self.settings.web_metrics_port, self.settings.metrics_token,
+            )  # fmt: skip
         self.web = uvicorn.Server(config)
         if not background:
             self.web.run()
@@ -188,6 +208,9 @@ class Runtime:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.stop()
+            self.ticker = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
@@ -198,6 +221,10 @@ class Runtime:
             self.ingest_metrics.shutdown()
             self.ingest_metrics.server_close()
             self.ingest_metrics = None
+        if self.web_metrics is not None:
+            self.web_metrics.shutdown()
+            self.web_metrics.server_close()
+            self.web_metrics = None
         if self.web is not None:
             self.web.should_exit = True
             for t in self._threads:

@@ -94,6 +94,15 @@ def watch_call(
     return CallWatch("no_answer")
 
 
+def missed_before(now: datetime, tz: ZoneInfo, late_window: timedelta) -> datetime:
+    """Slots before this moment are too late to call: their local day is over and they are
+    more than `late_window` old. A slot found after an outage is called late if it is at or
+    after this, and recorded as missed (never dropped) if it is before."""
+    local = now.astimezone(tz)
+    midnight = datetime.combine(local.date(), time(0), tzinfo=tz)
+    return min(now - late_window, midnight.astimezone(now.tzinfo))
+
+
 def quiet_end(at: datetime, start: time | None, end: time | None, tz: ZoneInfo) -> datetime:
     """`at`, or the end of the resident's quiet hours (local, may wrap midnight) if inside them."""
     if start is None or end is None or start == end:

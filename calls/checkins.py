@@ -1,6 +1,8 @@
 """Routine check-ins: per-resident plans, rounds as rows with a timer, calls through the queue.
 
-schedule() turns plan slots into rounds (set-based SQL, idempotent per plan and slot);
+schedule() turns plan slots into rounds (set-based SQL, idempotent per plan and slot) from each
+plan's `scheduled_until`, so no slot is skipped after an outage: one too late to call is a
+'missed' round with an event saying why (anbu.checkin_round_events, read by `round_events`);
 advance() claims due rounds with FOR UPDATE SKIP LOCKED, queues their calls (respecting quiet
 hours) and decides after each call. A call the send queue holds past the policy's
 max_queue_wait is cancelled (calls.dialer.cancel_waiting) and counts as not reached, so the
@@ -21,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from calls.answers import record_acted_on
-from calls.checkin_policy import CheckinPolicy, decide, quiet_end, watch_call
+from calls.checkin_policy import CheckinPolicy, decide, missed_before, quiet_end, watch_call
 from calls.dialer import Priority, cancel_waiting
 from core.clock import Clock
 from core.config import Settings
@@ -30,7 +32,12 @@ from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
 
-LOOKBACK = timedelta(hours=1)  # slots missed while no worker ran are still called this late
+# a plan's first tick looks back this far; after an outage, a slot this old (or from today) is
+# still called, an older one from an earlier day is recorded as missed
+LOOKBACK = timedelta(hours=1)
+# a plan with no slot due still has its scheduled_until moved when it is this far behind, so
+# that a tick after an outage rescans at most this much that was already scheduled
+MARK_REFRESH = timedelta(hours=1)
 MIN_WAKE = timedelta(seconds=1)  # a pushed timer never comes due in the same pass again
 STEP_RETRY_FIRST = timedelta(minutes=1)  # a round whose step raised waits this, doubling,
 STEP_RETRY_MAX = timedelta(minutes=30)  # up to this
@@ -64,20 +71,79 @@ def policy_from(settings: Settings) -> CheckinPolicy:
     )
 
 
+# Each active plan's slots in (its scheduled_until, until] become rounds: called, or 'missed'
+# with an event when older than `cutoff`; scheduled_until moves in the same statement. Only the
+# plans with a slot to add or a mark older than `refresh_before` are locked and written (a tick
+# writes a few rows, not every plan), and a plan another tick holds is skipped: two ticks at
+# once never wait for each other and make each round once (the unique key (plan, slot) backs
+# that up when one rescans what the other added).
 _SCHEDULE = """
-WITH days AS (
-    SELECT generate_series(%(d0)s::date, %(d1)s::date, interval '1 day')::date AS d
-), slots AS (
-    SELECT p.id AS plan_id, p.resident_id, ((d + p.local_time) AT TIME ZONE %(tz)s) AS slot
+WITH base AS (
+    SELECT p.id AS plan_id, p.resident_id, p.weekdays, p.local_time, p.scheduled_until,
+           COALESCE(%(since)s, p.scheduled_until, %(fresh_since)s) AS since,
+           r.status = 'active' AS calls
     FROM anbu.checkin_plans p
-    JOIN anbu.resident r ON r.id = p.resident_id AND r.status = 'active'
-    CROSS JOIN days
-    WHERE p.active AND extract(isodow FROM d)::smallint = ANY(p.weekdays)
+    JOIN anbu.resident r ON r.id = p.resident_id
+    WHERE p.active
+      AND (%(since)s IS NOT NULL OR p.scheduled_until IS NULL OR p.scheduled_until < %(until)s)
+), slots AS (
+    SELECT s.* FROM (
+        SELECT b.plan_id, b.resident_id, b.since, b.calls,
+               ((days.d + b.local_time) AT TIME ZONE %(tz)s) AS slot
+        FROM base b
+        CROSS JOIN LATERAL (
+            SELECT g::date AS d
+            FROM generate_series((b.since AT TIME ZONE %(tz)s)::date, %(d1)s::date,
+                                 interval '1 day') g
+        ) days
+        WHERE extract(isodow FROM days.d)::smallint = ANY(b.weekdays)
+    ) s
+    WHERE s.slot > s.since AND s.slot <= %(until)s
+), todo AS (
+    SELECT plan_id FROM slots
+    UNION
+    SELECT plan_id FROM base
+    WHERE scheduled_until IS NULL OR scheduled_until < %(refresh_before)s
+), plans AS (
+    SELECT p.id AS plan_id FROM anbu.checkin_plans p
+    WHERE p.id IN (SELECT plan_id FROM todo)
+      AND (%(since)s IS NOT NULL OR p.scheduled_until IS NULL OR p.scheduled_until < %(until)s)
+    FOR NO KEY UPDATE SKIP LOCKED
+), ins AS (
+    INSERT INTO anbu.checkin_rounds (plan_id, resident_id, slot, next_action_at, state,
+                                     finished_at)
+    SELECT s.plan_id, s.resident_id, s.slot,
+           CASE WHEN s.slot < %(cutoff)s THEN NULL ELSE s.slot END,
+           CASE WHEN s.slot < %(cutoff)s THEN 'missed' ELSE 'calling' END,
+           CASE WHEN s.slot < %(cutoff)s THEN %(now)s::timestamptz END
+    FROM slots s JOIN plans USING (plan_id)
+    WHERE s.calls
+    ON CONFLICT (plan_id, slot) DO NOTHING
+    RETURNING id, slot, state
+), noted AS (
+    INSERT INTO anbu.checkin_round_events (round_id, at, kind, reason_ko, reason_en)
+    SELECT id, %(now)s, CASE WHEN state = 'missed' THEN 'missed' ELSE 'late' END,
+           CASE WHEN state = 'missed'
+                THEN '작업 중단으로 정기 안부전화를 걸지 못함 (예정 '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI')
+                     || ', 그날이 지나 전화하지 않음) — 안부 확인 필요'
+                ELSE '작업 중단으로 정기 안부전화가 늦어짐 (예정 '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI') || ')' END,
+           CASE WHEN state = 'missed'
+                THEN 'routine check-in not called: no worker ran (due '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI')
+                     || ', its day is over) — please check on the resident'
+                ELSE 'routine check-in called late: no worker ran (due '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI') || ')' END
+    FROM ins
+    WHERE state = 'missed' OR slot < %(late)s
+), moved AS (
+    UPDATE anbu.checkin_plans p
+       SET scheduled_until = GREATEST(p.scheduled_until, %(until)s)
+      FROM plans pl WHERE p.id = pl.plan_id
 )
-INSERT INTO anbu.checkin_rounds (plan_id, resident_id, slot, next_action_at)
-SELECT plan_id, resident_id, slot, slot FROM slots
-WHERE slot > %(since)s AND slot <= %(until)s
-ON CONFLICT (plan_id, slot) DO NOTHING
+SELECT count(*) FILTER (WHERE state = 'calling'), count(*) FILTER (WHERE state = 'missed')
+FROM ins
 """
 
 _DUE = """
@@ -107,22 +173,42 @@ class CheckinService:
         self.tz = ZoneInfo(settings.timezone)
 
     def schedule(self, until: datetime | None = None, since: datetime | None = None) -> int:
-        """Create the rounds of every plan slot in (since, until]; returns how many are new."""
+        """Create the rounds of every plan slot in (scheduled until, until]; returns how many
+        are new. However long no worker ran, every slot since the plan's last tick gets its
+        round once: called (late) while its local day lasts or it is under LOOKBACK old, else
+        recorded as missed with an event saying why. `since` overrides every plan's own mark."""
+        with self.db.connection() as conn:
+            called, missed = self.schedule_in(conn, until, since)
+        if missed:
+            log.warning("routine check-in slots missed while no worker ran",
+                        extra={"missed": missed, "called_late_or_now": called})  # fmt: skip
+        return called + missed
+
+    def schedule_in(
+        self,
+        conn: psycopg.Connection[Any],
+        until: datetime | None = None,
+        since: datetime | None = None,
+    ) -> tuple[int, int]:
+        """schedule() in the caller's transaction; returns (rounds to call, rounds missed)."""
         now = self.clock.now()
         until = until or now
-        since = since or (now - LOOKBACK)
-        with self.db.connection() as conn:
-            cur = conn.execute(
-                _SCHEDULE,
-                {
-                    "d0": since.astimezone(self.tz).date(),
-                    "d1": until.astimezone(self.tz).date(),
-                    "tz": self.settings.timezone,
-                    "since": since,
-                    "until": until,
-                },
-            )
-            return int(cur.rowcount)
+        row = conn.execute(
+            _SCHEDULE,
+            {
+                "d1": until.astimezone(self.tz).date(),
+                "tz": self.settings.timezone,
+                "since": since,
+                "fresh_since": now - LOOKBACK,  # a plan never scheduled yet
+                "until": until,
+                "now": now,
+                "cutoff": missed_before(now, self.tz, LOOKBACK),
+                "late": now - LOOKBACK,
+                "refresh_before": until - MARK_REFRESH,
+            },
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     def advance(self, limit: int = 1000) -> int:
         """Queue calls for due rounds and decide after finished calls; returns rounds touched.
@@ -250,11 +336,26 @@ class CheckinService:
 
 
 def unreached_streak(conn: psycopg.Connection[Any], resident_id: int, n: int) -> bool:
-    """Whether the resident's last `n` finished routine check-ins were all unreached."""
+    """Whether the resident's last `n` finished routine check-ins were all unreached (a slot
+    missed while no worker ran was never called: it neither counts nor breaks the streak)."""
     rows = conn.execute(
         """SELECT state FROM anbu.checkin_rounds
-           WHERE resident_id = %s AND finished_at IS NOT NULL
+           WHERE resident_id = %s AND finished_at IS NOT NULL AND state <> 'missed'
            ORDER BY slot DESC LIMIT %s""",
         (resident_id, n),
     ).fetchall()
     return len(rows) == n and all(r[0] == "unreached" for r in rows)
+
+
+def round_events(
+    conn: psycopg.Connection[Any], resident_id: int, since: datetime
+) -> list[tuple[datetime, datetime, str, str, str]]:
+    """Why the resident's routine check-ins since `since` were missed or late, newest first:
+    (slot, noted at, kind, Korean reason, English reason), for the care manager's view."""
+    rows = conn.execute(
+        """SELECT k.slot, e.at, e.kind, e.reason_ko, e.reason_en
+           FROM anbu.checkin_round_events e JOIN anbu.checkin_rounds k ON k.id = e.round_id
+           WHERE k.resident_id = %s AND k.slot >= %s ORDER BY k.slot DESC, e.id DESC""",
+        (resident_id, since),
+    ).fetchall()
+    return [(r[0], r[1], str(r[2]), str(r[3]), str(r[4])) for r in rows]

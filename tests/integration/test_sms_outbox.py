@@ -189,35 +189,65 @@ def test_a_slow_carrier_does_not_hold_the_alert_lock(rig: Rig) -> None:
     assert rig.sms(alert_id) == [(rig.managers["manager"], 0, "sent", 1, None, None)]
 
 
-def test_a_refused_sms_is_failed_with_its_reason_and_the_ladder_goes_on(rig: Rig) -> None:
+def test_a_refused_sms_is_failed_with_its_reason_and_the_next_step_is_told_at_once(
+    rig: Rig,
+) -> None:
+    """The fallback for a refused SMS: nobody of the step could be texted, so the ladder does not
+    wait ack_timeout for an acknowledgement nobody can give; the supervisor is told in the same
+    pass. The refused SMS is never retried."""
     rig.calls.network.refuse_sms(MANAGER, 21610)
     alert_id = rig.alert()
-    assert rig.alerts.process_due() == 1
-    manager = rig.managers["manager"]
-    [(cm, level, status, attempts, code, error)] = rig.sms(alert_id)
+    assert rig.alerts.process_due() == 2  # level 0, then level 1 at once
+    manager, supervisor = rig.managers["manager"], rig.managers["supervisor"]
+    (cm, level, status, attempts, code, error), *_ = rig.sms(alert_id)
     assert (cm, level, status, attempts, code) == (manager, 0, "failed", 1, "21610")
     assert "HTTP 400" in error and "unsubscribed" in error and MANAGER[3:] not in error
-    # the dashboard notification stands, and the alert's audit says whose SMS did not go
-    [(dashboard,)] = rig.query(
-        "SELECT status FROM anbu.notifications WHERE alert_id = %s AND channel = 'dashboard'",
+    # the dashboard notification stands, and the alert's audit says whose SMS did not go and why
+    # the next step came early
+    dashboard = rig.query(
+        """SELECT status FROM anbu.notifications WHERE alert_id = %s AND channel = 'dashboard'
+           AND care_manager_id = %s AND level = 0""",
         alert_id,
+        manager,
     )
-    assert dashboard == "sent"
+    assert dashboard == [("sent",)]
     reasons = [r[0] for r in rig.query(
         "SELECT reason FROM anbu.alert_events WHERE alert_id = %s ORDER BY id", alert_id)]  # fmt: skip
-    assert any(f"담당자 #{manager}에게 문자 발송 실패" in r for r in reasons), reasons
-    # never retried: not by the outbox job when the next step is due
-    rig.clock.advance(POLICY.ack_timeout)
-    assert rig.alerts.outbox.send_due().sent == 0
-    assert rig.sms(alert_id)[0][3] == 1
-    # the ladder goes on: nobody acknowledged, the supervisor is told
-    assert rig.alerts.process_due() == 1
+    refused = [n for n, r in enumerate(reasons) if f"담당자 #{manager}에게 문자 발송 실패" in r]
+    early = [n for n, r in enumerate(reasons) if "다음 단계에 바로 알림" in r]
+    assert refused and early and refused[0] < early[0], reasons
+    assert len(early) == 1  # level 1 reached the supervisor: no second early climb
     assert [m.to for m in rig.calls.network.messages] == [SUPERVISOR]
     assert [r[:3] for r in rig.sms(alert_id)] == [
         (manager, 0, "failed"),
         (manager, 1, "failed"),
-        (rig.managers["supervisor"], 1, "sent"),
+        (supervisor, 1, "sent"),
     ]
+    # the supervisor was reached: level 1 waits for an acknowledgement as usual
+    [(level, next_at)] = rig.query(
+        "SELECT escalation_level, next_action_at FROM anbu.alerts WHERE id = %s", alert_id
+    )
+    assert (level, next_at) == (1, rig.clock.now() + POLICY.ack_timeout)
+    # never retried: not by the outbox job when the next step is due
+    rig.clock.advance(POLICY.ack_timeout)
+    assert rig.alerts.outbox.send_due().sent == 0
+    assert [r[3] for r in rig.sms(alert_id)] == [1, 1, 1]
+
+
+def test_one_refused_sms_of_a_step_another_manager_got_does_not_climb(rig: Rig) -> None:
+    with rig.calls.database.connection() as conn:
+        second = registry.add_care_manager(conn, "m2", DONG, "최담당", MANAGER_2, "pw")
+    rig.calls.network.refuse_sms(MANAGER, 21610)
+    alert_id = rig.alert()
+    assert rig.alerts.process_due() == 1
+    assert [r[:3] for r in rig.sms(alert_id)] == [
+        (rig.managers["manager"], 0, "failed"),
+        (second, 0, "sent"),
+    ]
+    [(next_at,)] = rig.query("SELECT next_action_at FROM anbu.alerts WHERE id = %s", alert_id)
+    assert next_at == rig.clock.now() + POLICY.ack_timeout
+    assert rig.alerts.process_due() == 0
+    assert [m.to for m in rig.calls.network.messages] == [MANAGER_2]
 
 
 def test_a_carrier_hiccup_is_retried_with_a_growing_wait_then_given_up(rig: Rig) -> None:
