@@ -7,9 +7,12 @@ The real worker is one `python -m ingest.runner` (receiving, acknowledging) with
 process (parsing, storing); the CPU figures give both. The bare subscriber is one process
 that parses each payload with the same (stdlib) JSON parser and acknowledges at once.
 The batched readings are also stored by a bare binary COPY into the same table (the
-database's own bound), the baseline of ingest's batched rate. Then a worker is killed with SIGKILL mid-stream and restarted, and the rows are counted:
-every reading the generator made has a distinct (sensor, ts), so the published readings are
-exactly the expected rows, each once, with a known sum of values.
+database's own bound), the baseline of ingest's batched rate. Then a worker is killed with
+SIGKILL mid-stream and restarted, and the rows are counted: every reading the generator made
+has a distinct (sensor, ts), so the published readings are exactly the expected rows, each
+once, with a known sum of values. `duplicated=` counts the redelivered copies that reached
+the storing process and were refused there (the workers' own count), `replaced=` the rows
+stored before the kill that a later copy changed (value or time of receipt): it must be 0.
 """
 
 from __future__ import annotations
@@ -158,7 +161,9 @@ def register(dsn: str, gateways: list[str]) -> None:
     with psycopg.connect(dsn) as conn:
         registry.add_dong(conn, "1111051500", "청운효자동", "종로구")
         for gw in gateways:
-            rid = registry.add_resident(conn, f"bench-{gw}", "1111051500", f"bench {gw}", "+8210")
+            rid = registry.add_resident(
+                conn, f"bench-{gw}", "1111051500", f"bench {gw}", "+820000000000"
+            )
             registry.add_gateway(conn, gw, rid)
             for s in range(SENSORS):
                 registry.add_sensor(conn, gw, f"s{s}", SensorKind.POWER, "kitchen")
@@ -241,6 +246,8 @@ def drain(env: Env, name: str, batch: Batch, bare: bool) -> dict[str, Any]:
     result["postgres_cpu"] = postgres_cpu(env.pg) - pg0
     result["publish_s"] = pub_s
     w.stop()
+    if not bare:  # copies of messages already stored, refused by the unique key
+        result["refused"] = int(w.wait_for("stats", 30)["stats"]["duplicates"])
     return result
 
 
@@ -255,8 +262,40 @@ def count_rows(dsn: str) -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2])
 
 
-def kill_nine(env: Env, batch: Batch, timeout: float = 300) -> tuple[int, int]:
-    """Publish live; SIGKILL the worker a third of the way; restart; (rows at kill, rows after)."""
+Rows = dict[tuple[int, datetime], tuple[float, datetime]]
+
+
+def stored_rows(dsn: str, since: datetime = T0) -> Rows:
+    """The stored readings from `since` on: (sensor id, ts) -> (value, received_at)."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT sensor_id, ts, value, received_at FROM anbu.readings WHERE ts >= %s", (since,)
+        )
+        return {(int(s), ts): (float(v), at) for s, ts, v, at in found.fetchall()}
+
+
+def replaced_since(dsn: str, before: Rows, since: datetime = T0) -> int:
+    """How many of the rows in `before` are gone or differ now (value or time of receipt):
+    a redelivered copy must be refused, never stored over the first."""
+    now = stored_rows(dsn, since)
+    return sum(1 for key, row in before.items() if now.get(key) != row)
+
+
+@dataclass(frozen=True)
+class Killed:
+    """What kill_nine saw: rows stored at the kill and after the restart, redelivered copies
+    the restarted worker refused, and rows stored before the kill that were replaced since."""
+
+    at_kill: int
+    after: int
+    refused: int
+    replaced: int
+
+
+def kill_nine(env: Env, batch: Batch, day: int, timeout: float = 300) -> Killed:
+    """Publish live; SIGKILL the worker a third of the way; restart it until every reading is
+    in and a last one published after them (a redelivery comes before it) is stored too."""
+    since = T0 + timedelta(days=day)
     before = count_rows(env.dsn)[0]
     w = spawn(env, "killed")
     publisher = threading.Thread(target=publish, args=(env.mq.port, env.gateways, batch))
@@ -269,16 +308,24 @@ def kill_nine(env: Env, batch: Batch, timeout: float = 300) -> tuple[int, int]:
         time.sleep(0.02)
     w.proc.kill()
     w.proc.wait()
+    first = stored_rows(env.dsn, since)  # what the killed worker stored (its child may add more)
     killed_at = count_rows(env.dsn)[0] - before
     publisher.join()
     w = spawn(env, "killed")
     try:
         while count_rows(env.dsn)[0] - before < n and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.0)  # anything still redelivered lands now (refused by the unique key)
+        last, _ = messages(env.gateways, day + 1, 1, 1)  # after every redelivery on the session
+        publish(env.mq.port, env.gateways, last)
+        while count_rows(env.dsn)[0] - before < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         w.stop()
-    return killed_at, count_rows(env.dsn)[0] - before
+    refused = int(w.wait_for("stats", 30)["stats"]["duplicates"])
+    after = count_rows(env.dsn)[0] - before - 1
+    with psycopg.connect(env.dsn) as conn:  # the last reading is not one of the batch's
+        conn.execute("DELETE FROM anbu.readings WHERE ts >= %s", (since + timedelta(days=1),))
+    return Killed(killed_at, after, refused, replaced_since(env.dsn, first, since))
 
 
 def copy_baseline(dsn: str, batch: Batch) -> float:
@@ -357,12 +404,16 @@ def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int
             expected, expected_sum = n + batched * per, sum_single + sum_many
             rows, _, _ = count_rows(env.dsn)
             echo(f"rows after the drains: {rows:,} (expected {expected:,})")
+            refused, replaced = real["refused"] + real_b["refused"], 0
             if kill_n:
                 live, sum_live = messages(env.gateways, 2, kill_n, 1)
-                killed_at, after = kill_nine(env, live)
+                killed = kill_nine(env, live, 2)
                 expected, expected_sum = expected + kill_n, expected_sum + sum_live
-                echo(f"kill -9 after {killed_at:,} of {kill_n:,} live messages stored; "
-                     f"restarted: {after:,} stored")  # fmt: skip
+                refused, replaced = refused + killed.refused, killed.replaced
+                echo(f"kill -9 after {killed.at_kill:,} of {kill_n:,} live messages stored; "
+                     f"restarted: {killed.after:,} stored, {killed.refused:,} redelivered "
+                     f"copies refused, {killed.replaced:,} rows stored before the kill "
+                     "replaced since")  # fmt: skip
             rows_all, distinct, value_sum = count_rows(env.dsn)
         finally:
             env.mq.stop()
@@ -375,12 +426,15 @@ def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int
          f"a queue published while it was away (publisher: {n / real['publish_s']:,.0f} msg/s); "
          "one ingest worker (a receiving process and its storing process), one bare subscriber")  # fmt: skip
     lost = expected - distinct
-    duplicated = rows_all - distinct
     sums = "match" if abs(value_sum - expected_sum) < 0.5 else "DIFFER"
     echo(f"rows: {rows_all:,} stored, {distinct:,} distinct, {expected:,} published; "
          f"sum of values {sums}")  # fmt: skip
     if sums != "match" and lost == 0:
         lost = -1  # the right count of the wrong rows: report it, never hide it
+    if rows_all != distinct:
+        lost = -1  # a reading stored twice (only without the unique key): never hide it
+    # duplicated: redelivered copies that reached the storing process and were refused there
+    duplicated = refused
     return (f"ingest: msgs_per_s={rate:.0f} ratio_vs_bare={rate / bare_rate:.2f} "
             f"batched_readings_per_s={b_rate:.0f} copy_readings_per_s={copy_rate:.0f} "
-            f"ratio_vs_copy={b_rate / copy_rate:.2f} lost={lost} duplicated={duplicated}")  # fmt: skip
+            f"ratio_vs_copy={b_rate / copy_rate:.2f} lost={lost} duplicated={duplicated} replaced={replaced}")  # fmt: skip

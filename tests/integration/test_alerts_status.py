@@ -214,7 +214,10 @@ def test_a_refused_status_closes_nothing(rig: Rig) -> None:
 def test_a_failed_transaction_leaves_no_half_state(rig: Rig) -> None:
     inactivity, call_id = _calling_with_a_waiting_call(rig)
     until = datetime.fromisoformat(UNTIL)
-    with pytest.raises(RuntimeError), rig.calls.database.connection() as conn:
+    with (
+        pytest.raises(RuntimeError, match="dies before the commit"),
+        rig.calls.database.connection() as conn,
+    ):
         change = absence.set_status(
             conn, rig.resident_id, "hospital", until, rig.manager_a, now=rig.clock.now()
         )

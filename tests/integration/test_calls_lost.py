@@ -41,7 +41,7 @@ def dies_before_twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     def create(self: CallList, **kwargs: Any) -> Any:
         tried.append(str(kwargs.get("to")))
-        raise WorkerDied
+        raise WorkerDied("killed before the call left the process")
 
     with monkeypatch.context() as m:
         m.setattr(CallList, "create", create)
@@ -93,7 +93,10 @@ def test_a_lost_alert_call_is_reaped_and_the_alert_calls_again(
         policy = EscalationPolicy(call_watchdog=timedelta(minutes=30))
         alerts = AlertService(rig.database, rig.service, policy, clock,
                               rig.settings.public_base_url)  # fmt: skip
-        with dies_before_twilio(monkeypatch) as tried, pytest.raises(WorkerDied):
+        with (
+            dies_before_twilio(monkeypatch) as tried,
+            pytest.raises(WorkerDied, match="killed before the call left"),
+        ):
             alerts.process_due()  # claimed and committed, then the worker died
         assert tried == [PHONE]
         [(call_id,)] = rig.query("SELECT id FROM anbu.calls")
@@ -148,7 +151,10 @@ def test_a_lost_routine_call_is_reaped_and_the_round_calls_again(
         checkins = CheckinService(rig.database, rig.settings, clock)
         checkins.schedule()
         checkins.advance()
-        with dies_before_twilio(monkeypatch), pytest.raises(WorkerDied):
+        with (
+            dies_before_twilio(monkeypatch),
+            pytest.raises(WorkerDied, match="killed before the call left"),
+        ):
             rig.service.drain_queue(budget_s=5)
         [(call_id,)] = rig.query("SELECT id FROM anbu.calls")
         checkins.advance()  # dialled, no outcome, inside the watchdog: the round waits
@@ -281,7 +287,10 @@ def test_a_lost_care_manager_call_is_queued_again_once(
     alert_id = _alert(db_url, rid, state="escalated", severity="critical")
     clock = VirtualClock(MONDAY_10)
     with calls_rig(db_url, clock=clock) as rig:
-        with dies_before_twilio(monkeypatch), pytest.raises(WorkerDied):
+        with (
+            dies_before_twilio(monkeypatch),
+            pytest.raises(WorkerDied, match="killed before the call left"),
+        ):
             rig.service.call_care_manager(alert_id, cm, "심각 알림입니다.", step=0)
         [(first,)] = rig.query("SELECT id FROM anbu.calls")
         clock.advance(lost_after(rig.settings) + timedelta(seconds=1))
@@ -294,7 +303,10 @@ def test_a_lost_care_manager_call_is_queued_again_once(
         assert key == f"manager:{alert_id}:{cm}:step:0:redial"
         assert (priority, message) == (int(Priority.EMERGENCY), "심각 알림입니다.")
 
-        with dies_before_twilio(monkeypatch), pytest.raises(WorkerDied):
+        with (
+            dies_before_twilio(monkeypatch),
+            pytest.raises(WorkerDied, match="killed before the call left"),
+        ):
             rig.service.drain_queue(budget_s=5)  # the redial is lost as well
         clock.advance(lost_after(rig.settings) + timedelta(seconds=1))
         [again] = rig.service.reap_lost_calls()
@@ -313,7 +325,7 @@ def test_a_lost_care_manager_call_rings_again_and_no_redial_after_the_alert_is_t
     with calls_rig(db_url, clock=clock) as rig:
         with dies_before_twilio(monkeypatch):
             for alert in (alert_id, taken_id):
-                with pytest.raises(WorkerDied):
+                with pytest.raises(WorkerDied, match="killed before the call left"):
                     rig.service.call_care_manager(alert, cm, "심각 알림입니다.", step=0)
         clock.advance(lost_after(rig.settings) + timedelta(seconds=1))
         lost = {c.alert_id: c.redial_id for c in rig.service.reap_lost_calls()}

@@ -297,7 +297,7 @@ def test_sms_reaches_the_network(rig: Rig) -> None:
 def test_the_network_checks_basic_auth(rig: Rig) -> None:
     wrong = rig.settings.model_copy(update={"twilio_auth_token": "wrong-token"})
     client = make_twilio_client(wrong)
-    with pytest.raises(TwilioRestException) as refused:
+    with pytest.raises(TwilioRestException, match="HTTP 401") as refused:
         client.calls.create(to=PHONE, from_=wrong.twilio_from_number, url="http://x/voice")
     assert refused.value.status == 401
     assert rig.network.calls == []

@@ -5,10 +5,12 @@ the local phone network, and the dong care manager is notified and acknowledges 
 from __future__ import annotations
 
 import json
-import threading
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -201,57 +203,105 @@ def test_the_resident_answers(
     assert len(phone.messages) == (1 if state == "escalated" else 0)
 
 
+def _due_worker(settings_json: str, now: str, start: Any, out: Any) -> None:
+    """One worker process with its own pool: wait for the others, run one due-work pass, and
+    report how many alerts it advanced, or the exception that ended it."""
+    try:
+        settings = Settings.model_validate_json(settings_json)
+        worker = build(settings, VirtualClock(datetime.fromisoformat(now), speed=0.0),
+                       run_migrations=False)  # fmt: skip
+        try:
+            start.wait(60)
+            out.put((os.getpid(), worker.alerts.process_due(), None))
+        finally:
+            worker.db.close()
+    except BaseException as exc:  # reported to the test, which fails on it
+        out.put((os.getpid(), None, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
 def test_two_workers_never_call_a_resident_twice(runtime: Runtime, phone: PhoneNetwork) -> None:
+    """Four worker processes, each with its own pool, run the due pass at once: one call."""
     rt, clock = runtime, runtime.clock
     assert isinstance(clock, VirtualClock)
     phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
     _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=7))
     assert rt.sweep_once() == 1
-    barrier = threading.Barrier(4)
-
-    def worker() -> None:
-        barrier.wait()
-        rt.alerts.process_due()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(4), ctx.Queue()
+    workers = [
+        ctx.Process(target=_due_worker,
+                    args=(rt.settings.model_dump_json(), clock.now().isoformat(), start, out))
+        for _ in range(4)
+    ]  # fmt: skip
+    for w in workers:
+        w.start()
+    reports = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(30)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0], reports
+    assert sorted(pid for pid, _, _ in reports) == sorted(w.pid for w in workers)
+    assert [err for _, _, err in reports] == [None] * 4, reports
+    # exactly one worker advanced the alert (placed the call); the others found nothing due
+    assert sorted(n for _, n, _ in reports) == [0, 0, 0, 1]
     assert phone.wait_idle(15)
-    assert len(phone.calls) == 1
+    assert [c.to for c in phone.calls] == [RESIDENT_PHONE]
     assert count(rt, "SELECT count(*) FROM anbu.calls") == 1
 
 
-def test_restart_keeps_the_timer(runtime: Runtime, settings: Settings, phone: PhoneNetwork) -> None:
-    """A worker that dies after the call was placed: a new one continues, no second call."""
+def test_restart_keeps_the_timer(runtime: Runtime, phone: PhoneNetwork) -> None:
+    """The worker that placed the call stops for good (its pool, web and ingest closed); a new
+    one with its own pool continues from the rows: the retry is due exactly ten minutes after
+    the unanswered call, not before, and the first call is not placed again."""
     rt, clock = runtime, runtime.clock
     assert isinstance(clock, VirtualClock)
     phone.set_persona(RESIDENT_PHONE, personas.NO_ANSWER)
     _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=7))
-    rt.sweep_once()
-    rt.alerts.process_due()
+    assert rt.sweep_once() == 1
+    assert rt.alerts.process_due() == 1
     assert phone.wait_idle(15)
-    # a second process with its own pool and the same database picks the work up
-    other = build(rt.settings, clock, run_migrations=False)
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == 1,
+             what="the first call's outcome")  # fmt: skip
+    settings, base = rt.settings, rt.settings.public_base_url
+    rt.stop()
+    with pytest.raises(RuntimeError, match="has not been called"):
+        rt.db.pool  # noqa: B018 - the first worker's pool is closed
+    # its web server too: callbacks reach nobody
+    with pytest.raises(httpx.ConnectError, match=r"(?i)refused|connection attempts failed"):
+        httpx.get(f"{base}/healthz", timeout=2)
+
+    other = build(settings, clock, run_migrations=False)
     try:
-        wait_for(
-            lambda: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == 1
-        )
-        other.alerts.process_due()
-        clock.advance(timedelta(minutes=10))
-        other.alerts.process_due()
+        other.start_web()  # the phone's callbacks reach the new worker at the same address
+        with psycopg.connect(settings.database_url or "") as conn:
+            alert = conn.execute(
+                "SELECT state, call_attempts, awaiting_call FROM anbu.alerts"
+            ).fetchone()
+            outcomes = conn.execute("SELECT outcome FROM anbu.calls").fetchall()
+        assert alert == ("calling", 1, True)  # the timer is a row: the call still awaited
+        assert outcomes == [("no_answer",)]
+        # the new worker reads the outcome and schedules the retry; it calls nobody yet
+        assert other.alerts.process_due() == 1
+        with psycopg.connect(settings.database_url or "") as conn:
+            row = conn.execute("SELECT next_action_at FROM anbu.alerts").fetchone()
+        assert row == (clock.now() + timedelta(minutes=10),)
+        assert len(phone.calls) == 1
+        clock.advance(timedelta(minutes=10) - timedelta(seconds=1))
+        assert other.alerts.process_due() == 0
+        assert len(phone.calls) == 1
+        clock.advance(timedelta(seconds=1))
+        assert other.alerts.process_due() == 1
         assert phone.wait_idle(15)
-        assert len(phone.calls) == 2
-        with psycopg.connect(rt.settings.database_url or "") as conn:
+        assert [c.to for c in phone.calls] == [RESIDENT_PHONE, RESIDENT_PHONE]
+        with psycopg.connect(settings.database_url or "") as conn:
             keys = [
                 r[0] for r in conn.execute("SELECT idempotency_key FROM anbu.calls ORDER BY id")
             ]
-        assert len(set(keys)) == 2
+        assert len(keys) == len(set(keys)) == 2
     finally:
-        other.db.close()
+        other.stop()
 
 
 def _silent_since(rt: Runtime, at: datetime) -> None:

@@ -117,7 +117,7 @@ def test_a_sweep_finding_committed_before_a_crash_opens_its_alert_on_the_next_po
         )
     clock.advance(timedelta(hours=7))  # a watch level of silence
     crashes = _crash_once(monkeypatch, rt.alerts)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash, match="killed between the finding's commit"):
         rt.sweep_once()
     assert crashes == [1]
     url = rt.settings.database_url
@@ -302,15 +302,22 @@ def test_two_reconcilers_at_once_hand_each_finding_over_once(rig: Rig) -> None:
         rig.database, RecordingTelephony(), EscalationPolicy(), rig.clock, "http://dashboard.test"
     )
     counts: list[int] = []
+    errors: list[BaseException] = []
 
     def reconcile(service: AlertService) -> None:
-        counts.append(service.reconcile_findings())
+        try:
+            counts.append(service.reconcile_findings())
+        except BaseException as exc:  # a thread's crash is only a warning: report it here
+            errors.append(exc)
+            raise
 
     threads = [threading.Thread(target=reconcile, args=(s,)) for s in (rig.alerts, other)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    assert [t.is_alive() for t in threads] == [False, False]
+    assert errors == [] and len(counts) == 2, errors  # both finished
     assert sum(counts) == len(found)
     assert set(rig.open_alerts()) == {f.finding_id for f in found}
     assert rows(rig.db_url, "SELECT count(*) FROM anbu.alert_events") == [(len(found),)]

@@ -1,8 +1,15 @@
 """Faults with real processes: kill -9 the ingest worker, restart Mosquitto, restart PostgreSQL.
 
 The worker is `python -m ingest.runner` (a separate process, so SIGKILL is real). Every
-published reading has its own (sensor, ts) and a known value, so "0 lost, 0 duplicated" is
-checked as: rows == published, distinct (sensor, ts) == rows, sum of values == published sum.
+published reading has its own (sensor, ts) and a known value, so "0 lost" is checked as:
+rows == published, distinct (sensor, ts) == rows, sum of values == published sum. The unique
+key alone makes "stored twice" impossible, so what is checked for redelivery is what it could
+break: each fault is struck while a batch is committed and not acknowledged (the worker is
+killed, or the broker is down, while storing waits on a lock on anbu.readings), so its copies
+do come again; the worker counts them refused (`duplicates` > 0), and every row stored before
+the fault is still the row first stored (same value, same time of receipt). A reading
+published after everything else is the last one the session delivers: once it is stored,
+any redelivery has been handled.
 Restart tests run their own Mosquitto / PostgreSQL (the session ones must not go down).
 """
 
@@ -22,15 +29,25 @@ from anbu.bench.ingest import (
     messages,
     publish,
     register,
+    replaced_since,
     spawn_worker,
+    stored_rows,
     worker_env,
 )
 from core.db import migrate
 from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres
 from tests.conftest import INGEST_PASSWORD
+from tests.integration.test_ingest_store_process import (
+    ReadingsLocked,
+    clients_connected,
+    collect_errors,
+    eventually,
+    waiting_on_the_lock,
+)
 
 N = 10_000
 GATEWAY_PASSWORD = "gw-fault-password"
+LAST_DAY = 9  # the day of the reading published last (the stream's are on day 0)
 
 
 def wait_rows(dsn: str, target: int, timeout: float, worker: Worker | None = None) -> int:
@@ -48,6 +65,13 @@ def wait_rows(dsn: str, target: int, timeout: float, worker: Worker | None = Non
             raise AssertionError(f"the worker exited ({worker.proc.returncode}) at {rows} rows")
         time.sleep(0.05)
     return rows
+
+
+def publish_last(port: int, gateways: list[str], password: str) -> int:
+    """Publish one reading after all the others; the sum of its value."""
+    last, value = messages(gateways, LAST_DAY, 1, 1)
+    publish(port, gateways, last, password)
+    return value
 
 
 def dead_letters(dsn: str) -> int:
@@ -75,9 +99,12 @@ def own_pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     pg.stop("immediate")
 
 
-def test_kill_nine_mid_stream_loses_and_doubles_nothing(
+def test_kill_nine_mid_stream_loses_nothing_and_refuses_the_redelivered_copies(
     pg_server: object, broker: EmbeddedMosquitto, db_url: str, unique: str
 ) -> None:
+    """SIGKILL while a batch waits on a lock inside its INSERT: the storing process, orphaned,
+    commits it when the lock goes, and nobody acknowledges it; the broker sends it again to
+    the restarted worker, which refuses every copy and keeps the rows first stored."""
     gateways = [f"k{unique}{i}" for i in range(10)]
     broker.users.update(dict.fromkeys(gateways[:-1], GATEWAY_PASSWORD))
     broker.add_user(gateways[-1], GATEWAY_PASSWORD)  # writes them all, one reload
@@ -85,39 +112,58 @@ def test_kill_nine_mid_stream_loses_and_doubles_nothing(
     env = worker_env(db_url, broker.port, "ingest", INGEST_PASSWORD, f"kill{unique}")
     batch, total = messages(gateways, 0, N, 1)
     worker = spawn_worker(env)
+    errors: list[BaseException] = []
     publisher = threading.Thread(
-        target=publish, args=(broker.port, gateways, batch, GATEWAY_PASSWORD)
+        target=collect_errors(publish, errors),
+        args=(broker.port, gateways, batch, GATEWAY_PASSWORD),
     )
     publisher.start()
     try:
-        at_kill = wait_rows(db_url, N // 3, 20, worker)
-        worker.proc.kill()  # SIGKILL: no goodbye, a batch may be stored but not acknowledged
-        worker.proc.wait()
-        at_kill = count_rows(db_url)[0]
-        assert at_kill < N, "the stream was over before the kill; nothing was tested"
+        before_kill = wait_rows(db_url, N // 3, 20, worker)
+        assert 0 < before_kill < N, "the stream was over before the kill; nothing was tested"
+        lock = ReadingsLocked(db_url)
+        try:
+            eventually(lambda: waiting_on_the_lock(db_url), what="a batch waiting on the lock")
+            worker.proc.kill()  # SIGKILL: no goodbye
+            worker.proc.wait()
+        finally:
+            lock.release()  # the orphaned storing process commits what it held, then leaves
+        eventually(lambda: clients_connected(db_url) == 0, what="the storing process gone")
+        first = stored_rows(db_url)
+        at_kill = len(first)
+        assert before_kill < at_kill < N, "no batch committed after the kill"
     finally:
         publisher.join(60)
+    assert not publisher.is_alive() and errors == [], f"the publisher failed: {errors}"
     worker = spawn_worker(env)
     try:
         wait_rows(db_url, N, 20, worker)
-        time.sleep(0.5)  # a late redelivery would land now
+        total += publish_last(broker.port, gateways, GATEWAY_PASSWORD)
+        wait_rows(db_url, N + 1, 20, worker)
     finally:
         worker.stop()
     stats = worker.wait_for("stats", 10)["stats"]
     print(f"kill -9 at {at_kill} of {N} stored; restarted worker: {stats}")
-    assert_all_once(db_url, N, total)
+    assert_all_once(db_url, N + 1, total)
+    assert stats["duplicates"] > 0, "the batch committed after the kill never came again"
+    assert stats["stored"] == N + 1 - at_kill
+    assert replaced_since(db_url, first) == 0, "a redelivered copy replaced a stored row"
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-subscription", "plain"])
 def test_mosquitto_restart_mid_stream_loses_nothing(
     own_pg: EmbeddedPostgres, tmp_path: Path, unique: str, shared: bool
 ) -> None:
-    """Half the stream is queued for the session when Mosquitto restarts, half comes after.
+    """A first part of the stream is stored before Mosquitto restarts, a second is in the
+    worker's hands (received, its first batch waiting on a lock) when it goes down, a third is
+    published once it is back.
 
-    Mosquitto 2.0 keeps a persistent session's queue and plain subscriptions across a restart,
-    but not shared ones: with $share the second half is published once ingest has subscribed
-    again (before that, the broker has nobody to route gw/# to); with a plain subscription it
-    is published at once, before ingest is even back.
+    The lock goes while the broker is down: the batch commits and cannot be acknowledged, so
+    the broker, back with the session, sends it again. Mosquitto 2.0 keeps a persistent
+    session's queue and plain subscriptions across a restart, but not shared ones: with $share
+    the third part is published once ingest has subscribed again (before that, the broker has
+    nobody to route gw/# to); with a plain subscription it is published at once, before
+    ingest is even back.
     """
     dsn = own_pg.create_database("faults")
     migrate(dsn)
@@ -130,25 +176,40 @@ def test_mosquitto_restart_mid_stream_loses_nothing(
     group = None if shared else ""
     env = worker_env(dsn, mq.port, "ingest", INGEST_PASSWORD, f"mq{unique}", group)
     batch, total = messages(gateways, 0, N, 1)
-    half = N // 2
+    first_part, second_part = N * 3 // 10, N * 6 // 10
     worker: Worker | None = None
     try:
-        spawn_worker(env).stop()  # the persistent session exists; the first half queues for it
-        publish(mq.port, gateways, batch[:half], "pw")
+        spawn_worker(env).stop()  # the persistent session exists; the first part queues for it
+        publish(mq.port, gateways, batch[:first_part], "pw")
         worker = spawn_worker(env)
-        at_restart = wait_rows(dsn, half // 3, 20, worker)
-        mq.stop()  # SIGTERM: Mosquitto writes its persistence file on the way out
+        assert wait_rows(dsn, first_part, 20, worker) == first_part
+        lock = ReadingsLocked(dsn)
+        try:
+            publish(mq.port, gateways, batch[first_part:second_part], "pw")
+            eventually(lambda: waiting_on_the_lock(dsn), what="a batch waiting on the lock")
+            mq.stop()  # SIGTERM: Mosquitto writes its persistence file on the way out
+        finally:
+            lock.release()
+        # the broker is down: what commits now is not acknowledged, and nothing comes again yet
+        eventually(lambda: count_rows(dsn)[0] > first_part, what="a batch committed")
+        first = stored_rows(dsn)
         mq.start()  # same port, same persistence directory
         if shared:
             worker.wait_for("subscribed", 20)
-        publish(mq.port, gateways, batch[half:], "pw")
-        wait_rows(dsn, N, 20, worker)
-        time.sleep(0.5)
+        publish(mq.port, gateways, batch[second_part:], "pw")
+        total += publish_last(mq.port, gateways, "pw")
+        wait_rows(dsn, N + 1, 30, worker)
         worker.stop()
         stats = worker.wait_for("stats", 10)["stats"]
-        print(f"Mosquitto restarted at {at_restart} of {N} stored; worker: {stats}")
+        print(f"Mosquitto restarted with {len(first)} of {N} stored; worker: {stats}")
+        assert first_part < len(first) < N, "the restart was not mid-stream"
         assert stats["connects"] >= 2
-        assert_all_once(dsn, N, total)
+        assert_all_once(dsn, N + 1, total)
+        assert stats["duplicates"] > 0, (
+            "the batch committed while the broker was down never came again"
+        )
+        assert stats["stored"] == N + 1
+        assert replaced_since(dsn, first) == 0, "a redelivered copy replaced a stored row"
     finally:
         if worker is not None:
             worker.stop()
@@ -158,6 +219,8 @@ def test_mosquitto_restart_mid_stream_loses_nothing(
 def test_postgres_restart_mid_stream_ingest_recovers_by_itself(
     own_pg: EmbeddedPostgres, tmp_path: Path, unique: str
 ) -> None:
+    """PostgreSQL stops a part of the way into the stream; the rest is published while it is
+    down (the broker holds it: nothing is acknowledged), then it starts again."""
     dsn = own_pg.create_database("faults")
     migrate(dsn)
     gateways = [f"p{i}" for i in range(10)]
@@ -168,25 +231,29 @@ def test_postgres_restart_mid_stream_ingest_recovers_by_itself(
     mq.start()
     env = worker_env(dsn, mq.port, "ingest", INGEST_PASSWORD, f"pg{unique}")
     batch, total = messages(gateways, 0, N, 1)
+    half = N // 2
     worker = spawn_worker(env)
-    publisher = threading.Thread(target=publish, args=(mq.port, gateways, batch, "pw"))
+    errors: list[BaseException] = []
+    publisher = threading.Thread(
+        target=collect_errors(publish, errors), args=(mq.port, gateways, batch[:half], "pw")
+    )
     try:
         publisher.start()
-        at_stop = wait_rows(dsn, N // 3, 20, worker)
-        own_pg.stop("fast")  # every pooled connection breaks; batches fail and are retried
-        time.sleep(2.0)  # ingest keeps failing (and not acknowledging) meanwhile
-        own_pg.start()
+        at_stop = wait_rows(dsn, N // 6, 20, worker)
+        own_pg.stop("fast")  # every connection breaks; batches fail and are retried
         publisher.join(60)
-        assert not publisher.is_alive()
-        wait_rows(dsn, N, 25, worker)
-        time.sleep(0.5)
+        assert not publisher.is_alive() and errors == [], f"the publisher failed: {errors}"
+        publish(mq.port, gateways, batch[half:], "pw")  # all of it while PostgreSQL is down
+        own_pg.start()
+        total += publish_last(mq.port, gateways, "pw")
+        wait_rows(dsn, N + 1, 25, worker)
         worker.stop()
         stats = worker.wait_for("stats", 10)["stats"]
-        print(f"PostgreSQL stopped at {at_stop} of {N} stored for 2 s; worker: {stats}")
-        # A batch either failed and was retried (db_errors) or waited in the pool for a
-        # connection until PostgreSQL was back; either way the stream was mid-way:
-        assert at_stop < N, "the stream was over before PostgreSQL stopped; nothing was tested"
-        assert_all_once(dsn, N, total)
+        print(f"PostgreSQL stopped at {at_stop} of {N} stored; worker: {stats}")
+        assert 0 < at_stop < N, "PostgreSQL did not stop mid-stream; nothing was tested"
+        assert stats["db_errors"] > 0, "no batch met the database down"
+        assert_all_once(dsn, N + 1, total)
+        assert stats["stored"] == N + 1
     finally:
         worker.stop()
         mq.stop()

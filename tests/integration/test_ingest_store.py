@@ -192,7 +192,7 @@ def test_database_errors_propagate_and_nothing_is_half_stored(
     store.store_batch([msg(("door1", "door", at(0), 1))], NOW)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE anbu.home_activity RENAME TO home_activity_away")
-    with pytest.raises(psycopg.Error):
+    with pytest.raises(psycopg.errors.UndefinedTable, match="home_activity"):
         store.store_batch([msg(("pir1", "motion", at(1), 1)), Message("bad", b"x")], NOW)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE anbu.home_activity_away RENAME TO home_activity")

@@ -235,10 +235,16 @@ def test_one_home_failing_in_the_sweep_does_not_block_the_others(
 def test_one_home_failing_in_nightly_learning_does_not_stop_the_others(
     database: Database, unique: str
 ) -> None:
+    """The home that fails sorts first; it keeps last night's baseline, the others are learned."""
+    last_night, tonight = (datetime(2026, 11, d, 18, 0, tzinfo=UTC) for d in (23, 24))
     with database.connection() as conn:
         bad, *good = _residents(conn, unique)
-        _poison(conn, "baselines", f"NEW.resident_id = {bad}")
-    assert learn_all(database, datetime(2026, 11, 24, 18, 0, tzinfo=UTC)) == 2
+    assert learn_all(database, last_night) == 3
     with database.connection() as conn:
-        learned = conn.execute("SELECT resident_id FROM anbu.baselines ORDER BY resident_id")
-        assert [r[0] for r in learned] == good
+        _poison(conn, "baselines", f"NEW.resident_id = {bad}")
+    assert learn_all(database, tonight) == 2
+    with database.connection() as conn:
+        learned = conn.execute(
+            "SELECT resident_id, learned_at FROM anbu.baselines ORDER BY resident_id"
+        ).fetchall()
+    assert learned == [(bad, last_night), *[(rid, tonight) for rid in good]]

@@ -12,6 +12,7 @@ from core.db import load_migrations, migrate, storage_mode
 from core.domain import SensorKind
 
 pytestmark = pytest.mark.storage_modes
+DUPLICATE_READING = "duplicate key value violates unique constraint"
 
 
 def _seed(conn: psycopg.Connection) -> tuple[int, int]:
@@ -65,7 +66,10 @@ def test_readings_unique_and_routed_to_daily_partitions(db_url: str, storage: st
                 (ts, sid),
             )
         assert conn.execute("SELECT count(*) FROM anbu.readings").fetchone() == (2,)
-        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+        with (
+            pytest.raises(psycopg.errors.UniqueViolation, match=DUPLICATE_READING),
+            conn.transaction(),
+        ):
             conn.execute(
                 "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 0)", (now, sid)
             )
@@ -93,7 +97,7 @@ def test_readings_unique_and_routed_to_daily_partitions(db_url: str, storage: st
             "SELECT tableoid::regclass::text FROM anbu.readings WHERE ts = %s", (far,)
         ).fetchone()
         assert part == (f"anbu.readings_{far:%Y%m%d}",)
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(psycopg.errors.UniqueViolation, match=DUPLICATE_READING):
             conn.execute(
                 "INSERT INTO anbu.readings (ts, sensor_id, value) VALUES (%s, %s, 0)", (far, sid)
             )
@@ -132,7 +136,10 @@ def test_one_open_alert_per_resident_and_kind(db_url: str) -> None:
         sql = """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at, updated_at)
                  VALUES (%s, 'inactivity', 'watch', %s, now(), now())"""
         conn.execute(sql, (rid, "open"))
-        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+        with (
+            pytest.raises(psycopg.errors.UniqueViolation, match="alerts_one_open"),
+            conn.transaction(),
+        ):
             conn.execute(sql, (rid, "escalated"))
         conn.execute("UPDATE anbu.alerts SET state = 'resolved'")
         conn.execute(sql, (rid, "open"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,30 +154,46 @@ def test_a_sweep_waits_for_a_concurrent_one_and_adds_nothing(db_url: str) -> Non
     assert row is not None and row[0] == len(rids)
 
 
-def test_concurrent_sweeps_insert_once(database: Database) -> None:
+def _sweep_worker(db_url: str, now: str, start: Any, out: Any) -> None:
+    """One sweep process with its own connection: wait for the others, sweep once, report the
+    new findings' (finding id, resident id), or the exception that ended it."""
+    try:
+        with psycopg.connect(db_url) as conn:
+            start.wait(60)
+            found = sweep(conn, datetime.fromisoformat(now), POLICY)
+        out.put((os.getpid(), [(f.finding_id, f.resident_id) for f in found], None))
+    except BaseException as exc:  # reported to the test, which fails on it
+        out.put((os.getpid(), None, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def test_concurrent_sweeps_insert_once(database: Database, db_url: str) -> None:
+    """Four sweep processes at once (two at the same moment): each silence is stored once and
+    handed to exactly one of them; every process finished without an error."""
     with database.connection() as conn:
         rids = [_resident(conn, f"h{i}", LAST - timedelta(hours=i)) for i in range(40)]
-    results: list[list[NewFinding]] = []
-    start = threading.Barrier(4)
-
-    def one(now: datetime) -> None:
-        start.wait()
-        results.append(_run(database, now))
-
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(4), ctx.Queue()
     moments = [LAST + timedelta(hours=7, seconds=s) for s in (0, 0, 1, 2)]
-    threads = [threading.Thread(target=one, args=(m,)) for m in moments]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    new = [f for r in results for f in r]
+    workers = [
+        ctx.Process(target=_sweep_worker, args=(db_url, m.isoformat(), start, out)) for m in moments
+    ]
+    for w in workers:
+        w.start()
+    reports = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(30)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0], reports
+    assert sorted(pid for pid, _, _ in reports) == sorted(w.pid for w in workers)
+    assert [err for _, _, err in reports] == [None] * 4, reports
+    new = [f for _, found, _ in reports for f in found or []]
     with database.connection() as conn:
         stored = conn.execute(
-            "SELECT resident_id, severity, count(*) FROM anbu.findings GROUP BY 1, 2"
+            "SELECT id, resident_id FROM anbu.findings ORDER BY resident_id"
         ).fetchall()
-    assert all(count == 1 for _, _, count in stored)
-    assert len(stored) == len(new) == len(rids)  # every home is at least 7 h silent
-    assert len({f.finding_id for f in new}) == len(new)
+    # every home is at least 7 h silent: one finding each, stored once, handed out once
+    assert sorted(r for _, r in stored) == sorted(rids)
+    assert sorted(new, key=lambda f: f[1]) == [(i, r) for i, r in stored]
 
 
 def test_a_care_managers_caps_bring_the_levels_forward(database: Database) -> None:

@@ -45,7 +45,21 @@ class Peer:
         self.received: list[tuple[str, bytes, int]] = []
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload, m.qos))
+        self.subacks: list[Any] = []
+        self.suback = threading.Event()
+        self.client.on_subscribe = self._on_subscribe
         self.port = port
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, codes: Any, _p: Any) -> None:
+        self.subacks.append(codes)
+        self.suback.set()
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe and wait for the broker's SUBACK, which must grant it."""
+        self.suback.clear()
+        self.client.subscribe(topic, qos=qos)
+        assert self.suback.wait(5), "no SUBACK"
+        assert not any(code.is_failure for code in self.subacks[-1]), self.subacks[-1]
 
     def _on_connect(
         self, _c: mqtt.Client, _u: object, flags: Any, rc: Any, _p: object = None
@@ -76,8 +90,7 @@ def test_mqtt311_qos1_acl_and_auth(inproc: InProcessBroker) -> None:
     inproc.add_user("gw-a", "pa")
     ingest = Peer(inproc.port, "ingest-1", *INGEST).connect()
     assert ingest.connected.wait(5) and not ingest.result.is_failure
-    ingest.client.subscribe("gw/#", qos=1)
-    time.sleep(0.2)  # let the subscription settle before publishing
+    ingest.subscribe("gw/#")
     gw = Peer(inproc.port, "gw-a", "gw-a", "pa").connect()
     assert gw.connected.wait(5) and not gw.result.is_failure
     gw.client.publish("gw/gw-b/anbu/readings", b"not mine", qos=1).wait_for_publish(5)
@@ -95,8 +108,7 @@ def test_persistent_session_keeps_qos1_messages(inproc: InProcessBroker) -> None
     inproc.add_user("gw-p", "pp")
     first = Peer(inproc.port, "ingest-p", *INGEST, clean_session=False).connect()
     assert first.connected.wait(5)
-    first.client.subscribe("gw/#", qos=1)
-    time.sleep(0.2)
+    first.subscribe("gw/#")
     first.close()
     gw = Peer(inproc.port, "gw-p", "gw-p", "pp").connect()
     assert gw.connected.wait(5)
@@ -125,8 +137,7 @@ def test_town_publishes_over_mqtt311(inproc: InProcessBroker) -> None:
         inproc.add_user(user, password)
     ingest = Peer(inproc.port, "ingest-t", *INGEST).connect()
     assert ingest.connected.wait(5)
-    ingest.client.subscribe("gw/+/anbu/#", qos=1)
-    time.sleep(0.2)
+    ingest.subscribe("gw/+/anbu/#")
     town.start()
     try:
         wait_for(

@@ -91,7 +91,7 @@ def test_register_writes_the_registry(db_url: str, unique: str) -> None:
         (h.home, h.dong_code, h.phone) for h in homes
     ]
     assert {code for code, _ in dongs} == {h.dong_code for h in homes}
-    assert all(name != code for code, name in dongs)
+    assert dongs and all(name != code for code, name in dongs)
     assert sorted(gateways) == sorted((h.gateway_id, ids[h.home]) for h in homes)
     for h in homes:
         for s in h.sensors:
@@ -133,6 +133,7 @@ def test_town_publishes_native_readings_on_virtual_time(
     def said_offline(gw: str) -> bool:
         return (f"gw/{gw}/anbu/status", b"offline") in [(t, p) for t, p, _ in inbox.snapshot()]
 
+    assert homes
     wait_for(lambda: all(said_offline(h.gateway_id) for h in homes))  # sent after every reading
     msgs = inbox.snapshot()
     for h in homes:

@@ -72,20 +72,42 @@ def test_quiet_hours_hold_the_call_until_they_end() -> None:
     assert quiet_end(NOW, time(9), time(12), SEOUL).astimezone(SEOUL).hour == 12
 
 
+# What the watchdog says, minute by minute, for a call queued at NOW (watchdog 3 min, at most
+# 3 watchdogs = 9 min in the queue), written out by hand: (minute, verdict, look again at minute)
+STILL_QUEUED = [
+    (0, "wait", 3), (1, "wait", 4), (2, "wait", 5), (3, "wait", 6), (4, "wait", 7),
+    (5, "wait", 8), (6, "wait", 9), (7, "wait", 9), (8, "wait", 9),  # never past the limit
+    (9, "never_dialled", None), (10, "never_dialled", None), (11, "never_dialled", None),
+]  # fmt: skip
+# the same call dialled at minute 2 and still without a result: no answer a watchdog later
+DIALLED_AT_2 = [
+    (0, "wait", 5), (1, "wait", 5), (2, "wait", 5), (3, "wait", 5), (4, "wait", 5),
+    (5, "no_answer", None), (6, "no_answer", None), (11, "no_answer", None),
+]  # fmt: skip
+
+
+def _expected(verdict: str, until: int | None) -> tuple[str, datetime | None]:
+    return verdict, (NOW + timedelta(minutes=until) if until is not None else None)
+
+
 def test_a_routine_call_waits_in_the_queue_at_most_as_long_as_an_alert_call() -> None:
-    """One watchdog rule for both: the round's policy gives the same verdicts as the alert's."""
+    """One watchdog rule for both: the round's policy and the alert's give the verdicts
+    written out above, minute by minute."""
     routine = CheckinPolicy(watchdog=timedelta(minutes=3), queue_wait_watchdogs=3)
     alert = EscalationPolicy(call_watchdog=timedelta(minutes=3), queue_wait_watchdogs=3)
     assert routine.max_queue_wait == alert.max_queue_wait == timedelta(minutes=9)
-    for minutes in range(0, 12):
-        now = NOW + timedelta(minutes=minutes)
-        for waiting, dialled_at in ((True, None), (False, NOW + timedelta(minutes=2))):
+    for waiting, dialled_at, table in (
+        (True, None, STILL_QUEUED),
+        (False, NOW + timedelta(minutes=2), DIALLED_AT_2),
+    ):
+        for minute, verdict, until in table:
+            now = NOW + timedelta(minutes=minute)
+            want = _expected(verdict, until)
             ours = watch_call(waiting, NOW, dialled_at, now, routine.watchdog,
                               routine.max_queue_wait)  # fmt: skip
-            assert ours == call_watch(waiting, NOW, dialled_at, now, alert)
-    queued = watch_call(True, NOW, None, NOW + timedelta(minutes=9), routine.watchdog,
-                        routine.max_queue_wait)  # fmt: skip
-    assert queued.verdict == "never_dialled"
+            theirs = call_watch(waiting, NOW, dialled_at, now, alert)
+            assert ((ours.verdict, ours.until), (theirs.verdict, theirs.until)) == (want, want), (
+                waiting, minute)  # fmt: skip
     # never ended (cancelled as never dialled) counts as not reached: a retry, then unreached
     assert decide(None, 1, NOW, routine).attempt == 2
     assert decide(None, routine.retries + 1, NOW, routine).state == "unreached"

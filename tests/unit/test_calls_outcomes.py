@@ -17,11 +17,16 @@ from calls.understanding import SpeechModel, load_utterances
 from core.domain import CallOutcome
 
 STATUSES = list(STATUS_OUTCOMES)
+# answers as residents give them (the shipped set), so the property tests reach the model too
+SAID = sorted(t for t, _ in load_utterances())
+ANY_SPEECH = st.one_of(st.none(), st.just(""), st.text(max_size=40), st.sampled_from(SAID))
+AROUND = st.one_of(st.text(max_size=20), st.sampled_from(SAID))
 ANSWERED_BY = [None, *ANSWERED_BY_OUTCOMES]
 
 
 @pytest.fixture(scope="module")
 def model() -> SpeechModel:
+    """The model production uses: CallService.speech_model() fits it on the shipped set."""
     return SpeechModel().fit(load_utterances())
 
 
@@ -96,12 +101,17 @@ def test_an_answer_beats_the_call_status(model: SpeechModel) -> None:
     status=st.sampled_from(STATUSES),
     answered_by=st.sampled_from(ANSWERED_BY),
     digits=st.one_of(st.none(), st.text(max_size=3).filter(lambda d: d.strip() != "1")),
-    speech=st.one_of(st.none(), st.just(""), st.text(max_size=40)),
+    speech=ANY_SPEECH,
 )
 def test_without_a_1_machines_and_silence_are_never_ok(
-    status: str, answered_by: str | None, digits: str | None, speech: str | None
+    model: SpeechModel,
+    status: str,
+    answered_by: str | None,
+    digits: str | None,
+    speech: str | None,
 ) -> None:
-    outcome = classify(status, answered_by, digits, speech)
+    """With the model production uses (CallService.speech_model)."""
+    outcome = classify(status, answered_by, digits, speech, model)
     if not (speech or "").strip() and not digits:
         assert outcome is not CallOutcome.OK  # silence, voicemail, fax, unknown
     if digits:
@@ -110,10 +120,30 @@ def test_without_a_1_machines_and_silence_are_never_ok(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    prefix=st.text(max_size=20),
+    prefix=AROUND,
     word=st.sampled_from(["도와주세요", "살려", "119", "쓰러졌어", "숨이 차", "아파"]),
-    suffix=st.text(max_size=20),
+    suffix=AROUND,
 )
-def test_a_risk_word_anywhere_is_never_fine(prefix: str, word: str, suffix: str) -> None:
-    outcome = classify_answer(None, f"{prefix} {word} {suffix}")
+def test_a_risk_word_anywhere_is_never_fine(
+    model: SpeechModel, prefix: str, word: str, suffix: str
+) -> None:
+    """With the model production uses: it never softens a risk word into OK."""
+    outcome = classify_answer(None, f"{prefix} {word} {suffix}", model)
     assert outcome in (CallOutcome.HELP, CallOutcome.EMERGENCY, CallOutcome.UNWELL)
+
+
+NOT_OK_SAID = sorted(t for t, o in load_utterances() if o is not CallOutcome.OK)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    status=st.sampled_from(STATUSES),
+    answered_by=st.sampled_from(ANSWERED_BY),
+    speech=st.sampled_from(NOT_OK_SAID),
+)
+def test_no_answer_that_is_not_fine_is_made_ok_by_the_model(
+    model: SpeechModel, status: str, answered_by: str | None, speech: str
+) -> None:
+    """Whatever the call status, a shipped answer labelled anything but OK (help, unwell,
+    later, unclear) never becomes OK through the production model."""
+    assert classify(status, answered_by, None, speech, model) is not CallOutcome.OK

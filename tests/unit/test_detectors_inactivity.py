@@ -106,7 +106,7 @@ def test_finding_carries_the_score() -> None:
     assert finding.details["silence_s"] == 12 * 3600
     quiet = score_inactivity(LAST, LAST + timedelta(hours=1), POLICY)
     assert quiet is not None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="below the watch threshold"):
         to_finding("h1", quiet)
 
 

@@ -63,7 +63,7 @@ def test_tuples_are_accepted() -> None:
 
 
 def test_policy_is_checked() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window > 0"):
         SitePolicy(window_s=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"dong_fraction in \(0, 1\]"):
         SitePolicy(dong_fraction=1.5)

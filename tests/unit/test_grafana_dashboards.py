@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 import registry
 from dashboards.metrics import DB_METRICS
@@ -128,7 +129,6 @@ def test_promql_reads_only_metrics_anbu_exposes() -> None:
 
 
 def test_provisioning_files_name_the_dashboards_datasources() -> None:
-    yaml = pytest.importorskip("yaml")
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/anbu.yaml").read_text())
     assert {d["uid"]: d["type"] for d in sources["datasources"]} == DATASOURCES
     providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/anbu.yaml").read_text())
@@ -180,7 +180,7 @@ def test_grafanas_role_cannot_read_names_or_phones(db_url: str, grafana_role: st
     with psycopg.connect(db_url) as conn:
         conn.execute(f"SET ROLE {grafana_role}".encode())
         for column in ("display_name", "phone", "notes"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
                 conn.execute(f"SELECT {column} FROM anbu.resident".encode())
             conn.rollback()
             conn.execute(f"SET ROLE {grafana_role}".encode())

@@ -59,6 +59,7 @@ def test_every_fixture_cites_its_documentation_and_has_odd_cases() -> None:
     for name in LAYOUT_FILES:
         spec = json.loads((FIXTURES / name).read_text())
         assert spec["source"].startswith("https://"), name
+        assert spec["cases"], name
         assert all(c["source"].startswith("https://") for c in spec["cases"]), name
         types = {w["type"] for c in spec["cases"] for w in c["expect"]}
         assert {"DeviceReport", "Rejected", "Ignored"} <= types, name

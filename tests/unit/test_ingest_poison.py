@@ -108,12 +108,12 @@ def test_a_bare_exception_is_not_swallowed_beyond_exception(
     """KeyboardInterrupt and SystemExit still stop the process: only Exception is a dead letter."""
 
     def interrupted(*_: Any) -> list[Any]:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("interrupted inside a parser")
 
     table = dict(adapters.BY_SEGMENT)
     table["esphome"] = Dialect(segment="esphome", parse=interrupted)
     monkeypatch.setattr(adapters, "BY_SEGMENT", table)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted inside a parser"):
         route("gw/GW/esphome/node/status", b"online", NOW, TOL)
 
 

@@ -24,7 +24,7 @@ SEOUL = timezone(timedelta(hours=9))
 
 def _code(call: object, *args: object) -> str:
     assert callable(call)
-    with pytest.raises(InvalidChange) as caught:
+    with pytest.raises(InvalidChange, match=r"\S") as caught:  # a message, and a code below
         call(*args)
     return caught.value.code
 

@@ -113,6 +113,7 @@ def test_no_activity_after_the_resident_stops_moving() -> None:
     after = apply_scenarios(events, HOMES[0].home, [stops_moving(HOMES[0].home, at)])
     assert [e for e in after if e.ts < at] == [e for e in events if e.ts < at]
     tail = [e for e in after if e.ts >= at]
+    assert tail, "the open pulse's closing 0 is synthesised"
     assert all(e.ts == at and e.kind is SensorKind.MOTION and e.value == 0 for e in tail)
     open_sensors: set[str] = set()
     for e in after:
@@ -205,7 +206,9 @@ def test_leaving_home_closes_the_door_behind_the_resident_and_nothing_after() ->
         (timedelta(seconds=30), 1.0),
         (timedelta(seconds=40), 0.0),
     ]
-    assert all(e.value == 0 for e in tail if e.kind is SensorKind.MOTION)  # closing pulses only
+    motion = [e for e in tail if e.kind is SensorKind.MOTION]
+    assert motion, "the open motion pulse is closed"
+    assert all(e.value == 0 for e in motion)  # closing pulses only
     assert all(e.gateway == home.gateway_id for e in door)
     with pytest.raises(ValueError, match="front door"):
         apply_scenarios(events, home.home, [leaves_home(home.home, at)])
