@@ -25,7 +25,7 @@ from typing import Any
 from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database
-from ingest.consumer import IngestService
+from ingest.consumer import IngestService, configure_tls
 from ingest.identity import client_id
 from ingest.store import BatchSummary
 
@@ -129,6 +129,7 @@ def run_bare(settings: Settings, expect: int) -> None:
         protocol=mqtt.MQTTv5,
     )
     client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    configure_tls(client, settings)
 
     def on_connect(c: mqtt.Client, *_: Any) -> None:
         c.subscribe(f"$share/{settings.mqtt_shared_group}/gw/#", options=SubscribeOptions(qos=1))

