@@ -1,13 +1,25 @@
 """Twilio's webhooks: call scripts, answers, status and AMD callbacks, the 돌봄콜 line; all signed.
 
 Every request must carry a valid X-Twilio-Signature for settings.public_base_url + path;
-anything else gets 403 and nothing is stored.
+anything else gets 403 and nothing is stored. The body (capped by the web app before it is
+read) is only split into its form fields to check that signature; nothing else looks at it, and
+it is never logged. A signed request received again (same URL, same body: a replay, or Twilio
+retrying) gets the first answer again and changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 from twilio.request_validator import RequestValidator
 
 from calls import twiml
@@ -17,10 +29,75 @@ from calls.service import CallService
 from core.config import Settings
 
 TWIML = "application/xml"
+FORM = "application/x-www-form-urlencoded"
+MAX_FIELDS = 100  # Twilio sends a few dozen at most
+REPLAYS_KEPT = 20000  # the most recent signed requests remembered (hash and answer)
 
 
 def _xml(body: str) -> Response:
     return Response(body, media_type=TWIML)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+    media_type: str | None
+
+
+class Replays:
+    """Signed requests seen in the last `window_s` seconds, by hash of URL and body, with the
+    answer each got. Bounded; one process's memory (each web instance keeps its own)."""
+
+    IN_FLIGHT = _Answer(409, b"", None)
+
+    def __init__(self, window_s: float, kept: int = REPLAYS_KEPT) -> None:
+        self._window_s = window_s
+        self._kept = kept
+        self._seen: OrderedDict[bytes, tuple[float, _Answer]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, key: bytes) -> _Answer | None:
+        """None for a new request (now claimed); else the earlier answer, or IN_FLIGHT."""
+        now = time.monotonic()
+        with self._lock:
+            while self._seen:
+                oldest, (at, _) = next(iter(self._seen.items()))
+                if now - at <= self._window_s and len(self._seen) <= self._kept:
+                    break
+                del self._seen[oldest]
+            if key in self._seen:
+                return self._seen[key][1]
+            self._seen[key] = (now, self.IN_FLIGHT)
+            return None
+
+    def answered(self, key: bytes, response: Response) -> None:
+        with self._lock:
+            if key in self._seen:
+                self._seen[key] = (
+                    self._seen[key][0],
+                    _Answer(response.status_code, bytes(response.body), response.media_type),
+                )
+
+    def release(self, key: bytes) -> None:
+        """The request failed before it was answered: a retry may run it."""
+        with self._lock:
+            self._seen.pop(key, None)
+
+
+def _form_fields(request: Request, body: bytes) -> FormData:
+    """The urlencoded form fields of `body`; 415 for another content type, 400 when unreadable."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != FORM:
+        raise HTTPException(status_code=415, detail=f"{FORM} expected")
+    try:
+        pairs: list[tuple[str, str | UploadFile]] = parse_qsl(  # type: ignore[assignment]
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+            max_num_fields=MAX_FIELDS,
+        )  # fmt: skip
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(status_code=400, detail="unreadable form") from None
+    return FormData(pairs)
 
 
 def build_router(service: CallService, settings: Settings) -> APIRouter:
@@ -28,109 +105,156 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     validator = RequestValidator(settings.twilio_auth_token)
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
+    replays = Replays(settings.webhook_replay_window_s)
     router = APIRouter(prefix="/twilio", tags=["twilio"])
 
-    async def signed_params(request: Request) -> dict[str, str]:
-        """The form parameters of a request Twilio signed, or 403."""
-        form = await request.form()
+    async def signed_params(request: Request) -> tuple[bytes, dict[str, str]]:
+        """The replay key and form parameters of a request Twilio signed; 403 otherwise."""
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature:
+            raise HTTPException(status_code=403, detail="invalid Twilio signature")
+        body = await request.body()
+        form = _form_fields(request, body)
         url = base + request.url.path
         if request.url.query:
             url += "?" + request.url.query
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not validator.validate(url, form, signature):
+        if not validator.validate(url, form, signature):
             raise HTTPException(status_code=403, detail="invalid Twilio signature")
-        return {key: value for key, value in form.items() if isinstance(value, str)}
+        replay_key = hashlib.sha256(url.encode() + b"\n" + body).digest()
+        return replay_key, {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def once(
+        request: Request, handle: Callable[[dict[str, str]], Awaitable[Response]]
+    ) -> Response:
+        """Run `handle` on a signed request's parameters, unless it was seen before: then the
+        first answer again (409 while the first is still being handled), nothing changed."""
+        key, params = await signed_params(request)
+        earlier = replays.claim(key)
+        if earlier is replays.IN_FLIGHT:
+            raise HTTPException(status_code=409, detail="the same request is being handled")
+        if earlier is not None:
+            return Response(earlier.body, status_code=earlier.status, media_type=earlier.media_type)
+        try:
+            response = await handle(params)
+        except BaseException:
+            replays.release(key)
+            raise
+        replays.answered(key, response)
+        return response
 
     @router.post("/voice/{call_id}")
     async def voice(call_id: int, request: Request) -> Response:
         """The call was answered: greet and ask (or leave a message on a machine)."""
-        params = await signed_params(request)
-        if not await run_in_threadpool(service.record_status, call_id, params):
-            return _xml(twiml.hang_up())
-        script = await run_in_threadpool(service.script_of, call_id)
-        if script is None:
-            return _xml(twiml.hang_up())
-        language, purpose, message_ko = script
-        gather_url = f"{base}/twilio/gather/{call_id}"
-        if purpose == "manager_alert":
-            return _xml(twiml.manager_alert(message_ko or "", gather_url))
-        if ANSWERED_BY_OUTCOMES.get(params.get("AnsweredBy", "")) is not None:
-            return _xml(twiml.voicemail(language))  # synchronous AMD already knew
-        return _xml(twiml.check_in(gather_url, language))
+
+        async def handle(params: dict[str, str]) -> Response:
+            if not await run_in_threadpool(service.record_status, call_id, params):
+                return _xml(twiml.hang_up())
+            script = await run_in_threadpool(service.script_of, call_id)
+            if script is None:
+                return _xml(twiml.hang_up())
+            language, purpose, message_ko = script
+            gather_url = f"{base}/twilio/gather/{call_id}"
+            if purpose == "manager_alert":
+                return _xml(twiml.manager_alert(message_ko or "", gather_url))
+            if ANSWERED_BY_OUTCOMES.get(params.get("AnsweredBy", "")) is not None:
+                return _xml(twiml.voicemail(language))  # synchronous AMD already knew
+            return _xml(twiml.check_in(gather_url, language))
+
+        return await once(request, handle)
 
     @router.post("/gather/{call_id}")
     async def gather(call_id: int, request: Request) -> Response:
         """The resident pressed a key or spoke: store it and say what happens next."""
-        params = await signed_params(request)
-        outcome = await run_in_threadpool(service.record_gather, call_id, params)
-        script = await run_in_threadpool(service.script_of, call_id)
-        if script is not None and script[1] == "manager_alert":
-            return _xml(twiml.manager_closing(params.get("Digits") == "1"))
-        return _xml(twiml.closing(outcome, script[0] if script else None))
+
+        async def handle(params: dict[str, str]) -> Response:
+            outcome = await run_in_threadpool(service.record_gather, call_id, params)
+            script = await run_in_threadpool(service.script_of, call_id)
+            if script is not None and script[1] == "manager_alert":
+                return _xml(twiml.manager_closing(params.get("Digits") == "1"))
+            return _xml(twiml.closing(outcome, script[0] if script else None))
+
+        return await once(request, handle)
 
     @router.post("/status/{call_id}")
     async def status(call_id: int, request: Request) -> Response:
         """A status callback: initiated, ringing, answered, completed/busy/no-answer/failed."""
-        params = await signed_params(request)
-        found = await run_in_threadpool(service.record_status, call_id, params)
-        return Response(status_code=204 if found else 404)
+
+        async def handle(params: dict[str, str]) -> Response:
+            found = await run_in_threadpool(service.record_status, call_id, params)
+            return Response(status_code=204 if found else 404)
+
+        return await once(request, handle)
 
     @router.post("/amd/{call_id}")
     async def amd(call_id: int, request: Request) -> Response:
         """Async answering-machine detection: a machine gets the voicemail line instead."""
-        params = await signed_params(request)
-        implied = await run_in_threadpool(service.record_amd, call_id, params)
-        sid = params.get("CallSid", "")
-        live = params.get("CallStatus", "in-progress") not in TERMINAL_STATUSES
-        if implied is not None and sid and live:
-            await run_in_threadpool(service.leave_voicemail, call_id, sid)
-        return Response(status_code=204)
+
+        async def handle(params: dict[str, str]) -> Response:
+            implied = await run_in_threadpool(service.record_amd, call_id, params)
+            sid = params.get("CallSid", "")
+            live = params.get("CallStatus", "in-progress") not in TERMINAL_STATUSES
+            if implied is not None and sid and live:
+                await run_in_threadpool(service.leave_voicemail, call_id, sid)
+            return Response(status_code=204)
+
+        return await once(request, handle)
 
     # -- the 돌봄콜 line -----------------------------------------------------------------
 
     @router.post("/line")
     async def line_call(request: Request) -> Response:
         """Someone called the programme's number."""
-        params = await signed_params(request)
-        resident_id = await run_in_threadpool(
-            line.answer, params.get("CallSid", ""), params.get("From", "")
-        )
-        if resident_id is None:
-            return _xml(twiml.line_unknown(settings.city_contact_ko))
-        return _xml(twiml.line_menu(f"{base}/twilio/line/menu"))
+
+        async def handle(params: dict[str, str]) -> Response:
+            resident_id = await run_in_threadpool(
+                line.answer, params.get("CallSid", ""), params.get("From", "")
+            )
+            if resident_id is None:
+                return _xml(twiml.line_unknown(settings.city_contact_ko))
+            return _xml(twiml.line_menu(f"{base}/twilio/line/menu"))
+
+        return await once(request, handle)
 
     @router.post("/line/menu")
     async def line_menu(request: Request) -> Response:
-        params = await signed_params(request)
-        choice = await run_in_threadpool(
-            line.choose, params.get("CallSid", ""), params.get("Digits", "")
-        )
-        if choice == "help":
-            return _xml(twiml.line_help_taken())
-        if choice == "message":
-            return _xml(
-                twiml.line_record(f"{base}/twilio/line/recorded", f"{base}/twilio/line/transcript")
+        async def handle(params: dict[str, str]) -> Response:
+            choice = await run_in_threadpool(
+                line.choose, params.get("CallSid", ""), params.get("Digits", "")
             )
-        return _xml(twiml.line_menu(f"{base}/twilio/line/menu"))
+            if choice == "help":
+                return _xml(twiml.line_help_taken())
+            if choice == "message":
+                return _xml(
+                    twiml.line_record(
+                        f"{base}/twilio/line/recorded", f"{base}/twilio/line/transcript"
+                    )
+                )
+            return _xml(twiml.line_menu(f"{base}/twilio/line/menu"))
+
+        return await once(request, handle)
 
     @router.post("/line/recorded")
     async def line_recorded(request: Request) -> Response:
-        params = await signed_params(request)
-        await run_in_threadpool(
-            line.recorded, params.get("CallSid", ""), params.get("RecordingUrl")
-        )
-        return _xml(twiml.line_message_taken())
+        async def handle(params: dict[str, str]) -> Response:
+            await run_in_threadpool(
+                line.recorded, params.get("CallSid", ""), params.get("RecordingUrl")
+            )
+            return _xml(twiml.line_message_taken())
+
+        return await once(request, handle)
 
     @router.post("/line/transcript")
     async def line_transcript(request: Request) -> Response:
-        params = await signed_params(request)
-        model = await run_in_threadpool(service.speech_model)
-        await run_in_threadpool(
-            line.transcribed,
-            params.get("CallSid", ""),
-            params.get("TranscriptionText", ""),
-            model,
-        )
-        return Response(status_code=204)
+        async def handle(params: dict[str, str]) -> Response:
+            model = await run_in_threadpool(service.speech_model)
+            await run_in_threadpool(
+                line.transcribed,
+                params.get("CallSid", ""),
+                params.get("TranscriptionText", ""),
+                model,
+            )
+            return Response(status_code=204)
+
+        return await once(request, handle)
 
     return router

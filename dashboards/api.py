@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -11,11 +12,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordBearer
+from pydantic import Field
 
 import registry
 from alerts import absence, queries
+from core.crypto import DataKeyError, Keyring
 from dashboards import residents, review
-from dashboards.auth import CareManager
+from dashboards.auth import CareManager, LoginLocked, client_address
 from dashboards.deps import Deps, api_manager, get_deps
 from dashboards.i18n import text
 from dashboards.schemas import (
@@ -37,6 +40,8 @@ from dashboards.schemas import (
 )
 from ingest import devices
 from registry.heard import DeviceNotHeard
+
+log = logging.getLogger(__name__)
 
 _REFUSAL = {
     "content": {
@@ -61,32 +66,47 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 _CREDENTIALS_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["username", "password"],
-    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    "properties": {
+        "username": {"type": "string"},
+        "password": {"type": "string"},
+        "code": {"type": "string", "description": "TOTP code, for accounts that enrolled one"},
+    },
 }
 
 
-async def _credentials(request: Request) -> tuple[str, str]:
-    """username and password from a form or a JSON body; empty strings when absent."""
+async def _credentials(request: Request) -> tuple[str, str, str]:
+    """username, password and TOTP code from a form or a JSON body; empty when absent."""
     content_type = request.headers.get("content-type", "")
     data: Any
     if content_type.startswith("application/json"):
         try:
             data = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python
             data = {}
     else:
         data = await request.form()
     if not hasattr(data, "get"):
-        return "", ""
-    username, password = data.get("username"), data.get("password")
-    return (
-        username if isinstance(username, str) else "",
-        password if isinstance(password, str) else "",
-    )
+        return "", "", ""
+    fields = (data.get("username"), data.get("password"), data.get("code"))
+    username, password, code = (value if isinstance(value, str) else "" for value in fields)
+    return username, password, code
 
 
 Manager = Annotated[CareManager, Depends(api_manager)]
 AppDeps = Annotated[Deps, Depends(get_deps)]
+
+# What a read shows, as recorded in the access log.
+ALERT_FIELDS = ("name", "timeline", "calls", "transcripts")
+CARD_FIELDS = ("name", "care_settings", "health_notes", "access_notes")
+ACTIVITY_FIELDS = ("activity", "findings")
+
+
+class ResidentCardOut(ResidentOut):
+    """A resident's card: care settings and the notes a visit needs (opened from their sealed
+    form); every read is recorded in the access log."""
+
+    health_notes: str | None = Field(description="Health notes (personal data)")
+    access_notes: str | None = Field(description="How to get in: door code etc. (personal data)")
 
 
 def _detail(deps: Deps, alert_id: int, dong_code: str) -> AlertDetailOut:
@@ -136,7 +156,10 @@ def api_router() -> APIRouter:
     @router.post(
         "/token",
         response_model=TokenOut,
-        responses={401: {"description": "Wrong username or password (no detail given)"}},
+        responses={
+            401: {"description": "Wrong username, password or code (no detail given)"},
+            429: {"description": "Too many failed logins for the name or address: wait"},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -149,10 +172,19 @@ def api_router() -> APIRouter:
     )
     async def token(request: Request, deps: AppDeps) -> TokenOut:
         """Exchange a care manager's username and password for a signed bearer token."""
-        username, password = await _credentials(request)
+        username, password, code = await _credentials(request)
         manager = None
         if username and password:
-            manager = await run_in_threadpool(deps.auth.login, username, password)
+            try:
+                manager = await run_in_threadpool(
+                    deps.auth.login, username, password, client_address(request), code
+                )
+            except LoginLocked as exc:
+                raise HTTPException(
+                    status_code=429,
+                    detail=text("ko", "login_locked"),
+                    headers={"Retry-After": str(exc.retry_after_s)},
+                ) from None
         if manager is None:
             raise HTTPException(
                 status_code=401,
@@ -179,9 +211,17 @@ def api_router() -> APIRouter:
         return [AlertOut.of(v) for v in views]
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, dependencies=secured)
-    def get_alert(alert_id: int, manager: Manager, deps: AppDeps) -> AlertDetailOut:
-        """One alert with its timeline and calls; 404 when it is not in the care manager's dong."""
-        return _detail(deps, alert_id, manager.dong_code)
+    def get_alert(
+        alert_id: int, request: Request, manager: Manager, deps: AppDeps
+    ) -> AlertDetailOut:
+        """One alert with its timeline and calls; 404 when it is not in the care manager's dong.
+        The read is recorded in the access log (the timeline may carry a call's transcript)."""
+        with deps.db.connection() as conn:
+            detail = queries.get_alert(conn, alert_id, manager.dong_code)
+            residents.record_read(
+                conn, request, manager, detail.alert.resident_id, "alert", ALERT_FIELDS
+            )
+        return AlertDetailOut.of(detail)
 
     @router.post(
         "/alerts/{alert_id}/acknowledge", response_model=AlertDetailOut, dependencies=secured
@@ -209,6 +249,37 @@ def api_router() -> APIRouter:
             views = residents.list_residents(conn, manager.dong_code)
         return [ResidentOut.of(v, now) for v in views]
 
+    @router.get(
+        "/residents/{resident_id}",
+        response_model=ResidentCardOut,
+        dependencies=secured,
+        responses={
+            404: _CHANGE_RESPONSES[404],
+            503: {"description": "The notes cannot be opened (data key)", **_REFUSAL},
+        },
+    )
+    def resident_card(resident_id: int, request: Request, manager: Manager, deps: AppDeps) -> Any:
+        """A resident of the care manager's dong with their health and access notes; the read
+        is recorded in the access log."""
+        now = deps.clock.now()
+        try:
+            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            with deps.db.connection() as conn:
+                view, notes = residents.resident_card(conn, resident_id, manager.dong_code, keyring)
+                residents.record_read(conn, request, manager, resident_id, "card", CARD_FIELDS)
+        except DataKeyError:
+            log.error("resident notes could not be opened", extra={"resident_id": resident_id})
+            return JSONResponse(
+                {"detail": "메모를 열 수 없습니다: 데이터 키 설정을 확인해 주세요.",
+                 "detail_en": "The notes cannot be opened: check the data key settings."},
+                status_code=503,
+            )  # fmt: skip
+        return ResidentCardOut(
+            **ResidentOut.of(view, now).model_dump(),
+            health_notes=notes.health_notes,
+            access_notes=notes.access_notes,
+        )
+
     @router.get("/review", response_model=ReviewOut, dependencies=secured)
     def weekly_review(manager: Manager, deps: AppDeps) -> ReviewOut:
         """The dong's week: each resident's last 7 days against the 4 weeks before, and the
@@ -225,6 +296,7 @@ def api_router() -> APIRouter:
     )
     def resident_activity(
         resident_id: int,
+        request: Request,
         manager: Manager,
         deps: AppDeps,
         days: Annotated[int, Query(ge=1, le=31, description="Local days, today included.")] = 7,
@@ -235,6 +307,7 @@ def api_router() -> APIRouter:
         tz = ZoneInfo(deps.settings.timezone)
         with deps.db.connection() as conn:
             week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz, days)
+            residents.record_read(conn, request, manager, resident_id, "activity", ACTIVITY_FIELDS)
         return ResidentActivityOut.of(week, now)
 
     @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,12 +24,22 @@ from starlette.middleware.sessions import SessionMiddleware
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
 from alerts.service import AlertService
+from core.clock import Clock
 from core.config import Settings
 from core.db import Database
 from dashboards import i18n
+from dashboards.access_audit import access_audit_router
+from dashboards.account import account_router
 from dashboards.api import api_router
-from dashboards.auth import SESSION_LIFETIME, Authenticator, CsrfRejected, NotAuthenticated
+from dashboards.auth import (
+    Authenticator,
+    CsrfRejected,
+    NotAuthenticated,
+    bearer_token,
+    cookie_secure,
+)
 from dashboards.deps import Deps, get_deps, language
+from dashboards.edge import DOCS_PATH, SWAGGER_CDN, BodyLimit, SecurityHeaders
 from dashboards.metrics import database_registry
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
@@ -153,13 +164,61 @@ def _health_router() -> APIRouter:
     return router
 
 
-def _metrics_router(registry: CollectorRegistry) -> APIRouter:
+def _metrics_refusal(status: int, ko: str, en: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": ko, "detail_en": en}, status_code=status, headers=headers)
+
+
+def _metrics_router(registry: CollectorRegistry, token: str | None) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/metrics", response_class=Response)
-    def metrics() -> Response:
-        """Prometheus text format: aggregates by dong, never a resident; no authentication."""
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={401: {"description": "No bearer token"}, 403: {"description": "Wrong token"}},
+    )
+    def metrics(request: Request) -> Response:
+        """Prometheus text format: aggregates by dong, never a resident; only for the bearer
+        token ANBU_METRICS_TOKEN (refused to everyone while it is unset)."""
+        if token is None:
+            return _metrics_refusal(
+                403,
+                "지표는 ANBU_METRICS_TOKEN이 설정된 경우에만 제공됩니다.",
+                "Metrics are served only when ANBU_METRICS_TOKEN is set.",
+            )
+        given = bearer_token(request)
+        if given is None:
+            return _metrics_refusal(401, "인증이 필요합니다.", "Authentication required.")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return _metrics_refusal(403, "토큰이 올바르지 않습니다.", "Wrong token.")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+DOCS_PAGE = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>anbu 안부 API</title>
+<link rel="stylesheet" href="{SWAGGER_CDN}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{SWAGGER_CDN}/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body>
+</html>
+"""
+
+
+def _docs_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(DOCS_PATH)
+    def docs() -> Response:
+        """Swagger UI for /openapi.json, started by /static/docs.js (no inline script)."""
+        return HTMLResponse(DOCS_PAGE)
 
     return router
 
@@ -169,20 +228,21 @@ def create_app(
     settings: Settings,
     alerts: AlertService,
     extra_routers: Sequence[APIRouter] = (),
+    auth_clock: Clock | None = None,
 ) -> FastAPI:
     """The dashboard and API; `extra_routers` (e.g. the Twilio webhooks) are mounted as given."""
     app = FastAPI(
         title="anbu 안부",
         description="Care managers' dashboard and JSON API (Korean first).",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # _docs_router: FastAPI's page starts Swagger UI with an inline script
         redoc_url=None,
     )
     app.state.deps = Deps(
         db=db,
         settings=settings,
         alerts=alerts,
-        auth=Authenticator(db, settings.session_secret),
+        auth=Authenticator.from_settings(db, settings, auth_clock),
         templates=_templates(),
         local_time=i18n.local_time_formatter(settings.timezone),
         clock=alerts.clock,
@@ -191,18 +251,25 @@ def create_app(
         SessionMiddleware,
         secret_key=settings.session_secret,
         session_cookie=SESSION_COOKIE,
-        max_age=int(SESSION_LIFETIME.total_seconds()),
+        max_age=int(settings.session_lifetime_hours * 3600),  # the absolute lifetime
         same_site="lax",
-        https_only=settings.public_base_url.startswith("https://"),
+        https_only=cookie_secure(settings),
     )
+    # Added last, so outermost: the body is capped before the session or any route reads it,
+    # and every answer, a 413 included, carries the security headers.
+    app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_health_router())
-    app.include_router(
-        _metrics_router(database_registry(db, alerts.clock, settings.metrics_timeout_s))
-    )
+    metrics_registry = database_registry(db, alerts.clock, settings.metrics_timeout_s)
+    app.state.metrics_registry = metrics_registry  # also served on ANBU_WEB_METRICS_PORT
+    app.include_router(_metrics_router(metrics_registry, settings.metrics_token))
+    app.include_router(_docs_router())
     app.include_router(api_router())
+    app.include_router(access_audit_router())
     app.include_router(pages_router())
+    app.include_router(account_router())
     for router in extra_routers:
         app.include_router(router)
     return app

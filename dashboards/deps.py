@@ -15,12 +15,13 @@ from core.config import Settings
 from core.db import Database
 from dashboards.auth import (
     CSRF_HEADER,
+    SESSION_USER,
     Authenticator,
     CareManager,
     NotAuthenticated,
     bearer_token,
     check_csrf,
-    session_user,
+    end_session,
 )
 from dashboards.i18n import DEFAULT_LANGUAGE, parse_language
 
@@ -54,9 +55,18 @@ def language(request: Request) -> str:
     return parse_language(request.session.get("lang")) or DEFAULT_LANGUAGE
 
 
+def _session_manager(request: Request) -> CareManager | None:
+    """The care manager of the session cookie, checked against the database on every request
+    (generation, absolute lifetime); a session that failed is emptied."""
+    manager = get_deps(request).auth.session_manager(request.session)
+    if manager is None and SESSION_USER in request.session:
+        end_session(request)
+    return manager
+
+
 def page_manager(request: Request) -> CareManager:
     """The care manager of the session cookie; pages redirect to /login otherwise."""
-    manager = get_deps(request).auth.care_manager(session_user(request))
+    manager = _session_manager(request)
     if manager is None:
         raise NotAuthenticated
     return manager
@@ -67,9 +77,9 @@ def api_manager(request: Request) -> CareManager:
     auth = get_deps(request).auth
     token = bearer_token(request)
     if token is not None:
-        manager = auth.care_manager(auth.read_token(token))
+        manager = auth.token_manager(token)
     else:
-        manager = auth.care_manager(session_user(request))
+        manager = _session_manager(request)
         if manager is not None and request.method not in _SAFE_METHODS:
             check_csrf(request, request.headers.get(CSRF_HEADER))
     if manager is None:

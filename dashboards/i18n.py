@@ -12,7 +12,14 @@ from alerts.routing import route_for
 from calls.dialer import CANCELED
 from calls.outcomes import LOST_STATUS
 from core.domain import AlertState, CallOutcome, Severity
-from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, STATUS_MAX_DAYS, InvalidChange
+from registry import (
+    CAP_MAX_H,
+    CAP_MIN_H,
+    PASSWORD_MIN_LENGTH,
+    QUIET_MAX_H,
+    STATUS_MAX_DAYS,
+    InvalidChange,
+)
 
 LANGUAGES = ("ko", "en")
 DEFAULT_LANGUAGE = "ko"
@@ -27,6 +34,53 @@ TEXTS: dict[str, tuple[str, str]] = {
         "아이디 또는 비밀번호가 올바르지 않습니다.",
         "The username or password is not correct.",
     ),
+    "login_locked": (
+        "로그인 실패가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+        "Too many failed logins. Please try again later.",
+    ),
+    "totp_code": ("인증 코드 (6자리)", "Authentication code (6 digits)"),
+    "totp_prompt": (
+        "인증 앱에 표시된 6자리 코드를 입력해 주세요.",
+        "Enter the 6-digit code your authenticator app shows.",
+    ),
+    "code_failed": ("인증 코드가 올바르지 않습니다.", "The code is not correct."),
+    "verify": ("확인", "Verify"),
+    "account": ("내 계정", "My account"),
+    "change_password": ("비밀번호 변경", "Change password"),
+    "current_password": ("현재 비밀번호", "Current password"),
+    "new_password": ("새 비밀번호", "New password"),
+    "confirm_password": ("새 비밀번호 확인", "New password again"),
+    "password_help": (
+        f"{PASSWORD_MIN_LENGTH}자 이상이어야 하며, 흔한 비밀번호나 아이디가 들어간 비밀번호는 "
+        "쓸 수 없습니다. 바꾸면 다른 기기의 로그인과 API 토큰이 모두 종료됩니다.",
+        f"At least {PASSWORD_MIN_LENGTH} characters; common passwords and ones containing the "
+        "username are refused. Changing it ends your logins on other devices and API tokens.",
+    ),
+    "done_password_changed": (
+        "비밀번호가 변경되었습니다. 다른 기기의 로그인은 모두 종료되었습니다.",
+        "Your password was changed; logins on other devices have ended.",
+    ),
+    "totp": ("2단계 인증 (OTP)", "Two-step verification (TOTP)"),
+    "totp_on": (
+        "사용 중입니다. 로그인할 때마다 인증 코드가 필요합니다.",
+        "On: every login asks for a code.",
+    ),
+    "totp_off": ("사용하지 않습니다.", "Off."),
+    "totp_start": ("인증 앱 등록", "Set up an authenticator app"),
+    "totp_enrol_help": (
+        "인증 앱(Google Authenticator 등)에 아래 키를 등록한 뒤, 앱에 표시된 6자리 코드를 "
+        "입력하세요.",
+        "Add the key below to an authenticator app (Google Authenticator, ...), then enter "
+        "the 6-digit code it shows.",
+    ),
+    "totp_secret": ("등록 키", "Setup key"),
+    "totp_remove": ("2단계 인증 해제", "Turn off two-step verification"),
+    "totp_roles_only": (
+        "2단계 인증은 감독자·관리자 계정에서 등록할 수 있습니다.",
+        "Two-step verification is for supervisors and admins.",
+    ),
+    "done_totp_enabled": ("2단계 인증이 켜졌습니다.", "Two-step verification is on."),
+    "done_totp_removed": ("2단계 인증이 꺼졌습니다.", "Two-step verification is off."),
     "open_alerts": ("진행 중인 알림", "Open alerts"),
     "no_alerts": ("진행 중인 알림이 없습니다.", "There are no open alerts."),
     "severity": ("단계", "Severity"),
@@ -119,6 +173,31 @@ TEXTS: dict[str, tuple[str, str]] = {
     "invalid_until_too_far": (
         f"종료 예정 시각은 {STATUS_MAX_DAYS}일 이내여야 합니다.",
         f"The end date must be at most {STATUS_MAX_DAYS} days ahead.",
+    ),
+    "invalid_password_short": (
+        f"비밀번호는 {PASSWORD_MIN_LENGTH}자 이상이어야 합니다.",
+        f"A password needs at least {PASSWORD_MIN_LENGTH} characters.",
+    ),
+    "invalid_password_long": ("비밀번호가 너무 깁니다.", "The password is too long."),
+    "invalid_password_common": (
+        "너무 흔하거나 추측하기 쉬운 비밀번호입니다. 다른 비밀번호를 골라 주세요.",
+        "This password is too common or easy to guess; choose another.",
+    ),
+    "invalid_password_username": (
+        "비밀번호에 아이디를 넣을 수 없습니다.",
+        "A password may not contain the username.",
+    ),
+    "invalid_password_wrong": (
+        "현재 비밀번호가 올바르지 않습니다.",
+        "The current password is not correct.",
+    ),
+    "invalid_password_same": (
+        "새 비밀번호가 현재 비밀번호와 같습니다.",
+        "The new password is the current one.",
+    ),
+    "invalid_password_mismatch": (
+        "새 비밀번호 두 칸이 서로 다릅니다.",
+        "The two new passwords differ.",
     ),
     "invalid_resident_ended": (
         "서비스가 종료된 대상자는 변경할 수 없습니다.",

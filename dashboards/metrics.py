@@ -8,16 +8,19 @@ succeeds and says so in `anbu_metrics_database_up 0` instead of failing with a 5
 
 from __future__ import annotations
 
+import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import psycopg
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
@@ -234,4 +237,38 @@ def serve_ingest_metrics(stats: Callable[[], IngestStats], host: str, port: int)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(stats))
     server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: scrapes are not news."""
+
+
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, token: str | None = None
+) -> WSGIServer:
+    """Serve `registry` at http://host:port/metrics in a daemon thread (the web app's internal
+    metrics port); with `token`, only to `Authorization: Bearer <token>`.
+
+    Stop with `server.shutdown(); server.server_close()`.
+    """
+    exposition = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if token is not None:
+            scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
+                start_response(
+                    "401 Unauthorized",
+                    [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
+                )
+                return ["인증이 필요합니다. Authentication required.\n".encode()]
+        result: Iterable[bytes] = exposition(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="web-metrics", daemon=True).start()
     return server

@@ -1,8 +1,10 @@
 """Server-rendered pages for care managers: login, their dong's alerts and residents."""
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
+import logging
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -16,15 +18,19 @@ from dashboards import residents, review
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
+    LoginLocked,
+    await_code,
     check_csrf,
+    client_address,
     csrf_token,
     end_session,
-    session_user,
     start_session,
 )
 from dashboards.deps import Deps, get_deps, language, page_manager
 from dashboards.i18n import change_error, text
 from registry import InvalidChange, ResidentEnded
+
+log = logging.getLogger(__name__)
 
 LIST_REFRESH_S = 30
 
@@ -95,6 +101,29 @@ def _residents_page(
     )  # fmt: skip
 
 
+def _refused(
+    request: Request,
+    deps: Deps,
+    lang: str,
+    template: str,
+    locked: LoginLocked | None,
+    **context: Any,
+) -> HTMLResponse:
+    """A refused login: 401, or 429 while locked out; the same words whoever was named."""
+    if locked is None:
+        return render(
+            request, deps, lang, template, status_code=401,
+            error=text(lang, "code_failed" if template == "login_code.html" else "login_failed"),
+            **context,
+        )  # fmt: skip
+    response = render(
+        request, deps, lang, template, status_code=429, error=text(lang, "login_locked"),
+        **context,
+    )  # fmt: skip
+    response.headers["Retry-After"] = str(locked.retry_after_s)
+    return response
+
+
 def pages_router() -> APIRouter:
     """HTML routes; each one reads the session cookie, writes carry a CSRF token."""
     router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -105,7 +134,7 @@ def pages_router() -> APIRouter:
 
     @router.get("/login")
     def login_page(request: Request, deps: AppDeps, lang: Lang, next: str = "") -> Response:
-        if deps.auth.care_manager(session_user(request)) is not None:
+        if deps.auth.session_manager(request.session) is not None:
             return RedirectResponse(safe_next(next), status_code=303)
         return render(request, deps, lang, "login.html", next=safe_next(next))
 
@@ -114,23 +143,69 @@ def pages_router() -> APIRouter:
         request: Request,
         deps: AppDeps,
         lang: Lang,
-        username: Annotated[str, Form()] = "",
-        password: Annotated[str, Form()] = "",
+        username: Annotated[str, Form(max_length=200)] = "",
+        password: Annotated[str, Form(max_length=1000)] = "",
         csrf: Csrf = "",
-        next: Annotated[str, Form()] = "",
+        next: Annotated[str, Form(max_length=2000)] = "",
     ) -> Response:
         check_csrf(request, csrf)
-        manager = deps.auth.login(username, password) if username and password else None
+        target = safe_next(next)
+        try:
+            manager = (
+                deps.auth.check_password(username, password, client_address(request))
+                if username and password
+                else None
+            )
+        except LoginLocked as exc:
+            return _refused(request, deps, lang, "login.html", exc, next=target, username=username)
         if manager is None:
-            return render(
-                request, deps, lang, "login.html", status_code=401,
-                error=text(lang, "login_failed"), next=safe_next(next), username=username,
-            )  # fmt: skip
-        start_session(request, manager)
-        return RedirectResponse(safe_next(next), status_code=303)
+            return _refused(request, deps, lang, "login.html", None, next=target, username=username)
+        if manager.totp_enabled:
+            await_code(request, manager, deps.auth.now_epoch())
+            return RedirectResponse(f"/login/code?next={quote(target, safe='/')}", status_code=303)
+        start_session(request, manager, deps.auth.now_epoch())
+        return RedirectResponse(target, status_code=303)
 
-    @router.api_route("/logout", methods=["GET", "POST"])
-    def logout(request: Request) -> Response:
+    @router.get("/login/code")
+    def code_page(request: Request, deps: AppDeps, lang: Lang, next: str = "") -> Response:
+        if deps.auth.pending_code(request.session) is None:
+            return RedirectResponse("/login", status_code=303)
+        return render(request, deps, lang, "login_code.html", next=safe_next(next))
+
+    @router.post("/login/code")
+    def login_code(
+        request: Request,
+        deps: AppDeps,
+        lang: Lang,
+        code: Annotated[str, Form(max_length=20)] = "",
+        csrf: Csrf = "",
+        next: Annotated[str, Form(max_length=2000)] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        target = safe_next(next)
+        pending = deps.auth.pending_code(request.session)
+        if pending is None:  # too slow, or no password given first
+            return RedirectResponse("/login", status_code=303)
+        care_manager_id, username = pending
+        try:
+            manager = deps.auth.check_code(username, care_manager_id, code, client_address(request))
+        except LoginLocked as exc:
+            return _refused(request, deps, lang, "login_code.html", exc, next=target)
+        if manager is None:
+            return _refused(request, deps, lang, "login_code.html", None, next=target)
+        start_session(request, manager, deps.auth.now_epoch())
+        return RedirectResponse(target, status_code=303)
+
+    @router.post("/logout")
+    def logout(request: Request, deps: AppDeps, csrf: Csrf = "") -> Response:
+        """Ends this and every other session and token of the care manager (POST + CSRF only:
+        a link on another site cannot log anyone out)."""
+        check_csrf(request, csrf)
+        manager = deps.auth.session_manager(request.session)
+        if manager is not None:
+            with deps.db.connection() as conn:
+                registry.end_sessions(conn, manager.id)
+            log.info("care manager logged out", extra={"care_manager_id": manager.id})
         end_session(request)
         return RedirectResponse("/login", status_code=303)
 
@@ -149,6 +224,10 @@ def pages_router() -> APIRouter:
     ) -> Response:
         with deps.db.connection() as conn:
             detail = queries.get_alert(conn, alert_id, manager.dong_code)
+            residents.record_read(
+                conn, request, manager, detail.alert.resident_id, "alert",
+                ("name", "timeline", "calls", "transcripts"),
+            )  # fmt: skip
         allowed = allowed_events(detail.alert.state)
         return render(
             request, deps, lang, "alert.html", manager,
@@ -210,6 +289,9 @@ def pages_router() -> APIRouter:
         now = deps.clock.now()
         with deps.db.connection() as conn:
             week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz)
+            residents.record_read(
+                conn, request, manager, resident_id, "card", ("name", "activity", "findings")
+            )
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now,

@@ -21,6 +21,7 @@ from alerts.service import AlertService
 from anbu.service import build
 from core.clock import VirtualClock
 from core.config import Settings
+from core.crypto import Keyring, new_key
 from core.db import Database
 from core.domain import SensorKind
 from dashboards.app import create_app
@@ -35,6 +36,11 @@ DONG_A, DONG_B = "1111051500", "1111053000"
 NAMES = ("김순자", "박영희", "이말순", "최복동")
 PHONES = ("+821011110001", "+821011110002", "+821011110003", "+821011110004")
 NOTES = "당뇨, 인슐린 복용"
+# Prometheus sends it as a bearer token (ANBU_METRICS_TOKEN); test_metrics_access.py checks
+# the refusals without it.
+METRICS_TOKEN = "metrics-token-for-the-tests-0123456789"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+CONNECTION_REFUSED = r"(?i)refused|connection attempts failed"
 ALLOWED_LABELS = {"dong", "kind", "severity", "state", "status", "over", "purpose", "name",
                   "district"}  # fmt: skip
 
@@ -56,6 +62,7 @@ def value(found: Samples, metric: str, /, **labels: str) -> float | None:
 
 def app_for(db: Database, db_url: str, clock: VirtualClock, **settings: Any) -> FastAPI:
     alerts = AlertService(db, RecordingTelephony(), EscalationPolicy(), clock, "http://t.test")
+    settings.setdefault("metrics_token", METRICS_TOKEN)
     return create_app(db, Settings(database_url=db_url, **settings), alerts)
 
 
@@ -75,11 +82,16 @@ def seeded(database: Database, unique: str) -> dict[str, Any]:
         registry.add_dong(conn, DONG_A, "청운효자동", "종로구")
         registry.add_dong(conn, DONG_B, "사직동", "종로구")
         homes = [f"home-{unique}-{i}" for i in range(4)]
+        ring = Keyring.of(new_key())  # notes are sealed at rest
         a1, a2, a3 = (
-            registry.add_resident(conn, homes[i], DONG_A, NAMES[i], PHONES[i], notes=NOTES)
+            registry.add_resident(
+                conn, homes[i], DONG_A, NAMES[i], PHONES[i], notes=NOTES, keyring=ring
+            )
             for i in range(3)
         )
-        b1 = registry.add_resident(conn, homes[3], DONG_B, NAMES[3], PHONES[3], notes=NOTES)
+        b1 = registry.add_resident(
+            conn, homes[3], DONG_B, NAMES[3], PHONES[3], notes=NOTES, keyring=ring
+        )
         conn.execute("UPDATE anbu.resident SET status = 'hospital' WHERE id = %s", (a3,))
         _alert(conn, a1, "inactivity", "warning", "open")
         _alert(conn, a2, "inactivity", "warning", "open")
@@ -139,8 +151,8 @@ def seeded(database: Database, unique: str) -> dict[str, Any]:
 def test_metrics_count_what_the_database_holds(
     database: Database, db_url: str, seeded: dict[str, Any]
 ) -> None:
-    client = TestClient(app_for(database, db_url, VirtualClock(NOW)))
-    response = client.get("/metrics")  # no login: Prometheus scrapes it
+    client = TestClient(app_for(database, db_url, VirtualClock(NOW)), headers=SCRAPER)
+    response = client.get("/metrics")  # no login: Prometheus scrapes it with its token
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
@@ -186,7 +198,9 @@ def test_an_unreachable_database_is_a_gauge_not_a_500(
     name = db_url.rpartition("/")[2]
     db = Database(db_url, min_size=1, max_size=2)
     db.open()
-    client = TestClient(app_for(db, db_url, VirtualClock(NOW), metrics_timeout_s=0.5))
+    client = TestClient(
+        app_for(db, db_url, VirtualClock(NOW), metrics_timeout_s=0.5), headers=SCRAPER
+    )
 
     def admin(sql: str) -> None:
         with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
@@ -258,5 +272,5 @@ def test_ingest_counters_are_served_when_asked(
     finally:
         gateway.close()
         runtime.stop()
-    with pytest.raises(httpx.TransportError):
+    with pytest.raises(httpx.ConnectError, match=CONNECTION_REFUSED):
         httpx.get(url, timeout=2)

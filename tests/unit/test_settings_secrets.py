@@ -15,6 +15,7 @@ GOOD = {
     "session_secret": "0123456789abcdefghij" * 3,
     "twilio_auth_token": "0123456789abcdef" * 2,
     "mqtt_password": "a-long-broker-secret-9",
+    "data_key": "00112233445566778899aabbccddeeff" * 2,
 }
 ROLES = ("web", "ingest")
 
@@ -45,14 +46,15 @@ def test_unsafe_secrets_are_named_without_their_value(field: str, value: str, wh
 def test_the_defaults_are_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [k for k in os.environ if k.startswith("ANBU_")]:
         monkeypatch.delenv(name)
-    assert len(Settings().unsafe_secrets(ROLES)) == 3
-    assert len(Settings().unsafe_secrets()) == 2  # the web's
+    assert len(Settings().unsafe_secrets(ROLES)) == 4
+    assert len(Settings().unsafe_secrets()) == 3  # the web's
 
 
 @pytest.mark.parametrize(
     ("role", "named"),
     [
-        ("web", ["ANBU_SESSION_SECRET", "ANBU_TWILIO_AUTH_TOKEN"]),
+        ("web", ["ANBU_SESSION_SECRET", "ANBU_TWILIO_AUTH_TOKEN", "ANBU_DATA_KEY"]),
+        ("worker", ["ANBU_DATA_KEY"]),
         ("all", ["ANBU_SESSION_SECRET", "ANBU_TWILIO_AUTH_TOKEN", "ANBU_MQTT_PASSWORD"]),
         ("ingest", ["ANBU_MQTT_PASSWORD"]),
     ],

@@ -1,0 +1,151 @@
+"""The web app's edge, as plain ASGI middleware: security headers on every answer, and a cap
+on request bodies enforced while they stream, before anything parses them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# No inline script or style anywhere: templates load /static files only.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+# The API's Swagger UI page: its bundle comes from the CDN FastAPI uses, its start-up script
+# from /static (no inline script either).
+SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+DOCS_CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; script-src 'self' {SWAGGER_CDN}/; style-src 'self' {SWAGGER_CDN}/; "
+    "img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+DOCS_PATH = "/docs"
+STATIC_PREFIX = "/static/"
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
+)
+
+BODY_TOO_LARGE_KO = "요청 본문이 너무 큽니다. {limit} 바이트까지 받습니다."
+BODY_TOO_LARGE_EN = "The request body is too large: at most {limit} bytes are accepted."
+JSON_PREFIXES = ("/api/", "/twilio/", "/metrics")
+PAGE_TOO_LARGE = (
+    '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>413 · 안부 anbu</title>'
+    '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
+    '<p class="error" role="alert">{detail}</p><p lang="en">{detail_en}</p>'
+    '<p><a href="/alerts">목록으로 / Back</a></p></main></body></html>'
+)
+
+
+def _headers_for(path: str) -> list[tuple[bytes, bytes]]:
+    csp = DOCS_CONTENT_SECURITY_POLICY if path == DOCS_PATH else CONTENT_SECURITY_POLICY
+    pairs = [*SECURITY_HEADERS, ("content-security-policy", csp)]
+    if not path.startswith(STATIC_PREFIX):  # pages, API and metrics: never kept by a cache
+        pairs.append(("cache-control", "no-store"))
+    return [(k.encode(), v.encode()) for k, v in pairs]
+
+
+def _replace(
+    headers: Iterable[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    names = {name for name, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + extra
+
+
+class SecurityHeaders:
+    """Adds CSP, HSTS, frame denial, nosniff, no-referrer and no-store to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = _headers_for(scope.get("path", ""))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": _replace(message.get("headers", ()), extra)}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """Reads a request's whole body, counting bytes as they arrive, before the app sees any of
+    it; past `max_bytes` (announced by Content-Length or streamed, chunked or not) the answer
+    is 413 and the app is never called."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        announced = dict(scope.get("headers", ())).get(b"content-length")
+        if announced is not None and (
+            not announced.strip().isdigit() or int(announced) > self.max_bytes
+        ):
+            await self._refuse(scope, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        limit = self.max_bytes
+        payload = {
+            "detail": BODY_TOO_LARGE_KO.format(limit=limit),
+            "detail_en": BODY_TOO_LARGE_EN.format(limit=limit),
+        }
+        path = scope.get("path", "")
+        if path.startswith(JSON_PREFIXES):
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            content_type = b"application/json; charset=utf-8"
+        else:  # a browser's form: a page it can show
+            body = PAGE_TOO_LARGE.format(**payload).encode()
+            content_type = b"text/html; charset=utf-8"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
