@@ -1,7 +1,12 @@
-"""Read side of the residents' care settings, always scoped to one dong; no phone, no notes."""
+"""Read side of the residents' care settings, always scoped to one dong; no phone. Notes only
+on the resident's card, opened with the data keyring; every read of one resident by a person is
+recorded in the access log (`record_read`, in the read's transaction)."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -9,9 +14,17 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
+from starlette.requests import Request
 
+from core.crypto import Keyring
+from dashboards.auth import CareManager
 from detectors.sweep import SUPPRESSING_STATUSES
 from registry import ResidentNotFound
+from registry.access_log import Reader, record_access
+from registry.secrecy import Notes, resident_notes
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # Never phone or notes: what is not selected cannot leak.
 _SELECT = """
@@ -66,6 +79,36 @@ def get_resident(conn: psycopg.Connection[Any], resident_id: int, dong_code: str
     if row is None:
         raise ResidentNotFound(resident_id)
     return ResidentView(**row)
+
+
+def resident_card(
+    conn: psycopg.Connection[Any], resident_id: int, dong_code: str, keyring: Keyring | None
+) -> tuple[ResidentView, Notes]:
+    """A resident of `dong_code` with their health and access notes opened; ResidentNotFound
+    for any other dong (before anything is opened)."""
+    view = get_resident(conn, resident_id, dong_code)
+    return view, resident_notes(conn, resident_id, keyring)
+
+
+def reader_of(request: Request, manager: CareManager) -> Reader:
+    """The care manager behind a request, with its request id (the client's X-Request-ID when
+    well-formed, else a new one) and the client's address."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    client = request.client.host if request.client else None
+    return Reader(care_manager_id=manager.id, request_id=request_id, client=client)
+
+
+def record_read(
+    conn: psycopg.Connection[Any],
+    request: Request,
+    manager: CareManager,
+    resident_id: int,
+    view: str,
+    fields: Sequence[str] = (),
+) -> None:
+    """Record that `manager` just read `resident_id` (in the read's own transaction)."""
+    record_access(conn, reader_of(request, manager), resident_id, view, fields)
 
 
 def local_days_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:

@@ -15,16 +15,18 @@ from typing import Any
 
 import psycopg
 
+from core.crypto import Keyring
+from registry.access_log import Reader, record_accesses
 from registry.phones import parse_phone
 from registry.residents_text import COLUMNS, CONTACT_SLOTS
+from registry.secrecy import NOTE_COLUMNS, open_notes
 
 NOTES = ("health_notes", "access_notes")
 _YES_NO = {"ko": ("예", "아니오"), "en": ("yes", "no")}
 _SELECT = """
 SELECT r.id, r.external_id, r.display_name, r.birth_year, r.address, r.dong_code,
        r.mobile_phone, r.landline_phone, r.home, r.consent_date, r.consent_recorded_by,
-       r.consent_sensors, r.consent_calls, r.consent_family, r.notes AS health_notes,
-       r.access_notes
+       r.consent_sensors, r.consent_calls, r.consent_family, {notes}
   FROM anbu.resident r
  WHERE r.external_id IS NOT NULL AND (%(dong)s::text IS NULL OR r.dong_code = %(dong)s)
  ORDER BY r.dong_code, r.external_id
@@ -38,11 +40,22 @@ def export_residents(
     lang: str = "ko",
     encoding: str = "utf-8-sig",
     include_notes: bool = False,
+    keyring: Keyring | None = None,
+    reader: Reader | None = None,
 ) -> tuple[bytes, int]:
-    """(the file's bytes, residents in it): every resident with an external id, or one dong's."""
-    cur = conn.execute(_SELECT, {"dong": dong})
+    """(the file's bytes, residents in it): every resident with an external id, or one dong's.
+    Notes (only when asked) are opened with `keyring`, a DataKeyError when it cannot, and each
+    resident's notes read by `reader` is recorded in the access log (the caller commits)."""
+    notes = NOTE_COLUMNS if include_notes else "NULL AS health_notes"
+    cur = conn.execute(_SELECT.format(notes=notes), {"dong": dong})
     names = [d.name for d in cur.description or ()]
     residents = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    if include_notes:
+        for r in residents:
+            opened = open_notes(keyring, r)
+            r["health_notes"], r["access_notes"] = opened.health_notes, opened.access_notes
+        if reader is not None:
+            record_accesses(conn, reader, [r["id"] for r in residents], "export", NOTES)
     contacts: dict[int, list[tuple[str, str, str, bool]]] = {}
     for rid, name, rel, phone, may_call in conn.execute(
         """SELECT resident_id, name, relationship, phone, may_call FROM anbu.emergency_contact

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from core.crypto import Keyring
 from registry.residents_audit import AUDITED, AuditRow, audit_value, copy_audit
 from registry.residents_csv import (
     Dongs,
@@ -27,6 +28,7 @@ from registry.residents_csv import (
     ResidentRow,
     parse_file,
 )
+from registry.secrecy import open_notes, seal_notes
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,10 @@ _COLUMN = {f: f for f in AUDITED if f not in ("emergency_contacts", "health_note
     "health_notes": "notes"
 }
 _EXISTING = f"""
-SELECT id, external_id, {", ".join(_COLUMN.values())} FROM anbu.resident
+SELECT id, external_id, {", ".join(_COLUMN.values())}, notes_sealed, access_notes_sealed,
+       sealed_key_id FROM anbu.resident
  WHERE external_id = ANY(%(ids)s) OR home = ANY(%(homes)s)
-"""
+"""  # nosec B608  # column names from the constant _COLUMN table; values are parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +84,12 @@ def import_residents(
     dry_run: bool = False,
     skip_bad: bool = False,
     now: datetime | None = None,
+    keyring: Keyring | None = None,
 ) -> ImportReport:
     """Import an enrolment file (bytes as read from disk); commits unless dry_run or refused.
 
     FileRefused when the file cannot be read at all (encoding, a workbook, an empty file).
+    Notes are sealed under `keyring` (DataKeyMissing when there are notes and no keyring).
     """
     at = now if now is not None else datetime.now(UTC)
     with conn.transaction():
@@ -92,13 +97,14 @@ def import_residents(
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
         parsed = parse_file(data, load_dongs(conn), at.astimezone(_SEOUL).date())
         bad = {e.line for e in parsed.errors}
-        plan = _plan(conn, [r for r in parsed.rows if r.line not in bad], lock=not dry_run)
+        good = [r for r in parsed.rows if r.line not in bad]
+        plan = _plan(conn, good, lock=not dry_run, keyring=keyring)
         errors = tuple(sorted((*parsed.errors, *plan.errors), key=lambda e: (e.line, e.field)))
         written = (
             not dry_run and not (errors and not skip_bad) and bool(plan.creates or plan.updates)
         )
         if written:
-            _apply(conn, plan, actor, at)
+            _apply(conn, plan, actor, at, keyring)
     lines = {r.line for r in parsed.rows} | {e.line for e in errors if e.line > 1}
     report = ImportReport(
         parsed.encoding, len(lines), len(plan.creates), len(plan.updates), plan.unchanged,
@@ -119,23 +125,26 @@ def enrol_residents(
     *,
     actor: str,
     now: datetime | None = None,
+    keyring: Keyring | None = None,
 ) -> ImportReport:
     """Enrol or update checked residents (a page's or the API's, from parse_record) with the
     import's rules and audit, in one transaction; nothing is written when any row conflicts."""
     at = now if now is not None else datetime.now(UTC)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
-        plan = _plan(conn, list(rows), lock=True)
+        plan = _plan(conn, list(rows), lock=True, keyring=keyring)
         written = not plan.errors and bool(plan.creates or plan.updates)
         if written:
-            _apply(conn, plan, actor, at)
+            _apply(conn, plan, actor, at, keyring)
     return ImportReport(
         "", len(rows), len(plan.creates), len(plan.updates), plan.unchanged,
         tuple(plan.errors), (), written,
     )  # fmt: skip
 
 
-def _plan(conn: psycopg.Connection[Any], rows: list[ResidentRow], *, lock: bool) -> _Plan:
+def _plan(
+    conn: psycopg.Connection[Any], rows: list[ResidentRow], *, lock: bool, keyring: Keyring | None
+) -> _Plan:
     """Sort good rows into creations, updates (with the old values), unchanged, conflicts."""
     plan = _Plan()
     if not rows:
@@ -145,6 +154,9 @@ def _plan(conn: psycopg.Connection[Any], rows: list[ResidentRow], *, lock: bool)
     cur = conn.execute(_EXISTING + (" FOR UPDATE" if lock else ""), {"ids": ids, "homes": homes})
     names = [d.name for d in cur.description or ()]
     existing = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    for e in existing:  # compared and carried in the clear, sealed again when written
+        opened = open_notes(keyring, e)
+        e["notes"], e["access_notes"] = opened.health_notes, opened.access_notes
     by_id = {e["external_id"]: e for e in existing if e["external_id"] is not None}
     by_home = {e["home"]: e for e in existing}
     contacts = _contacts(conn, [e["id"] for e in existing])
@@ -224,17 +236,22 @@ CREATE TEMP TABLE resident_import_stage (
     line int, id bigint, external_id text, home text, dong_code text, display_name text,
     birth_year smallint, address text, mobile_phone text, landline_phone text,
     consent_date date, consent_recorded_by text, consent_sensors boolean, consent_calls boolean,
-    consent_family boolean, notes text, access_notes text
+    consent_family boolean, notes_sealed bytea, access_notes_sealed bytea, sealed_key_id text
 ) ON COMMIT DROP
 """
 _STAGED = ("line", "id", "external_id", "home", "dong_code", "display_name", "birth_year",
            "address", "mobile_phone", "landline_phone", "consent_date", "consent_recorded_by",
-           "consent_sensors", "consent_calls", "consent_family", "notes", "access_notes")  # fmt: skip
+           "consent_sensors", "consent_calls", "consent_family", "notes_sealed",
+           "access_notes_sealed", "sealed_key_id")  # fmt: skip
 _WRITTEN = _STAGED[2:]
+_SEALED_STAGE = ("notes_sealed", "access_notes_sealed", "sealed_key_id")
 
 
-def _apply(conn: psycopg.Connection[Any], plan: _Plan, actor: str, at: datetime) -> None:
-    """Write the plan in the caller's transaction: residents, contacts, audit rows."""
+def _apply(
+    conn: psycopg.Connection[Any], plan: _Plan, actor: str, at: datetime, keyring: Keyring | None
+) -> None:
+    """Write the plan in the caller's transaction: residents (notes sealed, never staged in
+    the clear), contacts, audit rows."""
     conn.execute(_STAGE)
     merged = [(None, c) for c in plan.creates] + [
         (rid, {**before, **changed}) for rid, changed, before in plan.updates
@@ -245,6 +262,8 @@ def _apply(conn: psycopg.Connection[Any], plan: _Plan, actor: str, at: datetime)
     ):
         for rid, values in merged:
             row = {"id": rid, **{_COLUMN.get(f, f): v for f, v in values.items()}}
+            sealed = seal_notes(keyring, row.pop("notes", None), row.pop("access_notes", None))
+            row |= dict(zip(_SEALED_STAGE, sealed, strict=True))
             copy.write_row([row.get(c) for c in _STAGED])
     cols = ", ".join(_WRITTEN)
     derived = "COALESCE(s.mobile_phone, s.landline_phone), s.consent_sensors, %s"
@@ -257,14 +276,15 @@ def _apply(conn: psycopg.Connection[Any], plan: _Plan, actor: str, at: datetime)
                       FROM resident_import_stage s WHERE s.id IS NULL ORDER BY s.line
                     RETURNING id, external_id)
                 SELECT s.line, made.id FROM made
-                  JOIN resident_import_stage s ON s.external_id = made.external_id""",
+                  JOIN resident_import_stage s ON s.external_id = made.external_id""",  # nosec B608  # column names from the constant _WRITTEN; values are parameters
             (at,),
         )
     }
     conn.execute(
         f"""UPDATE anbu.resident r SET ({cols}, phone, consent, updated_at) =
-                   ({", ".join("s." + c for c in _WRITTEN)}, {derived})
-              FROM resident_import_stage s WHERE s.id = r.id""",
+                   ({", ".join("s." + c for c in _WRITTEN)}, {derived}),
+                   notes = NULL, access_notes = NULL
+              FROM resident_import_stage s WHERE s.id = r.id""",  # nosec B608  # column names from the constant _WRITTEN; values are parameters
         (at,),
     )
     contact_sets = [(ids[c["line"]], c["emergency_contacts"]) for c in plan.creates] + [

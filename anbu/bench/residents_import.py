@@ -91,8 +91,10 @@ def measure(dsn: str, rows: int, echo: Callable[[str], None] = print) -> ImportF
     """The bench on a migrated database at `dsn` (it adds 20 dongs and N residents)."""
     import psycopg
 
+    from core.crypto import Keyring, new_key
     from registry.residents_import import import_residents
 
+    keyring = Keyring.of(new_key())  # notes are sealed at rest, as in production
     first_file = synthetic_file(rows)
     changed_file = synthetic_file(rows, changed_every=10)
     with psycopg.connect(dsn) as conn:
@@ -106,7 +108,7 @@ def measure(dsn: str, rows: int, echo: Callable[[str], None] = print) -> ImportF
         counts, seconds = [], []
         for data in (first_file, first_file, changed_file):
             began = time.perf_counter()
-            report = import_residents(conn, data, actor="bench", now=NOW)
+            report = import_residents(conn, data, actor="bench", now=NOW, keyring=keyring)
             seconds.append(time.perf_counter() - began)
             if report.errors:
                 raise RuntimeError(f"the bench file has bad rows: {report.errors[:3]}")

@@ -65,6 +65,8 @@ def import_residents_cmd(
     """Enrol or update residents from a district's file; idempotent on the external id."""
     import psycopg
 
+    from anbu.cli.keys_cmds import optional_keyring
+    from core.crypto import DataKeyError
     from registry.residents_csv import FileRefused
     from registry.residents_import import import_residents
 
@@ -75,8 +77,12 @@ def import_residents_cmd(
     with psycopg.connect(_database_url()) as conn:
         try:
             report = import_residents(
-                conn, data, actor=_actor(by), dry_run=dry_run, skip_bad=skip_bad
-            )
+                conn, data, actor=_actor(by), dry_run=dry_run, skip_bad=skip_bad,
+                keyring=optional_keyring(),
+            )  # fmt: skip
+        except DataKeyError as exc:
+            typer.echo(f"데이터 키 / data key: {exc}", err=True)
+            raise typer.Exit(2) from None
         except FileRefused as refused:
             typer.echo(refused.error.message(lang), err=True)
             raise typer.Exit(2) from None
@@ -110,6 +116,9 @@ def export_residents_cmd(
     """Every resident with an external id (or one dong's), in the import's own CSV format."""
     import psycopg
 
+    from anbu.cli.keys_cmds import optional_keyring
+    from core.crypto import DataKeyError
+    from registry.access_log import Reader
     from registry.residents_export import export_residents
 
     if encoding.lower() not in _ENCODINGS:
@@ -124,7 +133,12 @@ def export_residents_cmd(
                 lang=lang,
                 encoding=_ENCODINGS[encoding.lower()],
                 include_notes=include_notes,
+                keyring=optional_keyring() if include_notes else None,
+                reader=Reader(actor=_actor(None)),
             )
+        except DataKeyError as exc:
+            typer.echo(f"데이터 키 / data key: {exc}", err=True)
+            raise typer.Exit(2) from None
         except UnicodeEncodeError:
             typer.echo(
                 "CP949로 쓸 수 없는 글자가 있습니다: --encoding utf-8로 내보내 주세요"

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import registry
+from core.crypto import Keyring, new_key
 from core.db import Database
 from dashboards.i18n import text
 from tests.integration.dashboard_support import (
@@ -46,8 +47,9 @@ def resident_b(town: Town, database: Database, unique: str) -> int:
             "UPDATE anbu.resident SET notes = %s WHERE id = %s", (NOTES_A, town.resident_id)
         )
         return registry.add_resident(
-            conn, f"homeb-{unique}", DONG_B, NAME_B, PHONE_B, notes=NOTES_B
-        )
+            conn, f"homeb-{unique}", DONG_B, NAME_B, PHONE_B, notes=NOTES_B,
+            keyring=Keyring.of(new_key()),
+        )  # fmt: skip
 
 
 def _settings(database: Database, resident_id: int) -> tuple[Any, ...]:
@@ -299,7 +301,10 @@ def test_an_ended_resident_is_not_changed(town: Town, database: Database) -> Non
 
 
 def test_registry_writes_are_scoped_to_the_managers_dong(town: Town, database: Database) -> None:
-    with database.connection() as conn, pytest.raises(registry.ResidentNotFound):
+    with (
+        database.connection() as conn,
+        pytest.raises(registry.ResidentNotFound, match=str(town.resident_id)),
+    ):
         registry.set_level_caps(conn, town.resident_id, None, None, 12, town.manager_b)
     with database.connection() as conn:
         changed = registry.set_quiet_hours(

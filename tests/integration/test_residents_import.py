@@ -13,10 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 import registry
+from core.crypto import Keyring, new_key
 from registry.residents_csv import FileRefused, parse_record
 from registry.residents_export import export_residents
 from registry.residents_import import enrol_residents, import_residents, load_dongs
+from registry.secrecy import open_notes
 
+DATA_KEY = new_key()
+KEYRING = Keyring.of(DATA_KEY)  # notes are sealed at rest: the tests read them opened
 SAMPLE = (Path(__file__).parent.parent / "fixtures" / "residents_sample.csv").read_bytes()
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 HEADER = "사례번호,성명,출생연도,주소,행정동,휴대전화,집전화"
@@ -36,6 +40,7 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def _run(conn: psycopg.Connection[Any], data: bytes, **kw: Any) -> Any:
+    kw.setdefault("keyring", KEYRING)
     return import_residents(conn, data, actor=kw.pop("actor", "cli:test"), now=NOW, **kw)
 
 
@@ -46,15 +51,18 @@ def _count(conn: psycopg.Connection[Any], table: str) -> int:
 
 
 def _residents(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    return [
-        tuple(r)
-        for r in conn.execute(
-            """SELECT external_id, home, display_name, birth_year, dong_code, mobile_phone,
-                      landline_phone, phone, consent_date, consent_recorded_by, consent_sensors,
-                      consent_calls, consent_family, consent, notes, access_notes, status
-                 FROM anbu.resident ORDER BY external_id"""
-        )
-    ]
+    out = []
+    for *head, health, access, key_id, status in conn.execute(
+        """SELECT external_id, home, display_name, birth_year, dong_code, mobile_phone,
+                  landline_phone, phone, consent_date, consent_recorded_by, consent_sensors,
+                  consent_calls, consent_family, consent, notes_sealed, access_notes_sealed,
+                  sealed_key_id, status
+             FROM anbu.resident ORDER BY external_id"""
+    ):
+        row = {"notes_sealed": health, "access_notes_sealed": access, "sealed_key_id": key_id}
+        notes = open_notes(KEYRING, row)
+        out.append((*head, notes.health_notes, notes.access_notes, status))
+    return out
 
 
 @pytest.mark.parametrize(
@@ -212,7 +220,9 @@ def test_export_then_import_changes_nothing(conn: psycopg.Connection[Any]) -> No
     _run(conn, SAMPLE)
     before = _residents(conn)
     for lang, encoding, notes in (("ko", "utf-8-sig", True), ("en", "cp949", False)):
-        data, count = export_residents(conn, lang=lang, encoding=encoding, include_notes=notes)
+        data, count = export_residents(
+            conn, lang=lang, encoding=encoding, include_notes=notes, keyring=KEYRING
+        )
         assert count == 3
         report = _run(conn, data)
         assert (report.encoding, report.errors, report.warnings) == (encoding, (), ())
@@ -270,7 +280,7 @@ def test_no_personal_data_reaches_the_logs_or_the_audit(
     _run(conn, SAMPLE)
     _run(conn, SAMPLE.replace(b"010-2345-6789", b"010-2345-0000"))
     _run(conn, BAD, dry_run=True)
-    data, _ = export_residents(conn, include_notes=True)
+    data, _ = export_residents(conn, include_notes=True, keyring=KEYRING)
     assert b"\xea\xb9\x80\xec\x88\x9c\xec\x9e\x90" in data  # 김순자: the export has it
     assert "resident import" in caplog.text and caplog.records
     logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
@@ -287,6 +297,7 @@ def test_the_command_line_reports_rows_in_korean_and_exits_non_zero(
     from anbu.cli import app, registry_cmds  # noqa: F401
 
     monkeypatch.setenv("ANBU_DATABASE_URL", db_url)
+    monkeypatch.setenv("ANBU_DATA_KEY", DATA_KEY)
     bad = tmp_path / "bad.csv"
     bad.write_bytes(BAD.decode().encode("cp949"))
     result = CliRunner().invoke(app, ["import", "residents", str(bad), "--dry-run"])
