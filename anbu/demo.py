@@ -12,11 +12,14 @@ finding was raised. Like anbu.service, this module wires everything; nothing els
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
+import signal
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,55 @@ DEMO_SUPERVISOR = ("jongno-gu", "anbu-demo", "+821090000009")
 INGEST_PASSWORD = "ingest-demo-password"
 HISTORY_DAYS = 14  # stored before the clock starts: every home's routine is learned
 LEARN_HOUR = 3  # the nightly learning, as the worker runs it
+
+log = logging.getLogger(__name__)
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT while the demo starts: unwind what has started (a KeyboardInterrupt,
+    so psycopg cancels a query in flight and no `except Exception` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGTERM and SIGINT for the demo's lifetime: while starting, the first one raises
+    DemoInterrupted; once the town runs, and while cleaning up, they only set `received`, so
+    the cleanup (servers, folder) is never cut short by a second Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.raising = True
+
+    def _on(self, signum: int, frame: object) -> None:
+        first = self.received is None
+        self.received = self.received or signum
+        if first and self.raising:
+            self.raising = False
+            raise DemoInterrupted(signum)
+
+    @contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        old = {s: signal.signal(s, self._on) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+def _quietly(what: str, stop: Callable[[], object]) -> Callable[[], None]:
+    """A cleanup step whose failure is logged, so the steps after it still run."""
+
+    def run() -> None:
+        try:
+            stop()
+        except Exception:  # the next server must still be stopped and the folder removed
+            log.exception("demo cleanup failed", extra={"step": what})
+
+    return run
 
 
 def _store_history(db: Database, town: Town, since: datetime, until: datetime) -> int:
@@ -116,8 +168,31 @@ def run_demo(
             update={
                 "session_secret": secrets.token_hex(32),
                 "twilio_auth_token": secrets.token_hex(16),
+                "data_key": settings.data_key or secrets.token_hex(32),  # seals notes
             }
         )
+    signals = _Signals()
+    try:
+        with signals.installed():
+            return _run(console, settings, signals, duration, speed, homes, port, seed,
+                        stop_when_done, broker_kind)  # fmt: skip
+    except DemoInterrupted as stopped:
+        console.print(f"Stopped by {stopped.args[0]} while starting; servers and folder removed.")
+        return False
+
+
+def _run(
+    console: Console,
+    settings: Settings,
+    signals: _Signals,
+    duration: float | None,
+    speed: float,
+    homes: int,
+    port: int,
+    seed: int,
+    stop_when_done: bool,
+    broker_kind: str,
+) -> bool:
     tz = ZoneInfo(settings.timezone)
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="anbu-demo-"))
@@ -127,9 +202,10 @@ def run_demo(
         if not dsn:
             console.print("PostgreSQL: starting a throwaway server (embedded) ...")
             pg = EmbeddedPostgres(tmp / "pg")
+            # registered before start: a signal during start still stops what came up
+            stack.callback(_quietly("postgres", lambda: pg.stop("immediate")))
             pg.init()
             pg.start()
-            stack.callback(pg.stop, "immediate")
             dsn = pg.create_database("anbu")
 
         local_start = datetime.now(tz).replace(hour=6, minute=0, second=0, microsecond=0)
@@ -147,8 +223,8 @@ def run_demo(
 
             broker = InProcessBroker(port=free_port(), users=dict(users))
             console.print("MQTT: in-process broker (amqtt, MQTT 3.1.1; Mosquitto not used)")
+        stack.callback(_quietly("broker", broker.stop))
         broker.start()
-        stack.callback(broker.stop)
 
         town = Town(
             specs, "127.0.0.1", broker.port, clock, seed,
@@ -161,7 +237,7 @@ def run_demo(
         for number, persona in town.phone_personas().items():
             phone.set_persona(number, PERSONAS[persona])
         phone.start()
-        stack.callback(phone.stop)
+        stack.callback(_quietly("phone", phone.stop))
 
         web_port = port if port and _port_free(port) else free_port()
         settings = settings.model_copy(
@@ -181,7 +257,7 @@ def run_demo(
             }
         )
         runtime: Runtime = build(settings, clock)
-        stack.callback(runtime.stop)
+        stack.callback(_quietly("services", runtime.stop))
         with runtime.db.connection() as conn:
             town.register(conn)
             for (username, password, phone_no), dong in zip(DEMO_MANAGERS, dongs, strict=True):
@@ -201,8 +277,8 @@ def run_demo(
         runtime.start_web()
         runtime.start_ingest()
         runtime.start_worker()
+        stack.callback(_quietly("town", town.stop))
         town.start(since=local_start)
-        stack.callback(town.stop)
 
         console.rule("anbu 안부 demo")
         console.print(f"대시보드 Dashboard: [bold]http://127.0.0.1:{web_port}/[/]")
@@ -217,19 +293,19 @@ def run_demo(
         narrator = Narrator(console, tz, clock, readings=stored)
         deadline = None if duration is None else time.monotonic() + duration
         ok = False
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                with runtime.db.connection() as conn:
-                    narrator.poll(conn)
-                    ok = ok or (
-                        _scenario_done(conn, scenario_home)
-                        and not missing_findings(conn, cast.expected)
-                    )
-                if ok and stop_when_done:
-                    break
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        signals.raising = False  # from here a signal ends the loop below, then the summary
+        while signals.received is None and (deadline is None or time.monotonic() < deadline):
+            with runtime.db.connection() as conn:
+                narrator.poll(conn)
+                ok = ok or (
+                    _scenario_done(conn, scenario_home)
+                    and not missing_findings(conn, cast.expected)
+                )
+            if ok and stop_when_done:
+                break
+            time.sleep(0.25)
+        if signals.received is not None:
+            console.print(f"Stopping ({signal.Signals(signals.received).name}) ...")
         with runtime.db.connection() as conn:
             narrator.poll(conn)
             reached = _scenario_done(conn, scenario_home)

@@ -53,7 +53,7 @@ ON CONFLICT (gateway_id, device) DO UPDATE SET
                    ELSE h.configs || excluded.configs END,
     last_heard = greatest(h.last_heard, excluded.last_heard),
     removed_at = NULL
-"""
+"""  # nosec B608  # only the constant _rank() expressions are interpolated; values are %(name)s parameters
 
 _ANNOUNCE_BY_CONFIG = f"""
 UPDATE anbu.heard_devices AS h SET
@@ -62,7 +62,7 @@ UPDATE anbu.heard_devices AS h SET
     vendor_class = coalesce(h.vendor_class, %(class)s),
     last_heard = greatest(h.last_heard, %(now)s)
 WHERE gateway_id = %(gw)s AND %(config)s = ANY(configs)
-"""
+"""  # nosec B608  # only the constant _rank() expressions are interpolated; values are parameters
 
 _GONE = """
 UPDATE anbu.heard_devices SET
