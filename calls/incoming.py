@@ -1,6 +1,8 @@
 """The 돌봄콜 line: residents call the programme's number; the only writer of anbu.incoming_calls.
 
-A caller is recognised by the number they call from (never logged). 1 is a help request for
+A caller is recognised by the number they call from (never logged), checked and put in E.164
+first: a withheld number (`anonymous`, empty) or one that is not a Korean number matches
+nobody. 1 is a help request for
 their dong care manager, 2 leaves a recorded message with its transcript; alerts/intake turns
 both into alerts. Unknown callers are told how to reach the city.
 """
@@ -13,6 +15,7 @@ from calls.understanding import SpeechModel, understand
 from core.clock import Clock
 from core.db import Database
 from core.domain import CallOutcome
+from registry.phones import InvalidPhone, parse_phone
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +33,15 @@ class IncomingLine:
         """Store the incoming call; returns the caller's resident id, None when unknown."""
         now = self.clock.now()
         with self.db.connection() as conn:
-            row = conn.execute(
-                """SELECT id FROM anbu.resident
-                   WHERE regexp_replace(phone, '[^0-9+]', '', 'g') = %s
-                   ORDER BY id LIMIT 1""",
-                (_digits(caller),),
-            ).fetchone()
+            number = caller_number(caller)
+            row = None
+            if number is not None:
+                row = conn.execute(
+                    """SELECT id FROM anbu.resident
+                       WHERE %(n)s IN (phone, mobile_phone, landline_phone)
+                       ORDER BY status = 'ended', id LIMIT 1""",
+                    {"n": number},
+                ).fetchone()
             resident_id = int(row[0]) if row else None
             conn.execute(
                 """INSERT INTO anbu.incoming_calls (twilio_sid, resident_id, received_at, updated_at)
@@ -82,5 +88,9 @@ class IncomingLine:
         return outcome if row else None
 
 
-def _digits(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit() or ch == "+")
+def caller_number(caller: str) -> str | None:
+    """The caller's number in E.164, or None when withheld or not a Korean number."""
+    try:
+        return parse_phone(caller).e164
+    except InvalidPhone:
+        return None

@@ -5,16 +5,21 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.crypto import key_problem
+
 # Secrets that shipped as defaults (public in this repository): never good enough to serve with.
 KNOWN_DEFAULT_SECRETS = frozenset(
     {"change-me-in-production", "anbu-dev-auth-token", "change-me", "ingest-dev-password"}
 )
 SECRET_MIN_LENGTH = {"session_secret": 32, "twilio_auth_token": 32, "mqtt_password": 16}
+METRICS_TOKEN_MIN_LENGTH = 32
 # Which role needs which secret: the web signs sessions and tokens and checks webhook
-# signatures; ingest holds the broker session every gateway's readings wait in.
+# signatures; ingest holds the broker session every gateway's readings wait in; web and worker
+# open residents' sealed notes with the data key.
 SECRETS_OF_ROLE = {
-    "web": ("session_secret", "twilio_auth_token"),
+    "web": ("session_secret", "twilio_auth_token", "data_key"),
     "ingest": ("mqtt_password",),
+    "worker": ("data_key",),
 }
 
 
@@ -75,6 +80,18 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: int = Field(
         default=86400, description="How long the broker keeps the session while ingest is away."
     )
+    mqtt_tls_ca: str | None = Field(
+        default=None,
+        description="CA file (PEM) that signed the broker's certificate; set: ingest connects "
+        "over TLS (the broker's services listener, 8884 in mosquitto.conf).",
+    )
+    mqtt_tls_cert: str | None = Field(
+        default=None,
+        description="Ingest's client certificate (PEM) for the broker's mutual-TLS listener.",
+    )
+    mqtt_tls_key: str | None = Field(
+        default=None, description="The private key (PEM) of that client certificate."
+    )
 
     twilio_account_sid: str = Field(
         default="AC00000000000000000000000000000000", description="Twilio account SID."
@@ -97,6 +114,43 @@ class Settings(BaseSettings):
     session_secret: str = Field(
         default="change-me-in-production", description="Key signing the dashboard's session cookie."
     )
+    session_lifetime_hours: float = Field(
+        default=12.0,
+        description="A dashboard session and an API token end this long after the login, "
+        "however busy (absolute, not sliding); logout and a password change end them at once.",
+    )
+    session_cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure (sent over https only); unset: on whenever "
+        "ANBU_PUBLIC_BASE_URL is https://, i.e. everywhere but the demo. It is always HttpOnly "
+        "and SameSite=Lax.",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        description="Failed logins (wrong password or TOTP code) for one account name, known or "
+        "not, within 15 minutes that lock it out for ANBU_LOGIN_LOCKOUT_S.",
+    )
+    login_address_max_failures: int = Field(
+        default=20,
+        description="Failed logins from one client address within 15 minutes that lock that "
+        "address out the same way.",
+    )
+    login_lockout_s: float = Field(
+        default=300.0,
+        description="The first lockout's length; each further one in a row lasts twice as "
+        "long, at most a day. Stored in the database, so all web replicas agree.",
+    )
+    data_key: str = Field(
+        default="",
+        description="Key sealing residents' health and access notes at rest (AES-256-GCM): 32 "
+        "random bytes as 64 hex digits or base64 (`anbu keys new`). Required by `serve web` and "
+        "`serve worker`; `anbu keys rotate` re-seals every note under it.",
+    )
+    data_keys_old: str = Field(
+        default="",
+        description="Earlier data keys, comma-separated: they still open what they sealed until "
+        "`anbu keys rotate` has re-sealed it under ANBU_DATA_KEY.",
+    )
     metrics_timeout_s: float = Field(
         default=2.0,
         description="Longest wait for a connection and for each query when the web app's "
@@ -109,6 +163,32 @@ class Settings(BaseSettings):
     )
     ingest_metrics_host: str = Field(
         default="127.0.0.1", description="Bind address of those ingest counters."
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token Prometheus must send for the web app's /metrics (at least 32 "
+        "characters); unset: /metrics on the web port answers 403, and `serve web` refuses to "
+        "start unless ANBU_WEB_METRICS_PORT serves them on an internal port instead.",
+    )
+    web_metrics_port: int | None = Field(
+        default=None,
+        description="Internal port on which `anbu serve web` also serves /metrics, bound to "
+        "ANBU_WEB_METRICS_HOST, for a Prometheus on the host or the internal network (it asks "
+        "for ANBU_METRICS_TOKEN only when that is set); unset: not served.",
+    )
+    web_metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of that internal metrics port."
+    )
+    web_max_body_bytes: int = Field(
+        default=65536,
+        description="Largest request body the web app reads (login, token, API, Twilio "
+        "webhooks); a larger one, announced or streamed, is refused with 413 before parsing.",
+    )
+    webhook_replay_window_s: float = Field(
+        default=86400.0,
+        description="A signed Twilio webhook received again (same URL and body) within this "
+        "many seconds is answered as the first time and changes nothing (each web instance "
+        "remembers its last 20000).",
     )
 
     inactivity_watch_hours: float = Field(
@@ -125,6 +205,16 @@ class Settings(BaseSettings):
     )
     future_tolerance_s: int = Field(
         default=300, description="Readings stamped further in the future are dead-lettered."
+    )
+    dead_letter_max_payload_bytes: int = Field(
+        default=16384, description="A refused message's payload is kept up to this many bytes."
+    )
+    dead_letter_per_gateway_per_hour: int = Field(
+        default=1000,
+        description="Refused messages kept per gateway and hour; the rest are only counted.",
+    )
+    dead_letter_retention_days: int = Field(
+        default=30, description="Refused messages and their hourly counts are deleted after this."
     )
 
     call_retries: int = Field(default=2, description="Check-in call retries when unanswered.")
@@ -188,9 +278,13 @@ class Settings(BaseSettings):
         out = []
         names = [n for role in roles for n in SECRETS_OF_ROLE.get(role, ())]
         for name in names:
-            minimum = SECRET_MIN_LENGTH[name]
             value = str(getattr(self, name) or "")
             env = f"ANBU_{name.upper()}"
+            if name == "data_key":
+                problem = key_problem(value, env)
+                out += [problem] if problem else []
+                continue
+            minimum = SECRET_MIN_LENGTH[name]
             if value in KNOWN_DEFAULT_SECRETS:
                 out.append(f"{env}: the published default; anyone could use it")
             elif len(value) < minimum:
@@ -198,3 +292,21 @@ class Settings(BaseSettings):
             elif len(set(value)) < 4:
                 out.append(f"{env}: too few different characters to be secret")
         return out
+
+    def metrics_exposure(self) -> list[str]:
+        """Why `serve web` must not start as configured: /metrics on the public web port with
+        no usable ANBU_METRICS_TOKEN (per-dong counts of silent and away homes), unless they
+        are served on an internal port (ANBU_WEB_METRICS_PORT) instead; empty when safe."""
+        token = self.metrics_token
+        if token is None:
+            if self.web_metrics_port is not None:
+                return []
+            return [
+                "ANBU_METRICS_TOKEN: unset, and /metrics would be on the web port; set it "
+                "(Prometheus sends it as a bearer token) or ANBU_WEB_METRICS_PORT"
+            ]
+        if token in KNOWN_DEFAULT_SECRETS or len(token) < METRICS_TOKEN_MIN_LENGTH:
+            return [f"ANBU_METRICS_TOKEN: at least {METRICS_TOKEN_MIN_LENGTH} characters needed"]
+        if len(set(token)) < 4:
+            return ["ANBU_METRICS_TOKEN: too few different characters to be secret"]
+        return []

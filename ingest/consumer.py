@@ -38,6 +38,7 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database
 from ingest.adapters import topic_filters
+from ingest.dead_letter_limits import dead_letter_limits
 from ingest.identity import client_id
 from ingest.inbox import Inbox
 from ingest.receipt_clock import ReceiptClock
@@ -96,6 +97,12 @@ class _Flight:
     batches: dict[int, _Batch] = field(default_factory=dict)
     unsent: list[_Batch] = field(default_factory=list)
     """Batches to (re)send to `child` before any newer one: all of them after a restart."""
+
+
+def configure_tls(client: mqtt.Client, s: Settings) -> None:
+    """TLS to the broker when ANBU_MQTT_TLS_CA is set (with a client certificate when given)."""
+    if s.mqtt_tls_ca:
+        client.tls_set(ca_certs=s.mqtt_tls_ca, certfile=s.mqtt_tls_cert, keyfile=s.mqtt_tls_key)
 
 
 class IngestService:
@@ -192,6 +199,7 @@ class IngestService:
             manual_ack=True,
         )
         client.username_pw_set(s.mqtt_username, s.mqtt_password)
+        configure_tls(client, s)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -271,6 +279,7 @@ class IngestService:
                 future_tolerance_s=self._settings.future_tolerance_s,
                 log_level=logging.getLogger("ingest").getEffectiveLevel(),
                 retry_max_s=self._retry_max_s,
+                dead_letters=dead_letter_limits(self._settings),
             )
         )
 

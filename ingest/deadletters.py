@@ -92,7 +92,7 @@ def _claim(
 ) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = conn.execute(
         """SELECT id, received_at, topic, payload FROM anbu.dead_letters
-           WHERE replayed_at IS NULL
+           WHERE replayed_at IS NULL AND NOT truncated  -- a cut payload cannot be read again
              AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
              AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)
              AND NOT (id = ANY(%(skip)s::bigint[]))

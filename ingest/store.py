@@ -34,6 +34,14 @@ from ingest.adapters.common import (
     Parsed,
     show,
 )
+from ingest.dead_letter_limits import (
+    REASON_MAX_CHARS,
+    TOPIC_MAX_CHARS,
+    DeadLetterLimits,
+    admit,
+    cut_payload,
+    gateway_of,
+)
 from ingest.heard import Unknown, note_unknown, record
 from ingest.state import Health, Resolved, update_sensors
 from registry import SensorRef, load_sensors
@@ -86,6 +94,7 @@ class Connections(Protocol):
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
 
 
+DEFAULT_LIMITS = DeadLetterLimits()
 REGISTRY_MAX_AGE_S = 300.0  # registry changes that cause no miss reach ingest within this
 
 
@@ -93,9 +102,14 @@ class Store:
     """Writes batches of messages; never raises on bad input, lets database errors through."""
 
     def __init__(
-        self, db: Connections, future_tolerance_s: int = 300, registry_refresh_s: float = 5.0
+        self,
+        db: Connections,
+        future_tolerance_s: int = 300,
+        registry_refresh_s: float = 5.0,
+        dead_letters: DeadLetterLimits = DEFAULT_LIMITS,
     ) -> None:
         self._db = db
+        self.dead_letters = dead_letters
         self._tolerance = future_tolerance_s
         self._refresh_s = registry_refresh_s
         self._sensors: dict[tuple[str, str], SensorRef] = {}
@@ -107,7 +121,8 @@ class Store:
         """Parse, resolve and store `messages` in one transaction committed before returning."""
         with self._db.connection() as conn:
             outcome = self.store_in(conn, messages, now)
-            insert_dead_letters(conn, [(messages[i], why) for i, why in outcome.dead], now)
+            dead = [(messages[i], why) for i, why in outcome.dead]
+            insert_dead_letters(conn, dead, now, self.dead_letters)
         return outcome.summary
 
     def store_in(
@@ -348,19 +363,35 @@ def _update_gateways(
 
 
 def insert_dead_letters(
-    conn: psycopg.Connection[Any], dead: list[tuple[Message, str]], now: datetime
+    conn: psycopg.Connection[Any],
+    dead: list[tuple[Message, str]],
+    now: datetime,
+    limits: DeadLetterLimits = DEFAULT_LIMITS,
 ) -> None:
-    """Keep what was refused: topic, payload, reason and time of receipt."""
+    """Keep what was refused: topic, payload (cut to the limit), reason and time of receipt.
+
+    Every refusal is counted per gateway and hour; past the gateway's hourly allowance a
+    refusal is counted but neither kept nor logged one by one (ingest.dead_letter_limits).
+    """
     if not dead:
         return
-    for message, reason in dead:
-        log.info("dead letter", extra={"topic": _clean(message.topic), "reason": _clean(reason)})
+    topics = [_clean(m.topic)[:TOPIC_MAX_CHARS] for m, _ in dead]
+    reasons = [_clean(reason)[:REASON_MAX_CHARS] for _, reason in dead]
+    keep = admit(conn, [gateway_of(t) for t in topics], now, limits, reasons)
+    rows = []
+    for (message, _), topic, reason, kept in zip(dead, topics, reasons, keep, strict=True):
+        if not kept:
+            continue
+        log.info("dead letter", extra={"topic": topic, "reason": reason})
+        payload, cut = cut_payload(message.payload, limits)
+        rows.append((message.received_at or now, topic, payload, reason,
+                     len(message.payload), cut))  # fmt: skip
+    if not rows:
+        return
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO anbu.dead_letters (received_at, topic, payload, reason)
-               VALUES (%s, %s, %s, %s)""",
-            [
-                (m.received_at or now, _clean(m.topic), m.payload, _clean(reason))
-                for m, reason in dead
-            ],
+            """INSERT INTO anbu.dead_letters
+                   (received_at, topic, payload, reason, payload_bytes, truncated)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            rows,
         )

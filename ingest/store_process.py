@@ -30,7 +30,8 @@ from typing import Any
 
 import psycopg
 
-from ingest.store import BatchSummary, Message, Store, insert_dead_letters
+from ingest.dead_letter_limits import DeadLetterLimits
+from ingest.store import DEFAULT_LIMITS, BatchSummary, Message, Store, insert_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Config:
     future_tolerance_s: int
     log_level: int
     retry_max_s: float
+    dead_letters: DeadLetterLimits = DEFAULT_LIMITS
 
 
 # Replies, child to parent:
@@ -195,7 +197,7 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     root.handlers[:] = [_ToParent(replies)]
     root.setLevel(config.log_level)
     db = OneConnection(config.conninfo)
-    store = Store(db, future_tolerance_s=config.future_tolerance_s)
+    store = Store(db, config.future_tolerance_s, dead_letters=config.dead_letters)
     try:
         while True:
             if stop in wait([requests, stop]):  # stopping, or the parent is gone
@@ -323,7 +325,7 @@ def store_isolating(
                 )
                 try:
                     with db.connection() as conn:
-                        insert_dead_letters(conn, [(chunk[0], reason)], now)
+                        insert_dead_letters(conn, [(chunk[0], reason)], now, store.dead_letters)
                 except Exception:
                     log.exception("storing a dead letter failed; retrying")
                 else:

@@ -6,6 +6,7 @@ and never logged.
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from typing import Any
 
@@ -13,7 +14,10 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from core.crypto import Keyring
 from core.domain import SensorKind
+from registry.phones import parse_phone
+from registry.secrecy import seal_notes
 
 ROOMS = ("entrance", "living", "kitchen", "bedroom", "bathroom", "other")
 
@@ -42,6 +46,20 @@ def add_dong(conn: psycopg.Connection[Any], code: str, name: str, district: str)
     return code
 
 
+E164 = re.compile(r"\+82[0-9]{8,10}")
+
+
+def checked_phone(text: str) -> str:
+    """A resident's number as stored: E.164 (a Korean format is converted); InvalidPhone else.
+
+    A number already in E.164 form is kept even outside the numbering plan: replayed and
+    simulated homes carry the placeholder +820000000000, which no caller can have.
+    """
+    if E164.fullmatch(text):
+        return text
+    return parse_phone(text).e164
+
+
 def add_resident(
     conn: psycopg.Connection[Any],
     home: str,
@@ -53,16 +71,21 @@ def add_resident(
     quiet_start: time | None = None,
     quiet_end: time | None = None,
     notes: str | None = None,
+    keyring: Keyring | None = None,
 ) -> int:
+    """Enrol (or, by home, update) a resident; health `notes` are sealed under `keyring`
+    (DataKeyMissing without one) and, like quiet hours, written only on creation."""
+    sealed, _, key_id = seal_notes(keyring, notes, None)
+    phone = checked_phone(phone)
     row = conn.execute(
-        """INSERT INTO anbu.resident
-               (home, dong_code, display_name, phone, language, quiet_start, quiet_end, notes)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        """INSERT INTO anbu.resident (home, dong_code, display_name, phone, language,
+               quiet_start, quiet_end, notes_sealed, sealed_key_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (home) DO UPDATE SET dong_code = excluded.dong_code,
                display_name = excluded.display_name, phone = excluded.phone,
                language = excluded.language
            RETURNING id""",
-        (home, dong_code, display_name, phone, language, quiet_start, quiet_end, notes),
+        (home, dong_code, display_name, phone, language, quiet_start, quiet_end, sealed, key_id),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -78,7 +78,7 @@ def _national_digits(text: str) -> str:
         compact = "0" + compact[2:].removeprefix("0")
     elif compact.isdigit() and not compact.startswith("0") and len(compact) in (8, 9, 10):
         compact = "0" + compact  # a spreadsheet dropped the leading zero
-    if not compact.isdigit():
+    if not (compact.isascii() and compact.isdigit()):  # isdigit() alone admits ² and ٣
         raise InvalidPhone("characters")
     return compact
 

@@ -91,6 +91,8 @@ def serve(
     settings = Settings()
     roles = ("web", "ingest") if role == "all" else (role,)
     unsafe = settings.unsafe_secrets(roles)
+    if "web" in roles:  # /metrics tells per dong how many homes are silent or away
+        unsafe += settings.metrics_exposure()
     if unsafe:
         typer.echo(f"anbu serve {role}: refusing to start with unsafe secrets:", err=True)
         for why in unsafe:
@@ -103,20 +105,24 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    runtime = build(settings)
+    # SIGTERM (systemd, docker, kubernetes) and SIGINT (Ctrl-C) only set a flag: nothing is
+    # cut short mid-transaction, and a second one cannot interrupt the stop below. Ingest then
+    # finishes the batch in hand and acknowledges only what committed (the rest stays with the
+    # broker); the worker lets running jobs end (calls keep their rows); the web server closes.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime = build(settings)
     try:
-        if role in ("ingest", "all"):
-            runtime.start_ingest()
-        if role in ("worker", "all"):
-            runtime.start_worker()
-        if role in ("web", "all"):
-            runtime.start_web(background=True)
-        while not stop.wait(1.0):
+        for name, start in (
+            ("ingest", runtime.start_ingest),
+            ("worker", runtime.start_worker),
+            ("web", runtime.start_web),
+        ):
+            if role in (name, "all") and not stop.is_set():
+                start()
+        while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         runtime.stop()
 
@@ -174,10 +180,12 @@ app.add_typer(bench_app, name="bench")
 def main() -> None:
     # each capability registers its own commands on `app` / `bench_app`
     from anbu.cli import (  # noqa: F401
+        backup_cmds,
         calls_cmds,
         detectors_cmds,
         devices_cmds,
         ingest_cmds,
+        keys_cmds,
         registry_cmds,
     )
 

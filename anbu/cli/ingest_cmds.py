@@ -53,6 +53,19 @@ def deadletters_replay(
     db.close()  # type: ignore[attr-defined]
 
 
+@deadletters_app.command("expire")
+def deadletters_expire() -> None:
+    """Delete dead letters and their hourly counts older than ANBU_DEAD_LETTER_RETENTION_DAYS."""
+    from core.clock import SystemClock
+    from core.config import Settings
+    from ingest.dead_letter_limits import dead_letter_limits, expire_dead_letters
+
+    db = open_database()
+    done = expire_dead_letters(db, SystemClock().now(), dead_letter_limits(Settings()))  # type: ignore[arg-type]
+    typer.echo(f"expired {done.letters} dead letters and {done.budgets} hourly counts")
+    db.close()  # type: ignore[attr-defined]
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     messages: Annotated[int, typer.Option(help="single-reading messages")] = 100_000,

@@ -8,6 +8,9 @@ the kind its class suggests; none is a reading.
   nested in `features`). A device missing from the next list was removed from the network.
 - Shelly Gen1 `shellies/announce` and `shellies/<id>/announce`
   (https://shelly-api-docs.shelly.cloud/gen1/#mqtt-support): `{"id", "model", "mac", ...}`.
+  Gen2+ devices have no announce of their own; the usual script (Shelly's
+  shelly-script-examples/mqtt-announce.js) publishes their `Shelly.GetDeviceInfo` to the same
+  topic: `{"id", "mac", "model": "SNPL-00112EU", "gen": 2, "app": "PlusPlugS", ...}`.
 - Tasmota `tasmota/discovery/<mac>/config` and `/sensors` (retained, SetOption19 0, the
   default; Tasmota's xdrv_12_discovery.ino): `t` is the device's topic (its id), `md` the
   model, `rl` its relays; `/sensors` holds `sn`, its sensors (`ENERGY`, `Switch<n>`). An
@@ -91,11 +94,11 @@ def _properties(exposes: Any, depth: int) -> set[str]:
 
 
 def shelly_announce(gateway: str, payload: bytes) -> list[Announcement]:
-    """A Gen1 device's `announce`: its id and model code (SHDW-2, SHPLG-S...)."""
+    """A device's `announce`: its id and model code (Gen1 SHDW-2, Gen2+ SNPL-00112EU + app)."""
     doc = load_object(payload)
     if isinstance(doc, str):
         return [Rejected(f"shellies announce: {doc}")]
-    raw, model = doc.get("id"), doc.get("model")
+    raw, model, app = doc.get("id"), doc.get("model"), doc.get("app")
     if not isinstance(raw, str):
         return [Rejected(f"shellies announce without an id: {show(sorted(doc), 120)}")]
     device = device_id(raw)
@@ -108,7 +111,9 @@ def shelly_announce(gateway: str, payload: bytes) -> list[Announcement]:
             config="shellies/announce",
             source="shelly",
             vendor_class=label(model),
-            kind=shelly_kind(model) if isinstance(model, str) else None,
+            kind=shelly_kind(model, app if isinstance(app, str) else None)
+            if isinstance(model, str)
+            else None,
             model=label(model),
         )
     ]

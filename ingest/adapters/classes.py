@@ -61,6 +61,38 @@ SHELLY_MODELS: tuple[tuple[str, SensorKind], ...] = (
     ("SHSW", APPLIANCE),
     ("SHDM", APPLIANCE),
     ("SHBLB", APPLIANCE),
+    # Gen2+ model codes (https://shelly-api-docs.shelly.cloud/gen2/Devices/): S<gen><type>-...;
+    # their `Shelly.GetDeviceInfo`, which is what a Gen2 device's announce carries
+    ("SNPL", POWER),
+    ("S3PL", POWER),
+    ("SAPL", POWER),  # plugs (Plus, Gen3, Gen4)
+    ("SNPM", POWER),
+    ("S3PM", POWER),
+    ("SPEM", POWER),
+    ("SPSW-001P", POWER),
+    ("SPSW-002P", POWER),
+    ("SPSW-004P", POWER),
+    ("SPSW-202P", POWER),  # PM Mini, Pro EM, Pro *PM
+    ("SNSW-001P", POWER),
+    ("SNSW-002P", POWER),
+    ("S3SW-001P", POWER),  # 1PM, 2PM
+    ("SNSW", APPLIANCE),
+    ("S3SW", APPLIANCE),
+    ("SPSW", APPLIANCE),
+    ("SNDM", APPLIANCE),  # relays, dimmers
+    ("SNSN-0024X", CONTACT),
+    ("S3SN-0024X", CONTACT),  # i4: four inputs
+)
+# The Gen2+ `app` name (PlusPlugS, Plus1PM, PlusI4, Mini1PMG3...) when the model code is new:
+SHELLY_APPS: tuple[tuple[str, SensorKind], ...] = (
+    ("PLUG", POWER),
+    ("PM", POWER),
+    ("EM", POWER),
+    ("I4", CONTACT),
+    ("I3", CONTACT),
+    ("DIMMER", APPLIANCE),
+    ("1", APPLIANCE),
+    ("2", APPLIANCE),
 )
 
 KIND_RANK: Mapping[SensorKind, int] = {APPLIANCE: 1, POWER: 2, CONTACT: 3, MOTION: 4, DOOR: 5}
@@ -85,8 +117,12 @@ def strongest(kinds: list[SensorKind]) -> SensorKind | None:
     return max(kinds, key=KIND_RANK.__getitem__, default=None)
 
 
-def shelly_kind(model: str) -> SensorKind | None:
-    return next((kind for prefix, kind in SHELLY_MODELS if model.upper().startswith(prefix)), None)
+def shelly_kind(model: str, app: str | None = None) -> SensorKind | None:
+    """The kind a Shelly model code (or, failing it, a Gen2+ app name) describes."""
+    found = next((k for prefix, k in SHELLY_MODELS if model.upper().startswith(prefix)), None)
+    if found is None and app:
+        found = next((k for part, k in SHELLY_APPS if part in app.upper()), None)
+    return found
 
 
 def suggested_by_payload(kinds: set[SensorKind]) -> SensorKind | None:
