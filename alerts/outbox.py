@@ -39,9 +39,11 @@ SENDING_LEASE = timedelta(minutes=2)  # a send unsettled this long lost its work
 _CLAIM = """
 UPDATE anbu.notifications n
    SET status = 'sending', attempts = n.attempts + 1, sending_at = %(now)s, updated_at = %(now)s
-  FROM (SELECT id FROM anbu.notifications
+  FROM (SELECT id FROM anbu.notifications p
          WHERE status = 'pending' AND channel IN ('sms', 'voice')
            AND next_attempt_at <= %(now)s {only}
+           AND NOT EXISTS (SELECT 1 FROM anbu.alerts a WHERE a.id = p.alert_id
+                            AND a.state IN ('acknowledged', 'resolved'))
          ORDER BY next_attempt_at, id
          LIMIT 1
            FOR UPDATE SKIP LOCKED) due
@@ -274,6 +276,14 @@ def _climb_if_nobody_texted(
     ladder's next step is told at the next due pass, and the audit says why."""
     try:
         with conn.transaction():  # a savepoint: the SMS's own result is recorded whatever happens
+            # The alert's row first, in its own statement: two workers settling the step's last
+            # two SMS at once then judge one after the other, and the second sees the first's
+            # result (under one snapshot each saw the other still sending, and nobody climbed).
+            conn.execute(
+                """SELECT 1 FROM anbu.alerts WHERE id =
+                       (SELECT alert_id FROM anbu.notifications WHERE id = %s) FOR UPDATE""",
+                (notification_id,),
+            )
             row = conn.execute(
                 _CLIMB_NOW, {"id": notification_id, "now": now, "top": TOP_LEVEL}
             ).fetchone()

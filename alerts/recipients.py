@@ -45,8 +45,14 @@ class Fallback:
 
 FALLBACKS: tuple[Fallback, ...] = (
     Fallback(_IN_DONG, None, ""),
-    Fallback(_IN_DONG, SENIOR, "동에 이 단계의 활동 중인 담당자가 없어 동 주무관·관리자에게 알림"),
-    Fallback(_IN_DISTRICT, SENIOR, "동에 활동 중인 담당자가 없어 구 주무관·관리자에게 알림"),
+    Fallback(
+        _IN_DONG, SENIOR, "이 동에 지정된 담당자가 없어 구 통합돌봄 담당·관리자에게 대신 알렸습니다"
+    ),
+    Fallback(
+        _IN_DISTRICT,
+        SENIOR,
+        "이 동에 지정된 담당자가 없어 같은 구의 구 통합돌봄 담당·관리자에게 대신 알렸습니다",
+    ),
 )
 
 
@@ -69,8 +75,8 @@ def recipients(
                                    "care_managers": ids})  # fmt: skip
             return ids
     record_event(conn, alert_id, now, "system", state, state,
-                 "동과 구에 활동 중인 담당자가 없어 알릴 담당자가 없음 — 대시보드에 "
-                 "'담당자 확인 필요'로 남음, 담당자 등록 필요")  # fmt: skip
+                 "동과 구 모두 지정된 담당자가 없어 아무에게도 알리지 못했습니다. 담당자를 "
+                 "등록해 주세요(알림은 '담당자 확인 필요'로 남아 있음).")  # fmt: skip
     log.error("nobody to tell about an alert: no active care manager in its dong or district",
               extra={"alert_id": alert_id, "dong": dong_code})  # fmt: skip
     return []

@@ -49,6 +49,7 @@ class Ticker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._runs: dict[str, int] = {}
+        self._last_run: dict[str, float] = {}
         self._ran = threading.Condition()
 
     def add(
@@ -79,40 +80,54 @@ class Ticker:
         with self._ran:
             return self._ran.wait_for(lambda: self._runs[name] >= n, timeout)
 
+    def last_run_age(self, name: str) -> float | None:
+        """Seconds of `monotonic` time since `name` last finished a run (None: not yet): a job
+        stuck on a lock shows here long before anything else notices."""
+        with self._ran:
+            last = self._last_run.get(name)
+        return None if last is None else self._monotonic() - last
+
     def start(self) -> None:
         if self._threads:
             raise RuntimeError("the ticker is running already")
-        self._stop.clear()
+        # A new event each start: threads of an earlier start that outlived its stop() keep
+        # theirs, set, and end at their next wait instead of coming back to life.
+        self._stop = threading.Event()
         for job in self._jobs:
             thread = threading.Thread(
-                target=self._loop, args=(job,), name=f"tick-{job.name}", daemon=True
+                target=self._loop, args=(job, self._stop), name=f"tick-{job.name}", daemon=True
             )
             self._threads.append(thread)
             thread.start()
 
     def stop(self, timeout: float | None = 60.0) -> None:
-        """Stop every job (one that is running finishes first) and join the threads."""
+        """Stop every job (one that is running finishes first) and join the threads, all within
+        one `timeout` (not one per job)."""
         self._stop.set()
+        end = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(None if end is None else max(0.0, end - time.monotonic()))
             if thread.is_alive():
                 log.warning("ticker job still running at stop", extra={"job": thread.name})
         self._threads = []
 
-    def _loop(self, job: _Job) -> None:
+    def _loop(self, job: _Job, stop: threading.Event) -> None:
         deadline = self._monotonic() + job.first_in_s
         while True:
             delay = deadline - self._monotonic()
             # Event.wait times out on the monotonic clock as well
-            if self._stop.wait(max(0.0, delay)):
+            if stop.wait(max(0.0, delay)):
                 return
             if self._monotonic() < deadline:  # an injected time source that runs slower
                 continue
             try:
                 job.run()
-            except Exception:  # the rows are the truth: the next deadline tries again
+            except BaseException:  # the rows are the truth: the next deadline
+                # tries again. BaseException too: a SystemExit raised in a job would otherwise
+                # end this thread silently and that poll would never run again.
                 log.exception("ticker job failed", extra={"job": job.name})
             with self._ran:
                 self._runs[job.name] += 1
+                self._last_run[job.name] = self._monotonic()
                 self._ran.notify_all()
             deadline = next_deadline(deadline, self._monotonic(), job.every_s)

@@ -29,7 +29,7 @@ def keyring_of(settings: Settings, *, required: bool) -> Keyring | None:
     try:
         return Keyring.from_settings(settings)
     except DataKeyError as exc:
-        typer.echo(f"데이터 키 오류 / data key: {exc}", err=True)
+        typer.echo(f"데이터 암호화 키 오류 / data key: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -95,10 +95,10 @@ def rotate(
         try:
             done = rotate_keys(conn, ring, batch)
         except DataKeyError as exc:
-            typer.echo(f"데이터 키 오류 / data key: {exc}", err=True)
+            typer.echo(f"데이터 암호화 키 오류 / data key: {exc}", err=True)
             raise typer.Exit(1) from None
         census = key_census(conn)
-    typer.echo(f"다시 봉인 / re-sealed: {done} (key {ring.current_id})")
+    typer.echo(f"재암호화 / re-sealed: {done} (key {ring.current_id})")
     left = sum(n for kid, n in census.by_key.items() if kid != ring.current_id)
     if left or census.plaintext:
         typer.echo(f"남음 / left: {left} under other keys, {census.plaintext} plaintext", err=True)

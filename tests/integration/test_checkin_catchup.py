@@ -91,7 +91,7 @@ def test_a_worker_down_five_hours_makes_every_missed_slot_once(db: Database, db_
         ("Mon 21:00", "missed"),
     ]
     _, _, _, ko, en = events[-1]
-    assert ko.startswith("작업 중단으로 정기 안부전화를 걸지 못함 (예정 03-02 21:00")
+    assert ko.startswith("시스템 장애로 정기 안부전화를 걸지 못했습니다(예정: 3월 2일 21:00")
     assert "its day is over" in en
 
     assert checkins.advance() == 2  # only the rounds still worth a call queue one

@@ -93,7 +93,7 @@ def test_a_dong_without_an_active_manager_tells_its_districts_supervisor(rig: Ri
     ]
     assert [m.to for m in rig.calls.network.messages] == [DISTRICT_SUPERVISOR]
     reasons = rig.reasons(alert_id)
-    assert any("활동 중인 담당자가 없어 구" in r for r in reasons), reasons
+    assert any("같은 구의 구 통합돌봄 담당" in r for r in reasons), reasons
     # the left manager is not told, and no reason names a person or a number
     assert all(LEFT_MANAGER[3:] not in r and "김담당" not in r for r in reasons)
 
@@ -105,7 +105,7 @@ def test_the_dongs_own_supervisor_comes_before_the_district(rig: Rig, unique: st
     alert_id = rig.help_alert()
     assert rig.alerts.process_due() == 1
     assert {p for p, _, _ in rig.told(alert_id)} == {"+821099990074"}
-    assert any("동 주무관·관리자에게 알림" in r for r in rig.reasons(alert_id))
+    assert any("이 동에 지정된 담당자가 없어 구 통합돌봄" in r for r in rig.reasons(alert_id))
 
 
 def test_an_alert_nobody_can_be_told_about_says_so_in_its_audit(rig: Rig) -> None:
@@ -115,6 +115,6 @@ def test_an_alert_nobody_can_be_told_about_says_so_in_its_audit(rig: Rig) -> Non
     assert rig.told(alert_id) == []
     assert rig.calls.network.messages == []
     reasons = rig.reasons(alert_id)
-    assert any("알릴 담당자가 없음" in r for r in reasons), reasons
+    assert any("아무에게도 알리지 못했습니다" in r for r in reasons), reasons
     [(state,)] = rig.query("SELECT state FROM anbu.alerts WHERE id = %s", alert_id)
     assert state == "escalated"  # on the dashboard as 담당자 확인 필요, the ladder goes on

@@ -19,7 +19,9 @@ def seeded(database: Database) -> dict[str, int]:
         registry.add_dong(conn, DONG, "청운효자동", "종로구")
         mobile = registry.add_resident(conn, "h-mobile", DONG, "가", "010-5550-1111")
         ended = registry.add_resident(conn, "h-old", DONG, "나", "+821055502222")
-        conn.execute("UPDATE anbu.resident SET status = 'ended' WHERE id = %s", (ended,))
+        conn.execute(
+            "UPDATE anbu.resident SET status = 'ended', ended_at = now() WHERE id = %s", (ended,)
+        )
         again = registry.add_resident(conn, "h-new", DONG, "다", "+821077770000")
         conn.execute(
             "UPDATE anbu.resident SET landline_phone = '+821055502222' WHERE id = %s", (again,)
@@ -63,12 +65,13 @@ def test_a_withheld_or_foreign_number_matches_nobody(
     # a resident enrolled before numbers were checked, whose phone holds no digits at all:
     # the old matching compared digits only and gave this resident every withheld call
     with database.connection() as conn:
-        conn.execute("ALTER TABLE anbu.resident DROP CONSTRAINT resident_phone_e164")
+        conn.execute("ALTER TABLE anbu.resident DISABLE TRIGGER resident_phone_e164")
         conn.execute(
             """INSERT INTO anbu.resident (home, dong_code, display_name, phone)
                VALUES ('h-legacy', %s, '마', '없음')""",
             (DONG,),
         )
+        conn.execute("ALTER TABLE anbu.resident ENABLE TRIGGER resident_phone_e164")
     assert caller_number(caller) is None
     assert _answer(database, "CA-anon", caller) is None
     with database.connection() as conn:
@@ -83,3 +86,28 @@ def test_the_database_refuses_a_phone_that_is_not_e164(db_url: str, seeded: obje
                VALUES ('h-raw', %s, '바', '010-1234-5678')""",
             (DONG,),
         )
+
+
+def test_a_legacy_unreadable_number_does_not_block_other_changes(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """A resident enrolled before numbers were checked can still be paused, edited, sealed."""
+    with database.connection() as conn:
+        conn.execute("ALTER TABLE anbu.resident DISABLE TRIGGER resident_phone_e164")
+        rid = conn.execute(
+            """INSERT INTO anbu.resident (home, dong_code, display_name, phone)
+               VALUES ('h-legacy', %s, '마', '') RETURNING id""",
+            (DONG,),
+        ).fetchone()[0]
+        conn.execute("ALTER TABLE anbu.resident ENABLE TRIGGER resident_phone_e164")
+    with database.connection() as conn:
+        conn.execute(
+            "UPDATE anbu.resident SET status = 'hospital', status_until = now() + interval '3 days'"
+            " WHERE id = %s",
+            (rid,),
+        )
+    with (
+        database.connection() as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match=r"E\.164"),
+    ):
+        conn.execute("UPDATE anbu.resident SET phone = '010-1' WHERE id = %s", (rid,))

@@ -9,6 +9,7 @@ the Ticker, with APScheduler left only the nightly cron jobs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -168,7 +169,9 @@ def test_the_worker_polls_keep_ticking_when_the_wall_clock_steps_back(
     assert ticker is not None and sched is not None
     # every poll is on the ticker; APScheduler keeps the nightly wall-clock jobs only
     assert {"due", "intake", "reconcile", "outbox", "checkins", "call-queue"} <= set(ticker.names)
-    assert sorted(j.id for j in sched.get_jobs()) == ["learn", "night_review", "routine_review"]
+    nightly = {j.id for j in sched.get_jobs()}
+    assert {"learn", "night_review", "routine_review", "dead_letters"} <= nightly
+    assert not nightly & set(ticker.names)  # no poll left on the wall clock
     assert all(type(j.trigger).__name__ == "CronTrigger" for j in sched.get_jobs())
 
     assert ticker.wait_runs("due", 2, timeout=30)
@@ -176,3 +179,55 @@ def test_the_worker_polls_keep_ticking_when_the_wall_clock_steps_back(
     for name in ("due", "checkins", "outbox"):
         before = ticker.runs(name)
         assert ticker.wait_runs(name, before + 3, timeout=30), f"{name} stalled after the step"
+
+
+def test_a_job_raising_systemexit_keeps_its_poll_alive() -> None:
+    """A BaseException in a job would end its thread silently; the poll must go on."""
+    calls = Counter()
+
+    def job() -> None:
+        calls()
+        if calls.n == 1:
+            raise SystemExit(3)
+
+    ticker = Ticker()
+    ticker.add("poll", job, every_s=0.02, first_in_s=0.0)
+    ticker.start()
+    try:
+        assert ticker.wait_runs("poll", 3, timeout=20)  # ran again after the SystemExit
+        age = ticker.last_run_age("poll")
+        assert age is not None and age >= 0.0
+    finally:
+        ticker.stop()
+
+
+def test_stop_waits_once_for_all_jobs_and_a_restart_revives_no_old_thread() -> None:
+    release = threading.Event()
+    started = threading.Barrier(3)
+
+    def stuck() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            started.wait(10)
+        release.wait(30)
+
+    ticker = Ticker()
+    ticker.add("slow1", stuck, every_s=0.01, first_in_s=0.0)
+    ticker.add("slow2", stuck, every_s=0.01, first_in_s=0.0)
+    ticker.start()
+    started.wait(10)  # both jobs are inside their run
+    t0 = time.monotonic()
+    ticker.stop(timeout=0.5)
+    assert time.monotonic() - t0 < 1.5  # one timeout for all, not 0.5 s per job
+    ticker.start()  # the old threads outlived the stop: they must not run their loops again
+    try:
+        release.set()
+        assert ticker.wait_runs("slow1", 2, timeout=20)
+        names = [t.name for t in threading.enumerate() if t.name == "tick-slow1"]
+        deadline = time.monotonic() + 10
+        while len(names) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a thread count: there is no event for a thread's end
+            names = [t.name for t in threading.enumerate() if t.name == "tick-slow1"]
+        assert names == ["tick-slow1"]
+    finally:
+        release.set()
+        ticker.stop()
