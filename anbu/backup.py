@@ -8,7 +8,9 @@ backup holds TimescaleDB, the restore follows TimescaleDB's documented steps: cr
 extension, `timescaledb_pre_restore()`, pg_restore, `timescaledb_post_restore()` (the target
 must offer the same TimescaleDB version). A restore refuses a database that already holds
 tables unless `force`, which drops anbu's schema and TimescaleDB's first. The password never
-appears on a command line (it is passed in PGPASSWORD).
+appears on a command line (it is passed in PGPASSWORD). The backup holds every resident's data:
+it is created mode 0600 under a random name in its folder (O_EXCL, no link followed), pg_dump
+writes into that descriptor, and it is renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import subprocess  # nosec B404  # runs pg_dump/pg_restore with argument lists, never a shell
 import time
@@ -94,12 +97,29 @@ def _env_and_dsn(dsn: str) -> tuple[dict[str, str], str]:
     return env, make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
-def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+def _run(cmd: list[str], env: dict[str, str], what: str, stdout: int | None = None) -> None:
+    """Run a tool; its output goes to `stdout` (a descriptor) when given, else is captured."""
     done = subprocess.run(  # nosec B603  # argument list, binaries found by find_tool
-        cmd, capture_output=True, text=True, env=env, check=False
+        cmd,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        check=False,
     )
     if done.returncode != 0:
-        raise BackupError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        stderr = done.stderr.decode(errors="replace").strip()[-2000:]
+        raise BackupError(f"{what} failed ({done.returncode}): {stderr}")
+
+
+def private_file(folder: Path, name: str) -> tuple[int, Path]:
+    """A new, empty file only its owner may read, under an unpredictable name in `folder`:
+    created with O_EXCL (never an existing file, never through a link), mode 0600 whatever
+    the umask. Returns the open descriptor (write-only) and the path."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    path = folder / f".{name}.{secrets.token_hex(8)}.partial"
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd, path
 
 
 def _has_timescaledb(conn: psycopg.Connection[Any]) -> bool:
@@ -108,8 +128,9 @@ def _has_timescaledb(conn: psycopg.Connection[Any]) -> bool:
 
 
 def backup(dsn: str, out: Path, snapshot: str | None = None) -> Done:
-    """Dump the database at `dsn` to `out` (custom format), written to a side file then renamed,
-    so a failed backup never leaves a truncated file under the final name."""
+    """Dump the database at `dsn` to `out` (custom format), written to a private side file
+    (`private_file`) then renamed, so a failed backup never leaves a truncated file under the
+    final name and nobody else can read it at any moment."""
     t0 = time.monotonic()
     with psycopg.connect(dsn) as conn:
         major = _major(conn)
@@ -117,13 +138,17 @@ def backup(dsn: str, out: Path, snapshot: str | None = None) -> Done:
     tool = find_tool("pg_dump", major)
     env, bare = _env_and_dsn(dsn)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    cmd = [str(tool), "--format=custom", "--file", str(partial), "--dbname", bare]
+    cmd = [str(tool), "--format=custom", "--dbname", bare]
     if snapshot:
         cmd += ["--snapshot", snapshot]
+    fd, partial = private_file(out.parent, out.name)
     try:
-        _run(cmd, env, "pg_dump")
-        partial.replace(out)
+        try:
+            _run(cmd, env, "pg_dump", stdout=fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        partial.replace(out)  # a link at `out` is replaced, not followed
     finally:
         partial.unlink(missing_ok=True)
     done = Done(out, out.stat().st_size, time.monotonic() - t0, timescale)

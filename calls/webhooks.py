@@ -3,8 +3,10 @@
 Every request must carry a valid X-Twilio-Signature for settings.public_base_url + path;
 anything else gets 403 and nothing is stored. The body (capped by the web app before it is
 read) is only split into its form fields to check that signature; nothing else looks at it, and
-it is never logged. A signed request received again (same URL, same body: a replay, or Twilio
-retrying) gets the first answer again and changes nothing.
+it is never logged. A signed request received again (same URL, same fields in any order: a
+replay, or Twilio retrying) gets the first answer again and changes nothing. Twilio's signature
+covers the URL and the fields sorted by name, so that is what identifies a request; a field
+named twice is refused (400), since it would make one signature fit several readings.
 """
 
 from __future__ import annotations
@@ -97,7 +99,20 @@ def _form_fields(request: Request, body: bytes) -> FormData:
         )  # fmt: skip
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(status_code=400, detail="unreadable form") from None
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise HTTPException(status_code=400, detail="a form field given twice")
     return FormData(pairs)
+
+
+def _replay_key(url: str, form: FormData) -> bytes:
+    """What Twilio signed (the URL and the fields sorted by name), however the body was
+    ordered or encoded."""
+    digest = hashlib.sha256(url.encode())
+    for name, value in sorted((k, v) for k, v in form.items() if isinstance(v, str)):
+        for part in (name, value):
+            data = part.encode()
+            digest.update(len(data).to_bytes(4, "big") + data)
+    return digest.digest()
 
 
 def build_router(service: CallService, settings: Settings) -> APIRouter:
@@ -120,8 +135,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             url += "?" + request.url.query
         if not validator.validate(url, form, signature):
             raise HTTPException(status_code=403, detail="invalid Twilio signature")
-        replay_key = hashlib.sha256(url.encode() + b"\n" + body).digest()
-        return replay_key, {k: v for k, v in form.items() if isinstance(v, str)}
+        return _replay_key(url, form), {k: v for k, v in form.items() if isinstance(v, str)}
 
     async def once(
         request: Request, handle: Callable[[dict[str, str]], Awaitable[Response]]

@@ -1,6 +1,8 @@
 """A care manager's own account: change the password, enrol or remove a TOTP authenticator
 (supervisors and admins). Each change ends every other session and token; this browser gets
-a fresh session, the API a fresh token."""
+a fresh session, the API a fresh token. Enrolling asks for the current password, removing for
+the password and a current code: a session left open is not enough to change how one logs in.
+A setup key being enrolled stays in the database, sealed; the session holds a reference."""
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import logging
@@ -26,11 +28,12 @@ from dashboards.deps import Deps, api_manager, get_deps, language, page_manager
 from dashboards.i18n import change_error, text
 from dashboards.routes import render
 from dashboards.schemas import TokenOut
-from registry import InvalidChange, WrongPassword
+from registry import InvalidChange
+from registry.care_managers import end_totp_enrolment, pending_totp_secret, start_totp_enrolment
 
 log = logging.getLogger(__name__)
 
-SESSION_TOTP_ENROL = "totp_enrol"  # the secret shown, until its first code confirms it
+SESSION_TOTP_ENROL = "totp_enrol_ref"  # the reference of the setup key shown (never the key)
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Lang = Annotated[str, Depends(language)]
@@ -51,16 +54,26 @@ def _change_password(
     """The password change, throttled like logins (a stolen session must not guess the
     current password); the care manager with their new session generation."""
     address = client_address(request)
-    deps.auth.refuse_if_locked(manager.username, address)
-    try:
-        with deps.db.connection() as conn:
-            generation = registry.change_password(
-                conn, manager.id, current, new, deps.auth.clock.now()
-            )
-    except WrongPassword:
-        deps.auth.record_failure(manager.username, address)
-        raise
+    deps.auth.admit(manager.username, address)  # counted before the password is checked
+    with deps.db.connection() as conn:
+        generation = registry.change_password(
+            conn, manager.id, current, new, deps.auth.clock.now()
+        )  # WrongPassword: the attempt stays counted
+    deps.auth.refund(manager.username, address)
     return replace(manager, generation=generation)
+
+
+def _pending_secret(request: Request, deps: Deps, manager: CareManager) -> str | None:
+    """The setup key this session is enrolling, from the database, if still fresh."""
+    if not manager.may_use_totp or manager.totp_enabled:
+        return None
+    reference = request.session.get(SESSION_TOTP_ENROL)
+    if not isinstance(reference, str):
+        return None
+    with deps.db.connection() as conn:
+        return pending_totp_secret(
+            conn, deps.auth.keyring, manager.id, reference, deps.auth.clock.now()
+        )
 
 
 def _account_page(
@@ -71,11 +84,9 @@ def _account_page(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    secret = request.session.get(SESSION_TOTP_ENROL)
-    enrolling = isinstance(secret, str) and manager.may_use_totp and not manager.totp_enabled
+    secret = _pending_secret(request, deps, manager)
     extra: dict[str, Any] = {"done": None, "error": None, "totp_secret": None, "totp_uri": None}
-    if enrolling:
-        assert isinstance(secret, str)
+    if secret is not None:
         extra["totp_secret"] = totp.grouped(secret)
         extra["totp_uri"] = totp.provisioning_uri(secret, manager.username)
     extra.update(context)
@@ -83,6 +94,31 @@ def _account_page(
         request, deps, lang, "account.html", manager, status_code=status_code,
         min_length=registry.PASSWORD_MIN_LENGTH, **extra,
     )  # fmt: skip
+
+
+def _confirm(
+    request: Request,
+    deps: Deps,
+    lang: str,
+    manager: CareManager,
+    password: str,
+    code: str | None,
+) -> Response | None:
+    """None when `password` (and, unless `code` is None, a fresh TOTP `code`) are the care
+    manager's own, checked and throttled like a login; else the account page saying why."""
+    address = client_address(request)
+    try:
+        confirmed = deps.auth.check_password(manager.username, password, address)
+        if confirmed is None or confirmed.id != manager.id:
+            error = text(lang, "invalid_password_wrong")
+            return _account_page(request, deps, lang, manager, 422, error=error)
+        if code is not None and (
+            deps.auth.check_code(manager.username, manager.id, code, address) is None
+        ):
+            return _account_page(request, deps, lang, manager, 422, error=text(lang, "code_failed"))
+    except LoginLocked:
+        return _account_page(request, deps, lang, manager, 429, error=text(lang, "password_locked"))
+    return None
 
 
 def account_router() -> APIRouter:
@@ -115,7 +151,7 @@ def account_router() -> APIRouter:
             changed = _change_password(request, deps, manager, current_password, new_password)
         except LoginLocked:
             return _account_page(
-                request, deps, lang, manager, 429, error=text(lang, "login_locked")
+                request, deps, lang, manager, 429, error=text(lang, "password_locked")
             )
         except InvalidChange as exc:
             return _account_page(request, deps, lang, manager, 422, error=change_error(lang, exc))
@@ -124,11 +160,23 @@ def account_router() -> APIRouter:
 
     @pages.post("/account/totp/start")
     def totp_start(
-        request: Request, deps: AppDeps, manager: PageManager, csrf: Csrf = ""
+        request: Request,
+        deps: AppDeps,
+        lang: Lang,
+        manager: PageManager,
+        csrf: Csrf = "",
+        password: Secret = "",
     ) -> Response:
         check_csrf(request, csrf)
         if manager.may_use_totp and not manager.totp_enabled:
-            request.session[SESSION_TOTP_ENROL] = totp.new_secret()
+            refused = _confirm(request, deps, lang, manager, password, None)
+            if refused is not None:
+                return refused
+            with deps.db.connection() as conn:
+                reference = start_totp_enrolment(
+                    conn, deps.auth.keyring, manager.id, totp.new_secret(), deps.auth.clock.now()
+                )
+            request.session[SESSION_TOTP_ENROL] = reference
         return RedirectResponse("/account#totp", status_code=303)
 
     @pages.post("/account/totp")
@@ -141,8 +189,8 @@ def account_router() -> APIRouter:
         code: Annotated[str, Form(max_length=20)] = "",
     ) -> Response:
         check_csrf(request, csrf)
-        secret = request.session.get(SESSION_TOTP_ENROL)
-        if not manager.may_use_totp or manager.totp_enabled or not isinstance(secret, str):
+        secret = _pending_secret(request, deps, manager)
+        if secret is None:
             return _account_page(
                 request, deps, lang, manager, 409, error=text(lang, "totp_roles_only")
             )
@@ -150,7 +198,10 @@ def account_router() -> APIRouter:
         if step is None:
             return _account_page(request, deps, lang, manager, 422, error=text(lang, "code_failed"))
         with deps.db.connection() as conn:
-            generation = registry.set_totp_secret(conn, manager.id, secret, step)
+            generation = registry.set_totp_secret(
+                conn, manager.id, secret, step, keyring=deps.auth.keyring
+            )
+            end_totp_enrolment(conn, manager.id)
         request.session.pop(SESSION_TOTP_ENROL, None)
         enrolled = replace(manager, generation=generation, totp_enabled=True)
         start_session(request, enrolled, deps.auth.now_epoch())
@@ -164,19 +215,12 @@ def account_router() -> APIRouter:
         manager: PageManager,
         csrf: Csrf = "",
         password: Secret = "",
+        code: Annotated[str, Form(max_length=20)] = "",
     ) -> Response:
         check_csrf(request, csrf)
-        try:
-            confirmed = deps.auth.check_password(
-                manager.username, password, client_address(request)
-            )
-        except LoginLocked:
-            return _account_page(
-                request, deps, lang, manager, 429, error=text(lang, "login_locked")
-            )
-        if confirmed is None or confirmed.id != manager.id:
-            error = text(lang, "invalid_password_wrong")
-            return _account_page(request, deps, lang, manager, 422, error=error)
+        refused = _confirm(request, deps, lang, manager, password, code)
+        if refused is not None:
+            return refused
         with deps.db.connection() as conn:
             generation = registry.set_totp_secret(conn, manager.id, None)
         removed = replace(manager, generation=generation, totp_enabled=False)
@@ -217,7 +261,10 @@ def account_router() -> APIRouter:
             )
         except LoginLocked as exc:
             return JSONResponse(
-                {"detail": text("ko", "login_locked"), "detail_en": text("en", "login_locked")},
+                {
+                    "detail": text("ko", "password_locked"),
+                    "detail_en": text("en", "password_locked"),
+                },
                 status_code=429,
                 headers={"Retry-After": str(exc.retry_after_s)},
             )

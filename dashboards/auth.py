@@ -5,7 +5,8 @@ token (or the same session cookie, when a header CSRF token comes with unsafe me
 Both carry the care manager's session generation and the moment of login: logout and a
 password change bump the generation, ending every session and token at once, and neither
 lives longer than the absolute lifetime, however busy. Failed logins are throttled per
-account name and per address (dashboards.throttle); supervisors and admins may add a TOTP
+account name and address, per address, and capped per account name (dashboards.throttle),
+each attempt counted before it is checked; supervisors and admins may add a TOTP
 code. Failures never say which part was wrong. Logs carry care manager ids only.
 """
 
@@ -27,9 +28,11 @@ from starlette.requests import Request
 import registry
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.crypto import Keyring
 from core.db import Database
 from dashboards import throttle, totp
 from registry import hash_password, verify_password
+from registry.care_managers import open_totp_secret
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class LoginLocked(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CareManager:
-    """The logged-in care manager; sees only their own dong."""
+    """The logged-in care manager (any role); what they may see is dashboards.authz's rule."""
 
     id: int
     username: str
@@ -75,6 +78,8 @@ class CareManager:
     role: str
     generation: int = 0
     totp_enabled: bool = False
+    district: str = ""
+    district_dongs: tuple[str, ...] = ()  # every dong of their district, theirs included
 
     @property
     def may_use_totp(self) -> bool:
@@ -83,7 +88,9 @@ class CareManager:
 
 _SELECT_MANAGER = """
     SELECT m.id, m.username, m.display_name, m.dong_code, d.name, m.role,
-           m.session_generation, m.totp_secret IS NOT NULL, m.password_hash, m.totp_secret
+           m.session_generation, m.totp_secret IS NOT NULL, m.password_hash, m.totp_secret,
+           d.district,
+           ARRAY(SELECT x.code FROM anbu.dong x WHERE x.district = d.district ORDER BY x.code)
     FROM anbu.care_manager m JOIN anbu.dong d ON d.code = m.dong_code
     WHERE m.active AND {where}
 """
@@ -91,8 +98,9 @@ _SELECT_MANAGER = """
 
 def _manager(row: tuple[Any, ...]) -> CareManager:
     return CareManager(
-        int(row[0]), row[1], row[2], row[3], row[4], row[5], int(row[6]), bool(row[7])
-    )
+        int(row[0]), row[1], row[2], row[3], row[4], row[5], int(row[6]), bool(row[7]),
+        row[10], tuple(row[11]),
+    )  # fmt: skip
 
 
 def load_care_manager(conn: psycopg.Connection[Any], care_manager_id: int) -> CareManager | None:
@@ -124,11 +132,14 @@ class Authenticator:
         *,
         clock: Clock | None = None,
         policy: throttle.ThrottlePolicy | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.db = db
         self.token_lifetime = token_lifetime  # also the sessions' absolute lifetime
         self.clock: Clock = clock or SystemClock()
         self.policy = policy or throttle.ThrottlePolicy()
+        self.keyring = keyring  # opens TOTP secrets, sealed at rest
+        self._throttle_key = throttle.server_key(secret)
         self._serializer = URLSafeSerializer(secret, salt=_TOKEN_SALT)
 
     @classmethod
@@ -136,12 +147,15 @@ class Authenticator:
         cls, db: Database, settings: Settings, clock: Clock | None = None
     ) -> Authenticator:
         policy = throttle.ThrottlePolicy(
-            account_failures=settings.login_max_failures,
+            pair_failures=settings.login_max_failures,
             address_failures=settings.login_address_max_failures,
             lockout=timedelta(seconds=settings.login_lockout_s),
         )
         lifetime = timedelta(hours=settings.session_lifetime_hours)
-        return cls(db, settings.session_secret, lifetime, clock=clock, policy=policy)
+        keyring = Keyring.from_settings(settings) if settings.data_key else None
+        return cls(
+            db, settings.session_secret, lifetime, clock=clock, policy=policy, keyring=keyring
+        )
 
     @cached_property
     def _dummy_hash(self) -> str:
@@ -150,38 +164,37 @@ class Authenticator:
 
     # -- logging in ------------------------------------------------------------------------
 
-    def _keys(self, username: str, address: str) -> list[tuple[str, int]]:
-        return [
-            (throttle.account_key(username), self.policy.account_failures),
-            (throttle.address_key(address), self.policy.address_failures),
-        ]
+    def _keys(self, username: str, address: str) -> throttle.Keys:
+        return throttle.keys_of(self._throttle_key, username, address)
 
-    def refuse_if_locked(self, username: str, address: str, now: datetime | None = None) -> None:
-        """Raise LoginLocked while the account name or the address is locked out."""
+    def admit(self, username: str, address: str, now: datetime | None = None) -> None:
+        """Count one attempt for the account name from this address before anything is checked;
+        LoginLocked (counting nothing) while the pair or the address is locked out or the name
+        has had its checks for this minute. Row-locked: concurrent attempts count one by one."""
         now = now or self.clock.now()
-        keys = [key for key, _ in self._keys(username, address)]
         with self.db.connection() as conn:
-            until = throttle.locked_until(conn, keys, now)
+            until = throttle.admit(conn, self._keys(username, address), now, self.policy)
         if until is not None:
             log.info("login refused: locked out")
             raise LoginLocked(until, now)
 
-    def record_failure(self, username: str, address: str, now: datetime | None = None) -> None:
-        """Count a wrong password or code against the account name and the address."""
-        now = now or self.clock.now()
+    def refund(self, username: str, address: str) -> None:
+        """Take back an admitted attempt that was right but is not a login yet (a right
+        password waiting for its code, a right password confirming an account change)."""
+        keys = self._keys(username, address)
         with self.db.connection() as conn:
-            for key, limit in self._keys(username, address):
-                throttle.record_failure(conn, key, limit, now, self.policy)
+            throttle.refund(conn, [keys.pair, keys.address, keys.account])
 
-    def _succeeded(self, username: str, now: datetime) -> None:
+    def _succeeded(self, username: str, address: str, now: datetime) -> None:
         with self.db.connection() as conn:
-            throttle.forget(conn, throttle.account_key(username), now)
+            throttle.succeeded(conn, self._keys(username, address), now)
 
     def check_password(self, username: str, password: str, address: str) -> CareManager | None:
         """The care manager when the username and password match an active account (the
-        caller asks for a TOTP code next when `totp_enabled`); LoginLocked while locked out."""
+        caller asks for a TOTP code next when `totp_enabled`); LoginLocked while locked out.
+        The attempt is counted first, so a burst cannot get more checks than the limit."""
         now = self.clock.now()
-        self.refuse_if_locked(username, address, now)
+        self.admit(username, address, now)
         with self.db.connection() as conn:
             row = conn.execute(
                 _SELECT_MANAGER.format(where="m.username = %s"), (username,)
@@ -192,12 +205,13 @@ class Authenticator:
         else:
             ok = verify_password(row[8], password)
         if not ok or row is None:
-            self.record_failure(username, address, now)
             log.info("login refused", extra={"care_manager_id": int(row[0]) if row else None})
             return None
         manager = _manager(row)
-        if not manager.totp_enabled:
-            self._succeeded(username, now)
+        if manager.totp_enabled:
+            self.refund(username, address)  # the code is counted on its own
+        else:
+            self._succeeded(username, address, now)
             log.info("care manager logged in", extra={"care_manager_id": manager.id})
         return manager
 
@@ -207,7 +221,7 @@ class Authenticator:
         """The care manager when `code` is a fresh TOTP code of theirs (each code works once);
         throttled like passwords."""
         now = self.clock.now()
-        self.refuse_if_locked(username, address, now)
+        self.admit(username, address, now)
         with self.db.connection() as conn:
             row = conn.execute(
                 _SELECT_MANAGER.format(where="m.id = %s AND m.username = %s"),
@@ -215,13 +229,13 @@ class Authenticator:
             ).fetchone()
             step = None
             if row is not None and row[9]:
-                step = totp.matching_step(row[9], code, now)
+                secret = open_totp_secret(self.keyring, care_manager_id, row[9])
+                step = totp.matching_step(secret, code, now)
             used = step is not None and registry.use_totp_step(conn, care_manager_id, step)
         if row is None or not used:
-            self.record_failure(username, address, now)
             log.info("login code refused", extra={"care_manager_id": care_manager_id})
             return None
-        self._succeeded(username, now)
+        self._succeeded(username, address, now)
         log.info("care manager logged in with a code", extra={"care_manager_id": care_manager_id})
         return _manager(row)
 

@@ -13,14 +13,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-# The API's Swagger UI page: its bundle comes from the CDN FastAPI uses, its start-up script
-# from /static (no inline script either).
-SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
-DOCS_CONTENT_SECURITY_POLICY = (
-    f"default-src 'self'; script-src 'self' {SWAGGER_CDN}/; style-src 'self' {SWAGGER_CDN}/; "
-    "img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
+# The API's docs page is plain HTML from this server too (no CDN script: dashboards.app).
+DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY
 DOCS_PATH = "/docs"
 STATIC_PREFIX = "/static/"
 
@@ -33,14 +27,17 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
 )
 
-BODY_TOO_LARGE_KO = "요청 본문이 너무 큽니다. {limit} 바이트까지 받습니다."
+BODY_TOO_LARGE_KO = (
+    "입력한 내용이 너무 깁니다(최대 {limit_kib}KB). 이전 화면으로 돌아가 내용을 줄이거나 "
+    "나누어 저장해 주세요."
+)
 BODY_TOO_LARGE_EN = "The request body is too large: at most {limit} bytes are accepted."
 JSON_PREFIXES = ("/api/", "/twilio/", "/metrics")
 PAGE_TOO_LARGE = (
     '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>413 · 안부 anbu</title>'
     '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
     '<p class="error" role="alert">{detail}</p><p lang="en">{detail_en}</p>'
-    '<p><a href="/alerts">목록으로 / Back</a></p></main></body></html>'
+    '<p><a href="/alerts">이전 화면으로</a></p></main></body></html>'
 )
 
 
@@ -127,7 +124,7 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, send: Send) -> None:
         limit = self.max_bytes
         payload = {
-            "detail": BODY_TOO_LARGE_KO.format(limit=limit),
+            "detail": BODY_TOO_LARGE_KO.format(limit_kib=max(1, limit // 1024)),
             "detail_en": BODY_TOO_LARGE_EN.format(limit=limit),
         }
         path = scope.get("path", "")

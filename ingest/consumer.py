@@ -39,7 +39,7 @@ from core.config import Settings
 from core.db import Database
 from ingest.adapters import topic_filters
 from ingest.dead_letter_limits import dead_letter_limits
-from ingest.identity import client_id
+from ingest.identity import client_id, username
 from ingest.inbox import Inbox
 from ingest.receipt_clock import ReceiptClock
 from ingest.store import BatchSummary
@@ -198,7 +198,7 @@ class IngestService:
             clean_session=None if v5 else False,
             manual_ack=True,
         )
-        client.username_pw_set(s.mqtt_username, s.mqtt_password)
+        client.username_pw_set(username(s), s.mqtt_password)
         configure_tls(client, s)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect

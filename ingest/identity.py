@@ -19,8 +19,37 @@ HOST = "@host"  # ANBU_INGEST_REPLICA's value meaning "this machine's host name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+REPLICA = "{replica}"  # in ANBU_MQTT_USERNAME: this replica's name (one broker account each)
+
+
 class SharedClientId(ValueError):
     """Several replicas would connect with one client id and kick each other off."""
+
+
+def _replica(settings: Settings, hostname: str | None) -> str:
+    replica = settings.ingest_replica.strip()
+    if replica == HOST:
+        replica = hostname or socket.gethostname()
+    return (_UNSAFE.sub("-", replica).strip("-") or "x") if replica else ""
+
+
+def username(settings: Settings, hostname: str | None = None) -> str:
+    """The MQTT username for this worker: ANBU_MQTT_USERNAME, its `{replica}` replaced by the
+    replica's name (as in its client id). In production each replica has a broker account of
+    its own, bound to its client id (registry.broker_accounts), so the gateways' listener,
+    where the client id is the username, refuses it: `ingest-{replica}` gives anbu-ingest@0
+    the account ingest-0.
+
+    Raises SharedClientId when the username names `{replica}` and ANBU_INGEST_REPLICA is unset."""
+    name = settings.mqtt_username
+    if REPLICA not in name:
+        return name
+    replica = _replica(settings, hostname)
+    if not replica:
+        raise SharedClientId(
+            f"ANBU_MQTT_USERNAME={name!r} names {REPLICA} but ANBU_INGEST_REPLICA is unset"
+        )
+    return name.replace(REPLICA, replica)
 
 
 def client_id(settings: Settings, hostname: str | None = None) -> str:
@@ -29,11 +58,9 @@ def client_id(settings: Settings, hostname: str | None = None) -> str:
     Raises SharedClientId when ANBU_INGEST_REPLICAS is above 1 and neither a replica name nor
     a client id of its own tells this worker apart from the others."""
     base = settings.mqtt_client_id
-    replica = settings.ingest_replica.strip()
-    if replica == HOST:
-        replica = hostname or socket.gethostname()
+    replica = _replica(settings, hostname)
     if replica:
-        return f"{base}-{_UNSAFE.sub('-', replica).strip('-') or 'x'}"
+        return f"{base}-{replica}"
     if settings.ingest_replicas > 1 and base == DEFAULT_CLIENT_ID:
         raise SharedClientId(
             f"ANBU_INGEST_REPLICAS={settings.ingest_replicas} but every replica would connect as "

@@ -26,7 +26,7 @@ from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database
 from ingest.consumer import IngestService, configure_tls
-from ingest.identity import client_id
+from ingest.identity import client_id, username
 from ingest.store import BatchSummary
 
 
@@ -128,7 +128,7 @@ def run_bare(settings: Settings, expect: int) -> None:
         client_id=client_id(settings),
         protocol=mqtt.MQTTv5,
     )
-    client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    client.username_pw_set(username(settings), settings.mqtt_password)
     configure_tls(client, settings)
 
     def on_connect(c: mqtt.Client, *_: Any) -> None:

@@ -6,6 +6,11 @@ takes changes at once over its control topic, without a reload. anbu talks to it
 client (`mosquitto_ctrl dynsec init` makes one). What each account may do is the table
 `POLICY` below plus one role per gateway; Mosquitto 2.0's plugin does not expand `%u` in its
 ACLs, so a gateway's own subtree is a role of its own, `gw:<id>`, allowing only `gw/<id>/#`.
+
+The admin and the services are bound to a client id other than their username. On the
+gateways' TLS listener (8883) the broker makes every client id the username
+(`use_username_as_clientid`), so there a bound account never matches and is refused, password
+or not: their way in is the mutual-TLS services listener (8884), where they choose their id.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import ssl
 import threading
 import uuid
@@ -25,6 +31,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+# The admin's client id: not its username, so the gateways' listener (client id := username)
+# refuses it. One admin session at a time: a second one with this id takes the first over.
+ADMIN_CLIENT_ID = "anbu-dynsec-control"
+# PBKDF2-SHA512 iterations of the passwords `plugin_file` writes. The plugin of Mosquitto 2.0
+# hashes what its control topic receives with 101 (it takes no count there); every connect
+# pays this cost once on the broker's single thread (≈ 5 ms here for 10,000).
+PBKDF2_ITERATIONS = 10_000
 GATEWAY_ROLE = "anbu-gateway"
 INGEST_ROLE = "anbu-ingest"
 # A gateway id becomes a topic level and a role name: no '/', '+', '#', '$', spaces or NUL.
@@ -68,6 +81,11 @@ def gateway_acls(gateway_id: str) -> tuple[Acl, ...]:
     )
 
 
+def new_password() -> str:
+    """A gateway's password, as anbu issues them: 24 random bytes, URL-safe (32 characters)."""
+    return secrets.token_urlsafe(24)
+
+
 class BrokerCommandFailed(RuntimeError):
     """The dynamic security plugin refused a command (its error text is in the message)."""
 
@@ -76,9 +94,19 @@ class InvalidGatewayId(ValueError):
     """A gateway id that cannot be an MQTT username, topic level and role name."""
 
 
+class UnboundClientId(ValueError):
+    """A service bound to its own username: the gateways' listener would let it in."""
+
+
+def _check_binding(username: str, client_id: str) -> None:
+    if not client_id or client_id == username:
+        raise UnboundClientId(f"{username!r} needs a client id other than its username")
+
+
 @dataclass(frozen=True)
 class BrokerAdmin:
-    """How to reach the broker as its dynsec admin (TLS when `tls_ca` is given)."""
+    """How to reach the broker as its dynsec admin (TLS when `tls_ca` is given), with the
+    client id its account is bound to."""
 
     host: str
     port: int
@@ -88,6 +116,7 @@ class BrokerAdmin:
     tls_cert: str | None = None
     tls_key: str | None = None
     timeout_s: float = 10.0
+    client_id: str = ADMIN_CLIENT_ID
 
 
 def _acl(acl: Acl) -> dict[str, Any]:
@@ -96,11 +125,11 @@ def _acl(acl: Acl) -> dict[str, Any]:
 
 
 def _hashed(password: str) -> dict[str, Any]:
-    """A password as the plugin stores it: PBKDF2-SHA512, 101 iterations, 12-byte salt."""
+    """A password as the plugin stores it: PBKDF2-SHA512, `PBKDF2_ITERATIONS`, 12-byte salt."""
     salt = os.urandom(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
     return {"password": base64.b64encode(digest).decode(),
-            "salt": base64.b64encode(salt).decode(), "iterations": 101}  # fmt: skip
+            "salt": base64.b64encode(salt).decode(), "iterations": PBKDF2_ITERATIONS}  # fmt: skip
 
 
 def plugin_file(
@@ -109,16 +138,22 @@ def plugin_file(
     gateways: dict[str, str],
     *,
     bind_client_id: bool = True,
+    admin_client_id: str = ADMIN_CLIENT_ID,
+    service_client_ids: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The plugin's JSON file for a broker not yet started: an admin client on the control
-    topic only (as `mosquitto_ctrl dynsec init` makes), `POLICY`, ingest-like `services` and
-    `gateways` (username: password), as the control commands below would leave it. Thousands
+    topic only (as `mosquitto_ctrl dynsec init` makes, bound to `admin_client_id`), `POLICY`,
+    ingest-like `services` and `gateways` (username: password), as the control commands below
+    would leave it; a service named in `service_client_ids` is bound to that id. Thousands
     of gateways at once are written here in a moment; over the control topic each change
     rewrites the whole file."""
+    _check_binding(admin[0], admin_client_id)
+    bound = service_client_ids or {}
     control = "$CONTROL/dynamic-security/#"
     clients: list[dict[str, Any]] = [
-        {"username": admin[0], **_hashed(admin[1]), "roles": [{"rolename": "admin"}]}
-    ]
+        {"username": admin[0], **_hashed(admin[1]), "clientid": admin_client_id,
+         "roles": [{"rolename": "admin"}]}
+    ]  # fmt: skip
     roles: list[dict[str, Any]] = [
         {"rolename": "admin", "acls": [
             _acl((t, control, True, 0))
@@ -126,8 +161,11 @@ def plugin_file(
     ]  # fmt: skip
     roles += [{"rolename": r, "acls": [_acl(a) for a in acls]} for r, acls in POLICY.items()]
     for username, password in services.items():
-        clients.append({"username": username, **_hashed(password),
-                        "roles": [{"rolename": INGEST_ROLE}]})  # fmt: skip
+        service = {"username": username, **_hashed(password), "roles": [{"rolename": INGEST_ROLE}]}
+        if username in bound:
+            _check_binding(username, bound[username])
+            service["clientid"] = bound[username]
+        clients.append(service)
     for gateway_id, password in gateways.items():
         if not GATEWAY_ID.fullmatch(gateway_id):
             raise InvalidGatewayId(gateway_id)
@@ -167,7 +205,7 @@ class BrokerAccounts:
     def start(self) -> None:
         """Connect as the admin and subscribe to the plugin's responses."""
         a = self.admin
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anbu-dynsec-{uuid.uuid4().hex[:8]}",
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=a.client_id,
                              protocol=mqtt.MQTTv5)  # fmt: skip
         client.username_pw_set(a.username, a.password)
         if a.tls_ca:
@@ -239,12 +277,22 @@ class BrokerAccounts:
             commands += [_acl_command("addRoleACL", role, acl) for acl in acls]
         self.run(commands, ok=frozenset({"already exists"}))
 
-    def set_service(self, username: str, password: str, role: str = INGEST_ROLE) -> None:
-        """Create (or re-password) a service account such as ingest, with `role`."""
-        self.run([{"command": "createClient", "username": username, "password": password,
-                   "roles": [{"rolename": role}]}], ok=frozenset({"already exists"}))  # fmt: skip
-        self.run([{"command": "modifyClient", "username": username, "password": password,
-                   "roles": [{"rolename": role}]}])  # fmt: skip
+    def set_service(
+        self, username: str, password: str, role: str = INGEST_ROLE, *, client_id: str | None = None
+    ) -> None:
+        """Create (or re-password) a service account such as ingest, with `role`; bound to
+        `client_id` (one account per ingest replica: its ANBU_MQTT_USERNAME and client id) so
+        that the gateways' listener refuses it. Unbound (None) it is let in there too: for the
+        development listener only."""
+        fields: dict[str, Any] = {"username": username, "password": password,
+                                  "roles": [{"rolename": role}]}  # fmt: skip
+        if client_id is not None:
+            _check_binding(username, client_id)
+        self.run([{"command": "createClient", **fields}], ok=frozenset({"already exists"}))
+        self.run([{"command": "modifyClient", **fields}])
+        self.run([{"command": "setClientId", "username": username, "clientid": client_id}]
+                 if client_id is not None else
+                 [{"command": "setClientId", "username": username}])  # fmt: skip
 
     def add_gateway(self, gateway_id: str, password: str, *, bind_client_id: bool = True) -> None:
         """Issue a gateway's credentials: username = gateway id, `gw/<id>/#` only, and (bound)

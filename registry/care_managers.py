@@ -7,22 +7,28 @@ they log in bumps it, which ends all their sessions and tokens at once.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
+import secrets
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import psycopg
 
+from core.crypto import DataKeyMissing, Keyring
 from registry.changes import InvalidChange
 from registry.enrolment import add_care_manager, hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
 PASSWORD_MIN_LENGTH = 12
+TOTP_ENROLMENT_LIFETIME = timedelta(minutes=10)  # a setup key shown, until its first code
+_SEALED_PREFIX = "sealed:v1:"
 PASSWORD_MAX_LENGTH = 128  # argon2 takes any length; a cap keeps hashing cheap
 PASSWORD_MIN_DISTINCT = 5  # 'aaaaaaaaaaab' is twelve characters and no secret
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
@@ -172,17 +178,53 @@ def end_sessions(conn: psycopg.Connection[Any], care_manager_id: int) -> int:
     return int(row[0])
 
 
+def _sealed_field(kind: str, care_manager_id: int) -> str:
+    # the associated data: a sealed secret opens only for its own care manager and purpose
+    return f"{kind}:{int(care_manager_id)}"
+
+
+def seal_totp_secret(keyring: Keyring | None, care_manager_id: int, secret: str) -> str:
+    """`secret` sealed for storage: 'sealed:v1:<key id>:<base64 of nonce, ciphertext, tag>'."""
+    if keyring is None:
+        raise DataKeyMissing("ANBU_DATA_KEY is not set: TOTP secrets are sealed with it")
+    sealed = keyring.seal(secret, _sealed_field("totp_secret", care_manager_id))
+    return f"{_SEALED_PREFIX}{sealed.key_id}:{base64.urlsafe_b64encode(sealed.blob).decode()}"
+
+
+def open_totp_secret(keyring: Keyring | None, care_manager_id: int, stored: str) -> str:
+    """The base32 secret of a stored value; a value stored before sealing is read as it is
+    (until `anbu keys rotate` seals it). DataKeyError when no configured key opens it."""
+    return _open(keyring, "totp_secret", care_manager_id, stored)
+
+
+def _open(keyring: Keyring | None, kind: str, care_manager_id: int, stored: str) -> str:
+    if not stored.startswith(_SEALED_PREFIX):
+        return stored
+    if keyring is None:
+        raise DataKeyMissing("ANBU_DATA_KEY is not set: TOTP secrets are sealed with it")
+    key_id, _, blob = stored.removeprefix(_SEALED_PREFIX).partition(":")
+    return keyring.open(
+        base64.urlsafe_b64decode(blob), key_id, _sealed_field(kind, care_manager_id)
+    )
+
+
 def set_totp_secret(
-    conn: psycopg.Connection[Any], care_manager_id: int, secret: str | None, step: int = 0
+    conn: psycopg.Connection[Any],
+    care_manager_id: int,
+    secret: str | None,
+    step: int = 0,
+    keyring: Keyring | None = None,
 ) -> int:
-    """Enrol (a base32 secret, confirmed with the code of `step`) or remove (None) a TOTP
-    authenticator; ends every other session. The new session generation."""
+    """Enrol (a base32 secret, confirmed with the code of `step`, stored sealed under the
+    keyring) or remove (None) a TOTP authenticator; ends every other session. The new session
+    generation."""
+    stored = seal_totp_secret(keyring, care_manager_id, secret) if secret else None
     row = conn.execute(
         """UPDATE anbu.care_manager
            SET totp_secret = %s, totp_last_step = %s,
                session_generation = session_generation + 1
            WHERE id = %s AND active RETURNING session_generation""",
-        (secret, step, care_manager_id),
+        (stored, step, care_manager_id),
     ).fetchone()
     if row is None:
         raise CareManagerNotFound(care_manager_id)
@@ -202,3 +244,84 @@ def use_totp_step(conn: psycopg.Connection[Any], care_manager_id: int, step: int
         (step, care_manager_id, step),
     ).fetchone()
     return row is not None
+
+
+# -- a TOTP enrolment under way: the new secret stays in the database, sealed -----------------
+
+
+def _ref_hash(reference: str) -> str:
+    return hashlib.sha256(reference.encode("utf-8")).hexdigest()
+
+
+def start_totp_enrolment(
+    conn: psycopg.Connection[Any],
+    keyring: Keyring | None,
+    care_manager_id: int,
+    secret: str,
+    now: datetime,
+) -> str:
+    """Keep `secret` (sealed) until its first code confirms it or it expires; the random
+    reference the session holds instead of the secret. An earlier enrolment of theirs ends."""
+    reference = secrets.token_urlsafe(32)
+    sealed = _seal_pending(keyring, care_manager_id, secret)
+    conn.execute("DELETE FROM anbu.totp_enrolment WHERE expires_at <= %s", (now,))
+    conn.execute("DELETE FROM anbu.totp_enrolment WHERE care_manager_id = %s", (care_manager_id,))
+    conn.execute(
+        """INSERT INTO anbu.totp_enrolment (ref_hash, care_manager_id, secret_sealed, expires_at)
+           VALUES (%s, %s, %s, %s)""",
+        (_ref_hash(reference), care_manager_id, sealed, now + TOTP_ENROLMENT_LIFETIME),
+    )
+    return reference
+
+
+def _seal_pending(keyring: Keyring | None, care_manager_id: int, secret: str) -> str:
+    if keyring is None:
+        raise DataKeyMissing("ANBU_DATA_KEY is not set: TOTP secrets are sealed with it")
+    sealed = keyring.seal(secret, _sealed_field("totp_enrolment", care_manager_id))
+    return f"{_SEALED_PREFIX}{sealed.key_id}:{base64.urlsafe_b64encode(sealed.blob).decode()}"
+
+
+def pending_totp_secret(
+    conn: psycopg.Connection[Any],
+    keyring: Keyring | None,
+    care_manager_id: int,
+    reference: object,
+    now: datetime,
+) -> str | None:
+    """The secret of this care manager's enrolment under way with this reference, if fresh."""
+    if not isinstance(reference, str) or not reference:
+        return None
+    row = conn.execute(
+        """SELECT secret_sealed FROM anbu.totp_enrolment
+           WHERE ref_hash = %s AND care_manager_id = %s AND expires_at > %s""",
+        (_ref_hash(reference), care_manager_id, now),
+    ).fetchone()
+    return _open(keyring, "totp_enrolment", care_manager_id, row[0]) if row else None
+
+
+def end_totp_enrolment(conn: psycopg.Connection[Any], care_manager_id: int) -> None:
+    conn.execute("DELETE FROM anbu.totp_enrolment WHERE care_manager_id = %s", (care_manager_id,))
+
+
+def rotate_totp_secrets(conn: psycopg.Connection[Any], keyring: Keyring) -> int:
+    """Re-seal under the current key every TOTP secret under another key or still in plain
+    text; enrolments under way under another key are dropped (they last minutes). How many
+    secrets were re-sealed."""
+    current = f"{_SEALED_PREFIX}{keyring.current_id}:%"
+    with conn.transaction():
+        rows = conn.execute(
+            """SELECT id, totp_secret FROM anbu.care_manager
+               WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE %s
+               ORDER BY id FOR UPDATE""",
+            (current,),
+        ).fetchall()
+        for care_manager_id, stored in rows:
+            secret = open_totp_secret(keyring, care_manager_id, stored)
+            conn.execute(
+                "UPDATE anbu.care_manager SET totp_secret = %s WHERE id = %s",
+                (seal_totp_secret(keyring, care_manager_id, secret), care_manager_id),
+            )
+        conn.execute("DELETE FROM anbu.totp_enrolment WHERE secret_sealed NOT LIKE %s", (current,))
+    if rows:
+        log.info("TOTP secrets re-sealed", extra={"care_managers": len(rows)})
+    return len(rows)

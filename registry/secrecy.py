@@ -126,7 +126,11 @@ def rotate_keys(conn: psycopg.Connection[Any], keyring: Keyring, batch: int = RO
     """Re-seal under the current key every resident whose notes are under another key or still
     in plaintext, committing each batch; returns how many were re-sealed. Idempotent: a rerun
     after an interruption carries on. Nothing is changed in a batch holding a note no
-    configured key opens: UnknownDataKey names the key id and the first resident id."""
+    configured key opens: UnknownDataKey names the key id and the first resident id. Care
+    managers' TOTP secrets are re-sealed first (registry.care_managers)."""
+    from registry.care_managers import rotate_totp_secrets  # care_managers imports this
+
+    rotate_totp_secrets(conn, keyring)
     done, after = 0, 0
     while True:
         with conn.transaction():

@@ -259,7 +259,10 @@ class EmbeddedMosquitto:
     dynamic security plugin as anbu provisions them (registry.broker_accounts): "ingest" as the
     ingest service, every other name as a gateway. Gateways' client ids are bound to their
     names when `bind_client_ids` (production's way); the harness leaves them free on the plain
-    listener, where replay and a few tests connect a gateway under a second client id.
+    listener, where replay and a few tests connect a gateway under a second client id. The admin
+    is always bound to `ADMIN_CLIENT_ID`, so the gateways' listener refuses it; a service named
+    in `service_client_ids` is bound to that id (production's way: refused there too), others
+    are free (the tests' ingest clients connect with ids of their own).
     """
 
     workdir: Path
@@ -269,6 +272,7 @@ class EmbeddedMosquitto:
     service_port: int = field(default_factory=free_port)
     conf_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.conf"))
     bind_client_ids: bool = False
+    service_client_ids: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     pki: Pki | None = None
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
@@ -295,7 +299,8 @@ class EmbeddedMosquitto:
             services = {u: p for u, p in self.users.items() if u in SERVICE_USERS}
             gateways = {u: p for u, p in self.users.items() if u not in SERVICE_USERS}
             made = plugin_file((DYNSEC_ADMIN, self.admin_password), services, gateways,
-                               bind_client_id=self.bind_client_ids)  # fmt: skip
+                               bind_client_id=self.bind_client_ids,
+                               service_client_ids=self.service_client_ids)  # fmt: skip
             dynsec.write_text(json.dumps(made))
             dynsec.chmod(0o600)
             self._provisioned = dict(self.users)
@@ -341,7 +346,7 @@ class EmbeddedMosquitto:
             return
         with BrokerAccounts(self.admin()) as accounts:
             for user in SERVICE_USERS & todo.keys():
-                accounts.set_service(user, todo[user])
+                accounts.set_service(user, todo[user], client_id=self.service_client_ids.get(user))
             gateways = {u: p for u, p in todo.items() if u not in SERVICE_USERS}
             if gateways:
                 accounts.add_gateways(gateways, bind_client_id=self.bind_client_ids)

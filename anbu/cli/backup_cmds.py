@@ -23,7 +23,13 @@ def _database_url(given: str | None) -> str:
 def backup(
     out: Annotated[Path, typer.Option("--out", help="the backup file to write (pg_dump custom)")],
     database_url: Annotated[
-        str | None, typer.Option(help="the database to back up (default ANBU_DATABASE_URL)")
+        str | None,
+        typer.Option(
+            envvar="ANBU_DATABASE_URL",
+            show_envvar=True,
+            help="the database to back up; from the environment, its password stays off the "
+            "command line",
+        ),
     ] = None,
     snapshot: Annotated[
         str | None,
@@ -48,7 +54,12 @@ def restore(
     path: Annotated[Path, typer.Argument(help="a file written by `anbu backup`")],
     database_url: Annotated[
         str | None,
-        typer.Option(help="the database to restore into (default ANBU_DATABASE_URL); must exist"),
+        typer.Option(
+            envvar="ANBU_DATABASE_URL",
+            show_envvar=True,
+            help="the database to restore into (must exist); from the environment, its password "
+            "stays off the command line",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option(help="drop the tables the target database already holds first")

@@ -208,3 +208,18 @@ def test_anbu_issues_replaces_and_revokes_a_gateways_credentials(
         assert again.connect_code in (0x86, 0x87)
         with pytest.raises(InvalidGatewayId):
             accounts.add_gateway("gw/+/#", "whatever-password")
+
+
+def test_the_dynsec_admin_is_refused_on_the_gateways_listener(broker: EmbeddedMosquitto) -> None:
+    """The admin's password alone does not open the public TLS listener: its account is bound
+    to a client id other than its username, and there the client id is the username. Over the
+    other listeners, with its own client id, it still administers the broker."""
+    assert broker.pki is not None
+    admin = broker.admin()
+    for client_id in ("", admin.client_id, admin.username):
+        refused = Client(broker.gateway_port, admin.username, admin.password, client_id,
+                         ca=broker.pki.ca)  # fmt: skip
+        refused.close()
+        assert refused.connect_code in (0x86, 0x87), (client_id, refused.connect_code)
+    with BrokerAccounts(admin) as accounts:
+        accounts.run([{"command": "listClients"}])

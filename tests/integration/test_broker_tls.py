@@ -224,3 +224,53 @@ def test_the_production_configuration_runs(tmp_path: Path, unique: str) -> None:
         close(ingest)
     finally:
         broker.stop()
+
+
+def test_production_refuses_the_admin_and_ingest_on_the_gateways_listener(
+    tmp_path: Path, unique: str
+) -> None:
+    """With deploy/mosquitto.production.conf and accounts provisioned as in production (the
+    admin and each ingest replica bound to a client id that is not their username), their
+    passwords alone open nothing on 8883, not even with a client certificate; on 8884, with the
+    certificate and their own client id, ingest reads and the admin provisions."""
+    ingest_id = f"anbu-ingest-{unique}"
+    broker = EmbeddedMosquitto(tmp_path / "mq", users={"ingest": "ingest-prod-test-pw"},
+                               conf_source=PRODUCTION_CONF, bind_client_ids=True,
+                               service_client_ids={"ingest": ingest_id})  # fmt: skip
+    broker.start()
+    try:
+        pki = broker.pki
+        assert pki is not None
+        admin = broker.admin()
+        for username, password in (("ingest", "ingest-prod-test-pw"),
+                                   (admin.username, admin.password)):  # fmt: skip
+            for client_id in ("", ingest_id, admin.client_id):
+                for cert in (None, pki):
+                    client, code = tls_client(broker.gateway_port, username, password, pki.ca,
+                                              client_id, cert=cert)  # fmt: skip
+                    close(client)
+                    assert code in (0x86, 0x87), (username, client_id, cert, code)
+        # on the services' listener, with another client id: refused too
+        client, code = tls_client(broker.service_port, "ingest", "ingest-prod-test-pw", pki.ca,
+                                  f"other-{unique}", cert=pki)  # fmt: skip
+        close(client)
+        assert code == 0x87
+        gw = f"{unique}-gw"
+        broker.add_user(gw, PASSWORD)  # the admin, over 8884 with its bound id
+        ingest, code = tls_client(broker.service_port, "ingest", "ingest-prod-test-pw", pki.ca,
+                                  ingest_id, cert=pki)  # fmt: skip
+        assert code == 0
+        got = threading.Event()
+        subscribed = threading.Event()
+        ingest.on_message = lambda *_: got.set()
+        ingest.on_subscribe = lambda *_: subscribed.set()
+        ingest.subscribe("gw/#", options=SubscribeOptions(qos=1))
+        assert subscribed.wait(WAIT_S)
+        gateway, code = tls_client(broker.gateway_port, gw, PASSWORD, pki.ca)
+        assert code == 0
+        gateway.publish(f"gw/{gw}/anbu/readings", reading("door1", T0, 1), qos=1)
+        assert got.wait(WAIT_S)
+        close(gateway)
+        close(ingest)
+    finally:
+        broker.stop()

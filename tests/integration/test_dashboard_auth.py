@@ -5,11 +5,15 @@ refused in Korean first, and supervisors can require a TOTP code."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -19,15 +23,18 @@ from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
 from core.clock import VirtualClock
 from core.config import Settings
+from core.crypto import Keyring, new_key
 from core.db import Database
 from dashboards import totp
 from dashboards.app import create_app
+from registry.secrecy import rotate_keys
 from tests.integration.dashboard_support import DONG_A, RecordingTelephony, csrf_of
 
 PASSWORD = "청운동-돌봄-2026-봄"
 SUPERVISOR_PASSWORD = "종로구-통합돌봄-감독관-2026"
 NEW_PASSWORD = "새-비밀번호-바꿨어요-7"
 START = datetime(2026, 12, 5, 0, 0, 7, tzinfo=UTC)
+DATA_KEY = "Zq3xv0m8nYlB2-4kPcW7tRfE1uJ9sAhG6dLoQyT5iVM="  # test only
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def site(database: Database, db_url: str, unique: str) -> Iterator[Site]:
             "supervisor",
         )  # fmt: skip
     clock = VirtualClock(START)
-    app = _app(database, db_url, unique, clock)
+    app = _app(database, db_url, unique, clock, data_key=DATA_KEY)
     yield Site(app, clock, f"kim{unique}", f"sup{unique}", manager_id)
 
 
@@ -276,7 +283,7 @@ def test_thirty_wrong_passwords_lock_out_known_and_unknown_names_alike(site: Sit
     assert known == unknown  # same statuses, same bodies: nothing tells the names apart
     statuses = [status for status, _ in known]
     assert statuses == [401] * 5 + [429] * 25
-    assert "로그인 실패가 너무 많습니다" in known[-1][1]
+    assert "로그인이 잠시 제한되었습니다" in known[-1][1]
 
     # locked: even the right password is refused, unchecked; the API says the same
     assert _login(TestClient(site.app), site.manager, PASSWORD)[0] == 429
@@ -317,7 +324,7 @@ def _enrol_totp(site: Site) -> str:
     """The supervisor enrols an authenticator through the account page; its secret."""
     browser = _logged_in(TestClient(site.app), site.supervisor, SUPERVISOR_PASSWORD)
     token = csrf_of(browser.get("/account").text)
-    browser.post("/account/totp/start", data={"csrf_token": token})
+    browser.post("/account/totp/start", data={"csrf_token": token, "password": SUPERVISOR_PASSWORD})
     page = browser.get("/account").text
     found = re.search(r"secret=([A-Z2-7]+)", page)
     assert found, "the account page shows no setup key"
@@ -385,8 +392,187 @@ def test_totp_is_for_supervisors_and_admins(site: Site) -> None:
     token = csrf_of(browser.get("/account").text)
     browser.post("/account/totp/start", data={"csrf_token": token})
     page = browser.get("/account").text
-    assert "secret=" not in page and "감독자·관리자" in page
+    assert "secret=" not in page and "구 통합돌봄 담당·관리자" in page
     assert (
         browser.post("/account/totp", data={"csrf_token": token, "code": "123456"}).status_code
         == 409
     )
+
+
+# -- the throttle under attack ----------------------------------------------------------------
+
+ATTACKER = ("203.0.113.9", 40000)
+OWNER = ("198.51.100.7", 40001)
+
+
+def test_concurrent_wrong_passwords_are_verified_at_most_the_limit(site: Site) -> None:
+    """Eight wrong passwords at once against a limit of five, each its own client through the
+    real app and database: at most five are checked, the others refused unchecked."""
+    tries = 8
+    start = threading.Barrier(tries)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        client = TestClient(site.app)
+        start.wait()
+        response = client.post(
+            "/api/v1/token", data={"username": site.manager, "password": "wrong-guess-1234"}
+        )
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(tries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) <= [401, 429] and len(statuses) == tries
+    # each 401 is one verified password: admitted one by one, exactly the limit get checked
+    assert (statuses.count(401), statuses.count(429)) == (5, 3), statuses
+
+
+def test_an_attacker_locked_out_does_not_lock_the_owner_out(site: Site) -> None:
+    attacker = TestClient(site.app, client=ATTACKER)
+    statuses = [_login(attacker, site.manager, "wrong-guess-1234")[0] for _ in range(12)]
+    assert statuses == [401] * 5 + [429] * 7
+    assert _login(attacker, site.manager, PASSWORD)[0] == 429  # that pair stays locked
+    # the owner, from their own address, with the right password, gets in at once
+    owner = TestClient(site.app, client=OWNER)
+    assert _in(_logged_in(owner, site.manager, PASSWORD))
+    api = TestClient(site.app, client=OWNER)
+    assert _bearer(api, site.manager, PASSWORD)
+
+
+def test_many_addresses_only_slow_one_account_down(site: Site) -> None:
+    """Spread over addresses, guesses against one account are capped per minute (refused
+    unchecked past the cap), and known and unknown names are answered alike."""
+
+    def spread(username: str) -> list[int]:
+        out = []
+        for n in range(40):
+            client = TestClient(site.app, client=(f"192.0.2.{n % 10}", 1))
+            out.append(_login(client, username, "wrong-guess-1234")[0])
+        return out
+
+    known, unknown = spread(site.manager), spread(f"nobody-{site.manager}")
+    assert known == unknown
+    assert known.count(401) == 30 and known[30:] == [429] * 10
+    site.clock.advance(timedelta(minutes=1))
+    assert _in(_logged_in(TestClient(site.app, client=OWNER), site.manager, PASSWORD))
+
+
+def test_throttle_keys_are_keyed_not_plain_hashes(site: Site, database: Database) -> None:
+    _wrong_logins(site.app, site.manager, 1)
+    with database.connection() as conn:
+        keys = {row[0] for row in conn.execute("SELECT key FROM anbu.login_throttle")}
+    assert keys
+    plain = {
+        hashlib.sha256(text.encode()).hexdigest()
+        for text in (f"user:{site.manager}", "addr:testclient")
+    }
+    assert not keys & plain  # a dictionary of names or addresses does not reverse them
+
+
+# -- TOTP secrets at rest and re-authentication --------------------------------------------------
+
+
+def _session_cookie(client: TestClient) -> str:
+    value = next(v for k, v in client.cookies.items() if "session" in k)
+    payload = value.split(".")[0]
+    return base64.b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8", "replace")
+
+
+def test_totp_secrets_are_sealed_at_rest_and_never_in_the_cookie(
+    site: Site, database: Database
+) -> None:
+    browser = _logged_in(TestClient(site.app), site.supervisor, SUPERVISOR_PASSWORD)
+    token = csrf_of(browser.get("/account").text)
+    browser.post("/account/totp/start", data={"csrf_token": token, "password": SUPERVISOR_PASSWORD})
+    found = re.search(r"secret=([A-Z2-7]+)", browser.get("/account").text)
+    assert found
+    pending = found.group(1)
+    assert pending not in _session_cookie(browser)
+
+    secret = _enrol_totp(site)
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT row_to_json(m)::text FROM anbu.care_manager m WHERE username = %s",
+            (site.supervisor,),
+        ).fetchone()
+        everything = conn.execute(
+            "SELECT coalesce(string_agg(row_to_json(t)::text, ''), '') FROM anbu.totp_enrolment t"
+        ).fetchone()
+    assert row is not None and everything is not None and secret not in row[0]
+    assert pending not in everything[0] and secret not in everything[0]
+    # and the sealed secret still opens: a login with a code works
+    site.clock.advance(timedelta(seconds=30))
+    api = TestClient(site.app)
+    code = totp.code_at(secret, totp.step_of(site.clock.now()))
+    assert _bearer(api, site.supervisor, SUPERVISOR_PASSWORD, code)
+
+
+def test_totp_enrolment_needs_the_password_and_removal_a_code(site: Site) -> None:
+    browser = _logged_in(TestClient(site.app), site.supervisor, SUPERVISOR_PASSWORD)
+    token = csrf_of(browser.get("/account").text)
+    for password in ("", "not-my-password-1"):
+        browser.post("/account/totp/start", data={"csrf_token": token, "password": password})
+        assert "secret=" not in browser.get("/account").text  # no setup key shown
+
+    secret = _enrol_totp(site)
+    site.clock.advance(timedelta(seconds=30))
+    code = totp.code_at(secret, totp.step_of(site.clock.now()))
+    browser = TestClient(site.app)
+    assert _login(browser, site.supervisor, SUPERVISOR_PASSWORD)[0] == 303
+    assert _code_step(browser, code) == 303
+    token = csrf_of(browser.get("/account").text)
+    site.clock.advance(timedelta(seconds=30))
+    # a stolen session with the password alone cannot remove the second factor
+    no_code = browser.post(
+        "/account/totp/remove",
+        data={"csrf_token": token, "password": SUPERVISOR_PASSWORD},
+        follow_redirects=False,
+    )
+    assert no_code.status_code == 422
+    code = totp.code_at(secret, totp.step_of(site.clock.now()))
+    done = browser.post(
+        "/account/totp/remove",
+        data={"csrf_token": token, "password": SUPERVISOR_PASSWORD, "code": code},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "totp_removed" in done.headers["location"]
+
+
+def test_key_rotation_reseals_totp_secrets(
+    site: Site, database: Database, db_url: str, unique: str
+) -> None:
+    secret = _enrol_totp(site)
+    with database.connection() as conn:
+        registry.enrol_care_manager(
+            conn, f"adm{unique}", DONG_A, "최관리", "+821000000003", SUPERVISOR_PASSWORD, "admin"
+        )
+        legacy_secret = totp.new_secret()  # written before sealing existed: plain base32
+        conn.execute(
+            "UPDATE anbu.care_manager SET totp_secret = %s WHERE username = %s",
+            (legacy_secret, f"adm{unique}"),
+        )
+    new = new_key()
+    ring = Keyring.of(new, [DATA_KEY])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rotate_keys(conn, ring)
+        stored = {
+            name: value
+            for name, value in conn.execute(
+                "SELECT username, totp_secret FROM anbu.care_manager WHERE totp_secret IS NOT NULL"
+            )
+        }
+    assert set(stored) == {site.supervisor, f"adm{unique}"}
+    assert all(v.startswith(f"sealed:v1:{ring.current_id}:") for v in stored.values())
+    assert legacy_secret not in "".join(stored.values())
+    # the new key alone opens both
+    app = _app(database, db_url, unique, site.clock, data_key=new)
+    site.clock.advance(timedelta(seconds=30))
+    for name, key in ((site.supervisor, secret), (f"adm{unique}", legacy_secret)):
+        code = totp.code_at(key, totp.step_of(site.clock.now()))
+        assert _bearer(TestClient(app), name, SUPERVISOR_PASSWORD, code)

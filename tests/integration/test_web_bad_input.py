@@ -6,10 +6,12 @@ body reaches the logs."""
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,7 +170,7 @@ def test_every_write_route_refuses_bad_bodies_and_changes_nothing(
                     assert 400 <= status < 500, case
                 if expected is not None:
                     assert status == expected, case
-                    assert "요청 본문이 너무 큽니다" in response.text, case
+                    assert "입력한 내용이 너무 깁니다" in response.text, case
                     assert MARKER not in response.text, case
                 assert MARKER not in response.headers.get("location", ""), case
                 tried += 1
@@ -188,8 +190,8 @@ def test_a_page_form_too_large_is_a_korean_page(edge: Edge) -> None:
     )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("text/html")
-    assert "요청 본문이 너무 큽니다" in response.text
-    assert response.text.index("요청 본문") < response.text.index("too large")
+    assert "입력한 내용이 너무 깁니다" in response.text
+    assert response.text.index("입력한 내용") < response.text.index("too large")
 
 
 def test_another_dongs_ids_are_404_and_change_nothing(
@@ -256,6 +258,38 @@ def test_a_replayed_webhook_changes_nothing(
     assert client.post(status_path, data=done, headers=sign(status_path, done)).status_code == 204
     assert snapshot(database) != after_answer
     assert MARKER not in logged(logs)
+
+
+def test_a_webhook_replayed_with_its_fields_reordered_changes_nothing(
+    edge: Edge, database: Database
+) -> None:
+    """Twilio signs the sorted fields, so a reordered body carries the same valid signature: it
+    is still the same request, answered as before; a field named twice is refused."""
+    client = TestClient(edge.app, base_url=BASE_URL)
+    path = f"/twilio/gather/{edge.call_id}"
+    pressed = {"CallSid": "CA" + "3" * 32, "Digits": "2", "AccountSid": "AC" + "4" * 32}
+    form = {"content-type": "application/x-www-form-urlencoded", **sign(path, pressed)}
+    answer = client.post(path, content=urlencode(list(pressed.items())), headers=form)
+    assert answer.status_code == 200
+    after = snapshot(database)
+    for order in (sorted(pressed.items()), sorted(pressed.items(), reverse=True)):
+        replay = client.post(path, content=urlencode(order), headers=form)
+        assert (replay.status_code, replay.text) == (200, answer.text)
+    assert snapshot(database) == after
+    twice = urlencode([*pressed.items(), ("Digits", "1")])
+    signed = {**form, **sign(path, pressed | {"Digits": "2"})}
+    assert client.post(path, content=twice, headers=signed).status_code in (400, 403)
+    double = [("Digits", "2"), ("Digits", "2"), ("CallSid", pressed["CallSid"])]
+    assert client.post(path, content=urlencode(double), headers=form).status_code in (400, 403)
+    assert snapshot(database) == after
+
+
+def test_the_docs_page_loads_nothing_from_another_site(edge: Edge) -> None:
+    page = TestClient(edge.app).get("/docs")
+    assert page.status_code == 200
+    assert "/openapi.json" in page.text
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", page.text), page.text
+    assert "https://" not in page.headers["content-security-policy"]
 
 
 def test_webhooks_check_the_signature_before_the_body(edge: Edge, database: Database) -> None:

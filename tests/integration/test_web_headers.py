@@ -112,9 +112,8 @@ def test_the_pages_keep_working_without_inline_code(edge: Edge) -> None:
     assert client.get("/static/style.css").status_code == 200
     docs = client.get("/docs")
     assert docs.status_code == 200
-    assert '<script src="/static/docs.js"></script>' in docs.text
+    assert '<a href="/openapi.json">' in docs.text and "/api/v1/token" in docs.text
     assert_no_inline_code(docs.text, "/docs")
-    assert "SwaggerUIBundle" in client.get("/static/docs.js").text
 
 
 @pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.html")))

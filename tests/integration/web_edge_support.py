@@ -57,6 +57,7 @@ class Edge:
             "resident_id": str(self.town.resident_id),
             "gateway_id": self.gateway_id,
             "call_id": str(self.call_id),
+            "sensor_id": "1",  # the enrolment routes' sensors: none needed to be refused
         }
 
     def client(self, who: str | None, how: str = "page") -> TestClient:

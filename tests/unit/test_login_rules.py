@@ -41,37 +41,37 @@ def test_totp_accepts_one_step_of_drift_and_no_more() -> None:
 
 
 def test_lockouts_start_at_the_limit_and_double() -> None:
-    policy = ThrottlePolicy(account_failures=3, lockout=timedelta(minutes=5))
+    policy = ThrottlePolicy(pair_failures=3, lockout=timedelta(minutes=5))
     state = None
     for _ in range(2):
-        state = after_failure(state, T0, 3, policy)
+        state = after_failure(state, T0, policy.pair)
         assert state.locked_until is None
-    state = after_failure(state, T0, 3, policy)
+    state = after_failure(state, T0, policy.pair)
     assert state.locked_until == T0 + timedelta(minutes=5)
     later = T0 + timedelta(minutes=5)
     for _ in range(3):
-        state = after_failure(state, later, 3, policy)
+        state = after_failure(state, later, policy.pair)
     assert state.locked_until == later + timedelta(minutes=10)
     # a quiet day forgives: the next lockout is short again
     much_later = later + timedelta(days=2)
     for _ in range(3):
-        state = after_failure(state, much_later, 3, policy)
+        state = after_failure(state, much_later, policy.pair)
     assert state.locked_until == much_later + timedelta(minutes=5)
 
 
 def test_failures_outside_the_window_do_not_add_up() -> None:
-    policy = ThrottlePolicy(account_failures=3, window=timedelta(minutes=15))
+    policy = ThrottlePolicy(pair_failures=3, window=timedelta(minutes=15))
     state: KeyState | None = None
     for minute in range(0, 90, 10):  # one failure every 10 minutes
-        state = after_failure(state, T0 + timedelta(minutes=minute), 3, policy)
+        state = after_failure(state, T0 + timedelta(minutes=minute), policy.pair)
         assert state.locked_until is None
 
 
 @given(st.integers(min_value=1, max_value=60))
 def test_lockouts_are_capped_at_a_day(lockouts: int) -> None:
-    policy = ThrottlePolicy(account_failures=1)
+    policy = ThrottlePolicy(pair_failures=1)
     state = KeyState(0, T0, lockouts, T0)
-    locked = after_failure(state, T0 + timedelta(minutes=1), 1, policy)
+    locked = after_failure(state, T0 + timedelta(minutes=1), policy.pair)
     assert locked.locked_until is not None
     assert locked.locked_until - (T0 + timedelta(minutes=1)) <= timedelta(days=1)
 
