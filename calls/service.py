@@ -152,31 +152,55 @@ class CallService:
         message_ko: str | None = None,
     ) -> tuple[int, bool]:
         """Queue a call under an idempotency key; returns (calls.id, newly queued)."""
-        now = self.clock.now()
         with self.db.connection() as conn:
-            row = conn.execute(
-                """INSERT INTO anbu.calls (idempotency_key, resident_id, alert_id, purpose, status,
-                       created_at, updated_at, priority, not_before, dial_state, attempt, round_id,
-                       care_manager_id, message_ko)
-                   VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, 'waiting', %s, %s, %s, %s)
-                   ON CONFLICT (idempotency_key) DO NOTHING
-                   RETURNING id""",
-                (key, resident_id, alert_id, purpose, now, now, int(priority), not_before,
-                 attempt, round_id, care_manager_id, message_ko),
-            ).fetchone()  # fmt: skip
-            if row is not None:
-                self._event(conn, int(row[0]), now, "queued", {})
-                return int(row[0]), True
-            existing = conn.execute(
-                "SELECT id FROM anbu.calls WHERE idempotency_key = %s", (key,)
-            ).fetchone()
+            return self._insert(
+                conn, key, resident_id, priority=priority, purpose=purpose, alert_id=alert_id,
+                attempt=attempt, not_before=not_before, round_id=round_id,
+                care_manager_id=care_manager_id, message_ko=message_ko,
+            )  # fmt: skip
+
+    def _insert(
+        self,
+        conn: psycopg.Connection[Any],
+        key: str,
+        resident_id: int,
+        *,
+        priority: Priority,
+        purpose: str,
+        alert_id: int | None = None,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+        round_id: int | None = None,
+        care_manager_id: int | None = None,
+        message_ko: str | None = None,
+    ) -> tuple[int, bool]:
+        """enqueue's row, in the caller's transaction."""
+        now = self.clock.now()
+        row = conn.execute(
+            """INSERT INTO anbu.calls (idempotency_key, resident_id, alert_id, purpose, status,
+                   created_at, updated_at, priority, not_before, dial_state, attempt, round_id,
+                   care_manager_id, message_ko)
+               VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, 'waiting', %s, %s, %s, %s)
+               ON CONFLICT (idempotency_key) DO NOTHING
+               RETURNING id""",
+            (key, resident_id, alert_id, purpose, now, now, int(priority), not_before,
+             attempt, round_id, care_manager_id, message_ko),
+        ).fetchone()  # fmt: skip
+        if row is not None:
+            self._event(conn, int(row[0]), now, "queued", {})
+            return int(row[0]), True
+        existing = conn.execute(
+            "SELECT id FROM anbu.calls WHERE idempotency_key = %s", (key,)
+        ).fetchone()
         assert existing is not None
         return int(existing[0]), False
 
     def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int:
-        """Queue a check-in call once per idempotency key and dial it now if the CPS budget
-        allows (else the queue drainer dials it); returns the calls.id. Telephony errors end
-        the call as FAILED, never raise."""
+        """Queue a check-in call once per idempotency key in a transaction of its own and dial
+        it now if the CPS budget allows (else the queue drainer dials it); returns the
+        calls.id. Telephony errors end the call as FAILED, never raise. An alert's step uses
+        queue_check_in and dial_check_ins instead, so it never waits for Twilio holding the
+        alert."""
         with self.db.connection() as conn:
             found = conn.execute(
                 "SELECT 1 FROM anbu.resident WHERE id = %s", (resident_id,)
@@ -197,6 +221,46 @@ class CallService:
             return call_id
         self.dialler.dial_one(call_id, self.settings.call_inline_wait_s)
         return call_id
+
+    def queue_check_in(
+        self, conn: psycopg.Connection[Any], resident_id: int, alert_id: int, attempt: int
+    ) -> int:
+        """Write an alert's check-in call into the send queue in the caller's transaction (the
+        alert's step, holding its row) and return its calls.id: once per (alert, attempt),
+        with the alert's older attempts still waiting taken out. Nothing is dialled here:
+        dial_check_ins does after the caller commits, or the queue drainer does (a worker that
+        died in between), and a step rolled back leaves no call to dial."""
+        now = self.clock.now()
+        gone: list[int] = []
+        if attempt > 1:  # the alert stopped waiting for them: dialling them would ring twice
+            gone = cancel_waiting(conn, alert_id, now, "superseded", purpose="check_in",
+                                  before_attempt=attempt,
+                                  details={"by_attempt": attempt})  # fmt: skip
+        key = idempotency_key(resident_id, alert_id, attempt, "")
+        call_id, _ = self._insert(
+            conn, key, resident_id, priority=Priority.ALERT, purpose="check_in",
+            alert_id=alert_id, attempt=attempt,
+        )  # fmt: skip
+        log.info("check-in call queued",
+                 extra={"call_id": call_id, "alert_id": alert_id, "superseded": gone})  # fmt: skip
+        return call_id
+
+    def dial_check_ins(self, alert_id: int) -> int:
+        """Dial the alert's check-in calls still waiting in the queue, now if the CPS budget
+        allows (else the queue drainer dials them); returns how many were dialled. Run after
+        the step that queued them committed: no transaction is open while Twilio is asked.
+        A call the drainer claimed meanwhile is not dialled again; telephony errors settle the
+        call, never raise."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                """SELECT id FROM anbu.calls
+                   WHERE alert_id = %s AND purpose = 'check_in' AND dial_state = 'waiting'
+                     AND (not_before IS NULL OR not_before <= %s)
+                   ORDER BY id""",
+                (alert_id, self.clock.now()),
+            ).fetchall()
+        wait = self.settings.call_inline_wait_s
+        return sum(self.dialler.dial_one(int(r[0]), wait) for r in rows)
 
     def call_care_manager(
         self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0
