@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from alerts.course import nightly_purge
 from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
@@ -155,6 +156,7 @@ class Runtime:
             ("routine_review", self.routine_review_once, 3, 30),
             ("night_review", self.night_review_once, 7, 0),
             ("dead_letters", self.expire_dead_letters, 4, 15),
+            ("retention", nightly_purge(self.db, s, self.clock), 4, 45),
         ):
             sched.add_job(self._guarded(job_id, job), "cron", hour=hour, minute=minute,
                           timezone=s.timezone, id=job_id, max_instances=1, coalesce=True)  # fmt: skip

@@ -124,17 +124,18 @@ WITH base AS (
     INSERT INTO anbu.checkin_round_events (round_id, at, kind, reason_ko, reason_en)
     SELECT id, %(now)s, CASE WHEN state = 'missed' THEN 'missed' ELSE 'late' END,
            CASE WHEN state = 'missed'
-                THEN '작업 중단으로 정기 안부전화를 걸지 못함 (예정 '
-                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI')
-                     || ', 그날이 지나 전화하지 않음) — 안부 확인 필요'
-                ELSE '작업 중단으로 정기 안부전화가 늦어짐 (예정 '
-                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI') || ')' END,
+                THEN '시스템 장애로 정기 안부전화를 걸지 못했습니다(예정: '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'FMMM"월 "FMDD"일 "HH24:MI')
+                     || ', 당일이 지나 발신하지 않음). 대상자께 직접 안부를 확인해 주세요.'
+                ELSE '시스템 장애로 정기 안부전화가 늦게 걸렸습니다(예정: '
+                     || to_char(slot AT TIME ZONE %(tz)s, 'FMMM"월 "FMDD"일 "HH24:MI')
+                     || ').' END,
            CASE WHEN state = 'missed'
                 THEN 'routine check-in not called: no worker ran (due '
-                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI')
+                     || to_char(slot AT TIME ZONE %(tz)s, 'FMMonth FMDD HH24:MI')
                      || ', its day is over) — please check on the resident'
                 ELSE 'routine check-in called late: no worker ran (due '
-                     || to_char(slot AT TIME ZONE %(tz)s, 'MM-DD HH24:MI') || ')' END
+                     || to_char(slot AT TIME ZONE %(tz)s, 'FMMonth FMDD HH24:MI') || ')' END
     FROM ins
     WHERE state = 'missed' OR slot < %(late)s
 ), moved AS (
@@ -359,3 +360,30 @@ def round_events(
         (resident_id, since),
     ).fetchall()
     return [(r[0], r[1], str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+
+def cancel_resident_checkins(
+    conn: psycopg.Connection[Any], resident_id: int, now: datetime, reason_ko: str, reason_en: str
+) -> tuple[list[int], list[int], list[int]]:
+    """End a resident's routine check-ins, in the caller's transaction: plans made inactive,
+    rounds still calling finished as 'cancelled' (reported: nothing for alerts to take) with an
+    event saying why, and their calls still waiting in the send queue cancelled. A call a
+    dialler already claimed is left to ring. Returns (plans, rounds, calls); idempotent."""
+    plans = [int(r[0]) for r in conn.execute(
+        """UPDATE anbu.checkin_plans SET active = false
+           WHERE resident_id = %s AND active RETURNING id""", (resident_id,))]  # fmt: skip
+    rounds = [int(r[0]) for r in conn.execute(
+        """UPDATE anbu.checkin_rounds SET state = 'cancelled', next_action_at = NULL,
+               finished_at = %s, reported_at = %s
+           WHERE resident_id = %s AND state = 'calling' RETURNING id""",
+        (now, now, resident_id))]  # fmt: skip
+    calls: list[int] = []
+    for round_id in sorted(rounds):
+        calls += cancel_waiting(conn, None, now, "service_ended", round_id=round_id)
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.checkin_round_events (round_id, at, kind, reason_ko, reason_en)
+               VALUES (%s, %s, 'cancelled', %s, %s) ON CONFLICT (round_id, kind) DO NOTHING""",
+            [(round_id, now, reason_ko, reason_en) for round_id in sorted(rounds)],
+        )
+    return sorted(plans), sorted(rounds), calls

@@ -58,6 +58,8 @@ def _oracle(state: S, event: Event) -> S | None:
         return state  # worse news changes the severity, never the step
     if event is Event.ABSENCE_RECORDED:
         return S.RESOLVED  # away or in hospital: the cause is known
+    if event is Event.SERVICE_ENDED:
+        return S.RESOLVED  # moved, in a care home or died: nobody is watched any more
     if event is Event.ACKNOWLEDGE:
         return None if state is S.ACKNOWLEDGED else S.ACKNOWLEDGED
     if event is Event.RESOLVE:  # only after a care manager took it, or was told
