@@ -155,8 +155,12 @@ _LOCK_RESIDENT = """
 SELECT r.status, r.status_until, r.quiet_start, r.quiet_end, r.watch_h_max::numeric::float8,
        r.warning_h_max::numeric::float8, r.critical_h_max::numeric::float8
   FROM anbu.resident r
-  JOIN anbu.care_manager m ON m.dong_code = r.dong_code AND m.active
+  JOIN anbu.care_manager m ON m.active
+  JOIN anbu.dong md ON md.code = m.dong_code
+  JOIN anbu.dong rd ON rd.code = r.dong_code
  WHERE r.id = %s AND m.id = %s
+   AND (m.dong_code = r.dong_code  -- a care manager's own dong; a supervisor's district:
+        OR (m.role IN ('supervisor', 'admin') AND md.district = rd.district))  -- dashboards.authz
    FOR NO KEY UPDATE OF r
 """
 
@@ -172,6 +176,27 @@ def _audit_text(value: object) -> str | None:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def record_changes(
+    conn: psycopg.Connection[Any],
+    resident_id: int,
+    at: datetime,
+    rows: list[tuple[str, str | None, str | None, bool]],
+    *,
+    care_manager_id: int | None,
+    actor: str | None = None,
+) -> None:
+    """Append audit rows (field, old, new, masked) by a care manager or an actor such as
+    'cli:kim', in the caller's transaction. Personal values must come masked."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.resident_changes
+                   (resident_id, care_manager_id, actor, at, field, old_value, new_value, masked)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            [(resident_id, care_manager_id, actor, at, f, old, new, masked)
+             for f, old, new, masked in rows],
+        )  # fmt: skip
 
 
 def _change(

@@ -85,6 +85,7 @@ def import_residents(
     skip_bad: bool = False,
     now: datetime | None = None,
     keyring: Keyring | None = None,
+    dongs: Dongs | None = None,
 ) -> ImportReport:
     """Import an enrolment file (bytes as read from disk); commits unless dry_run or refused.
 
@@ -95,10 +96,11 @@ def import_residents(
     with conn.transaction():
         if not dry_run:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
-        parsed = parse_file(data, load_dongs(conn), at.astimezone(_SEOUL).date())
+        parsed = parse_file(data, dongs or load_dongs(conn), at.astimezone(_SEOUL).date())
         bad = {e.line for e in parsed.errors}
         good = [r for r in parsed.rows if r.line not in bad]
-        plan = _plan(conn, good, lock=not dry_run, keyring=keyring)
+        scope = dongs.codes if dongs else None  # an admin's district: only its residents
+        plan = _plan(conn, good, lock=not dry_run, keyring=keyring, scope=scope)
         errors = tuple(sorted((*parsed.errors, *plan.errors), key=lambda e: (e.line, e.field)))
         written = (
             not dry_run and not (errors and not skip_bad) and bool(plan.creates or plan.updates)
@@ -126,13 +128,14 @@ def enrol_residents(
     actor: str,
     now: datetime | None = None,
     keyring: Keyring | None = None,
+    scope: frozenset[str] | None = None,
 ) -> ImportReport:
     """Enrol or update checked residents (a page's or the API's, from parse_record) with the
     import's rules and audit, in one transaction; nothing is written when any row conflicts."""
     at = now if now is not None else datetime.now(UTC)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
-        plan = _plan(conn, list(rows), lock=True, keyring=keyring)
+        plan = _plan(conn, list(rows), lock=True, keyring=keyring, scope=scope)
         written = not plan.errors and bool(plan.creates or plan.updates)
         if written:
             _apply(conn, plan, actor, at, keyring)
@@ -143,7 +146,12 @@ def enrol_residents(
 
 
 def _plan(
-    conn: psycopg.Connection[Any], rows: list[ResidentRow], *, lock: bool, keyring: Keyring | None
+    conn: psycopg.Connection[Any],
+    rows: list[ResidentRow],
+    *,
+    lock: bool,
+    keyring: Keyring | None,
+    scope: frozenset[str] | None = None,
 ) -> _Plan:
     """Sort good rows into creations, updates (with the old values), unchanged, conflicts."""
     plan = _Plan()
@@ -184,6 +192,9 @@ def _plan(
             if holder is not None and holder["id"] != old["id"]:
                 plan.errors.append(LineError(row.line, "home", "home_taken"))
                 continue
+        if scope is not None and old["dong_code"] not in scope:
+            plan.errors.append(LineError(row.line, "external_id", "other_district"))
+            continue
         before = {f: old[_COLUMN[f]] for f in _COLUMN} | {
             "external_id": old["external_id"],
             "emergency_contacts": contacts.get(old["id"], ()),

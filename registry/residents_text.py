@@ -102,6 +102,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "repeats the external id of row {first}",
     ),
     "duplicate_home": ("가구ID가 {first}행과 겹칩니다", "repeats the home of row {first}"),
+    "other_district": (
+        "다른 구의 주민이 이 사례번호(또는 가구ID)를 쓰고 있습니다",
+        "belongs to a resident of another district",
+    ),
     "home_taken": (
         "가구ID를 다른 주민(다른 사례번호)이 이미 쓰고 있습니다",
         "is already the home of another resident (another external id)",

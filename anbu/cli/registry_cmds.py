@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -150,8 +151,11 @@ def export_residents_cmd(
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-    else:
-        out.write_bytes(data)
+    else:  # residents' data, notes perhaps: the owner's alone, never through a link
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     typer.echo(_WORDS["en" if lang == "en" else "ko"]["written"].format(n=count), err=True)
 
 
