@@ -1,7 +1,9 @@
-"""Read-side queries for care managers: always scoped to one dong."""
+"""Read-side queries for care managers: always scoped to a set of dongs (one care manager's
+dong, or a supervisor's district: dashboards.authz decides which)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -19,28 +21,38 @@ _SELECT = """
 """
 
 
+Dongs = str | Sequence[str]  # one dong, or the dongs an actor may see
+
+
+def dong_list(dongs: Dongs) -> list[str]:
+    """`dongs` as a list for `= ANY(%s)`."""
+    return [dongs] if isinstance(dongs, str) else list(dongs)
+
+
 def _view(row: dict[str, Any]) -> AlertView:
     return AlertView(**{**row, "state": AlertState(row["state"])})
 
 
 def list_alerts(
-    conn: psycopg.Connection[Any], dong_code: str, include_resolved: bool = False, limit: int = 200
+    conn: psycopg.Connection[Any], dongs: Dongs, include_resolved: bool = False, limit: int = 200
 ) -> list[AlertView]:
-    """Alerts of residents in `dong_code`, most severe and newest first."""
-    where = "WHERE r.dong_code = %s" + ("" if include_resolved else " AND a.state <> 'resolved'")
+    """Alerts of residents in `dongs`, most severe and newest first."""
+    where = "WHERE r.dong_code = ANY(%s)" + (
+        "" if include_resolved else " AND a.state <> 'resolved'"
+    )
     order = """ORDER BY (a.state = 'resolved'),
                  CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
                  a.opened_at DESC LIMIT %s"""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"{_SELECT} {where} {order}", (dong_code, limit)).fetchall()
+        rows = cur.execute(f"{_SELECT} {where} {order}", (dong_list(dongs), limit)).fetchall()
     return [_view(r) for r in rows]
 
 
-def get_alert(conn: psycopg.Connection[Any], alert_id: int, dong_code: str) -> AlertDetail:
-    """One alert of `dong_code` with its audit trail; AlertNotFound for any other dong."""
+def get_alert(conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs) -> AlertDetail:
+    """One alert of `dongs` with its audit trail; AlertNotFound for any other dong."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"{_SELECT} WHERE a.id = %s AND r.dong_code = %s", (alert_id, dong_code)
+            f"{_SELECT} WHERE a.id = %s AND r.dong_code = ANY(%s)", (alert_id, dong_list(dongs))
         ).fetchone()
         if row is None:
             raise AlertNotFound(alert_id)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+import registry
 from alerts import absence
 from alerts.audit import record_event
 from alerts.escalation import Escalation, Messaging, wake_at
@@ -41,6 +42,7 @@ from alerts.policy import (
     after_call,
     call_watch,
 )
+from alerts.queries import Dongs, dong_list
 from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
 from calls.answers import record_acted_on
 from calls.dialer import cancel_waiting
@@ -112,9 +114,14 @@ def retry_after(tries: int) -> timedelta:
 
 
 class Telephony(Messaging, Protocol):
-    """What alerts need from calls/: place a check-in call, and what escalation needs."""
+    """What alerts need from calls/: queue a check-in call in the step's transaction and dial
+    it after the step committed, and what escalation needs."""
 
-    def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int: ...
+    def queue_check_in(
+        self, conn: psycopg.Connection[Any], resident_id: int, alert_id: int, attempt: int
+    ) -> int: ...
+
+    def dial_check_ins(self, alert_id: int) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +418,13 @@ class AlertService:
 
     def _send_told(self, alert_id: int) -> None:
         """Send the SMS and place the care managers' calls the alert's committed step wrote, now
-        rather than at the outbox job's next pass; a failure here leaves them to that job."""
+        rather than at the outbox job's next pass; a failure here leaves them to that job. So
+        with the resident's check-in call the step queued: dialled now, else by the drainer."""
+        try:
+            self.telephony.dial_check_ins(alert_id)
+        except Exception:  # the queued row is the truth: the send queue's drainer dials it
+            log.exception("check-in call not dialled after the step; the drainer dials it",
+                          extra={"alert_id": alert_id})  # fmt: skip
         try:
             self.outbox.send_due(alert_id=alert_id)
         except Exception:  # the rows are the truth: the outbox job sends what is left
@@ -462,7 +475,8 @@ class AlertService:
                          f"조용한 시간이라 {local:%H:%M}까지 안부전화를 미룹니다")  # fmt: skip
             return
         attempt = int(a["call_attempts"]) + 1
-        call_id = self.telephony.place_check_in(a["resident_id"], a["id"], attempt)
+        # only queued, in this transaction: _send_told dials it once the step has committed
+        call_id = self.telephony.queue_check_in(conn, a["resident_id"], a["id"], attempt)
         to = next_state(state, Event.CALL_PLACED)
         conn.execute(
             """UPDATE anbu.alerts SET state = %s, call_attempts = %s, last_call_id = %s,
@@ -554,20 +568,20 @@ class AlertService:
     # -- care manager actions ------------------------------------------------------------
 
     def _locked_in_dong(
-        self, conn: psycopg.Connection[Any], alert_id: int, dong_code: str
+        self, conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs
     ) -> dict[str, Any]:
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 """SELECT a.* FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
-                   WHERE a.id = %s AND r.dong_code = %s FOR NO KEY UPDATE OF a""",
-                (alert_id, dong_code),
+                   WHERE a.id = %s AND r.dong_code = ANY(%s) FOR NO KEY UPDATE OF a""",
+                (alert_id, dong_list(dongs)),
             ).fetchone()
         if row is None:
             raise AlertNotFound(alert_id)
         return row
 
     def acknowledge(
-        self, alert_id: int, care_manager_id: int, dong_code: str, note: str = ""
+        self, alert_id: int, care_manager_id: int, dong_code: Dongs, note: str = ""
     ) -> None:
         """The care manager takes the alert; raises IllegalTransition or AlertNotFound."""
         now = self.clock.now()
@@ -585,7 +599,7 @@ class AlertService:
             record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
 
     def resolve(
-        self, alert_id: int, care_manager_id: int, dong_code: str, outcome: str, note: str = ""
+        self, alert_id: int, care_manager_id: int, dong_code: Dongs, outcome: str, note: str = ""
     ) -> None:
         """Close the alert with an outcome from RESOLUTION_OUTCOMES."""
         if outcome not in RESOLUTION_OUTCOMES:
@@ -602,3 +616,38 @@ class AlertService:
             )
             reason = f"종결: {RESOLUTION_OUTCOMES[outcome][0]}" + (f" — {note}" if note else "")
             record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+
+    def reassign(
+        self, alert_id: int, care_manager_id: int, dongs: Dongs, to_manager_id: int, note: str = ""
+    ) -> None:
+        """Hand the alert to another active care manager of a dong in `dongs` (a supervisor's
+        district), audited with who and why; AlertNotFound outside `dongs`, InvalidChange
+        when the care manager named is not one of them. The state does not change."""
+        now = self.clock.now()
+        with self.db.connection() as conn:
+            a = self._locked_in_dong(conn, alert_id, dongs)
+            found = conn.execute(
+                """SELECT 1 FROM anbu.care_manager
+                   WHERE id = %s AND active AND role <> 'technician' AND dong_code = ANY(%s)""",
+                (to_manager_id, dong_list(dongs)),
+            ).fetchone()
+            if found is None:
+                raise registry.InvalidChange("assignee_unknown", "no such care manager here")
+            conn.execute(
+                "UPDATE anbu.alerts SET assigned_to = %s, updated_at = %s WHERE id = %s",
+                (to_manager_id, now, alert_id),
+            )
+            state = AlertState(a["state"])
+            before = a["assigned_to"]
+            reason = (
+                f"담당자 변경: {'#' + str(before) if before else '동 담당'} → #{to_manager_id}"
+                + (f" — {note}" if note else "")
+            )
+            record_event(
+                conn, alert_id, now, f"care_manager:{care_manager_id}", state, state, reason
+            )
+            log.info(
+                "alert reassigned",
+                extra={"alert_id": alert_id, "care_manager_id": care_manager_id,
+                       "assigned_to": to_manager_id},
+            )  # fmt: skip

@@ -37,7 +37,11 @@ class Settings(BaseSettings):
 
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host.")
     mqtt_port: int = Field(default=1883, description="MQTT broker port.")
-    mqtt_username: str = Field(default="ingest", description="MQTT user of the ingest service.")
+    mqtt_username: str = Field(
+        default="ingest",
+        description="MQTT user of the ingest service; {replica} in it becomes ANBU_INGEST_REPLICA "
+        "(production: one broker account per replica, bound to its client id).",
+    )
     mqtt_password: str = Field(default="ingest-dev-password", description="Its password.")
     mqtt_client_id: str = Field(
         default="anbu-ingest-1",
@@ -92,6 +96,13 @@ class Settings(BaseSettings):
     mqtt_tls_key: str | None = Field(
         default=None, description="The private key (PEM) of that client certificate."
     )
+    broker_admin_username: str | None = Field(
+        default=None,
+        description="The broker's dynamic-security admin (`mosquitto_ctrl dynsec init`), with "
+        "which anbu revokes an ended resident's gateway at once; unset: the revocation is "
+        "recorded as pending.",
+    )
+    broker_admin_password: str | None = Field(default=None, description="Its password.")
 
     twilio_account_sid: str = Field(
         default="AC00000000000000000000000000000000", description="Twilio account SID."
@@ -128,7 +139,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(
         default=5,
         description="Failed logins (wrong password or TOTP code) for one account name, known or "
-        "not, within 15 minutes that lock it out for ANBU_LOGIN_LOCKOUT_S.",
+        "not, from one client address within 15 minutes that lock that name out from that "
+        "address for ANBU_LOGIN_LOCKOUT_S (the owner elsewhere is not locked out; a name is "
+        "only capped at 30 checks a minute from all addresses together).",
     )
     login_address_max_failures: int = Field(
         default=20,
@@ -215,6 +228,13 @@ class Settings(BaseSettings):
     )
     dead_letter_retention_days: int = Field(
         default=30, description="Refused messages and their hourly counts are deleted after this."
+    )
+    retention_days_after_end: int = Field(
+        default=1825,
+        ge=1,
+        description="Days after a resident's service ended before their personal data (name, "
+        "phones, address, contacts, notes) is pseudonymised; statistics stay. 5 years, as "
+        "social-welfare records are commonly kept; the district sets its own.",
     )
 
     call_retries: int = Field(default=2, description="Check-in call retries when unanswered.")

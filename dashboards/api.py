@@ -17,28 +17,33 @@ from pydantic import Field
 import registry
 from alerts import absence, queries
 from core.crypto import DataKeyError, Keyring
-from dashboards import residents, review
+from dashboards import residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
-from dashboards.deps import Deps, api_manager, get_deps
+from dashboards.authz import Action, api_actor, sees_dong, visible_dongs
+from dashboards.deps import Deps, get_deps
 from dashboards.i18n import text
 from dashboards.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
     AlertOut,
+    DeviceFindingOut,
     HeardDeviceOut,
     LevelsIn,
     MeOut,
     QuietHoursIn,
+    ReassignIn,
     RegisterDeviceIn,
     RegisteredDeviceOut,
     ResidentActivityOut,
     ResidentOut,
     ResolveIn,
     ReviewOut,
+    SiteOut,
     StatusIn,
     TokenOut,
 )
 from ingest import devices
+from registry.assignment import reassign_resident as reassign
 from registry.heard import DeviceNotHeard
 
 log = logging.getLogger(__name__)
@@ -92,13 +97,25 @@ async def _credentials(request: Request) -> tuple[str, str, str]:
     return username, password, code
 
 
-Manager = Annotated[CareManager, Depends(api_manager)]
+Me = Annotated[CareManager, Depends(api_actor(Action.ME))]
+AlertReader = Annotated[CareManager, Depends(api_actor(Action.ALERTS_READ))]
+AlertActor = Annotated[CareManager, Depends(api_actor(Action.ALERTS_ACT))]
+AlertAssigner = Annotated[CareManager, Depends(api_actor(Action.ALERTS_REASSIGN))]
+ResidentReader = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_READ))]
+CardReader = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_CARD))]
+ResidentChanger = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_CHANGE))]
+ResidentAssigner = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_REASSIGN))]
+SiteReader = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_SITE))]
+ReviewReader = Annotated[CareManager, Depends(api_actor(Action.REVIEW_READ))]
+DeviceReader = Annotated[CareManager, Depends(api_actor(Action.DEVICES_READ))]
+DeviceWriter = Annotated[CareManager, Depends(api_actor(Action.DEVICES_WRITE))]
 AppDeps = Annotated[Deps, Depends(get_deps)]
 
 # What a read shows, as recorded in the access log.
 ALERT_FIELDS = ("name", "timeline", "calls", "transcripts")
 CARD_FIELDS = ("name", "care_settings", "health_notes", "access_notes")
 ACTIVITY_FIELDS = ("activity", "findings")
+SITE_FIELDS = ("access_notes", "address")
 
 
 class ResidentCardOut(ResidentOut):
@@ -109,9 +126,9 @@ class ResidentCardOut(ResidentOut):
     access_notes: str | None = Field(description="How to get in: door code etc. (personal data)")
 
 
-def _detail(deps: Deps, alert_id: int, dong_code: str) -> AlertDetailOut:
+def _detail(deps: Deps, alert_id: int, manager: CareManager) -> AlertDetailOut:
     with deps.db.connection() as conn:
-        return AlertDetailOut.of(queries.get_alert(conn, alert_id, dong_code))
+        return AlertDetailOut.of(queries.get_alert(conn, alert_id, visible_dongs(manager)))
 
 
 def _change(
@@ -122,9 +139,11 @@ def _change(
 ) -> ResidentOut:
     """Apply one registry write for `manager` in one transaction; the resident as it now is."""
     now = deps.clock.now()
+    dongs = visible_dongs(manager)
     with deps.db.connection() as conn:
+        residents.get_resident(conn, resident_id, dongs)  # 404 outside the dongs in view
         write(conn, now)
-        view = residents.get_resident(conn, resident_id, manager.dong_code)
+        view = residents.get_resident(conn, resident_id, dongs)
     return ResidentOut.of(view, now)
 
 
@@ -197,27 +216,30 @@ def api_router() -> APIRouter:
         )
 
     @router.get("/me", response_model=MeOut, dependencies=secured)
-    def me(manager: Manager) -> MeOut:
+    def me(manager: Me) -> MeOut:
         """The logged-in care manager."""
         return MeOut.of(manager)
 
     @router.get("/alerts", response_model=list[AlertOut], dependencies=secured)
     def list_alerts(
-        manager: Manager, deps: AppDeps, include_resolved: bool = False
+        manager: AlertReader, deps: AppDeps, include_resolved: bool = False
     ) -> list[AlertOut]:
-        """Alerts of the care manager's own dong, most severe and newest first."""
+        """Alerts of the dongs in view (a care manager's own, a supervisor's district), most
+        severe and newest first."""
         with deps.db.connection() as conn:
-            views = queries.list_alerts(conn, manager.dong_code, include_resolved=include_resolved)
+            views = queries.list_alerts(
+                conn, visible_dongs(manager), include_resolved=include_resolved
+            )
         return [AlertOut.of(v) for v in views]
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, dependencies=secured)
     def get_alert(
-        alert_id: int, request: Request, manager: Manager, deps: AppDeps
+        alert_id: int, request: Request, manager: AlertReader, deps: AppDeps
     ) -> AlertDetailOut:
-        """One alert with its timeline and calls; 404 when it is not in the care manager's dong.
+        """One alert with its timeline and calls; 404 when it is not in the dongs in view.
         The read is recorded in the access log (the timeline may carry a call's transcript)."""
         with deps.db.connection() as conn:
-            detail = queries.get_alert(conn, alert_id, manager.dong_code)
+            detail = queries.get_alert(conn, alert_id, visible_dongs(manager))
             residents.record_read(
                 conn, request, manager, detail.alert.resident_id, "alert", ALERT_FIELDS
             )
@@ -227,26 +249,47 @@ def api_router() -> APIRouter:
         "/alerts/{alert_id}/acknowledge", response_model=AlertDetailOut, dependencies=secured
     )
     def acknowledge(
-        alert_id: int, body: AcknowledgeIn, manager: Manager, deps: AppDeps
+        alert_id: int, body: AcknowledgeIn, manager: AlertActor, deps: AppDeps
     ) -> AlertDetailOut:
         """Take the alert; 409 when it cannot be acknowledged in its current state."""
-        deps.alerts.acknowledge(alert_id, manager.id, manager.dong_code, body.note.strip())
-        return _detail(deps, alert_id, manager.dong_code)
+        deps.alerts.acknowledge(alert_id, manager.id, visible_dongs(manager), body.note.strip())
+        return _detail(deps, alert_id, manager)
+
+    @router.post(
+        "/alerts/{alert_id}/reassign",
+        response_model=AlertDetailOut,
+        dependencies=secured,
+        responses={
+            403: {"description": "Only supervisors and admins reassign", **_REFUSAL},
+            404: {"description": "No such alert in the district", **_REFUSAL},
+            422: {"description": "No such active care manager in the district", **_REFUSAL},
+        },
+    )
+    def reassign_alert(
+        alert_id: int, body: ReassignIn, manager: AlertAssigner, deps: AppDeps
+    ) -> AlertDetailOut:
+        """Hand the alert to another care manager of the district; audited in its timeline."""
+        deps.alerts.reassign(
+            alert_id, manager.id, visible_dongs(manager), body.care_manager_id, body.note.strip()
+        )
+        return _detail(deps, alert_id, manager)
 
     @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetailOut, dependencies=secured)
-    def resolve(alert_id: int, body: ResolveIn, manager: Manager, deps: AppDeps) -> AlertDetailOut:
+    def resolve(
+        alert_id: int, body: ResolveIn, manager: AlertActor, deps: AppDeps
+    ) -> AlertDetailOut:
         """Close the alert with an outcome; 409 unless acknowledged or escalated."""
         deps.alerts.resolve(
-            alert_id, manager.id, manager.dong_code, body.outcome, body.note.strip()
+            alert_id, manager.id, visible_dongs(manager), body.outcome, body.note.strip()
         )
-        return _detail(deps, alert_id, manager.dong_code)
+        return _detail(deps, alert_id, manager)
 
     @router.get("/residents", response_model=list[ResidentOut], dependencies=secured)
-    def list_residents(manager: Manager, deps: AppDeps) -> list[ResidentOut]:
-        """Residents of the care manager's own dong with their care settings (no phone, no notes)."""
+    def list_residents(manager: ResidentReader, deps: AppDeps) -> list[ResidentOut]:
+        """Residents of the dongs in view with their care settings (no phone, no notes)."""
         now = deps.clock.now()
         with deps.db.connection() as conn:
-            views = residents.list_residents(conn, manager.dong_code)
+            views = residents.list_residents(conn, visible_dongs(manager))
         return [ResidentOut.of(v, now) for v in views]
 
     @router.get(
@@ -258,20 +301,25 @@ def api_router() -> APIRouter:
             503: {"description": "The notes cannot be opened (data key)", **_REFUSAL},
         },
     )
-    def resident_card(resident_id: int, request: Request, manager: Manager, deps: AppDeps) -> Any:
-        """A resident of the care manager's dong with their health and access notes; the read
-        is recorded in the access log."""
+    def resident_card(
+        resident_id: int, request: Request, manager: CardReader, deps: AppDeps
+    ) -> Any:
+        """A resident of the dongs in view with their health and access notes; the read is
+        recorded in the access log."""
         now = deps.clock.now()
         try:
             keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
             with deps.db.connection() as conn:
-                view, notes = residents.resident_card(conn, resident_id, manager.dong_code, keyring)
+                view, notes = residents.resident_card(
+                    conn, resident_id, visible_dongs(manager), keyring
+                )
                 residents.record_read(conn, request, manager, resident_id, "card", CARD_FIELDS)
         except DataKeyError:
             log.error("resident notes could not be opened", extra={"resident_id": resident_id})
             return JSONResponse(
-                {"detail": "메모를 열 수 없습니다: 데이터 키 설정을 확인해 주세요.",
-                 "detail_en": "The notes cannot be opened: check the data key settings."},
+                {"detail": "건강·출입 메모를 지금 열 수 없습니다. 시스템 관리자에게 문의해 주세요.",
+                 "detail_en": "The notes cannot be opened now; please contact your system "
+                              "administrator."},
                 status_code=503,
             )  # fmt: skip
         return ResidentCardOut(
@@ -281,12 +329,14 @@ def api_router() -> APIRouter:
         )
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)
-    def weekly_review(manager: Manager, deps: AppDeps) -> ReviewOut:
-        """The dong's week: each resident's last 7 days against the 4 weeks before, and the
-        week's findings (routine changes and night activity are raised for this review)."""
+    def weekly_review(manager: ReviewReader, deps: AppDeps) -> ReviewOut:
+        """The week of the dongs in view: each resident's last 7 days against the 4 weeks
+        before, and the week's findings (routine changes and night activity are raised for
+        this review)."""
         tz = ZoneInfo(deps.settings.timezone)
+        dongs = visible_dongs(manager)
         with deps.db.connection() as conn:
-            return ReviewOut.of(review.weekly_review(conn, manager.dong_code, deps.clock.now(), tz))
+            return ReviewOut.of(review.weekly_review(conn, dongs, deps.clock.now(), tz))
 
     @router.get(
         "/residents/{resident_id}/activity",
@@ -297,7 +347,7 @@ def api_router() -> APIRouter:
     def resident_activity(
         resident_id: int,
         request: Request,
-        manager: Manager,
+        manager: ResidentReader,
         deps: AppDeps,
         days: Annotated[int, Query(ge=1, le=31, description="Local days, today included.")] = 7,
     ) -> ResidentActivityOut:
@@ -306,7 +356,7 @@ def api_router() -> APIRouter:
         now = deps.clock.now()
         tz = ZoneInfo(deps.settings.timezone)
         with deps.db.connection() as conn:
-            week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz, days)
+            week = residents.activity_week(conn, resident_id, visible_dongs(manager), now, tz, days)
             residents.record_read(conn, request, manager, resident_id, "activity", ACTIVITY_FIELDS)
         return ResidentActivityOut.of(week, now)
 
@@ -317,7 +367,7 @@ def api_router() -> APIRouter:
         responses=_CHANGE_RESPONSES,
     )
     def set_status(
-        resident_id: int, body: StatusIn, manager: Manager, deps: AppDeps
+        resident_id: int, body: StatusIn, manager: ResidentChanger, deps: AppDeps
     ) -> ResidentOut:
         """Active, or away / hospital until an end date: inactivity alerts pause until then.
 
@@ -342,7 +392,7 @@ def api_router() -> APIRouter:
         responses=_CHANGE_RESPONSES,
     )
     def set_quiet_hours(
-        resident_id: int, body: QuietHoursIn, manager: Manager, deps: AppDeps
+        resident_id: int, body: QuietHoursIn, manager: ResidentChanger, deps: AppDeps
     ) -> ResidentOut:
         """Local hours in which non-critical calls wait (both null: none)."""
         return _change(
@@ -359,7 +409,7 @@ def api_router() -> APIRouter:
         responses=_CHANGE_RESPONSES,
     )
     def set_levels(
-        resident_id: int, body: LevelsIn, manager: Manager, deps: AppDeps
+        resident_id: int, body: LevelsIn, manager: ResidentChanger, deps: AppDeps
     ) -> ResidentOut:
         """Hours of silence by which watch / warning / critical are reached at the latest."""
         return _change(
@@ -378,15 +428,16 @@ def api_router() -> APIRouter:
     )
     def heard_devices(
         gateway_id: str,
-        manager: Manager,
+        manager: DeviceReader,
         deps: AppDeps,
         include_removed: Annotated[
             bool, Query(description="Also the devices whose discovery config was removed.")
         ] = True,
     ) -> Any:
         """Devices the gateway announced or was heard from but no sensor is registered for,
-        present ones first, most recently heard first; 404 for another dong's gateway."""
-        if devices.gateway_dong(deps.db, gateway_id) != manager.dong_code:
+        present ones first, most recently heard first; 404 for a gateway outside the dongs in
+        view."""
+        if not sees_dong(manager, devices.gateway_dong(deps.db, gateway_id)):
             return _gateway_not_found()
         heard = devices.list_heard_devices(deps.db, gateway_id, include_removed=include_removed)
         return [HeardDeviceOut.of(d) for d in heard]
@@ -400,11 +451,11 @@ def api_router() -> APIRouter:
         },
     )
     def register_heard_device(
-        gateway_id: str, body: RegisterDeviceIn, manager: Manager, deps: AppDeps
+        gateway_id: str, body: RegisterDeviceIn, manager: DeviceWriter, deps: AppDeps
     ) -> Any:
         """Register a heard device as a sensor (kind, room) and replay what it sent before:
         its dead letters are stored as readings once, and kept, marked replayed."""
-        if devices.gateway_dong(deps.db, gateway_id) != manager.dong_code:
+        if not sees_dong(manager, devices.gateway_dong(deps.db, gateway_id)):
             return _gateway_not_found()
         try:
             done = devices.register_device(
@@ -422,5 +473,64 @@ def api_router() -> APIRouter:
             replayed=done.replay.replayed,
             still_refused=done.replay.still_dead,
         )
+
+    @router.post(
+        "/residents/{resident_id}/reassign",
+        response_model=ResidentOut,
+        dependencies=secured,
+        responses={403: {"description": "Only supervisors and admins reassign", **_REFUSAL},
+                   **_CHANGE_RESPONSES},
+    )  # fmt: skip
+    def reassign_resident(
+        resident_id: int, body: ReassignIn, manager: ResidentAssigner, deps: AppDeps
+    ) -> ResidentOut:
+        """Make another care manager of the district the resident's own; audited."""
+        dongs = visible_dongs(manager)
+        return _change(
+            deps, manager, resident_id,
+            lambda conn, now: ["care_manager_id"] if reassign(
+                conn, resident_id, dongs, body.care_manager_id, manager.id, now
+            ) else [],
+        )  # fmt: skip
+
+    @router.get(
+        "/residents/{resident_id}/site",
+        response_model=SiteOut,
+        dependencies=secured,
+        responses={
+            404: _CHANGE_RESPONSES[404],
+            503: {"description": "The notes cannot be opened (data key)", **_REFUSAL},
+        },
+    )
+    def resident_site(
+        resident_id: int, request: Request, manager: SiteReader, deps: AppDeps
+    ) -> Any:
+        """A home as an installer sees it: install address, access notes, gateways and sensors,
+        device findings; no health notes. The read is recorded in the access log."""
+        try:
+            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            with deps.db.connection() as conn:
+                view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
+                residents.record_read(conn, request, manager, resident_id, "notes", SITE_FIELDS)
+        except DataKeyError:
+            log.error("resident notes could not be opened", extra={"resident_id": resident_id})
+            return JSONResponse(
+                {"detail": "메모를 열 수 없습니다: 데이터 키 설정을 확인해 주세요.",
+                 "detail_en": "The notes cannot be opened: check the data key settings."},
+                status_code=503,
+            )  # fmt: skip
+        return SiteOut.of(view)
+
+    @router.get("/device-findings", response_model=list[DeviceFindingOut], dependencies=secured)
+    def list_device_findings(
+        manager: DeviceReader,
+        deps: AppDeps,
+        limit: Annotated[int, Query(ge=1, le=500, description="At most this many")] = 200,
+    ) -> list[DeviceFindingOut]:
+        """Device and site findings (silent or offline devices, flat batteries, gateways and
+        sites offline) of the dongs in view, newest first."""
+        with deps.db.connection() as conn:
+            found = sites.device_findings(conn, visible_dongs(manager), limit=limit)
+        return [DeviceFindingOut.of(f) for f in found]
 
     return router

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Sequence
+from html import escape
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
@@ -27,7 +29,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import i18n
+from dashboards import authz, i18n
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router
@@ -38,8 +40,10 @@ from dashboards.auth import (
     bearer_token,
     cookie_secure,
 )
+from dashboards.course import course_router
 from dashboards.deps import Deps, get_deps, language
-from dashboards.edge import DOCS_PATH, SWAGGER_CDN, BodyLimit, SecurityHeaders
+from dashboards.edge import DOCS_PATH, BodyLimit, SecurityHeaders
+from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
@@ -117,6 +121,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.info("request without a valid CSRF token refused")
         return _error(request, 403, "csrf")
 
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        return _error(request, 403, "forbidden")  # dashboards.authz: the role lacks the action
+
     async def resident_not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "resident_not_found")
 
@@ -145,6 +152,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
     app.add_exception_handler(CsrfRejected, csrf)
+    app.add_exception_handler(authz.Forbidden, forbidden)
 
 
 def _health_router() -> APIRouter:
@@ -196,29 +204,39 @@ def _metrics_router(registry: CollectorRegistry, token: str | None) -> APIRouter
     return router
 
 
-DOCS_PAGE = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>anbu 안부 API</title>
-<link rel="stylesheet" href="{SWAGGER_CDN}/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{SWAGGER_CDN}/swagger-ui-bundle.js"></script>
-<script src="/static/docs.js"></script>
-</body>
-</html>
-"""
+def _docs_page(schema: dict[str, Any]) -> str:
+    """A plain page of the API's operations, from its OpenAPI schema, and a link to the schema
+    itself (for Swagger UI, Postman or a code generator run wherever one likes). Nothing is
+    loaded from another site and no script runs: a CDN cannot change what this page does."""
+    rows = []
+    for path, operations in sorted(schema.get("paths", {}).items()):
+        for method, operation in operations.items():
+            summary = operation.get("summary", "") if isinstance(operation, dict) else ""
+            rows.append(
+                f"<tr><td><code>{escape(method.upper())}</code></td>"
+                f"<td><code>{escape(path)}</code></td><td>{escape(summary)}</td></tr>"
+            )
+    title = escape(str(schema.get("info", {}).get("title", "API")))
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{title}</title>\n"
+        '<link rel="stylesheet" href="/static/style.css">\n</head>\n<body>\n'
+        f"<h1>{title}</h1>\n"
+        '<p>OpenAPI: <a href="/openapi.json">/openapi.json</a></p>\n'
+        "<table>\n<tr><th>method</th><th>path</th><th>summary</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n</body>\n</html>\n"
+    )
 
 
 def _docs_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get(DOCS_PATH)
-    def docs() -> Response:
-        """Swagger UI for /openapi.json, started by /static/docs.js (no inline script)."""
-        return HTMLResponse(DOCS_PAGE)
+    def docs(request: Request) -> Response:
+        """The API's operations as a plain page, linking the OpenAPI schema (no CDN, no
+        script: an unpinned third-party bundle once ran here with the session's rights)."""
+        return HTMLResponse(_docs_page(request.app.openapi()))
 
     return router
 
@@ -268,8 +286,10 @@ def create_app(
     app.include_router(_docs_router())
     app.include_router(api_router())
     app.include_router(access_audit_router())
+    app.include_router(course_router())
     app.include_router(pages_router())
     app.include_router(account_router())
+    install_enrolment(app)
     for router in extra_routers:
         app.include_router(router)
     return app

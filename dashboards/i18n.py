@@ -35,29 +35,46 @@ TEXTS: dict[str, tuple[str, str]] = {
         "The username or password is not correct.",
     ),
     "login_locked": (
-        "로그인 실패가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        "Too many failed logins. Please try again later.",
+        "로그인에 여러 번 실패하여 보안을 위해 로그인이 잠시 제한되었습니다. 몇 분 후 다시 "
+        "시도해 주세요. 비밀번호가 기억나지 않으면 시스템 관리자에게 재설정을 요청해 주세요. "
+        "알림 문자와 전화는 그동안에도 계속 받으실 수 있습니다.",
+        "After several failed logins, logging in is paused for a few minutes for security. "
+        "Please try again later; if you forgot your password, ask your system administrator to "
+        "reset it. Alert texts and calls keep reaching you meanwhile.",
+    ),
+    "password_locked": (
+        "현재 비밀번호를 여러 번 잘못 입력하여 잠시 변경이 제한되었습니다. 몇 분 후 다시 "
+        "시도해 주세요.",
+        "The current password was wrong several times; changes are paused for a few minutes.",
     ),
     "totp_code": ("인증 코드 (6자리)", "Authentication code (6 digits)"),
     "totp_prompt": (
         "인증 앱에 표시된 6자리 코드를 입력해 주세요.",
         "Enter the 6-digit code your authenticator app shows.",
     ),
-    "code_failed": ("인증 코드가 올바르지 않습니다.", "The code is not correct."),
+    "code_failed": (
+        "인증 코드가 올바르지 않습니다. 앱에 표시된 최신 코드를 입력해 주세요. 휴대전화를 "
+        "분실했다면 시스템 관리자에게 2단계 인증 해제를 요청해 주세요.",
+        "The code is not correct. Enter the newest code your app shows; if you lost your "
+        "phone, ask your system administrator to turn off two-step verification.",
+    ),
     "verify": ("확인", "Verify"),
     "account": ("내 계정", "My account"),
+    "enrolment": ("주민 등록", "Enrolment"),
     "change_password": ("비밀번호 변경", "Change password"),
     "current_password": ("현재 비밀번호", "Current password"),
     "new_password": ("새 비밀번호", "New password"),
-    "confirm_password": ("새 비밀번호 확인", "New password again"),
+    "confirm_password": ("새 비밀번호 확인", "Confirm new password"),
     "password_help": (
-        f"{PASSWORD_MIN_LENGTH}자 이상이어야 하며, 흔한 비밀번호나 아이디가 들어간 비밀번호는 "
-        "쓸 수 없습니다. 바꾸면 다른 기기의 로그인과 API 토큰이 모두 종료됩니다.",
-        f"At least {PASSWORD_MIN_LENGTH} characters; common passwords and ones containing the "
-        "username are refused. Changing it ends your logins on other devices and API tokens.",
+        f"{PASSWORD_MIN_LENGTH}자 이상으로 정해 주세요. 흔한 비밀번호, 같은 글자의 반복, "
+        "아이디가 들어간 비밀번호는 쓸 수 없습니다. 변경하면 다른 기기(PC·휴대전화)에서는 "
+        "모두 로그아웃됩니다.",
+        f"At least {PASSWORD_MIN_LENGTH} characters; common passwords, repeated characters and "
+        "ones containing the username are refused. Changing it logs you out on every other "
+        "device and ends API tokens.",
     ),
     "done_password_changed": (
-        "비밀번호가 변경되었습니다. 다른 기기의 로그인은 모두 종료되었습니다.",
+        "비밀번호가 변경되었습니다. 다른 기기에서는 모두 로그아웃되었습니다.",
         "Your password was changed; logins on other devices have ended.",
     ),
     "totp": ("2단계 인증 (OTP)", "Two-step verification (TOTP)"),
@@ -68,19 +85,19 @@ TEXTS: dict[str, tuple[str, str]] = {
     "totp_off": ("사용하지 않습니다.", "Off."),
     "totp_start": ("인증 앱 등록", "Set up an authenticator app"),
     "totp_enrol_help": (
-        "인증 앱(Google Authenticator 등)에 아래 키를 등록한 뒤, 앱에 표시된 6자리 코드를 "
-        "입력하세요.",
+        "인증 앱(Google OTP, Microsoft Authenticator 등)에 아래 설정 키를 등록한 뒤, 앱에 "
+        "표시된 6자리 코드를 입력해 주세요.",
         "Add the key below to an authenticator app (Google Authenticator, ...), then enter "
         "the 6-digit code it shows.",
     ),
-    "totp_secret": ("등록 키", "Setup key"),
+    "totp_secret": ("설정 키", "Setup key"),
     "totp_remove": ("2단계 인증 해제", "Turn off two-step verification"),
     "totp_roles_only": (
-        "2단계 인증은 감독자·관리자 계정에서 등록할 수 있습니다.",
-        "Two-step verification is for supervisors and admins.",
+        "2단계 인증은 구 통합돌봄 담당·관리자 계정만 사용할 수 있습니다.",
+        "Two-step verification is for district supervisors and admins.",
     ),
-    "done_totp_enabled": ("2단계 인증이 켜졌습니다.", "Two-step verification is on."),
-    "done_totp_removed": ("2단계 인증이 꺼졌습니다.", "Two-step verification is off."),
+    "done_totp_enabled": ("2단계 인증이 설정되었습니다.", "Two-step verification is on."),
+    "done_totp_removed": ("2단계 인증이 해제되었습니다.", "Two-step verification is off."),
     "open_alerts": ("진행 중인 알림", "Open alerts"),
     "no_alerts": ("진행 중인 알림이 없습니다.", "There are no open alerts."),
     "severity": ("단계", "Severity"),
@@ -141,6 +158,24 @@ TEXTS: dict[str, tuple[str, str]] = {
         "are closed and their waiting check-in calls cancelled (help requests stay open).",
     ),
     "resident_not_found": ("대상자를 찾을 수 없습니다.", "Resident not found."),
+    "forbidden": ("이 역할로는 할 수 없는 일입니다.", "Your role may not do this."),
+    "reassign": ("담당자 변경", "Reassign"),
+    "sites": ("설치 현장", "Sites"),
+    "site": ("설치 현장", "Site"),
+    "homes": ("가구", "Homes"),
+    "device_findings": ("기기·현장 이상", "Device and site findings"),
+    "address": ("설치 주소", "Install address"),
+    "access_notes": ("출입 메모", "Access notes"),
+    "gateways": ("게이트웨이", "Gateways"),
+    "sensors": ("센서", "Sensors"),
+    "room": ("방", "Room"),
+    "online": ("연결됨", "online"),
+    "offline": ("끊김", "offline"),
+    "reassign_to": ("새 담당자", "New care manager"),
+    "invalid_assignee_unknown": (
+        "관할 구의 활동 중인 담당자가 아닙니다.",
+        "No such active care manager in the district.",
+    ),
     "invalid_input": (
         "입력값을 읽을 수 없습니다. 형식을 확인해 주세요.",
         "The input could not be read; check its format.",
@@ -178,7 +213,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         f"비밀번호는 {PASSWORD_MIN_LENGTH}자 이상이어야 합니다.",
         f"A password needs at least {PASSWORD_MIN_LENGTH} characters.",
     ),
-    "invalid_password_long": ("비밀번호가 너무 깁니다.", "The password is too long."),
+    "invalid_password_long": (
+        "비밀번호는 128자 이하로 입력해 주세요.",
+        "A password may have at most 128 characters.",
+    ),
     "invalid_password_common": (
         "너무 흔하거나 추측하기 쉬운 비밀번호입니다. 다른 비밀번호를 골라 주세요.",
         "This password is too common or easy to guess; choose another.",
@@ -193,11 +231,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "invalid_password_same": (
         "새 비밀번호가 현재 비밀번호와 같습니다.",
-        "The new password is the current one.",
+        "The new password must differ from the current one.",
     ),
     "invalid_password_mismatch": (
-        "새 비밀번호 두 칸이 서로 다릅니다.",
-        "The two new passwords differ.",
+        "새 비밀번호와 비밀번호 확인이 일치하지 않습니다.",
+        "The new passwords do not match.",
     ),
     "invalid_resident_ended": (
         "서비스가 종료된 대상자는 변경할 수 없습니다.",

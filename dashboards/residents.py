@@ -1,4 +1,4 @@
-"""Read side of the residents' care settings, always scoped to one dong; no phone. Notes only
+"""Read side of the residents' care settings, always scoped to the dongs an actor may see; no phone. Notes only
 on the resident's card, opened with the data keyring; every read of one resident by a person is
 recorded in the access log (`record_read`, in the read's transaction)."""
 
@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from starlette.requests import Request
 
+from alerts.queries import Dongs, dong_list
 from core.crypto import Keyring
 from dashboards.auth import CareManager
 from detectors.sweep import SUPPRESSING_STATUSES
@@ -61,20 +62,21 @@ class ResidentView:
         )
 
 
-def list_residents(conn: psycopg.Connection[Any], dong_code: str) -> list[ResidentView]:
-    """Residents of `dong_code`, ended ones last, by home."""
+def list_residents(conn: psycopg.Connection[Any], dongs: Dongs) -> list[ResidentView]:
+    """Residents of `dongs`, ended ones last, by dong and home."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            f"{_SELECT} WHERE dong_code = %s ORDER BY (status = 'ended'), home", (dong_code,)
+            f"{_SELECT} WHERE dong_code = ANY(%s) ORDER BY (status = 'ended'), dong_code, home",
+            (dong_list(dongs),),
         ).fetchall()
     return [ResidentView(**row) for row in rows]
 
 
-def get_resident(conn: psycopg.Connection[Any], resident_id: int, dong_code: str) -> ResidentView:
-    """One resident of `dong_code`; ResidentNotFound for any other dong."""
+def get_resident(conn: psycopg.Connection[Any], resident_id: int, dongs: Dongs) -> ResidentView:
+    """One resident of `dongs`; ResidentNotFound for any other dong."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"{_SELECT} WHERE id = %s AND dong_code = %s", (resident_id, dong_code)
+            f"{_SELECT} WHERE id = %s AND dong_code = ANY(%s)", (resident_id, dong_list(dongs))
         ).fetchone()
     if row is None:
         raise ResidentNotFound(resident_id)
@@ -82,11 +84,11 @@ def get_resident(conn: psycopg.Connection[Any], resident_id: int, dong_code: str
 
 
 def resident_card(
-    conn: psycopg.Connection[Any], resident_id: int, dong_code: str, keyring: Keyring | None
+    conn: psycopg.Connection[Any], resident_id: int, dongs: Dongs, keyring: Keyring | None
 ) -> tuple[ResidentView, Notes]:
-    """A resident of `dong_code` with their health and access notes opened; ResidentNotFound
+    """A resident of `dongs` with their health and access notes opened; ResidentNotFound
     for any other dong (before anything is opened)."""
-    view = get_resident(conn, resident_id, dong_code)
+    view = get_resident(conn, resident_id, dongs)
     return view, resident_notes(conn, resident_id, keyring)
 
 
@@ -145,14 +147,14 @@ class Week:
 def activity_week(
     conn: psycopg.Connection[Any],
     resident_id: int,
-    dong_code: str,
+    dongs: Dongs,
     now: datetime,
     tz: ZoneInfo,
     days: int = 7,
 ) -> Week:
     """The resident's hourly activity (anbu.activity_hourly) and findings over the last `days`
     local days up to `now`; ResidentNotFound for any other dong."""
-    resident = get_resident(conn, resident_id, dong_code)
+    resident = get_resident(conn, resident_id, dongs)
     local_now = now.astimezone(tz)
     since = local_days_start(now, tz, days)
     rows = conn.execute(

@@ -4,7 +4,7 @@ Read from the hourly activity summary (`anbu.activity_hourly`) and the findings,
 readings: a person's doings this week against the mean of the 4 weeks before, the small hours'
 activity, the days with any data at all, and the week's findings by kind (routine changes and
 night activity are raised for this review and ring nobody). Residents whose week departs most
-come first. Always scoped to one dong; no phone, no notes.
+come first. Always scoped to the dongs an actor may see; no phone, no notes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from alerts.queries import Dongs, dong_list
 from dashboards.residents import local_days_start
 
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
@@ -32,18 +33,18 @@ SELECT a.resident_id,
                                AND extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)),
        min(a.hour) FILTER (WHERE a.readings > 0)
   FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
- WHERE r.dong_code = %(dong)s AND a.hour >= %(lo)s AND a.hour < %(now)s
+ WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s AND a.hour < %(now)s
  GROUP BY a.resident_id
 """
 _FINDINGS = """
 SELECT f.resident_id, f.kind, count(*)
   FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
- WHERE r.dong_code = %(dong)s AND f.raised_at >= %(week)s AND f.raised_at <= %(now)s
+ WHERE r.dong_code = ANY(%(dongs)s) AND f.raised_at >= %(week)s AND f.raised_at <= %(now)s
  GROUP BY f.resident_id, f.kind
 """
 _RESIDENTS = """
 SELECT id, home, display_name, status FROM anbu.resident
- WHERE dong_code = %(dong)s AND status <> 'ended' ORDER BY home
+ WHERE dong_code = ANY(%(dongs)s) AND status <> 'ended' ORDER BY dong_code, home
 """
 
 
@@ -84,13 +85,13 @@ class Review:
 
 
 def weekly_review(
-    conn: psycopg.Connection[Any], dong_code: str, now: datetime, tz: ZoneInfo
+    conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo
 ) -> Review:
-    """Every resident of `dong_code` (not ended): the last 7 local days beside the 4 before;
+    """Every resident of `dongs` (not ended): the last 7 local days beside the 4 before;
     those with findings for review, then the largest drops, first."""
     week = local_days_start(now, tz, 7)
     lo = week - timedelta(weeks=WEEKS_BEFORE)
-    p = {"dong": dong_code, "week": week, "lo": lo, "now": now, "tz": tz.key,
+    p = {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
          "night": list(NIGHT_HOURS)}  # fmt: skip
     acts = {int(r[0]): r[1:] for r in conn.execute(_ACTIVITY, p)}
     found: dict[int, dict[str, int]] = {}

@@ -14,7 +14,9 @@ import registry
 from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
-from dashboards import residents, review
+from core.crypto import Keyring
+from core.domain import AlertState
+from dashboards import authz, residents, review, sites
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -26,9 +28,12 @@ from dashboards.auth import (
     end_session,
     start_session,
 )
-from dashboards.deps import Deps, get_deps, language, page_manager
+from dashboards.authz import Action, page_actor, visible_dongs
+from dashboards.deps import Deps, get_deps, language
 from dashboards.i18n import change_error, text
 from registry import InvalidChange, ResidentEnded
+from registry.assignment import assignable
+from registry.assignment import reassign_resident as reassign
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,15 @@ LIST_REFRESH_S = 30
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Lang = Annotated[str, Depends(language)]
-Manager = Annotated[CareManager, Depends(page_manager)]
+AlertReader = Annotated[CareManager, Depends(page_actor(Action.ALERTS_READ))]
+AlertActor = Annotated[CareManager, Depends(page_actor(Action.ALERTS_ACT))]
+AlertAssigner = Annotated[CareManager, Depends(page_actor(Action.ALERTS_REASSIGN))]
+ResidentReader = Annotated[CareManager, Depends(page_actor(Action.RESIDENTS_READ))]
+ResidentChanger = Annotated[CareManager, Depends(page_actor(Action.RESIDENTS_CHANGE))]
+ResidentAssigner = Annotated[CareManager, Depends(page_actor(Action.RESIDENTS_REASSIGN))]
+ReviewReader = Annotated[CareManager, Depends(page_actor(Action.REVIEW_READ))]
+DeviceReader = Annotated[CareManager, Depends(page_actor(Action.DEVICES_READ))]
+SiteReader = Annotated[CareManager, Depends(page_actor(Action.RESIDENTS_SITE))]
 Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
 
 
@@ -91,7 +104,7 @@ def _residents_page(
 ) -> HTMLResponse:
     now = deps.clock.now()
     with deps.db.connection() as conn:
-        views = residents.list_residents(conn, manager.dong_code)
+        views = residents.list_residents(conn, visible_dongs(manager))
     latest = now + timedelta(days=registry.STATUS_MAX_DAYS)
     return render(
         request, deps, lang, "residents.html", manager, status_code=status_code,
@@ -129,8 +142,33 @@ def pages_router() -> APIRouter:
     router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
     @router.get("/")
-    def home() -> Response:
-        return RedirectResponse("/alerts", status_code=303)
+    def home(request: Request, deps: AppDeps) -> Response:
+        """Where a role starts: the alerts, or for those who may not read them, the sites."""
+        manager = deps.auth.session_manager(request.session)
+        start = "/sites" if manager and not authz.may(manager, Action.ALERTS_READ) else "/alerts"
+        return RedirectResponse(start, status_code=303)
+
+    @router.get("/sites")
+    def site_list(request: Request, deps: AppDeps, lang: Lang, manager: DeviceReader) -> Response:
+        """Homes of the dongs in view with their gateways, and the device and site findings."""
+        dongs = visible_dongs(manager)
+        with deps.db.connection() as conn:
+            homes = sites.list_sites(conn, dongs)
+            findings = sites.device_findings(conn, dongs, limit=100)
+        return render(request, deps, lang, "sites.html", manager, sites=homes, findings=findings)
+
+    @router.get("/sites/{resident_id}")
+    def site_page(
+        request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: SiteReader
+    ) -> Response:
+        """A home as an installer sees it: address, access notes, devices; no health notes."""
+        keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+        with deps.db.connection() as conn:
+            view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
+            residents.record_read(
+                conn, request, manager, resident_id, "notes", ("access_notes", "address")
+            )
+        return render(request, deps, lang, "site.html", manager, site=view)
 
     @router.get("/login")
     def login_page(request: Request, deps: AppDeps, lang: Lang, next: str = "") -> Response:
@@ -210,9 +248,9 @@ def pages_router() -> APIRouter:
         return RedirectResponse("/login", status_code=303)
 
     @router.get("/alerts")
-    def alert_list(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
+    def alert_list(request: Request, deps: AppDeps, lang: Lang, manager: AlertReader) -> Response:
         with deps.db.connection() as conn:
-            alerts = queries.list_alerts(conn, manager.dong_code)
+            alerts = queries.list_alerts(conn, visible_dongs(manager))
         return render(
             request, deps, lang, "alerts.html", manager,
             alerts=alerts, refresh_s=LIST_REFRESH_S,
@@ -220,20 +258,25 @@ def pages_router() -> APIRouter:
 
     @router.get("/alerts/{alert_id}")
     def alert_detail(
-        request: Request, alert_id: int, deps: AppDeps, lang: Lang, manager: Manager
+        request: Request, alert_id: int, deps: AppDeps, lang: Lang, manager: AlertReader
     ) -> Response:
+        dongs = visible_dongs(manager)
+        may_reassign = authz.may(manager, Action.ALERTS_REASSIGN)
         with deps.db.connection() as conn:
-            detail = queries.get_alert(conn, alert_id, manager.dong_code)
+            detail = queries.get_alert(conn, alert_id, dongs)
             residents.record_read(
                 conn, request, manager, detail.alert.resident_id, "alert",
                 ("name", "timeline", "calls", "transcripts"),
             )  # fmt: skip
+            assignees = assignable(conn, dongs) if may_reassign else []
         allowed = allowed_events(detail.alert.state)
         return render(
             request, deps, lang, "alert.html", manager,
             d=detail,
             can_acknowledge=Event.ACKNOWLEDGE in allowed,
             can_resolve=Event.RESOLVE in allowed,
+            can_reassign=may_reassign and detail.alert.state is not AlertState.RESOLVED,
+            assignees=assignees,
             outcomes=RESOLUTION_OUTCOMES,
         )  # fmt: skip
 
@@ -242,12 +285,29 @@ def pages_router() -> APIRouter:
         request: Request,
         alert_id: int,
         deps: AppDeps,
-        manager: Manager,
+        manager: AlertActor,
         csrf: Csrf = "",
         note: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
         check_csrf(request, csrf)
-        deps.alerts.acknowledge(alert_id, manager.id, manager.dong_code, note.strip())
+        deps.alerts.acknowledge(alert_id, manager.id, visible_dongs(manager), note.strip())
+        return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+    @router.post("/alerts/{alert_id}/reassign")
+    def reassign_alert(
+        request: Request,
+        alert_id: int,
+        deps: AppDeps,
+        manager: AlertAssigner,
+        csrf: Csrf = "",
+        care_manager_id: Annotated[int, Form(ge=1)] = 0,
+        note: Annotated[str, Form(max_length=1000)] = "",
+    ) -> Response:
+        """Hand the alert to another care manager of the district (supervisors, admins)."""
+        check_csrf(request, csrf)
+        deps.alerts.reassign(
+            alert_id, manager.id, visible_dongs(manager), care_manager_id, note.strip()
+        )
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     @router.post("/alerts/{alert_id}/resolve")
@@ -256,7 +316,7 @@ def pages_router() -> APIRouter:
         alert_id: int,
         deps: AppDeps,
         lang: Lang,
-        manager: Manager,
+        manager: AlertActor,
         csrf: Csrf = "",
         outcome: Annotated[str, Form()] = "",
         note: Annotated[str, Form(max_length=1000)] = "",
@@ -267,35 +327,62 @@ def pages_router() -> APIRouter:
                 request, deps, lang, "error.html", manager, status_code=422,
                 message=text(lang, "bad_outcome"),
             )  # fmt: skip
-        deps.alerts.resolve(alert_id, manager.id, manager.dong_code, outcome, note.strip())
+        deps.alerts.resolve(alert_id, manager.id, visible_dongs(manager), outcome, note.strip())
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     @router.get("/residents")
-    def resident_list(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
+    def resident_list(
+        request: Request, deps: AppDeps, lang: Lang, manager: ResidentReader
+    ) -> Response:
         return _residents_page(request, deps, lang, manager)
 
     @router.get("/review")
-    def weekly_review(request: Request, deps: AppDeps, lang: Lang, manager: Manager) -> Response:
+    def weekly_review(
+        request: Request, deps: AppDeps, lang: Lang, manager: ReviewReader
+    ) -> Response:
         tz = ZoneInfo(deps.settings.timezone)
         with deps.db.connection() as conn:
-            week = review.weekly_review(conn, manager.dong_code, deps.clock.now(), tz)
+            week = review.weekly_review(conn, visible_dongs(manager), deps.clock.now(), tz)
         return render(request, deps, lang, "review.html", manager, review=week)
 
     @router.get("/residents/{resident_id}")
     def resident_week(
-        request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: Manager
+        request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: ResidentReader
     ) -> Response:
         tz = ZoneInfo(deps.settings.timezone)
         now = deps.clock.now()
+        dongs = visible_dongs(manager)
+        may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
         with deps.db.connection() as conn:
-            week = residents.activity_week(conn, resident_id, manager.dong_code, now, tz)
+            week = residents.activity_week(conn, resident_id, dongs, now, tz)
             residents.record_read(
                 conn, request, manager, resident_id, "card", ("name", "activity", "findings")
             )
+            assignees = assignable(conn, dongs) if may_reassign else []
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now,
+            can_reassign=may_reassign and week.resident.status != "ended",
+            assignees=assignees,
         )  # fmt: skip
+
+    @router.post("/residents/{resident_id}/reassign")
+    def reassign_resident(
+        request: Request,
+        resident_id: int,
+        deps: AppDeps,
+        manager: ResidentAssigner,
+        csrf: Csrf = "",
+        care_manager_id: Annotated[int, Form(ge=1)] = 0,
+    ) -> Response:
+        """Make another care manager of the district the resident's own (supervisors, admins)."""
+        check_csrf(request, csrf)
+        with deps.db.connection() as conn:
+            reassign(
+                conn, resident_id, visible_dongs(manager), care_manager_id, manager.id,
+                deps.clock.now(),
+            )  # fmt: skip
+        return RedirectResponse(f"/residents/{resident_id}", status_code=303)
 
     @router.post("/residents/{resident_id}/status")
     def set_status(
@@ -303,7 +390,7 @@ def pages_router() -> APIRouter:
         resident_id: int,
         deps: AppDeps,
         lang: Lang,
-        manager: Manager,
+        manager: ResidentChanger,
         csrf: Csrf = "",
         status: Annotated[str, Form()] = "",
         until: Annotated[str, Form(max_length=40)] = "",
@@ -315,6 +402,7 @@ def pages_router() -> APIRouter:
                 None if status == "active" else parse_local_input(until, deps.settings.timezone)
             )
             with deps.db.connection() as conn:  # the status and the alerts it closes: one commit
+                residents.get_resident(conn, resident_id, visible_dongs(manager))  # else 404
                 absence.set_status(
                     conn, resident_id, status, moment, manager.id,
                     now=deps.clock.now(), timezone=deps.settings.timezone,

@@ -10,9 +10,11 @@ from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
 from core.domain import AlertState, SensorKind, Severity
 from dashboards.auth import CareManager
+from dashboards.authz import visible_dongs
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, Week
 from dashboards.review import Review
+from dashboards.sites import DeviceFinding, SiteView
 from ingest.devices import KIND_LABELS, HeardDevice
 from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, ROOMS, STATUS_MAX_DAYS
 
@@ -37,6 +39,8 @@ class MeOut(BaseModel):
     dong_code: str
     dong_name: str
     role: str
+    district: str
+    dongs: list[str] = Field(description="The dongs whose residents and alerts this role sees")
 
     @classmethod
     def of(cls, m: CareManager) -> MeOut:
@@ -47,6 +51,8 @@ class MeOut(BaseModel):
             dong_code=m.dong_code,
             dong_name=m.dong_name,
             role=m.role,
+            district=m.district,
+            dongs=list(visible_dongs(m)),
         )
 
 
@@ -137,6 +143,11 @@ class AlertDetailOut(BaseModel):
 
 
 class AcknowledgeIn(BaseModel):
+    note: str = Field(default="", max_length=1000)
+
+
+class ReassignIn(BaseModel):
+    care_manager_id: int = Field(ge=1, description="An active care manager of the district")
     note: str = Field(default="", max_length=1000)
 
 
@@ -383,3 +394,63 @@ class RegisteredDeviceOut(BaseModel):
     sensor_id: int
     replayed: int = Field(description="Its dead letters stored now (kept, marked replayed).")
     still_refused: int = Field(description="Its dead letters that still do not store.")
+
+
+class DeviceFindingOut(BaseModel):
+    """A finding about a device or a site (never about a person's care)."""
+
+    id: int
+    resident_id: int
+    home: str
+    dong_code: str
+    kind: str
+    severity: str
+    raised_at: datetime
+    reason_ko: str
+    reason_en: str
+
+    @classmethod
+    def of(cls, f: DeviceFinding) -> DeviceFindingOut:
+        return cls(**{k: getattr(f, k) for k in f.__slots__})
+
+
+class SensorOut(BaseModel):
+    id: int
+    vendor_id: str
+    kind: str
+    room: str
+
+
+class GatewayOut(BaseModel):
+    id: str
+    online: bool | None
+    last_seen_at: datetime | None
+    sensors: list[SensorOut]
+
+
+class SiteOut(BaseModel):
+    """A home as an installer sees it: where, how to get in, its devices; no health notes."""
+
+    resident_id: int
+    home: str
+    dong_code: str
+    address: str | None = Field(description="Install address (personal data)")
+    access_notes: str | None = Field(description="How to get in (personal data)")
+    gateways: list[GatewayOut]
+    findings: list[DeviceFindingOut]
+
+    @classmethod
+    def of(cls, v: SiteView) -> SiteOut:
+        return cls(
+            resident_id=v.resident_id, home=v.home, dong_code=v.dong_code, address=v.address,
+            access_notes=v.access_notes,
+            gateways=[
+                GatewayOut(
+                    id=g.id, online=g.online, last_seen_at=g.last_seen_at,
+                    sensors=[SensorOut(id=s.id, vendor_id=s.vendor_id, kind=s.kind, room=s.room)
+                             for s in g.sensors],
+                )
+                for g in v.gateways
+            ],
+            findings=[DeviceFindingOut.of(f) for f in v.findings],
+        )  # fmt: skip

@@ -182,8 +182,10 @@ def main() -> None:
     from anbu.cli import (  # noqa: F401
         backup_cmds,
         calls_cmds,
+        course_cmds,
         detectors_cmds,
         devices_cmds,
+        health_cmds,
         ingest_cmds,
         keys_cmds,
         registry_cmds,

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -38,6 +39,12 @@ class RecordingTelephony:
 
     def place_check_in(self, resident_id: int, alert_id: int | None, attempt: int) -> int:
         self.calls.append((resident_id, alert_id, attempt))
+        return 0
+
+    def queue_check_in(self, conn: Any, resident_id: int, alert_id: int, attempt: int) -> int:
+        return self.place_check_in(resident_id, alert_id, attempt)
+
+    def dial_check_ins(self, alert_id: int) -> int:
         return 0
 
     def send_sms(self, to: str, body: str) -> str | None:

@@ -224,7 +224,7 @@ def test_the_api_card_with_a_wrong_key_answers_503_in_korean(
         )
         assert response.status_code == status, response.text
         if status == 503:
-            assert response.json()["detail"].startswith("메모를 열 수 없습니다")
+            assert response.json()["detail"].startswith("건강·출입 메모를 지금 열 수 없습니다")
             assert ADDED_NOTE not in response.text
         else:
             assert response.json()["health_notes"] == ADDED_NOTE
