@@ -2,7 +2,8 @@
 
 Starts (when not configured) a throwaway PostgreSQL, Mosquitto with the repo's config
 (or an in-process broker), the local phone network, ingest, worker and web, and a town
-with two weeks of history already stored (through ingest's store, not the broker) and each
+enrolled from its district's file through the import (simulators.town_enrolment), with two
+weeks of history already stored (through ingest's store, not the broker) and each
 home's routine learned, so the learned findings can happen: a resident who stops moving and
 does not answer, one who does not get up, one who went out and is not back, a gateway
 offline, a power cut taking a dong's gateways down. Prints what happens as it happens; with
@@ -33,6 +34,7 @@ from anbu.demo_cast import Cast, Narrator, missing_findings
 from anbu.service import Runtime, build
 from core.clock import VirtualClock
 from core.config import Settings
+from core.crypto import Keyring
 from core.db import Database
 from detectors.health import HealthPolicy
 from detectors.health_sweep import learn_cadences
@@ -42,7 +44,14 @@ from ingest.store import Message, Store
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
 from simulators.servers import EmbeddedMosquitto, EmbeddedPostgres, free_port, mosquitto_binary
-from simulators.town import DONGS, Town, local_midnight, make_homes
+from simulators.town import DONGS, Town, local_midnight
+from simulators.town_enrolment import (
+    TOWN_FILE,
+    TownRefused,
+    enrol_town,
+    homes_of_file,
+    town_file,
+)
 
 PERSONAS = {str(p): p for p in (PRESS_1, NO_ANSWER)}
 
@@ -179,6 +188,9 @@ def run_demo(
     except DemoInterrupted as stopped:
         console.print(f"Stopped by {stopped.args[0]} while starting; servers and folder removed.")
         return False
+    except TownRefused as refused:
+        console.print(f"[red]데모 마을 명단 오류[/] (town file refused): {refused.message()}")
+        return False
 
 
 def _run(
@@ -211,7 +223,8 @@ def _run(
         local_start = datetime.now(tz).replace(hour=6, minute=0, second=0, microsecond=0)
         clock = VirtualClock(local_start.astimezone(UTC), speed=speed)
         dongs = list(DONGS)[:2]
-        specs = make_homes(homes, seed, dong_codes=dongs)
+        town_csv = town_file(homes)  # the district's enrolment file, as `anbu import` reads it
+        specs = homes_of_file(town_csv, seed, DONGS, local_start.date())
         scenario_home = specs[0].home
         users = {"ingest": INGEST_PASSWORD, **{h.gateway_id: h.gateway_password for h in specs}}
 
@@ -259,7 +272,9 @@ def _run(
         runtime: Runtime = build(settings, clock)
         stack.callback(_quietly("services", runtime.stop))
         with runtime.db.connection() as conn:
-            town.register(conn)
+            enrolled = enrol_town(
+                conn, town_csv, specs, DONGS, keyring=Keyring.from_settings(settings)
+            )
             for (username, password, phone_no), dong in zip(DEMO_MANAGERS, dongs, strict=True):
                 registry.add_care_manager(
                     conn, username, dong, f"{username} 담당", phone_no, password
@@ -268,6 +283,10 @@ def _run(
                 registry.add_care_manager(
                     conn, f"{sup}-{dong}", dong, "구 통합돌봄 담당", sup_phone, sup_pw, "supervisor"
                 )
+        console.print(
+            f"주민 등록 Enrolment: {len(enrolled)} residents from {TOWN_FILE.name} through the "
+            "import, each home's gateway and sensors added"
+        )
         console.print(f"지난 {HISTORY_DAYS}일 History: storing two weeks of the town's life ...")
         stored = _learn_history(runtime.db, town, cast, local_start)
         console.print(
