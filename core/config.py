@@ -99,10 +99,16 @@ class Settings(BaseSettings):
     broker_admin_username: str | None = Field(
         default=None,
         description="The broker's dynamic-security admin (`mosquitto_ctrl dynsec init`), with "
-        "which anbu revokes an ended resident's gateway at once; unset: the revocation is "
-        "recorded as pending.",
+        "which anbu issues, replaces and revokes gateways' MQTT accounts at once; unset: no "
+        "gateway can be enrolled and revocations are recorded as pending.",
     )
     broker_admin_password: str | None = Field(default=None, description="Its password.")
+    gateway_broker_url: str | None = Field(
+        default=None,
+        description="Where gateways connect, shown with the credentials anbu issues them "
+        "(mqtts://mqtt.example.kr:8883: the broker's gateways' TLS listener); unset: "
+        "ANBU_MQTT_HOST and ANBU_MQTT_PORT.",
+    )
 
     twilio_account_sid: str = Field(
         default="AC00000000000000000000000000000000", description="Twilio account SID."

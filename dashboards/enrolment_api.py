@@ -42,8 +42,20 @@ from dashboards.enrolment_schemas import (
     refusal_body,
 )
 from dashboards.enrolment_text import word
+from dashboards.gateway_credentials import (
+    NO_STORE,
+    GatewayCredentialsOut,
+    GatewayIssuedOut,
+    RemovedOut,
+    credential_word,
+    credentials_out,
+)
+from dashboards.gateway_credentials import issue as issue_gateway
+from dashboards.gateway_credentials import remove as remove_home_gateway
+from dashboards.gateway_credentials import replace as replace_password
 from registry import home_devices as home
 from registry import residents_edit as edit
+from registry.gateway_accounts import BrokerUnavailable, GatewayStateRefused
 from registry.residents_csv import FileRefused, LineError
 
 log = logging.getLogger(__name__)
@@ -55,12 +67,20 @@ _REFUSED = {"model": RefusedOut}
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "Not an admin", **_REFUSED},
     404: {"description": "Not in the admin's district", **_REFUSED},
-    409: {"description": "External id, home, gateway or sensor id already in use", **_REFUSED},
+    409: {
+        "description": "External id, home, gateway or sensor id already in use; a gateway "
+        "removed, revoked or of an ended service",
+        **_REFUSED,
+    },
     422: {
         "description": "Bad input: every problem, field by field (Korean and English)",
         **_REFUSED,
     },
-    503: {"description": "Notes cannot be sealed or opened (data key)", **_REFUSED},
+    503: {
+        "description": "Notes cannot be sealed or opened (data key); the MQTT broker cannot "
+        "issue a gateway's account (nothing written)",
+        **_REFUSED,
+    },
 }
 
 
@@ -77,6 +97,11 @@ async def _answer(work: Callable[[], T], ok: Callable[[T], Any]) -> Any:
         return _refused(exc.problems)
     except FileRefused as exc:
         return JSONResponse(refusal_body((exc.error,)), status_code=422)
+    except GatewayStateRefused as exc:
+        return JSONResponse(
+            {"detail": exc.message("ko"), "detail_en": exc.message("en"), "errors": []},
+            status_code=503 if isinstance(exc, BrokerUnavailable) else 409,
+        )
     except DataKeyError:
         log.error("enrolment: notes could not be sealed or opened (data key)")
         return JSONResponse(
@@ -185,35 +210,80 @@ def enrolment_api_router() -> APIRouter:
         )
 
     @router.post(
-        "/residents/{resident_id}/gateways", status_code=201, response_model=GatewayOut,
+        "/residents/{resident_id}/gateways", status_code=201, response_model=GatewayIssuedOut,
         dependencies=secured, responses=_WRITE_RESPONSES,
     )  # fmt: skip
     async def add_gateway(resident_id: int, body: GatewayIn, admin: AdminDep, deps: AppDeps) -> Any:
-        """Give the resident's home a gateway (its id must be new)."""
+        """Give the resident's home a gateway (its id must be new) with its MQTT account: the
+        answer holds its username and password, shown this once (anbu keeps no copy). The
+        broker cannot be told: 503, nothing written."""
 
-        def work() -> GatewayOut:
+        def work() -> GatewayIssuedOut:
             with deps.db.connection() as conn:
                 resident_in_district(conn, admin, resident_id)
-                gateway_id = home.add_home_gateway(conn, resident_id, body.gateway_id)
-            return next(g for g in home_of(deps, resident_id) if g.id == gateway_id)
+            made = issue_gateway(deps, admin, resident_id, body.gateway_id)
+            creds = credentials_out(deps.settings, made)
+            # from what was issued: the gateway may be gone again already (a removal meanwhile)
+            shown = next((g for g in home_of(deps, resident_id) if g.id == made.gateway_id), None)
+            if shown is None:
+                shown = GatewayOut(id=made.gateway_id, online=None, last_seen_at=None,
+                                   sensors=[], heard=[])  # fmt: skip
+            return GatewayIssuedOut(**shown.model_dump(), credentials=creds)
 
         return await _answer(
-            work, lambda out: JSONResponse(out.model_dump(mode="json"), status_code=201)
+            work,
+            lambda out: JSONResponse(
+                out.model_dump(mode="json"), status_code=201, headers=NO_STORE
+            ),
+        )
+
+    @router.post(
+        "/gateways/{gateway_id}/credentials", response_model=GatewayCredentialsOut,
+        dependencies=secured, responses=_WRITE_RESPONSES,
+    )  # fmt: skip
+    async def replace_credentials(gateway_id: str, admin: AdminDep, deps: AppDeps) -> Any:
+        """A new password for the gateway, shown this once; the old one is refused from now on
+        and its open session closed."""
+
+        def work() -> GatewayCredentialsOut:
+            with deps.db.connection() as conn:
+                gateway_in_district(conn, admin, gateway_id)
+            return credentials_out(deps.settings, replace_password(deps, admin, gateway_id))
+
+        return await _answer(
+            work, lambda out: JSONResponse(out.model_dump(mode="json"), headers=NO_STORE)
         )
 
     @router.delete(
         "/gateways/{gateway_id}", status_code=204, response_model=None, dependencies=secured,
-        responses=_WRITE_RESPONSES,
+        responses={**_WRITE_RESPONSES, 202: {
+            "description": "Removed; the broker could not be told, so the revocation of its "
+            "account is pending (the nightly job retries it)", "model": RemovedOut}},
     )  # fmt: skip
     async def remove_gateway(gateway_id: str, admin: AdminDep, deps: AppDeps) -> Any:
-        """Take a gateway and its sensors out of the registry (readings stay)."""
+        """Take a gateway and its sensors out of the registry (readings stay) and revoke its
+        MQTT account at once; 202 when the broker cannot be told yet (retried nightly)."""
 
-        def work() -> None:
+        def work() -> RemovedOut | None:
             with deps.db.connection() as conn:
                 gateway_in_district(conn, admin, gateway_id)
-                home.remove_gateway(conn, gateway_id)
+            done = remove_home_gateway(deps, admin, gateway_id)
+            if not done.pending:
+                return None
+            return RemovedOut(
+                gateway_id=gateway_id, revocation_pending=True,
+                detail=credential_word("ko", "revocation_pending"),
+                detail_en=credential_word("en", "revocation_pending"),
+            )  # fmt: skip
 
-        return await _answer(work, lambda _: Response(status_code=204))
+        return await _answer(
+            work,
+            lambda out: (
+                Response(status_code=204)
+                if out is None
+                else JSONResponse(out.model_dump(), status_code=202)
+            ),
+        )
 
     @router.post(
         "/gateways/{gateway_id}/sensors", status_code=201, response_model=SensorAddedOut,

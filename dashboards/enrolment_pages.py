@@ -31,10 +31,19 @@ from dashboards.enrolment_schemas import (
     KINDS,
 )
 from dashboards.enrolment_text import field_label, kind_label, room_label, word
+from dashboards.gateway_credentials import (
+    NO_STORE,
+    credential_word,
+    credentials_out,
+    issue,
+    remove,
+    replace,
+)
 from dashboards.routes import render
 from registry import home_devices as home
 from registry import residents_edit as edit
 from registry.enrolment import ROOMS
+from registry.gateway_accounts import BrokerUnavailable, Credentials, GatewayStateRefused
 from registry.residents_csv import FileRefused, LineError
 from registry.residents_text import CONTACT_SLOTS
 
@@ -57,7 +66,8 @@ def _list_residents(deps: Deps, admin: Admin) -> list[tuple[Any, ...]]:
     with deps.db.connection() as conn:
         rows: list[tuple[Any, ...]] = conn.execute(
             """SELECT r.id, r.external_id, r.display_name, r.dong_code, d.name, r.home,
-                      (SELECT count(*) FROM anbu.gateway g WHERE g.resident_id = r.id)
+                      (SELECT count(*) FROM anbu.gateway g
+                        WHERE g.resident_id = r.id AND g.removed_at IS NULL)
                  FROM anbu.resident r JOIN anbu.dong d ON d.code = r.dong_code
                 WHERE r.dong_code = ANY(%s) ORDER BY d.name, r.display_name, r.id""",
             (sorted(admin.district.codes),),
@@ -72,12 +82,16 @@ def _form_page(
 ) -> HTMLResponse:  # fmt: skip
     with deps.db.connection() as conn:
         managers = edit.care_managers(conn, admin.district)
+        # a care manager deactivated since stays assigned, shown as such
+        inactive = edit.inactive_assignee(conn, admin.district, manager_id)
     home = home_of(deps, resident_id) if resident_id is not None else []
     return _page(
         request, deps, lang, admin, "enrol_resident.html", status_code=status_code,
         resident_id=resident_id, values=values, manager_id=manager_id, managers=managers,
+        inactive_manager=inactive,
         problems=[edit.problem_message(p, lang) for p in problems], slots=range(1, CONTACT_SLOTS + 1),
         gateways=home, kinds=KINDS, rooms=ROOMS, saved=request.query_params.get("saved") == "1",
+        pending=request.query_params.get("pending") == "1", w=lambda k: credential_word(lang, k),
     )  # fmt: skip
 
 
@@ -120,7 +134,7 @@ def enrolment_pages_router() -> APIRouter:
                 request, deps, lang, admin, "error.html", 503, message=word(lang, "data_key")
             )
         return _form_page(
-            request, deps, lang, admin, resident_id, found.values, found.care_manager_id
+            request, deps, lang, admin, resident_id, found.form_values, found.care_manager_id
         )
 
     async def save(
@@ -166,29 +180,68 @@ def enrolment_pages_router() -> APIRouter:
             return _page(request, deps, lang, admin, "error.html", 422, message=message)
         return RedirectResponse(f"/enrol/residents/{rid}#home", status_code=303)
 
+    async def credentials_page(
+        request: Request, admin: Admin, deps: Deps, lang: str, replaced: bool,
+        work: Callable[[Any], tuple[int, Credentials]],
+    ) -> Response:  # fmt: skip
+        """A form that issues a gateway's password: the page that shows it, once, never
+        cached; refusals as a Korean page (503 when the broker cannot be told)."""
+        form = await request.form()
+        check_csrf(request, _str(form.get(CSRF_FIELD)))
+        try:
+            rid, made = await run_in_threadpool(work, form)
+        except edit.Refused as exc:
+            message = "; ".join(edit.problem_message(p, lang) for p in exc.problems)
+            return _page(request, deps, lang, admin, "error.html", 422, message=message)
+        except GatewayStateRefused as exc:
+            status = 503 if isinstance(exc, BrokerUnavailable) else 409
+            return _page(request, deps, lang, admin, "error.html", status,
+                         message=exc.message(lang))  # fmt: skip
+        page = _page(
+            request, deps, lang, admin, "enrol_gateway_credentials.html", resident_id=rid,
+            creds=credentials_out(deps.settings, made), replaced=replaced,
+            w=lambda k: credential_word(lang, k),
+        )  # fmt: skip
+        page.headers.update(NO_STORE)
+        return page
+
     @router.post("/residents/{resident_id}/gateways")
     async def add_gateway(
         resident_id: int, request: Request, admin: AdminDep, deps: AppDeps, lang: Lang
     ) -> Response:
-        def work(form: Any) -> int:
+        def work(form: Any) -> tuple[int, Credentials]:
             with deps.db.connection() as conn:
                 resident_in_district(conn, admin, resident_id)
-                home.add_home_gateway(conn, resident_id, _str(form.get("gateway_id")) or "")
-            return resident_id
+            return resident_id, issue(deps, admin, resident_id, _str(form.get("gateway_id")) or "")
 
-        return await device_change(request, admin, deps, lang, work)
+        return await credentials_page(request, admin, deps, lang, False, work)
+
+    @router.post("/gateways/{gateway_id}/credentials")
+    async def replace_credentials(
+        gateway_id: str, request: Request, admin: AdminDep, deps: AppDeps, lang: Lang
+    ) -> Response:
+        def work(form: Any) -> tuple[int, Credentials]:
+            with deps.db.connection() as conn:
+                rid = gateway_in_district(conn, admin, gateway_id)
+            return rid, replace(deps, admin, gateway_id)
+
+        return await credentials_page(request, admin, deps, lang, True, work)
 
     @router.post("/gateways/{gateway_id}/remove")
     async def remove_gateway(
         gateway_id: str, request: Request, admin: AdminDep, deps: AppDeps, lang: Lang
     ) -> Response:
-        def work(form: Any) -> int:
+        form = await request.form()
+        check_csrf(request, _str(form.get(CSRF_FIELD)))
+
+        def work() -> tuple[int, bool]:
             with deps.db.connection() as conn:
                 rid = gateway_in_district(conn, admin, gateway_id)
-                home.remove_gateway(conn, gateway_id)
-            return rid
+            return rid, bool(remove(deps, admin, gateway_id).pending)
 
-        return await device_change(request, admin, deps, lang, work)
+        rid, pending = await run_in_threadpool(work)
+        flag = "?pending=1" if pending else ""
+        return RedirectResponse(f"/enrol/residents/{rid}{flag}#home", status_code=303)
 
     @router.post("/gateways/{gateway_id}/sensors")
     async def add_sensor(

@@ -316,7 +316,7 @@ class ImportOut(BaseModel):
 
 # reasons that mean "already someone else's": 409 instead of 422
 IN_USE_CODES = frozenset({"external_id_taken", "home_taken_new", "gateway_taken", "sensor_taken",
-                          "home_taken", "other_district"})  # fmt: skip
+                          "home_taken"})  # fmt: skip
 
 
 def refusal_body(problems: tuple[LineError, ...]) -> dict[str, Any]:

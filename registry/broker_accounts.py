@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import ssl
+import string
 import threading
 import uuid
 from dataclasses import dataclass
@@ -81,9 +82,17 @@ def gateway_acls(gateway_id: str) -> tuple[Acl, ...]:
     )
 
 
+# letters and digits a person cannot misread when typing them into a gateway (no l/1/I/O/0)
+PASSWORD_ALPHABET = "".join(
+    c for c in string.ascii_letters + string.digits if c not in "l1IO0"
+)  # 57 symbols
+PASSWORD_LENGTH = 34  # 34 x log2(57) = 198 bits, more than the 192 of 24 random bytes
+
+
 def new_password() -> str:
-    """A gateway's password, as anbu issues them: 24 random bytes, URL-safe (32 characters)."""
-    return secrets.token_urlsafe(24)
+    """A gateway's password, as anbu issues them: 34 characters drawn by `secrets` from
+    `PASSWORD_ALPHABET` (no look-alike characters), 198 bits."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 class BrokerCommandFailed(RuntimeError):
@@ -92,6 +101,15 @@ class BrokerCommandFailed(RuntimeError):
 
 class InvalidGatewayId(ValueError):
     """A gateway id that cannot be an MQTT username, topic level and role name."""
+
+
+class NotAGatewayAccount(ValueError):
+    """A broker account under that name is not a gateway's (ingest, the admin, another
+    service): anbu never deletes or replaces it as a gateway."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
 
 
 class UnboundClientId(ValueError):
@@ -249,8 +267,11 @@ class BrokerAccounts:
             self._answers[str(tag)] = responses
             self._answer.notify_all()
 
-    def run(self, commands: list[dict[str, Any]], ok: frozenset[str] = frozenset()) -> None:
-        """Send commands in one message; raise on the first error not in `ok` (substrings)."""
+    def run(
+        self, commands: list[dict[str, Any]], ok: frozenset[str] = frozenset()
+    ) -> list[dict[str, Any]]:
+        """Send commands in one message; raise on the first error not in `ok` (substrings);
+        the plugin's responses."""
         if self._client is None:
             raise RuntimeError("BrokerAccounts.start() first")
         tag = uuid.uuid4().hex
@@ -265,6 +286,24 @@ class BrokerAccounts:
             error = r.get("error")
             if error and not any(o in error for o in ok):
                 raise BrokerCommandFailed(f"{r.get('command')}: {error}")
+        return responses
+
+    def foreign_accounts(self, names: list[str]) -> list[str]:
+        """Those of `names` that are broker accounts but not a gateway's: without the gateway
+        role, or with any role other than it and its own `gw:<name>` (absent names are not)."""
+        foreign: list[str] = []
+        for start in range(0, len(names), CHUNK):
+            chunk = names[start : start + CHUNK]
+            answers = self.run([{"command": "getClient", "username": n} for n in chunk],
+                               ok=frozenset({"not found"}))  # fmt: skip
+            for name, answer in zip(chunk, answers, strict=True):
+                client = (answer.get("data") or {}).get("client")
+                if answer.get("error") or not client:
+                    continue
+                roles = {str(r.get("rolename")) for r in client.get("roles") or []}
+                if GATEWAY_ROLE not in roles or roles - {GATEWAY_ROLE, f"gw:{name}"}:
+                    foreign.append(name)
+        return foreign
 
     def ensure_policy(self) -> None:
         """Create the roles of `POLICY` and set the default access (idempotent)."""
@@ -297,7 +336,8 @@ class BrokerAccounts:
     def add_gateway(self, gateway_id: str, password: str, *, bind_client_id: bool = True) -> None:
         """Issue a gateway's credentials: username = gateway id, `gw/<id>/#` only, and (bound)
         no other client id, so it cannot take over another client's session. Replaces any
-        earlier credentials of the gateway (its open connection is closed)."""
+        earlier credentials of the gateway (its open connection is closed); NotAGatewayAccount,
+        nothing changed, when the name is another kind of account (ingest, the admin)."""
         self.add_gateways({gateway_id: password}, bind_client_id=bind_client_id)
 
     def add_gateways(self, passwords: dict[str, str], *, bind_client_id: bool = True) -> None:
@@ -306,6 +346,10 @@ class BrokerAccounts:
         if bad:
             raise InvalidGatewayId(", ".join(bad))
         self.revoke_gateways(list(passwords))
+        self.create_gateways(passwords, bind_client_id=bind_client_id)
+
+    def create_gateways(self, passwords: dict[str, str], *, bind_client_id: bool = True) -> None:
+        """Make gateways' accounts whose earlier ones `revoke_gateways` deleted."""
         items = list(passwords.items())
         for start in range(0, len(items), CHUNK):
             self._create_gateways(items[start : start + CHUNK], bind_client_id)
@@ -330,7 +374,11 @@ class BrokerAccounts:
         self.revoke_gateways([gateway_id])
 
     def revoke_gateways(self, gateway_ids: list[str]) -> None:
-        """`revoke_gateway` for many gateways, `CHUNK` to a message."""
+        """`revoke_gateway` for many gateways, `CHUNK` to a message; NotAGatewayAccount, nothing
+        deleted, when any of the names is another kind of account."""
+        foreign = self.foreign_accounts(gateway_ids)
+        if foreign:
+            raise NotAGatewayAccount(foreign)
         for start in range(0, len(gateway_ids), CHUNK):
             commands: list[dict[str, Any]] = []
             for gateway_id in gateway_ids[start : start + CHUNK]:

@@ -1,6 +1,7 @@
 """A home's gateways and sensors, enrolled by a district's admin: added with their ids checked
 (the broker's rule for a gateway's id, one sensor per device id on a gateway), changed, removed.
 A removed sensor's readings stay as history under its id. Refusals raise residents_edit.Refused.
+A gateway with its broker account (issued, replaced, removed): registry.gateway_accounts.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ class GatewayView:
 
 
 def home_devices(conn: psycopg.Connection[Any], resident_id: int) -> list[GatewayView]:
-    """A resident's gateways with their sensors, by id."""
+    """A resident's gateways with their sensors, by id (a removed one waiting for its broker
+    account's revocation is no longer the home's: registry.gateway_accounts)."""
     gateways = conn.execute(
-        "SELECT id, online, last_seen_at FROM anbu.gateway WHERE resident_id = %s ORDER BY id",
+        """SELECT id, online, last_seen_at FROM anbu.gateway
+            WHERE resident_id = %s AND removed_at IS NULL ORDER BY id""",
         (resident_id,),
     ).fetchall()
     sensors = conn.execute(
@@ -151,15 +154,3 @@ def _drop_sensors(conn: psycopg.Connection[Any], sensor_ids: list[int]) -> None:
 def remove_sensor(conn: psycopg.Connection[Any], sensor_id: int) -> None:
     with conn.transaction():
         _drop_sensors(conn, [sensor_id])
-
-
-def remove_gateway(conn: psycopg.Connection[Any], gateway_id: str) -> None:
-    """A gateway and its sensors out of the registry (heard devices go with it)."""
-    with conn.transaction():
-        ids = [
-            int(r[0])
-            for r in conn.execute("SELECT id FROM anbu.sensor WHERE gateway_id = %s", (gateway_id,))
-        ]
-        if ids:
-            _drop_sensors(conn, ids)
-        conn.execute("DELETE FROM anbu.gateway WHERE id = %s", (gateway_id,))

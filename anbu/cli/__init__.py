@@ -185,6 +185,7 @@ def main() -> None:
         course_cmds,
         detectors_cmds,
         devices_cmds,
+        gateways_cmds,
         health_cmds,
         ingest_cmds,
         keys_cmds,

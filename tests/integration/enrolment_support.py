@@ -1,5 +1,6 @@
 """Shared set-up for the enrolment tests: two districts, an admin and a manager in 종로구, an admin
-in 중구, a resident in each district; the real app over a fresh database with a data key."""
+in 중구, a resident in each district; the real app over a fresh database with a data key and
+the session's broker, whose dynamic-security admin issues gateways' accounts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.config import Settings
 from core.crypto import new_key
 from core.db import Database
 from dashboards.app import create_app
+from simulators.servers import EmbeddedMosquitto
 from tests.integration.dashboard_support import RecordingTelephony
 
 DONG_A, DONG_B, DONG_C = "1111051500", "1111053000", "1114055000"  # 종로구 x2, 중구
@@ -39,7 +41,9 @@ class District:
 
 
 @pytest.fixture
-def district(database: Database, db_url: str, unique: str) -> Iterator[District]:
+def district(
+    database: Database, db_url: str, unique: str, broker: EmbeddedMosquitto
+) -> Iterator[District]:
     with database.connection() as conn:
         registry.add_dong(conn, DONG_A, "청운효자동", "종로구")
         registry.add_dong(conn, DONG_B, "사직동", "종로구")
@@ -60,7 +64,12 @@ def district(database: Database, db_url: str, unique: str) -> Iterator[District]
             conn, f"home-c-{unique}", DONG_C, "정옥자", "+821099990003"
         )
     clock = VirtualClock(NOW)
-    settings = Settings(database_url=db_url, session_secret=f"s-{unique}" * 4, data_key=new_key())
+    admin = broker.admin()  # gateways get their MQTT accounts from anbu
+    settings = Settings(
+        database_url=db_url, session_secret=f"s-{unique}" * 4, data_key=new_key(),
+        mqtt_host=admin.host, mqtt_port=admin.port, broker_admin_username=admin.username,
+        broker_admin_password=admin.password,
+    )  # fmt: skip
     service = AlertService(
         database, RecordingTelephony(), EscalationPolicy(), clock, "http://dashboard.test"
     )

@@ -308,6 +308,7 @@ def deploy_env(
         "ANBU_DATABASE_URL": db_url,
         "ANBU_MQTT_HOST": "127.0.0.1", "ANBU_MQTT_PORT": str(broker.port),
         "ANBU_MQTT_PASSWORD": INGEST_PASSWORD,
+        "ANBU_MQTT_USERNAME": "ingest",  # the session broker has one ingest account, not one per replica
         "ANBU_MQTT_TLS_CA": "", "ANBU_MQTT_TLS_CERT": "", "ANBU_MQTT_TLS_KEY": "",
         "ANBU_MQTT_CLIENT_ID": f"deploy{unique}", "ANBU_MQTT_SHARED_GROUP": f"deploy{unique}",
         "ANBU_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",

@@ -53,7 +53,7 @@ def test_only_an_admin_enrols(district: District, database: Database) -> None:
     before = registry_counts(database)
     refused = client.post("/api/v1/residents", json=RESIDENT, headers=manager)
     assert refused.status_code == 403, refused.text
-    assert refused.json()["detail"] == "주민 등록은 구 관리자만 할 수 있습니다."
+    assert refused.json()["detail"] == "대상자 등록은 구 시스템 관리자만 할 수 있습니다."
     assert client.post("/api/v1/residents", json=RESIDENT).status_code == 401
     data = "사례번호,성명,출생연도,주소,행정동,휴대전화\n".encode()
     assert client.post("/api/v1/residents/import", content=data, headers=manager).status_code == 403
@@ -100,16 +100,27 @@ def test_create_read_patch_and_put_a_resident(district: District, database: Data
     assert ("web:" + district.admin, "enrolled", "JR-2026-0001") in audit
     assert ("web:" + district.admin, "care_manager_id", str(district.manager_id)) in audit
 
-    patched = client.patch(
+    # a move to another dong is a transfer (alerts.course): an edit refuses it, writes nothing
+    moved = client.patch(
         f"/api/v1/residents/{rid}",
         json={"address": "서울 종로구 사직로 9", "care_manager_id": None, "dong": DONG_A},
+        headers=admin,
+    )
+    assert moved.status_code == 422, moved.text
+    assert "'전출입(이관)' 기능" in moved.json()["detail"]
+    assert rows(database, "SELECT dong_code FROM anbu.resident WHERE id = %s", (rid,)) == [
+        (DONG_B,)
+    ]
+    patched = client.patch(
+        f"/api/v1/residents/{rid}",
+        json={"address": "서울 종로구 사직로 9", "care_manager_id": None},
         headers=admin,
     )
     assert patched.status_code == 200, patched.text
     p = patched.json()
     assert (p["address"], p["dong_code"], p["care_manager_id"]) == (
         "서울 종로구 사직로 9",
-        DONG_A,
+        DONG_B,
         None,
     )
     assert p["health_notes"] == "고혈압 약 복용" and p["mobile_phone"] == "+821023456789"
@@ -167,8 +178,9 @@ def test_bad_input_names_the_field_and_writes_nothing(
     assert duplicate.status_code == 409
     assert duplicate.json()["errors"] == [
         {"line": 0, "field": "external_id", "code": "external_id_taken",
-         "message": "사례번호: 이미 등록된 사례번호입니다",
-         "message_en": "external_id: is already the external id of another resident"}
+         "message": "사례번호: 이 사례번호(또는 가구ID)는 사용할 수 없습니다. 다른 번호인지 확인해 주세요.",
+         "message_en": "external_id: this external id (or home) cannot be used. Please check "
+                       "that the number is right."}
     ]  # fmt: skip
 
     # a PUT that fails part-way (the new external id is free, the manager is not of this
@@ -251,16 +263,24 @@ def test_gateways_and_sensors_of_a_home(
     gw = f"gw-{unique}"
     added = client.post(f"/api/v1/residents/{ra}/gateways", json={"gateway_id": gw}, headers=admin)
     assert added.status_code == 201, added.text
-    assert added.json() == {
+    issued = added.json()
+    creds = issued.pop("credentials")  # shown once: test_gateway_credentials
+    assert issued == {
         "id": gw,
         "online": None,
         "last_seen_at": None,
         "sensors": [],
         "heard": [],
     }
+    assert (creds["username"], creds["topics"]) == (gw, f"gw/{gw}/#")
+    # typed by hand into a gateway: no look-alike characters, and no weaker for it (198 bits)
+    assert len(creds["password"]) == 34 and not set(creds["password"]) & set("l1IO0-_")
+    assert creds["warning"].startswith("이 비밀번호는 지금 한 번만 표시됩니다.")
     again = client.post(f"/api/v1/residents/{ra}/gateways", json={"gateway_id": gw}, headers=admin)
     assert again.status_code == 409
-    assert again.json()["errors"][0]["message"] == "게이트웨이 ID: 이미 등록된 게이트웨이 ID입니다"
+    assert again.json()["errors"][0]["message"].startswith(
+        "게이트웨이 ID: 이미 등록된 게이트웨이 ID입니다"
+    )
     bad = client.post(
         f"/api/v1/residents/{ra}/gateways", json={"gateway_id": "gw/1"}, headers=admin
     )
@@ -370,7 +390,8 @@ def test_import_cannot_reach_another_district(district: District, database: Data
         "/api/v1/residents/import?dry_run=false", content=data, headers=admin
     ).json()
     assert report["written"] is False
-    assert [(e["line"], e["code"]) for e in report["errors"]] == [(2, "other_district")]
+    # the answer names no district (test_enrolment_oracles: the same as an ended service's)
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [(2, "external_id_taken")]
     assert rows(database, "SELECT dong_code FROM anbu.resident WHERE external_id = 'JUNG-1'") == [
         (DONG_C,)
     ]

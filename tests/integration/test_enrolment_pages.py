@@ -54,7 +54,8 @@ def _browser(d: District, who: str) -> TestClient:
 def test_pages_are_for_the_districts_admin_only(district: District) -> None:
     manager = _browser(district, district.manager)
     page = manager.get("/enrol")
-    assert page.status_code == 403 and "주민 등록은 구 관리자만 할 수 있습니다." in page.text
+    assert page.status_code == 403
+    assert "대상자 등록은 구 시스템 관리자만 할 수 있습니다." in page.text
     assert manager.get("/enrol/import").status_code == 403
     anonymous = TestClient(district.app).get("/enrol", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
@@ -64,7 +65,7 @@ def test_pages_are_for_the_districts_admin_only(district: District) -> None:
     assert 'href="/enrol"' in admin.get("/alerts").text  # the admin's menu leads here
     listed = admin.get("/enrol")
     assert listed.status_code == 200
-    assert "주민 등록" in listed.text and "이말순" in listed.text  # dong A, 종로구
+    assert "대상자 등록" in listed.text and "이말순" in listed.text  # dong A, 종로구
     assert "정옥자" not in listed.text  # 중구
     assert "Enrolment" in admin.get("/enrol?lang=en").text
     hidden = admin.get(f"/enrol/residents/{district.resident_c}?lang=ko")
@@ -82,6 +83,7 @@ def test_a_resident_is_enrolled_and_edited_through_the_form(
     admin = _browser(district, district.admin)
     page = admin.get("/enrol/residents/new")
     assert page.status_code == 200 and "사례번호" in page.text and "비상연락1 성명" in page.text
+    assert "센서 설치 동의" in page.text and "보호자 연락 동의" in page.text  # not the headers
     token = csrf_of(page.text)
     assert admin.post("/enrol/residents", data=FORM).status_code == 403  # no CSRF token
 
@@ -112,7 +114,10 @@ def test_a_resident_is_enrolled_and_edited_through_the_form(
     )
     assert stored == (DONG_B, "+821023456789", district.manager_id, True, None)
     edit = admin.get(made.headers["location"])
-    assert "저장했습니다." in edit.text and "고혈압" in edit.text and "+821098765432" in edit.text
+    assert "저장했습니다." in edit.text and "고혈압" in edit.text
+    # phones as Koreans write them (the API keeps E.164), read back unchanged on save
+    assert 'value="010-2345-6789"' in edit.text and 'value="010-9876-5432"' in edit.text
+    assert "+8210" not in edit.text
     assert "Edit resident" in admin.get(f"/enrol/residents/{rid}?lang=en").text
 
     changed = admin.post(
@@ -143,7 +148,8 @@ def test_a_homes_gateways_and_sensors_from_the_page(
         f"/enrol/residents/{ra}/gateways", data={"csrf_token": token, "gateway_id": gw},
         follow_redirects=False,
     )  # fmt: skip
-    assert added.status_code == 303
+    assert added.status_code == 200  # its credentials, shown once (test_gateway_credentials)
+    assert "지금 한 번만 표시됩니다" in added.text and f"/enrol/residents/{ra}#home" in added.text
     taken = admin.post(
         f"/enrol/residents/{ra}/gateways", data={"csrf_token": token, "gateway_id": gw}
     )
@@ -203,6 +209,7 @@ def test_upload_dry_run_shows_every_bad_line_then_applies(
     assert [(n, f) for n, f, _ in lines] == [("3", "행정동"), ("3", "휴대전화"), ("4", "성명")]
     assert "행정동: 등록되지 않은 행정동입니다" in lines[0][2]
     assert "cp949" in dry and "아무것도 저장하지 않았습니다." in dry
+    assert "총 3행 ·" in dry  # the rows read, counted as a Korean reader counts them
     send(bad.encode("cp949"), "apply")
     assert registry_counts(database) == before
 
