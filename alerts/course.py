@@ -31,14 +31,16 @@ from core.clock import Clock
 from core.config import Settings
 from core.db import Database
 from core.domain import AlertState
+from registry import gateway_accounts
 from registry.assignment import assignable
-from registry.broker_accounts import BrokerAccounts, BrokerAdmin, BrokerCommandFailed
+from registry.broker_accounts import BrokerAdmin
 from registry.changes import (
     InvalidChange,
     ResidentEnded,
     ResidentNotFound,
     record_changes,
 )
+from registry.gateway_accounts import Revocation
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ END_REASONS: dict[str, tuple[str, str]] = {
     "other": ("기타 사유", "other reason"),
 }
 ENDED_OUTCOME = "service_ended"  # alerts.outcome of an alert closed by the end of service
+# who may run a course, in the words of the web app's 403 and the command line's refusal
+COURSE_NOT_ALLOWED = (
+    "구 통합돌봄 담당자와 구 시스템 관리자만 할 수 있습니다.",
+    "Only the district's supervisors and admins may do this.",
+)
 
 
 class NotAllowed(PermissionError):
@@ -90,7 +97,7 @@ def _actor(conn: psycopg.Connection[Any], manager_id: int | None, username: str 
         {"id": manager_id, "name": username},
     ).fetchone()
     if row is None or row[1] not in COURSE_ROLES:
-        raise NotAllowed("only a district's supervisor or admin changes a resident's course")
+        raise NotAllowed(COURSE_NOT_ALLOWED[1])
     return Actor(int(row[0]), str(row[1]), str(row[2]))
 
 
@@ -132,25 +139,23 @@ def transfer(
         "SELECT 1 FROM anbu.dong WHERE code = %s AND district = %s", (to_dong, actor.district)
     ).fetchone()
     if found is None:
-        raise InvalidChange("unknown_dong", "구에 없는 동입니다 / no such dong in the district")
+        raise InvalidChange(
+            "unknown_dong", "관할 구에 없는 행정동입니다 / no such dong in the district"
+        )
     if to_dong == old_dong:
-        raise InvalidChange("same_dong", "이미 그 동의 대상자입니다 / already in that dong")
+        raise InvalidChange("same_dong", "이미 해당 행정동의 대상자입니다 / already in that dong")
     assignees = {m[0] for m in assignable(conn, [to_dong])}
     if to_manager_id is not None and to_manager_id not in assignees:
         raise InvalidChange(
-            "assignee_unknown", "그 동의 담당자가 아닙니다 / no such care manager in that dong"
+            "assignee_other_dong",
+            "선택한 담당자는 옮겨 갈 행정동의 담당자가 아닙니다 / not a care manager of that dong",
         )
     conn.execute(
         """UPDATE anbu.resident SET dong_code = %s, care_manager_id = %s, updated_at = %s
             WHERE id = %s""",
         (to_dong, to_manager_id, now, resident_id),
     )
-    # an open alert handed to one of the old dong's care managers goes back to the new dong's
-    conn.execute(
-        """UPDATE anbu.alerts SET assigned_to = NULL, updated_at = %s
-            WHERE resident_id = %s AND state <> 'resolved' AND assigned_to IS NOT NULL""",
-        (now, resident_id),
-    )
+    _hand_alerts_over(conn, actor, resident_id, old_dong, to_dong, assignees, now)
     audit: list[tuple[str, str | None, str | None, bool]] = [
         ("dong_code", old_dong, to_dong, False)
     ]
@@ -160,6 +165,41 @@ def transfer(
     log.info("resident transferred", extra={"resident_id": resident_id,
              "care_manager_id": actor.care_manager_id, "from": old_dong, "to": to_dong})  # fmt: skip
     return old_dong
+
+
+def _hand_alerts_over(
+    conn: psycopg.Connection[Any],
+    actor: Actor,
+    resident_id: int,
+    old_dong: str,
+    to_dong: str,
+    assignees: set[int],
+    now: datetime,
+) -> None:
+    """The resident's open alerts go with them: one handed to a care manager who is not of the
+    new dong goes back to the new dong's, and an escalated one has its next step due now (the
+    new dong's care managers were never told), each with an event saying why."""
+    alerts = conn.execute(
+        """SELECT id, state, assigned_to FROM anbu.alerts
+            WHERE resident_id = %s AND state <> 'resolved' ORDER BY id FOR NO KEY UPDATE""",
+        (resident_id,),
+    ).fetchall()
+    for alert_id, state_text, assigned_to in alerts:
+        state = AlertState(state_text)
+        keeps = assigned_to is not None and int(assigned_to) in assignees
+        escalated = state is AlertState.ESCALATED
+        conn.execute(
+            """UPDATE anbu.alerts SET assigned_to = %s, updated_at = %s,
+                   next_action_at = CASE WHEN %s THEN %s ELSE next_action_at END
+                WHERE id = %s""",
+            (assigned_to if keeps else None, now, escalated, now, alert_id),
+        )
+        why = f"행정동 이관({old_dong} → {to_dong})으로 새 행정동 담당자에게 넘김"
+        why += (" — 다음 단계 알림을 지금 보냄" if escalated else "") + (
+            f" / transferred ({old_dong} -> {to_dong}) to the new dong's care managers"
+            + ("; the next step is told now" if escalated else "")
+        )
+        record_event(conn, alert_id, now, actor.who, state, state, why)
 
 
 def _text(value: int | None) -> str | None:
@@ -212,7 +252,11 @@ def end_service(
     reason, waiting calls, plans and rounds cancelled, the gateways marked for revocation
     (`revoke_pending` does it after the commit). ResidentEnded when already ended."""
     if reason not in END_REASONS:
-        raise InvalidChange("bad_end_reason", f"종료 사유 / end reason: {', '.join(END_REASONS)}")
+        raise InvalidChange(
+            "bad_end_reason",
+            "종료 사유는 전출, 요양시설 입소, 사망, 기타 중에서 골라 주세요 / end reason: "
+            + ", ".join(END_REASONS),
+        )
     _, status, until, _ = _lock_in_district(conn, resident_id, actor.district)
     if status == "ended":
         raise ResidentEnded("resident_ended", "this resident's service has ended")
@@ -241,6 +285,17 @@ def end_service(
         )
         record_event(conn, alert_id, now, actor.who, state, to, text)
         closed.append(int(alert_id))
+    # findings stored but not yet handed to an alert would open one (and call the resident)
+    # after the end: handed over now, without an alert, saying why. One a hand-over holds is
+    # skipped: that hand-over waits for this row's lock and then sees the service ended.
+    conn.execute(
+        """UPDATE anbu.findings f SET alerted_at = %s, alert_retry_at = NULL,
+                   not_alerted = 'service_ended'
+              FROM (SELECT id FROM anbu.findings WHERE resident_id = %s AND alerted_at IS NULL
+                    FOR NO KEY UPDATE SKIP LOCKED) pending
+             WHERE f.id = pending.id""",
+        (now, resident_id),
+    )
     ko, en = END_REASONS[reason]
     plans, rounds, round_calls = cancel_resident_checkins(
         conn, resident_id, now, f"서비스 종료({ko})로 정기 안부전화 취소",
@@ -267,13 +322,6 @@ def end_service(
     return ending
 
 
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    revoked: list[str]
-    pending: list[str]
-    error: str | None = None
-
-
 def revoke_pending(
     db: Database,
     admin: BrokerAdmin | None,
@@ -283,40 +331,13 @@ def revoke_pending(
     actor: Actor | None = None,
 ) -> Revocation:
     """Revoke the broker accounts of gateways whose resident's service ended (of one resident,
-    or all pending); without `admin` or when the broker refuses, they stay pending (said in the
-    result and the log, never raised)."""
-    with db.connection() as conn:
-        rows = conn.execute(
-            """SELECT id, resident_id FROM anbu.gateway WHERE revocation_pending IS NOT NULL
-                  AND (%s::bigint IS NULL OR resident_id = %s) ORDER BY id""",
-            (resident_id, resident_id),
-        ).fetchall()
-    ids = [str(r[0]) for r in rows]
-    if not ids:
-        return Revocation([], [])
-    if admin is None:
-        log.warning("gateway revocation pending: no broker admin credentials",
-                    extra={"gateways": len(ids)})  # fmt: skip
-        return Revocation([], ids, "no_broker_admin")
-    try:
-        with BrokerAccounts(admin) as accounts:
-            accounts.revoke_gateways(ids)
-    except (BrokerCommandFailed, OSError) as exc:
-        log.warning("gateway revocation pending: broker refused or unreachable",
-                    extra={"gateways": len(ids), "error": type(exc).__name__})  # fmt: skip
-        return Revocation([], ids, type(exc).__name__)
-    with db.connection() as conn:
-        conn.execute(
-            """UPDATE anbu.gateway SET revoked_at = %s, revocation_pending = NULL
-                WHERE id = ANY(%s)""",
-            (now, ids),
-        )
-        for rid in sorted({int(r[1]) for r in rows}):
-            record_changes(conn, rid, now,
-                           [("broker_access", "revocation_pending", "revoked", False)],
-                           care_manager_id=actor.care_manager_id if actor else None,
-                           actor=None if actor else "system:broker")  # fmt: skip
-    return Revocation(ids, [])
+    or all pending; removed gateways' too): registry.gateway_accounts.revoke_pending, the one
+    record and retry of every pending revocation. Without `admin` or when the broker refuses,
+    they stay pending (said in the result and the log, never raised)."""
+    return gateway_accounts.revoke_pending(
+        db, admin, now, resident_id=resident_id,
+        care_manager_id=actor.care_manager_id if actor else None,
+    )  # fmt: skip
 
 
 # -- the whole course, for the command line and the API ---------------------------------------

@@ -24,6 +24,7 @@ class Event(enum.StrEnum):
     RESOLVE = "resolve"
     ABSENCE_RECORDED = "absence_recorded"  # a care manager set away / hospital: the cause is known
     SERVICE_ENDED = "service_ended"  # the resident's service ended (moved, care home, died)
+    REASSIGN = "reassign"  # a supervisor hands the alert to another care manager
 
 
 class IllegalTransition(Exception):
@@ -54,6 +55,7 @@ TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
     (S.ACKNOWLEDGED, Event.RESOLVE): S.RESOLVED,
     (S.ESCALATED, Event.RESOLVE): S.RESOLVED,
     **{(state, Event.SEVERITY_RAISED): state for state in _OPEN_STATES},
+    **{(state, Event.REASSIGN): state for state in _OPEN_STATES},  # who, never the step
     **{(state, Event.ABSENCE_RECORDED): S.RESOLVED for state in _OPEN_STATES},
     **{(state, Event.SERVICE_ENDED): S.RESOLVED for state in _OPEN_STATES},
 }

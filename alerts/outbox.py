@@ -8,7 +8,9 @@ between commit and call, or after a lost lease, finds the queued call and rings 
 A carrier that cannot be reached is tried again with a growing wait; a refusal is final, kept
 with its reason and written to the alert's audit trail, while the dashboard notification
 stands and the ladder's timer goes on regardless. A send whose worker died before it could
-record the result is sent again after a lease, and the row counts the interruption.
+record the result is sent again after a lease, and the row counts the interruption. A care
+manager's acknowledgement or resolution marks the alert's messages not yet sent 'cancelled'
+(AlertService, in its transaction); the claim skips those of a taken alert in any case.
 """
 
 from __future__ import annotations
@@ -279,9 +281,12 @@ def _climb_if_nobody_texted(
             # The alert's row first, in its own statement: two workers settling the step's last
             # two SMS at once then judge one after the other, and the second sees the first's
             # result (under one snapshot each saw the other still sending, and nobody climbed).
+            # NO KEY: a call or notification written meanwhile references this alert, and its
+            # foreign key check must not wait for this lock.
             conn.execute(
                 """SELECT 1 FROM anbu.alerts WHERE id =
-                       (SELECT alert_id FROM anbu.notifications WHERE id = %s) FOR UPDATE""",
+                       (SELECT alert_id FROM anbu.notifications WHERE id = %s)
+                   FOR NO KEY UPDATE""",
                 (notification_id,),
             )
             row = conn.execute(

@@ -48,6 +48,12 @@ def list_alerts(
     return [_view(r) for r in rows]
 
 
+def assigned_to(conn: psycopg.Connection[Any], alert_id: int) -> int | None:
+    """The care manager the alert was handed to; None while it is the dong's."""
+    row = conn.execute("SELECT assigned_to FROM anbu.alerts WHERE id = %s", (alert_id,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def get_alert(conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs) -> AlertDetail:
     """One alert of `dongs` with its audit trail; AlertNotFound for any other dong."""
     with conn.cursor(row_factory=dict_row) as cur:

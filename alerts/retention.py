@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 PURGE_BATCH = 200
 PSEUDONYM_PHONE = "+8200000000"  # resident.phone is NOT NULL and E.164: a number that rings nobody
 REMOVED = "(삭제됨 / removed)"
+# the home (unique, named by enrolment files) is replaced: a file naming the old home enrols a
+# new resident instead of adopting this one
+PSEUDONYM_HOME = "(삭제됨)#"
 # Twilio parameters kept in call_events that say what a resident answered
 SPOKEN_PARAMS = ["SpeechResult", "Digits"]
 # unmasked audit fields that still identify a person (the masked ones are emptied as well)
@@ -37,7 +40,8 @@ _PSEUDONYMISE = [
            mobile_phone = NULL, landline_phone = NULL, address = NULL, notes = NULL,
            access_notes = NULL, notes_sealed = NULL, access_notes_sealed = NULL,
            sealed_key_id = NULL, consent_recorded_by = NULL, external_id = NULL,
-           birth_year = (birth_year / 10) * 10, pseudonymised_at = %(now)s, updated_at = %(now)s
+           birth_year = (birth_year / 10) * 10, pseudonymised_at = %(now)s, updated_at = %(now)s,
+           home = %(home)s || id
      WHERE id = ANY(%(ids)s)""",
     "DELETE FROM anbu.emergency_contact WHERE resident_id = ANY(%(ids)s)",
     """UPDATE anbu.calls SET speech = NULL, digits = NULL, message_ko = NULL
@@ -83,9 +87,11 @@ def purge_due(db: Database, now: datetime, retention: timedelta, batch: int = PU
 
 def pseudonymise(conn: psycopg.Connection[Any], ids: list[int], now: datetime) -> None:
     """Remove the personal data of these (locked) residents from every table, in the caller's
-    transaction: name and phones replaced, address, contacts, notes, transcripts and messages
-    emptied, birth year to its decade; alerts, calls and readings keep their ids and counts."""
+    transaction: name, phones and home replaced, address, contacts, notes, transcripts and
+    messages emptied, birth year to its decade; alerts, calls and readings keep their ids and
+    counts."""
     params = {"ids": ids, "now": now, "phone": PSEUDONYM_PHONE, "removed": REMOVED,
+              "home": PSEUDONYM_HOME,
               "spoken": SPOKEN_PARAMS, "identifying": IDENTIFYING_AUDIT_FIELDS}  # fmt: skip
     for statement in _PSEUDONYMISE:
         conn.execute(statement, params)

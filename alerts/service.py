@@ -13,7 +13,10 @@ finds the open one already as severe) also sets the finding's `alerted_at`. A fi
 but not yet handed over (a crash, a deploy or an error in between) waits for
 `reconcile_findings`, which the worker runs on its due-work poll; a failed hand-over backs off
 and the others go on. An open alert resolved between the insert that conflicts with it and the
-lookup that would raise it does not drop the finding: the open is tried again.
+lookup that would raise it does not drop the finding: the open is tried again. A finding of a
+resident whose service has ended is handed over without an alert (`not_alerted` says why), and
+such a resident is never called. Acknowledging or resolving an alert cancels its calls still
+queued and its messages not yet sent, in that transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
-import registry
 from alerts import absence
 from alerts.audit import record_event
 from alerts.escalation import Escalation, Messaging, wake_at
@@ -49,6 +51,7 @@ from calls.dialer import cancel_waiting
 from core.clock import Clock
 from core.db import Database
 from core.domain import AlertState, CallOutcome, Finding, Severity
+from registry.assignment import check_assignee
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,42 @@ def step_backoff(failures: int) -> timedelta:
     """How long an alert whose step raised `failures` times in a row waits for the next try."""
     wait: timedelta = STEP_RETRY_FIRST * 2 ** min(max(failures - 1, 0), 16)
     return min(wait, STEP_RETRY_MAX)
+
+
+def reassign_reason(before: int | None, to_manager_id: int, note: str = "") -> str:
+    """The timeline's words for a hand-over, Korean then English (as alerts.absence writes
+    them), then the note as the supervisor typed it."""
+    ko_from = f"담당자 #{before}" if before else "행정동 공동 담당"
+    en_from = f"care manager #{before}" if before else "the dong's care managers"
+    ko = f"담당자 변경: {ko_from} → 담당자 #{to_manager_id}"
+    en = f"reassigned: {en_from} → care manager #{to_manager_id}"
+    return f"{ko} / {en}" + (f" — {note}" if note else "")
+
+
+def _stop_waiting(conn: psycopg.Connection[Any], alert_id: int, now: datetime, why: str) -> None:
+    """A care manager took or closed the alert: in that transaction, its calls still waiting in
+    the send queue (the resident's check-in, care managers' voice calls) are cancelled, and its
+    SMS and voice notifications not yet sent are marked 'cancelled' (nobody needs telling now)."""
+    cancelled = cancel_waiting(conn, alert_id, now, why)
+    untold = conn.execute(
+        """UPDATE anbu.notifications SET status = 'cancelled', updated_at = %s,
+               error_code = %s
+            WHERE alert_id = %s AND status = 'pending' AND channel IN ('sms', 'voice')""",
+        (now, why, alert_id),
+    ).rowcount
+    if cancelled or untold:
+        log.info("queued calls and messages of a taken alert cancelled",
+                 extra={"alert_id": alert_id, "calls": len(cancelled), "messages": untold,
+                        "why": why})  # fmt: skip
+
+
+def _service_ended(conn: psycopg.Connection[Any], resident_id: int) -> bool:
+    """The resident's service has ended. FOR SHARE waits for an end of service in progress (it
+    holds the row FOR NO KEY UPDATE), so a finding handed over meanwhile sees its outcome."""
+    row = conn.execute(
+        "SELECT status FROM anbu.resident WHERE id = %s FOR SHARE", (resident_id,)
+    ).fetchone()
+    return row is not None and row[0] == "ended"
 
 
 class AlertRace(RuntimeError):
@@ -241,6 +280,16 @@ class AlertService:
         `retry_after`. Returns whether it was handed over, and the alert opened or raised."""
         try:
             with conn.transaction():  # a savepoint: a failure undoes the alert's half only
+                if _service_ended(conn, item.resident_id):
+                    conn.execute(
+                        """UPDATE anbu.findings SET alerted_at = %s, alert_retry_at = NULL,
+                               not_alerted = 'service_ended' WHERE id = %s""",
+                        (now, item.finding_id),
+                    )
+                    log.info("finding of an ended service not alerted",
+                             extra={"finding_id": item.finding_id,
+                                    "resident_id": item.resident_id})  # fmt: skip
+                    return True, None
                 alert_id = self._open_or_raise(conn, item, now, late)
                 conn.execute(
                     "UPDATE anbu.findings SET alerted_at = %s, alert_retry_at = NULL WHERE id = %s",
@@ -464,6 +513,9 @@ class AlertService:
     def _place_call(
         self, conn: psycopg.Connection[Any], a: dict[str, Any], state: AlertState, now: datetime
     ) -> None:
+        if a.get("resident_status") == "ended":  # an end of service that missed this alert
+            self._close_ended(conn, a, state, now)
+            return
         hold_until = quiet_hours_end(now, a["quiet_start"], a["quiet_end"], self.tz)
         if hold_until is not None and holds_for_quiet_hours(Severity.parse(a["severity"])):
             conn.execute(
@@ -485,6 +537,24 @@ class AlertService:
         )
         record_event(conn, a["id"], now, "system", state, to, f"안부전화 {attempt}회차 발신")
         log.info("check-in call placed", extra={"alert_id": a["id"], "attempt": attempt})
+
+    def _close_ended(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], state: AlertState, now: datetime
+    ) -> None:
+        """The resident's service has ended: no call; the alert is closed as the end of service
+        closes the others (outcome 'service_ended'), saying why."""
+        cancel_waiting(conn, a["id"], now, "service_ended")
+        to = next_state(state, Event.SERVICE_ENDED)
+        conn.execute(
+            """UPDATE anbu.alerts SET state = %s, resolved_at = %s, outcome = 'service_ended',
+                   awaiting_call = false, next_action_at = NULL, updated_at = %s WHERE id = %s""",
+            (to.value, now, now, a["id"]),
+        )
+        record_event(conn, a["id"], now, "system", state, to,
+                     "서비스가 종료된 대상자라 안부전화를 걸지 않고 종결 / "
+                     "closed: the resident's service has ended, no check-in call")  # fmt: skip
+        log.info("alert of an ended service closed without a call",
+                 extra={"alert_id": a["id"], "resident_id": a["resident_id"]})  # fmt: skip
 
     def _watch_pending_call(
         self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
@@ -597,6 +667,7 @@ class AlertService:
             )
             reason = "담당자 확인" + (f": {note}" if note else "")
             record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+            _stop_waiting(conn, alert_id, now, "acknowledged")
 
     def resolve(
         self, alert_id: int, care_manager_id: int, dong_code: Dongs, outcome: str, note: str = ""
@@ -616,33 +687,31 @@ class AlertService:
             )
             reason = f"종결: {RESOLUTION_OUTCOMES[outcome][0]}" + (f" — {note}" if note else "")
             record_event(conn, alert_id, now, f"care_manager:{care_manager_id}", state, to, reason)
+            _stop_waiting(conn, alert_id, now, "resolved")
 
     def reassign(
         self, alert_id: int, care_manager_id: int, dongs: Dongs, to_manager_id: int, note: str = ""
     ) -> None:
-        """Hand the alert to another active care manager of a dong in `dongs` (a supervisor's
-        district), audited with who and why; AlertNotFound outside `dongs`, InvalidChange
-        when the care manager named is not one of them. The state does not change."""
+        """Hand the alert to another active care manager of the resident's dong (within `dongs`,
+        a supervisor's district), audited with who and why; AlertNotFound outside `dongs`,
+        InvalidChange when the care manager named is not one of them (check_assignee),
+        IllegalTransition once resolved. The state does not change."""
         now = self.clock.now()
         with self.db.connection() as conn:
             a = self._locked_in_dong(conn, alert_id, dongs)
-            found = conn.execute(
-                """SELECT 1 FROM anbu.care_manager
-                   WHERE id = %s AND active AND role <> 'technician' AND dong_code = ANY(%s)""",
-                (to_manager_id, dong_list(dongs)),
+            next_state(AlertState(a["state"]), Event.REASSIGN)  # IllegalTransition once resolved
+            dong = conn.execute(
+                "SELECT dong_code FROM anbu.resident WHERE id = %s", (a["resident_id"],)
             ).fetchone()
-            if found is None:
-                raise registry.InvalidChange("assignee_unknown", "no such care manager here")
+            assert dong is not None  # _locked_in_dong joined it
+            check_assignee(conn, str(dong[0]), dong_list(dongs), to_manager_id)
             conn.execute(
                 "UPDATE anbu.alerts SET assigned_to = %s, updated_at = %s WHERE id = %s",
                 (to_manager_id, now, alert_id),
             )
             state = AlertState(a["state"])
             before = a["assigned_to"]
-            reason = (
-                f"담당자 변경: {'#' + str(before) if before else '동 담당'} → #{to_manager_id}"
-                + (f" — {note}" if note else "")
-            )
+            reason = reassign_reason(before, to_manager_id, note)
             record_event(
                 conn, alert_id, now, f"care_manager:{care_manager_id}", state, state, reason
             )

@@ -8,7 +8,8 @@ died before the REST request) is ended by calls.lost.reap as lost (outcome FAILE
 alert or check-in timer retries it under a new idempotency key; a claim too old to be dialled
 before the reaper could take it is failed here instead of dialled late. cancel_waiting takes an
 alert's (or a routine round's) calls out of the queue before they ring, inside its caller's
-transaction.
+transaction; as a backstop, the claim cancels instead of dialling a call about an alert that a
+care manager has acknowledged or resolved (routine check-ins have no alert and are not touched).
 
 A request Twilio refused (HTTP 4xx) or that never left (connection refused, connect timeout)
 fails the call. One that may have reached Twilio (a read timeout or a reset after it was sent,
@@ -84,11 +85,32 @@ def error_code(exc: BaseException) -> dict[str, str]:
     return {}
 
 
+# Calls about an alert (the resident's check-in, a care manager's voice call): once a care
+# manager has taken or closed the alert they must not ring. The acknowledgement cancels them in
+# its transaction; this is the backstop for one that did not (an older worker, a plain UPDATE).
+ALERT_PURPOSES = ("check_in", "manager_alert")
+
+_CANCEL_TAKEN = """
+UPDATE anbu.calls c SET dial_state = 'dialled', status = 'canceled', ended_at = %(now)s,
+                        updated_at = %(now)s
+FROM (
+    SELECT w.id, a.state FROM anbu.calls w JOIN anbu.alerts a ON a.id = w.alert_id
+    WHERE w.dial_state = 'waiting' AND w.purpose = ANY(%(purposes)s)
+      AND a.state IN ('acknowledged', 'resolved') {only}
+    FOR UPDATE OF w SKIP LOCKED
+) taken
+WHERE c.id = taken.id
+RETURNING c.id, taken.state
+"""
+
 _CLAIM = """
 UPDATE anbu.calls c SET dial_state = 'dialled', dialled_at = %(now)s, claimed_at = %(now)s
 FROM (
-    SELECT id FROM anbu.calls
+    SELECT id FROM anbu.calls w
     WHERE dial_state = 'waiting' AND (not_before IS NULL OR not_before <= %(now)s) {only}
+      AND NOT (w.purpose = ANY(%(purposes)s) AND EXISTS (
+               SELECT 1 FROM anbu.alerts a WHERE a.id = w.alert_id
+                  AND a.state IN ('acknowledged', 'resolved')))
     ORDER BY priority, not_before NULLS FIRST, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
@@ -98,6 +120,24 @@ RETURNING c.id, c.purpose, c.priority,
           COALESCE((SELECT m.phone FROM anbu.care_manager m WHERE m.id = c.care_manager_id),
                    (SELECT r.phone FROM anbu.resident r WHERE r.id = c.resident_id))
 """
+
+
+def _cancel_taken(conn: psycopg.Connection[Any], now: datetime, only: int | None) -> list[int]:
+    """Cancel waiting calls about an alert a care manager has taken or closed (skipping rows
+    another dialler holds), with the reason in call_events; their ids."""
+    sql = _CANCEL_TAKEN.format(only="AND w.id = %(only)s" if only is not None else "")
+    rows = conn.execute(
+        sql, {"now": now, "only": only, "purposes": list(ALERT_PURPOSES)}
+    ).fetchall()
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.call_events (call_id, at, status, params)
+               VALUES (%s, %s, %s, %s)""",
+            [(int(r[0]), now, CANCELED, Jsonb({"reason": f"alert_{r[1]}"})) for r in rows],
+        )
+    if rows:
+        log.info("calls of taken alerts cancelled at the claim", extra={"calls": len(rows)})
+    return [int(r[0]) for r in rows]
 
 
 class Dialler:
@@ -147,9 +187,11 @@ class Dialler:
         grant = min(want, math.floor(tokens))
         claimed: list[Claimed] = []
         if grant > 0:
-            sql = _CLAIM.format(only="AND id = %(only)s" if only is not None else "")
             now = self.clock.now()
-            rows = conn.execute(sql, {"now": now, "n": grant, "only": only}).fetchall()
+            _cancel_taken(conn, now, only)
+            sql = _CLAIM.format(only="AND id = %(only)s" if only is not None else "")
+            params = {"now": now, "n": grant, "only": only, "purposes": list(ALERT_PURPOSES)}
+            rows = conn.execute(sql, params).fetchall()
             claimed = sorted(
                 (Claimed(int(r[0]), str(r[3]), str(r[1]), int(r[2]), now) for r in rows),
                 key=lambda c: (c.priority, c.id),

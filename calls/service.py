@@ -246,9 +246,9 @@ class CallService:
         return call_id
 
     def dial_check_ins(self, alert_id: int) -> int:
-        """Dial the alert's check-in calls still waiting in the queue, now if the CPS budget
-        allows (else the queue drainer dials them); returns how many were dialled. Run after
-        the step that queued them committed: no transaction is open while Twilio is asked.
+        """Dial the alert's check-in calls still waiting in the queue, now if a token of the CPS
+        budget is free (else the queue drainer dials them); returns how many were dialled. Run
+        after the step that queued them committed: no transaction is open while Twilio is asked.
         A call the drainer claimed meanwhile is not dialled again; telephony errors settle the
         call, never raise."""
         with self.db.connection() as conn:
@@ -259,8 +259,9 @@ class CallService:
                    ORDER BY id""",
                 (alert_id, self.clock.now()),
             ).fetchall()
-        wait = self.settings.call_inline_wait_s
-        return sum(self.dialler.dial_one(int(r[0]), wait) for r in rows)
+        # no waiting for a token: one alert's step must not hold the timer pass (and every
+        # alert behind it); with none free, the drainer dials the call when one is
+        return sum(self.dialler.dial_one(int(r[0]), 0.0) for r in rows)
 
     def call_care_manager(
         self, alert_id: int, care_manager_id: int, message_ko: str, step: int = 0

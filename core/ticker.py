@@ -40,14 +40,16 @@ def next_deadline(deadline: float, now: float, every_s: float) -> float:
 
 class Ticker:
     """Runs each job every `every_s` seconds of `monotonic` time, each on its own thread: a slow
-    job never delays another and never overlaps itself. A job that raises is logged and runs
-    again at its next deadline. Nothing starts before start(); stop() ends every thread."""
+    job never delays another and never overlaps itself, not even across a stop() that timed
+    out and a new start(). A job that raises is logged and runs again at its next deadline.
+    Nothing starts before start(); stop() ends every thread."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self._jobs: list[_Job] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._lingering: list[threading.Thread] = []  # outlived a stop() that timed out
         self._runs: dict[str, int] = {}
         self._last_run: dict[str, float] = {}
         self._ran = threading.Condition()
@@ -88,8 +90,14 @@ class Ticker:
         return None if last is None else self._monotonic() - last
 
     def start(self) -> None:
+        """Start every job's thread. Refused while running, and while a thread of an earlier
+        start is still in a run (its stop() timed out): the job would overlap itself."""
         if self._threads:
             raise RuntimeError("the ticker is running already")
+        self._lingering = [t for t in self._lingering if t.is_alive()]
+        if self._lingering:
+            names = ", ".join(t.name for t in self._lingering)
+            raise RuntimeError(f"jobs of an earlier start are still running: {names}")
         # A new event each start: threads of an earlier start that outlived its stop() keep
         # theirs, set, and end at their next wait instead of coming back to life.
         self._stop = threading.Event()
@@ -102,14 +110,18 @@ class Ticker:
 
     def stop(self, timeout: float | None = 60.0) -> None:
         """Stop every job (one that is running finishes first) and join the threads, all within
-        one `timeout` (not one per job)."""
+        one `timeout` (not one per job); those of an earlier stop that timed out too. A thread
+        still running then is kept, and start() is refused until it has ended."""
         self._stop.set()
         end = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        left: list[threading.Thread] = []
+        for thread in self._lingering + self._threads:
             thread.join(None if end is None else max(0.0, end - time.monotonic()))
             if thread.is_alive():
                 log.warning("ticker job still running at stop", extra={"job": thread.name})
+                left.append(thread)
         self._threads = []
+        self._lingering = left
 
     def _loop(self, job: _Job, stop: threading.Event) -> None:
         deadline = self._monotonic() + job.first_in_s

@@ -41,8 +41,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "older": ("이전 기록 더 보기", "Older entries"),
     "empty": ("열람 기록이 없습니다.", "No reads are recorded."),
     "forbidden": (
-        "열람 기록은 구 통합돌봄 담당과 관리자만 볼 수 있습니다.",
-        "Only district supervisors and admins can see the access log.",
+        "열람 기록은 구 통합돌봄 담당자와 구 시스템 관리자만 볼 수 있습니다.",
+        "Only the district's supervisors and admins can see the access log.",
     ),
 }
 VIEW_LABELS = {

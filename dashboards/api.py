@@ -159,6 +159,13 @@ def _gateway_not_found() -> JSONResponse:
     )
 
 
+def _data_key_refusal() -> JSONResponse:
+    """503: the data key cannot open the notes (the same words as the pages)."""
+    return JSONResponse(
+        {"detail": text("ko", "data_key"), "detail_en": text("en", "data_key")}, status_code=503
+    )
+
+
 def local_moment(moment: datetime | None, timezone: str) -> datetime | None:
     """`moment`, read as local time in `timezone` when it carries no UTC offset."""
     if moment is None or moment.utcoffset() is not None:
@@ -316,12 +323,7 @@ def api_router() -> APIRouter:
                 residents.record_read(conn, request, manager, resident_id, "card", CARD_FIELDS)
         except DataKeyError:
             log.error("resident notes could not be opened", extra={"resident_id": resident_id})
-            return JSONResponse(
-                {"detail": "건강·출입 메모를 지금 열 수 없습니다. 시스템 관리자에게 문의해 주세요.",
-                 "detail_en": "The notes cannot be opened now; please contact your system "
-                              "administrator."},
-                status_code=503,
-            )  # fmt: skip
+            return _data_key_refusal()
         return ResidentCardOut(
             **ResidentOut.of(view, now).model_dump(),
             health_notes=notes.health_notes,
@@ -514,11 +516,7 @@ def api_router() -> APIRouter:
                 residents.record_read(conn, request, manager, resident_id, "notes", SITE_FIELDS)
         except DataKeyError:
             log.error("resident notes could not be opened", extra={"resident_id": resident_id})
-            return JSONResponse(
-                {"detail": "메모를 열 수 없습니다: 데이터 키 설정을 확인해 주세요.",
-                 "detail_en": "The notes cannot be opened: check the data key settings."},
-                status_code=503,
-            )  # fmt: skip
+            return _data_key_refusal()
         return SiteOut.of(view)
 
     @router.get("/device-findings", response_model=list[DeviceFindingOut], dependencies=secured)

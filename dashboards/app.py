@@ -29,7 +29,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import authz, i18n
+from dashboards import authz, enrolment_text, i18n
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router
@@ -45,6 +45,7 @@ from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, SecurityHeaders
 from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
+from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
 from registry import InvalidChange, ResidentEnded, ResidentNotFound
@@ -75,6 +76,11 @@ def _templates() -> Jinja2Templates:
         finding_kind_label=i18n.finding_kind_label,
         change_label=i18n.change_label,
         pick=i18n.pick,
+        role_label=i18n.role_label,
+        may=authz.may,  # the navigation shows what the role may open (dashboards.authz)
+        Action=authz.Action,
+        district_wide=authz.district_wide,
+        form_label=enrolment_text.form_label,
     )
     return Jinja2Templates(env=env)
 
@@ -108,21 +114,23 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
-            target = "/alerts"
+            target = "/"  # each role's start page (the technician's is not the alerts)
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "not_found")
 
     async def illegal(request: Request, exc: Exception) -> Response:
-        return _error(request, 409, "illegal")
+        assert isinstance(exc, IllegalTransition)
+        return _refusal(request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value))
 
     async def csrf(request: Request, exc: Exception) -> Response:
         log.info("request without a valid CSRF token refused")
         return _error(request, 403, "csrf")
 
     async def forbidden(request: Request, exc: Exception) -> Response:
-        return _error(request, 403, "forbidden")  # dashboards.authz: the role lacks the action
+        assert isinstance(exc, authz.Forbidden)  # dashboards.authz: the role lacks the action
+        return _refusal(request, 403, lambda lang: i18n.forbidden_text(lang, exc.action))
 
     async def resident_not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "resident_not_found")
@@ -289,6 +297,7 @@ def create_app(
     app.include_router(course_router())
     app.include_router(pages_router())
     app.include_router(account_router())
+    app.include_router(report_router())
     install_enrolment(app)
     for router in extra_routers:
         app.include_router(router)

@@ -20,11 +20,10 @@ from dashboards.deps import api_manager, page_manager
 
 
 class Role(StrEnum):
-    MANAGER = "manager"  # 생활지원사·복지사: their own dong
-    SUPERVISOR = "supervisor"  # 구 통합돌봄 담당: every dong of the district
-    ADMIN = (
-        "admin"  # 구 관리자: enrolment, accounts, devices, settings; sees what a supervisor sees
-    )
+    # what a person reads for each role: dashboards.i18n.ROLE_LABELS
+    MANAGER = "manager"  # 담당자(생활지원사·전담사회복지사): their own dong
+    SUPERVISOR = "supervisor"  # 구 통합돌봄 담당자: every dong of the district
+    ADMIN = "admin"  # 구 시스템 관리자: enrolment, accounts, devices; sees what a supervisor sees
     TECHNICIAN = "technician"  # 설치·점검 기사: gateways, sensors, how to get in; no care data
 
 
@@ -100,6 +99,11 @@ def visible_dongs(actor: CareManager) -> tuple[str, ...]:
     if actor.role in DISTRICT_WIDE:
         return actor.district_dongs or (actor.dong_code,)
     return (actor.dong_code,)
+
+
+def district_wide(actor: CareManager) -> bool:
+    """Whether the actor's objects come from every dong of their district (not their own)."""
+    return actor.role in DISTRICT_WIDE
 
 
 def sees_dong(actor: CareManager, dong_code: str | None) -> bool:

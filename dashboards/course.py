@@ -6,21 +6,20 @@ outside the actor's district 404, as if it did not exist."""
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Security
+from fastapi import APIRouter, Depends, Security
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
 from alerts.course import END_REASONS, ResidentCourse, broker_admin_of
 from dashboards.auth import CareManager
-from dashboards.authz import Action, may
+from dashboards.authz import Action, require
 from dashboards.deps import Deps, api_manager, get_deps
 
 
 def course_manager(manager: Annotated[CareManager, Depends(api_manager)]) -> CareManager:
-    """The caller, when a supervisor or admin; 403 otherwise."""
-    if not may(manager, Action.COURSE):
-        raise HTTPException(403, "구 통합돌봄 담당과 관리자만 할 수 있습니다")
-    return manager
+    """The caller, when a supervisor or admin; otherwise Forbidden, answered 403 like every
+    refusal of the app, saying who may (dashboards.i18n.FORBIDDEN_BY_ACTION)."""
+    return require(manager, Action.COURSE)
 
 
 Actor = Annotated[CareManager, Depends(course_manager)]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from alerts.course import COURSE_NOT_ALLOWED, ENDED_OUTCOME
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS
 from alerts.policy import OUTCOME_KO
 from alerts.routing import route_for
@@ -60,7 +61,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "verify": ("확인", "Verify"),
     "account": ("내 계정", "My account"),
-    "enrolment": ("주민 등록", "Enrolment"),
+    "enrolment": ("대상자 등록", "Enrolment"),
     "change_password": ("비밀번호 변경", "Change password"),
     "current_password": ("현재 비밀번호", "Current password"),
     "new_password": ("새 비밀번호", "New password"),
@@ -93,7 +94,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "totp_secret": ("설정 키", "Setup key"),
     "totp_remove": ("2단계 인증 해제", "Turn off two-step verification"),
     "totp_roles_only": (
-        "2단계 인증은 구 통합돌봄 담당·관리자 계정만 사용할 수 있습니다.",
+        "2단계 인증은 구 통합돌봄 담당자와 구 시스템 관리자 계정만 사용할 수 있습니다.",
         "Two-step verification is for district supervisors and admins.",
     ),
     "done_totp_enabled": ("2단계 인증이 설정되었습니다.", "Two-step verification is on."),
@@ -128,6 +129,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "지금 상태에서는 할 수 없는 처리입니다. 화면을 새로고침해 주세요.",
         "That action is not possible in the alert's current state. Please reload.",
     ),
+    "illegal_reassign": (
+        "이미 종결된 알림은 담당자를 바꿀 수 없습니다.",
+        "A resolved alert's care manager cannot be changed.",
+    ),
     "csrf": (
         "요청을 확인할 수 없습니다. 화면을 새로고침한 뒤 다시 시도해 주세요.",
         "The request could not be verified. Reload the page and try again.",
@@ -158,7 +163,16 @@ TEXTS: dict[str, tuple[str, str]] = {
         "are closed and their waiting check-in calls cancelled (help requests stay open).",
     ),
     "resident_not_found": ("대상자를 찾을 수 없습니다.", "Resident not found."),
-    "forbidden": ("이 역할로는 할 수 없는 일입니다.", "Your role may not do this."),
+    "forbidden": (
+        "이 계정에는 이 화면을 사용할 권한이 없습니다.",
+        "Your account does not have permission to use this page.",
+    ),
+    "data_key": (
+        "암호화된 메모를 열거나 저장할 수 없습니다. 시스템 운영 담당자에게 데이터 키 설정 확인을 "
+        "요청해 주세요.",
+        "The encrypted notes cannot be opened or saved. Please ask your system operator to "
+        "check the data key settings.",
+    ),
     "reassign": ("담당자 변경", "Reassign"),
     "sites": ("설치 현장", "Sites"),
     "site": ("설치 현장", "Site"),
@@ -170,11 +184,40 @@ TEXTS: dict[str, tuple[str, str]] = {
     "sensors": ("센서", "Sensors"),
     "room": ("방", "Room"),
     "online": ("연결됨", "online"),
-    "offline": ("끊김", "offline"),
+    "offline": ("연결 끊김", "offline"),
+    "never_connected": ("연결 기록 없음", "never connected"),
+    "offline_gateways": ("끊긴 게이트웨이", "Gateways offline"),
+    "current_assignee": ("현재 담당자", "Assigned now"),
+    "dong_shared": ("행정동 공동 담당", "the dong's care managers"),
+    "jurisdiction": ("관할", "Area"),
+    "whole_district": ("{district} 전체", "all of {district}"),
     "reassign_to": ("새 담당자", "New care manager"),
     "invalid_assignee_unknown": (
         "관할 구의 활동 중인 담당자가 아닙니다.",
         "No such active care manager in the district.",
+    ),
+    "invalid_assignee_not_in_dong": (
+        "대상자가 속한 행정동의 담당자에게만 넘길 수 있습니다. 같은 행정동의 활동 중인 담당자를 "
+        "골라 주세요.",
+        "Only a care manager of the resident's own dong can take this; choose an active care "
+        "manager of that dong.",
+    ),
+    # InvalidChange codes of alerts.course (a resident's transfer and end of service)
+    "invalid_unknown_dong": (
+        "관할 구에 없는 행정동입니다.",
+        "No such dong in the district.",
+    ),
+    "invalid_same_dong": (
+        "이미 해당 행정동의 대상자입니다.",
+        "The resident already belongs to that dong.",
+    ),
+    "invalid_assignee_other_dong": (
+        "선택한 담당자는 옮겨 갈 행정동의 담당자가 아닙니다.",
+        "The care manager chosen is not a care manager of the dong the resident moves to.",
+    ),
+    "invalid_bad_end_reason": (
+        "종료 사유는 전출, 요양시설 입소, 사망, 기타 중에서 골라 주세요.",
+        "Choose the end reason: moved away, entered a care home, died or other.",
     ),
     "invalid_input": (
         "입력값을 읽을 수 없습니다. 형식을 확인해 주세요.",
@@ -278,6 +321,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "activity": ("생활 기록", "Activity"),
     "kind": ("종류", "Kind"),
     "review": ("주간 검토", "Weekly review"),
+    "monthly_report": ("월간 보고서", "Monthly report"),
     "review_help": (
         "최근 7일의 활동을 직전 4주 평균과 비교합니다. 생활 변화·야간 활동 감지는 전화를 걸지 않고 "
         "이 검토를 위해 기록됩니다.",
@@ -305,6 +349,24 @@ ACTORS: dict[str, tuple[str, str]] = {
     "care_manager": ("담당자", "care manager"),
 }
 
+# One name per role (dashboards.authz.Role), wherever a role is shown or named.
+ROLE_LABELS: dict[str, tuple[str, str]] = {
+    "manager": ("담당자(생활지원사·전담사회복지사)", "care manager"),
+    "supervisor": ("구 통합돌봄 담당자", "district supervisor"),
+    "admin": ("구 시스템 관리자", "district admin"),
+    "technician": ("설치·점검 기사", "installer"),
+}
+
+# Outcomes the system writes when it closes an alert itself; never offered in the resolve form.
+SYSTEM_OUTCOMES: dict[str, tuple[str, str]] = {
+    ENDED_OUTCOME: ("서비스 종료로 종결", "closed: service ended"),
+}
+
+# A refusal that says who may (by dashboards.authz.Action value); any other action: "forbidden".
+FORBIDDEN_BY_ACTION: dict[str, tuple[str, str]] = {
+    "residents.course": COURSE_NOT_ALLOWED,
+}
+
 
 def pick(lang: str, pair: tuple[str, str]) -> str:
     """The Korean or English half of a (ko, en) pair."""
@@ -314,6 +376,12 @@ def pick(lang: str, pair: tuple[str, str]) -> str:
 def text(lang: str, key: str) -> str:
     """A fixed sentence of the web pages in `lang`."""
     return pick(lang, TEXTS[key])
+
+
+def illegal_text(lang: str, event: str) -> str:
+    """Why an alert refused an event in its state: the event's own words, else the general."""
+    key = f"illegal_{event}"
+    return text(lang, key if key in TEXTS else "illegal")
 
 
 def change_error(lang: str, error: InvalidChange) -> str:
@@ -350,10 +418,23 @@ def state_label(lang: str, state: AlertState | str) -> str:
 
 
 def outcome_label(lang: str, outcome: str | None) -> str:
-    """A resolution outcome's words."""
+    """A resolution outcome's words: a care manager's, or one the system closed with."""
     if outcome is None:
         return ""
-    return pick(lang, RESOLUTION_OUTCOMES[outcome]) if outcome in RESOLUTION_OUTCOMES else outcome
+    words = RESOLUTION_OUTCOMES.get(outcome) or SYSTEM_OUTCOMES.get(outcome)
+    return pick(lang, words) if words else outcome
+
+
+def role_label(lang: str, role: str) -> str:
+    """A role's one name (ROLE_LABELS); an unknown role as it is stored."""
+    return pick(lang, ROLE_LABELS[role]) if role in ROLE_LABELS else role
+
+
+def forbidden_text(lang: str, action: str) -> str:
+    """Why a role was refused `action` (a dashboards.authz.Action): who may, where that is
+    said, else the general words."""
+    pair = FORBIDDEN_BY_ACTION.get(action)
+    return pick(lang, pair) if pair else text(lang, "forbidden")
 
 
 # Calls that ended without ringing anyone: their status says how, whatever the outcome holds

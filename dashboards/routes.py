@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -14,7 +15,7 @@ import registry
 from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
-from core.crypto import Keyring
+from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
 from dashboards import authz, residents, review, sites
 from dashboards.auth import (
@@ -30,9 +31,10 @@ from dashboards.auth import (
 )
 from dashboards.authz import Action, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
-from dashboards.i18n import change_error, text
+from dashboards.enrolment_text import kind_label, room_label
+from dashboards.i18n import actor_label, change_error, text
 from registry import InvalidChange, ResidentEnded
-from registry.assignment import assignable
+from registry.assignment import Assignee, assignable, care_manager_of
 from registry.assignment import reassign_resident as reassign
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,11 @@ Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: only a local path, never another site."""
+    """Where to go after login: only a local path, never another site; without one, "/" (which
+    sends each role to its start page)."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return "/alerts"
+    return "/"
 
 
 def render(
@@ -81,6 +84,17 @@ def render(
     return deps.templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code
     )
+
+
+def assignee_words(lang: str, assignees: Sequence[Assignee], current: int | None) -> str:
+    """Who looks after a resident or an alert now: a name and dong from the picker's list,
+    another care manager by number only, or the dong's care managers together."""
+    if current is None:
+        return text(lang, "dong_shared")
+    for a in assignees:
+        if a.id == current:
+            return f"{a.display_name} ({a.dong_name})"
+    return actor_label(lang, f"care_manager:{current}")
 
 
 def parse_local_input(value: str, timezone: str) -> datetime | None:
@@ -143,9 +157,12 @@ def pages_router() -> APIRouter:
 
     @router.get("/")
     def home(request: Request, deps: AppDeps) -> Response:
-        """Where a role starts: the alerts, or for those who may not read them, the sites."""
+        """Where a role starts: the alerts, or for those who may not read them, the sites;
+        without a login, the login page (which comes back here)."""
         manager = deps.auth.session_manager(request.session)
-        start = "/sites" if manager and not authz.may(manager, Action.ALERTS_READ) else "/alerts"
+        if manager is None:
+            return RedirectResponse("/login", status_code=303)
+        start = "/alerts" if authz.may(manager, Action.ALERTS_READ) else "/sites"
         return RedirectResponse(start, status_code=303)
 
     @router.get("/sites")
@@ -161,14 +178,26 @@ def pages_router() -> APIRouter:
     def site_page(
         request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: SiteReader
     ) -> Response:
-        """A home as an installer sees it: address, access notes, devices; no health notes."""
-        keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
-        with deps.db.connection() as conn:
-            view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
-            residents.record_read(
-                conn, request, manager, resident_id, "notes", ("access_notes", "address")
-            )
-        return render(request, deps, lang, "site.html", manager, site=view)
+        """A home as an installer sees it: address, access notes, devices; no health notes.
+        Notes the data key cannot open answer 503 (nothing of them shown, the read not
+        recorded)."""
+        try:
+            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            with deps.db.connection() as conn:
+                view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
+                residents.record_read(
+                    conn, request, manager, resident_id, "notes", ("access_notes", "address")
+                )
+        except DataKeyError:
+            log.error("resident notes could not be opened", extra={"resident_id": resident_id})
+            return render(
+                request, deps, lang, "error.html", manager, status_code=503,
+                message=text(lang, "data_key"),
+            )  # fmt: skip
+        return render(
+            request, deps, lang, "site.html", manager, site=view,
+            kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
+        )  # fmt: skip
 
     @router.get("/login")
     def login_page(request: Request, deps: AppDeps, lang: Lang, next: str = "") -> Response:
@@ -268,7 +297,9 @@ def pages_router() -> APIRouter:
                 conn, request, manager, detail.alert.resident_id, "alert",
                 ("name", "timeline", "calls", "transcripts"),
             )  # fmt: skip
-            assignees = assignable(conn, dongs) if may_reassign else []
+            # only the resident's own dong's care managers may take it (check_assignee)
+            assignees = assignable(conn, [detail.alert.dong_code]) if may_reassign else []
+            current = queries.assigned_to(conn, alert_id) if may_reassign else None
         allowed = allowed_events(detail.alert.state)
         return render(
             request, deps, lang, "alert.html", manager,
@@ -276,7 +307,8 @@ def pages_router() -> APIRouter:
             can_acknowledge=Event.ACKNOWLEDGE in allowed,
             can_resolve=Event.RESOLVE in allowed,
             can_reassign=may_reassign and detail.alert.state is not AlertState.RESOLVED,
-            assignees=assignees,
+            assignees=assignees, current=current,
+            current_label=assignee_words(lang, assignees, current),
             outcomes=RESOLUTION_OUTCOMES,
         )  # fmt: skip
 
@@ -358,12 +390,14 @@ def pages_router() -> APIRouter:
             residents.record_read(
                 conn, request, manager, resident_id, "card", ("name", "activity", "findings")
             )
-            assignees = assignable(conn, dongs) if may_reassign else []
+            assignees = assignable(conn, [week.resident.dong_code]) if may_reassign else []
+            current = care_manager_of(conn, resident_id) if may_reassign else None
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now,
             can_reassign=may_reassign and week.resident.status != "ended",
-            assignees=assignees,
+            assignees=assignees, current=current,
+            current_label=assignee_words(lang, assignees, current),
         )  # fmt: skip
 
     @router.post("/residents/{resident_id}/reassign")

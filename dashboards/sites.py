@@ -21,7 +21,7 @@ from detectors.health import (
 )
 from detectors.site import KIND as SITE_OUTAGE
 from registry import ResidentNotFound
-from registry.secrecy import resident_notes
+from registry.secrecy import resident_note
 
 # Findings about devices and sites, never about a person's care.
 DEVICE_FINDING_KINDS = (DEVICE_SILENT, DEVICE_OFFLINE, BATTERY_LOW, GATEWAY_OFFLINE, SITE_OUTAGE)
@@ -63,6 +63,7 @@ class SiteView:
     resident_id: int
     home: str
     dong_code: str
+    dong_name: str
     address: str | None
     access_notes: str | None
     gateways: tuple[GatewayView, ...]
@@ -93,17 +94,21 @@ def device_findings(
 def site(
     conn: psycopg.Connection[Any], resident_id: int, dongs: Dongs, keyring: Keyring | None
 ) -> SiteView:
-    """A resident's home in `dongs`: address, access notes (the health notes are not kept),
-    gateways with their sensors, device findings; ResidentNotFound for any other dong."""
+    """A served resident's home in `dongs`: address, access notes (the health notes are never
+    opened), gateways with their sensors, device findings; ResidentNotFound for any other dong
+    and once the service has ended (the page is for visiting: nobody visits then)."""
     row = conn.execute(
-        "SELECT home, dong_code, address FROM anbu.resident WHERE id = %s AND dong_code = ANY(%s)",
+        """SELECT r.home, r.dong_code, d.name, r.address FROM anbu.resident r
+             JOIN anbu.dong d ON d.code = r.dong_code
+            WHERE r.id = %s AND r.dong_code = ANY(%s) AND r.status <> 'ended'""",
         (resident_id, dong_list(dongs)),
     ).fetchone()
     if row is None:
         raise ResidentNotFound(resident_id)
-    access = resident_notes(conn, resident_id, keyring).access_notes
+    access = resident_note(conn, resident_id, keyring, "access_notes")
     gateways = conn.execute(
-        """SELECT id, online, last_seen_at FROM anbu.gateway WHERE resident_id = %s ORDER BY id""",
+        """SELECT id, online, last_seen_at FROM anbu.gateway
+            WHERE resident_id = %s AND removed_at IS NULL ORDER BY id""",
         (resident_id,),
     ).fetchall()
     sensors = conn.execute(
@@ -122,7 +127,7 @@ def site(
         for gid, online, seen in gateways
     )
     return SiteView(
-        resident_id, row[0], row[1], row[2], access, views,
+        resident_id, row[0], row[1], row[2], row[3], access, views,
         tuple(device_findings(conn, dongs, resident_id, limit=50)),
     )  # fmt: skip
 
@@ -134,6 +139,7 @@ class SiteRow:
     resident_id: int
     home: str
     dong_code: str
+    dong_name: str
     gateways: int
     offline: int
     sensors: int
@@ -143,16 +149,17 @@ def list_sites(conn: psycopg.Connection[Any], dongs: Dongs) -> list[SiteRow]:
     """Homes of residents in `dongs` whose service has not ended, offline gateways first."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            """SELECT r.id AS resident_id, r.home, r.dong_code,
+            """SELECT r.id AS resident_id, r.home, r.dong_code, d.name AS dong_name,
                       count(DISTINCT g.id) AS gateways,
                       count(DISTINCT g.id) FILTER (WHERE g.online IS NOT TRUE) AS offline,
                       count(s.id) AS sensors
                  FROM anbu.resident r
-                 LEFT JOIN anbu.gateway g ON g.resident_id = r.id
+                 JOIN anbu.dong d ON d.code = r.dong_code
+                 LEFT JOIN anbu.gateway g ON g.resident_id = r.id AND g.removed_at IS NULL
                  LEFT JOIN anbu.sensor s ON s.gateway_id = g.id
                 WHERE r.dong_code = ANY(%s) AND r.status <> 'ended'
-                GROUP BY r.id
-                ORDER BY offline DESC, r.dong_code, r.home""",
+                GROUP BY r.id, d.name
+                ORDER BY offline DESC, d.name, r.home""",
             (dong_list(dongs),),
         ).fetchall()
     return [SiteRow(**row) for row in rows]

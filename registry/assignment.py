@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -17,15 +17,47 @@ log = logging.getLogger(__name__)
 ASSIGNABLE_ROLES = ("manager", "supervisor", "admin")  # a technician looks after no resident
 
 
-def assignable(conn: psycopg.Connection[Any], dongs: Sequence[str]) -> list[tuple[int, str, str]]:
-    """(id, display name, dong code) of the active care managers of `dongs`, by dong and name."""
+class Assignee(NamedTuple):
+    """A care manager a resident or an alert can be handed to, as a picker shows them."""
+
+    id: int
+    display_name: str
+    dong_code: str
+    dong_name: str
+
+
+def assignable(conn: psycopg.Connection[Any], dongs: Sequence[str]) -> list[Assignee]:
+    """The active care managers of `dongs` who look after residents (never a technician), by
+    dong name and their name."""
     rows = conn.execute(
-        """SELECT id, display_name, dong_code FROM anbu.care_manager
-            WHERE active AND role = ANY(%s) AND dong_code = ANY(%s)
-            ORDER BY dong_code, display_name, id""",
+        """SELECT m.id, m.display_name, m.dong_code, d.name FROM anbu.care_manager m
+             JOIN anbu.dong d ON d.code = m.dong_code
+            WHERE m.active AND m.role = ANY(%s) AND m.dong_code = ANY(%s)
+            ORDER BY d.name, m.display_name, m.id""",
         (list(ASSIGNABLE_ROLES), list(dongs)),
     ).fetchall()
-    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+    return [Assignee(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def care_manager_of(conn: psycopg.Connection[Any], resident_id: int) -> int | None:
+    """The resident's own care manager; None when the dong's care managers share them."""
+    row = conn.execute(
+        "SELECT care_manager_id FROM anbu.resident WHERE id = %s", (resident_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def check_assignee(
+    conn: psycopg.Connection[Any], dong: str, dongs: Sequence[str], manager_id: int
+) -> None:
+    """`manager_id` looks after residents of `dong` (the resident's own): active, not a
+    technician, of that dong. InvalidChange 'assignee_not_in_dong' for one of another dong of
+    `dongs`, 'assignee_unknown' for anyone else."""
+    if manager_id in {m[0] for m in assignable(conn, [dong])}:
+        return
+    if manager_id in {m[0] for m in assignable(conn, dongs)}:
+        raise InvalidChange("assignee_not_in_dong", "not a care manager of the resident's dong")
+    raise InvalidChange("assignee_unknown", "no such care manager here")
 
 
 def reassign_resident(
@@ -36,11 +68,12 @@ def reassign_resident(
     by_manager_id: int,
     at: datetime,
 ) -> bool:
-    """Make `to_manager_id` the resident's care manager, in the caller's transaction; both must
-    be of `dongs`. ResidentNotFound outside them, ResidentEnded after the end of service,
-    InvalidChange for a care manager who is not assignable there. False when nothing changed."""
+    """Make `to_manager_id` the resident's care manager, in the caller's transaction; the
+    resident must be of `dongs` and the care manager of the resident's own dong.
+    ResidentNotFound outside them, ResidentEnded after the end of service, InvalidChange for a
+    care manager who is not assignable there (check_assignee). False when nothing changed."""
     row = conn.execute(
-        """SELECT status, care_manager_id FROM anbu.resident
+        """SELECT status, care_manager_id, dong_code FROM anbu.resident
             WHERE id = %s AND dong_code = ANY(%s) FOR NO KEY UPDATE""",
         (resident_id, list(dongs)),
     ).fetchone()
@@ -48,8 +81,7 @@ def reassign_resident(
         raise ResidentNotFound(resident_id)
     if row[0] == "ended":
         raise ResidentEnded("resident_ended", "this resident's service has ended")
-    if to_manager_id not in {m[0] for m in assignable(conn, dongs)}:
-        raise InvalidChange("assignee_unknown", "no such care manager here")
+    check_assignee(conn, str(row[2]), dongs, to_manager_id)
     if row[1] == to_manager_id:
         return False
     conn.execute(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+from core.spreadsheet import unquote
 from registry.phones import InvalidPhone, PhoneKind, normalise_phone
 from registry.residents_text import (
     CONTACT_SLOTS,
@@ -160,7 +161,9 @@ def parse_file(data: bytes, dongs: Dongs, today: date) -> ParsedFile:
                 )
             )
             continue
-        values = {name: _clean(cells[i]) if i < len(cells) else "" for i, name in columns.items()}
+        values = {
+            name: _clean(unquote(cells[i])) if i < len(cells) else "" for i, name in columns.items()
+        }  # a cell an export guarded against formulas ('=…) is read as it was
         row, row_errors = _row(line, values, present, dongs, today)
         errors.extend(row_errors)
         if row is not None and not row_errors:

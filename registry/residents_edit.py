@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from core.crypto import Keyring
+from registry.access_log import Reader
+from registry.assignment import Assignee, assignable
+from registry.phones import InvalidPhone, parse_phone
 from registry.residents_audit import AuditRow, copy_audit
 from registry.residents_csv import Dongs, LineError, parse_record
 from registry.residents_import import IMPORT_LOCK, enrol_residents
@@ -31,11 +34,10 @@ _SEOUL = ZoneInfo("Asia/Seoul")
 
 # what this module refuses beyond a file row's reasons: code -> (Korean, English)
 EDIT_MESSAGES: dict[str, tuple[str, str]] = {
-    "external_id_taken": (
-        "이미 등록된 사례번호입니다",
-        "is already the external id of another resident",
+    "home_taken_new": (
+        "이미 다른 대상자가 쓰는 가구ID입니다",
+        "is already another resident's home",
     ),
-    "home_taken_new": ("이미 다른 주민이 쓰는 가구ID입니다", "is already another resident's home"),
     "unknown_manager": (
         "이 구의 담당자가 아닙니다",
         "is not an active care manager of this district",
@@ -44,7 +46,16 @@ EDIT_MESSAGES: dict[str, tuple[str, str]] = {
         "게이트웨이 ID는 영문·숫자로 시작하고 영문·숫자·_.:- 만 쓸 수 있습니다 (64자까지)",
         "must start with a letter or digit and use only letters, digits and _.:- (64 at most)",
     ),
-    "gateway_taken": ("이미 등록된 게이트웨이 ID입니다", "is already a registered gateway"),
+    "gateway_taken": (
+        "이미 등록된 게이트웨이 ID입니다. 이 대상자에게 이미 등록한 게이트웨이라면 '비밀번호 "
+        "재발급'으로 새 비밀번호를 받으세요",
+        "is already a registered gateway; if it is this resident's gateway already, use "
+        "'New password' to get a new password",
+    ),
+    "gateway_reserved": (
+        "MQTT 브로커가 쓰는 이름(관리자, 수집 서비스 등)이라 게이트웨이 ID로 쓸 수 없습니다",
+        "is a name the MQTT broker uses (its admin, the ingest service) and cannot be a gateway id",
+    ),
     "sensor_taken": (
         "이 게이트웨이에 같은 기기 ID의 센서가 이미 있습니다",
         "is already a sensor of this gateway",
@@ -112,14 +123,26 @@ def district_of(conn: psycopg.Connection[Any], dong_code: str) -> District:
     return District(name, tuple((str(c), str(n)) for c, n, _ in rows))
 
 
-def care_managers(conn: psycopg.Connection[Any], district: District) -> list[tuple[int, str, str]]:
-    """(id, name, dong code) of the district's active care managers, to assign a resident to."""
-    rows = conn.execute(
-        """SELECT id, display_name, dong_code FROM anbu.care_manager
-            WHERE active AND dong_code = ANY(%s) ORDER BY display_name, id""",
-        (sorted(district.codes),),
-    ).fetchall()
-    return [(int(i), str(n), str(d)) for i, n, d in rows]
+def care_managers(conn: psycopg.Connection[Any], district: District) -> list[Assignee]:
+    """The district's active care managers a resident can be assigned to (no technician),
+    with their dong's name, by dong and name."""
+    return assignable(conn, sorted(district.codes))
+
+
+def inactive_assignee(
+    conn: psycopg.Connection[Any], district: District, manager_id: int | None
+) -> Assignee | None:
+    """The district's resident's care manager when no longer assignable (deactivated since):
+    the form keeps showing them, marked, and saving it unchanged keeps them (save_resident)."""
+    if manager_id is None:
+        return None
+    row = conn.execute(
+        """SELECT m.id, m.display_name, m.dong_code, d.name FROM anbu.care_manager m
+             JOIN anbu.dong d ON d.code = m.dong_code
+            WHERE m.id = %s AND NOT m.active AND m.dong_code = ANY(%s)""",
+        (manager_id, sorted(district.codes)),
+    ).fetchone()
+    return None if row is None else Assignee(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
 
 def resident_dong(conn: psycopg.Connection[Any], resident_id: int) -> str | None:
@@ -130,10 +153,11 @@ def resident_dong(conn: psycopg.Connection[Any], resident_id: int) -> str | None
 
 
 def gateway_dong(conn: psycopg.Connection[Any], gateway_id: str) -> tuple[int, str] | None:
-    """(resident id, dong) of a gateway's home; None for no such gateway."""
+    """(resident id, dong) of a gateway's home; None for no such gateway (nor a removed one,
+    waiting for its account's revocation: no sensor is added to it)."""
     row = conn.execute(
         """SELECT r.id, r.dong_code FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
-            WHERE g.id = %s""",
+            WHERE g.id = %s AND g.removed_at IS NULL""",
         (gateway_id,),
     ).fetchone()
     return None if row is None else (int(row[0]), str(row[1]))
@@ -157,6 +181,20 @@ class Enrolled:
     home: str
     values: dict[str, str]  # by field, as parse_record reads them (contacts as contactN_*)
     care_manager_id: int | None
+
+    @property
+    def form_values(self) -> dict[str, str]:
+        """The values as a person types them: phones in the national format (010-1234-5678),
+        which parse_record reads back to the same E.164 number."""
+        return {f: _national(v) if f.endswith("phone") else v for f, v in self.values.items()}
+
+
+def _national(value: str) -> str:
+    """A stored E.164 number as Koreans write it; anything unreadable as it is."""
+    try:
+        return parse_phone(value).national if value.startswith("+82") else value
+    except InvalidPhone:
+        return value
 
 
 def _yes(value: object) -> str:
@@ -227,8 +265,8 @@ def save_resident(
         current = None
         if resident_id is not None:
             current = conn.execute(
-                "SELECT home, external_id, care_manager_id FROM anbu.resident WHERE id = %s"
-                " FOR UPDATE",
+                """SELECT home, external_id, care_manager_id, status, dong_code
+                     FROM anbu.resident WHERE id = %s AND pseudonymised_at IS NULL FOR UPDATE""",
                 (resident_id,),
             ).fetchone()
             if current is None:
@@ -237,7 +275,10 @@ def save_resident(
         row, problems = parse_record(values, district.lookup(), at.astimezone(_SEOUL).date())
         external_id = (values.get("external_id") or "").strip()
         moved = current is None or external_id != current[1]
-        if external_id and moved and _taken(conn, "external_id", external_id, resident_id):
+        ended = _ended_in(conn, district, external_id if moved else None, current)
+        if ended:  # coming back after the end of service takes a new case number
+            problems.append(LineError(0, "external_id", "resident_ended"))
+        elif external_id and moved and _taken(conn, "external_id", external_id, resident_id):
             problems.append(LineError(0, "external_id", "external_id_taken"))
         elif current is None and external_id:  # a new home must be free too
             home = (values.get("home") or "").strip() or external_id
@@ -245,9 +286,15 @@ def save_resident(
                 problems.append(LineError(0, "home", "home_taken_new"))
         if values.get(f"contact{CONTACT_SLOTS + 1}_name"):
             problems.append(LineError(0, "emergency_contacts", "too_many_contacts"))
-        if care_manager_id is not None and care_manager_id not in {
-            m[0] for m in care_managers(conn, district)
-        }:
+        if current is not None and row is not None and row.dong_code != current[4]:
+            # a move between dongs hands over alerts and care managers: alerts.course.transfer
+            problems.append(LineError(0, "dong_code", "dong_via_transfer"))
+        kept = current is not None and care_manager_id == current[2]  # even if since deactivated
+        if (
+            care_manager_id is not None
+            and not kept
+            and care_manager_id not in {m[0] for m in care_managers(conn, district)}
+        ):
             problems.append(LineError(0, "care_manager_id", "unknown_manager"))
         if problems or row is None:
             raise Refused(problems)
@@ -264,8 +311,9 @@ def save_resident(
                 conn, [AuditRow.of(resident_id, "external_id", current[1], external_id)], actor, at
             )
         report = enrol_residents(
-            conn, [row], actor=actor, now=at, keyring=keyring, scope=district.codes
-        )
+            conn, [row], actor=actor, now=at, keyring=keyring, scope=district.codes,
+            reader=Reader(actor=actor),  # notes sent are compared with the kept ones: a read
+        )  # fmt: skip
         if report.errors:
             raise Refused(report.errors)
         found = conn.execute(
@@ -283,6 +331,25 @@ def save_resident(
             )
     log.info("resident enrolled by a page or the API", extra={"resident_id": rid})
     return rid
+
+
+def _ended_in(
+    conn: psycopg.Connection[Any],
+    district: District,
+    external_id: str | None,
+    current: tuple[Any, ...] | None,
+) -> bool:
+    """The resident edited, or the one of the district holding `external_id`, has ended."""
+    if current is not None and current[3] == "ended":
+        return True
+    if not external_id:
+        return False
+    row = conn.execute(
+        """SELECT 1 FROM anbu.resident WHERE external_id = %s AND status = 'ended'
+              AND pseudonymised_at IS NULL AND dong_code = ANY(%s)""",
+        (external_id, sorted(district.codes)),
+    ).fetchone()
+    return row is not None
 
 
 def _taken(conn: psycopg.Connection[Any], column: str, value: str, other_than: int | None) -> bool:

@@ -4,7 +4,9 @@ The columns and words are the import's own (residents_text), so an export read b
 `anbu import residents` changes nothing. Phones are written as Koreans write them (a cell of
 `+8210…` would be read by Excel as a number). UTF-8 with a BOM by default, which Excel opens
 as Korean; CP949 when asked. Health and access notes only when asked: they are the most
-sensitive cells, and a file without their columns leaves them as they are on import.
+sensitive cells, and a file without their columns leaves them as they are on import. A cell a
+spreadsheet would run as a formula (`=…`, `-…`, `@…`) is written with a leading `'`, which the
+import drops again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import psycopg
 
 from core.crypto import Keyring
+from core.spreadsheet import neutralise
 from registry.access_log import Reader, record_accesses
 from registry.phones import parse_phone
 from registry.residents_text import COLUMNS, CONTACT_SLOTS
@@ -79,6 +82,7 @@ def export_residents(
 
 
 def _cell(field: str, value: Any, yes: str, no: str) -> str:
+    """A value as the file writes it: phones as 010-…, never a cell a spreadsheet would run."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -87,4 +91,4 @@ def _cell(field: str, value: Any, yes: str, no: str) -> str:
         return parse_phone(value).national
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
-    return str(value)
+    return neutralise(str(value))

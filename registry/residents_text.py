@@ -90,7 +90,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "must be a four-digit year from 1900 to {year}",
     ),
     "unknown_dong": (
-        "등록되지 않은 행정동입니다 (행정동 코드나 이름을 확인하세요)",
+        "등록되지 않은 행정동입니다 (행정동 코드나 이름을 확인해 주세요)",
         "is not a registered dong (check the dong code or name)",
     ),
     "ambiguous_dong": (
@@ -102,12 +102,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "repeats the external id of row {first}",
     ),
     "duplicate_home": ("가구ID가 {first}행과 겹칩니다", "repeats the home of row {first}"),
-    "other_district": (
-        "다른 구의 주민이 이 사례번호(또는 가구ID)를 쓰고 있습니다",
-        "belongs to a resident of another district",
+    # one answer for a case number of another district's resident, of an ended service or of
+    # another resident: it never says which (nor that another district holds it)
+    "external_id_taken": (
+        "이 사례번호(또는 가구ID)는 사용할 수 없습니다. 다른 번호인지 확인해 주세요.",
+        "this external id (or home) cannot be used. Please check that the number is right.",
+    ),
+    "resident_ended": (
+        "서비스가 종료된 대상자입니다. 다시 등록하려면 새 사례번호로 등록해 주세요.",
+        "This resident's service has ended. To enrol them again, use a new external id.",
+    ),
+    "dong_via_transfer": (
+        "행정동을 옮기려면 '전출입(이관)' 기능을 사용해 주세요.",
+        "To move a resident to another dong, use the transfer action.",
     ),
     "home_taken": (
-        "가구ID를 다른 주민(다른 사례번호)이 이미 쓰고 있습니다",
+        "가구ID를 다른 대상자(다른 사례번호)가 이미 쓰고 있습니다",
         "is already the home of another resident (another external id)",
     ),
     "phone_characters": (
@@ -171,7 +181,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "an Excel workbook (.xlsx/.xls): save it as 'CSV UTF-8' or 'CSV'",
     ),
     "empty_file": ("빈 파일입니다", "the file is empty"),
-    "no_rows": ("머리글 아래에 주민이 없습니다", "no residents below the header"),
+    "no_rows": ("머리글 아래에 대상자가 없습니다", "no residents below the header"),
 }
 
 

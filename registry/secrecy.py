@@ -51,27 +51,86 @@ def seal_notes(
     return health, access, ring.current_id
 
 
+def open_note(keyring: Keyring | None, row: dict[str, Any], field: str) -> str | None:
+    """One note (`health_notes` or `access_notes`) of a row selected with NOTE_COLUMNS: sealed,
+    opened; else the legacy plaintext. The other note stays sealed. DataKeyError (a clear one)
+    when a key is missing or does not open it."""
+    sealed, plain = SEALED[field]
+    blob = row.get(sealed)
+    if blob is None:
+        return row.get(plain)
+    return _need(keyring).open(blob, row["sealed_key_id"], field)
+
+
+def has_note(row: dict[str, Any], field: str) -> bool:
+    """Whether a row selected with NOTE_COLUMNS keeps this note (sealed or not); nothing opened."""
+    sealed, plain = SEALED[field]
+    return row.get(sealed) is not None or row.get(plain) is not None
+
+
 def open_notes(keyring: Keyring | None, row: dict[str, Any]) -> Notes:
     """The notes of a row selected with NOTE_COLUMNS: the sealed ones opened, else the legacy
     plaintext. DataKeyError (a clear one) when a key is missing or does not open them."""
-    values: dict[str, str | None] = {}
-    for field, (sealed, plain) in SEALED.items():
-        blob = row.get(sealed)
-        if blob is None:
-            values[field] = row.get(plain)
-        else:
-            values[field] = _need(keyring).open(blob, row["sealed_key_id"], field)
-    return Notes(**values)
+    return Notes(**{field: open_note(keyring, row, field) for field in SEALED})
+
+
+def _note_row(conn: psycopg.Connection[Any], resident_id: int) -> dict[str, Any]:
+    cur = conn.execute(f"SELECT {NOTE_COLUMNS} FROM anbu.resident WHERE id = %s", (resident_id,))  # nosec B608  # NOTE_COLUMNS is a module constant; the id is a parameter
+    names = [d.name for d in cur.description or ()]
+    row = cur.fetchone()
+    return dict(zip(names, row, strict=True)) if row else {}
 
 
 def resident_notes(
     conn: psycopg.Connection[Any], resident_id: int, keyring: Keyring | None
 ) -> Notes:
     """One resident's notes, opened."""
-    cur = conn.execute(f"SELECT {NOTE_COLUMNS} FROM anbu.resident WHERE id = %s", (resident_id,))  # nosec B608  # NOTE_COLUMNS is a module constant; the id is a parameter
-    names = [d.name for d in cur.description or ()]
-    row = cur.fetchone()
-    return open_notes(keyring, dict(zip(names, row, strict=True)) if row else {})
+    return open_notes(keyring, _note_row(conn, resident_id))
+
+
+def resident_note(
+    conn: psycopg.Connection[Any], resident_id: int, keyring: Keyring | None, field: str
+) -> str | None:
+    """One resident's one note, opened (the other is never opened): an installer's page opens
+    the access notes only."""
+    return open_note(keyring, _note_row(conn, resident_id), field)
+
+
+def seal_changes(
+    keyring: Keyring | None, stored: dict[str, Any], changes: dict[str, str | None]
+) -> tuple[tuple[bytes | None, bytes | None, str | None], tuple[str, ...]]:
+    """(notes_sealed, access_notes_sealed, sealed_key_id) of a row selected with NOTE_COLUMNS
+    whose notes in `changes` (field -> new text, None clears) are replaced and whose others are
+    kept, and the kept notes that had to be opened. A kept note is carried sealed as it is,
+    never opened, unless it must join a new note under the current key (it was sealed under an
+    older one): then it is opened to be sealed again, and named so the caller records the read.
+    A kept legacy plaintext note is sealed."""
+    clear: dict[str, str | None] = {}
+    blobs: dict[str, bytes] = {}
+    for field, (sealed, plain) in SEALED.items():
+        if field in changes:
+            clear[field] = changes[field] or None
+        elif row_blob := stored.get(sealed):
+            blobs[field] = row_blob
+        else:
+            clear[field] = stored.get(plain)
+    if not any(clear.values()):  # nothing to seal: the kept blobs as they are
+        kept = {f: blobs.get(f) for f in SEALED}
+        kid = stored.get("sealed_key_id") if any(kept.values()) else None
+        return (kept["health_notes"], kept["access_notes"], kid), ()
+    ring = _need(keyring)
+    opened: list[str] = []
+    for field, blob in blobs.items():
+        if stored.get("sealed_key_id") == ring.current_id:
+            continue
+        clear[field] = ring.open(blob, stored["sealed_key_id"], field)
+        opened.append(field)
+    out: dict[str, bytes | None] = {}
+    for field in SEALED:
+        text = clear.get(field)
+        carried = None if field in opened else blobs.get(field)
+        out[field] = carried or (ring.seal(text, field).blob if text else None)
+    return (out["health_notes"], out["access_notes"], ring.current_id), tuple(opened)
 
 
 def set_notes(

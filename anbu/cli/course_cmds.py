@@ -38,14 +38,13 @@ def _course() -> tuple[ResidentCourse, Database]:
 
 
 def _actor_id(db: Database, username: str) -> int:
-    from alerts.course import NotAllowed, actor_named
+    from alerts.course import COURSE_NOT_ALLOWED, NotAllowed, actor_named
 
     try:
         with db.connection() as conn:
             return actor_named(conn, username).care_manager_id
     except NotAllowed:
-        typer.echo("구 통합돌봄 담당과 관리자만 할 수 있습니다 / "
-                   "only a district supervisor or admin may do this", err=True)  # fmt: skip
+        typer.echo(" / ".join(COURSE_NOT_ALLOWED), err=True)
         raise typer.Exit(2) from None
 
 

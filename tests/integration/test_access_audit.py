@@ -183,7 +183,7 @@ def test_a_plain_manager_cannot_list_the_log(world: World) -> None:
     login_page(page, w.usernames[w.manager_a], PASSWORD)
     response = page.get("/access-log")
     assert response.status_code == 403
-    assert "구 통합돌봄 담당과 관리자만" in response.text
+    assert "구 통합돌봄 담당자와 구 시스템 관리자만" in response.text
     assert api.get("/api/v1/access-log").status_code == 401
 
 

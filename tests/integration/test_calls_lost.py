@@ -325,12 +325,16 @@ def test_a_lost_care_manager_call_rings_again_and_no_redial_after_the_alert_is_t
     clock = VirtualClock(MONDAY_10)
     with calls_rig(db_url, clock=clock) as rig:
         with dies_before_twilio(monkeypatch):
-            for alert in (alert_id, taken_id):
-                with pytest.raises(WorkerDied, match="killed before the call left"):
-                    rig.service.call_care_manager(alert, cm, "심각 알림입니다.", step=0)
+            with pytest.raises(WorkerDied, match="killed before the call left"):
+                rig.service.call_care_manager(alert_id, cm, "심각 알림입니다.", step=0)
+            # the alert already taken: the claim cancels its call instead of dialling it
+            rig.service.call_care_manager(taken_id, cm, "심각 알림입니다.", step=0)
+        assert rig.query("SELECT status FROM anbu.calls WHERE alert_id = %s", taken_id) == [
+            ("canceled",)
+        ]
         clock.advance(lost_after(rig.settings) + timedelta(seconds=1))
         lost = {c.alert_id: c.redial_id for c in rig.service.reap_lost_calls()}
-        assert lost[alert_id] is not None and lost[taken_id] is None
+        assert lost[alert_id] is not None and taken_id not in lost
         assert rig.service.drain_queue(budget_s=5) == 1
         assert rig.network.wait_idle(20)
         assert [c.to for c in rig.network.calls] == [MANAGER_PHONE]

@@ -392,7 +392,7 @@ def test_totp_is_for_supervisors_and_admins(site: Site) -> None:
     token = csrf_of(browser.get("/account").text)
     browser.post("/account/totp/start", data={"csrf_token": token})
     page = browser.get("/account").text
-    assert "secret=" not in page and "구 통합돌봄 담당·관리자" in page
+    assert "secret=" not in page and "구 통합돌봄 담당자와 구 시스템 관리자" in page
     assert (
         browser.post("/account/totp", data={"csrf_token": token, "code": "123456"}).status_code
         == 409

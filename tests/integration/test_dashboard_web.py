@@ -63,7 +63,7 @@ def test_wrong_password_and_unknown_user_get_the_same_401(town: Town) -> None:
 
 def test_pages_need_a_login(town: Town) -> None:
     client = TestClient(town.app)
-    assert client.get("/", follow_redirects=False).headers["location"] == "/alerts"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
     response = client.get(f"/alerts/{town.alert_id}", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == f"/login?next=/alerts/{town.alert_id}"
@@ -72,8 +72,9 @@ def test_pages_need_a_login(town: Town) -> None:
 def test_login_returns_to_the_page_asked_for_but_never_off_site(town: Town) -> None:
     client = TestClient(town.app)
     for target, expected in ((f"/alerts/{town.alert_id}", f"/alerts/{town.alert_id}"),
-                             ("//evil.example/x", "/alerts"),
-                             ("https://evil.example/", "/alerts")):  # fmt: skip
+                             ("//evil.example/x", "/"),
+                             ("https://evil.example/", "/"),
+                             ("", "/")):  # fmt: skip
         client.cookies.clear()
         token = csrf_of(client.get("/login").text)
         response = client.post(

@@ -32,8 +32,13 @@ from core.db import Database
 from dashboards.app import create_app
 from registry.residents_export import export_residents
 from registry.residents_import import import_residents
-from registry.secrecy import key_census, resident_notes, rotate_keys
-from tests.integration.dashboard_support import OPENED_AT, RecordingTelephony, bearer
+from registry.secrecy import key_census, resident_notes, rotate_keys, set_notes
+from tests.integration.dashboard_support import (
+    OPENED_AT,
+    RecordingTelephony,
+    bearer,
+    login_page,
+)
 
 SAMPLE = (Path(__file__).parent.parent / "fixtures" / "residents_sample.csv").read_bytes()
 # Every note of the sample file, and one enrolled by add_resident.
@@ -41,6 +46,15 @@ SECRETS = ("고혈압 약 복용", "현관 비밀번호는 담당자에게 문�
 ADDED_NOTE = "심장 스텐트 시술, 와파린 복용"
 DONG = "1111051500"
 PASSWORD = "enc-pass-9Z4"
+# what every page and the API say when the data key cannot open the notes
+DATA_KEY_KO = (
+    "암호화된 메모를 열거나 저장할 수 없습니다. 시스템 운영 담당자에게 데이터 키 설정 확인을 "
+    "요청해 주세요."
+)
+DATA_KEY_EN = (
+    "The encrypted notes cannot be opened or saved. Please ask your system operator to check "
+    "the data key settings."
+)
 
 
 @pytest.fixture
@@ -122,7 +136,8 @@ def test_a_dump_alone_holds_no_note_but_readers_open_them(
     assert count == 3 and all(s in exported for s in SECRETS)
     assert resident_notes(conn, rid, ring).health_notes == ADDED_NOTE
     again = import_residents(conn, SAMPLE, actor="cli:test", keyring=ring)
-    assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
+    # the two rows with notes seal them again, never comparing (so never opening) them
+    assert (again.created, again.updated, again.unchanged) == (0, 2, 1)
 
 
 def test_notes_without_a_key_are_refused_not_stored_in_the_clear(
@@ -213,6 +228,7 @@ def test_the_api_card_with_a_wrong_key_answers_503_in_korean(
         rid = registry.add_resident(
             c, f"h{unique}", DONG, "가나", "+821011112222", notes=ADDED_NOTE, keyring=ring
         )
+        set_notes(c, rid, ring, ADDED_NOTE, "현관 0000")  # the installer's page opens this one
     service = AlertService(
         database, RecordingTelephony(), EscalationPolicy(), VirtualClock(OPENED_AT), "http://t"
     )
@@ -224,10 +240,24 @@ def test_the_api_card_with_a_wrong_key_answers_503_in_korean(
         )
         assert response.status_code == status, response.text
         if status == 503:
-            assert response.json()["detail"].startswith("건강·출입 메모를 지금 열 수 없습니다")
+            assert response.json() == {"detail": DATA_KEY_KO, "detail_en": DATA_KEY_EN}
             assert ADDED_NOTE not in response.text
         else:
             assert response.json()["health_notes"] == ADDED_NOTE
+        # the installer's page of the same home: the notes unopened, a 503 page, not a 500
+        browser = TestClient(create_app(database, settings, service))
+        login_page(browser, f"m{unique}", PASSWORD)
+        page = browser.get(f"/sites/{rid}")
+        assert page.status_code == status, page.text
+        assert ADDED_NOTE not in page.text
+        if status == 503:
+            assert DATA_KEY_KO in page.text
+            english = browser.get(f"/sites/{rid}?lang=en")
+            assert english.status_code == 503 and DATA_KEY_EN in english.text
+            site = client.get(
+                f"/api/v1/residents/{rid}/site", headers=bearer(client, f"m{unique}", PASSWORD)
+            )
+            assert (site.status_code, site.json()["detail"]) == (503, DATA_KEY_KO)
 
 
 def test_serve_refuses_a_missing_or_short_key(tmp_path: Path) -> None:

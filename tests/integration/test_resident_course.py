@@ -405,9 +405,24 @@ def test_the_api_lets_only_the_districts_supervisor_or_admin_run_a_course(
     far = bearer(client, f"fa{unique}", PW)
     sup = bearer(client, f"su{unique}", PW)
     end = f"/api/v1/residents/{rid}/end"
-    assert client.post(end, json={"reason": "moved"}, headers=manager).status_code == 403
+    refused = client.post(end, json={"reason": "moved"}, headers=manager)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "구 통합돌봄 담당자와 구 시스템 관리자만 할 수 있습니다.",
+        "detail_en": "Only the district's supervisors and admins may do this.",
+    }
     assert client.post(end, json={"reason": "moved"}, headers=far).status_code == 404
     assert client.post(end, json={"reason": "gone"}, headers=sup).status_code == 422
+    transfer = f"/api/v1/residents/{rid}/transfer"
+    for body, ko, en in (
+        ({"dong_code": town["far"]}, "관할 구에 없는 행정동입니다.", "No such dong"),
+        ({"dong_code": town["d1"]}, "이미 해당 행정동의 대상자입니다.", "already belongs"),
+        ({"dong_code": town["d2"], "care_manager_id": town["m1"]},
+         "선택한 담당자는 옮겨 갈 행정동의 담당자가 아닙니다.", "not a care manager of the dong"),
+    ):  # fmt: skip
+        said = client.post(transfer, json=body, headers=sup)
+        assert said.status_code == 422, said.text
+        assert said.json()["detail"] == ko and en in said.json()["detail_en"]
     moved = client.post(f"/api/v1/residents/{rid}/transfer", json={"dong_code": town["d2"]},
                         headers=sup)  # fmt: skip
     assert moved.status_code == 200, moved.text
@@ -436,6 +451,7 @@ def test_the_command_line_ends_a_service_and_says_the_revocation_is_pending(
     refused = CliRunner().invoke(app, ["residents", "end", rid, "--reason", "moved",
                                        "--by", f"m1{unique}"])  # fmt: skip
     assert refused.exit_code == 2, refused.output
+    assert "구 통합돌봄 담당자와 구 시스템 관리자만 할 수 있습니다." in refused.output
     ended = CliRunner().invoke(app, ["residents", "end", rid, "--reason", "moved",
                                      "--by", f"su{unique}"])  # fmt: skip
     assert ended.exit_code == 0, ended.output

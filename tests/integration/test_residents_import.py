@@ -166,7 +166,8 @@ def test_a_dry_run_of_a_good_file_counts_and_writes_nothing(conn: psycopg.Connec
     _run(conn, SAMPLE)
     changed = SAMPLE.replace(b"010-2345-6789", b"010-2345-0000")
     report = _run(conn, changed, dry_run=True)
-    assert (report.created, report.updated, report.unchanged) == (0, 1, 2)
+    # rows 1 and 3 carry notes: a note sent is an update, never compared (nor opened)
+    assert (report.created, report.updated, report.unchanged) == (0, 2, 1)
     assert _residents(conn)[0][5] == "+821023456789"
     assert [_count(conn, t) for t in tables] == [3, 2, 3]
 
@@ -176,20 +177,28 @@ def test_a_reimport_updates_what_changed_and_never_duplicates(
 ) -> None:
     _run(conn, SAMPLE)
     again = _run(conn, SAMPLE.decode().encode("cp949"))
-    assert (again.created, again.updated, again.unchanged, again.written) == (0, 0, 3, False)
-    assert _count(conn, "resident_changes") == 3
+    # the notes of rows 1 and 3 are sealed again unopened; row 2 (no notes) is left alone
+    assert (again.created, again.updated, again.unchanged, again.written) == (0, 2, 1, True)
+    resealed = conn.execute(
+        """SELECT field, old_value, new_value FROM anbu.resident_changes
+            WHERE field LIKE '%notes' ORDER BY id"""
+    ).fetchall()
+    assert sorted(resealed) == [("access_notes", "(봉인)", "17자"),  # the order rows are
+                                ("health_notes", "(봉인)", "8자"),  # written in is no promise
+                                ("health_notes", "(봉인)", "9자")]  # fmt: skip
+    assert _count(conn, "resident_changes") == 6
     edited = (
         SAMPLE.replace(b"010-2345-6789", b"+82 10 2345 0000")
         .replace(b",1938,", b",1939,")
         .replace(b"\xeb\xb0\x95\xec\xb2\xa0\xec\x88\x98", "박영수".encode())  # contact's name
     )
     report = _run(conn, edited, actor="cli:kim")
-    assert (report.created, report.updated, report.unchanged) == (0, 2, 1)
+    assert (report.created, report.updated, report.unchanged) == (0, 3, 0)
     assert _count(conn, "resident") == 3
     rows = conn.execute(
         """SELECT r.external_id, c.field, c.old_value, c.new_value, c.masked, c.actor
              FROM anbu.resident_changes c JOIN anbu.resident r ON r.id = c.resident_id
-            WHERE c.field <> 'enrolled' ORDER BY 1, 2"""
+            WHERE c.field <> 'enrolled' AND c.field NOT LIKE '%notes' ORDER BY 1, 2"""
     ).fetchall()
     assert rows == [
         ("JN-2026-0001", "mobile_phone", "010-****-6789", "010-****-0000", True, "cli:kim"),
@@ -226,7 +235,8 @@ def test_export_then_import_changes_nothing(conn: psycopg.Connection[Any]) -> No
         assert count == 3
         report = _run(conn, data)
         assert (report.encoding, report.errors, report.warnings) == (encoding, (), ())
-        assert (report.created, report.updated, report.unchanged) == (0, 0, 3)
+        resealed = 2 if notes else 0  # notes sent are sealed again, never compared
+        assert (report.created, report.updated, report.unchanged) == (0, resealed, 3 - resealed)
     assert _residents(conn) == before
     data, _ = export_residents(conn, lang="ko", include_notes=False)
     text = data.decode("utf-8-sig")
@@ -393,5 +403,6 @@ def test_two_imports_at_once_enrol_each_resident_once(
 
     with ThreadPoolExecutor(2) as pool:
         results = sorted(pool.map(one, range(2)))
-    assert results == [(0, 3), (3, 0)]  # the second waited for the first, then found them
+    # the second waited for the first, then found them (two carry notes: sealed again)
+    assert results == [(0, 1), (3, 0)]
     assert (_count(conn, "resident"), _count(conn, "emergency_contact")) == (3, 2)

@@ -29,6 +29,7 @@ from core.db import Database
 from dashboards.app import create_app
 from dashboards.auth import CareManager
 from dashboards.authz import RULES, Action, may, visible_dongs
+from simulators.servers import EmbeddedMosquitto
 from tests.integration.dashboard_support import (
     OPENED_AT,
     RecordingTelephony,
@@ -138,6 +139,10 @@ TABLE: dict[tuple[str, str], Row] = {
     # reports
     ("GET", "/api/v1/review"): Row(CARE),
     ("GET", "/review"): Row(CARE),
+    # the district's monthly report: supervisors and admins
+    ("GET", "/api/v1/reports/monthly"): Row(SENIOR),
+    ("GET", "/reports/monthly"): Row(SENIOR),
+    ("GET", "/reports/monthly.csv"): Row(SENIOR),
     # gateways, sensors, device findings: managers (their dong), admins, technicians
     ("GET", "/api/v1/gateways/{gateway_id}/devices"): Row(DEVICES, "gateway"),
     ("POST", "/api/v1/gateways/{gateway_id}/devices"): Row(
@@ -159,7 +164,10 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/residents"): Row(ENROL, None, ENROLLED),
     ("POST", "/api/v1/residents/import"): Row(ENROL, None, {"csv": ENROL_CSV}, upload=True),
     ("GET", "/api/v1/residents/{resident_id}/enrolment"): Row(ENROL, "resident"),
-    ("PUT", "/api/v1/residents/{resident_id}"): Row(ENROL, "resident", ENROLLED),
+    # the resident stays in their dong: a move is the transfer's (alerts.course), refused here
+    ("PUT", "/api/v1/residents/{resident_id}"): Row(
+        ENROL, "resident", {**ENROLLED, "dong": "{dong}"}
+    ),
     ("PATCH", "/api/v1/residents/{resident_id}"): Row(
         ENROL,
         "resident",
@@ -174,6 +182,7 @@ TABLE: dict[tuple[str, str], Row] = {
         ENROL, "resident", {"gateway_id": "gw-new-{serial}"}
     ),
     ("DELETE", "/api/v1/gateways/{gateway_id}"): Row(ENROL, "gateway"),
+    ("POST", "/api/v1/gateways/{gateway_id}/credentials"): Row(ENROL, "gateway"),
     ("POST", "/api/v1/gateways/{gateway_id}/sensors"): Row(ENROL, "gateway", SENSOR),
     ("PATCH", "/api/v1/sensors/{sensor_id}"): Row(
         ENROL, "sensor", {"kind": "door", "room": "entrance"}
@@ -185,11 +194,14 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/enrol/residents/new"): Row(ENROL),
     ("POST", "/enrol/residents"): Row(ENROL, None, ENROLLED_FORM),
     ("GET", "/enrol/residents/{resident_id}"): Row(ENROL, "resident"),
-    ("POST", "/enrol/residents/{resident_id}"): Row(ENROL, "resident", ENROLLED_FORM),
+    ("POST", "/enrol/residents/{resident_id}"): Row(
+        ENROL, "resident", {**ENROLLED_FORM, "dong_code": "{dong}"}
+    ),
     ("POST", "/enrol/residents/{resident_id}/gateways"): Row(
         ENROL, "resident", {"gateway_id": "gw-page-{serial}"}
     ),
     ("POST", "/enrol/gateways/{gateway_id}/remove"): Row(ENROL, "gateway"),
+    ("POST", "/enrol/gateways/{gateway_id}/credentials"): Row(ENROL, "gateway"),
     ("POST", "/enrol/gateways/{gateway_id}/sensors"): Row(ENROL, "gateway", SENSOR),
     ("POST", "/enrol/sensors/{sensor_id}/remove"): Row(ENROL, "sensor"),
 }
@@ -258,11 +270,12 @@ class Town:
             ]
         return {"resident": rid, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
                 "acknowledged": alerts[1], "device": "pir-1", "assignee": self.spare[dong],
-                "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A}  # fmt: skip
+                "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A,
+                "dong": dong}  # fmt: skip
 
 
 @pytest.fixture
-def town(database: Database, db_url: str, unique: str) -> Iterator[Town]:
+def town(database: Database, db_url: str, unique: str, broker: EmbeddedMosquitto) -> Iterator[Town]:
     actors: dict[str, str] = {}
     spare: dict[str, int] = {}
     with database.connection() as conn:
@@ -278,7 +291,12 @@ def town(database: Database, db_url: str, unique: str) -> Iterator[Town]:
             spare[dong] = registry.add_care_manager(
                 conn, f"spare-{dong}-{unique}", dong, "대리", "+821000000002", PASSWORD
             )
-    settings = Settings(database_url=db_url, session_secret=f"test-secret-{unique}-0123456789ab")
+    admin = broker.admin()  # gateways' MQTT accounts are issued and revoked on it
+    settings = Settings(
+        database_url=db_url, session_secret=f"test-secret-{unique}-0123456789ab",
+        mqtt_port=admin.port, broker_admin_username=admin.username,
+        broker_admin_password=admin.password,
+    )  # fmt: skip
     clock = VirtualClock(OPENED_AT)
     service = AlertService(database, RecordingTelephony(), EscalationPolicy(), clock, "http://t")
     yield Town(create_app(database, settings, service), database, actors, spare, count(1))
@@ -405,9 +423,18 @@ def test_a_supervisor_reassigns_an_alert_and_a_resident_within_the_district(town
         headers=headers,
     )
     assert refused.status_code == 422
+    # nor a care manager of another dong of the district: the resident's dong looks after them
+    for kind in ("alerts", "residents"):
+        other_dong = client.post(
+            f"/api/v1/{kind}/{b[kind[:-1]]}/reassign",
+            json={"care_manager_id": town.spare[DONG_A]},
+            headers=headers,
+        )
+        assert other_dong.status_code == 422, other_dong.text
+        assert "행정동의 담당자" in other_dong.json()["detail"]
     moved = client.post(
         f"/api/v1/residents/{b['resident']}/reassign",
-        json={"care_manager_id": town.spare[DONG_A]},
+        json={"care_manager_id": town.spare[DONG_B]},
         headers=headers,
     )
     assert moved.status_code == 200, moved.text
@@ -424,8 +451,8 @@ def test_a_supervisor_reassigns_an_alert_and_a_resident_within_the_district(town
             (b["resident"],),
         ).fetchall()
     assert assigned == (town.spare[DONG_B],)
-    assert owner == (town.spare[DONG_A],)
-    assert audit == [("care_manager_id", str(town.spare[DONG_A]))]
+    assert owner == (town.spare[DONG_B],)
+    assert audit == [("care_manager_id", str(town.spare[DONG_B]))]
     # the buttons are on the pages for a supervisor, not for a manager
     for role, shown in (("supervisor", True), ("manager", False)):
         browser = TestClient(town.app)

@@ -218,9 +218,13 @@ def test_stop_waits_once_for_all_jobs_and_a_restart_revives_no_old_thread() -> N
     t0 = time.monotonic()
     ticker.stop(timeout=0.5)
     assert time.monotonic() - t0 < 1.5  # one timeout for all, not 0.5 s per job
-    ticker.start()  # the old threads outlived the stop: they must not run their loops again
+    # the old threads outlived the stop: a start now would run each job beside itself
+    with pytest.raises(RuntimeError, match="still running"):
+        ticker.start()
+    release.set()
+    ticker.stop(timeout=10)  # joins the threads the first stop left behind
+    ticker.start()  # they must not run their loops again
     try:
-        release.set()
         assert ticker.wait_runs("slow1", 2, timeout=20)
         names = [t.name for t in threading.enumerate() if t.name == "tick-slow1"]
         deadline = time.monotonic() + 10

@@ -56,6 +56,8 @@ def _oracle(state: S, event: Event) -> S | None:
         return None  # a resolved alert is over: a new silence opens a new alert
     if event is Event.SEVERITY_RAISED:
         return state  # worse news changes the severity, never the step
+    if event is Event.REASSIGN:
+        return state  # another care manager takes it over where it stands; a closed one stays
     if event is Event.ABSENCE_RECORDED:
         return S.RESOLVED  # away or in hospital: the cause is known
     if event is Event.SERVICE_ENDED:
