@@ -39,7 +39,8 @@ from detectors.nightly import learn_all
 from detectors.review_nightly import night_review, routine_change_review
 from detectors.routine_change import RoutinePolicy
 from detectors.summaries import SUMMARY_EVERY_S, summarize
-from detectors.sweep import NewFinding, sweep
+from detectors.sweep import NewFinding
+from detectors.sweep_due import DueSweep
 from ingest.consumer import IngestService
 from ingest.dead_letter_limits import dead_letter_limits, expire_dead_letters
 
@@ -56,6 +57,7 @@ class Runtime:
     calls: CallService
     alerts: AlertService
     inactivity: InactivityPolicy
+    sweeper: DueSweep
     ingest: IngestService | None = None
     ingest_metrics: WSGIServer | None = None
     web_metrics: WSGIServer | None = None
@@ -74,9 +76,10 @@ class Runtime:
         return len(new)
 
     def sweep_once(self) -> int:
-        """One detector sweep; the new findings open or raise alerts. Returns how many."""
+        """One detector sweep over the homes due (the first one of the process: every home);
+        the new findings open or raise alerts. Returns how many."""
         with self.db.connection() as conn:
-            new = sweep(conn, self.clock.now(), self.inactivity)
+            new = self.sweeper.tick(conn, self.clock.now)  # read once the sweep is held
         return self._open(new)
 
     def health_once(self) -> int:
@@ -254,4 +257,4 @@ def build(settings: Settings, clock: Clock | None = None, run_migrations: bool =
         settings.timezone,
     )
     inactivity = InactivityPolicy.from_settings(settings)
-    return Runtime(settings, clock, db, calls, alerts, inactivity)
+    return Runtime(settings, clock, db, calls, alerts, inactivity, DueSweep(inactivity))

@@ -42,15 +42,16 @@ HEALTH_LOCK = 7_470_303  # advisory lock key: one health sweep at a time
 _DOWN_GATEWAYS = """
 SELECT g.id, r.dong_code, g.online, g.status_changed_at, g.last_seen_at
   FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
- WHERE r.status <> 'ended' AND (g.online = false OR g.last_seen_at < %(stale)s)
+ WHERE r.status <> 'ended' AND g.removed_at IS NULL
+   AND (g.online = false OR g.last_seen_at < %(stale)s)
 """
 _DONG_TOTALS = """
 SELECT r.dong_code, count(*) FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
- WHERE r.status <> 'ended' GROUP BY r.dong_code
+ WHERE r.status <> 'ended' AND g.removed_at IS NULL GROUP BY r.dong_code
 """
 _CANDIDATES = """
 SELECT g.resident_id FROM anbu.gateway g
- WHERE g.online = false OR g.last_seen_at < %(stale)s
+ WHERE g.removed_at IS NULL AND (g.online = false OR g.last_seen_at < %(stale)s)
 UNION
 SELECT st.resident_id FROM anbu.sensor_state st
  WHERE st.online = false OR st.battery < %(battery)s OR st.last_reading_at < %(quiet)s

@@ -38,9 +38,41 @@ def learned_levels(
     waited on longer than the care manager says).
     """
     rows = np.arange(since_s.size)
-    watch = watch_h[rows, slots].astype(np.float64)
-    step = step_h[rows, slots].astype(np.float64)
+    w, warn, crit = level_hours(
+        watch_h[rows, slots].astype(np.float64),
+        step_h[rows, slots].astype(np.float64),
+        policy,
+        min_h,
+        override_h,
+    )
+    return reached(since_s, now_s, w, warn, crit)
+
+
+def reached(
+    since_s: npt.NDArray[np.float64],
+    now_s: float,
+    w: npt.NDArray[np.float64],
+    warn: npt.NDArray[np.float64],
+    crit: npt.NDArray[np.float64],
+) -> npt.NDArray[np.int8]:
+    """The level (0: none) each silence that began at `since_s` has reached by `now_s`."""
     silence_h = np.maximum(now_s - since_s, 0.0) / HOUR
+    levels = np.zeros(since_s.size, dtype=np.int8)
+    levels[silence_h >= w] = 1
+    levels[silence_h >= warn] = 2
+    levels[silence_h >= crit] = 3
+    return levels
+
+
+def level_hours(
+    watch: npt.NDArray[np.float64],
+    step: npt.NDArray[np.float64],
+    policy: InactivityPolicy,
+    min_h: float = 1.0,
+    override_h: npt.NDArray[np.floating] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Hours of silence for watch, warning, critical per home, from the learned watch and step
+    of the slot its silence began in (NaN: the fixed rule) and the care manager's caps."""
     ceiling = policy.critical_hours
     learned = ~np.isnan(watch)
     w = np.where(learned, np.clip(watch, min_h, ceiling), policy.watch_hours)
@@ -51,11 +83,7 @@ def learned_levels(
         crit = np.fmin(crit, o[:, 2])  # a level's cap also caps the levels below it
         warn = np.fmin(np.fmin(warn, o[:, 1]), crit)
         w = np.fmin(np.fmin(w, o[:, 0]), warn)
-    levels = np.zeros(since_s.size, dtype=np.int8)
-    levels[silence_h >= w] = 1
-    levels[silence_h >= warn] = 2
-    levels[silence_h >= crit] = 3
-    return levels
+    return w, warn, crit
 
 
 def loop_levels(

@@ -14,6 +14,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 
 from core.domain import Severity
+from core.spreadsheet import neutralise
 from detectors.evidence import Row, build_evidence
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import LearningPolicy
@@ -108,7 +109,10 @@ def write_findings(out: Path, findings: list[OfflineFinding]) -> None:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for x in findings:
-            w.writerow((x.home, x.kind, x.severity_label, x.raised_at.isoformat(), x.reason))
+            w.writerow(
+                [neutralise(c) for c in (x.home, x.kind, x.severity_label,
+                                         x.raised_at.isoformat(), x.reason)]
+            )  # fmt: skip
 
 
 def run_detect(

@@ -1,4 +1,7 @@
-"""The minute sweep: score every home's silence at once and record the findings that are new.
+"""The full scan: score every home's silence at once and record the findings that are new.
+
+The worker's minute tick (detectors.sweep_due) judges the very same rows, by the same rules
+(`judge_rows`), for the homes that have something due only; this scan is its reference.
 
 Reads `anbu.home_activity` (never raw readings) joined with `anbu.resident` and the home's
 learned routine in `anbu.baselines` (per-slot levels; a home without one, or in its grace
@@ -93,7 +96,8 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
   LEFT JOIN (SELECT resident_id, max(at) AS changed_at FROM anbu.resident_changes
               WHERE field = 'status' GROUP BY resident_id) c ON c.resident_id = r.id
   LEFT JOIN (SELECT resident_id, bool_and(online IS FALSE) AS down
-               FROM anbu.gateway GROUP BY resident_id) g ON g.resident_id = r.id
+               FROM anbu.gateway WHERE removed_at IS NULL GROUP BY resident_id) g
+         ON g.resident_id = r.id
  WHERE r.status <> 'ended' AND g.down IS NOT TRUE
 )
 SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
@@ -160,25 +164,53 @@ def sweep(
 
     Runs inside the caller's transaction (commit is the caller's, e.g. `db.connection()`).
     `routine` holds the "not back" and "not up" rules (default: the offline replay's).
+    This is the full scan; the worker's minute tick (detectors.sweep_due) judges the same rows
+    of only the homes that have something due.
     """
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWEEP_LOCK,))
     routine = routine or RoutinePolicy(fixed=policy)
+    rows = conn.execute(_HOMES, sweep_params(now, policy, routine)).fetchall()
+    found, _ = judge_rows(conn, now, policy, routine, rows)
+    return found
+
+
+def sweep_params(now: datetime, policy: InactivityPolicy, routine: RoutinePolicy) -> dict[str, Any]:
+    """The parameters of the sweep's query of homes at `now` (what the moment decides)."""
     tz = ZoneInfo(policy.timezone)
-    out_before = now - timedelta(hours=routine.not_back_min_h)  # no outing is judged sooner
     morning = morning_bound(now.timestamp(), tz, routine)
     offset = now.astimezone(tz).utcoffset()
-    params = {
+    return {
         "now": now,
         "offset_s": offset.total_seconds() if offset else 0.0,
-        "earliest_h": min(MIN_LEVEL_H, policy.watch_hours, routine.min_h),
+        "earliest_h": earliest_hours(policy, routine),
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
         "wake_lo": routine.wake_range[0],  # a learned wake outside it is no morning (not_up)
         "wake_hi": routine.wake_range[1],
     }
-    rows = conn.execute(_HOMES, params).fetchall()
+
+
+def earliest_hours(policy: InactivityPolicy, routine: RoutinePolicy) -> float:
+    """No home is judged silent for less than this (a care manager's cap may make it less)."""
+    return min(MIN_LEVEL_H, policy.watch_hours, routine.min_h)
+
+
+def judge_rows(
+    conn: psycopg.Connection[Any],
+    now: datetime,
+    policy: InactivityPolicy,
+    routine: RoutinePolicy,
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[NewFinding], list[int]]:
+    """Judge these rows of `_HOMES`: the new findings stored, and the homes whose judgement failed.
+
+    All in one savepoint; when it fails, each home in its own, so one home's bad row costs that
+    home's findings only (logged by resident id).
+    """
+    tz = ZoneInfo(policy.timezone)
+    out_before = now - timedelta(hours=routine.not_back_min_h)  # no outing is judged sooner
     try:
         with conn.transaction():  # a savepoint: one home's failure must not cost the others
-            return _judge(conn, now, policy, routine, tz, out_before, rows)
+            return _judge(conn, now, policy, routine, tz, out_before, rows), []
     except Exception:
         log.exception("sweep batch failed; judging each home on its own",
                       extra={"homes": len(rows)})  # fmt: skip
@@ -195,7 +227,7 @@ def sweep(
             log.exception("sweep of one home failed; the others went on",
                           extra={"resident_id": int(row[0])})  # fmt: skip
     found.sort(key=lambda n: n.finding_id)
-    return found
+    return found, failed
 
 
 def _judge(

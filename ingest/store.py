@@ -183,6 +183,7 @@ class Store:
                 resolved.append(x)
         if on_receipt:
             _spread(resolved, on_receipt)
+        _lock_due(conn, resolved, statuses)
         inserted = _insert_readings(conn, resolved, now)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
@@ -314,6 +315,25 @@ def _report(
     return out
 
 
+def _lock_due(
+    conn: psycopg.Connection[Any], resolved: list[Resolved], statuses: list[GatewayStatus]
+) -> None:
+    """Lock, before writing anything, the sweep_due rows the batch's triggers may rewrite (its
+    homes' activity, its gateways' status), all at once in ascending order: the sweep's tick
+    and other batches lock them in that order too, so none waits for another in a cycle."""
+    homes = sorted({r.ref.resident_id for r in resolved})
+    gateways = sorted({s.gateway for s in statuses})
+    if not homes and not gateways:
+        return
+    conn.execute(
+        """SELECT 1 FROM anbu.sweep_due
+            WHERE resident_id = ANY(%s::bigint[] || ARRAY(
+                      SELECT resident_id FROM anbu.gateway WHERE id = ANY(%s::text[])))
+            ORDER BY resident_id FOR NO KEY UPDATE""",
+        (homes, gateways),
+    )
+
+
 def _insert_readings(conn: psycopg.Connection[Any], resolved: list[Resolved], now: datetime) -> int:
     """Binary COPY into a staging table, then insert what is new; returns the rows inserted."""
     if not resolved:
@@ -347,9 +367,14 @@ def _update_gateways(
     seen = seen | {s.gateway for s in statuses if s.online}
     if seen:
         conn.execute(
-            """UPDATE anbu.gateway SET last_seen_at = greatest(last_seen_at, %s)
-               WHERE id = ANY(%s)""",
-            (now, sorted(seen)),
+            # never waits on a gateway row an admin action holds: its liveness is marked by
+            # its next message instead, and the readings are not stalled
+            """WITH free AS (SELECT id FROM anbu.gateway
+                              WHERE id = ANY(%s) AND removed_at IS NULL
+                              ORDER BY id FOR UPDATE SKIP LOCKED)
+               UPDATE anbu.gateway g SET last_seen_at = greatest(g.last_seen_at, %s)
+                 FROM free WHERE g.id = free.id""",
+            (sorted(seen), now),
         )
     for status in statuses:
         conn.execute(
@@ -357,7 +382,7 @@ def _update_gateways(
                    status_changed_at = CASE WHEN online IS DISTINCT FROM %(online)s
                                             THEN %(now)s ELSE status_changed_at END,
                    online = %(online)s
-               WHERE id = %(id)s""",
+               WHERE id = %(id)s AND removed_at IS NULL""",
             {"online": status.online, "now": now, "id": status.gateway},
         )
 

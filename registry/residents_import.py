@@ -2,10 +2,18 @@
 
 All or nothing: a file with any bad row writes nothing (unless `skip_bad`), and a real run is
 one transaction. Idempotent on the external id (the city's case number): a re-import updates
-what differs and leaves the rest, so running the same file twice changes nothing. A resident
-enrolled before without an external id (by the demo or a page) is adopted when the file names
-its home. Every creation and every changed field is audited in `anbu.resident_changes`, with
-personal values masked there. Logs carry counts only, never a cell of the file.
+what differs and leaves the rest, so running the same file twice changes nothing but the notes
+it carries (sealed again, below). A resident enrolled before without an external id (by the demo
+or a page) is adopted when the file names its home. Every creation and every changed field is
+audited in `anbu.resident_changes`, with personal values masked there. Logs carry counts only,
+never a cell of the file.
+
+Notes are never opened to be compared: a file row that carries a note replaces it and counts
+as an update, whatever it says, so neither a dry run nor the audit tells whether a guessed
+note was right. A case number this import may not use (another district's resident's, or an
+ended service's, even of this district: coming back takes a new case number) gets one answer,
+naming neither. A pseudonymised resident is never matched, and a dong changes only by a
+transfer (alerts.course), never by an import.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from core.crypto import Keyring
-from registry.residents_audit import AUDITED, AuditRow, audit_value, copy_audit
+from registry.access_log import Reader, record_access
+from registry.residents_audit import AUDITED, AuditRow, audit_value, copy_audit, masked_value
 from registry.residents_csv import (
     Dongs,
     EmergencyContact,
@@ -28,7 +37,7 @@ from registry.residents_csv import (
     ResidentRow,
     parse_file,
 )
-from registry.secrecy import open_notes, seal_notes
+from registry.secrecy import SEALED, has_note, open_note, seal_changes, seal_notes
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +50,18 @@ _COLUMN = {f: f for f in AUDITED if f not in ("emergency_contacts", "health_note
 }
 _EXISTING = f"""
 SELECT id, external_id, {", ".join(_COLUMN.values())}, notes_sealed, access_notes_sealed,
-       sealed_key_id FROM anbu.resident
- WHERE external_id = ANY(%(ids)s) OR home = ANY(%(homes)s)
+       sealed_key_id, status FROM anbu.resident
+ WHERE (external_id = ANY(%(ids)s) OR home = ANY(%(homes)s)) AND pseudonymised_at IS NULL
 """  # nosec B608  # column names from the constant _COLUMN table; values are parameters
+_NOTE_STORED = ("notes_sealed", "access_notes_sealed", "sealed_key_id", "notes", "access_notes")
+SEALED_OLD = "(봉인)"  # the audit's old value of a note replaced without being opened
+
+
+class _Kept:
+    """A note kept sealed: not opened, so its text is unknown here."""
+
+
+_KEPT = _Kept()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,7 @@ class _Plan:
     updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     unchanged: int = 0
     errors: list[LineError] = field(default_factory=list)
+    stored: dict[int, dict[str, Any]] = field(default_factory=dict)  # sealed notes, by id
 
 
 def load_dongs(conn: psycopg.Connection[Any]) -> Dongs:
@@ -129,13 +148,16 @@ def enrol_residents(
     now: datetime | None = None,
     keyring: Keyring | None = None,
     scope: frozenset[str] | None = None,
+    reader: Reader | None = None,
 ) -> ImportReport:
     """Enrol or update checked residents (a page's or the API's, from parse_record) with the
-    import's rules and audit, in one transaction; nothing is written when any row conflicts."""
+    import's rules and audit, in one transaction; nothing is written when any row conflicts.
+    With a `reader` (the person editing), a note sent is compared with the one kept, opened and
+    the read recorded in the access log, so an edit that leaves it alone does not rewrite it."""
     at = now if now is not None else datetime.now(UTC)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
-        plan = _plan(conn, list(rows), lock=True, keyring=keyring, scope=scope)
+        plan = _plan(conn, list(rows), lock=True, keyring=keyring, scope=scope, reader=reader)
         written = not plan.errors and bool(plan.creates or plan.updates)
         if written:
             _apply(conn, plan, actor, at, keyring)
@@ -152,8 +174,10 @@ def _plan(
     lock: bool,
     keyring: Keyring | None,
     scope: frozenset[str] | None = None,
+    reader: Reader | None = None,
 ) -> _Plan:
-    """Sort good rows into creations, updates (with the old values), unchanged, conflicts."""
+    """Sort good rows into creations, updates (with the old values), unchanged, conflicts.
+    Notes are opened only with a `reader`, whose read is recorded; else a note sent is new."""
     plan = _Plan()
     if not rows:
         return plan
@@ -162,9 +186,10 @@ def _plan(
     cur = conn.execute(_EXISTING + (" FOR UPDATE" if lock else ""), {"ids": ids, "homes": homes})
     names = [d.name for d in cur.description or ()]
     existing = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    for e in existing:  # compared and carried in the clear, sealed again when written
-        opened = open_notes(keyring, e)
-        e["notes"], e["access_notes"] = opened.health_notes, opened.access_notes
+    for e in existing:  # notes stay sealed: only whether one is kept is known
+        stored = plan.stored[e["id"]] = {c: e[c] for c in _NOTE_STORED}
+        for f in SEALED:
+            e[_COLUMN[f]] = _KEPT if has_note(stored, f) else None
     by_id = {e["external_id"]: e for e in existing if e["external_id"] is not None}
     by_home = {e["home"]: e for e in existing}
     contacts = _contacts(conn, [e["id"] for e in existing])
@@ -192,23 +217,43 @@ def _plan(
             if holder is not None and holder["id"] != old["id"]:
                 plan.errors.append(LineError(row.line, "home", "home_taken"))
                 continue
-        if scope is not None and old["dong_code"] not in scope:
-            plan.errors.append(LineError(row.line, "external_id", "other_district"))
+        if (scope is not None and old["dong_code"] not in scope) or old["status"] == "ended":
+            # another district's, or an ended service's (coming back takes a new case number):
+            # one answer for both, so a dry run tells nothing of other districts
+            plan.errors.append(LineError(row.line, "external_id", "external_id_taken"))
+            continue
+        if "dong_code" in new and new["dong_code"] != old["dong_code"]:
+            # a move between dongs hands over alerts and care managers: alerts.course.transfer
+            plan.errors.append(LineError(row.line, "dong_code", "dong_via_transfer"))
             continue
         before = {f: old[_COLUMN[f]] for f in _COLUMN} | {
             "external_id": old["external_id"],
             "emergency_contacts": contacts.get(old["id"], ()),
         }
-        changed = {
-            f: v
-            for f, v in new.items()
-            if f != "line" and audit_value(f, before[f]) != audit_value(f, v)
-        }
+        sent = [f for f in SEALED if f in new and before[f] is _KEPT]
+        if reader is not None and sent:  # a person's edit: compared, the read recorded
+            for f in sent:
+                before[f] = open_note(keyring, plan.stored[old["id"]], f)
+            record_access(conn, reader, old["id"], "notes", sent)
+        changed = {f: v for f, v in new.items() if f != "line" and _differs(f, before[f], v)}
         if changed:
             plan.updates.append((old["id"], {"line": row.line, **changed}, before))
         else:
             plan.unchanged += 1
     return plan
+
+
+def _differs(field: str, old: Any, new: Any) -> bool:
+    """Whether a value changes; a note kept sealed (not opened) is replaced by any note sent."""
+    if old is _KEPT:
+        return True
+    return audit_value(field, old) != audit_value(field, new)
+
+
+def _audit_row(resident_id: int, field: str, old: Any, new: Any) -> AuditRow:
+    if old is _KEPT:  # replaced unopened: the old note's length is not known either
+        return AuditRow(resident_id, field, SEALED_OLD, masked_value(field, new), True)
+    return AuditRow.of(resident_id, field, old, new)
 
 
 def _values(row: ResidentRow) -> dict[str, Any]:
@@ -264,18 +309,28 @@ def _apply(
     """Write the plan in the caller's transaction: residents (notes sealed, never staged in
     the clear), contacts, audit rows."""
     conn.execute(_STAGE)
-    merged = [(None, c) for c in plan.creates] + [
-        (rid, {**before, **changed}) for rid, changed, before in plan.updates
+    merged = [(None, c, c) for c in plan.creates] + [
+        (rid, {**before, **changed}, changed) for rid, changed, before in plan.updates
     ]
+    opened: list[tuple[int, tuple[str, ...]]] = []
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY resident_import_stage ({', '.join(_STAGED)}) FROM STDIN") as copy,
     ):
-        for rid, values in merged:
+        for rid, values, changed in merged:
             row = {"id": rid, **{_COLUMN.get(f, f): v for f, v in values.items()}}
-            sealed = seal_notes(keyring, row.pop("notes", None), row.pop("access_notes", None))
+            health, access = row.pop("notes", None), row.pop("access_notes", None)
+            if rid is None:
+                sealed = seal_notes(keyring, health, access)
+            else:  # the notes sent replace the kept ones; the others are carried sealed
+                notes = {f: changed[f] for f in SEALED if f in changed}
+                sealed, reopened = seal_changes(keyring, plan.stored[rid], notes)
+                if reopened:
+                    opened.append((rid, reopened))
             row |= dict(zip(_SEALED_STAGE, sealed, strict=True))
             copy.write_row([row.get(c) for c in _STAGED])
+    for rid, fields in opened:  # kept notes sealed again under the current key: a read
+        record_access(conn, Reader(actor=actor), rid, "notes", fields)
     cols = ", ".join(_WRITTEN)
     derived = "COALESCE(s.mobile_phone, s.landline_phone), s.consent_sensors, %s"
     ids: dict[int, int] = {
@@ -291,6 +346,13 @@ def _apply(
             (at,),
         )
     }
+    # the update's triggers pull the homes' sweep due times in (migration 0061): their rows are
+    # locked first, in ascending order like ingest's and the sweep's, never in the join's order
+    conn.execute(
+        """SELECT 1 FROM anbu.sweep_due WHERE resident_id IN
+               (SELECT id FROM resident_import_stage WHERE id IS NOT NULL)
+            ORDER BY resident_id FOR NO KEY UPDATE"""
+    )
     conn.execute(
         f"""UPDATE anbu.resident r SET ({cols}, phone, consent, updated_at) =
                    ({", ".join("s." + c for c in _WRITTEN)}, {derived}),
@@ -320,6 +382,6 @@ def _apply(
         AuditRow(ids[c["line"]], "enrolled", None, c["external_id"], False) for c in plan.creates
     ]
     for rid, changed, before in plan.updates:
-        audit += [AuditRow.of(rid, f, before[f], v) for f, v in changed.items() if f != "line"]
+        audit += [_audit_row(rid, f, before[f], v) for f, v in changed.items() if f != "line"]
     copy_audit(conn, audit, actor, at)
     conn.execute("DROP TABLE resident_import_stage")  # ON COMMIT is too late inside a savepoint

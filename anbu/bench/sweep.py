@@ -4,7 +4,10 @@ Arrays are shaped like the tables the sweep reads (home_activity: one silence st
 baselines: 48 per-slot watch thresholds and steps per home). With `--db-homes` > 0, on a
 throwaway PostgreSQL: reading every home's whole per-slot arrays (what the sweep read until it
 asked the database for the start slot's values only), then the live sweep itself, end to end,
-twice (the first sweep stores every finding; the next minute's finds little new).
+twice (the first sweep stores every finding; the next minute's finds little new); then the
+worker's minute tick (detectors.sweep_due: the homes due only) beside that full scan at the same
+moment on the same state, a minute after activity arrived at 2 % of the homes, each rolled back,
+their findings compared. The result line: `sweep: homes=N tick_seconds=S full_scan_seconds=F`.
 """
 
 from __future__ import annotations
@@ -121,9 +124,10 @@ def populate(conn: Any, homes: int, seed: int = 7) -> datetime:
     return now
 
 
-def db_sweep(conninfo: str, homes: int) -> tuple[float, float]:
+def db_sweep(conninfo: str, homes: int) -> tuple[float, float, float, float]:
     """Seconds of the live sweep (`detectors.sweep.sweep`) over `homes` homes on PostgreSQL:
-    the first sweep (which stores every finding) and the next minute's (nothing new)."""
+    the first sweep (which stores every finding) and the next minute's (nothing new); then the
+    steady tick over the homes due and the full scan at the same moment (`due_tick`)."""
     import psycopg
 
     from core.db import migrate
@@ -142,12 +146,58 @@ def db_sweep(conninfo: str, homes: int) -> tuple[float, float]:
         again = sweep(conn, now + timedelta(minutes=1), policy)
         conn.commit()
         next_s = time.perf_counter() - began
+        print(
+            f"db sweep: homes={homes} first_seconds={first_s:.2f} findings={len(first)} "
+            f"next_minute_seconds={next_s:.2f} findings={len(again)}"
+        )
         routines_read(conn)
-    print(
-        f"db sweep: homes={homes} first_seconds={first_s:.2f} findings={len(first)} "
-        f"next_minute_seconds={next_s:.2f} findings={len(again)}"
+        tick_s, full_s = due_tick(conn, now + timedelta(minutes=2), policy)
+    return first_s, next_s, tick_s, full_s
+
+
+def due_tick(conn: Any, now: datetime, policy: InactivityPolicy) -> tuple[float, float]:
+    """(steady tick seconds, full scan seconds) a minute after `now`: the tick's first pass
+    rebuilds every due time at `now`; activity then arrives at 2 % of the homes (through the
+    triggers, as ingest's writes do); a minute later the tick (best of three) and the full scan
+    run on the same state, each rolled back, and must raise the same findings."""
+    from detectors.sweep import sweep
+    from detectors.sweep_due import DueSweep
+
+    sweeper = DueSweep(policy)
+    sweeper.tick(conn, now)
+    conn.commit()
+    rebuild = sweeper.last
+    assert rebuild is not None
+    conn.execute(
+        "UPDATE anbu.home_activity SET last_activity_at = %s, last_motion_at = %s, "
+        "last_room = 'living' WHERE resident_id %% 50 = 7",
+        (now + timedelta(seconds=30), now + timedelta(seconds=30)),
     )
-    return first_s, next_s
+    conn.commit()
+    later = now + timedelta(minutes=1)
+    ticks = []
+    for _ in range(3):
+        began = time.perf_counter()
+        found = sweeper.tick(conn, later)
+        ticks.append(time.perf_counter() - began)
+        conn.rollback()
+    tick = sweeper.last
+    assert tick is not None and tick.full is None
+    began = time.perf_counter()
+    full = sweep(conn, later, policy)
+    full_s = time.perf_counter() - began
+    conn.rollback()
+    if _keys(found) != _keys(full):
+        raise AssertionError("the tick over the homes due and the full scan disagree")
+    print(
+        f"due tick: rebuild_seconds={rebuild.seconds:.2f} homes_read={tick.homes} "
+        f"judged={tick.judged} findings={len(found)} (the full scan's: {len(full)})"
+    )
+    return min(ticks), full_s
+
+
+def _keys(found: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted((n.resident_id, n.finding.kind, n.finding.severity.label) for n in found)
 
 
 # What the routine checks read before anbu.baselines had columns for it: fields of the model.
@@ -196,6 +246,8 @@ def routines_read(conn: Any) -> tuple[float, float]:
 
 def main(homes: int, loop_homes: int, db_homes: int) -> None:
     numpy_s, loop_per_home, _ = run(homes, loop_homes)
+    speedup = loop_per_home * homes / max(numpy_s, 1e-9)
+    print(f"numpy vs loop: homes={homes} seconds={numpy_s:.3f} speedup_vs_loop={speedup:.0f}")
     if db_homes > 0:
         import tempfile
         from pathlib import Path
@@ -208,8 +260,7 @@ def main(homes: int, loop_homes: int, db_homes: int) -> None:
             pg.start()
             try:
                 db_read(pg.dsn, db_homes)
-                db_sweep(pg.dsn, db_homes)
+                _, _, tick_s, full_s = db_sweep(pg.dsn, db_homes)
             finally:
                 pg.stop()
-    speedup = loop_per_home * homes / max(numpy_s, 1e-9)
-    print(f"sweep: homes={homes} seconds={numpy_s:.3f} speedup_vs_loop={speedup:.0f}")
+        print(f"sweep: homes={db_homes} tick_seconds={tick_s:.3f} full_scan_seconds={full_s:.3f}")

@@ -134,6 +134,9 @@ def test_silence_reaches_the_care_manager_who_acknowledges(
     # first call: not answered; retry after 10 minutes; not answered: escalate
     for attempt in (1, 2):
         rt.alerts.process_due()
+        # the step queued the call and dialled it if a token was free; else the worker's send
+        # queue drainer dials it (a step never waits for a token): run it as the worker would
+        rt.calls.drain_queue(budget_s=5.0)
         wait_for(lambda n=attempt: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == n,
                  what=f"call {attempt} outcome")  # fmt: skip
         rt.alerts.process_due()
@@ -293,6 +296,7 @@ def test_restart_keeps_the_timer(runtime: Runtime, phone: PhoneNetwork) -> None:
         assert len(phone.calls) == 1
         clock.advance(timedelta(seconds=1))
         assert other.alerts.process_due() == 1
+        other.calls.drain_queue(budget_s=5.0)  # the worker's drainer, when no token was free
         assert phone.wait_idle(15)
         assert [c.to for c in phone.calls] == [RESIDENT_PHONE, RESIDENT_PHONE]
         with psycopg.connect(settings.database_url or "") as conn:
