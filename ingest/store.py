@@ -140,7 +140,7 @@ class Store:
         resolved: list[Resolved] = []
         on_receipt: list[int] = []  # indexes in `resolved` of values stamped on receipt
         health: list[Health] = []
-        statuses: list[GatewayStatus] = []
+        statuses: list[tuple[GatewayStatus, datetime]] = []  # with when each was received
         seen_gateways: set[str] = set()
         ignored = 0
         events: list[tuple[DeviceAnnounced | DeviceGone, datetime]] = []
@@ -171,7 +171,7 @@ class Store:
                 dead.setdefault(i, outcome)
                 continue
             if isinstance(item, GatewayStatus):
-                statuses.append(item)
+                statuses.append((item, message.received_at or now))
                 continue
             seen_gateways.add(getattr(item, "gateway", ""))
             for x in outcome:
@@ -183,8 +183,8 @@ class Store:
                 resolved.append(x)
         if on_receipt:
             _spread(resolved, on_receipt)
-        _lock_due(conn, resolved, statuses)
         inserted = _insert_readings(conn, resolved, now)
+        _lock_due(conn, resolved, statuses)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
         if events or unknown:
@@ -316,13 +316,18 @@ def _report(
 
 
 def _lock_due(
-    conn: psycopg.Connection[Any], resolved: list[Resolved], statuses: list[GatewayStatus]
+    conn: psycopg.Connection[Any],
+    resolved: list[Resolved],
+    statuses: list[tuple[GatewayStatus, datetime]],
 ) -> None:
-    """Lock, before writing anything, the sweep_due rows the batch's triggers may rewrite (its
-    homes' activity, its gateways' status), all at once in ascending order: the sweep's tick
-    and other batches lock them in that order too, so none waits for another in a cycle."""
+    """Lock, before the first write whose triggers rewrite them (its homes' activity, its
+    gateways' status), the batch's sweep_due rows, all at once in ascending order: the sweep's
+    tick and other batches lock them in that order too, so none waits for another in a cycle.
+    Taken after the readings are inserted, not before: two workers' batches for the same homes
+    then copy and insert their readings side by side and wait for each other only for the
+    short state updates and the commit (locked first, a batch held the other's whole insert)."""
     homes = sorted({r.ref.resident_id for r in resolved})
-    gateways = sorted({s.gateway for s in statuses})
+    gateways = sorted({s.gateway for s, _ in statuses})
     if not homes and not gateways:
         return
     conn.execute(
@@ -361,10 +366,13 @@ def _insert_readings(conn: psycopg.Connection[Any], resolved: list[Resolved], no
 
 
 def _update_gateways(
-    conn: psycopg.Connection[Any], seen: set[str], statuses: list[GatewayStatus], now: datetime
+    conn: psycopg.Connection[Any],
+    seen: set[str],
+    statuses: list[tuple[GatewayStatus, datetime]],
+    now: datetime,
 ) -> None:
     """Any message from a gateway marks it seen; a status message sets online/offline."""
-    seen = seen | {s.gateway for s in statuses if s.online}
+    seen = seen | {s.gateway for s, _ in statuses if s.online}
     if seen:
         conn.execute(
             # never waits on a gateway row an admin action holds: its liveness is marked by
@@ -376,14 +384,19 @@ def _update_gateways(
                  FROM free WHERE g.id = free.id""",
             (sorted(seen), now),
         )
-    for status in statuses:
+    # A change is dated when its message arrived, not when its batch is stored: a power cut's
+    # wills arrive together, and a batch stored later (a backlog, a busy host) must not spread
+    # them apart, past the site detector's window. In gateway order (stable: a gateway's own
+    # messages keep theirs), as other batches lock the rows.
+    for status, at in sorted(statuses, key=lambda x: x[0].gateway):
         conn.execute(
             """UPDATE anbu.gateway SET
                    status_changed_at = CASE WHEN online IS DISTINCT FROM %(online)s
-                                            THEN %(now)s ELSE status_changed_at END,
+                       THEN greatest(status_changed_at, least(%(at)s, %(now)s))
+                       ELSE status_changed_at END,
                    online = %(online)s
                WHERE id = %(id)s AND removed_at IS NULL""",
-            {"online": status.online, "now": now, "id": status.gateway},
+            {"online": status.online, "at": at, "now": now, "id": status.gateway},
         )
 
 

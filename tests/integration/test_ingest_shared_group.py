@@ -115,17 +115,23 @@ def test_one_of_two_workers_killed_mid_stream_loses_nothing(
 ) -> None:
     n = 10_000
     batch, total = messages(gateways, 0, n, 1)
+    # The second half is published while the readings are locked, after a quarter is stored:
+    # both workers then hold a batch inside their INSERT, and a's share of the rest is still
+    # on its way when it is killed, however fast the two of them stored the first half.
+    first_half, second_half = batch[: n // 2], batch[n // 2 :]
     a, b = workers("a"), workers("b")
     errors: list[BaseException] = []
     publisher = threading.Thread(
-        target=collect_errors(publish, errors), args=(broker.port, gateways, batch, PASSWORD)
+        target=collect_errors(publish, errors),
+        args=(broker.port, gateways, second_half, PASSWORD),
     )
-    publisher.start()
+    publish(broker.port, gateways, first_half, PASSWORD)
     try:
         eventually(lambda: count_rows(db_url)[0] >= n // 4, what="a quarter stored")
         child = storing_child(a)
         lock = ReadingsLocked(db_url)
         try:
+            publisher.start()
             # both storing processes have a batch inside its INSERT: both are doing the work
             eventually(lambda: waiting_on_the_lock(db_url) >= 2, what="both workers storing")
             os.kill(a.proc.pid, signal.SIGKILL)
@@ -137,7 +143,8 @@ def test_one_of_two_workers_killed_mid_stream_loses_nothing(
         print(f"killed a with {len(first)} of {n} stored")
         assert len(first) < n, "the stream was over before the kill"
     finally:
-        publisher.join(120)
+        if publisher.ident is not None:  # started
+            publisher.join(120)
     assert not publisher.is_alive() and errors == [], f"the publisher failed: {errors}"
     print(f"published all; {count_rows(db_url)[0]} stored without a")
     again = workers("a", "--expect", "1")  # a comes back (its replica id, its session)

@@ -176,6 +176,24 @@ def test_gateway_status_and_liveness(database: Database, seeded: dict[str, int])
     ) == (True, later + timedelta(minutes=1), later + timedelta(minutes=1))
 
 
+def test_a_status_change_is_dated_when_its_message_arrived(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """A will stored minutes after it arrived (a backlog, a busy host) keeps its arrival time:
+    a power cut's wills stored in two batches stay inside the site detector's window."""
+    store = Store(database)
+    arrived = NOW + timedelta(seconds=3)
+    will = Message(f"gw/{GW}/anbu/status", b"offline", received_at=arrived)
+    store.store_batch([will], NOW + timedelta(minutes=10))
+    row = one(database, "SELECT online, status_changed_at FROM anbu.gateway WHERE id = %s", (GW,))
+    assert row == (False, arrived)
+    # an arrival stamped before the change already stored never dates the next change earlier
+    back = Message(f"gw/{GW}/anbu/status", b"online", received_at=NOW)
+    store.store_batch([back], NOW + timedelta(minutes=11))
+    row = one(database, "SELECT online, status_changed_at FROM anbu.gateway WHERE id = %s", (GW,))
+    assert row == (True, arrived)
+
+
 def test_registry_is_refreshed_on_a_miss(database: Database, seeded: dict[str, int]) -> None:
     store = Store(database, registry_refresh_s=0)
     reading = msg(("tv", "appliance", at(0), 1))
