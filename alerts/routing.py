@@ -26,6 +26,13 @@ class Route:
 # so is a long stay in the bathroom (watch; inactivity's own levels follow if it goes on).
 ROUTES: tuple[tuple[str, Route], ...] = (
     ("help_request", Route(False, "주민 도움 요청", "resident asked for help", True)),
+    # safety devices (issue 20): the care manager and a check-in call to the resident at once
+    ("help_button", Route(True, "응급호출기 호출", "emergency button pressed", True)),
+    ("fire_alarm", Route(True, "화재 감지기 경보", "smoke or fire alarm", True)),
+    ("gas_alarm", Route(True, "가스·일산화탄소 경보", "gas or carbon monoxide alarm", True)),
+    ("water_leak", Route(True, "누수 감지", "water leak")),
+    ("button_cancel", Route(False, "응급호출 취소", "emergency call cancelled")),
+    ("alarm_test", Route(False, "감지기 시험 작동", "detector test")),
     ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
     ("checkin_help", Route(False, "안부전화 도움 요청", "help asked on a check-in", True)),
     ("checkin_unwell", Route(False, "안부전화 몸 불편", "unwell on a check-in", True)),

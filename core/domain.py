@@ -16,11 +16,62 @@ class SensorKind(enum.StrEnum):
     CONTACT = "contact"
     APPLIANCE = "appliance"
     POWER = "power"
+    # safety devices (issue 20): events, not activity levels; values below
+    BUTTON = "button"  # an emergency call button or pendant (응급호출기)
+    SMOKE = "smoke"  # a smoke or heat (fire) detector
+    GAS = "gas"  # a gas (LNG/LPG) detector
+    CO = "co"  # a carbon monoxide detector
+    WATER_LEAK = "water_leak"
+    TAMPER = "tamper"  # a device's own tamper switch, where it reports one
 
 
 BINARY_KINDS = frozenset(
     {SensorKind.DOOR, SensorKind.MOTION, SensorKind.CONTACT, SensorKind.APPLIANCE}
 )
+
+ALARM_KINDS = frozenset(
+    {SensorKind.SMOKE, SensorKind.GAS, SensorKind.CO, SensorKind.WATER_LEAK, SensorKind.TAMPER}
+)
+"""Detectors whose value is an AlarmValue."""
+
+SAFETY_KINDS = ALARM_KINDS | {SensorKind.BUTTON}
+"""Rarely heard devices whose messages are events that may need someone within seconds."""
+
+
+class AlarmValue:
+    """The value of an ALARM_KINDS reading: clear, alarm, or the device's own test (its test
+    button pressed, a self-test): a test is never a fire."""
+
+    CLEAR = 0.0
+    ALARM = 1.0
+    TEST = 2.0
+
+
+class ButtonValue:
+    """The value of a BUTTON reading: each reading is one press (an event, not a state)."""
+
+    CANCEL = 0.0  # the cancel button (취소), or a pendant's own cancel gesture
+    PRESS = 1.0  # a press: single, double, "sos", "emergency"
+    LONG = 2.0  # a long press / hold
+
+
+SAFETY_VALUES = {
+    **dict.fromkeys(ALARM_KINDS, (AlarmValue.CLEAR, AlarmValue.ALARM, AlarmValue.TEST)),
+    SensorKind.BUTTON: (ButtonValue.CANCEL, ButtonValue.PRESS, ButtonValue.LONG),
+}
+"""The values each safety kind may take."""
+
+
+class SafetyFinding(enum.StrEnum):
+    """Finding kinds raised from a safety device's message, in the batch that stores it."""
+
+    HELP_BUTTON = "help_button"  # critical: the care manager and the resident at once
+    BUTTON_CANCEL = "button_cancel"  # never an alert of its own: applied to the press's alert
+    FIRE_ALARM = "fire_alarm"  # smoke or heat: critical, 119
+    GAS_ALARM = "gas_alarm"  # gas or carbon monoxide: critical, 119
+    WATER_LEAK = "water_leak"  # warning: a check-in call
+    ALARM_TEST = "alarm_test"  # a detector's test press or self-test: the technician's list
+    TAMPER = "device_tamper"  # a device opened or taken off its mount: the technician's list
 
 
 class Severity(enum.IntEnum):
