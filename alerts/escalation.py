@@ -126,6 +126,46 @@ class Escalation:
                       afresh=True)  # fmt: skip
         return True
 
+    def tell_again(
+        self,
+        conn: psycopg.Connection[Any],
+        a: dict[str, Any],
+        now: datetime,
+        headline: str,
+        reason: str,
+        only_told: bool = False,
+    ) -> list[int]:
+        """A word outside the ladder, by SMS and on the dashboard, to the step of the alert's
+        level (`only_told`: to the care managers an SMS or voice call of it already reached);
+        the ids told. It takes a round of its own and moves the alert's round past it, so no
+        ladder step after it shares its key (and a step after it is told, not deduplicated)."""
+        row = conn.execute(
+            """UPDATE anbu.alerts SET notify_round = notify_round + 2 WHERE id = %s
+               RETURNING notify_round, escalation_level""",
+            (a["id"],),
+        ).fetchone()
+        assert row is not None
+        round_, level = int(row[0]) - 1, int(row[1])
+        if only_told:
+            ids = [int(r[0]) for r in conn.execute(
+                """SELECT DISTINCT care_manager_id FROM anbu.notifications
+                    WHERE alert_id = %s AND channel IN ('sms', 'voice')
+                      AND status IN ('sending', 'sent') ORDER BY 1""",
+                (a["id"],),
+            )]  # fmt: skip
+        else:
+            roles = self.policy.step(level).roles
+            ids = recipients(conn, a["id"], a["dong_code"], roles, AlertState.ESCALATED, now)
+        body = f"[안부] {headline} #{a['id']} ({a['home']}): {reason}. " \
+               f"확인: {self.dashboard_url}/alerts/{a['id']}"  # fmt: skip
+        for care_manager_id in ids:
+            for channel, status in (("sms", "pending"), ("dashboard", "sent")):
+                _notification(conn, a["id"], care_manager_id, channel, body, status, now, level,
+                              round_)  # fmt: skip
+        log.info("care managers told outside the ladder",
+                 extra={"alert_id": a["id"], "care_managers": ids, "round": round_})  # fmt: skip
+        return ids
+
     def _record_reminders_stopped(
         self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime
     ) -> None:

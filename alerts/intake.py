@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
@@ -65,10 +66,11 @@ def _finding(
     now: datetime, reason_ko: str, reason_en: str, details: dict[str, Any],
 ) -> IncomingFinding | None:  # fmt: skip
     row = conn.execute(
-        """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en)
-           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+        """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko, reason_en,
+                                     details)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
            RETURNING id, (SELECT home FROM anbu.resident WHERE id = %s)""",
-        (resident_id, kind, severity.label, now, reason_ko, reason_en, resident_id),
+        (resident_id, kind, severity.label, now, reason_ko, reason_en, Jsonb(details), resident_id),
     ).fetchone()
     if row is None:
         return None

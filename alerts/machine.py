@@ -25,6 +25,9 @@ class Event(enum.StrEnum):
     ABSENCE_RECORDED = "absence_recorded"  # a care manager set away / hospital: the cause is known
     SERVICE_ENDED = "service_ended"  # the resident's service ended (moved, care home, died)
     REASSIGN = "reassign"  # a supervisor hands the alert to another care manager
+    BUTTON_CANCELLED = "button_cancelled"  # cancel pressed in the grace window: a check-in
+    RESIDENT_ANSWERED = "resident_answered"  # the call placed beside an escalation ended
+    JOINED = "joined"  # a related finding joined the open alert (its timeline, its severity)
 
 
 class IllegalTransition(Exception):
@@ -49,6 +52,9 @@ TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
     (S.CALLING, Event.RESIDENT_UNREACHED): S.ESCALATED,
     (S.CALLING, Event.CANNOT_CALL): S.ESCALATED,
     (S.ESCALATED, Event.ACK_OVERDUE): S.ESCALATED,
+    (S.OPEN, Event.BUTTON_CANCELLED): S.CALLING,  # cancelled before anyone was told
+    (S.ESCALATED, Event.BUTTON_CANCELLED): S.CALLING,  # follows the call already placed
+    (S.ESCALATED, Event.RESIDENT_ANSWERED): S.ESCALATED,  # noted; the care manager decides
     (S.OPEN, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
     (S.CALLING, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
     (S.ESCALATED, Event.ACKNOWLEDGE): S.ACKNOWLEDGED,
@@ -56,6 +62,7 @@ TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
     (S.ESCALATED, Event.RESOLVE): S.RESOLVED,
     **{(state, Event.SEVERITY_RAISED): state for state in _OPEN_STATES},
     **{(state, Event.REASSIGN): state for state in _OPEN_STATES},  # who, never the step
+    **{(state, Event.JOINED): state for state in _OPEN_STATES},
     **{(state, Event.ABSENCE_RECORDED): S.RESOLVED for state in _OPEN_STATES},
     **{(state, Event.SERVICE_ENDED): S.RESOLVED for state in _OPEN_STATES},
 }

@@ -46,6 +46,7 @@ class EscalationPolicy:
     ack_timeout: timedelta = timedelta(minutes=30)
     queue_wait_watchdogs: int = 3
     top_repeats: tuple[int, ...] = (1, 2, 4)  # 30 min, then 1 h, then 2 h at the defaults
+    button_cancel_grace: timedelta = timedelta(minutes=2)  # a cancel press turns it to a call
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EscalationPolicy:
@@ -56,6 +57,7 @@ class EscalationPolicy:
                 seconds=max(settings.call_watchdog_s, settings.call_ring_timeout_s)
             ),
             ack_timeout=timedelta(minutes=settings.ack_timeout_minutes),
+            button_cancel_grace=timedelta(seconds=settings.button_cancel_grace_s),
         )
 
     def step(self, level: int) -> LadderStep:

@@ -54,6 +54,31 @@ ROUTES: tuple[tuple[str, Route], ...] = (
 )
 
 
+# A cancel press never opens an alert of its own: it speaks to the open alert of this kind.
+CANCELS: dict[str, str] = {"button_cancel": "help_button"}
+
+# Findings of one resident that are one emergency: whichever comes second within JOIN_WINDOW of
+# the first joins its open alert (its timeline, its severity), never a second alert or call round.
+JOIN_WINDOW = timedelta(minutes=10)
+JOINED_KINDS: tuple[frozenset[str], ...] = (frozenset({"help_request", "help_button"}),)
+
+# What the care manager reads first on the alert's page and in its message: (Korean, English).
+FIRST_ADVICE: dict[str, tuple[str, str]] = {
+    "help_button": ("응급호출: 어르신께 연락이 안 되면 119에 신고하세요",
+                    "Emergency button: if the resident cannot be reached, call 119"),
+    "fire_alarm": ("화재·가스: 119에 먼저 신고하세요", "Fire or gas: call 119 first"),
+    "gas_alarm": ("화재·가스: 119에 먼저 신고하세요", "Fire or gas: call 119 first"),
+}  # fmt: skip
+
+
+def join_partners(kind: str) -> frozenset[str]:
+    """The other kinds whose open alert a finding of `kind` joins (empty: it opens its own)."""
+    for group in JOINED_KINDS:
+        if kind in group:
+            return group - {kind}
+    return frozenset()
+
+
 def route_for(kind: str) -> Route:
     """The route of an alert kind."""
     for prefix, route in ROUTES:

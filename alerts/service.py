@@ -16,7 +16,9 @@ and the others go on. An open alert resolved between the insert that conflicts w
 lookup that would raise it does not drop the finding: the open is tried again. A finding of a
 resident whose service has ended is handed over without an alert (`not_alerted` says why), and
 such a resident is never called. Acknowledging or resolving an alert cancels its calls still
-queued and its messages not yet sent, in that transaction.
+queued and its messages not yet sent, in that transaction. An emergency button's or a fire or
+gas alarm's alert also takes alerts.safety's steps: the resident's call beside the escalation,
+a cancel press, and findings that join the open alert of the same emergency.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from alerts.policy import (
     call_watch,
 )
 from alerts.queries import Dongs, dong_list
-from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
+from alerts.routing import CANCELS, holds_for_quiet_hours, quiet_hours_end, route_for
+from alerts.safety import SafetyAlerts, manager_words
 from calls.answers import record_acted_on
 from calls.dialer import cancel_waiting
 from core.clock import Clock
@@ -85,6 +88,7 @@ SELECT a.*, c.outcome AS call_outcome, c.dial_state AS call_dial_state,
        c.dialled_at AS call_dialled_at,
        GREATEST(c.created_at, c.not_before) AS call_queued_at,
        r.dong_code, r.home,
+       (SELECT d.name FROM anbu.dong d WHERE d.code = r.dong_code) AS dong_name,
        r.quiet_start, r.quiet_end, r.status AS resident_status,
        r.status_until
   FROM anbu.alerts a
@@ -191,6 +195,7 @@ class AlertService:
         self.clock = clock
         self.dashboard_url = dashboard_url.rstrip("/")
         self.escalation = Escalation(telephony, policy, self.dashboard_url)
+        self.safety = SafetyAlerts(telephony, self.escalation, policy, self.tz)
         self.outbox = SmsOutbox(db, telephony, clock)
 
     # -- findings -> alerts ------------------------------------------------------------
@@ -290,10 +295,11 @@ class AlertService:
                              extra={"finding_id": item.finding_id,
                                     "resident_id": item.resident_id})  # fmt: skip
                     return True, None
-                alert_id = self._open_or_raise(conn, item, now, late)
+                alert_id, not_alerted = self._take_in(conn, item, now, late)
                 conn.execute(
-                    "UPDATE anbu.findings SET alerted_at = %s, alert_retry_at = NULL WHERE id = %s",
-                    (now, item.finding_id),
+                    """UPDATE anbu.findings SET alerted_at = %s, alert_retry_at = NULL,
+                           not_alerted = %s WHERE id = %s""",
+                    (now, not_alerted, item.finding_id),
                 )
         except Exception:
             retry_at = now + retry_after(tries + 1)
@@ -307,6 +313,20 @@ class AlertService:
                                  "tries": tries + 1, "retry_at": retry_at.isoformat()})  # fmt: skip
             return False, None
         return True, alert_id
+
+    def _take_in(
+        self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime, late: bool
+    ) -> tuple[int | None, str | None]:
+        """Where the finding goes: a cancel press to its button's open alert (never an alert of
+        its own), a finding that is part of an open alert's emergency joins it, any other
+        opens or raises its own. (alert id or None, why no alert when it reached none)."""
+        f = item.finding
+        if f.kind in CANCELS:
+            return self.safety.cancel(conn, item.resident_id, f, now)
+        joined = self.safety.join(conn, item.resident_id, f, now)
+        if joined is not None:
+            return joined, None
+        return self._open_or_raise(conn, item, now, late), None
 
     def _open_or_raise(
         self, conn: psycopg.Connection[Any], item: IncomingFinding, now: datetime, late: bool
@@ -468,16 +488,18 @@ class AlertService:
     def _send_told(self, alert_id: int) -> None:
         """Send the SMS and place the care managers' calls the alert's committed step wrote, now
         rather than at the outbox job's next pass; a failure here leaves them to that job. So
-        with the resident's check-in call the step queued: dialled now, else by the drainer."""
-        try:
-            self.telephony.dial_check_ins(alert_id)
-        except Exception:  # the queued row is the truth: the send queue's drainer dials it
-            log.exception("check-in call not dialled after the step; the drainer dials it",
-                          extra={"alert_id": alert_id})  # fmt: skip
+        with the resident's check-in call the step queued: dialled now, else by the drainer.
+        The care managers first: when a button or an alarm tells them and calls the resident in
+        one step, their call must not wait behind the resident's for a call token."""
         try:
             self.outbox.send_due(alert_id=alert_id)
         except Exception:  # the rows are the truth: the outbox job sends what is left
             log.exception("sms not sent after the step; the outbox job retries",
+                          extra={"alert_id": alert_id})  # fmt: skip
+        try:
+            self.telephony.dial_check_ins(alert_id)
+        except Exception:  # the queued row is the truth: the send queue's drainer dials it
+            log.exception("check-in call not dialled after the step; the drainer dials it",
                           extra={"alert_id": alert_id})  # fmt: skip
 
     def _advance(self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime) -> None:
@@ -493,9 +515,10 @@ class AlertService:
             to = next_state(state, Event.RESIDENT_NEEDS_HELP)
             critical = Severity.parse(a["severity"]) is Severity.CRITICAL
             level = TOP_LEVEL if critical else 0
-            self.escalation.escalate(
-                conn, a, state, to, now, level=level, reason=f"{route.label_ko}"
-            )
+            said = manager_words(a["kind"], a.get("dong_name"), route)
+            self.escalation.escalate(conn, a, state, to, now, level=level, reason=said)
+            if route.call_resident:  # the same step: the resident's call never waits for theirs
+                self.safety.call_beside(conn, a, now)
         elif state is AlertState.OPEN and not route.call_resident:
             conn.execute("UPDATE anbu.alerts SET next_action_at = NULL WHERE id = %s", (a["id"],))
         elif state in (AlertState.OPEN, AlertState.CALLING) and not a["awaiting_call"]:
@@ -505,6 +528,8 @@ class AlertService:
             if outcome is None and self._watch_pending_call(conn, a, now):
                 return
             self._after_call(conn, a, outcome, now)
+        elif state is AlertState.ESCALATED and a["awaiting_call"] and a["call_outcome"]:
+            self.safety.answered_beside(conn, a, CallOutcome(a["call_outcome"]), now)
         elif state is AlertState.ESCALATED:
             self.escalation.climb(conn, a, now)
         else:  # acknowledged: nothing is due until the care manager resolves

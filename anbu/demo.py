@@ -6,9 +6,11 @@ enrolled from its district's file through the import (simulators.town_enrolment)
 weeks of history already stored (through ingest's store, not the broker) and each
 home's routine learned, so the learned findings can happen: a resident who stops moving and
 does not answer, one who does not get up, one who went out and is not back, a gateway
-offline, a power cut taking a dong's gateways down. Prints what happens as it happens; with
---duration it exits non-zero unless the alert reached a care manager and every scenario's
-finding was raised. Like anbu.service, this module wires everything; nothing else may.
+offline, a power cut taking a dong's gateways down, a resident pressing their pendant, a
+kitchen smoke detector's test button (a test, never a fire: the demo fails if a fire_alarm is
+raised). Every home has a pendant and a kitchen smoke detector. Prints what happens as it
+happens; with --duration it exits non-zero unless the alert reached a care manager and every
+scenario's finding was raised. Like anbu.service, this module wires everything; nothing else may.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import psycopg
 from rich.console import Console
 
 import registry
-from anbu.demo_cast import Cast, Narrator, missing_findings
+from anbu.demo_cast import Cast, Narrator, missing_findings, raised_findings
 from anbu.service import Runtime, build
 from core.clock import VirtualClock
 from core.config import Settings
@@ -308,6 +310,8 @@ def _run(
         console.print(f"가상 시계 Virtual clock: ×{speed:g} from {local_start:%Y-%m-%d %H:%M} KST")
         for e in cast.expected:
             console.print(f"  시나리오 scenario: {e.home or 'site'} {e.story} → {e.kind}")
+        for e in cast.absent:
+            console.print(f"  시나리오 scenario: {e.home} {e.story} → no {e.kind}")
         console.print("Ctrl-C to stop." if duration is None else f"Running {duration:g} s.")
         narrator = Narrator(console, tz, clock, readings=stored)
         deadline = None if duration is None else time.monotonic() + duration
@@ -329,10 +333,18 @@ def _run(
             narrator.poll(conn)
             reached = _scenario_done(conn, scenario_home)
             missing = missing_findings(conn, cast.expected)
+            wrong = raised_findings(conn, cast.absent)
         console.rule()
         for e in cast.expected:
             mark = "[red]✗[/]" if e in missing else "[green]✓[/]"
             console.print(f"{mark} {e.kind} {e.home or 'site'}: {e.story}")
+        for e in cast.absent:
+            mark = "[red]✗[/]" if e in wrong else "[green]✓[/]"
+            console.print(f"{mark} no {e.kind} {e.home}: {e.story}")
+        if wrong:
+            kinds = ", ".join(f"{e.kind} ({e.home})" for e in wrong)
+            console.print(f"[red]FAILED[/]: raised, and must not be: {kinds}.")
+            return False
         if reached and not missing:
             console.print(
                 f"[green]OK[/]: {scenario_home}'s alert reached the dong care manager; "

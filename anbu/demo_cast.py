@@ -5,6 +5,7 @@ alerts, calls, notifications). Wired by anbu.demo.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,8 @@ from simulators.routines import (
     Scenario,
     gateway_offline,
     leaves_home,
+    presses_alarm_test,
+    presses_button,
     sleeps_in,
     stops_moving,
 )
@@ -47,6 +50,7 @@ class Cast:
     scenarios: list[Scenario]
     expected: list[Expect]
     sleepers: list[str]  # who may sleep in: one whose learned routine has a wake time
+    absent: list[Expect] = dataclasses.field(default_factory=list)  # must not be raised
 
     @classmethod
     def of(cls, town: Town, specs: list[HomeSpec], dongs: list[str], start: datetime) -> Cast:
@@ -77,16 +81,39 @@ class Cast:
             )
         if len(second) >= SitePolicy().min_dong_gateways:  # a power cut: the whole dong
             cut = start + timedelta(hours=8)
+            # three hours: 5.4 s at x2000, so that the health sweep (every real second, slower
+            # on a loaded host) sees the dong down more than once before the power comes back
             for i, home in enumerate(second):
                 at = cut + timedelta(seconds=15 * i)
-                scenarios.append(gateway_offline(home, at, cut + timedelta(hours=1)))
+                scenarios.append(gateway_offline(home, at, cut + timedelta(hours=3)))
             name = DONGS.get(dongs[1], (dongs[1], ""))[0]
             expected.append(
                 Expect(SITE_OUTAGE, None, f"power cut in {name} at {cut:%H:%M}: "
-                       f"{len(second)} gateways for 1 h")
+                       f"{len(second)} gateways for 3 h")
             )  # fmt: skip
         sleepers = first[1:2] + first[3:] + second[1:]
-        return cls(scenarios, expected, sleepers)
+        absent: list[Expect] = []
+        safety = {h.home for h in specs if {s.kind.value for s in h.sensors} >= {"button", "smoke"}}
+        # safety devices: a pendant pressed, a kitchen smoke detector's test button (no fire),
+        # late in the morning: whoever sleeps in is up by then (their usual wake + 1.5 h), and
+        # before the power cut
+        spare = [h for h in second[1:] + first[1:2] if h in safety]
+        if spare:
+            presser = spare[0]
+            press = start + timedelta(hours=5)
+            scenarios.append(presses_button(presser, press))
+            expected.append(Expect("help_button", presser, f"presses the pendant at {press:%H:%M}"))
+        if len(spare) > 1:
+            tester = spare[1]
+            test = start + timedelta(hours=6)
+            scenarios.append(presses_alarm_test(tester, test))
+            expected.append(
+                Expect(
+                    "alarm_test", tester, f"presses the kitchen smoke alarm's test at {test:%H:%M}"
+                )
+            )
+            absent.append(Expect("fire_alarm", tester, "a test press is not a fire"))
+        return cls(scenarios, expected, sleepers, absent)
 
     def sleep_in(self, db: Database, town: Town, start: datetime) -> None:
         """The first candidate whose learned routine knows when they get up sleeps in today."""
@@ -213,6 +240,11 @@ class Narrator:
                 f"notified by {channel} (alert #{alert_id})"
             )
             self.last_notification = nid
+
+
+def raised_findings(conn: psycopg.Connection[Any], absent: list[Expect]) -> list[Expect]:
+    """The findings that must not be raised, raised (a test press taken for a fire)."""
+    return [e for e in absent if e not in missing_findings(conn, absent)]
 
 
 def missing_findings(conn: psycopg.Connection[Any], expected: list[Expect]) -> list[Expect]:

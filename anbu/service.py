@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 from zoneinfo import ZoneInfo
 
+import psycopg
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -43,8 +45,112 @@ from detectors.sweep import NewFinding
 from detectors.sweep_due import DueSweep
 from ingest.consumer import IngestService
 from ingest.dead_letter_limits import dead_letter_limits, expire_dead_letters
+from ingest.urgent import URGENT_CHANNEL, waiting_urgent
 
 log = logging.getLogger(__name__)
+
+URGENT_BACKOFF_S = (0.5, 30.0)  # the listener's reconnect wait: first, then doubling up to max
+URGENT_PING_S = 15.0  # a quiet listener checks its connection this often
+
+
+class UrgentListener:
+    """LISTENs on ingest's URGENT_CHANNEL with a connection of its own. On each notification it
+    runs `hand_over` (quick: the waiting findings to their alerts), then wakes its second thread
+    to run `then` (the alerts' due steps, which may wait for a call token): notifications that
+    arrive meanwhile make one more run of each, never two at once. Both run once on every
+    (re)connect too, for what was notified while it was away; a lost connection is opened again
+    with a growing wait. Nothing starts before start(); stop() ends both threads."""
+
+    def __init__(
+        self,
+        dsn: str,
+        hand_over: Callable[[], Any],
+        then: Callable[[], Any],
+        channel: str = URGENT_CHANNEL,
+    ) -> None:
+        self._dsn = dsn
+        self._hand_over = hand_over
+        self._then = then
+        self._channel = channel
+        self._stop = threading.Event()
+        self._due = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.listening = threading.Event()
+        self.connects = 0  # connections opened and listening, since construction
+        self.runs = 0  # runs of `then` finished
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("the urgent listener is running already")
+        self._stop = threading.Event()
+        for name, target in (("urgent-listener", self._loop), ("urgent-steps", self._steps)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._due.set()
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        self._threads = []
+        self.listening.clear()
+
+    def _loop(self) -> None:
+        first, most = URGENT_BACKOFF_S
+        wait = first
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=10,
+                                     keepalives_idle=10, keepalives_interval=5,
+                                     keepalives_count=3,
+                                     application_name="anbu-urgent-listener") as conn:  # fmt: skip
+                    conn.execute(f"LISTEN {self._channel}")
+                    self.connects += 1
+                    self.listening.set()
+                    wait = first
+                    self._notified()  # catch-up: anything notified before or while away
+                    self._listen(conn)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("urgent listener lost its connection; reconnecting",
+                            extra={"error": type(exc).__name__, "wait_s": wait})  # fmt: skip
+                if self._stop.wait(wait):
+                    return
+                wait = min(wait * 2, most)
+
+    def _listen(self, conn: psycopg.Connection[Any]) -> None:
+        quiet_since = time.monotonic()
+        while not self._stop.is_set():
+            if not any(True for _ in conn.notifies(timeout=0.5, stop_after=1)):
+                if time.monotonic() - quiet_since > URGENT_PING_S:
+                    conn.execute("SELECT 1")  # a dead connection raises here
+                    quiet_since = time.monotonic()
+                continue
+            for _ in conn.notifies(timeout=0.0):  # coalesce what came with it
+                pass
+            quiet_since = time.monotonic()
+            self._notified()
+
+    def _notified(self) -> None:
+        try:
+            self._hand_over()
+        except Exception:  # the rows are the truth: the ticker's polls catch what this missed
+            log.exception("urgent hand-over failed")
+        self._due.set()
+
+    def _steps(self) -> None:
+        while True:
+            self._due.wait()
+            if self._stop.is_set():
+                return
+            self._due.clear()
+            try:
+                self._then()
+            except Exception:  # as above: the due poll runs what this did not
+                log.exception("urgent steps failed")
+            self.runs += 1
 
 
 @dataclass
@@ -62,6 +168,7 @@ class Runtime:
     ingest_metrics: WSGIServer | None = None
     web_metrics: WSGIServer | None = None
     ticker: Ticker | None = None
+    urgent: UrgentListener | None = None
     scheduler: BackgroundScheduler | None = None
     web: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -81,6 +188,21 @@ class Runtime:
         with self.db.connection() as conn:
             new = self.sweeper.tick(conn, self.clock.now)  # read once the sweep is held
         return self._open(new)
+
+    def hand_over_urgent(self) -> int:
+        """Hand the waiting safety findings (an emergency button, a fire or gas alarm) to their
+        alerts, due at once; returns how many alerts were opened or raised."""
+        with self.db.connection() as conn:
+            waiting = waiting_urgent(conn)
+        if not waiting:
+            return 0
+        return len(self.alerts.on_findings([IncomingFinding(*w) for w in waiting]))
+
+    def urgent_once(self) -> int:
+        """What the urgent listener does on a notification: hand the safety findings over, then
+        run the alerts' due steps (the care manager's call and SMS are sent right after the step
+        commits). Returns the alerts opened or raised plus the steps run."""
+        return self.hand_over_urgent() + self.alerts.process_due()
 
     def health_once(self) -> int:
         """Device health, gateway liveness and site incidents; findings for the technician."""
@@ -166,6 +288,10 @@ class Runtime:
         self.maintain_partitions()
         ticker.start()
         self.ticker = ticker
+        # an emergency button or a fire alarm: alerted as soon as its ingest batch commits
+        assert s.database_url is not None
+        self.urgent = UrgentListener(s.database_url, self.hand_over_urgent, self.alerts.process_due)
+        self.urgent.start()
         sched.start()
         self.scheduler = sched
 
@@ -213,6 +339,9 @@ class Runtime:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.urgent is not None:
+            self.urgent.stop()
+            self.urgent = None
         if self.ticker is not None:
             self.ticker.stop()
             self.ticker = None

@@ -411,17 +411,19 @@ class CallService:
             ).fetchone()
         return str(row[0]) if row else None
 
-    def script_of(self, call_id: int) -> tuple[str, str, str | None] | None:
-        """(language, purpose, message_ko) of a call, None for an unknown call or one given up
-        as lost (its retry may already be ringing: hang up, never ask twice)."""
+    def script_of(self, call_id: int) -> tuple[str, str, str | None, str | None] | None:
+        """(language, purpose, message_ko, alert kind) of a call, None for an unknown call or
+        one given up as lost (its retry may already be ringing: hang up, never ask twice)."""
         with self.db.connection() as conn:
             row = conn.execute(
-                """SELECT r.language, c.purpose, c.message_ko FROM anbu.calls c
+                """SELECT r.language, c.purpose, c.message_ko,
+                          (SELECT a.kind FROM anbu.alerts a WHERE a.id = c.alert_id)
+                   FROM anbu.calls c
                    JOIN anbu.resident r ON r.id = c.resident_id
                    WHERE c.id = %s AND c.status <> %s""",
                 (call_id, LOST_STATUS),
             ).fetchone()
-        return (str(row[0]), str(row[1]), row[2]) if row else None
+        return (str(row[0]), str(row[1]), row[2], row[3]) if row else None
 
     def get_call(self, call_id: int) -> CallRecord | None:
         """One call, or None."""

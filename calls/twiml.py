@@ -20,6 +20,7 @@ class Script:
     no_input: str
     voicemail: str
     closings: dict[CallOutcome, str]
+    question: str = ""  # the greeting's question alone, after an opening that says why we call
 
 
 KOREAN = Script(
@@ -37,6 +38,7 @@ KOREAN = Script(
         CallOutcome.HELP: "담당 복지사께 바로 알리겠습니다. 조금만 기다려 주세요.",
         CallOutcome.UNCLEAR: "잘 알아듣지 못했습니다. 담당 복지사께서 곧 확인 연락을 드리겠습니다.",
     },
+    question="괜찮으시면 1번, 도움이 필요하시면 2번을 누르시거나 말씀해 주세요.",
 )
 
 ENGLISH = Script(
@@ -54,11 +56,34 @@ ENGLISH = Script(
         CallOutcome.HELP: "We are letting your care manager know right away. Please wait a moment.",
         CallOutcome.UNCLEAR: "Sorry, we did not understand. Your care manager will call you soon.",
     },
+    question="If you are fine, press 1. If you need help, press 2, or just tell us.",
 )
 
 SCRIPTS: dict[str, Script] = {"ko": KOREAN, "en": ENGLISH}
 
 GATHER_TIMEOUT_S = 8
+
+# A call about something the resident's own device reported opens with what happened, in plain
+# words, before the same question (1 fine, 2 help): alert kind -> language -> opening.
+OPENINGS: dict[str, dict[str, str]] = {
+    "help_button": {
+        "ko": "어르신, 안부 확인 센터입니다. 댁의 응급호출기가 눌려 전화드렸습니다.",
+        "en": "Hello, this is the check-in centre. Your emergency button was pressed, so we are "
+        "calling you.",
+    },
+    "fire_alarm": {
+        "ko": "어르신, 안부 확인 센터입니다. 댁의 화재 감지기가 울려 전화드렸습니다. "
+        "연기나 불이 보이면 바로 밖으로 나가 주세요.",
+        "en": "Hello, this is the check-in centre. Your smoke alarm went off, so we are calling "
+        "you. If you see smoke or fire, go outside now.",
+    },
+    "gas_alarm": {
+        "ko": "어르신, 안부 확인 센터입니다. 댁의 가스 경보기가 울려 전화드렸습니다. "
+        "가스 냄새가 나면 불을 켜지 마시고 창문을 연 뒤 밖으로 나가 주세요.",
+        "en": "Hello, this is the check-in centre. Your gas alarm went off, so we are calling "
+        "you. If you smell gas, do not switch anything on; open a window and go outside.",
+    },
+}
 
 
 def script_for(language: str | None) -> Script:
@@ -70,11 +95,20 @@ def _say(parent: VoiceResponse, script: Script, text: str) -> None:
     parent.say(text, voice=script.voice, language=script.language)
 
 
-def check_in(gather_url: str, language: str | None = "ko") -> str:
-    """The greeting with a keypad-or-speech question, one re-prompt, then a closing line."""
+def greeting(language: str | None = "ko", about: str | None = None) -> str:
+    """The call's first words: for an alert of a kind in OPENINGS (`about`), what happened and
+    then the question; else the plain greeting."""
+    script = script_for(language)
+    opening = OPENINGS.get(about or "", {}).get("en" if script is ENGLISH else "ko")
+    return f"{opening} {script.question}" if opening else script.greeting
+
+
+def check_in(gather_url: str, language: str | None = "ko", about: str | None = None) -> str:
+    """The greeting with a keypad-or-speech question, one re-prompt, then a closing line;
+    `about` is the alert kind the call is for (see greeting)."""
     script = script_for(language)
     response = VoiceResponse()
-    for text in (script.greeting, script.reprompt):
+    for text in (greeting(language, about), script.reprompt):
         gather = response.gather(
             input="dtmf speech",
             action=gather_url,

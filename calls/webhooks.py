@@ -166,13 +166,13 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             script = await run_in_threadpool(service.script_of, call_id)
             if script is None:
                 return _xml(twiml.hang_up())
-            language, purpose, message_ko = script
+            language, purpose, message_ko, about = script
             gather_url = f"{base}/twilio/gather/{call_id}"
             if purpose == "manager_alert":
                 return _xml(twiml.manager_alert(message_ko or "", gather_url))
             if ANSWERED_BY_OUTCOMES.get(params.get("AnsweredBy", "")) is not None:
                 return _xml(twiml.voicemail(language))  # synchronous AMD already knew
-            return _xml(twiml.check_in(gather_url, language))
+            return _xml(twiml.check_in(gather_url, language, about))
 
         return await once(request, handle)
 

@@ -256,6 +256,13 @@ class Settings(BaseSettings):
     ack_timeout_minutes: float = Field(
         default=30.0, description="Unacknowledged alerts are re-notified after this."
     )
+    button_cancel_grace_s: float = Field(
+        default=120.0,
+        description=(
+            "An emergency button's cancel press this many seconds after the press turns its "
+            "alert into a check-in call; a later cancel is only noted on the alert."
+        ),
+    )
 
     # -- calls issue: the send queue, routine check-ins, the 돌봄콜 line ---------------------
     call_cps: float = Field(

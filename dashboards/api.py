@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordBearer
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 import registry
 from alerts import absence, queries
@@ -21,6 +21,7 @@ from dashboards import residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
 from dashboards.authz import Action, api_actor, sees_dong, visible_dongs
 from dashboards.deps import Deps, get_deps
+from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import text
 from dashboards.schemas import (
     AcknowledgeIn,
@@ -42,6 +43,7 @@ from dashboards.schemas import (
     StatusIn,
     TokenOut,
 )
+from detectors.health import HealthPolicy
 from ingest import devices
 from registry.assignment import reassign_resident as reassign
 from registry.heard import DeviceNotHeard
@@ -118,12 +120,44 @@ ACTIVITY_FIELDS = ("activity", "findings")
 SITE_FIELDS = ("access_notes", "address")
 
 
+class SafetyDeviceOut(BaseModel):
+    """A safety device of the home and its last check-in (any message: state, heartbeat,
+    battery); rarely used, it is known alive only by those."""
+
+    sensor_id: int
+    kind: str = Field(description="button, smoke, gas, co, water_leak or tamper")
+    kind_ko: str = Field(description="응급호출기, 화재(연기) 감지기, ...")
+    room: str
+    room_ko: str
+    last_seen_at: datetime | None = Field(description="UTC; None when never heard.")
+    last_seen_local: str | None = Field(description="마지막 신호 in ANBU_TIMEZONE (Asia/Seoul).")
+    online: bool = Field(description="Heard within 24 h (the health policy) and not unavailable.")
+    state: str = Field(description="online, silent, offline (reported unavailable) or never")
+    battery: float | None = Field(description="Percent, when the device reports it.")
+
+    @classmethod
+    def of(
+        cls, d: residents.SafetyDevice, local: Callable[[datetime | None], str]
+    ) -> "SafetyDeviceOut":
+        return cls(
+            sensor_id=d.sensor_id, kind=d.kind, kind_ko=kind_label("ko", d.kind), room=d.room,
+            room_ko=room_label("ko", d.room), last_seen_at=d.last_seen_at,
+            last_seen_local=local(d.last_seen_at) if d.last_seen_at else None,
+            online=d.online, state=d.state, battery=d.battery,
+        )  # fmt: skip
+
+
 class ResidentCardOut(ResidentOut):
     """A resident's card: care settings and the notes a visit needs (opened from their sealed
     form); every read is recorded in the access log."""
 
     health_notes: str | None = Field(description="Health notes (personal data)")
     access_notes: str | None = Field(description="How to get in: door code etc. (personal data)")
+    safety_devices: list[SafetyDeviceOut] = Field(
+        default_factory=list,
+        description="The home's emergency buttons and fire, gas, CO, leak and tamper detectors, "
+        "each with its last check-in; the worst first.",
+    )
 
 
 def _detail(deps: Deps, alert_id: int, manager: CareManager) -> AlertDetailOut:
@@ -320,6 +354,7 @@ def api_router() -> APIRouter:
                 view, notes = residents.resident_card(
                     conn, resident_id, visible_dongs(manager), keyring
                 )
+                safety = residents.safety_devices(conn, resident_id, now, HealthPolicy())
                 residents.record_read(conn, request, manager, resident_id, "card", CARD_FIELDS)
         except DataKeyError:
             log.error("resident notes could not be opened", extra={"resident_id": resident_id})
@@ -328,6 +363,7 @@ def api_router() -> APIRouter:
             **ResidentOut.of(view, now).model_dump(),
             health_notes=notes.health_notes,
             access_notes=notes.access_notes,
+            safety_devices=[SafetyDeviceOut.of(d, deps.local_time) for d in safety],
         )
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)

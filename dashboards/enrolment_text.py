@@ -92,7 +92,19 @@ ROOM_LABELS: dict[str, tuple[str, str]] = {
     "bathroom": ("욕실", "bathroom"),
     "other": ("기타", "other"),
 }
-KIND_LABELS: dict[str, tuple[str, str]] = {k.value: v for k, v in devices.KIND_LABELS.items()}
+# safety devices (issue 20), as the emergency-safety service names them
+SAFETY_KIND_LABELS: dict[str, tuple[str, str]] = {
+    "button": ("응급호출기", "emergency call button"),
+    "smoke": ("화재(연기) 감지기", "smoke (fire) detector"),
+    "gas": ("가스 감지기", "gas detector"),
+    "co": ("일산화탄소 감지기", "carbon monoxide detector"),
+    "water_leak": ("누수 감지기", "water leak detector"),
+    "tamper": ("탬퍼(분리 감지)", "tamper (taken off its mount)"),
+}
+KIND_LABELS: dict[str, tuple[str, str]] = {
+    **SAFETY_KIND_LABELS,
+    **{k.value: v for k, v in devices.KIND_LABELS.items()},
+}
 # The form's words where a file header would read stiffly (the headers stay as they are).
 FORM_LABELS: dict[str, tuple[str, str]] = {
     "consent_sensors": ("센서 설치 동의", "Consent to sensor installation"),

@@ -186,6 +186,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "online": ("연결됨", "online"),
     "offline": ("연결 끊김", "offline"),
     "never_connected": ("연결 기록 없음", "never connected"),
+    "safety_devices": ("안전 기기 (응급호출기·감지기)", "Safety devices (buttons, detectors)"),
+    "safety_help": (
+        "평소 거의 쓰이지 않아 정기 신호(상태·배터리 보고)로만 작동을 알 수 있습니다. "
+        "24시간 안에 신호가 온 기기가 연결됨입니다.",
+        "Rarely used, these are known to work only by their regular check-ins (state, battery): "
+        "online means heard within 24 hours.",
+    ),
+    "device": ("기기", "Device"),
+    "last_signal": ("마지막 신호", "Last check-in"),
+    "battery": ("배터리", "Battery"),
+    "silent_device": ("신호 없음 (점검 필요)", "silent (needs a check)"),
+    "no_safety_devices": ("등록된 안전 기기가 없습니다.", "No safety device is registered."),
     "offline_gateways": ("끊긴 게이트웨이", "Gateways offline"),
     "current_assignee": ("현재 담당자", "Assigned now"),
     "dong_shared": ("행정동 공동 담당", "the dong's care managers"),

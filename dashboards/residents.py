@@ -18,7 +18,9 @@ from starlette.requests import Request
 
 from alerts.queries import Dongs, dong_list
 from core.crypto import Keyring
+from core.domain import SAFETY_KINDS
 from dashboards.auth import CareManager
+from detectors.health import HealthPolicy
 from detectors.sweep import SUPPRESSING_STATUSES
 from registry import ResidentNotFound
 from registry.access_log import Reader, record_access
@@ -90,6 +92,58 @@ def resident_card(
     for any other dong (before anything is opened)."""
     view = get_resident(conn, resident_id, dongs)
     return view, resident_notes(conn, resident_id, keyring)
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyDevice:
+    """An emergency button or a fire, gas, CO, leak or tamper detector of the resident's home,
+    and its last check-in: rarely used, such a device is known alive by its heartbeats."""
+
+    sensor_id: int
+    kind: str
+    room: str
+    last_seen_at: datetime | None  # its newest message of any kind (state, heartbeat, battery)
+    battery: float | None
+    state: str  # online, silent (nothing within the health policy's window), offline, never
+
+    @property
+    def online(self) -> bool:
+        return self.state == "online"
+
+
+_SAFETY_STATES = ("offline", "silent", "never", "online")  # the card lists the worst first
+
+
+def safety_devices(
+    conn: psycopg.Connection[Any], resident_id: int, now: datetime, policy: HealthPolicy
+) -> list[SafetyDevice]:
+    """The safety devices of the resident's gateways in use, each with its last check-in and
+    whether it is online: heard within `policy.safety_silent_h` and not reported unavailable
+    (the health sweep's rule). Call it after the resident's dong was checked."""
+    rows = conn.execute(
+        """SELECT s.id, s.kind, s.room, st.last_reading_at, st.battery, st.online
+             FROM anbu.sensor s JOIN anbu.gateway g ON g.id = s.gateway_id
+             LEFT JOIN anbu.sensor_state st ON st.sensor_id = s.id
+            WHERE g.resident_id = %s AND g.removed_at IS NULL AND s.kind = ANY(%s)""",
+        (resident_id, sorted(k.value for k in SAFETY_KINDS)),
+    ).fetchall()
+    window = timedelta(hours=policy.safety_silent_h)
+    devices = []
+    for sid, kind, room, last, battery, online in rows:
+        if online is False:
+            state = "offline"
+        elif last is None:
+            state = "never"
+        elif now - last > window:
+            state = "silent"
+        else:
+            state = "online"
+        devices.append(
+            SafetyDevice(int(sid), str(kind), str(room), last,
+                         None if battery is None else float(battery), state)
+        )  # fmt: skip
+    devices.sort(key=lambda d: (_SAFETY_STATES.index(d.state), d.kind, d.room, d.sensor_id))
+    return devices
 
 
 def reader_of(request: Request, manager: CareManager) -> Reader:

@@ -17,7 +17,7 @@ from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
-from dashboards import authz, residents, review, sites
+from dashboards import alert_first, authz, residents, review, sites
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -33,6 +33,7 @@ from dashboards.authz import Action, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import actor_label, change_error, text
+from detectors.health import HealthPolicy
 from registry import InvalidChange, ResidentEnded
 from registry.assignment import Assignee, assignable, care_manager_of
 from registry.assignment import reassign_resident as reassign
@@ -297,13 +298,23 @@ def pages_router() -> APIRouter:
                 conn, request, manager, detail.alert.resident_id, "alert",
                 ("name", "timeline", "calls", "transcripts"),
             )  # fmt: skip
+            first = None
+            if alert_first.needs_first_aid(detail.alert.kind):  # 119 advice and the way in first
+                may_see = authz.may(manager, Action.RESIDENTS_SITE)
+                keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+                first = alert_first.first_aid(
+                    conn, detail.alert.kind, detail.alert.resident_id, keyring, may_see
+                )
+                fields = ("address", "access_notes") if may_see else ("address",)
+                residents.record_read(conn, request, manager, detail.alert.resident_id, "notes",
+                                      fields)  # fmt: skip
             # only the resident's own dong's care managers may take it (check_assignee)
             assignees = assignable(conn, [detail.alert.dong_code]) if may_reassign else []
             current = queries.assigned_to(conn, alert_id) if may_reassign else None
         allowed = allowed_events(detail.alert.state)
         return render(
             request, deps, lang, "alert.html", manager,
-            d=detail,
+            d=detail, first=first, first_labels=alert_first.LABELS,
             can_acknowledge=Event.ACKNOWLEDGE in allowed,
             can_resolve=Event.RESOLVE in allowed,
             can_reassign=may_reassign and detail.alert.state is not AlertState.RESOLVED,
@@ -387,6 +398,7 @@ def pages_router() -> APIRouter:
         may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
         with deps.db.connection() as conn:
             week = residents.activity_week(conn, resident_id, dongs, now, tz)
+            devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
             residents.record_read(
                 conn, request, manager, resident_id, "card", ("name", "activity", "findings")
             )
@@ -394,7 +406,8 @@ def pages_router() -> APIRouter:
             current = care_manager_of(conn, resident_id) if may_reassign else None
         return render(
             request, deps, lang, "resident.html", manager, week=week,
-            grid=residents.week_grid(week), now=now,
+            grid=residents.week_grid(week), now=now, safety_devices=devices,
+            kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
             can_reassign=may_reassign and week.resident.status != "ended",
             assignees=assignees, current=current,
             current_label=assignee_words(lang, assignees, current),

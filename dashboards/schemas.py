@@ -11,11 +11,12 @@ from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertV
 from core.domain import AlertState, SensorKind, Severity
 from dashboards.auth import CareManager
 from dashboards.authz import visible_dongs
+from dashboards.enrolment_text import kind_label
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, Week
 from dashboards.review import Review
 from dashboards.sites import DeviceFinding, SiteView
-from ingest.devices import KIND_LABELS, HeardDevice
+from ingest.devices import HeardDevice
 from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, ROOMS, STATUS_MAX_DAYS
 
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
@@ -348,7 +349,10 @@ class HeardDeviceOut(BaseModel):
     device: str = Field(description="The vendor id a sensor would be registered under.")
     source: str = Field(description="zigbee2mqtt, esphome, tasmota, shelly or native.")
     vendor_class: str | None = Field(description="The class or model code it announced.")
-    suggested_kind: str | None = Field(description="door, motion, contact, appliance or power.")
+    suggested_kind: str | None = Field(
+        description="door, motion, contact, appliance, power, button, smoke, gas, co, "
+        "water_leak or tamper."
+    )
     suggested_kind_ko: str | None = Field(description="The suggested kind, in Korean.")
     model: str | None
     name: str | None
@@ -365,7 +369,7 @@ class HeardDeviceOut(BaseModel):
             source=d.source,
             vendor_class=d.vendor_class,
             suggested_kind=None if kind is None else kind.value,
-            suggested_kind_ko=None if kind is None else KIND_LABELS[kind][0],
+            suggested_kind_ko=None if kind is None else kind_label("ko", kind.value),
             model=d.model,
             name=d.name,
             first_heard=d.first_heard,

@@ -8,7 +8,10 @@ history (the longest gap between readings in a window, stored in `anbu.sensor_ca
 once that history spans a week (nights, a weekend); until then a default per kind applies.
 
 A device finding means the device probably needs attention. A heartbeat sensor (a plug
-reporting on its own) is silent past its cadence. An event-driven sensor (door, contact,
+reporting on its own) is silent past its cadence. A safety device (an emergency button, a fire,
+gas or CO detector) is rarely used, so only its heartbeat, battery or availability messages say
+it still works: no message of any kind for `safety_silent_h` (24 h), whatever the home does, or
+reported unavailable, is a device finding; that its alarm state never changes is no fault. An event-driven sensor (door, contact,
 motion, appliance) reports only when someone uses it, so its silence is mostly the resident's
 behaviour: it is a device finding only past a floor of its kind, while other sensors show
 that someone is at home and active now, and not right after someone came in (the rooms they
@@ -24,7 +27,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from core.domain import Severity
+from core.domain import SAFETY_KINDS, Severity
 from detectors.site import SitePolicy
 
 DEVICE_SILENT = "device_silent"
@@ -33,12 +36,19 @@ BATTERY_LOW = "battery_low"
 GATEWAY_OFFLINE = "gateway_offline"
 UNKNOWN_STATUS = "unknown_status"
 SUPPRESSING_STATUSES = ("away", "hospital")
+_SAFETY = frozenset(k.value for k in SAFETY_KINDS)  # their messages say nothing of the person
 
 # what a person calls the device and its place: "현관 문 센서", "bedroom motion sensor"
 KIND_KO = {"door": "문 센서", "motion": "동작 센서", "contact": "접촉 센서",
-           "appliance": "가전 센서", "power": "전력 플러그"}  # fmt: skip
+           "appliance": "가전 센서", "power": "전력 플러그",
+           "button": "응급호출기", "smoke": "화재(연기) 감지기", "gas": "가스 감지기",
+           "co": "일산화탄소 감지기", "water_leak": "누수 감지기",
+           "tamper": "탬퍼(분리 감지)"}  # fmt: skip
 KIND_EN = {"door": "door sensor", "motion": "motion sensor", "contact": "contact sensor",
-           "appliance": "appliance sensor", "power": "power plug"}  # fmt: skip
+           "appliance": "appliance sensor", "power": "power plug",
+           "button": "emergency call button", "smoke": "smoke (fire) detector",
+           "gas": "gas detector", "co": "carbon monoxide detector",
+           "water_leak": "water leak detector", "tamper": "tamper switch"}  # fmt: skip
 ROOM_KO = {"entrance": "현관", "living": "거실", "kitchen": "부엌", "bedroom": "침실",
            "bathroom": "욕실", "other": "기타"}  # fmt: skip
 ROOM_EN = {"entrance": "entrance", "living": "living room", "kitchen": "kitchen",
@@ -70,6 +80,10 @@ class HealthPolicy:
         ("door", 168.0, 168.0), ("motion", 24.0, 72.0), ("contact", 168.0, 168.0),
         ("appliance", 168.0, 168.0),
     )  # fmt: skip
+    # safety devices: rarely used, heard through heartbeats, battery and availability only;
+    # silent after this long whatever the home does (no learned cadence, no home activity)
+    safety_kinds: tuple[str, ...] = ("button", "smoke", "gas", "co")
+    safety_silent_h: float = 24.0
     presence_kinds: tuple[str, ...] = ("motion", "contact", "appliance")  # someone is inside
     entrance_kinds: tuple[str, ...] = ("door",)  # someone came in or went out
     active_peers: int = 1  # other presence sensors heard within active_within_h: home active
@@ -86,6 +100,8 @@ class HealthPolicy:
             raise ValueError("health policy: 0 <= min_cadence_days <= cadence_window_days")
         if self.active_peers < 1 or self.active_within_h <= 0 or self.settle_h < 0:
             raise ValueError("health policy: active_peers >= 1, active_within_h > 0, settle >= 0")
+        if self.safety_silent_h <= 0:
+            raise ValueError("health policy: safety_silent_h > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,15 +185,23 @@ def cadence_learned(sensor: SensorHealth, policy: HealthPolicy) -> bool:
 
 def silent_after_s(sensor: SensorHealth, policy: HealthPolicy) -> float:
     """Seconds without a reading after which this sensor counts as silent (its data missing)."""
+    if is_safety(sensor.kind, policy):
+        return policy.safety_silent_h * 3600
     if sensor.max_gap_s is not None and cadence_learned(sensor, policy):
         learned = policy.silent_factor * sensor.max_gap_s
         return min(max(learned, policy.min_silent_h * 3600), policy.max_silent_h * 3600)
     return dict(policy.default_silent_h).get(sensor.kind, policy.max_silent_h) * 3600
 
 
+def is_safety(kind: str, policy: HealthPolicy) -> bool:
+    """Whether this kind is a safety device known alive only by its heartbeats (a button,
+    a fire, gas or CO detector)."""
+    return kind in policy.safety_kinds
+
+
 def is_heartbeat(kind: str, policy: HealthPolicy) -> bool:
     """Whether sensors of this kind report on a cadence by themselves (else only when used)."""
-    return kind in policy.heartbeat_kinds
+    return kind in policy.heartbeat_kinds or is_safety(kind, policy)
 
 
 def device_silent_after_s(sensor: SensorHealth, policy: HealthPolicy) -> float:
@@ -263,6 +287,8 @@ def assess_home(
         else:
             issues.append(issue)
     live = [s for s in home.sensors if s.gateway_id not in down]  # the gateway explains the rest
+    # the resident's data: a safety device's heartbeat says nothing about the person
+    watched = [s for s in live if s.kind not in _SAFETY] or live
     missing = 0
     for s in live:
         silent = s.last_reading_at is not None and (
@@ -271,11 +297,13 @@ def assess_home(
         if s.online is False:
             issues.append(_sensor_issue(DEVICE_OFFLINE, Severity.WARNING, s, now, policy))
         elif silent and device_silent(s, live, now, policy):
-            issues.append(_sensor_issue(DEVICE_SILENT, Severity.WATCH, s, now, policy))
-        missing += s.online is False or silent or s.last_reading_at is None
+            grade = Severity.WARNING if is_safety(s.kind, policy) else Severity.WATCH
+            issues.append(_sensor_issue(DEVICE_SILENT, grade, s, now, policy))
+        if watched is live or s.kind not in _SAFETY:
+            missing += s.online is False or silent or s.last_reading_at is None
         if s.battery is not None and s.battery < policy.battery_low_pct:
             issues.append(_sensor_issue(BATTERY_LOW, Severity.WATCH, s, now, policy))
-    unknown = _unknown_status(home, down, live, missing)
+    unknown = _unknown_status(home, down, watched, missing)
     if unknown is not None:
         if home.status in SUPPRESSING_STATUSES and home.status_until and home.status_until > now:
             held.append(Held(unknown, home.status))
@@ -330,6 +358,17 @@ def _sensor_issue(
         details["battery"] = s.battery
     elif kind == DEVICE_OFFLINE:
         ko, en = f"{name_ko}가 오프라인입니다", f"{name_en} reports offline"
+        if is_safety(s.kind, policy):
+            ko += " (안전 기기: 오늘 안에 점검이 필요합니다)"
+            en += " (a safety device: check it today)"
+    elif is_safety(s.kind, policy):
+        limit, hours = f"{policy.safety_silent_h:g}", _hours(now - since)
+        ko = (f"{name_ko} {limit}시간 넘게 신호 없음 (마지막 신호 {hours[0]} 전). "
+              "배터리와 연결을 점검하세요")  # fmt: skip
+        en = (f"{name_en}: no signal for over {limit} h (last {hours[1]} ago); "
+              "check its battery and link")  # fmt: skip
+        details["silent_after_h"] = policy.safety_silent_h
+        details["rule"] = "safety_heartbeat"
     else:
         usual = device_silent_after_s(s, policy) / 3600
         hours = _hours(now - since)
@@ -350,14 +389,21 @@ def _sensor_issue(
 
 
 def _unknown_status(
-    home: HomeHealth, down: dict[str, datetime], live: list[SensorHealth], missing: int
+    home: HomeHealth,
+    down: dict[str, datetime],
+    live: list[SensorHealth],
+    missing: int,
 ) -> HealthIssue | None:
-    """The home's data is missing: every gateway down, or every live sensor silent."""
+    """The home's data is missing: every gateway down, or every live sensor silent.
+
+    Dated by the resident's last data: a safety detector's check-in is not that (it would
+    move the date, and raise the same silence anew at each check-in)."""
     all_down = bool(home.gateways) and len(down) == len(home.gateways)
     all_silent = bool(live) and missing == len(live)
     if not (all_down or all_silent):
         return None
-    last = [s.last_reading_at for s in home.sensors if s.last_reading_at is not None]
+    person = [s for s in home.sensors if s.kind not in _SAFETY] or home.sensors
+    last = [s.last_reading_at for s in person if s.last_reading_at is not None]
     if not last and not down:
         return None  # never heard from: not installed yet
     since = max(last) if last else max(down.values())

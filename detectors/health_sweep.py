@@ -120,7 +120,9 @@ def health_sweep(
     incident = _site_incident(conn, now, stale, policy)
     held_gateways = frozenset(incident.gateways) if incident else frozenset()
     quiet = now - timedelta(
-        hours=min(policy.min_silent_h, *(h for _, h in policy.default_silent_h))
+        hours=min(
+            policy.min_silent_h, policy.safety_silent_h, *(h for _, h in policy.default_silent_h)
+        )
     )
     params = {"stale": stale, "battery": policy.battery_low_pct, "quiet": quiet}
     ids = sorted({int(r[0]) for r in conn.execute(_CANDIDATES, params)})

@@ -5,7 +5,11 @@ What counts as activity (a sign of a person) for `anbu.home_activity`:
 - motion and contact: a reading with value 1;
 - appliance: a change of value, as for doors;
 - power: a reading that differs from the sensor's previous value by at least POWER_STEP_W,
-  unless nightly learning marked the plug automatic (`anbu.sensor.automatic`: a fridge).
+  unless nightly learning marked the plug automatic (`anbu.sensor.automatic`: a fridge);
+- button: a press or a long press (someone's hand on it), like a motion; a cancel is not
+  (it answers a press already counted);
+- smoke, gas, co, water_leak and tamper never are: a detector's alarm or test, or a device
+  taken off its mount, says nothing of the resident being up and about.
 The previous value is the sensor's state (or, for a reading older than it, the latest stored
 reading before it), then each earlier reading of the batch in timestamp order. Activity
 times only move forward (greatest of stored and new), so redelivery is harmless.
@@ -26,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from core.domain import Reading, SensorKind
+from core.domain import ALARM_KINDS, SAFETY_KINDS, ButtonValue, Reading, SensorKind
 from registry import SensorRef
 
 POWER_STEP_W = 10.0
@@ -196,10 +200,29 @@ def _write_states(
     )
 
 
+_SAFETY_KIND_VALUES = sorted(k.value for k in SAFETY_KINDS)
+
+
 def _write_health(conn: psycopg.Connection[Any], health: list[Health], now: datetime) -> None:
     if not health:
         return
     with conn.cursor() as cur:
+        # A safety device (a pendant, a smoke detector) may check in for months before its
+        # first press or alarm: its battery or availability report starts its state row, at
+        # rest (0: clear, for an alarm the value its next reading is compared with), so that
+        # its liveness is watched from the first message (detectors.health), not from a press.
+        first = sorted({h.sensor_id: h.ts or now for h in health}.items())
+        cur.execute(
+            """INSERT INTO anbu.sensor_state
+                   (sensor_id, resident_id, value, since, last_reading_at, updated_at)
+               SELECT s.id, g.resident_id, 0, x.ts, x.ts, %s
+                 FROM unnest(%s::bigint[], %s::timestamptz[]) AS x(id, ts)
+                 JOIN anbu.sensor s ON s.id = x.id AND s.kind = ANY(%s)
+                 JOIN anbu.gateway g ON g.id = s.gateway_id
+                ORDER BY s.id
+               ON CONFLICT (sensor_id) DO NOTHING""",
+            (now, [i for i, _ in first], [t for _, t in first], _SAFETY_KIND_VALUES),
+        )
         cur.executemany(
             """UPDATE anbu.sensor_state SET
                    battery = coalesce(%(battery)s, battery),
@@ -264,10 +287,12 @@ def _is_activity(ref: SensorRef, value: float, previous: float | None) -> bool:
     A plug that learning found switching by itself (`ref.automatic`: a fridge) never is.
     """
     kind = ref.kind
-    if ref.automatic:
+    if ref.automatic or kind in ALARM_KINDS:
         return False
     if kind in (SensorKind.MOTION, SensorKind.CONTACT):
         return value == 1.0
+    if kind is SensorKind.BUTTON:
+        return value in (ButtonValue.PRESS, ButtonValue.LONG)
     if kind in (SensorKind.DOOR, SensorKind.APPLIANCE):
         return previous is None or value != previous
     return previous is None or abs(value - previous) >= POWER_STEP_W

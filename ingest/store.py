@@ -8,7 +8,8 @@ energy are secondary readings of that sensor; availability is liveness, never ac
 A vendor value stamped on receipt (no device clock) from a retained message is old state,
 not news: only its secondary readings are kept. Devices announcing themselves, and unknown
 devices whose messages are dead-lettered, go to anbu.heard_devices (ingest.heard) in the
-same transaction.
+same transaction. A safety device's reading (an emergency button, a smoke or gas alarm) raises
+its finding in the same transaction too, and notifies the worker (ingest.urgent).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ingest.dead_letter_limits import (
 )
 from ingest.heard import Unknown, note_unknown, record
 from ingest.state import Health, Resolved, update_sensors
+from ingest.urgent import raise_urgent
 from registry import SensorRef, load_sensors
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class BatchSummary:
     homes_active: int
     ignored: int = 0
     health: int = 0
+    urgent: int = 0  # safety findings raised (ingest.urgent)
 
 
 @dataclass(slots=True)
@@ -185,6 +188,8 @@ class Store:
             _spread(resolved, on_receipt)
         inserted = _insert_readings(conn, resolved, now)
         _lock_due(conn, resolved, statuses)
+        # before sensor_state moves on: a detector's alarm raises on its change of value
+        urgent = raise_urgent(conn, resolved)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
         if events or unknown:
@@ -198,6 +203,7 @@ class Store:
             homes_active=homes,
             ignored=ignored,
             health=len(health),
+            urgent=urgent,
         )
         return Outcome(summary, sorted(dead.items()))
 

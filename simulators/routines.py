@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.domain import SensorKind
+from core.domain import AlarmValue, ButtonValue, SensorKind
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
@@ -99,6 +99,44 @@ def default_sensors(rng: random.Random) -> tuple[SensorSpec, ...]:
         SensorSpec("pir_bathroom", SensorKind.MOTION, "bathroom"),
         plug,
     )
+
+
+PENDANT = SensorSpec("sos1", SensorKind.BUTTON, "living")  # worn, its base in the living room
+KITCHEN_SMOKE = SensorSpec("smoke_kitchen", SensorKind.SMOKE, "kitchen")
+SAFETY_SENSORS = (PENDANT, KITCHEN_SMOKE)
+"""What the emergency-safety service installs beside the activity sensors: a pendant button
+(응급호출기) and a kitchen smoke detector."""
+
+# A detector's check-in in the native format is its state, reported now and then (clear). A
+# button has no state: in the native format its only readings are presses and cancels, each of
+# which ingest raises as a finding, so a pendant says nothing between presses.
+HEARTBEAT_VALUES: dict[SensorKind, float] = {
+    SensorKind.SMOKE: AlarmValue.CLEAR,
+    SensorKind.GAS: AlarmValue.CLEAR,
+    SensorKind.CO: AlarmValue.CLEAR,
+    SensorKind.WATER_LEAK: AlarmValue.CLEAR,
+}
+HEARTBEAT_EVERY_H = (2.5, 3.5)  # a check-in every 2.5 to 3.5 h, like battery-powered Zigbee alarms
+ALARM_TEST_S = 20  # a test press sounds the siren for this long, then the detector reports clear
+
+
+def safety_heartbeats(spec: HomeSpec, day_start: datetime, rng: random.Random) -> list[SimEvent]:
+    """The home's safety detectors' check-ins over the local day from `day_start`, sorted.
+
+    Independent of the resident: a detector keeps reporting while nobody moves."""
+    out = []
+    start = day_start.astimezone(SEOUL)
+    for sensor in spec.sensors:
+        value = HEARTBEAT_VALUES.get(sensor.kind)
+        if value is None:
+            continue
+        t = rng.uniform(0, HEARTBEAT_EVERY_H[1] * 3600)
+        while t < 86_400:
+            ts = (start + timedelta(seconds=int(t))).astimezone(UTC)
+            out.append(SimEvent(ts, spec.gateway_id, sensor.vendor_id, sensor.kind, value))
+            t += rng.uniform(*HEARTBEAT_EVERY_H) * 3600
+    out.sort(key=lambda e: e.ts)
+    return out
 
 
 class _Day:
@@ -290,6 +328,8 @@ class ScenarioKind(enum.StrEnum):
     GATEWAY_OFFLINE = "gateway_offline"
     SLEEPS_IN = "sleeps_in"
     LEAVES_HOME = "leaves_home"
+    PRESSES_BUTTON = "presses_button"
+    TESTS_ALARM = "presses_alarm_test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +364,25 @@ def leaves_home(home: str, at: datetime, until: datetime | None = None) -> Scena
     return Scenario(ScenarioKind.LEAVES_HOME, home, at, until)
 
 
+def presses_button(home: str, at: datetime) -> Scenario:
+    """The resident presses their emergency button (pendant) at `at`. They answer the phone."""
+    return Scenario(ScenarioKind.PRESSES_BUTTON, home, at)
+
+
+def presses_alarm_test(home: str, at: datetime) -> Scenario:
+    """Someone presses the smoke detector's test button at `at`: the siren for a few seconds,
+    reported as a test (never as smoke), then clear."""
+    return Scenario(ScenarioKind.TESTS_ALARM, home, at)
+
+
+def _device(spec: HomeSpec | None, kind: SensorKind, home: str) -> tuple[str, SensorSpec]:
+    """(gateway, sensor) of the home's first device of `kind`; ValueError when it has none."""
+    found = next((x for x in spec.sensors if x.kind is kind), None) if spec else None
+    if spec is None or found is None:
+        raise ValueError(f"{home}: the scenario needs the home's {kind.value} device")
+    return spec.gateway_id, found
+
+
 def apply_scenarios(
     events: list[SimEvent],
     home: str,
@@ -350,4 +409,17 @@ def apply_scenarios(
             if spec is None or door is None:
                 raise ValueError(f"{home}: leaving home needs the home's front door")
             out = went_out(out, s.at, spec.gateway_id, door.vendor_id, s.until)
+        elif s.kind is ScenarioKind.PRESSES_BUTTON:
+            gw, button = _device(spec, SensorKind.BUTTON, home)
+            at = s.at.replace(microsecond=0)
+            out = [*out, SimEvent(at, gw, button.vendor_id, button.kind, ButtonValue.PRESS)]
+        elif s.kind is ScenarioKind.TESTS_ALARM:
+            gw, smoke = _device(spec, SensorKind.SMOKE, home)
+            at = s.at.replace(microsecond=0)
+            out = [
+                *out,
+                SimEvent(at, gw, smoke.vendor_id, smoke.kind, AlarmValue.TEST),
+                SimEvent(at + timedelta(seconds=ALARM_TEST_S), gw, smoke.vendor_id, smoke.kind,
+                         AlarmValue.CLEAR),
+            ]  # fmt: skip
     return sorted(out, key=lambda e: e.ts)

@@ -1,5 +1,9 @@
 """A town of simulated homes: each gateway publishes its resident's day over MQTT on a clock.
 
+Homes with safety devices (`with_safety_devices`: a pendant button and a kitchen smoke
+detector) also publish the detectors' check-ins, whatever the resident does, and the presses
+and test presses their scenarios script.
+
 The outside world: it talks to anbu only through the broker, as real gateways do, and
 through the registry when the town is set up. One scheduler thread walks the clock forward
 and publishes every reading whose (virtual) time has come, stamped with that time.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -27,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import registry
 from core.clock import Clock, VirtualClock
 from simulators.routines import (
+    SAFETY_SENSORS,
     SEOUL,
     Habits,
     HomeSpec,
@@ -39,7 +45,10 @@ from simulators.routines import (
     draw_habits,
     gateway_offline,
     leaves_home,
+    presses_alarm_test,
+    presses_button,
     routine_events,
+    safety_heartbeats,
     sleeps_in,
     stops_moving,
 )
@@ -54,8 +63,11 @@ __all__ = [
     "gateway_offline",
     "leaves_home",
     "make_homes",
+    "presses_alarm_test",
+    "presses_button",
     "sleeps_in",
     "stops_moving",
+    "with_safety_devices",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +120,16 @@ def make_homes(
             )
         )
     return homes
+
+
+def with_safety_devices(homes: Sequence[HomeSpec]) -> list[HomeSpec]:
+    """The homes, each with a pendant button and a kitchen smoke detector added (once)."""
+    out = []
+    for h in homes:
+        have = {s.vendor_id for s in h.sensors}
+        extra = tuple(s for s in SAFETY_SENSORS if s.vendor_id not in have)
+        out.append(dataclasses.replace(h, sensors=h.sensors + extra))
+    return out
 
 
 def local_midnight(ts: datetime) -> datetime:
@@ -285,6 +307,13 @@ class Town:
             rng = random.Random(f"{self.seed}:{h.home}:{day_start.date().isoformat()}")
             raw = routine_events(h, day_start, rng, self.habits(h.home))
             kept = apply_scenarios(raw, h.home, scenarios, h)
+            # detectors check in whatever the resident does: only a gateway down stops them
+            beats = safety_heartbeats(
+                h, day_start, random.Random(f"{self.seed}:{h.home}:{day_start.date()}:beats")
+            )
+            if beats:
+                down = [s for s in scenarios if s.kind is ScenarioKind.GATEWAY_OFFLINE]
+                kept += apply_scenarios(beats, h.home, down, h)
             # a door a scenario adds belongs to the day its moment falls in
             events.extend(e for e in kept if day_start <= e.ts < day_end)
         events.sort(key=lambda e: e.ts)

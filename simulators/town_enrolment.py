@@ -9,7 +9,8 @@ dongs; consent and emergency contacts filled in. Its 12 rows alternate 청운효
 the demo's cast expects. Asked for more homes than it holds, `town_file` appends rows made from
 the row number alone (deterministic: same columns, same kinds of values, numbers from the same
 blocks), and they go through the same import. Each home's gateway and sensors are then enrolled
-with `registry.home_devices`, as the enrolment page does. Nothing here writes a resident row.
+with `registry.home_devices`, as the enrolment page does: its activity sensors, a pendant
+button and a kitchen smoke detector. Nothing here writes a resident row.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from registry.residents_csv import Dongs, LineError, parse_file
 from registry.residents_edit import Refused
 from registry.residents_import import import_residents
 from registry.residents_text import HEADER_INDEX, header_key
-from simulators.routines import HomeSpec, default_sensors
+from simulators.routines import SAFETY_SENSORS, HomeSpec, default_sensors
 
 TOWN_FILE = Path(__file__).with_name("data") / "demo_town.csv"
 ACTOR = "anbu demo"  # who the import's audit names
@@ -133,7 +134,8 @@ def homes_of_file(
                 dong_code=row.dong_code,
                 display_name=row.display_name,
                 phone=phone,
-                sensors=default_sensors(random.Random(f"{seed}:{home}:sensors")),
+                # and the emergency-safety service's pendant and kitchen smoke detector
+                sensors=default_sensors(random.Random(f"{seed}:{home}:sensors")) + SAFETY_SENSORS,
             )
         )
     return specs

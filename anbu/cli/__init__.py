@@ -190,6 +190,7 @@ def main() -> None:
         ingest_cmds,
         keys_cmds,
         registry_cmds,
+        urgent_cmds,
     )
 
     app()

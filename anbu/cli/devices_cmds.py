@@ -28,7 +28,8 @@ def devices(
     from zoneinfo import ZoneInfo
 
     from core.config import Settings
-    from ingest.devices import KIND_LABELS, gateway_dong, list_heard_devices
+    from dashboards.enrolment_text import kind_label
+    from ingest.devices import gateway_dong, list_heard_devices
 
     tz = ZoneInfo(Settings().timezone)
 
@@ -47,7 +48,7 @@ def devices(
                " (local) | 거부된 메시지 refused | 상태 state")  # fmt: skip
     for d in heard:
         k = d.suggested_kind
-        kind = "-" if k is None else f"{KIND_LABELS[k][0]} {k.value}"
+        kind = "-" if k is None else f"{kind_label('ko', k.value)} {k.value}"
         state = "제거됨 removed" if d.removed_at else "있음 present"
         typer.echo(
             f"{d.device} | {kind} | {d.model or d.vendor_class or '-'} ({d.source}) | "
@@ -60,7 +61,14 @@ def devices(
 def register(
     gateway: Annotated[str, typer.Option(help="the gateway's id")],
     device: Annotated[str, typer.Option(help="the device, as listed")],
-    kind: Annotated[str, typer.Option(help="door, motion, contact, appliance or power")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="door (현관문), motion (움직임 감지), contact (열림 감지), appliance (가전), "
+            "power (전력), button (응급호출기), smoke (화재(연기) 감지기), gas (가스 감지기), "
+            "co (일산화탄소 감지기), water_leak (누수 감지기) or tamper (탬퍼(분리 감지))"
+        ),
+    ],
     room: Annotated[str, typer.Option(help="entrance, living, kitchen, bedroom, bathroom, other")],
 ) -> None:
     """Register a heard device as a sensor and replay what it sent before registration."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import AlarmValue, ButtonValue, GatewayStatus, Reading, Rejected, SensorKind
 
 POWER_MAX_W = 20_000.0  # the largest draw a household smart plug can report, every dialect
 
@@ -24,6 +25,50 @@ DEVICE_TZ: tzinfo = ZoneInfo("Asia/Seoul")
 
 CONTACT_KINDS = (SensorKind.DOOR, SensorKind.CONTACT)
 """A contact switch serves either kind: the entrance door, or any other switch."""
+
+TESTABLE_KINDS = (SensorKind.SMOKE, SensorKind.GAS, SensorKind.CO, SensorKind.WATER_LEAK)
+"""Detectors with a test button or a self-test: a report flagged as a test is AlarmValue.TEST,
+never ALARM, whatever its alarm field says (a test sounds the siren and may set it)."""
+
+# A button's gesture, as the vendors name it (Zigbee2MQTT `action`, Tasmota `Action`, Shelly
+# input events, BTHome button events): the name is split at `_`, `-` and spaces and its words
+# decide, the first rule that matches winning. A release ends a gesture already read (never a
+# press of its own); a cancel or disarm is the pendant's cancel; hold/long is a long press;
+# any other press word (single, double, sos, emergency...) is a press. Other names (a remote's
+# brightness_move_up, arm_day_zones, on/off) are nothing anbu reads.
+RELEASE_WORDS = frozenset({"release", "released", "up", "stop"})
+CANCEL_WORDS = frozenset({"cancel", "disarm"})
+LONG_WORDS = frozenset({"hold", "long", "held"})
+PRESS_WORDS = frozenset(
+    {"single", "double", "triple", "quadruple", "quintuple", "quad", "penta", "many", "press",
+     "pressed", "push", "click", "sos", "emergency", "panic", "toggle"}
+)  # fmt: skip
+_WORD = re.compile(r"[_\-\s]+")
+RELEASE = -1.0
+"""button_gesture's answer for a release: a gesture to ignore, not an unknown name."""
+
+
+def button_gesture(raw: Any) -> float | None:
+    """A ButtonValue for a gesture's name, RELEASE for a release, None for any other name."""
+    if not isinstance(raw, str) or len(raw) > 64:
+        return None
+    words = set(_WORD.split(raw.strip().lower())) - {""}
+    if words & RELEASE_WORDS:
+        return RELEASE
+    if words & CANCEL_WORDS:
+        return ButtonValue.CANCEL
+    if words & LONG_WORDS:
+        return ButtonValue.LONG
+    if words & PRESS_WORDS:
+        return ButtonValue.PRESS
+    return None
+
+
+def alarm_value(active: float, test: bool) -> float:
+    """An AlarmValue from a detector's alarm state (1.0/0.0) and whether it is under test."""
+    if test:
+        return AlarmValue.TEST
+    return AlarmValue.ALARM if active == 1.0 else AlarmValue.CLEAR
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,19 +9,26 @@ plain retained string: binary_sensor and switch "ON"/"OFF", sensor a number ("23
 are secondary readings of every sensor of that node, and its status is their liveness.
 Binary sensors follow their device class: ON is open (door), detected (motion), on (plug).
 A light's state is JSON (`{"state": "ON", "brightness": 255}`): an appliance.
+Safety devices (issue 20) are binary sensors too: ON is ALARM (smoke, gas, carbon monoxide,
+moisture, tamper), OFF CLEAR; for a button (a panic button or pull cord wired to a GPIO) ON
+is a press and OFF its release, no press. ESPHome cannot tell a detector's test from a fire:
+a test is read as an alarm. An `event` entity (`{"event_type": "single"}`) is a button's
+gesture (ingest.adapters.common.button_gesture).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import ALARM_KINDS, ButtonValue, GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    RELEASE,
     DeviceAvailability,
     DeviceReport,
     Ignored,
+    button_gesture,
     load_object,
     number,
     show,
@@ -75,7 +82,18 @@ def parse(
         if value is None:
             return [Rejected(f"{component} state {show(text)} is neither ON nor OFF")]
         kinds = BINARY_KINDS if component == "binary_sensor" else (SensorKind.APPLIANCE,)
-        return [_report(gateway, f"{node}/{object_id}", now, tuple((k, value) for k in kinds))]
+        values = tuple((k, value) for k in kinds)
+        if component == "binary_sensor":  # alarm values coincide: ON 1 = ALARM, OFF 0 = CLEAR
+            values += tuple((k, value) for k in sorted(ALARM_KINDS))
+            values += ((SensorKind.BUTTON, ButtonValue.PRESS),) if value == 1.0 else ()
+        return [_report(gateway, f"{node}/{object_id}", now, values)]
+    if component == "event":
+        doc = load_object(payload)
+        raw = doc.get("event_type") if isinstance(doc, dict) else None
+        gesture = button_gesture(raw)
+        if gesture is None or gesture == RELEASE:
+            return [Ignored(f"esphome event {show(raw)} is no press anbu reads")]
+        return [_report(gateway, f"{node}/{object_id}", now, ((SensorKind.BUTTON, gesture),))]
     if component == "light":
         doc = load_object(payload)
         value = switch_state(doc.get("state")) if isinstance(doc, dict) else None

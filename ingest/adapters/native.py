@@ -2,6 +2,11 @@
 
 A readings message carries one or many readings; each is checked on its own, so one bad
 reading is rejected with its index while the rest of the message still counts.
+
+Safety kinds (issue 20) take their value codes (core.domain.SAFETY_VALUES): `smoke`, `gas`,
+`co`, `water_leak` and `tamper` 0 clear, 1 alarm, 2 the device's own test; `button` 0 cancel,
+1 press, 2 long press, one reading per gesture:
+`{"readings": [{"sensor": "pendant1", "kind": "button", "ts": "...Z", "value": 1}]}`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.domain import BINARY_KINDS, GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import (
+    BINARY_KINDS,
+    SAFETY_VALUES,
+    GatewayStatus,
+    Reading,
+    Rejected,
+    SensorKind,
+)
 from ingest.adapters.common import POWER_MAX_W
 
 Parsed = Reading | GatewayStatus | Rejected
@@ -143,4 +155,16 @@ def _check_value(kind: SensorKind, raw: Any) -> float | str:
             return f"value {show(raw)} out of range for {kind.value} (0 or 1)"
     elif kind is SensorKind.POWER and not 0.0 <= value <= POWER_MAX_W:
         return f"value {show(raw)} out of range for power (0..{POWER_MAX_W:g} W)"
+    elif kind in SAFETY_VALUES and value not in SAFETY_VALUES[kind]:
+        return f"value {show(raw)} out of range for {kind.value} ({_CODES[kind]})"
     return value
+
+
+_CODES: Mapping[SensorKind, str] = {
+    kind: (
+        "0 cancel, 1 press or 2 long press"
+        if kind is SensorKind.BUTTON
+        else "0 clear, 1 alarm or 2 test"
+    )
+    for kind in SAFETY_VALUES
+}

@@ -19,6 +19,17 @@ registered kind deciding what the boolean is. Or as the events Shelly's `ble-she
 script emits (`NotifyEvent`, `data` decoded from BTHome: `window`/`door` 1 = open, `motion`
 1 = detected, `battery` %, `rssi`, and the BLU device's `address`): registered under that
 MAC address, lower case.
+
+Safety devices (issue 20). Shelly Plus Smoke (`shellyplussmoke-<mac>`) has `smoke:0`, and
+Shelly Flood `flood:0`, whose status `alarm` true is ALARM, false CLEAR; a smoke alarm's test
+(the button held) leaves `alarm` false and comes only as the NotifyEvent `alarm_test`: TEST
+(`alarm`/`alarm_off` events are ALARM/CLEAR). A button is an event, never a status (a
+NotifyFullStatus repeats states): an input in button mode sends NotifyEvent `single_push`,
+`double_push`, `triple_push` (a press) and `long_push` (a long press) for `input:<n>`; a
+Shelly BLU Button heard by a gateway sends the same for its `bthomesensor:<n>`
+(`<device>:bthomesensor:<n>`), or, through `ble-shelly-blu.js`, BTHome's `button` event code
+(1-3 a press, 4-6 and 0x80 a long press) under its MAC address. `btn_down`/`btn_up` are the
+two halves of a gesture read once.
 """
 
 from __future__ import annotations
@@ -29,13 +40,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.domain import GatewayStatus, Reading, Rejected, SensorKind
+from core.domain import AlarmValue, ButtonValue, GatewayStatus, Reading, Rejected, SensorKind
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    RELEASE,
     DeviceAvailability,
     DeviceReport,
     Ignored,
+    button_gesture,
     load_object,
     number,
     show,
@@ -49,7 +62,18 @@ STATUS_METHODS = ("NotifyStatus", "NotifyFullStatus")
 DEVICE_ID = re.compile(r"shelly[0-9a-z]+(?:-[0-9a-z]+)*-[0-9a-f]{12}", re.ASCII)
 """A Gen2+ device id, its default topic prefix (Gen1 ids live under `shellies/`)."""
 BLU_BINARY = {"window": CONTACT_KINDS, "door": CONTACT_KINDS, "motion": (SensorKind.MOTION,)}
-BLU_READ = (*BLU_BINARY, "battery")
+BLU_READ = (*BLU_BINARY, "battery", "button")
+BTHOME_BUTTON = {1: ButtonValue.PRESS, 2: ButtonValue.PRESS, 3: ButtonValue.PRESS,
+                 4: ButtonValue.LONG, 5: ButtonValue.LONG, 6: ButtonValue.LONG,
+                 0x80: ButtonValue.LONG}  # fmt: skip
+"""BTHome's button event codes (0 is no event: a BLU device's periodic report)."""
+ALARM_EVENTS: dict[str, dict[str, float]] = {
+    "smoke": {"alarm": AlarmValue.ALARM, "alarm_off": AlarmValue.CLEAR,
+              "alarm_test": AlarmValue.TEST},
+    "flood": {"alarm": AlarmValue.ALARM, "alarm_off": AlarmValue.CLEAR},
+}  # fmt: skip
+ALARM_COMPONENTS = {"smoke": SensorKind.SMOKE, "flood": SensorKind.WATER_LEAK}
+GESTURE_COMPONENTS = ("input", "bthomesensor")
 NAMED = ("bthomesensor",)
 """Components registered by their whole name (`<device>:bthomesensor:200`): their ids start
 at 200, in a space of their own, so a bare `<device>:200` could be two things."""
@@ -109,6 +133,8 @@ COMPONENTS: dict[str, tuple[Prop, ...]] = {
     "input": (Prop("state", CONTACT_KINDS, switch_state),),
     "bthomesensor": (Prop("value", (*CONTACT_KINDS, SensorKind.MOTION), _boolean),),
     "devicepower": (Prop("battery", (), _battery, 0.0, 100.0, "battery"),),
+    "smoke": (Prop("alarm", (SensorKind.SMOKE,), _boolean),),
+    "flood": (Prop("alarm", (SensorKind.WATER_LEAK,), _boolean),),
     "wifi": (Prop("rssi", (), number, -127.0, 0.0, "link_quality"),),
 }
 POWER_KEYS = frozenset(p.key for props in COMPONENTS.values() for p in props if p.low < 0)
@@ -135,7 +161,7 @@ def parse(
         method = doc.get("method")
         params = doc.get("params")
         if method == "NotifyEvent" and isinstance(params, dict):
-            return _events(gateway, params, now, future_tolerance_s)
+            return _events(gateway, device, params, now, future_tolerance_s)
         if method not in STATUS_METHODS:
             return [Ignored(f"shelly {show(method)} carries no status")]
         if not isinstance(params, dict):
@@ -195,12 +221,21 @@ def _reports(
 
 
 def _events(
-    gateway: str, params: dict[str, Any], now: datetime, future_tolerance_s: int
+    gateway: str, device: str, params: dict[str, Any], now: datetime, future_tolerance_s: int
 ) -> list[Parsed]:
-    """NotifyEvent: BLU sensor data a script emits; button pushes and the rest carry no state."""
+    """NotifyEvent: button pushes, smoke and flood alarms and their tests, BLU sensor data a
+    script emits; the other events carry nothing anbu reads."""
     events = params.get("events")
     out: list[Parsed] = []
     for event in events if isinstance(events, list) else []:
+        found = _component_event(gateway, device, event) if isinstance(event, dict) else None
+        if found is not None:
+            when = stamp(event.get("ts", params.get("ts")), now, future_tolerance_s)
+            if isinstance(when, str):
+                return [Rejected(when)]
+            name, kind, value = found
+            out.append(DeviceReport(gateway, name, when[0], when[1], ((kind, value),)))
+            continue
         data = event.get("data") if isinstance(event, dict) else None
         if not isinstance(data, dict) or not any(k in data for k in BLU_READ):
             continue
@@ -218,10 +253,37 @@ def _events(
     return out or [Ignored("shelly NotifyEvent carries no sensor state")]
 
 
+def _component_event(
+    gateway: str, device: str, event: dict[str, Any]
+) -> tuple[str, SensorKind, float] | None:
+    """(the device, kind and value) of a component's event anbu reads, or None."""
+    component, name = event.get("component"), event.get("event")
+    if not isinstance(component, str) or not isinstance(name, str):
+        return None
+    ctype, _, cid = component.partition(":")
+    index = int(cid) if cid.isascii() and cid.isdigit() and len(cid) <= 4 else None
+    if index is None:
+        return None
+    key = component if ctype in NAMED else "" if index == 0 else str(index)
+    target = f"{device}:{key}" if key else device
+    if ctype in ALARM_EVENTS:
+        value = ALARM_EVENTS[ctype].get(name)
+        return None if value is None else (target, ALARM_COMPONENTS[ctype], value)
+    if ctype in GESTURE_COMPONENTS:
+        gesture = button_gesture(name)
+        if gesture is None or gesture == RELEASE:
+            return None
+        return target, SensorKind.BUTTON, gesture
+    return None
+
+
 def _blu(
     gateway: str, device: str, data: dict[str, Any], when: tuple[datetime, bool]
 ) -> DeviceReport | str:
     values: list[tuple[SensorKind, float]] = []
+    code = data.get("button")
+    if isinstance(code, int) and not isinstance(code, bool) and code in BTHOME_BUTTON:
+        values.append((SensorKind.BUTTON, BTHOME_BUTTON[code]))
     for key, kinds in BLU_BINARY.items():
         if data.get(key) is None:
             continue

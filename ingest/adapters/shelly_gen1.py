@@ -9,8 +9,18 @@ and `emeter/<n>/total` Wh (EM, 3EM: one channel per phase or clamp); the Door/Wi
 "true"/"false"; Shelly Motion's `status` JSON (`motion`, `bat`); `online` "true"/"false"
 (retained, the LWT). Channel 0 is the device itself, channel n > 0 is `<device id>:<n>`, as for
 Gen2. No message carries the device's time: values are stamped on receipt. `announce`,
-`info`, `input_event`, `longpush`, the commands and the other sensors (temperature, lux,
-tilt, vibration...) carry nothing anbu reads and are ignored.
+`info`, `longpush`, the commands and the other sensors (temperature, lux, tilt,
+vibration...) carry nothing anbu reads and are ignored.
+
+Safety devices (issue 20): Shelly Smoke's `sensor/smoke` and Shelly Flood's `sensor/flood`
+"true"/"false" are ALARM/CLEAR; Shelly Gas's `sensor/gas` "none" CLEAR, "mild"/"heavy" ALARM,
+"test" TEST ("unknown", warming up, is not read). A button is `input_event/<n>`,
+`{"event": "S", "event_cnt": 12}`: S, SS, SSS a press, L (and SL, LS) a long press. A mains
+Gen1 device republishes its last event every update period (30 s) with the same count, so an
+event is a press only when its count differs from the one this process last saw for that
+input; the first heard since start is remembered, not read (it is most likely a repeat:
+every worker learns each input within its first update periods) - but for Shelly Button1
+(`shellybutton1-...`), which sleeps and speaks only when woken, whose first is a press.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from core.domain import Rejected, SensorKind
+from core.domain import AlarmValue, ButtonValue, Rejected, SensorKind
 from ingest.adapters.announce import shelly_announce
 from ingest.adapters.common import (
     CONTACT_KINDS,
@@ -41,6 +51,14 @@ ONLINE = {"true": True, "false": False}
 RELAY = {"on": 1.0, "off": 0.0, "overpower": 0.0}
 DOOR = {"open": 1.0, "close": 0.0, "closed": 0.0}
 OUTPUTS = ("relay", "light")
+ALARM = {"true": AlarmValue.ALARM, "false": AlarmValue.CLEAR}
+GAS = {"none": AlarmValue.CLEAR, "mild": AlarmValue.ALARM, "heavy": AlarmValue.ALARM,
+       "test": AlarmValue.TEST}  # fmt: skip
+SLEEPING_BUTTONS = ("shellybutton1-",)
+"""Gen1 devices that speak only when pressed: their first event heard is a press."""
+_EVENT_COUNTS: dict[tuple[str, str, int], int] = {}
+"""(gateway, device, input) -> the last input_event count this process heard."""
+EVENT_COUNTS_MAX = 200_000
 
 
 def _power(text: str) -> float | None:
@@ -75,10 +93,14 @@ def parse(
         return [DeviceAvailability(gateway=gateway, device=device, online=online)]
     if parts == ["status"]:
         return _status(gateway, device, payload, now)
+    if parts[0] == "input_event" and len(parts) == 2 and _channel(parts[1]) is not None:
+        return [_input_event(gateway, device, _channel(parts[1]) or 0, payload, now)]
     read = _leaf(parts)
     if read is None:
         return [Ignored(f"shellies {show(leaf)} carries nothing anbu reads")]
     channel, what, convert = read
+    if what == "gas" and text.lower() == "unknown":
+        return [Ignored("shellies gas 'unknown': the sensor is warming up, nothing to read")]
     value = convert(text)
     if value is None:
         return [Rejected(f"shellies {show(leaf)} value {show(text)} is not a valid {what}")]
@@ -97,6 +119,9 @@ def _values(what: str, value: float) -> Values:
         return ((SensorKind.APPLIANCE, value),)
     if what == "motion":
         return ((SensorKind.MOTION, value),)
+    if what in ("smoke", "flood", "gas"):
+        kind = {"smoke": SensorKind.SMOKE, "flood": SensorKind.WATER_LEAK}.get(what)
+        return ((kind or SensorKind.GAS, value),)
     return tuple((kind, value) for kind in CONTACT_KINDS)  # input, door
 
 
@@ -131,7 +156,44 @@ def _leaf(parts: list[str]) -> tuple[int, str, Callable[[str], float | None]] | 
             return 0, "motion", lambda t: switch_state(t)
         if tail[0] == "battery":
             return 0, "battery", lambda t: _secondary(t, 0.0, 100.0)
+        if tail[0] in ("smoke", "flood"):
+            return 0, tail[0], lambda t: ALARM.get(t.lower())
+        if tail[0] == "gas":
+            return 0, "gas", lambda t: GAS.get(t.lower())
     return None
+
+
+def _gesture(event: str) -> float | None:
+    """S, SS, SSS: a press; L, SL, LS: a long press; anything else none."""
+    if not event or len(event) > 4 or set(event) - {"S", "L"}:
+        return None
+    return ButtonValue.LONG if "L" in event else ButtonValue.PRESS
+
+
+def _input_event(
+    gateway: str, device: str, channel: int, payload: bytes, now: datetime
+) -> DeviceReport | Ignored | Rejected:
+    """`input_event/<n>`: a press when its count is new to this process (see above)."""
+    doc = load_object(payload)
+    if isinstance(doc, str):
+        return Rejected(f"input_event: {doc}")
+    event, count = doc.get("event"), doc.get("event_cnt")
+    if not isinstance(count, int) or isinstance(count, bool):
+        return Rejected(f"input_event without an event count: {show(count)}")
+    value = _gesture(event) if isinstance(event, str) else None
+    if value is None:
+        return Ignored(f"shellies input_event {show(event)} is no press anbu reads")
+    key = (gateway, device, channel)
+    last = _EVENT_COUNTS.get(key)
+    if len(_EVENT_COUNTS) >= EVENT_COUNTS_MAX and last is None:
+        _EVENT_COUNTS.clear()  # bounded: forgetting costs at most one repeat's worth
+    _EVENT_COUNTS[key] = count
+    if last == count:
+        return Ignored(f"shellies input_event {count} repeated: its press was already read")
+    if last is None and not device.lower().startswith(SLEEPING_BUTTONS):
+        return Ignored(f"shellies input_event {count}: the first heard, remembered, not read")
+    name = device if channel == 0 else f"{device}:{channel}"
+    return DeviceReport(gateway, name, now, False, ((SensorKind.BUTTON, value),))
 
 
 def _status(gateway: str, device: str, payload: bytes, now: datetime) -> list[Parsed]:

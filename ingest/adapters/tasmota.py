@@ -12,33 +12,46 @@ registered as `<device>:<n>`:
   solar) counts by its size.
 - switch inputs: `"Switch<n>": "ON"` in SENSOR, `{"Switch<n>": {"Action": "ON"}}` in RESULT
   when detached from the relays (SetOption114): a contact, ON = 1 (open), as Shelly's inputs;
-  button actions (`Button<n>`) and switch events (TOGGLE, HOLD) are not states.
+  a switch's state is no button press (SENSOR repeats it every TelePeriod).
+- buttons (issue 20), from RESULT only, which Tasmota publishes once per gesture: a detached
+  button's `{"Button<n>": {"Action": "SINGLE"}}` (SetOption73: SINGLE..PENTA a press, HOLD a
+  long press, CLEAR nothing) and a switch input's events `{"Switch<n>": {"Action": "ON"}}`
+  (a pull cord or a wired panic button: ON or TOGGLE a press, HOLD a long press, OFF its
+  release), registered as the channel's device with kind `button`.
 - bridges, one device id per bridged device: an RF bridge's `RfReceived` (tele/RESULT,
   `{"Data": "E5D80E", ...}`) is the code a 433 MHz door or motion sensor sends when it
   triggers, registered as `<bridge>:<Data>` (value 1: opened, or motion); Zigbee2Tasmota's
   `ZbReceived` (`{"0x8F20": {"Device": "0x8F20", "Name": "Door", "Contact": 1, ...}}`) gives
   each device under `<bridge>:<Name>`, or `<bridge>:<short address>` while it has no name.
   Its `Contact` and `Occupancy` are 1 when open and occupied; `Power` is a plug's relay or a
-  Xiaomi door's on/off, the registered kind deciding; `ActivePower` is watts.
+  Xiaomi door's on/off, the registered kind deciding; `ActivePower` is watts. IAS zones
+  (issue 20): `Fire` (smoke or heat), `Water` (leak) and `CO` (carbon monoxide, or a gas
+  detector declaring itself one) are alarms, 1 = ALARM; `PersonalAlarm` and `Panic` 1 are a
+  button press (an emergency pendant), 0 no press; the zone status bits Tasmota passes on
+  (`ZoneStatusChange`, `ZoneStatus`: ZCL IAS Zone, bit 2 tamper, bit 8 test) give the tamper
+  switch and make the alarms of a message under test TEST, never ALARM.
 A message with none of these is ignored with its reason.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from core.domain import Rejected, SensorKind
+from core.domain import AlarmValue, ButtonValue, Rejected, SensorKind
 from ingest.adapters.announce import tasmota_discovery
 from ingest.adapters.common import (
     CONTACT_KINDS,
     POWER_MAX_W,
+    RELEASE,
     DeviceAvailability,
     DeviceReport,
     Ignored,
     Parsed,
+    alarm_value,
+    button_gesture,
     load_object,
     number,
     show,
@@ -51,12 +64,21 @@ Values = tuple[tuple[SensorKind, float], ...]
 LWT = {"online": True, "offline": False}
 RELAYS = ("POWER", *(f"POWER{n}" for n in range(1, 9)))
 SWITCH = re.compile(r"Switch([1-9][0-9]?)", re.ASCII)
+GESTURE = re.compile(r"(Switch|Button)([1-9][0-9]?)", re.ASCII)
+SWITCH_GESTURES = {"ON": ButtonValue.PRESS, "TOGGLE": ButtonValue.PRESS, "HOLD": ButtonValue.LONG}
 RF_SENSOR: Values = tuple((kind, 1.0) for kind in (*CONTACT_KINDS, SensorKind.MOTION))
 ZB_FIELDS: dict[str, tuple[SensorKind, ...]] = {
     "Contact": CONTACT_KINDS,
     "Occupancy": (SensorKind.MOTION,),
     "Power": (SensorKind.APPLIANCE, *CONTACT_KINDS),
 }
+ZB_ALARMS: dict[str, tuple[SensorKind, ...]] = {
+    "Fire": (SensorKind.SMOKE,),
+    "Water": (SensorKind.WATER_LEAK,),
+    "CO": (SensorKind.CO, SensorKind.GAS),
+}
+ZB_BUTTONS = ("PersonalAlarm", "Panic")
+ZONE_TAMPER, ZONE_TEST = 0x0004, 0x0100
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,7 @@ class _Channel:
     relay: float | None = None
     energy: float | None = None
     switch: float | None = None
+    button: float | None = None
 
 
 def channel_device(device: str, channel: int) -> str:
@@ -160,6 +183,8 @@ def _result(
         return [Rejected(channels)]
     for n, value in _switches(doc).items():
         channels[n] = _Channel(relay=channels.get(n, _Channel()).relay, switch=value)
+    for n, gesture in _gestures(doc).items():
+        channels[n] = replace(channels.get(n, _Channel()), button=gesture)
     out: list[Parsed] = [
         _report(gateway, channel_device(device, n), when, ch) for n, ch in sorted(channels.items())
     ]
@@ -181,6 +206,8 @@ def _report(
         values.append((SensorKind.APPLIANCE, ch.relay))
     if ch.switch is not None:
         values.extend((kind, ch.switch) for kind in CONTACT_KINDS)
+    if ch.button is not None:
+        values.append((SensorKind.BUTTON, ch.button))
     return DeviceReport(
         gateway=gateway,
         device=device,
@@ -214,6 +241,23 @@ def _switches(doc: dict[str, Any]) -> dict[int, float]:
         value = switch_state(state) if isinstance(state, str) else None
         if value is not None:
             out[int(match.group(1))] = value
+    return out
+
+
+def _gestures(doc: dict[str, Any]) -> dict[int, float]:
+    """RESULT's `{"Button<n>"|"Switch<n>": {"Action": ...}}`: one gesture per channel."""
+    out: dict[int, float] = {}
+    for key, raw in doc.items():
+        match = GESTURE.fullmatch(key) if isinstance(key, str) else None
+        action = raw.get("Action") if match is not None and isinstance(raw, dict) else None
+        if not isinstance(action, str):
+            continue
+        if match is not None and match.group(1) == "Switch":
+            value = SWITCH_GESTURES.get(action.strip().upper(), button_gesture(action))
+        else:
+            value = button_gesture(action)
+        if value is not None and value != RELEASE:
+            out[int(match.group(2)) if match is not None else 1] = value
     return out
 
 
@@ -295,6 +339,26 @@ def _zigbee(
         if value is None:
             return Rejected(f"ZbReceived {field} {show(body[field])} is neither 0 nor 1")
         values.extend((kind, value) for kind in kinds)
+    zone = _zone_status(body)
+    test = zone is not None and bool(zone & ZONE_TEST)
+    for field, kinds in ZB_ALARMS.items():
+        if body.get(field) is None:
+            continue
+        value = switch_state(body[field])
+        if value is None:
+            return Rejected(f"ZbReceived {field} {show(body[field])} is neither 0 nor 1")
+        values.extend((kind, alarm_value(value, test)) for kind in kinds)
+    if zone is not None:
+        tamper = AlarmValue.ALARM if zone & ZONE_TAMPER else AlarmValue.CLEAR
+        values.append((SensorKind.TAMPER, tamper))
+    for field in ZB_BUTTONS:
+        if body.get(field) is None:
+            continue
+        value = switch_state(body[field])
+        if value is None:
+            return Rejected(f"ZbReceived {field} {show(body[field])} is neither 0 nor 1")
+        if value == 1.0:  # 0 is the zone back at rest: no press
+            values.append((SensorKind.BUTTON, ButtonValue.PRESS))
     if body.get("ActivePower") is not None:
         watts = number(body["ActivePower"])
         if watts is None or not abs(watts) <= POWER_MAX_W:
@@ -314,3 +378,11 @@ def _zigbee(
     if report.empty:
         return Ignored(f"ZbReceived {show(ident)}: nothing anbu reads")
     return report
+
+
+def _zone_status(body: dict[str, Any]) -> int | None:
+    """The IAS zone status bits a ZbReceived device carries, or None."""
+    raw = body.get("ZoneStatusChange", body.get("ZoneStatus"))
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 0xFFFF:
+        return None
+    return raw

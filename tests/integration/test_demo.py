@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-KINDS = ("inactivity", "not_up", "not_back", "gateway_offline", "site_outage")
+KINDS = ("inactivity", "not_up", "not_back", "gateway_offline", "site_outage", "help_button",
+         "alarm_test")  # fmt: skip
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "inproc"])
@@ -35,3 +36,6 @@ def test_demo_runs_the_scenario_to_the_care_manager(tmp_path: Path, broker: str)
     for kind in KINDS:  # the summary ticks each, and the narrator told it as it happened
         assert re.search(rf"^✓ {kind} ", out, re.MULTILINE), f"{kind} not raised\n{out[-4000:]}"
         assert re.search(rf"(발견 finding|지역 장애 incident) .*{kind}", out), kind
+    # the smoke alarm's test press is a test, never a fire
+    assert re.search(r"^✓ no fire_alarm ", out, re.MULTILINE), out[-4000:]
+    assert not re.search(r"발견 finding .*fire_alarm", out), out[-4000:]

@@ -58,6 +58,12 @@ def _oracle(state: S, event: Event) -> S | None:
         return state  # worse news changes the severity, never the step
     if event is Event.REASSIGN:
         return state  # another care manager takes it over where it stands; a closed one stays
+    if event is Event.JOINED:
+        return state  # a related finding joins the open alert where it stands
+    if event is Event.BUTTON_CANCELLED:  # a cancel in the grace window: the resident's call
+        return S.CALLING if state in (S.OPEN, S.ESCALATED) else None
+    if event is Event.RESIDENT_ANSWERED:  # the call beside an escalation: noted, no step
+        return S.ESCALATED if state is S.ESCALATED else None
     if event is Event.ABSENCE_RECORDED:
         return S.RESOLVED  # away or in hospital: the cause is known
     if event is Event.SERVICE_ENDED:

@@ -82,7 +82,7 @@ def test_one_bad_reading_does_not_spoil_the_others() -> None:
         (readings(item(sensor=...)), "missing sensor"),
         (readings(item(ts=..., value=...)), "missing ts, value"),
         (readings(item(sensor="")), "non-empty"),
-        (readings(item(kind="smoke")), "unknown kind"),
+        (readings(item(kind="temperature")), "unknown kind"),
         (readings(item(ts="2026-11-22T09:00:00")), "no time zone"),
         (readings(item(ts="yesterday")), "unparseable"),
         (readings(item(ts=1763802000)), "ISO 8601"),
