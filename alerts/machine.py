@@ -28,6 +28,7 @@ class Event(enum.StrEnum):
     BUTTON_CANCELLED = "button_cancelled"  # cancel pressed in the grace window: a check-in
     RESIDENT_ANSWERED = "resident_answered"  # the call placed beside an escalation ended
     JOINED = "joined"  # a related finding joined the open alert (its timeline, its severity)
+    PRESSED_AGAIN = "pressed_again"  # a button or an alarm again on its open alert: told again
 
 
 class IllegalTransition(Exception):
@@ -63,6 +64,10 @@ TRANSITIONS: dict[tuple[AlertState, Event], AlertState] = {
     **{(state, Event.SEVERITY_RAISED): state for state in _OPEN_STATES},
     **{(state, Event.REASSIGN): state for state in _OPEN_STATES},  # who, never the step
     **{(state, Event.JOINED): state for state in _OPEN_STATES},
+    (S.OPEN, Event.PRESSED_AGAIN): S.OPEN,  # its first step has not run: that step tells
+    (S.CALLING, Event.PRESSED_AGAIN): S.ESCALATED,  # after a cancel: a real emergency after all
+    (S.ESCALATED, Event.PRESSED_AGAIN): S.ESCALATED,  # told again
+    (S.ACKNOWLEDGED, Event.PRESSED_AGAIN): S.ESCALATED,  # taken, then pressed again: told again
     **{(state, Event.ABSENCE_RECORDED): S.RESOLVED for state in _OPEN_STATES},
     **{(state, Event.SERVICE_ENDED): S.RESOLVED for state in _OPEN_STATES},
 }

@@ -64,10 +64,11 @@ JOINED_KINDS: tuple[frozenset[str], ...] = (frozenset({"help_request", "help_but
 
 # What the care manager reads first on the alert's page and in its message: (Korean, English).
 FIRST_ADVICE: dict[str, tuple[str, str]] = {
-    "help_button": ("응급호출: 어르신께 연락이 안 되면 119에 신고하세요",
-                    "Emergency button: if the resident cannot be reached, call 119"),
-    "fire_alarm": ("화재·가스: 119에 먼저 신고하세요", "Fire or gas: call 119 first"),
-    "gas_alarm": ("화재·가스: 119에 먼저 신고하세요", "Fire or gas: call 119 first"),
+    "help_button": ("대상자와 통화가 안 되면 바로 119에 신고하세요",
+                    "If the resident cannot be reached, call 119 now"),
+    "fire_alarm": ("화재 의심: 119에 먼저 신고하세요", "Possible fire: call 119 first"),
+    "gas_alarm": ("가스·일산화탄소 누출 의심: 119에 먼저 신고하세요",
+                  "Possible gas or CO leak: call 119 first"),
 }  # fmt: skip
 
 

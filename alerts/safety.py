@@ -11,7 +11,7 @@ commits. Logs carry ids only.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -30,12 +30,18 @@ from core.domain import AlertState, CallOutcome, Finding, Severity
 log = logging.getLogger(__name__)
 
 HELP_ANSWERS = ("help", "unwell", "emergency")  # what the resident said that is never an OK
+UNANSWERED = ("no_answer", "busy", "failed", "voicemail")  # the call ended without the resident
+# a cancel must arrive (server clock) within the grace window of the alert's opening and this
+CANCEL_ARRIVAL_SLACK = timedelta(seconds=30)
+# advisory lock namespace (two-int form, key 2 = the resident): one help request or button
+# press of a resident at a time looks for its partner alert and opens its own
+JOIN_LOCK = 7_470_320
 
 # The resident's open alert of some kinds, with what a step needs: the dong (its name for the
 # care manager's message), when it was pressed (its finding), and what its call heard.
 _LOCK = """
 SELECT a.*, r.dong_code, r.home, d.name AS dong_name,
-       COALESCE(f.raised_at, a.opened_at) AS pressed_at,
+       COALESCE(f.raised_at, a.opened_at) AS pressed_at, f.details AS pressed_details,
        c.answer AS call_answer, c.outcome AS call_outcome
   FROM anbu.alerts a
   JOIN anbu.resident r ON r.id = a.resident_id
@@ -47,6 +53,11 @@ SELECT a.*, r.dong_code, r.home, d.name AS dong_name,
  LIMIT 1
    FOR NO KEY UPDATE OF a
 """
+
+
+def _minutes(seconds: int) -> str:
+    """A grace window as people say it: 120 -> "2", 90 -> "1.5"."""
+    return f"{seconds / 60:g}"
 
 
 class CheckInQueue(Protocol):
@@ -99,7 +110,7 @@ class SafetyAlerts:
         )
         state = AlertState.ESCALATED
         record_event(conn, a["id"], now, "system", state, state,
-                     f"어르신께 안부전화 {attempt}회차 동시 발신 / "
+                     f"대상자에게 안부전화 {attempt}회차 동시 발신 / "
                      f"check-in call {attempt} to the resident at the same time")  # fmt: skip
         log.info("check-in call placed beside the escalation",
                  extra={"alert_id": a["id"], "attempt": attempt})  # fmt: skip
@@ -118,15 +129,19 @@ class SafetyAlerts:
             (now, a["id"]),
         )
         meaning = OUTCOME_MEANING[outcome]
-        said = f"어르신 안부전화 {a['call_attempts']}회차: {OUTCOME_KO[outcome]}"
+        n = a["call_attempts"]
+        said = f"대상자 안부전화 {n}회차: {OUTCOME_KO[outcome]}"
+        said_en = f"check-in call {n} to the resident: {outcome.value}"
         label = route_for(a["kind"]).label_ko
         if meaning == "ok":
-            reason = f"{said} — {label} 알림은 담당자가 확인해 종결합니다"
+            reason = (f"{said} — {label} 알림은 담당자가 확인해 종결합니다 / {said_en}; "
+                      "a care manager closes the alert")  # fmt: skip
         elif meaning == "help":
-            reason = f"{said} — 담당자에게 다시 알림"
-            self.escalation.tell_again(conn, a, now, f"{label} 도움 요청", said)
+            reason = f"{said} — 담당자에게 다시 알림 / {said_en}; the care managers told again"
+            self.escalation.tell_again(conn, a, now, "대상자 도움 요청",
+                                       f"{label} 후 안부전화에서 {OUTCOME_KO[outcome]}")  # fmt: skip
         else:
-            reason = said
+            reason = f"{said} / {said_en}"
         actor = "resident" if meaning in ("ok", "help") else "system"
         record_event(conn, a["id"], now, actor, state, to, reason)
         log.info("answer of the call beside an escalation kept",
@@ -151,13 +166,16 @@ class SafetyAlerts:
             log.info("cancel press with no open alert", extra={"resident_id": resident_id})
             return None, "no_open_alert"
         state = AlertState(a["state"])
-        after = max(0, int((f.raised_at - a["pressed_at"]).total_seconds()))
+        after = int((f.raised_at - a["pressed_at"]).total_seconds())  # < 0: read before it
         grace = int(self.policy.button_cancel_grace.total_seconds())
-        pressed = f"응급호출 취소 버튼이 눌림 (호출 {after}초 뒤)"
-        kept = self._cancel_refused(conn, a, state, after, grace)
+        when = f"{after}초 뒤" if after >= 0 else f"{-after}초 전"
+        pressed = f"응급호출 취소 버튼이 눌림 (호출 {when})"
+        kept = self._cancel_refused(conn, a, state, after, grace) or self._cancel_suspect(
+            a, f, now, grace
+        )
         if kept is not None:
             record_event(conn, a["id"], now, "resident", state, state, f"{pressed} — {kept[0]} / "
-                         f"cancel pressed {after} s after the press: {kept[1]}")  # fmt: skip
+                         f"cancel pressed {after} s from the press: {kept[1]}")  # fmt: skip
             return int(a["id"]), None
         to = next_state(state, Event.BUTTON_CANCELLED)
         # nobody needs telling what is no longer so: the care managers not reached yet are not
@@ -171,8 +189,8 @@ class SafetyAlerts:
         )
         told = self.escalation.tell_again(
             conn, a, now, "응급호출 취소",
-            "어르신이 응급호출을 취소하셨습니다. 안부전화로 확인하고 있으며, "
-            "받지 않으시면 다시 알려 드립니다",
+            "대상자가 응급호출을 취소했습니다. 안부전화로 확인 중이며, "
+            "받지 않으면 다시 알려 드립니다",
             only_told=True,
         )  # fmt: skip
         conn.execute(
@@ -182,12 +200,35 @@ class SafetyAlerts:
             (to.value, now, now, a["id"]),
         )
         record_event(conn, a["id"], now, "resident", state, to,
-                     f"{pressed} — 유예 {grace}초 이내라 안부전화로 확인합니다 (알린 담당자 "
-                     f"{len(told)}명에게 취소 문자) / cancelled within the {grace} s grace "
-                     "window: checked by the resident's call")  # fmt: skip
+                     f"{pressed} — 유예 {_minutes(grace)}분 이내라 안부전화로 확인합니다 (알린 "
+                     f"담당자 {len(told)}명에게 취소 문자) / cancelled within the "
+                     f"{_minutes(grace)} min grace window: checked by the resident's call")  # fmt: skip
         log.info("button alert turned into a check-in",
                  extra={"alert_id": a["id"], "after_s": after, "told": told})  # fmt: skip
         return int(a["id"]), None
+
+    def _cancel_suspect(
+        self, a: dict[str, Any], f: Finding, now: datetime, grace: int
+    ) -> tuple[str, str] | None:
+        """Why a cancel that cannot be the resident's own answer to this press leaves the alert
+        as it is (Korean, English), or None: read before the press (two ingest workers can hand
+        it over after it), arriving long after the window (buffered or back-dated: the server's
+        clock, not the reading's), from another button, or after the resident's call went
+        unanswered."""
+        if f.raised_at < a["pressed_at"]:
+            return ("취소가 호출보다 먼저 눌린 것이라 알림은 그대로 둡니다",
+                    "the cancel was read before the press, the alert stands")  # fmt: skip
+        if now - a["opened_at"] > timedelta(seconds=grace) + CANCEL_ARRIVAL_SLACK:
+            return (f"취소가 유예 {_minutes(grace)}분이 지나 도착해 알림은 그대로 둡니다",
+                    f"the cancel arrived after the {grace} s grace window, the alert stands")  # fmt: skip
+        pressed_on = (a["pressed_details"] or {}).get("sensor_id")
+        if pressed_on is None or f.details.get("sensor_id") != pressed_on:
+            return ("호출한 버튼이 아닌 기기의 취소라 알림은 그대로 둡니다",
+                    "the cancel came from another device than the press, the alert stands")  # fmt: skip
+        if a["call_outcome"] in UNANSWERED:
+            return ("대상자가 안부전화를 받지 않아 알림은 그대로 둡니다",
+                    "the resident did not answer the call, the alert stands")  # fmt: skip
+        return None
 
     def _cancel_refused(
         self, conn: psycopg.Connection[Any], a: dict[str, Any], state: AlertState, after: int,
@@ -195,13 +236,13 @@ class SafetyAlerts:
     ) -> tuple[str, str] | None:  # fmt: skip
         """Why a cancel press leaves the alert as it is (Korean, English), or None."""
         if after > grace:
-            return (f"유예 {grace}초가 지나 알림은 그대로 둡니다",
-                    f"after the {grace} s grace window, the alert stands")  # fmt: skip
+            return (f"유예 {_minutes(grace)}분이 지나 알림은 그대로 둡니다",
+                    f"after the {_minutes(grace)} min grace window, the alert stands")  # fmt: skip
         if state not in (AlertState.OPEN, AlertState.ESCALATED):
             return ("이미 담당자가 확인했거나 안부전화로 확인 중이라 그대로 둡니다",
                     "already taken or being checked by a call")  # fmt: skip
         if a["call_answer"] in HELP_ANSWERS or a["call_outcome"] in HELP_ANSWERS:
-            return ("어르신이 전화로 도움을 요청하셔서 그대로 둡니다",
+            return ("대상자가 전화로 도움을 요청해 그대로 둡니다",
                     "the resident asked for help on the call")  # fmt: skip
         asked = conn.execute(
             """SELECT 1 FROM anbu.findings WHERE resident_id = %s AND kind = ANY(%s)
@@ -209,7 +250,7 @@ class SafetyAlerts:
             (a["resident_id"], list(join_partners(a["kind"])), a["pressed_at"] - JOIN_WINDOW),
         ).fetchone()
         if asked is not None:
-            return ("돌봄콜로도 도움을 요청하셔서 그대로 둡니다",
+            return ("대상자가 돌봄콜로도 도움을 요청해 그대로 둡니다",
                     "the resident also asked for help on the care line")  # fmt: skip
         return None
 
@@ -242,19 +283,66 @@ class SafetyAlerts:
                      f"joined: {f.reason_en}")  # fmt: skip
         log.info("finding joined an open alert",
                  extra={"alert_id": alert_id, "resident_id": resident_id, "kind": f.kind})  # fmt: skip
-        if not route.escalate_now:
+        named = "alert_id" in f.details
+        if not route.escalate_now and (named or not route_for(a["kind"]).escalate_now):
             return alert_id
         a = {**a, "severity": max(f.severity, old).label}
-        if state is AlertState.CALLING:  # being checked by a call: the resident asks for help
+        if not named:  # a line's help request or a press on a button alert: told again
+            self.tell_again_now(conn, a, now, f"{route.label_ko}: {f.reason_ko}")
+        elif state is AlertState.CALLING:  # being checked by a call: the resident asks for help
             to = next_state(state, Event.RESIDENT_NEEDS_HELP)
             critical = max(f.severity, old) is Severity.CRITICAL
             self.escalation.escalate(conn, a, state, to, now,
                                      level=TOP_LEVEL if critical else 0,
                                      reason=f"{route.label_ko}: {f.reason_ko}")  # fmt: skip
-        elif "alert_id" in f.details and state is not AlertState.OPEN:
+        elif state is not AlertState.OPEN:
             # help said on the alert's own call: those told hear it (the open one tells itself)
             self.escalation.tell_again(conn, a, now, f"{route.label_ko}", f.reason_ko)
         return alert_id
+
+    def pressed_again(
+        self, conn: psycopg.Connection[Any], resident_id: int, f: Finding, now: datetime
+    ) -> int | None:
+        """A button pressed, or a fire or gas alarm sounding, again while its alert is open (as
+        severe already, so nothing was raised): a line on its timeline, and the care managers
+        told again (after a cancel, or once a person took it, the ladder again: a care manager
+        must never be left with 'cancelled' as the last word of a real press). The alert id."""
+        with conn.cursor(row_factory=dict_row) as cur:
+            a = cur.execute(
+                _LOCK.format(which="a.kind = %(kind)s"), {"resident": resident_id, "kind": f.kind}
+            ).fetchone()
+        if a is None:
+            return None
+        state = AlertState(a["state"])
+        label = route_for(f.kind).label_ko
+        again_ko, again_en = ("다시 눌림", "pressed again") if f.kind in CANCELS.values() \
+            else ("다시 울림", "alarmed again")  # fmt: skip
+        record_event(conn, a["id"], now, "system", state, state,
+                     f"{label} {again_ko}: {f.reason_ko} / {again_en}: {f.reason_en}")  # fmt: skip
+        conn.execute("UPDATE anbu.alerts SET updated_at = %s WHERE id = %s", (now, a["id"]))
+        self.tell_again_now(conn, a, now, f"{label} {again_ko}: {f.reason_ko}")
+        log.info("press or alarm again on an open alert",
+                 extra={"alert_id": a["id"], "resident_id": resident_id, "kind": f.kind})  # fmt: skip
+        return int(a["id"])
+
+    def tell_again_now(
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], now: datetime, reason: str
+    ) -> None:
+        """A new sign of the emergency on its open alert: being checked by a call after a cancel,
+        or taken by a person, it escalates again (a critical one to the top); escalated, the
+        top is told (a critical one below the top climbs there); open, its first step tells."""
+        state = AlertState(a["state"])
+        to = next_state(state, Event.PRESSED_AGAIN)
+        if state is AlertState.OPEN:
+            return
+        critical = Severity.parse(a["severity"]) is Severity.CRITICAL
+        level = int(a["escalation_level"])
+        if state is AlertState.ESCALATED and (level >= TOP_LEVEL or not critical):
+            self.escalation.tell_again(conn, a, now, "다시 알림", reason)
+            return
+        self.escalation.escalate(conn, a, state, to, now,
+                                 level=TOP_LEVEL if critical else level, reason=reason,
+                                 afresh=True)  # fmt: skip
 
     def _joinable(
         self, conn: psycopg.Connection[Any], resident_id: int, f: Finding

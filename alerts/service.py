@@ -47,8 +47,14 @@ from alerts.policy import (
     call_watch,
 )
 from alerts.queries import Dongs, dong_list
-from alerts.routing import CANCELS, holds_for_quiet_hours, quiet_hours_end, route_for
-from alerts.safety import SafetyAlerts, manager_words
+from alerts.routing import (
+    CANCELS,
+    holds_for_quiet_hours,
+    join_partners,
+    quiet_hours_end,
+    route_for,
+)
+from alerts.safety import JOIN_LOCK, SafetyAlerts, manager_words
 from calls.answers import record_acted_on
 from calls.dialer import cancel_waiting
 from core.clock import Clock
@@ -71,12 +77,17 @@ SELECT f.id, f.resident_id, f.kind, f.severity, f.raised_at, f.reason_ko, f.reas
   FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
  WHERE f.alerted_at IS NULL
    AND (f.alert_retry_at IS NULL OR f.alert_retry_at <= %(now)s)
+   AND (f.alert_tries > 0 OR f.stored_at <= now() - %(fresh)s)
    AND f.id <> ALL(%(skip)s::bigint[])
  ORDER BY f.id
  LIMIT 1
    FOR NO KEY UPDATE OF f SKIP LOCKED
 """
 
+
+# the reconciler leaves a finding stored this recently (the database's clock) to the listener
+# that is handing it over: it takes only what waited, never races a fresh one
+RECONCILE_AFTER = timedelta(seconds=10)
 
 STEP_RETRY_FIRST = timedelta(minutes=1)  # an alert whose step raised waits this, doubling,
 STEP_RETRY_MAX = timedelta(minutes=30)  # up to this: a care manager still sees it open
@@ -98,6 +109,7 @@ SELECT a.*, c.outcome AS call_outcome, c.dial_state AS call_dial_state,
    AND (a.next_action_at <= %(now)s OR (a.awaiting_call AND c.outcome IS NOT NULL))
    AND (a.step_retry_at IS NULL OR a.step_retry_at <= %(now)s)
    AND a.id <> ALL(%(skip)s::bigint[])
+   AND (%(only)s::bigint[] IS NULL OR a.id = ANY(%(only)s::bigint[]))
  ORDER BY a.next_action_at NULLS LAST
  LIMIT 1
    FOR NO KEY UPDATE OF a SKIP LOCKED
@@ -232,7 +244,9 @@ class AlertService:
             try:
                 with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                     now = self.clock.now()
-                    row = cur.execute(_WAITING, {"now": now, "skip": skip}).fetchone()
+                    row = cur.execute(
+                        _WAITING, {"now": now, "skip": skip, "fresh": RECONCILE_AFTER}
+                    ).fetchone()
                     if row is None:
                         return done
                     claimed = int(row["id"])
@@ -323,6 +337,8 @@ class AlertService:
         f = item.finding
         if f.kind in CANCELS:
             return self.safety.cancel(conn, item.resident_id, f, now)
+        if join_partners(f.kind):  # a press and a line request at once: one looks, then the other
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (JOIN_LOCK, item.resident_id))
         joined = self.safety.join(conn, item.resident_id, f, now)
         if joined is not None:
             return joined, None
@@ -340,7 +356,11 @@ class AlertService:
                 return opened
             current = self._lock_open(conn, item.resident_id, item.finding.kind)
             if current is not None:
-                return self._raise(conn, item, current, now)
+                raised = self._raise(conn, item, current, now)
+                if raised is None and route_for(item.finding.kind).escalate_now:
+                    # a press or an alarm again is never dropped: its care managers hear it
+                    return self.safety.pressed_again(conn, item.resident_id, item.finding, now)
+                return raised
             log.info("open alert resolved meanwhile; opening again",
                      extra={"finding_id": item.finding_id, "resident_id": item.resident_id})  # fmt: skip
         raise AlertRace(item.finding_id)
@@ -421,8 +441,9 @@ class AlertService:
 
     # -- timers ----------------------------------------------------------------------------
 
-    def process_due(self, limit: int = 100) -> int:
+    def process_due(self, limit: int = 100, only: list[int] | None = None) -> int:
         """Advance every alert whose timer is due or whose call has ended; returns how many.
+        `only`: just these alerts (the urgent listener's, ahead of any backlog).
 
         Each alert's step runs in a savepoint of its own transaction: one that raises is rolled
         back alone, put off by `step_backoff` with an event saying why, and the pass goes on
@@ -433,7 +454,7 @@ class AlertService:
         while done + len(skip) < limit:
             with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 now = self.clock.now()
-                alert = cur.execute(_DUE_ALERT, {"now": now, "skip": skip}).fetchone()
+                alert = cur.execute(_DUE_ALERT, {"now": now, "skip": skip, "only": only}).fetchone()
                 if alert is None:
                     return done
                 alert_id = int(alert["id"])

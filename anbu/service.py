@@ -51,12 +51,15 @@ log = logging.getLogger(__name__)
 
 URGENT_BACKOFF_S = (0.5, 30.0)  # the listener's reconnect wait: first, then doubling up to max
 URGENT_PING_S = 15.0  # a quiet listener checks its connection this often
+URGENT_PASSES = 20  # hand-over passes per notification at most (each: a few per resident)
 
 
 class UrgentListener:
     """LISTENs on ingest's URGENT_CHANNEL with a connection of its own. On each notification it
-    runs `hand_over` (quick: the waiting findings to their alerts), then wakes its second thread
-    to run `then` (the alerts' due steps, which may wait for a call token): notifications that
+    runs `hand_over` (quick: the waiting findings to their alerts; a pass returns how many it
+    took, and passes repeat while one takes any, URGENT_PASSES at most), waking after each pass
+    its second thread to run `then` (the due steps of the alerts handed over, which may wait
+    for a call token): notifications that
     arrive meanwhile make one more run of each, never two at once. Both run once on every
     (re)connect too, for what was notified while it was away; a lost connection is opened again
     with a growing wait. Nothing starts before start(); stop() ends both threads."""
@@ -134,11 +137,15 @@ class UrgentListener:
             self._notified()
 
     def _notified(self) -> None:
-        try:
-            self._hand_over()
-        except Exception:  # the rows are the truth: the ticker's polls catch what this missed
-            log.exception("urgent hand-over failed")
-        self._due.set()
+        for _ in range(URGENT_PASSES):
+            try:
+                took = self._hand_over()
+            except Exception:  # the rows are the truth: the ticker's polls catch what this missed
+                log.exception("urgent hand-over failed")
+                took = 0
+            self._due.set()  # the steps of what this pass opened start now
+            if not took or self._stop.is_set():
+                return
 
     def _steps(self) -> None:
         while True:
@@ -172,6 +179,8 @@ class Runtime:
     scheduler: BackgroundScheduler | None = None
     web: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
+    _urgent_alerts: set[int] = field(default_factory=set)  # opened by the hand-over, to step
+    _urgent_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- worker: the detector sweep, alert timers, partition upkeep ------------------------
 
@@ -190,19 +199,30 @@ class Runtime:
         return self._open(new)
 
     def hand_over_urgent(self) -> int:
-        """Hand the waiting safety findings (an emergency button, a fire or gas alarm) to their
-        alerts, due at once; returns how many alerts were opened or raised."""
+        """One pass: hand the waiting safety findings (an emergency button, a fire or gas alarm)
+        to their alerts, due at once, critical first and a few per resident (waiting_urgent);
+        the alerts opened or raised wait for `step_urgent`. Returns the findings taken."""
         with self.db.connection() as conn:
             waiting = waiting_urgent(conn)
         if not waiting:
             return 0
-        return len(self.alerts.on_findings([IncomingFinding(*w) for w in waiting]))
+        touched = self.alerts.on_findings([IncomingFinding(*w) for w in waiting])
+        with self._urgent_lock:
+            self._urgent_alerts.update(touched)
+        return len(waiting)
+
+    def step_urgent(self) -> int:
+        """The due steps of just the alerts the hand-over opened or raised (the care manager's
+        call and SMS are sent right after each step commits), never the timers' backlog (that
+        is the due poll's): a press waits behind no other alert. Returns the steps run."""
+        with self._urgent_lock:
+            ids, self._urgent_alerts = sorted(self._urgent_alerts), set()
+        return self.alerts.process_due(only=ids) if ids else 0
 
     def urgent_once(self) -> int:
         """What the urgent listener does on a notification: hand the safety findings over, then
-        run the alerts' due steps (the care manager's call and SMS are sent right after the step
-        commits). Returns the alerts opened or raised plus the steps run."""
-        return self.hand_over_urgent() + self.alerts.process_due()
+        step their alerts. Returns the findings taken plus the steps run."""
+        return self.hand_over_urgent() + self.step_urgent()
 
     def health_once(self) -> int:
         """Device health, gateway liveness and site incidents; findings for the technician."""
@@ -290,7 +310,7 @@ class Runtime:
         self.ticker = ticker
         # an emergency button or a fire alarm: alerted as soon as its ingest batch commits
         assert s.database_url is not None
-        self.urgent = UrgentListener(s.database_url, self.hand_over_urgent, self.alerts.process_due)
+        self.urgent = UrgentListener(s.database_url, self.hand_over_urgent, self.step_urgent)
         self.urgent.start()
         sched.start()
         self.scheduler = sched

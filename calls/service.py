@@ -393,9 +393,10 @@ class CallService:
 
     def leave_voicemail(self, call_id: int, sid: str) -> None:
         """Replace a live call's script with the short voicemail message (machine answered)."""
-        language = self.language_of(call_id)
+        script = self.script_of(call_id)
+        language, about = (script[0], script[3]) if script else (self.language_of(call_id), None)
         try:
-            self.client.calls(sid).update(twiml=twiml.voicemail(language))
+            self.client.calls(sid).update(twiml=twiml.voicemail(language, about))
         except TWILIO_ERRORS as exc:  # the call may already be over
             log.info("voicemail not left", extra={"call_id": call_id, **error_code(exc)})
 

@@ -171,7 +171,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             if purpose == "manager_alert":
                 return _xml(twiml.manager_alert(message_ko or "", gather_url))
             if ANSWERED_BY_OUTCOMES.get(params.get("AnsweredBy", "")) is not None:
-                return _xml(twiml.voicemail(language))  # synchronous AMD already knew
+                return _xml(twiml.voicemail(language, about))  # synchronous AMD already knew
             return _xml(twiml.check_in(gather_url, language, about))
 
         return await once(request, handle)
@@ -185,7 +185,9 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             script = await run_in_threadpool(service.script_of, call_id)
             if script is not None and script[1] == "manager_alert":
                 return _xml(twiml.manager_closing(params.get("Digits") == "1"))
-            return _xml(twiml.closing(outcome, script[0] if script else None))
+            if script is None:
+                return _xml(twiml.closing(outcome, None))
+            return _xml(twiml.closing(outcome, script[0], script[3]))
 
         return await once(request, handle)
 

@@ -259,7 +259,7 @@ class Settings(BaseSettings):
     button_cancel_grace_s: float = Field(
         default=120.0,
         description=(
-            "An emergency button's cancel press this many seconds after the press turns its "
+            "A cancel press within this many seconds of an emergency button's press turns its "
             "alert into a check-in call; a later cancel is only noted on the alert."
         ),
     )

@@ -24,8 +24,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "heading": ("먼저 하실 일", "Do this first"),
     "address": ("주소", "Address"),
     "access_notes": ("출입 메모 (현관 비밀번호 등)", "Access notes (door code etc.)"),
-    "unopened": ("출입 메모를 열 수 없습니다 (데이터 키 확인 필요)",
-                 "Access notes cannot be opened (check the data key)"),
+    "unopened": ("출입 메모를 불러오지 못했습니다. 관리자에게 알려 주세요",
+                 "Access notes could not be opened; tell the administrator"),
 }  # fmt: skip
 
 

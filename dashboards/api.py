@@ -126,7 +126,7 @@ class SafetyDeviceOut(BaseModel):
 
     sensor_id: int
     kind: str = Field(description="button, smoke, gas, co, water_leak or tamper")
-    kind_ko: str = Field(description="응급호출기, 화재(연기) 감지기, ...")
+    kind_ko: str = Field(description="응급호출기, 화재 감지기, ...")
     room: str
     room_ko: str
     last_seen_at: datetime | None = Field(description="UTC; None when never heard.")

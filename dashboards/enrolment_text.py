@@ -95,11 +95,11 @@ ROOM_LABELS: dict[str, tuple[str, str]] = {
 # safety devices (issue 20), as the emergency-safety service names them
 SAFETY_KIND_LABELS: dict[str, tuple[str, str]] = {
     "button": ("응급호출기", "emergency call button"),
-    "smoke": ("화재(연기) 감지기", "smoke (fire) detector"),
+    "smoke": ("화재 감지기", "smoke (fire) detector"),
     "gas": ("가스 감지기", "gas detector"),
     "co": ("일산화탄소 감지기", "carbon monoxide detector"),
     "water_leak": ("누수 감지기", "water leak detector"),
-    "tamper": ("탬퍼(분리 감지)", "tamper (taken off its mount)"),
+    "tamper": ("분리 감지 센서", "tamper sensor (taken off its mount)"),
 }
 KIND_LABELS: dict[str, tuple[str, str]] = {
     **SAFETY_KIND_LABELS,

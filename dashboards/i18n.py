@@ -188,8 +188,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "never_connected": ("연결 기록 없음", "never connected"),
     "safety_devices": ("안전 기기 (응급호출기·감지기)", "Safety devices (buttons, detectors)"),
     "safety_help": (
-        "평소 거의 쓰이지 않아 정기 신호(상태·배터리 보고)로만 작동을 알 수 있습니다. "
-        "24시간 안에 신호가 온 기기가 연결됨입니다.",
+        "평소에는 거의 쓰이지 않는 기기라 정기 신호(상태·배터리 보고)로만 정상 작동을 "
+        "확인할 수 있습니다. 최근 24시간 안에 신호가 온 기기는 '연결됨'으로 표시됩니다.",
         "Rarely used, these are known to work only by their regular check-ins (state, battery): "
         "online means heard within 24 hours.",
     ),

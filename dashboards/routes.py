@@ -300,7 +300,13 @@ def pages_router() -> APIRouter:
             )  # fmt: skip
             first = None
             if alert_first.needs_first_aid(detail.alert.kind):  # 119 advice and the way in first
-                may_see = authz.may(manager, Action.RESIDENTS_SITE)
+                # the way in only while someone may have to go: an unresolved alert of a resident
+                # whose service goes on (as the technician's site view)
+                live = detail.alert.state is not AlertState.RESOLVED and conn.execute(
+                    "SELECT status <> 'ended' FROM anbu.resident WHERE id = %s",
+                    (detail.alert.resident_id,),
+                ).fetchone() == (True,)
+                may_see = live and authz.may(manager, Action.RESIDENTS_SITE)
                 keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
                 first = alert_first.first_aid(
                     conn, detail.alert.kind, detail.alert.resident_id, keyring, may_see

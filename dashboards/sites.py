@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from alerts.queries import Dongs, dong_list
 from core.crypto import Keyring
+from core.domain import SafetyFinding
 from detectors.health import (
     BATTERY_LOW,
     DEVICE_OFFLINE,
@@ -23,8 +24,12 @@ from detectors.site import KIND as SITE_OUTAGE
 from registry import ResidentNotFound
 from registry.secrecy import resident_note
 
-# Findings about devices and sites, never about a person's care.
-DEVICE_FINDING_KINDS = (DEVICE_SILENT, DEVICE_OFFLINE, BATTERY_LOW, GATEWAY_OFFLINE, SITE_OUTAGE)
+# Findings about devices and sites, never about a person's care: a detector's test press and
+# a device taken off its mount are the technician's to check too.
+DEVICE_FINDING_KINDS = (
+    DEVICE_SILENT, DEVICE_OFFLINE, BATTERY_LOW, GATEWAY_OFFLINE, SITE_OUTAGE,
+    SafetyFinding.ALARM_TEST.value, SafetyFinding.TAMPER.value,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

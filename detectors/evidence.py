@@ -24,6 +24,9 @@ BINARY_KINDS = ("door", "motion", "contact", "appliance")
 ROOMS = ("entrance", "living", "kitchen", "bedroom", "bathroom", "other")
 KIND_CODES = {k: i for i, k in enumerate((*BINARY_KINDS, "power"))}
 DOOR = KIND_CODES["door"]
+# safety devices (core.domain): an alarm's readings are no one's activity; a press is
+_NOT_A_PERSON = frozenset({"smoke", "gas", "co", "water_leak", "tamper"})
+_BUTTON = "button"
 POWER = KIND_CODES["power"]
 BATHROOM = ROOMS.index("bathroom")
 
@@ -75,6 +78,8 @@ def build_evidence(rows: Iterable[Row]) -> Evidence:
     previous: dict[int, tuple[float, float]] = {}  # sensor -> (t, value)
     opened: dict[int, float] = {}
     for t, sensor, kind, room, value in ordered:
+        if kind in _NOT_A_PERSON:  # a smoke, gas or leak alarm says nothing of anyone's day
+            continue
         s = index.get(sensor)
         if s is None:
             s = index[sensor] = len(kinds)
@@ -85,6 +90,12 @@ def build_evidence(rows: Iterable[Row]) -> Evidence:
             continue  # the same reading delivered twice
         previous[s] = (t, value)
         code = kinds[s]
+        if kind == _BUTTON:  # a press is someone there, an event with no interval after it
+            if value >= 1:
+                ev_t.append(t)
+                ev_s.append(s)
+                ev_on.append(True)
+            continue
         if code == POWER:
             if prev is not None and abs(value - prev[1]) >= POWER_STEP_W:
                 ev_t.append(t)

@@ -9,7 +9,7 @@ once that history spans a week (nights, a weekend); until then a default per kin
 
 A device finding means the device probably needs attention. A heartbeat sensor (a plug
 reporting on its own) is silent past its cadence. A safety device (an emergency button, a fire,
-gas or CO detector) is rarely used, so only its heartbeat, battery or availability messages say
+gas, CO or leak detector, a tamper sensor) is rarely used, so only its heartbeat, battery or availability messages say
 it still works: no message of any kind for `safety_silent_h` (24 h), whatever the home does, or
 reported unavailable, is a device finding; that its alarm state never changes is no fault. An event-driven sensor (door, contact,
 motion, appliance) reports only when someone uses it, so its silence is mostly the resident's
@@ -41,14 +41,14 @@ _SAFETY = frozenset(k.value for k in SAFETY_KINDS)  # their messages say nothing
 # what a person calls the device and its place: "현관 문 센서", "bedroom motion sensor"
 KIND_KO = {"door": "문 센서", "motion": "동작 센서", "contact": "접촉 센서",
            "appliance": "가전 센서", "power": "전력 플러그",
-           "button": "응급호출기", "smoke": "화재(연기) 감지기", "gas": "가스 감지기",
+           "button": "응급호출기", "smoke": "화재 감지기", "gas": "가스 감지기",
            "co": "일산화탄소 감지기", "water_leak": "누수 감지기",
-           "tamper": "탬퍼(분리 감지)"}  # fmt: skip
+           "tamper": "분리 감지 센서"}  # fmt: skip
 KIND_EN = {"door": "door sensor", "motion": "motion sensor", "contact": "contact sensor",
            "appliance": "appliance sensor", "power": "power plug",
            "button": "emergency call button", "smoke": "smoke (fire) detector",
            "gas": "gas detector", "co": "carbon monoxide detector",
-           "water_leak": "water leak detector", "tamper": "tamper switch"}  # fmt: skip
+           "water_leak": "water leak detector", "tamper": "tamper sensor"}  # fmt: skip
 ROOM_KO = {"entrance": "현관", "living": "거실", "kitchen": "부엌", "bedroom": "침실",
            "bathroom": "욕실", "other": "기타"}  # fmt: skip
 ROOM_EN = {"entrance": "entrance", "living": "living room", "kitchen": "kitchen",
@@ -82,7 +82,7 @@ class HealthPolicy:
     )  # fmt: skip
     # safety devices: rarely used, heard through heartbeats, battery and availability only;
     # silent after this long whatever the home does (no learned cadence, no home activity)
-    safety_kinds: tuple[str, ...] = ("button", "smoke", "gas", "co")
+    safety_kinds: tuple[str, ...] = ("button", "smoke", "gas", "co", "water_leak", "tamper")
     safety_silent_h: float = 24.0
     presence_kinds: tuple[str, ...] = ("motion", "contact", "appliance")  # someone is inside
     entrance_kinds: tuple[str, ...] = ("door",)  # someone came in or went out
@@ -195,7 +195,7 @@ def silent_after_s(sensor: SensorHealth, policy: HealthPolicy) -> float:
 
 def is_safety(kind: str, policy: HealthPolicy) -> bool:
     """Whether this kind is a safety device known alive only by its heartbeats (a button,
-    a fire, gas or CO detector)."""
+    a fire, gas, CO or leak detector, a tamper sensor)."""
     return kind in policy.safety_kinds
 
 
@@ -363,9 +363,9 @@ def _sensor_issue(
             en += " (a safety device: check it today)"
     elif is_safety(s.kind, policy):
         limit, hours = f"{policy.safety_silent_h:g}", _hours(now - since)
-        ko = (f"{name_ko} {limit}시간 넘게 신호 없음 (마지막 신호 {hours[0]} 전). "
-              "배터리와 연결을 점검하세요")  # fmt: skip
-        en = (f"{name_en}: no signal for over {limit} h (last {hours[1]} ago); "
+        ko = (f"{name_ko}가 {hours[0]}째 신호가 없습니다 (안전 기기 기준 {limit}시간). "
+              "배터리와 연결을 점검해 주세요")  # fmt: skip
+        en = (f"{name_en} silent for {hours[1]} (safety devices: {limit} h at most); "
               "check its battery and link")  # fmt: skip
         details["silent_after_h"] = policy.safety_silent_h
         details["rule"] = "safety_heartbeat"

@@ -189,7 +189,7 @@ class Store:
         inserted = _insert_readings(conn, resolved, now)
         _lock_due(conn, resolved, statuses)
         # before sensor_state moves on: a detector's alarm raises on its change of value
-        urgent = raise_urgent(conn, resolved)
+        urgent = raise_urgent(conn, resolved, now)
         homes = update_sensors(conn, resolved, health, now)
         _update_gateways(conn, seen_gateways, statuses, now)
         if events or unknown:

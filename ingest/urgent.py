@@ -12,14 +12,29 @@ TEST (the previous value something else, or the sensor's first reading), never o
 of an ongoing alarm. A finding is dated by its reading (`raised_at` = the reading's ts), and
 findings are unique per resident, kind, severity and time: a redelivered message raises once.
 A batch with no safety reading costs one pass over its readings' kinds.
+
+Collapsing (a flood, a redelivery): a sensor raises a finding kind at most once per
+`COLLAPSE` (30 s) of reading time, judged against the batch's findings and the ones stored for
+that sensor (`details.sensor_id`) on either side of the reading. So a pendant mashed ten times,
+an alarm flapping clear/alarm, or a Zigbee2MQTT press (no device time: stamped on receipt)
+redelivered after its commit but before the broker's ack, a receipt time later, is one finding;
+the readings are all kept. A reading older than `LATE` (10 minutes) at receipt is still raised:
+a gateway that buffered through a network outage delivers real presses late, and a person may
+still be waiting. Its reason says when it happened and how late it came, and `details.late_s`
+has the delay. Late readings are also collapsed by receipt: a sensor raises at most one late
+finding per `COLLAPSE` of receipt time, so one gateway's credentials replaying thousands of
+past presses at distinct times costs one finding per half minute, not one each. 10 minutes is
+far past any normal path (MQTT QoS 1 and an ingest batch take seconds; a receipt-stamped value
+is never late) yet short enough that a care manager reading an older press is told it is old.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -39,18 +54,25 @@ from ingest.state import Resolved
 URGENT_CHANNEL = "anbu_urgent"
 """Notified (empty payload) in the transaction that stored a safety finding."""
 
+COLLAPSE = timedelta(seconds=30)
+"""A sensor raises one finding of a kind per this much reading time (and, late, receipt time)."""
+LATE = timedelta(minutes=10)
+"""A reading older than this at receipt is raised marked late (see the module's docstring)."""
+SEOUL = ZoneInfo("Asia/Seoul")
+
 # What a person calls the place and the device. The same words as detectors.health's ROOM_KO
 # and dashboards' ROOM_LABELS; ingest may import neither (import contracts), so kept here too.
 ROOM_KO = {"entrance": "현관", "living": "거실", "kitchen": "부엌", "bedroom": "침실",
            "bathroom": "욕실", "other": "기타"}  # fmt: skip
 ROOM_EN = {"entrance": "entrance", "living": "living room", "kitchen": "kitchen",
            "bedroom": "bedroom", "bathroom": "bathroom", "other": "other room"}  # fmt: skip
-DEVICE_KO = {SensorKind.BUTTON: "응급호출기", SensorKind.SMOKE: "화재감지기",
-             SensorKind.GAS: "가스감지기", SensorKind.CO: "일산화탄소 감지기",
-             SensorKind.WATER_LEAK: "누수감지기", SensorKind.TAMPER: "기기"}  # fmt: skip
+DEVICE_KO = {SensorKind.BUTTON: "응급호출기", SensorKind.SMOKE: "화재 감지기",
+             SensorKind.GAS: "가스 감지기", SensorKind.CO: "일산화탄소 감지기",
+             SensorKind.WATER_LEAK: "누수 감지기", SensorKind.TAMPER: "분리 감지 센서"}  # fmt: skip
 DEVICE_EN = {SensorKind.BUTTON: "emergency button", SensorKind.SMOKE: "smoke detector",
              SensorKind.GAS: "gas detector", SensorKind.CO: "carbon monoxide detector",
-             SensorKind.WATER_LEAK: "water leak detector", SensorKind.TAMPER: "device"}  # fmt: skip
+             SensorKind.WATER_LEAK: "water leak detector",
+             SensorKind.TAMPER: "tamper sensor"}  # fmt: skip
 # what a test is not, said beside it: a smoke detector's test button is not a fire
 NOT_KO = {SensorKind.SMOKE: "화재", SensorKind.GAS: "가스 누출", SensorKind.CO: "일산화탄소 누출",
           SensorKind.WATER_LEAK: "누수", SensorKind.TAMPER: "훼손"}  # fmt: skip
@@ -70,10 +92,13 @@ class Rule:
     """Each reading raises (a button press), rather than only a change of value (an alarm)."""
 
 
-_PLACE_KO = "어르신 댁 {room} {device}"
+_PLACE_KO = "대상자 댁 {room} {device}"
 _PLACE_EN = "the {device} in the {room}"
 _TEST_KO = _PLACE_KO + "의 시험 버튼 또는 자체 점검 신호입니다 (실제 {not_ko} 아님)"
 _TEST_EN = "test button or self-test of " + _PLACE_EN + " (not {not_en})"
+# said after a late reading's reason: when it happened (Seoul) and how late it came
+_LATE_KO = " ({when}에 발생한 신호가 {minutes}분 늦게 도착했습니다)"
+_LATE_EN = " (happened at {when} Seoul time, delivered {minutes} min late)"
 
 RULES: dict[tuple[SensorKind, float], Rule] = {
     (SensorKind.BUTTON, ButtonValue.PRESS): Rule(
@@ -87,7 +112,7 @@ RULES: dict[tuple[SensorKind, float], Rule] = {
         _PLACE_KO + "의 취소 버튼이 눌렸습니다", "cancel pressed on " + _PLACE_EN, event=True),
     (SensorKind.SMOKE, AlarmValue.ALARM): Rule(
         SafetyFinding.FIRE_ALARM, Severity.CRITICAL,
-        _PLACE_KO + "가 연기(화재)를 감지했습니다", _PLACE_EN + " detects smoke (fire)"),
+        _PLACE_KO + "가 연기를 감지했습니다 (화재 의심)", _PLACE_EN + " detects smoke (possible fire)"),
     (SensorKind.GAS, AlarmValue.ALARM): Rule(
         SafetyFinding.GAS_ALARM, Severity.CRITICAL,
         _PLACE_KO + "가 가스 누출을 감지했습니다", _PLACE_EN + " detects a gas leak"),
@@ -99,13 +124,20 @@ RULES: dict[tuple[SensorKind, float], Rule] = {
         _PLACE_KO + "가 누수를 감지했습니다", _PLACE_EN + " detects water"),
     (SensorKind.TAMPER, AlarmValue.ALARM): Rule(
         SafetyFinding.TAMPER, Severity.WARNING,
-        _PLACE_KO + "가 열렸거나 떼어졌습니다 (훼손 감지)",
-        _PLACE_EN + " was opened or taken off its mount"),
+        _PLACE_KO + "가 벽에서 떨어졌거나 덮개가 열렸습니다 (분리 감지)",
+        _PLACE_EN + " came off the wall or its cover was opened"),
     **{
         (kind, AlarmValue.TEST): Rule(SafetyFinding.ALARM_TEST, Severity.WATCH, _TEST_KO, _TEST_EN)
         for kind in ALARM_KINDS
     },
 }  # fmt: skip
+
+
+_FINDINGS_OF: dict[SensorKind, frozenset[str]] = {
+    kind: frozenset(rule.finding.value for (k, _), rule in RULES.items() if k is kind)
+    for kind in SAFETY_KINDS
+}
+"""The finding kinds a sensor kind can raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +151,8 @@ class Raised:
     kind: SensorKind
     room: str
     value: float
+    late_s: int | None = None
+    """Seconds between the reading and its receipt, when older than LATE."""
 
     def reasons(self) -> tuple[str, str]:
         words = {
@@ -131,7 +165,13 @@ class Raised:
             "device": DEVICE_EN[self.kind],
             "not_en": NOT_EN.get(self.kind, "an alarm"),
         }
-        return self.rule.ko.format(**words), self.rule.en.format(**words_en)
+        ko, en = self.rule.ko.format(**words), self.rule.en.format(**words_en)
+        if self.late_s is not None:
+            at = self.ts.astimezone(SEOUL)
+            minutes = self.late_s // 60
+            ko += _LATE_KO.format(when=f"{at.month}월 {at.day}일 {at:%H:%M}", minutes=minutes)
+            en += _LATE_EN.format(when=f"{at:%d %b %H:%M}", minutes=minutes)
+        return ko, en
 
 
 def safety_readings(resolved: list[Resolved]) -> list[Resolved]:
@@ -139,39 +179,108 @@ def safety_readings(resolved: list[Resolved]) -> list[Resolved]:
     return [r for r in resolved if r.ref.kind in SAFETY_KINDS]
 
 
-def raise_urgent(conn: psycopg.Connection[Any], resolved: list[Resolved]) -> int:
+def raise_urgent(
+    conn: psycopg.Connection[Any], resolved: list[Resolved], now: datetime | None = None
+) -> int:
     """Store the findings of the batch's safety readings and notify URGENT_CHANNEL when any is
     new; returns how many were stored. Call it after the readings are inserted and before
-    sensor_state is updated: a detector's previous value is its state before this batch."""
+    sensor_state is updated: a detector's previous value is its state before this batch.
+    `now` is the batch's receipt time (late readings); without it none is late."""
     safety = safety_readings(resolved)
     if not safety:
         return 0
-    raised = judge(safety, _previous(conn, safety))
+    raised = judge(safety, _previous(conn, safety), _anchors(conn, safety, now), now)
     if not raised:
         return 0
-    stored = _insert(conn, raised)
+    stored = _insert(conn, raised, now)
     if stored:
         conn.execute("SELECT pg_notify(%s, '')", (URGENT_CHANNEL,))
     return stored
 
 
-def judge(safety: list[Resolved], previous: dict[int, float | None]) -> list[Raised]:
-    """What the readings raise, given each detector's value before its first one here (pure)."""
+@dataclass(slots=True)
+class Anchor:
+    """A sensor's findings of one kind that collapse its new readings: their reading times, and
+    whether one was received within COLLAPSE of this batch."""
+
+    times: list[datetime]
+    received_lately: bool = False
+
+    def covers(self, ts: datetime, late: bool) -> bool:
+        return (late and self.received_lately) or any(abs(t - ts) < COLLAPSE for t in self.times)
+
+
+def judge(
+    safety: list[Resolved],
+    previous: dict[int, float | None],
+    anchors: dict[tuple[int, str], Anchor] | None = None,
+    now: datetime | None = None,
+) -> list[Raised]:
+    """What the readings raise, given each detector's value before its first one here and the
+    stored findings (`anchors`, by sensor id and finding kind) that collapse them (pure)."""
     by_sensor: dict[int, list[Resolved]] = defaultdict(list)
     for r in safety:
         by_sensor[r.ref.sensor_id].append(r)
+    anchors = {} if anchors is None else {k: Anchor(list(a.times), a.received_lately)
+                                          for k, a in anchors.items()}  # fmt: skip
     out: list[Raised] = []
     for sid, items in by_sensor.items():
         items.sort(key=lambda r: r.reading.ts)
         prev = previous.get(sid)
         for r in items:
-            value = r.reading.value
+            value, ts = r.reading.value, r.reading.ts
             rule = RULES.get((r.ref.kind, value))
             if rule is not None and (rule.event or prev != value):
-                ref = r.ref
-                out.append(Raised(ref.resident_id, rule, r.reading.ts, sid, ref.kind, ref.room,
-                                  value))  # fmt: skip
+                late = now is not None and now - ts > LATE
+                anchor = anchors.setdefault((sid, rule.finding.value), Anchor([]))
+                if not anchor.covers(ts, late):
+                    ref = r.ref
+                    late_s = int((now - ts).total_seconds()) if late and now else None
+                    out.append(Raised(ref.resident_id, rule, ts, sid, ref.kind, ref.room, value,
+                                      late_s))  # fmt: skip
+                    anchor.times.append(ts)
+                    anchor.received_lately = anchor.received_lately or late
             prev = value
+    return out
+
+
+def _anchors(
+    conn: psycopg.Connection[Any], safety: list[Resolved], now: datetime | None
+) -> dict[tuple[int, str], Anchor]:
+    """The stored findings that may collapse the batch's: per sensor and finding kind it could
+    raise, those dated within COLLAPSE of its readings' span, and whether one was received
+    within COLLAPSE before `now`."""
+    spans: dict[tuple[int, str], tuple[int, datetime, datetime]] = {}
+    for r in safety:
+        for kind in _FINDINGS_OF[r.ref.kind]:
+            key = (r.ref.sensor_id, kind)
+            _, lo, hi = spans.get(key, (0, r.reading.ts, r.reading.ts))
+            spans[key] = (r.ref.resident_id, min(lo, r.reading.ts), max(hi, r.reading.ts))
+    if not spans:
+        return {}
+    keys = list(spans)
+    rows = conn.execute(
+        """SELECT c.sensor_id, c.kind, f.raised_at,
+                  COALESCE((f.details->>'received_at')::timestamptz > %s, false)
+             FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[],
+                         %s::timestamptz[]) AS c(sensor_id, kind, resident_id, lo, hi)
+             JOIN anbu.findings f
+               ON f.resident_id = c.resident_id AND f.kind = c.kind
+              AND f.details->>'sensor_id' = c.sensor_id::text
+            WHERE (f.raised_at > c.lo - %s AND f.raised_at < c.hi + %s)
+               OR (f.details->>'received_at')::timestamptz > %s""",
+        (
+            None if now is None else now - COLLAPSE,
+            [k[0] for k in keys], [k[1] for k in keys], [spans[k][0] for k in keys],
+            [spans[k][1] for k in keys], [spans[k][2] for k in keys],
+            COLLAPSE, COLLAPSE, None if now is None else now - COLLAPSE,
+        ),
+    ).fetchall()  # fmt: skip
+    out: dict[tuple[int, str], Anchor] = {}
+    for sid, kind, at, lately in rows:
+        anchor = out.setdefault((int(sid), str(kind)), Anchor([]))
+        anchor.times.append(at)
+        anchor.received_lately = anchor.received_lately or bool(lately)
     return out
 
 
@@ -200,12 +309,18 @@ def _previous(conn: psycopg.Connection[Any], safety: list[Resolved]) -> dict[int
     return {int(sid): None if v is None else float(v) for sid, v in rows}
 
 
-def _insert(conn: psycopg.Connection[Any], raised: list[Raised]) -> int:
+def _insert(conn: psycopg.Connection[Any], raised: list[Raised], now: datetime | None) -> int:
     rows = []
     for x in raised:
         ko, en = x.reasons()
-        details = {"sensor_id": x.sensor_id, "room": x.room, "reading_ts": x.ts.isoformat(),
-                   "value": x.value, "sensor_kind": x.kind.value}  # fmt: skip
+        details: dict[str, Any] = {
+            "sensor_id": x.sensor_id, "room": x.room, "reading_ts": x.ts.isoformat(),
+            "value": x.value, "sensor_kind": x.kind.value,
+        }  # fmt: skip
+        if now is not None:
+            details["received_at"] = now.isoformat()
+        if x.late_s is not None:
+            details["late_s"] = x.late_s
         rows.append((x.resident_id, x.rule.finding.value, x.rule.severity.label, x.ts, ko, en,
                      Jsonb(details)))  # fmt: skip
     rows.sort(key=lambda row: (row[0], row[3]))  # one order for every batch: no lock cycles
@@ -221,18 +336,32 @@ def _insert(conn: psycopg.Connection[Any], raised: list[Raised]) -> int:
     return len(inserted)
 
 
+PER_RESIDENT = 3
+"""At most this many of one resident's findings in one hand-over pass: a home's flood (a
+pendant mashed, a replaying gateway) cannot hold back another home's fire alarm."""
+
+
 def waiting_urgent(
-    conn: psycopg.Connection[Any], limit: int = 100
+    conn: psycopg.Connection[Any], limit: int = 100, per_resident: int = PER_RESIDENT
 ) -> list[tuple[int, int, Finding]]:
-    """Safety findings not yet handed to an alert, oldest first, as (finding id, resident id,
-    finding): what the worker hands to alerts when URGENT_CHANNEL is notified."""
+    """Safety findings not yet handed to an alert, as (finding id, resident id, finding): what
+    the worker hands to alerts when URGENT_CHANNEL is notified. Critical first, then oldest,
+    and at most `per_resident` of each resident's (their most severe, oldest first): the rest
+    wait for the next pass."""
     rows = conn.execute(
         """SELECT f.id, f.resident_id, r.home, f.kind, f.severity, f.raised_at, f.reason_ko,
                   f.reason_en, f.details
-             FROM anbu.findings f JOIN anbu.resident r ON r.id = f.resident_id
-            WHERE f.alerted_at IS NULL AND f.alert_retry_at IS NULL AND f.kind = ANY(%s)
-            ORDER BY f.id LIMIT %s""",
-        ([k.value for k in SafetyFinding], limit),
+             FROM (SELECT w.*, row_number() OVER (PARTITION BY w.resident_id
+                                                  ORDER BY w.rank, w.id) AS nth
+                     FROM (SELECT f.*, CASE f.severity WHEN 'critical' THEN 0
+                                                       WHEN 'warning' THEN 1 ELSE 2 END AS rank
+                             FROM anbu.findings f
+                            WHERE f.alerted_at IS NULL AND f.alert_retry_at IS NULL
+                              AND f.kind = ANY(%s)) w) f
+             JOIN anbu.resident r ON r.id = f.resident_id
+            WHERE f.nth <= %s
+            ORDER BY f.rank, f.id LIMIT %s""",
+        ([k.value for k in SafetyFinding], per_resident, limit),
     ).fetchall()
     return [
         (int(fid), int(rid), Finding(str(home), str(kind), Severity.parse(sev), at, str(ko),

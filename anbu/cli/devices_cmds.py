@@ -65,8 +65,8 @@ def register(
         str,
         typer.Option(
             help="door (현관문), motion (움직임 감지), contact (열림 감지), appliance (가전), "
-            "power (전력), button (응급호출기), smoke (화재(연기) 감지기), gas (가스 감지기), "
-            "co (일산화탄소 감지기), water_leak (누수 감지기) or tamper (탬퍼(분리 감지))"
+            "power (전력), button (응급호출기), smoke (화재 감지기), gas (가스 감지기), "
+            "co (일산화탄소 감지기), water_leak (누수 감지기) or tamper (분리 감지 센서)"
         ),
     ],
     room: Annotated[str, typer.Option(help="entrance, living, kitchen, bedroom, bathroom, other")],

@@ -33,11 +33,14 @@ never ALARM, whatever its alarm field says (a test sounds the siren and may set 
 # A button's gesture, as the vendors name it (Zigbee2MQTT `action`, Tasmota `Action`, Shelly
 # input events, BTHome button events): the name is split at `_`, `-` and spaces and its words
 # decide, the first rule that matches winning. A release ends a gesture already read (never a
-# press of its own); a cancel or disarm is the pendant's cancel; hold/long is a long press;
+# press of its own); an explicit cancel is the pendant's cancel; hold/long is a long press;
 # any other press word (single, double, sos, emergency...) is a press. Other names (a remote's
-# brightness_move_up, arm_day_zones, on/off) are nothing anbu reads.
+# brightness_move_up, on/off) are nothing anbu reads. An alarm keyfob's or keypad's `disarm`
+# (Heiman HS1RC/HM1RC, Tuya TS0215A: emergency, disarm, arm_day_zones, arm_all_zones) switches
+# a burglar alarm off: it is no cancel of a call for help, and is not read (SOS pendants, e.g.
+# Tuya TS0215A_sos, Heiman HS1EB, Feibit SEB01ZB, send `emergency`/`sos` and no cancel at all).
 RELEASE_WORDS = frozenset({"release", "released", "up", "stop"})
-CANCEL_WORDS = frozenset({"cancel", "disarm"})
+CANCEL_WORDS = frozenset({"cancel"})
 LONG_WORDS = frozenset({"hold", "long", "held"})
 PRESS_WORDS = frozenset(
     {"single", "double", "triple", "quadruple", "quintuple", "quad", "penta", "many", "press",

@@ -19,8 +19,9 @@ Safety devices (issue 20), as their converters expose them: `smoke`, `gas`, `car
 AlarmValue, ALARM when true; `test` (true while the test button is held, or a self-test) makes
 every detector value of the message TEST, never ALARM; `tamper` is a tamper sensor's ALARM or
 CLEAR. `action` is a button's gesture (ingest.adapters.common.button_gesture): `single`,
-`double`, `sos`, `emergency`... a press, `hold`/`long` a long press, `cancel`/`disarm` the
-cancel; `release` and a remote's other actions are no press. Zigbee2MQTT never caches
+`double`, `sos`, `emergency`... a press, `hold`/`long` a long press, `cancel` the cancel;
+`release`, a keypad's `disarm` (no cancel of a call for help) and a remote's other actions are
+no press. Zigbee2MQTT never caches
 `action`, so it comes once per gesture (with `homeassistant` enabled it may also come on
 `<friendly name>/action`: the same press, a moment apart). `battery_low` is a battery matter,
 never an alarm, and has no percentage to give: it is not read (the `battery` % is).

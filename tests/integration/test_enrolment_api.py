@@ -411,6 +411,7 @@ def test_openapi_documents_the_enrolment_api(district: District) -> None:
             "SensorIn", "GatewayIn"} <= set(schemas)  # fmt: skip
     assert schemas["SensorIn"]["properties"]["kind"]["enum"] == [
         "door", "motion", "contact", "appliance", "power",
+        "button", "smoke", "gas", "co", "water_leak", "tamper",
     ]  # fmt: skip
     refusal = paths["/api/v1/residents"]["post"]["responses"]["409"]
     assert refusal["content"]["application/json"]["schema"]["$ref"].endswith("RefusedOut")

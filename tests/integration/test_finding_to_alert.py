@@ -53,6 +53,14 @@ def rows(db_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
 
 
+def _waited(db_url: str) -> None:
+    """Every finding stored so far waited past the reconciler's RECONCILE_AFTER (it leaves one
+    stored just now to the listener handing it over)."""
+    rows(
+        db_url, "UPDATE anbu.findings SET stored_at = stored_at - interval '1 minute' RETURNING id"
+    )
+
+
 # -- the worker heals a crash -------------------------------------------------------------------
 
 
@@ -259,6 +267,7 @@ def test_a_reconcile_pass_goes_on_past_a_finding_that_keeps_failing(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found = [rig.store(rid) for rid in rig.residents]  # stored, then the process died
+    _waited(rig.db_url)
     bad = found[1].finding_id
     _failing_for(monkeypatch, rig.alerts, {bad})
 
@@ -298,6 +307,7 @@ def test_two_reconcilers_at_once_hand_each_finding_over_once(rig: Rig) -> None:
             rig.residents.append(registry.add_resident(conn, f"x{n}", DONG, f"주민x{n}",
                                                        f"+8210666000{n:02d}"))  # fmt: skip
     found = [rig.store(rid) for rid in rig.residents]
+    _waited(rig.db_url)
     other = AlertService(
         rig.database, RecordingTelephony(), EscalationPolicy(), rig.clock, "http://dashboard.test"
     )

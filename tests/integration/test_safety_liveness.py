@@ -101,7 +101,8 @@ def test_silent_or_unavailable_safety_devices_are_device_findings_once(
     )  # not the kitchen detector (heard 1 h ago), nor the never-heard CO detector
     assert silent.finding.severity.label == "warning"
     # the worst first: the pendant, silent since 30 h, then the bedroom detector
-    assert silent.finding.reason_ko.startswith("거실 응급호출기 24시간 넘게 신호 없음")
+    assert silent.finding.reason_ko.startswith("거실 응급호출기가 30시간째 신호가 없습니다 "
+                                               "(안전 기기 기준 24시간)")  # fmt: skip
     assert silent.finding.reason_ko.endswith("외 1건")
     items = {i["sensor_id"]: i for i in silent.finding.details["items"]}
     assert items[ids["smoke_bed"]]["rule"] == "safety_heartbeat"
@@ -153,7 +154,7 @@ def test_the_resident_card_shows_each_safety_device_with_its_last_check_in(
         return found.group(0)
 
     kitchen = row("smoke_kitchen")
-    assert "화재(연기) 감지기" in kitchen and "부엌" in kitchen
+    assert "화재 감지기" in kitchen and "부엌" in kitchen
     assert "2026-11-22 08:30" in kitchen  # 23:30 UTC, in Seoul
     assert 'data-state="online"' in kitchen and "연결됨" in kitchen
     assert 'data-state="silent"' in row("smoke_bed") and "신호 없음" in row("smoke_bed")
@@ -174,7 +175,7 @@ def test_the_resident_card_shows_each_safety_device_with_its_last_check_in(
     assert set(devices) == {ids[v] for v in ("sos1", "smoke_kitchen", "smoke_bed", "gas1", "co1")}
     k = devices[ids["smoke_kitchen"]]
     assert (k["kind"], k["kind_ko"], k["room_ko"], k["online"]) == (
-        "smoke", "화재(연기) 감지기", "부엌", True
+        "smoke", "화재 감지기", "부엌", True
     )  # fmt: skip
     assert k["last_seen_local"] == "2026-11-22 08:30"
     assert k["last_seen_at"].startswith("2026-11-21T23:30:00")
@@ -187,11 +188,11 @@ def test_the_enrolment_form_offers_the_new_kinds_in_korean(town: Town) -> None:
 
     labels = {k.value: kind_label("ko", k.value) for k in SensorKind}
     assert labels["button"] == "응급호출기"
-    assert labels["smoke"] == "화재(연기) 감지기"
+    assert labels["smoke"] == "화재 감지기"
     assert labels["gas"] == "가스 감지기"
     assert labels["co"] == "일산화탄소 감지기"
     assert labels["water_leak"] == "누수 감지기"
-    assert labels["tamper"] == "탬퍼(분리 감지)"
+    assert labels["tamper"] == "분리 감지 센서"
     assert all(label != kind for kind, label in labels.items())  # every kind has its words
 
 
@@ -221,6 +222,7 @@ def test_a_pendant_never_pressed_is_watched_from_its_first_battery_report(
     assert row == (0.0, heard, 87.0)
     silent = [n for n in _sweep(database, NOW) if n.finding.kind == "device_silent"]
     assert silent and f"sensor:{sid}" in silent[0].finding.details["subjects"]
-    assert silent[0].finding.reason_ko.startswith("침실 응급호출기 24시간 넘게 신호 없음")
+    assert silent[0].finding.reason_ko.startswith("침실 응급호출기가 ")
+    assert "(안전 기기 기준 24시간)" in silent[0].finding.reason_ko
     press = Message(f"gw/{gw}/zigbee2mqtt/sos-zb", b'{"action": "single", "battery": 86}')
     assert Store(database).store_batch([press], NOW).urgent == 1

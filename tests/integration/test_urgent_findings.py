@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -19,7 +20,10 @@ import registry
 from anbu.service import Runtime, build
 from core.clock import VirtualClock
 from core.config import Settings
+from core.db import Database
 from core.domain import SensorKind
+from ingest.store import Message, Store
+from ingest.urgent import COLLAPSE, LATE, PER_RESIDENT, waiting_urgent
 from simulators import personas
 from simulators.phone import PhoneNetwork
 from simulators.servers import EmbeddedMosquitto, free_port
@@ -139,7 +143,7 @@ def test_a_press_rings_the_care_manager_without_a_tick(
     )
     kind, severity, raised_at, ko, en, details, alerted = finding
     assert (kind, severity, raised_at, alerted) == ("help_button", "critical", t0, True)
-    assert ko == "어르신 댁 거실 응급호출기가 눌렸습니다"
+    assert ko == "대상자 댁 거실 응급호출기가 눌렸습니다"  # staff read it: 대상자
     assert en == "the emergency button in the living room was pressed"
     assert isinstance(details, dict)
     assert details["room"] == "living" and details["value"] == 1.0
@@ -192,7 +196,7 @@ def test_an_ongoing_alarm_raises_once_and_again_after_it_clears(
     wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.readings") == 4, what="repeats stored")
     assert rows(rt, "SELECT raised_at FROM anbu.findings") == [(at[1],)]
     (ko,) = rows(rt, "SELECT reason_ko FROM anbu.findings")[0]
-    assert ko == "어르신 댁 부엌 화재감지기가 연기(화재)를 감지했습니다"
+    assert ko == "대상자 댁 부엌 화재 감지기가 연기를 감지했습니다 (화재 의심)"
     publish(broker, gw, [readings(("smoke1", "smoke", at[4], 0)),
                          readings(("smoke1", "smoke", at[5], 1))])  # fmt: skip
     wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.findings") == 2, what="a new alarm")
@@ -253,3 +257,189 @@ def test_the_listener_comes_back_after_its_connection_is_killed(
     assert rt.urgent.listening.is_set()
     publish(broker, f"gw-{unique}", [readings(("pendant", "button", rt.clock.now(), 1))])
     wait_for(lambda: manager_calls(phone), what="the care manager's call after the reconnect")
+
+
+# -- collapsing, lateness and fairness (review of issue 20) ------------------------------------
+
+
+def test_a_flood_of_past_presses_raises_a_few_findings_and_one_late(
+    runtime: Runtime, broker: EmbeddedMosquitto, phone: PhoneNetwork, unique: str
+) -> None:
+    # one gateway's credentials: 1,000 presses 7 s apart, the last two hours, in one message
+    rt = runtime
+    t0 = rt.clock.now()
+    presses = [("pendant", "button", t0 - timedelta(seconds=7 * i), 1.0) for i in range(1000)]
+    publish(broker, f"gw-{unique}", [readings(*presses)])
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.readings") == 1000, what="stored")
+    wait_for(lambda: manager_calls(phone), what="the care manager's call")
+    found = rows(rt, "SELECT raised_at, reason_ko, reason_en, details FROM anbu.findings"
+                     " ORDER BY raised_at")  # fmt: skip
+    fresh = [f for f in found if "late_s" not in f[3]]  # type: ignore[operator]
+    late = [f for f in found if "late_s" in f[3]]  # type: ignore[operator]
+    # fresh ones: one per 30 s of the last 10 minutes; the late ones: one for the whole batch
+    assert len(fresh) <= LATE // COLLAPSE + 1, len(fresh)
+    assert all(b[0] - a[0] >= COLLAPSE for a, b in pairwise(fresh))  # type: ignore[operator]
+    assert len(late) == 1
+    (at, ko, en, details) = late[0]
+    assert t0 - at > LATE  # type: ignore[operator]
+    assert details["late_s"] == int((t0 - at).total_seconds())  # type: ignore[index, operator]
+    assert "늦게 도착했습니다" in str(ko) and "응급호출기가 눌렸습니다" in str(ko)
+    assert "delivered" in str(en) and "late" in str(en)
+    wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.findings WHERE alerted_at IS NULL") == 0,
+             what="every finding handed over")  # fmt: skip
+    assert count(rt, "SELECT count(*) FROM anbu.alerts") == 1
+
+
+@pytest.fixture
+def home(database: Database) -> dict[str, int]:
+    with database.connection() as conn:
+        registry.add_dong(conn, DONG, "청운효자동", "종로구")
+        rid = registry.add_resident(conn, "home-c", DONG, "홍길동", "+821000000003")
+        registry.add_gateway(conn, "gw-c", rid)
+        return {
+            "resident": rid,
+            "pendant": registry.add_sensor(conn, "gw-c", "pendant", SensorKind.BUTTON, "bedroom"),
+            "smoke": registry.add_sensor(conn, "gw-c", "smoke1", SensorKind.SMOKE, "kitchen"),
+        }
+
+
+def z2m(device: str, body: dict[str, object], received: datetime) -> Message:
+    return Message(f"gw/gw-c/zigbee2mqtt/{device}", json.dumps(body).encode(), False, received)
+
+
+def native(received: datetime, *items: tuple[str, str, datetime, float]) -> Message:
+    return Message("gw/gw-c/anbu/readings", readings(*items), False, received)
+
+
+def db_rows(db: Database, sql: str) -> list[tuple[object, ...]]:
+    with db.connection() as conn:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def test_a_receipt_stamped_press_redelivered_2s_later_raises_once(
+    database: Database, home: dict[str, int]
+) -> None:
+    # Zigbee2MQTT's action carries no device time: a redelivery after the commit but before the
+    # broker's ack is stamped on its own receipt, 2 s later: the same press, one finding
+    store = Store(database)
+    t0 = START
+    press = {"action": "single", "linkquality": 90}
+    assert store.store_batch([z2m("pendant", press, t0)], t0).urgent == 1
+    again = t0 + timedelta(seconds=2)
+    assert store.store_batch([z2m("pendant", press, again)], again).urgent == 0
+    assert db_rows(database, "SELECT count(*) FROM anbu.readings") == [(2,)]
+    assert db_rows(database, "SELECT raised_at FROM anbu.findings") == [(t0,)]
+    # a press past the window is a press again
+    later = t0 + COLLAPSE
+    assert store.store_batch([z2m("pendant", press, later)], later).urgent == 1
+
+
+def test_an_alarm_flapping_raises_once_per_window_and_a_test_is_its_own(
+    database: Database, home: dict[str, int]
+) -> None:
+    store = Store(database)
+    t0 = START
+    at = [t0 + timedelta(seconds=5 * i) for i in range(6)]
+    flap = [("smoke1", "smoke", at[i], float(i % 2)) for i in range(6)]  # clear, alarm, ...
+    assert store.store_batch([native(at[5], *flap)], at[5]).urgent == 1
+    # and across batches: alarm again 3 s later, after a clear, within 30 s of the finding's
+    t1, t2 = at[5] + timedelta(seconds=1), at[5] + timedelta(seconds=3)
+    m = native(t2, ("smoke1", "smoke", t1, 0.0), ("smoke1", "smoke", t2, 1.0))
+    assert store.store_batch([m], t2).urgent == 0
+    test = native(t2, ("smoke1", "smoke", t2 + timedelta(seconds=1), 2.0))
+    assert store.store_batch([test], t2).urgent == 1  # a test is no fire: not collapsed into one
+    assert db_rows(database, "SELECT kind, raised_at FROM anbu.findings ORDER BY raised_at") == [
+        ("fire_alarm", at[1]),
+        ("alarm_test", t2 + timedelta(seconds=1)),
+    ]
+
+
+def test_a_late_press_is_raised_marked_late_and_a_late_replay_collapses(
+    database: Database, home: dict[str, int]
+) -> None:
+    # a gateway that buffered through an outage: its press of 25 minutes ago is still raised
+    store = Store(database)
+    now = START
+    pressed = now - timedelta(minutes=25)
+    assert store.store_batch([native(now, ("pendant", "button", pressed, 1.0))], now).urgent == 1
+    ((ko, en, details),) = db_rows(
+        database, "SELECT reason_ko, reason_en, details FROM anbu.findings"
+    )
+    assert "침실 응급호출기가 눌렸습니다" in str(ko)
+    assert str(ko).endswith(" (11월 24일 08:35에 발생한 신호가 25분 늦게 도착했습니다)")
+    assert en == ("the emergency button in the bedroom was pressed"
+                  " (happened at 24 Nov 08:35 Seoul time, delivered 25 min late)")  # fmt: skip
+    assert isinstance(details, dict) and details["late_s"] == 1500
+    assert details["received_at"] == now.isoformat()
+    # more past presses, minutes apart, received within the window: no more findings
+    soon = now + timedelta(seconds=10)
+    replay = native(soon, *[("pendant", "button", pressed - timedelta(minutes=i), 1.0)
+                            for i in range(1, 50)])  # fmt: skip
+    assert store.store_batch([replay], soon).urgent == 0
+    # a fresh press is raised whatever came late before it
+    fresh = native(soon, ("pendant", "button", soon, 1.0))
+    assert store.store_batch([fresh], soon).urgent == 1
+    assert db_rows(database, "SELECT count(*) FROM anbu.findings WHERE details ? 'late_s'") == [
+        (1,)
+    ]
+
+
+def test_the_hand_over_is_critical_first_and_a_few_per_resident(
+    database: Database, home: dict[str, int]
+) -> None:
+    # one home's flood (many findings waiting, stored first) and another's fire alarm after it
+    with database.connection() as conn:
+        other = registry.add_resident(conn, "home-d", DONG, "이영희", "+821000000004")
+        flood = home["resident"]
+        for i in range(150):
+            conn.execute(
+                """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                                             reason_en)
+                   VALUES (%s, 'help_button', 'critical', %s, '눌림', 'pressed')""",
+                (flood, START + timedelta(minutes=i)),
+            )
+        conn.execute(
+            """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                                         reason_en)
+               VALUES (%s, 'alarm_test', 'watch', %s, '시험', 'test'),
+                      (%s, 'fire_alarm', 'critical', %s, '화재', 'fire')""",
+            (other, START, other, START),
+        )
+        waiting = waiting_urgent(conn, limit=100)
+    kinds = [(rid, f.kind) for _, rid, f in waiting]
+    assert (other, "fire_alarm") in kinds
+    assert sum(1 for rid, _ in kinds if rid == flood) == PER_RESIDENT
+    # critical before watch, whoever stored first
+    assert kinds[-1] == (other, "alarm_test")
+    assert [f.severity.label for _, _, f in waiting] == ["critical"] * (PER_RESIDENT + 1) + [
+        "watch"
+    ]
+
+
+def test_the_listener_steps_the_press_ahead_of_a_backlog_of_due_alerts(
+    runtime: Runtime, broker: EmbeddedMosquitto, phone: PhoneNetwork, unique: str
+) -> None:
+    # quiet hours just ended: 30 other alerts are due, older than the press; the listener
+    # steps the press's alert only (the backlog is the due poll's, an hour away here)
+    rt = runtime
+    t0 = rt.clock.now()
+    with rt.db.connection() as conn:
+        for i in range(30):
+            rid = registry.add_resident(conn, f"back-{unique}-{i}", DONG, "최노인",
+                                        f"+8210555{i:05d}")  # fmt: skip
+            conn.execute(
+                """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
+                                            updated_at, next_action_at)
+                   VALUES (%s, 'inactivity', 'warning', 'open', %s, %s, %s)""",
+                (rid, t0 - timedelta(hours=8), t0 - timedelta(hours=8), t0 - timedelta(hours=1)),
+            )
+    publish(broker, f"gw-{unique}", [readings(("pendant", "button", t0, 1))])
+    wait_for(lambda: manager_calls(phone), what="the care manager's call")
+    time.sleep(1.0)
+    untouched = count(
+        rt,
+        "SELECT count(*) FROM anbu.alerts WHERE kind = 'inactivity' AND updated_at = %s",
+        t0 - timedelta(hours=8),
+    )
+    assert untouched == 30
+    assert all(c.to == MANAGER_PHONE or c.to == RESIDENT_PHONE for c in phone.calls)

@@ -62,6 +62,8 @@ def _oracle(state: S, event: Event) -> S | None:
         return state  # a related finding joins the open alert where it stands
     if event is Event.BUTTON_CANCELLED:  # a cancel in the grace window: the resident's call
         return S.CALLING if state in (S.OPEN, S.ESCALATED) else None
+    if event is Event.PRESSED_AGAIN:  # a button or an alarm again: everyone told again
+        return S.OPEN if state is S.OPEN else S.ESCALATED
     if event is Event.RESIDENT_ANSWERED:  # the call beside an escalation: noted, no step
         return S.ESCALATED if state is S.ESCALATED else None
     if event is Event.ABSENCE_RECORDED:

@@ -83,7 +83,6 @@ CASES: list[tuple[str, str, Any, str, SensorKind, float]] = [
     ("z2m hold", "gw/GW/zigbee2mqtt/pendant", {"action": "hold"}, "pendant", B, LONG),
     ("z2m long", "gw/GW/zigbee2mqtt/pendant", {"action": "long"}, "pendant", B, LONG),
     ("z2m double", "gw/GW/zigbee2mqtt/pendant", {"action": "double"}, "pendant", B, PRESS),
-    ("z2m disarm", "gw/GW/zigbee2mqtt/keypad", {"action": "disarm"}, "keypad", B, CANCEL),
     ("z2m cancel", "gw/GW/zigbee2mqtt/pendant", {"action": "cancel"}, "pendant", B, CANCEL),
     ("z2m attribute action", "gw/GW/zigbee2mqtt/pendant/action", "single", "pendant", B, PRESS),
     ("z2m smoke", "gw/GW/zigbee2mqtt/kitchen/smoke",
@@ -280,12 +279,24 @@ def test_a_release_gives_no_button_value_beside_other_state() -> None:
     assert isinstance(rest, Ignored)
 
 
+def test_a_keypads_disarm_is_no_cancel_of_a_call_for_help() -> None:
+    # a Heiman/Tuya alarm keyfob sends emergency, disarm, arm_day_zones, arm_all_zones: its
+    # disarm switches a burglar alarm off and must not read as the pendant's cancel
+    out = one("gw/GW/zigbee2mqtt/keypad", {"action": "disarm"})
+    assert isinstance(out, Ignored), out
+    assert "no press" in out.reason
+    beside = one("gw/GW/zigbee2mqtt/keypad", {"action": "disarm", "battery": 80})
+    assert picked(beside, B) is None
+    assert picked(one("gw/GW/zigbee2mqtt/keypad", {"action": "emergency"}), B) == PRESS
+    assert picked(one("gw/GW/zigbee2mqtt/pendant", {"action": "cancel"}), B) == CANCEL
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("single", PRESS), ("double_left", PRESS), ("1_single", PRESS), ("button_2_hold", LONG),
      ("long_press", LONG), ("hold_press", LONG), ("SINGLE", PRESS), ("PENTA", PRESS),
      ("single_push", PRESS), ("long_push", LONG), ("emergency", PRESS), ("sos", PRESS),
-     ("panic", PRESS), ("disarm", CANCEL), ("cancel", CANCEL), ("release", -1.0),
+     ("panic", PRESS), ("disarm", None), ("arm_all_zones", None), ("cancel", CANCEL), ("release", -1.0),
      ("btn_up", -1.0), ("on", None), ("CLEAR", None), ("", None), ("x" * 65, None)],
 )  # fmt: skip
 def test_gesture_names(name: str, value: float | None) -> None:

@@ -36,7 +36,8 @@ def _issues(*sensors: SensorHealth, policy: HealthPolicy = POLICY) -> list[tuple
     return sorted((i.kind, i.subject) for i in issues)
 
 
-@pytest.mark.parametrize("kind", ["button", "smoke", "gas", "co"])
+# all six: the resident card's 24 h rule (dashboards.residents) and this finding agree
+@pytest.mark.parametrize("kind", ["button", "smoke", "gas", "co", "water_leak", "tamper"])
 def test_a_safety_device_silent_over_a_day_is_a_device_finding_in_a_quiet_home(kind: str) -> None:
     # nobody moves (the motion sensor is quiet too): an activity sensor would wait for
     # activity elsewhere; a safety device's missing heartbeat is its own fault
@@ -49,9 +50,11 @@ def test_the_reason_names_the_device_and_its_room_in_korean_first() -> None:
     home = HomeHealth(1, "h1", "active", None, (GW_OK,),
                       (_sensor(1, "motion", 0.2), _sensor(2, "smoke", 30.0, "kitchen")))  # fmt: skip
     (issue,), _ = assess_home(home, NOW, POLICY)
-    assert issue.reason_ko.startswith("부엌 화재(연기) 감지기 24시간 넘게 신호 없음")
-    assert "30시간 전" in issue.reason_ko
-    assert issue.reason_en.startswith("kitchen smoke (fire) detector: no signal for over 24 h")
+    assert issue.reason_ko == (
+        "부엌 화재 감지기가 30시간째 신호가 없습니다 (안전 기기 기준 24시간). "
+        "배터리와 연결을 점검해 주세요"
+    )
+    assert issue.reason_en.startswith("kitchen smoke (fire) detector silent for 30 h")
     assert issue.severity is Severity.WARNING
     assert issue.details["rule"] == "safety_heartbeat"
     assert issue.details["sensor_kind"] == "smoke"
@@ -103,7 +106,8 @@ def test_korean_labels_of_the_new_kinds() -> None:
     assert sensor_name("gas", "kitchen")[0] == "부엌 가스 감지기"
     assert sensor_name("co", "living")[0] == "거실 일산화탄소 감지기"
     assert sensor_name("water_leak", "bathroom")[0] == "욕실 누수 감지기"
-    assert sensor_name("tamper", "other")[0] == "기타 탬퍼(분리 감지)"
+    assert sensor_name("smoke", "kitchen")[0] == "부엌 화재 감지기"
+    assert sensor_name("tamper", "other")[0] == "기타 분리 감지 센서"
 
 
 def test_check_ins_neither_hide_nor_redate_a_home_whose_data_is_missing() -> None:
@@ -115,3 +119,20 @@ def test_check_ins_neither_hide_nor_redate_a_home_whose_data_is_missing() -> Non
         issues, _ = assess_home(home, NOW, POLICY)
         (unknown,) = [i for i in issues if i.kind == UNKNOWN_STATUS]
         assert unknown.since == NOW - timedelta(hours=30)
+
+
+def test_routine_evidence_reads_a_press_as_someone_and_an_alarm_as_no_one() -> None:
+    """A pendant press is an event of a person (no interval after it); a smoke detector's
+    readings, its test press included, are nobody's activity."""
+    from detectors.evidence import build_evidence
+
+    rows = [
+        (100.0, "pir", "motion", "living", 1.0),
+        (160.0, "pir", "motion", "living", 0.0),
+        (500.0, "sos", "button", "bedroom", 1.0),
+        (900.0, "smoke", "smoke", "kitchen", 2.0),
+        (950.0, "smoke", "smoke", "kitchen", 0.0),
+    ]
+    ev = build_evidence(rows)
+    assert list(ev.event_t) == [100.0, 500.0]
+    assert list(ev.interval_end) == [160.0]  # the press opens no interval
