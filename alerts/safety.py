@@ -37,6 +37,14 @@ CANCEL_ARRIVAL_SLACK = timedelta(seconds=30)
 # press of a resident at a time looks for its partner alert and opens its own
 JOIN_LOCK = 7_470_320
 
+REALERT_EVERY = timedelta(minutes=10)
+"""A press, an alarm or a help request again on an open alert tells its care managers again
+at most once per this: a detector flapping alarm/clear every half minute is one page, then
+lines on the timeline. A press after a cancel (the alert being checked by a call) always
+escalates: it is the resident saying it is real."""
+_REALERTED = "다시 알림 보냄 / told again"
+"""The timeline line that marks a re-alert (what REALERT_EVERY counts from)."""
+
 # The resident's open alert of some kinds, with what a step needs: the dong (its name for the
 # care manager's message), when it was pressed (its finding), and what its call heard.
 _LOCK = """
@@ -171,7 +179,7 @@ class SafetyAlerts:
         when = f"{after}초 뒤" if after >= 0 else f"{-after}초 전"
         pressed = f"응급호출 취소 버튼이 눌림 (호출 {when})"
         kept = self._cancel_refused(conn, a, state, after, grace) or self._cancel_suspect(
-            a, f, now, grace
+            conn, a, f, now, grace
         )
         if kept is not None:
             record_event(conn, a["id"], now, "resident", state, state, f"{pressed} — {kept[0]} / "
@@ -208,16 +216,26 @@ class SafetyAlerts:
         return int(a["id"]), None
 
     def _cancel_suspect(
-        self, a: dict[str, Any], f: Finding, now: datetime, grace: int
-    ) -> tuple[str, str] | None:
+        self, conn: psycopg.Connection[Any], a: dict[str, Any], f: Finding, now: datetime,
+        grace: int,
+    ) -> tuple[str, str] | None:  # fmt: skip
         """Why a cancel that cannot be the resident's own answer to this press leaves the alert
         as it is (Korean, English), or None: read before the press (two ingest workers can hand
-        it over after it), arriving long after the window (buffered or back-dated: the server's
-        clock, not the reading's), from another button, or after the resident's call went
-        unanswered."""
+        it over after it), pressed before another press (stored, handed over or not: the press
+        after it wins, whatever order they are handed over in), arriving long after the window
+        (buffered or back-dated: the server's clock, not the reading's), from another button,
+        or after the resident's call went unanswered."""
         if f.raised_at < a["pressed_at"]:
             return ("취소가 호출보다 먼저 눌린 것이라 알림은 그대로 둡니다",
                     "the cancel was read before the press, the alert stands")  # fmt: skip
+        later = conn.execute(
+            """SELECT 1 FROM anbu.findings WHERE resident_id = %s AND kind = %s
+                  AND raised_at > %s LIMIT 1""",
+            (a["resident_id"], CANCELS[f.kind], f.raised_at),
+        ).fetchone()
+        if later is not None:
+            return ("취소 뒤에 응급호출이 다시 눌려 알림은 그대로 둡니다",
+                    "the button was pressed again after the cancel, the alert stands")  # fmt: skip
         if now - a["opened_at"] > timedelta(seconds=grace) + CANCEL_ARRIVAL_SLACK:
             return (f"취소가 유예 {_minutes(grace)}분이 지나 도착해 알림은 그대로 둡니다",
                     f"the cancel arrived after the {grace} s grace window, the alert stands")  # fmt: skip
@@ -335,14 +353,34 @@ class SafetyAlerts:
         to = next_state(state, Event.PRESSED_AGAIN)
         if state is AlertState.OPEN:
             return
+        if state is not AlertState.CALLING and self._realerted_since(conn, a, now - REALERT_EVERY):
+            every = int(REALERT_EVERY.total_seconds() // 60)
+            record_event(conn, a["id"], now, "system", state, state,
+                         f"{every}분 안에 이미 다시 알려 이번에는 기록만 합니다 / told again "
+                         f"within the last {every} min: noted only")  # fmt: skip
+            log.info("re-alert within the limit noted only", extra={"alert_id": a["id"]})
+            return
         critical = Severity.parse(a["severity"]) is Severity.CRITICAL
         level = int(a["escalation_level"])
         if state is AlertState.ESCALATED and (level >= TOP_LEVEL or not critical):
             self.escalation.tell_again(conn, a, now, "다시 알림", reason)
-            return
-        self.escalation.escalate(conn, a, state, to, now,
-                                 level=TOP_LEVEL if critical else level, reason=reason,
-                                 afresh=True)  # fmt: skip
+        else:
+            self.escalation.escalate(conn, a, state, to, now,
+                                     level=TOP_LEVEL if critical else level, reason=reason,
+                                     afresh=True)  # fmt: skip
+        record_event(conn, a["id"], now, "system", to, to, _REALERTED)
+
+    @staticmethod
+    def _realerted_since(conn: psycopg.Connection[Any], a: dict[str, Any], since: datetime) -> bool:
+        """Whether tell_again_now told the alert's care managers again after `since`."""
+        return (
+            conn.execute(
+                """SELECT 1 FROM anbu.alert_events
+                    WHERE alert_id = %s AND at > %s AND reason = %s LIMIT 1""",
+                (a["id"], since, _REALERTED),
+            ).fetchone()
+            is not None
+        )
 
     def _joinable(
         self, conn: psycopg.Connection[Any], resident_id: int, f: Finding

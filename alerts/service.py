@@ -219,19 +219,26 @@ class AlertService:
         Each finding goes in its own transaction, which also marks it alerted; one whose step
         fails stays waiting for `reconcile_findings` (after a back-off) and the others go on.
         """
+        return self.hand_over_findings(findings)[1]
+
+    def hand_over_findings(self, findings: list[IncomingFinding]) -> tuple[int, list[int]]:
+        """As `on_findings`, and how many findings were handed over (marked alerted by this
+        pass: not one another pass holds or had, nor one whose step failed)."""
+        handed = 0
         touched: list[int] = []
         for item in findings:
             try:
-                alert_id = self._hand_over_stored(item)
+                done, alert_id = self._hand_over_stored(item)
             except Exception:  # e.g. the connection broke: the finding is still waiting
                 log.exception("finding not alerted yet; the reconciler retries it",
                               extra={"finding_id": item.finding_id,
                                      "resident_id": item.resident_id})  # fmt: skip
                 continue
+            handed += done
             if alert_id is not None:
                 touched.append(alert_id)
                 self._send_told(alert_id)
-        return touched
+        return handed, touched
 
     def reconcile_findings(self, limit: int = 100) -> int:
         """Findings stored but not yet handed to an alert (a crash, a deploy or an error between
@@ -273,8 +280,9 @@ class AlertService:
                 return done
         return done
 
-    def _hand_over_stored(self, item: IncomingFinding) -> int | None:
-        """A finding the caller has just stored; None when another pass holds or had it."""
+    def _hand_over_stored(self, item: IncomingFinding) -> tuple[bool, int | None]:
+        """A finding the caller has just stored: whether it was handed over (not when another
+        pass holds or had it, nor when its step failed), and the alert opened or raised."""
         with self.db.connection() as conn:
             now = self.clock.now()
             row = conn.execute(
@@ -283,8 +291,8 @@ class AlertService:
                 (item.finding_id,),
             ).fetchone()
             if row is None:  # handed over already, or being handed over by the reconciler
-                return None
-            return self._hand_over(conn, item, int(row[0]), now, late=False)[1]
+                return False, None
+            return self._hand_over(conn, item, int(row[0]), now, late=False)
 
     def _hand_over(
         self,

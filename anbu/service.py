@@ -201,15 +201,16 @@ class Runtime:
     def hand_over_urgent(self) -> int:
         """One pass: hand the waiting safety findings (an emergency button, a fire or gas alarm)
         to their alerts, due at once, critical first and a few per resident (waiting_urgent);
-        the alerts opened or raised wait for `step_urgent`. Returns the findings taken."""
+        the alerts opened or raised wait for `step_urgent`. Returns the findings handed over
+        by this pass (not those another pass holds, nor those whose step failed)."""
         with self.db.connection() as conn:
             waiting = waiting_urgent(conn)
         if not waiting:
             return 0
-        touched = self.alerts.on_findings([IncomingFinding(*w) for w in waiting])
+        handed, touched = self.alerts.hand_over_findings([IncomingFinding(*w) for w in waiting])
         with self._urgent_lock:
             self._urgent_alerts.update(touched)
-        return len(waiting)
+        return handed
 
     def step_urgent(self) -> int:
         """The due steps of just the alerts the hand-over opened or raised (the care manager's

@@ -206,8 +206,16 @@ class Anchor:
     times: list[datetime]
     received_lately: bool = False
 
-    def covers(self, ts: datetime, late: bool) -> bool:
-        return (late and self.received_lately) or any(abs(t - ts) < COLLAPSE for t in self.times)
+    def covers(self, ts: datetime, late: bool, voids: list[datetime] | None = None) -> bool:
+        """Whether a reading at `ts` collapses into these findings: one within COLLAPSE of it
+        with none of `voids` (a cancel of the same button) between them; late, one received
+        lately."""
+        if late and self.received_lately:
+            return True
+        return any(
+            abs(t - ts) < COLLAPSE and not any(min(t, ts) < c < max(t, ts) for c in voids or ())
+            for t in self.times
+        )
 
 
 def judge(
@@ -227,13 +235,19 @@ def judge(
     for sid, items in by_sensor.items():
         items.sort(key=lambda r: r.reading.ts)
         prev = previous.get(sid)
+        # a cancel between two presses parts them: the press after it is the resident saying it
+        # is real after all, never collapsed into the press before (nor is a later press's)
+        stored = anchors.get((sid, SafetyFinding.BUTTON_CANCEL.value))
+        cancels = [r.reading.ts for r in items if r.ref.kind is SensorKind.BUTTON
+                   and r.reading.value == ButtonValue.CANCEL] + (stored.times if stored else [])  # fmt: skip
         for r in items:
             value, ts = r.reading.value, r.reading.ts
             rule = RULES.get((r.ref.kind, value))
             if rule is not None and (rule.event or prev != value):
                 late = now is not None and now - ts > LATE
                 anchor = anchors.setdefault((sid, rule.finding.value), Anchor([]))
-                if not anchor.covers(ts, late):
+                voids = cancels if rule.finding is SafetyFinding.HELP_BUTTON else None
+                if not anchor.covers(ts, late, voids):
                     ref = r.ref
                     late_s = int((now - ts).total_seconds()) if late and now else None
                     out.append(Raised(ref.resident_id, rule, ts, sid, ref.kind, ref.room, value,
@@ -259,22 +273,30 @@ def _anchors(
     if not spans:
         return {}
     keys = list(spans)
+    # two branches, not one OR: the first is a range scan of findings_urgent_anchor (0066) per
+    # sensor and kind; the second reads that sensor's findings of the kind (received lately)
     rows = conn.execute(
-        """SELECT c.sensor_id, c.kind, f.raised_at,
-                  COALESCE((f.details->>'received_at')::timestamptz > %s, false)
-             FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[],
-                         %s::timestamptz[]) AS c(sensor_id, kind, resident_id, lo, hi)
-             JOIN anbu.findings f
+        """WITH c AS (SELECT * FROM unnest(%(sid)s::bigint[], %(kind)s::text[], %(rid)s::bigint[],
+                                           %(lo)s::timestamptz[], %(hi)s::timestamptz[])
+                                 AS c(sensor_id, kind, resident_id, lo, hi))
+           SELECT c.sensor_id, c.kind, f.raised_at,
+                  COALESCE((f.details->>'received_at')::timestamptz > %(lately)s, false)
+             FROM c JOIN anbu.findings f
                ON f.resident_id = c.resident_id AND f.kind = c.kind
-              AND f.details->>'sensor_id' = c.sensor_id::text
-            WHERE (f.raised_at > c.lo - %s AND f.raised_at < c.hi + %s)
-               OR (f.details->>'received_at')::timestamptz > %s""",
-        (
-            None if now is None else now - COLLAPSE,
-            [k[0] for k in keys], [k[1] for k in keys], [spans[k][0] for k in keys],
-            [spans[k][1] for k in keys], [spans[k][2] for k in keys],
-            COLLAPSE, COLLAPSE, None if now is None else now - COLLAPSE,
-        ),
+              AND (f.details->>'sensor_id') = c.sensor_id::text
+              AND f.raised_at > c.lo - %(collapse)s AND f.raised_at < c.hi + %(collapse)s
+           UNION
+           SELECT c.sensor_id, c.kind, f.raised_at, true
+             FROM c JOIN anbu.findings f
+               ON f.resident_id = c.resident_id AND f.kind = c.kind
+              AND (f.details->>'sensor_id') = c.sensor_id::text
+            WHERE (f.details->>'received_at')::timestamptz > %(lately)s""",
+        {
+            "lately": None if now is None else now - COLLAPSE,
+            "sid": [k[0] for k in keys], "kind": [k[1] for k in keys],
+            "rid": [spans[k][0] for k in keys], "lo": [spans[k][1] for k in keys],
+            "hi": [spans[k][2] for k in keys], "collapse": COLLAPSE,
+        },
     ).fetchall()  # fmt: skip
     out: dict[tuple[int, str], Anchor] = {}
     for sid, kind, at, lately in rows:
@@ -336,6 +358,9 @@ def _insert(conn: psycopg.Connection[Any], raised: list[Raised], now: datetime |
     return len(inserted)
 
 
+_BUTTON_FINDINGS = [SafetyFinding.HELP_BUTTON.value, SafetyFinding.BUTTON_CANCEL.value]
+"""The findings of an emergency button: a cancel is judged against the presses around it."""
+
 PER_RESIDENT = 3
 """At most this many of one resident's findings in one hand-over pass: a home's flood (a
 pendant mashed, a replaying gateway) cannot hold back another home's fire alarm."""
@@ -345,9 +370,11 @@ def waiting_urgent(
     conn: psycopg.Connection[Any], limit: int = 100, per_resident: int = PER_RESIDENT
 ) -> list[tuple[int, int, Finding]]:
     """Safety findings not yet handed to an alert, as (finding id, resident id, finding): what
-    the worker hands to alerts when URGENT_CHANNEL is notified. Critical first, then oldest,
-    and at most `per_resident` of each resident's (their most severe, oldest first): the rest
-    wait for the next pass."""
+    the worker hands to alerts when URGENT_CHANNEL is notified. At most `per_resident` of each
+    resident's (their most severe, oldest first): the rest wait for the next pass. Critical
+    first, then oldest; but one resident's button findings (presses and cancels) go as their
+    most severe and in the order they happened, so a cancel is judged after the presses before
+    it and before the presses after it."""
     rows = conn.execute(
         """SELECT f.id, f.resident_id, r.home, f.kind, f.severity, f.raised_at, f.reason_ko,
                   f.reason_en, f.details
@@ -360,9 +387,13 @@ def waiting_urgent(
                               AND f.kind = ANY(%s)) w) f
              JOIN anbu.resident r ON r.id = f.resident_id
             WHERE f.nth <= %s
-            ORDER BY f.rank, f.id LIMIT %s""",
-        ([k.value for k in SafetyFinding], per_resident, limit),
-    ).fetchall()
+            ORDER BY CASE WHEN f.kind = ANY(%s)
+                          THEN min(f.rank) OVER (PARTITION BY f.resident_id, f.kind = ANY(%s))
+                          ELSE f.rank END, f.raised_at, f.id
+            LIMIT %s""",
+        ([k.value for k in SafetyFinding], per_resident, _BUTTON_FINDINGS, _BUTTON_FINDINGS,
+         limit),
+    ).fetchall()  # fmt: skip
     return [
         (int(fid), int(rid), Finding(str(home), str(kind), Severity.parse(sev), at, str(ko),
                                      str(en), dict(details or {})))

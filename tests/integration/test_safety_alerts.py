@@ -602,3 +602,63 @@ def test_access_notes_are_shown_only_on_a_live_alert(
                              (alert_id,))  # fmt: skip
         html = client.get(f"/alerts/{alert_id}").text
     assert "119에 먼저 신고하세요" in html and "현관 비밀번호" not in html
+
+
+# -- second review of issue 20: a press after a cancel wins; a flapping alarm pages once ------------
+
+
+def test_a_cancel_handed_over_after_a_later_press_is_refused(rig: Rig) -> None:
+    # press, press again 25 s later, and the cancel pressed between them handed over last (the
+    # hand-over of two ingest workers, or critical first): the press after the cancel wins
+    rig.calls.network.pause_lines()
+    pressed = rig.clock.now()
+    [alert_id] = rig.hand_over("help_button", pressed)
+    rig.alerts.process_due()
+    rig.clock.advance(timedelta(seconds=30))
+    assert rig.hand_over("help_button", pressed + timedelta(seconds=25)) == [alert_id]
+    assert _cancel(rig, pressed + timedelta(seconds=10)) == [alert_id]
+    _refused(rig, alert_id, "취소 뒤에 응급호출이 다시 눌려")
+    rig.calls.network.resume_lines()
+
+
+def test_a_flapping_fire_alarm_pages_again_at_most_once_in_ten_minutes(rig: Rig) -> None:
+    rig.calls.network.pause_lines()
+    [alert_id] = rig.hand_over("fire_alarm")
+    rig.alerts.process_due()
+    rig.alerts.acknowledge(alert_id, rig.manager_id, DONG)
+    texts = len(rig.texts_to_manager())
+    rig.clock.advance(timedelta(minutes=1))
+    assert rig.hand_over("fire_alarm") == [alert_id]  # alarmed again: the top is paged
+    assert rig.alerts_rows() == [(alert_id, "fire_alarm", "escalated", TOP_LEVEL)]
+    paged = len(rig.texts_to_manager())
+    assert paged > texts
+    rig.alerts.acknowledge(alert_id, rig.manager_id, DONG)
+    for _ in range(5):  # clear/alarm every 31 s: lines on the timeline, nobody paged
+        rig.clock.advance(timedelta(seconds=31))
+        assert rig.hand_over("fire_alarm") == [alert_id]
+        assert rig.alerts_rows()[0][2] == "acknowledged"
+    assert len(rig.texts_to_manager()) == paged
+    noted = [r for _, _, r in rig.events(alert_id) if "기록만" in r]
+    assert len(noted) == 5 and "10분" in noted[0]
+    rig.clock.advance(timedelta(minutes=10))  # ten minutes on, a new alarm is paged again
+    assert rig.hand_over("fire_alarm") == [alert_id]
+    assert rig.alerts_rows() == [(alert_id, "fire_alarm", "escalated", TOP_LEVEL)]
+    assert len(rig.texts_to_manager()) > paged
+    rig.calls.network.resume_lines()
+
+
+def test_a_press_after_a_cancel_escalates_even_just_after_a_page_again(rig: Rig) -> None:
+    rig.calls.network.pause_lines()
+    pressed = rig.clock.now()
+    [alert_id] = rig.hand_over("help_button", pressed)
+    rig.alerts.process_due()
+    rig.clock.advance(timedelta(seconds=20))
+    assert rig.hand_over("help_button", pressed + timedelta(seconds=20)) == [alert_id]  # paged
+    rig.clock.advance(timedelta(seconds=20))
+    assert _cancel(rig, pressed + timedelta(seconds=40)) == [alert_id]
+    assert rig.alerts_rows()[0][2] == "calling"
+    rig.clock.advance(timedelta(seconds=20))
+    assert rig.hand_over("help_button", pressed + timedelta(seconds=60)) == [alert_id]
+    assert rig.alerts_rows() == [(alert_id, "help_button", "escalated", TOP_LEVEL)]
+    assert "다시 눌림" in rig.texts_to_manager()[-1]
+    rig.calls.network.resume_lines()

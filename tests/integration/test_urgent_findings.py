@@ -443,3 +443,101 @@ def test_the_listener_steps_the_press_ahead_of_a_backlog_of_due_alerts(
     )
     assert untouched == 30
     assert all(c.to == MANAGER_PHONE or c.to == RESIDENT_PHONE for c in phone.calls)
+
+
+# -- review of issue 20: a cancel parts two presses; one resident's in order; the anchor index --
+
+
+def test_a_press_after_a_cancel_is_raised_in_one_batch_and_across_batches(
+    database: Database, home: dict[str, int]
+) -> None:
+    store = Store(database)
+    t0 = START
+    at = [t0, t0 + timedelta(seconds=10), t0 + timedelta(seconds=25)]
+    batch = [("pendant", "button", at[0], 1.0), ("pendant", "button", at[1], 0.0),
+             ("pendant", "button", at[2], 1.0)]  # fmt: skip
+    assert store.store_batch([native(at[2], *batch)], at[2]).urgent == 3
+    # the same, each in a batch of its own: the stored cancel parts the presses
+    t1 = t0 + timedelta(minutes=5)
+    for s, v in ((0, 1.0), (10, 0.0), (25, 1.0)):
+        ts = t1 + timedelta(seconds=s)
+        assert store.store_batch([native(ts, ("pendant", "button", ts, v))], ts).urgent == 1
+    # a press 5 s after the last one, no cancel between: still collapsed
+    ts = t1 + timedelta(seconds=30)
+    assert store.store_batch([native(ts, ("pendant", "button", ts, 1.0))], ts).urgent == 0
+    assert db_rows(database, "SELECT kind FROM anbu.findings ORDER BY raised_at") == [
+        ("help_button",), ("button_cancel",), ("help_button",),
+        ("help_button",), ("button_cancel",), ("help_button",),
+    ]  # fmt: skip
+
+
+def test_one_residents_button_findings_are_handed_over_in_the_order_they_happened(
+    database: Database, home: dict[str, int]
+) -> None:
+    # stored press, press, then the cancel between them (two ingest workers): handed over by
+    # time, so the cancel is judged before the press after it
+    with database.connection() as conn:
+        other = registry.add_resident(conn, "home-e", DONG, "이영희", "+821000000005")
+        for rid, kind, sev, s in ((home["resident"], "help_button", "critical", 0),
+                                  (home["resident"], "help_button", "critical", 25),
+                                  (other, "water_leak", "warning", -60),
+                                  (home["resident"], "button_cancel", "watch", 10)):  # fmt: skip
+            conn.execute(
+                """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                                             reason_en)
+                   VALUES (%s, %s, %s, %s, '눌림', 'pressed')""",
+                (rid, kind, sev, START + timedelta(seconds=s)),
+            )
+        waiting = waiting_urgent(conn)
+    assert [(rid, f.kind) for _, rid, f in waiting] == [
+        (home["resident"], "help_button"), (home["resident"], "button_cancel"),
+        (home["resident"], "help_button"), (other, "water_leak"),
+    ]  # fmt: skip
+
+
+def test_the_anchor_lookup_has_its_index(database: Database) -> None:
+    [(definition,)] = db_rows(
+        database,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'anbu' "
+        "AND indexname = 'findings_urgent_anchor'",
+    )
+    assert "(details ->> 'sensor_id'::text)" in str(definition) and "raised_at" in str(definition)
+    with database.connection() as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            """EXPLAIN SELECT 1 FROM anbu.findings f WHERE f.resident_id = 1
+                  AND f.kind = 'help_button' AND (f.details->>'sensor_id') = '7'
+                  AND f.raised_at > now() - interval '1 minute'"""
+        ).fetchall()
+    assert "findings_urgent_anchor" in " ".join(str(r[0]) for r in plan)
+
+
+def test_the_hand_over_counts_only_the_findings_it_handed_over(
+    settings: Settings, phone: PhoneNetwork, unique: str
+) -> None:
+    # a finding another pass holds is skipped, and not counted: the listener, told there was
+    # work, would otherwise pass again and again for nothing
+    s = settings.model_copy(update={"twilio_api_base_url": phone.base_url})
+    rt = build(s, VirtualClock(START), run_migrations=False)
+    try:
+        with rt.db.connection() as conn:
+            registry.add_dong(conn, DONG, "청운효자동", "종로구")
+            rid = registry.add_resident(conn, f"home-{unique}", DONG, "김순자", RESIDENT_PHONE)
+            ids = [
+                int(conn.execute(
+                    """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at,
+                                                 reason_ko, reason_en)
+                       VALUES (%s, %s, %s, %s, '눌림', 'pressed') RETURNING id""",
+                    (rid, kind, sev, START + timedelta(seconds=i)),
+                ).fetchone()[0])  # type: ignore[index]
+                for i, (kind, sev) in enumerate((("help_button", "critical"),
+                                                 ("button_cancel", "watch")))
+            ]  # fmt: skip
+        with rt.db.connection() as holder, holder.transaction():
+            holder.execute("SELECT 1 FROM anbu.findings WHERE id = %s FOR UPDATE", (ids[0],))
+            assert rt.hand_over_urgent() == 1  # the cancel; the press is another pass's
+        assert rt.hand_over_urgent() == 1  # the press, let go
+        assert rt.hand_over_urgent() == 0
+        assert count(rt, "SELECT count(*) FROM anbu.findings WHERE alerted_at IS NULL") == 0
+    finally:
+        rt.stop()
