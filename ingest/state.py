@@ -42,6 +42,8 @@ class Resolved:
 
     reading: Reading
     ref: SensorRef
+    event_count: int | None = None
+    """The device's count of the button event this reading is (ingest.presses), if it has one."""
 
 
 @dataclass(frozen=True, slots=True)

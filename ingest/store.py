@@ -9,7 +9,9 @@ A vendor value stamped on receipt (no device clock) from a retained message is o
 not news: only its secondary readings are kept. Devices announcing themselves, and unknown
 devices whose messages are dead-lettered, go to anbu.heard_devices (ingest.heard) in the
 same transaction. A safety device's reading (an emergency button, a smoke or gas alarm) raises
-its finding in the same transaction too, and notifies the worker (ingest.urgent).
+its finding in the same transaction too, and notifies the worker (ingest.urgent); before that,
+a button event whose device count is the sensor's stored one is dropped as a repeat
+(ingest.presses).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ingest.dead_letter_limits import (
     gateway_of,
 )
 from ingest.heard import Unknown, note_unknown, record
+from ingest.presses import drop_repeats
 from ingest.state import Health, Resolved, update_sensors
 from ingest.urgent import raise_urgent
 from registry import SensorRef, load_sensors
@@ -186,6 +189,8 @@ class Store:
                 resolved.append(x)
         if on_receipt:
             _spread(resolved, on_receipt)
+        # a button's repeated event count is no press: dropped before it is stored or raised
+        resolved, repeats = drop_repeats(conn, resolved, now)
         inserted = _insert_readings(conn, resolved, now)
         _lock_due(conn, resolved, statuses)
         # before sensor_state moves on: a detector's alarm raises on its change of value
@@ -201,7 +206,7 @@ class Store:
             dead_lettered=len(dead),
             statuses=len(statuses),
             homes_active=homes,
-            ignored=ignored,
+            ignored=ignored + repeats,
             health=len(health),
             urgent=urgent,
         )
@@ -294,7 +299,7 @@ def _spread(resolved: list[Resolved], on_receipt: list[int]) -> None:
             while key in taken:
                 key = (key[0], key[1] + _TICK)
             if key[1] != x.reading.ts:
-                resolved[n] = Resolved(replace(x.reading, ts=key[1]), x.ref)
+                resolved[n] = replace(x, reading=replace(x.reading, ts=key[1]))
         taken.add(key)
 
 
@@ -307,7 +312,7 @@ def _report(
         value = next((v for kind, v in item.values if kind is ref.kind), None)
         if value is not None and not (retained and not item.stamped):
             reading = Reading(item.gateway, item.device, ref.kind, item.ts, value)
-            out.append(Resolved(reading, ref))
+            out.append(Resolved(reading, ref, item.event_count))
         if secondary:
             out.append(
                 Health(ref.sensor_id, item.ts, item.battery, item.link_quality, item.energy_kwh)

@@ -90,6 +90,9 @@ class DeviceReport:
     energy_kwh: float | None = None
     whole_device: bool = False
     """True when `device` names a node whose sensors are `<device>/<component>` (ESPHome)."""
+    event_count: int | None = None
+    """The device's own count of button events (Shelly Gen1 `event_cnt`): a value whose count
+    equals the sensor's last stored count is a repeat, not a press (ingest.presses)."""
 
     @property
     def empty(self) -> bool:

@@ -17,10 +17,11 @@ Safety devices (issue 20): Shelly Smoke's `sensor/smoke` and Shelly Flood's `sen
 "test" TEST ("unknown", warming up, is not read). A button is `input_event/<n>`,
 `{"event": "S", "event_cnt": 12}`: S, SS, SSS a press, L (and SL, LS) a long press. A mains
 Gen1 device republishes its last event every update period (30 s) with the same count, so an
-event is a press only when its count differs from the one this process last saw for that
-input; the first heard since start is remembered, not read (it is most likely a repeat:
-every worker learns each input within its first update periods) - but for Shelly Button1
-(`shellybutton1-...`), which sleeps and speaks only when woken, whose first is a press.
+event is a press only when its count differs from the sensor's last count: the report carries
+the count and the store decides against the count kept in the database
+(anbu.button_event_count, ingest.presses), so a worker's restart loses no press. The first
+count ever seen for an input is a press: a newly installed Gen1 input gives one test press at
+install (installers press it anyway to test).
 """
 
 from __future__ import annotations
@@ -54,11 +55,6 @@ OUTPUTS = ("relay", "light")
 ALARM = {"true": AlarmValue.ALARM, "false": AlarmValue.CLEAR}
 GAS = {"none": AlarmValue.CLEAR, "mild": AlarmValue.ALARM, "heavy": AlarmValue.ALARM,
        "test": AlarmValue.TEST}  # fmt: skip
-SLEEPING_BUTTONS = ("shellybutton1-",)
-"""Gen1 devices that speak only when pressed: their first event heard is a press."""
-_EVENT_COUNTS: dict[tuple[str, str, int], int] = {}
-"""(gateway, device, input) -> the last input_event count this process heard."""
-EVENT_COUNTS_MAX = 200_000
 
 
 def _power(text: str) -> float | None:
@@ -173,27 +169,18 @@ def _gesture(event: str) -> float | None:
 def _input_event(
     gateway: str, device: str, channel: int, payload: bytes, now: datetime
 ) -> DeviceReport | Ignored | Rejected:
-    """`input_event/<n>`: a press when its count is new to this process (see above)."""
+    """`input_event/<n>`: a gesture with its count; the store drops a repeated count."""
     doc = load_object(payload)
     if isinstance(doc, str):
         return Rejected(f"input_event: {doc}")
     event, count = doc.get("event"), doc.get("event_cnt")
-    if not isinstance(count, int) or isinstance(count, bool):
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 2**62:
         return Rejected(f"input_event without an event count: {show(count)}")
     value = _gesture(event) if isinstance(event, str) else None
     if value is None:
         return Ignored(f"shellies input_event {show(event)} is no press anbu reads")
-    key = (gateway, device, channel)
-    last = _EVENT_COUNTS.get(key)
-    if len(_EVENT_COUNTS) >= EVENT_COUNTS_MAX and last is None:
-        _EVENT_COUNTS.clear()  # bounded: forgetting costs at most one repeat's worth
-    _EVENT_COUNTS[key] = count
-    if last == count:
-        return Ignored(f"shellies input_event {count} repeated: its press was already read")
-    if last is None and not device.lower().startswith(SLEEPING_BUTTONS):
-        return Ignored(f"shellies input_event {count}: the first heard, remembered, not read")
     name = device if channel == 0 else f"{device}:{channel}"
-    return DeviceReport(gateway, name, now, False, ((SensorKind.BUTTON, value),))
+    return DeviceReport(gateway, name, now, False, ((SensorKind.BUTTON, value),), event_count=count)
 
 
 def _status(gateway: str, device: str, payload: bytes, now: datetime) -> list[Parsed]:

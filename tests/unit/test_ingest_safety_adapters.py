@@ -21,7 +21,7 @@ from core.domain import (
     Rejected,
     SensorKind,
 )
-from ingest.adapters import DIALECTS, native, route, shelly_gen1
+from ingest.adapters import DIALECTS, native, route
 from ingest.adapters.classes import (
     KIND_RANK,
     PAYLOAD_PREFERENCE,
@@ -204,7 +204,6 @@ CASES: list[tuple[str, str, Any, str, SensorKind, float]] = [
 def test_each_dialect_reads_safety_devices(
     topic: str, payload: Any, device: str, kind: SensorKind, value: float
 ) -> None:
-    shelly_gen1._EVENT_COUNTS.clear()
     report = one(topic, payload)
     assert isinstance(report, DeviceReport), report
     assert report.device == device
@@ -303,22 +302,24 @@ def test_gesture_names(name: str, value: float | None) -> None:
     assert button_gesture(name) == value
 
 
-def test_gen1_input_event_repeats_are_not_presses() -> None:
-    shelly_gen1._EVENT_COUNTS.clear()
+def test_gen1_input_event_carries_its_count_for_the_store() -> None:
+    """The adapter keeps no memory: every gesture is a report with its count, even the first
+    heard after a restart and a repeat; the store drops a repeated count (ingest.presses)."""
     topic = "gw/GW/shellies/shellyix3-10521CF2C2C2/input_event/1"
-    first = one(topic, {"event": "SSS", "event_cnt": 4})
-    assert isinstance(first, Ignored) and "first heard" in first.reason
-    again = one(topic, {"event": "SSS", "event_cnt": 4})  # the 30 s republish
-    assert isinstance(again, Ignored) and "repeated" in again.reason
+    for _ in range(2):  # the 30 s republish is a report too: the database decides
+        first = one(topic, {"event": "SSS", "event_cnt": 4})
+        assert isinstance(first, DeviceReport), first
+        assert first.device == "shellyix3-10521CF2C2C2:1"
+        assert (picked(first, B), first.event_count) == (PRESS, 4)
     press = one(topic, {"event": "L", "event_cnt": 5})
-    assert press.device == "shellyix3-10521CF2C2C2:1" and picked(press, B) == LONG
-    assert isinstance(one(topic, {"event": "L", "event_cnt": 5}), Ignored)
-    after_reboot = one(topic, {"event": "S", "event_cnt": 1})
-    assert picked(after_reboot, B) == PRESS
+    assert isinstance(press, DeviceReport) and (picked(press, B), press.event_count) == (LONG, 5)
     other_gateway = one(topic.replace("/GW/", "/GW2/"), {"event": "S", "event_cnt": 2})
-    assert isinstance(other_gateway, Ignored)
+    assert isinstance(other_gateway, DeviceReport) and other_gateway.event_count == 2
     bad = one(topic, {"event": "S"})
     assert isinstance(bad, Rejected) and "event count" in bad.reason
+    for count in (-1, True, 2**62, "3"):
+        assert isinstance(one(topic, {"event": "S", "event_cnt": count}), Rejected), count
+    assert isinstance(one(topic, {"event": "X", "event_cnt": 6}), Ignored)
 
 
 # -- native: the value codes ---------------------------------------------------------------
