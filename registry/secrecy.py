@@ -2,8 +2,9 @@
 
 The registry writes notes only sealed (`notes_sealed`, `access_notes_sealed`, with the key's id
 in `sealed_key_id`); the plaintext columns `notes` and `access_notes` hold only what was written
-before sealing existed, read as a fallback until `rotate_keys` seals and empties them. A database
-dump or a SELECT of the raw columns alone reveals no note.
+before sealing existed, read as a fallback until `reseal_notes` (part of a key rotation,
+registry.key_rotation) seals and empties them. A database dump or a SELECT of the raw columns
+alone reveals no note.
 """
 
 from __future__ import annotations
@@ -181,15 +182,12 @@ SELECT id, notes_sealed, access_notes_sealed, sealed_key_id, notes, access_notes
 """
 
 
-def rotate_keys(conn: psycopg.Connection[Any], keyring: Keyring, batch: int = ROTATE_BATCH) -> int:
+def reseal_notes(conn: psycopg.Connection[Any], keyring: Keyring, batch: int = ROTATE_BATCH) -> int:
     """Re-seal under the current key every resident whose notes are under another key or still
     in plaintext, committing each batch; returns how many were re-sealed. Idempotent: a rerun
     after an interruption carries on. Nothing is changed in a batch holding a note no
-    configured key opens: UnknownDataKey names the key id and the first resident id. Care
-    managers' TOTP secrets are re-sealed first (registry.care_managers)."""
-    from registry.care_managers import rotate_totp_secrets  # care_managers imports this
-
-    rotate_totp_secrets(conn, keyring)
+    configured key opens: UnknownDataKey names the key id and the first resident id. A key
+    rotation as a whole (care managers' TOTP secrets first) is registry.key_rotation."""
     done, after = 0, 0
     while True:
         with conn.transaction():

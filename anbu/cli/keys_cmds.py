@@ -86,7 +86,8 @@ def rotate(
 
     from core.config import Settings
     from core.crypto import DataKeyError
-    from registry.secrecy import key_census, rotate_keys
+    from registry.key_rotation import rotate_keys
+    from registry.secrecy import key_census
 
     settings = Settings()
     ring = keyring_of(settings, required=True)

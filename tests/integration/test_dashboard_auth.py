@@ -27,7 +27,7 @@ from core.crypto import Keyring, new_key
 from core.db import Database
 from dashboards import totp
 from dashboards.app import create_app
-from registry.secrecy import rotate_keys
+from registry.key_rotation import rotate_keys
 from tests.integration.dashboard_support import DONG_A, RecordingTelephony, csrf_of
 
 PASSWORD = "청운동-돌봄-2026-봄"

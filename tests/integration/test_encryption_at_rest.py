@@ -30,9 +30,10 @@ from core.crypto import (
 )
 from core.db import Database
 from dashboards.app import create_app
+from registry.key_rotation import rotate_keys
 from registry.residents_export import export_residents
 from registry.residents_import import import_residents
-from registry.secrecy import key_census, resident_notes, rotate_keys, set_notes
+from registry.secrecy import key_census, resident_notes, set_notes
 from tests.integration.dashboard_support import (
     OPENED_AT,
     RecordingTelephony,
