@@ -22,13 +22,12 @@ import numpy.typing as npt
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import HOUR, SLOT_S
 from detectors.levels import level_hours, reached
-from detectors.routine import RoutinePolicy
+from detectors.routine import NOT_BACK_STEP_H, RoutinePolicy
 from detectors.routine_live import last_local
 
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 EARLY_S = 0.001  # due times are stored to the microsecond: come a millisecond early instead
-NOT_BACK_STEP_H = 12.0  # detectors.routine: warning this long after the "not back" watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +104,9 @@ def _bathroom(c: DueColumns, now_s: float, routine: RoutinePolicy) -> F64:
 def _not_back(c: DueColumns, now_s: float, routine: RoutinePolicy) -> F64:
     """An outing's levels; one passed stays due while the sweep has not judged the outing yet
     (a second's margin around the moment it starts to: early, never late)."""
-    hours = np.full(c.start_s.size, routine.not_back_min_h)
     longest = np.where(c.has_routine, c.out_h, math.nan)
-    hours = np.where(np.isnan(longest), hours, np.fmax(hours, routine.not_back_factor * longest))
+    hours = np.where(np.isnan(longest), routine.not_back_min_h, routine.not_back_factor * longest)
+    hours = np.fmin(np.fmax(hours, routine.not_back_min_h), routine.not_back_max_h)
     judged = c.wanted & (c.start_s + routine.not_back_min_h * HOUR < now_s - 1.0)
     due = np.full(c.start_s.size, math.inf)
     for h in (hours, hours + NOT_BACK_STEP_H):

@@ -6,12 +6,16 @@ From the readings before `at` only (never the future), within a rolling window:
 - which plugs switch by themselves (a fridge cycles day and night alike; a kettle does not);
 - per 30-minute slot of the day, the longest silence at home that began near it, times the
   home's record factor (learned by holding each day out: how far beyond the other days'
-  longest its silences went), plus a margin: the watch level (sleep is not silence);
+  longest its silences went; in a home that sees its resident leave, the second furthest),
+  plus a margin: the watch level (sleep is not silence). Silences at home of 24 h or more are
+  left out: the fixed ceiling flags them whatever the routine, and they tell of absences the
+  sensors missed, not of the resident's day;
 - after a silence in the bathroom, the same, where bathroom silences are short; outings (the
   longest, for "not back");
 - the stillest half hour of the night and the latest first activity after it (not up).
 A home with fewer than `grace_days` of history gets a baseline that says so (`grace`), and
-the scorer falls back to the fixed rule.
+the scorer falls back to the fixed rule; from `automatic_min_days` of data on, it already says
+which plugs switch by themselves, so that a new home's fridge is no one's activity.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.evidence import BATHROOM, POWER, Evidence, before
+from detectors.evidence import BATHROOM, DOOR, POWER, Evidence, before
 from detectors.silences import Silences, find_silences
 
 HOUR = 3600.0
@@ -49,7 +53,10 @@ class LearningPolicy:
     extreme_factor: float = 1.2  # watch: at least this many times the longest similar silence
     max_factor: float = 3.0  # ... and at most this many (the home's record factor between)
     extreme_margin_h: float = 1.0  # ... plus this
-    extreme_rank: int = 1  # the record factor: the largest held-out ratio (2: the second)
+    extreme_rank: int = 1  # the record factor: the largest held-out ratio (2: the second) ...
+    # ... in a home that sees its resident leave (an entrance door that has reported): most of
+    # its long silences are outings it sees, so one broken record is not yet its rule
+    extreme_rank_seen: int = 2
     wake_quantile: float = 1.0  # not up: later than the latest first activity seen ...
     min_wake_days: int = 10  # mornings seen before the not-up check is trusted
     bathroom_max_h: float = 1.0  # bathroom watch only where bathroom silences stay this short
@@ -58,6 +65,10 @@ class LearningPolicy:
     # itself (a fridge's compressor); a person's TV, even watched late, leaves most night hours still
     automatic_night_hours: float = 0.5
     automatic_per_day: float = 4.0
+    automatic_min_days: float = 3.0  # days with data before any plug is judged (grace included)
+    # a silence at home this long is flagged by the fixed ceiling whatever the routine: it tells
+    # of an absence the sensors missed, not of the resident's day, and is left out of the levels
+    routine_max_h: float = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +155,24 @@ def _holds(ev: Evidence, policy: LearningPolicy) -> F64:
     return clipped
 
 
+def days_with_data(ev: Evidence, days: float, tz: tzinfo) -> float:
+    """Of the last `days`, how many the home reported on: local dates with any doing of any
+    sensor (a gateway that is often down leaves days without data; they say nothing)."""
+    if ev.event_t.size == 0:
+        return 0.0
+    local = fixed_offset_seconds(ev.event_t, tz)
+    dates = np.unique(np.round((ev.event_t - local) / 60.0))  # local midnights, in minutes
+    return float(min(days, dates.size))
+
+
 def _automatic(
     ev: Evidence, days: float, tz: tzinfo, policy: LearningPolicy
 ) -> npt.NDArray[np.bool_]:
+    """Plugs that step in most night hours on the days the home reported: a fridge."""
     auto = np.zeros(len(ev.sensors), dtype=np.bool_)
+    days = days_with_data(ev, days, tz)
+    if days < policy.automatic_min_days:
+        return auto
     for s in np.flatnonzero(ev.sensor_kind == POWER).tolist():
         t = ev.event_t[ev.event_sensor == s]
         if t.size < policy.automatic_per_day * days:
@@ -162,7 +187,7 @@ def _automatic(
 
 
 def _pool(
-    starts: F64, day: npt.NDArray[np.int64], values: F64, policy: LearningPolicy
+    starts: F64, day: npt.NDArray[np.int64], values: F64, policy: LearningPolicy, rank: int = 1
 ) -> tuple[F64, F64, F64, float]:
     """Per slot: watch threshold, level step and 90th percentile of silences starting near it.
 
@@ -170,7 +195,8 @@ def _pool(
     every silence at home that began within the pooled slots in the window, times the home's
     own record factor. That factor is learned by holding each day out: how far beyond the
     other days' longest did this home's silences ever go (a home whose record keeps being
-    broken, by absences nobody can see, gets a wider margin).
+    broken, by absences nobody can see, gets a wider margin). `rank` 2 takes the second
+    largest ratio instead of the largest.
     """
     slot = (starts // SLOT_S).astype(np.int64) % SLOTS
     watch = np.full(SLOTS, np.nan)
@@ -192,7 +218,7 @@ def _pool(
     ratio = np.sort(values[best > 0] / best[best > 0])[::-1]
     factor = policy.extreme_factor
     if ratio.size:
-        factor = float(ratio[min(policy.extreme_rank, ratio.size) - 1])
+        factor = float(ratio[min(rank, ratio.size) - 1])
     factor = float(np.clip(factor, policy.extreme_factor, policy.max_factor))
     for s in range(SLOTS):
         v = values[dist[s, slot] <= width[s]]
@@ -206,8 +232,11 @@ def _pool(
 def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseline:
     """The home's baseline from its evidence strictly before `at`."""
     history = 0.0 if np.isnan(ev.first_t) else max(0.0, (at - ev.first_t) / DAY)
-    if history < policy.grace_days:
-        return Baseline(learned_at=at, history_days=history, grace=True)
+    if history < policy.grace_days:  # the fixed rule decides; a fridge is still no one
+        if history < policy.automatic_min_days:
+            return Baseline(learned_at=at, history_days=history, grace=True)
+        auto = _automatic(before(ev, at), history, tz, policy)
+        return Baseline(at, history, True, ev.sensors, automatic=tuple(bool(x) for x in auto))
     past = before(ev, at)
     lo = at - policy.window_days * DAY
     days = min(history, policy.window_days)
@@ -223,12 +252,13 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     done = (sil.end < at) & (sil.start >= lo)
     dur_h = (sil.end - sil.start)[done] / HOUR
     start_local = fixed_offset_seconds(sil.start[done], tz)
-    home = ~sil.out[done]
+    home = ~sil.out[done] & (dur_h < policy.routine_max_h)
     day = np.floor((sil.start[done] - lo) / DAY).astype(np.int64)
-    watch, step, usual, factor = _pool(start_local[home], day[home], dur_h[home], policy)
+    rank = policy.extreme_rank_seen if sees_leaving(past) else policy.extreme_rank
+    watch, step, usual, factor = _pool(start_local[home], day[home], dur_h[home], policy, rank)
     room = np.where(sil.last_sensor[done] >= 0, past.sensor_room[sil.last_sensor[done]], -1)
     bath = dur_h[home & (room == BATHROOM)]
-    outs = dur_h[~home]
+    outs = dur_h[sil.out[done]]
     # activity profile: share of days with a person's event in each slot
     person = ~auto[past.event_sensor] & recent_events if past.event_t.size else recent_events
     et = past.event_t[person]
@@ -264,6 +294,11 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
         wake_h=wake,
         slot_activity=tuple(float(x) for x in profile),
     )
+
+
+def sees_leaving(ev: Evidence) -> bool:
+    """The home has an entrance door that has reported a doing: it can see its resident leave."""
+    return bool(np.any(ev.sensor_kind[np.unique(ev.event_sensor)] == DOOR))
 
 
 def _wake(

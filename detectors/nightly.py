@@ -113,10 +113,10 @@ UPDATE anbu.sensor s SET automatic = n.automatic
 def _mark_automatic(conn: psycopg.Connection[Any], resident_id: int, baseline: Baseline) -> None:
     """Tell ingest which plugs switch by themselves, so their steps stop counting as activity.
 
-    Only a learned baseline decides (in grace nothing is known and nothing changes); ingest
-    picks the flags up when it next reloads the registry.
+    A baseline that has judged its plugs decides (a new home's too, once it has a few days of
+    data); ingest picks the flags up when it next reloads the registry.
     """
-    if baseline.grace or not baseline.sensors:
+    if not baseline.sensors:
         return
     conn.execute(_AUTOMATIC, (list(baseline.sensors), list(baseline.automatic), resident_id))
 

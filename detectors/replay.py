@@ -22,7 +22,7 @@ import numpy.typing as npt
 from core.domain import Severity
 from detectors.evidence import BATHROOM, Evidence
 from detectors.learning import Baseline, LearningPolicy, learn
-from detectors.routine import Crossing, RoutinePolicy, crossings, not_up
+from detectors.routine import Crossing, RoutinePolicy, crossings, not_up, restate
 from detectors.silences import find_silences, person_events
 
 LEARN_HOUR = 3  # local hour of the nightly learning
@@ -79,7 +79,8 @@ def replay_home(
         if lo > ev.first_t:
             baseline = learn(ev, lo, tz, learning)
         if baseline is None or baseline.grace:
-            hold, auto = fixed_hold, no_auto
+            hold = fixed_hold
+            auto = baseline.automatic_array(ev) if baseline and baseline.sensors else no_auto
         else:
             hold, auto = baseline.hold_array(ev), baseline.automatic_array(ev)
         end = min(hi, until)
@@ -89,8 +90,17 @@ def replay_home(
         for k in np.flatnonzero(running).tolist():
             start, stop = float(sil.start[k]), float(sil.end[k])
             room = int(ev.sensor_room[sil.last_sensor[k]]) if sil.last_sensor[k] >= 0 else -1
-            for c in crossings(baseline, start, bool(sil.out[k]), room == BATHROOM, tz, policy):
-                at = float(np.ceil(max(c.at, lo)))
+            cs = crossings(baseline, start, bool(sil.out[k]), room == BATHROOM, tz, policy)
+            late: dict[str, Crossing] = {}  # kind: the highest level passed before this routine
+            for c in cs:
+                if c.at < lo and (c.kind not in late or c.severity > late[c.kind].severity):
+                    late[c.kind] = c
+            for c in cs:
+                if c.at < lo:
+                    if late[c.kind] is not c:
+                        continue  # as the live sweep: only the highest level passed is raised
+                    c = restate(c, start, float(np.ceil(lo)))
+                at = float(np.ceil(c.at))
                 key = (round(start), c.kind, int(c.severity))
                 if at >= stop or at > end or at >= hi or key in raised:
                     continue

@@ -6,19 +6,21 @@ does (data: `RoutinePolicy`), each capped by the fixed ceiling (default 24 h cri
 routine can exceed. While a home is in its grace period the fixed rule decides, and says so.
 An outing (the door closed behind the resident, nothing inside since) is judged by "not back"
 only, never before `not_back_min_h` nor before `not_back_factor` times the longest outing
-seen; the morning check (`not_up`) is judged on events, once a night.
+seen, and by `not_back_max_h` at the latest (the last resort); the morning check (`not_up`)
+is judged on events, once a night.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from core.domain import Severity
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import HOUR, SLOT_S, Baseline
 
+NOT_BACK_STEP_H = 12.0  # not back: from watch to warning
 INACTIVITY = "inactivity"
 NOT_UP = "not_up"
 NOT_BACK = "not_back"
@@ -32,8 +34,17 @@ class RoutinePolicy:
     min_h: float = 1.0
     not_up_margin_h: float = 0.5  # not up: this long past the latest first activity seen
     wake_range: tuple[float, float] = (5.0, 13.0)  # a learned wake outside it is no morning
-    not_back_min_h: float = 36.0  # out and not back: never before this ...
-    not_back_factor: float = 1.5  # ... nor before this many times the longest outing seen
+    not_back_min_h: float = 12.0  # out and not back: never before this ...
+    not_back_factor: float = 1.5  # ... nor before this many times the longest outing seen ...
+    not_back_max_h: float = 48.0  # ... and by this at the latest, whatever the outings
+
+    def not_back_hours(self, longest_h: float) -> float:
+        """Hours out before "not back" (watch); warning comes NOT_BACK_STEP_H later."""
+        hours = self.not_back_min_h
+        if not math.isnan(longest_h):
+            hours = max(hours, self.not_back_factor * longest_h)
+        return min(hours, self.not_back_max_h)
+
     fixed: InactivityPolicy = field(default_factory=InactivityPolicy)
 
     def levels(self, watch_h: float, step_h: float) -> tuple[float, float, float]:
@@ -54,6 +65,33 @@ class Crossing:
     reason_ko: str
     reason_en: str
     rule: str
+    usual_h: float = math.nan  # learned inactivity: the slot's usual silence, for the reason
+
+
+def learned_reason(usual_h: float, silence_s: float) -> tuple[str, str]:
+    """The reason of a learned inactivity level, Korean and English, for a silence so long."""
+    ko = (
+        f"평소 이 시간에는 {_hours(usual_h * HOUR)} 안에 움직임이 있는데 "
+        f"{_hours(silence_s)}째 움직임이 없습니다"
+    )
+    en = (
+        f"At this time of day there is usually activity within {_hours_en(usual_h * HOUR)}; "
+        f"none for {_hours_en(silence_s)}"
+    )
+    return ko, en
+
+
+def restate(c: Crossing, start: float, at: float) -> Crossing:
+    """A level found only at `at`, after the moment it was reached (a routine learned that
+    night is stricter than the last): its reason says the real silence, not the level's."""
+    if c.kind == INACTIVITY and c.rule == "learned":
+        ko, en = learned_reason(c.usual_h, at - start)
+    elif c.kind == NOT_BACK and c.rule == "learned":
+        ko = f"외출 후 {_hours(at - start)}째 돌아오지 않았습니다 (평소보다 깁니다)"
+        en = f"Out for {_hours_en(at - start)} and not back (longer than usual)"
+    else:
+        return replace(c, at=at)
+    return replace(c, at=at, reason_ko=ko, reason_en=en)
 
 
 def _hours(seconds: float) -> str:
@@ -108,15 +146,8 @@ def crossings(
     found: list[Crossing] = []
     for severity, hours in zip(Severity, policy.levels(watch, baseline.step_h[slot]), strict=True):
         s = hours * HOUR
-        ko = (
-            f"평소 이 시간에는 {_hours(usual * HOUR)} 안에 움직임이 있는데 "
-            f"{_hours(s)}째 움직임이 없습니다"
-        )
-        en = (
-            f"At this time of day there is usually activity within {_hours_en(usual * HOUR)}; "
-            f"none for {_hours_en(s)}"
-        )
-        found.append(Crossing(start + s, INACTIVITY, severity, ko, en, "learned"))
+        ko, en = learned_reason(usual, s)
+        found.append(Crossing(start + s, INACTIVITY, severity, ko, en, "learned", usual))
     if room_is_bathroom:
         bath = bathroom_crossing(baseline, start, found[0].at, policy)
         if bath is not None:
@@ -165,10 +196,7 @@ def not_back(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> 
     """
     if baseline is None or baseline.grace:
         return _not_back_fixed(baseline, start, policy)
-    longest = baseline.out_h[0]
-    hours = policy.not_back_min_h
-    if not math.isnan(longest):
-        hours = max(hours, policy.not_back_factor * longest)
+    hours = policy.not_back_hours(baseline.out_h[0])
     found = []
     for severity, h in _not_back_levels(hours):
         ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 (평소보다 깁니다)"
@@ -178,7 +206,7 @@ def not_back(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> 
 
 
 def _not_back_levels(hours: float) -> tuple[tuple[Severity, float], ...]:
-    return (Severity.WATCH, hours), (Severity.WARNING, hours + 12.0)
+    return (Severity.WATCH, hours), (Severity.WARNING, hours + NOT_BACK_STEP_H)
 
 
 def _not_back_fixed(
@@ -186,7 +214,7 @@ def _not_back_fixed(
 ) -> list[Crossing]:
     days = 0.0 if baseline is None else baseline.history_days
     found = []
-    for severity, h in _not_back_levels(policy.not_back_min_h):
+    for severity, h in _not_back_levels(policy.not_back_hours(math.nan)):
         ko = (
             f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 "
             f"(생활 패턴 학습 중: 기록 {days:.0f}일, 고정 기준 적용)"

@@ -79,25 +79,31 @@ def test_an_outing_raises_not_back_after_the_threshold_and_never_inactivity(
     out = datetime(2026, 11, 24, 10, 0, tzinfo=SEOUL)
     with database.connection() as conn:
         learned = _resident(conn, "learned")
-        _baseline(conn, learned)  # longest outing 4 h: the 36 h floor applies
+        _baseline(conn, learned)  # longest outing 4 h: the 12 h floor applies
         traveller = _resident(conn, "traveller")
         _baseline(conn, traveller, longest_out_h=30.0)  # 1.5 x 30 h = 45 h
+        weekender = _resident(conn, "weekender")
+        _baseline(conn, weekender, longest_out_h=40.0)  # 1.5 x 40 h = 60 h: 48 h at the latest
         young = _resident(conn, "young")  # no routine learned: the floor, and it says so
-        for rid in (learned, traveller, young):
+        for rid in (learned, traveller, weekender, young):
             _activity(conn, rid, out, door=out)
-    for hours in (1, 6, 12, 25, 35.9):
+    for hours in (1, 6, 11.9):
         assert _run(database, out + timedelta(hours=hours)) == [], hours  # no inactivity
-    assert _run(database, out + timedelta(hours=36)) == [
+    assert _run(database, out + timedelta(hours=12)) == [
         ("learned", "not_back", "watch"),
         ("young", "not_back", "watch"),
     ]
-    assert _run(database, out + timedelta(hours=37)) == []  # once per outing and level
-    assert _run(database, out + timedelta(hours=44, minutes=59)) == []
-    assert _run(database, out + timedelta(hours=45)) == [("traveller", "not_back", "watch")]
-    assert _run(database, out + timedelta(hours=48)) == [
+    assert _run(database, out + timedelta(hours=13)) == []  # once per outing and level
+    assert _run(database, out + timedelta(hours=23, minutes=59)) == []
+    assert _run(database, out + timedelta(hours=24)) == [
         ("learned", "not_back", "warning"),
         ("young", "not_back", "warning"),
     ]
+    assert _run(database, out + timedelta(hours=44, minutes=59)) == []
+    assert _run(database, out + timedelta(hours=45)) == [("traveller", "not_back", "watch")]
+    assert _run(database, out + timedelta(hours=47, minutes=59)) == []
+    assert _run(database, out + timedelta(hours=48)) == [("weekender", "not_back", "watch")]
+    assert _run(database, out + timedelta(hours=57)) == [("traveller", "not_back", "warning")]
     with database.connection() as conn:
         rows = conn.execute(
             """SELECT r.home, f.reason_ko, f.reason_en, f.details->>'rule' FROM anbu.findings f
@@ -106,11 +112,12 @@ def test_an_outing_raises_not_back_after_the_threshold_and_never_inactivity(
         ).fetchall()
     reasons = {home: (ko, en, rule) for home, ko, en, rule in rows}
     assert reasons["learned"] == (
-        "외출 후 36시간째 돌아오지 않았습니다 (평소보다 깁니다)",
-        "Out for 36 h and not back (longer than usual)",
+        "외출 후 12시간째 돌아오지 않았습니다 (평소보다 깁니다)",
+        "Out for 12 h and not back (longer than usual)",
         "learned",
     )
     assert reasons["traveller"][0].startswith("외출 후 45시간째")
+    assert reasons["weekender"][0].startswith("외출 후 48시간째")
     assert "학습 중" in reasons["young"][0] and reasons["young"][2] == "fixed"
 
 

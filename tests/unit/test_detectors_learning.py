@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import numpy as np
 
+from core.domain import Severity
 from detectors.evidence import Row, build_evidence
-from detectors.learning import LearningPolicy, _pool, learn
+from detectors.learning import LearningPolicy, _pool, learn, sees_leaving
+from detectors.replay import replay_home
+from detectors.routine import RoutinePolicy
 from detectors.silences import find_silences
-from tests.unit.test_detectors_contract import HISTORY, KST, START, routine
+from tests.unit.test_detectors_contract import HISTORY, KST, POLICY, START, routine, run
 
 LEARNING = LearningPolicy()
 
@@ -92,3 +96,90 @@ def test_a_fridge_switches_by_itself_a_late_tv_does_not() -> None:
     automatic = dict(zip(b.sensors, b.automatic, strict=True))
     assert automatic["fridge"] is True
     assert automatic["tv"] is False  # steps at night, but in few of the night's hours
+
+
+def _without(rows: list[Row], lo: float, hi: float) -> list[Row]:
+    return [r for r in rows if not lo <= r[0] < hi]
+
+
+def test_a_silence_the_ceiling_flags_anyway_does_not_widen_the_routine() -> None:
+    """A day and a half without a sign at home (an absence nobody saw) is the ceiling's business:
+    the levels stay those of the home's ordinary days, not 1.2-3 times the absence."""
+    rows = routine(21)
+    at = (START + timedelta(days=21)).timestamp()
+    ordinary = learn(build_evidence(rows), at, KST, LEARNING)
+    gone = (START + timedelta(days=9, hours=10)).timestamp()
+    absent = _without(rows, gone, gone + 30 * 3600)  # 30 h at home with nothing at all
+    left_out = learn(build_evidence(absent), at, KST, LEARNING)
+    assert left_out.watch_h == ordinary.watch_h
+    kept = learn(build_evidence(absent), at, KST, replace(LEARNING, routine_max_h=48.0))
+    assert np.nanmax(kept.watch_h) > 30.0  # the old rule: the absence became the routine
+
+
+def test_a_home_that_sees_its_resident_leave_needs_a_record_broken_twice() -> None:
+    """Watch is the longest similar silence times the home's record factor; a home with an
+    entrance door takes the second furthest record break, a home without one the furthest."""
+    rng = np.random.default_rng(4)
+    days = np.repeat(np.arange(20), 10)
+    starts = rng.uniform(8, 20, days.size) * 3600
+    values = rng.uniform(0.1, 1.0, days.size)
+    values[5] *= 4.0  # once, four times anything else
+    *_, furthest = _pool(starts, days, values, LEARNING, rank=1)
+    *_, second = _pool(starts, days, values, LEARNING, rank=2)
+    assert second < furthest
+    rows = routine(14)
+    assert sees_leaving(build_evidence(rows))
+    assert not sees_leaving(build_evidence([r for r in rows if r[2] != "door"]))
+
+
+def test_out_and_not_back_is_judged_by_the_home_own_outings_and_by_48_h_at_latest() -> None:
+    policy = RoutinePolicy()
+    assert policy.not_back_hours(float("nan")) == policy.not_back_min_h == 12.0
+    assert policy.not_back_hours(2.0) == 12.0  # a resident out 2 h at most: asked after 12 h
+    assert policy.not_back_hours(10.0) == 15.0
+    assert policy.not_back_hours(47.9) == 48.0  # weekends away: never later than 48 h
+
+
+def _fridge(days: int) -> list[Row]:
+    """A compressor stepping between 5 W and 90 W every half hour, day and night."""
+    return _plug([d * 24 + h / 2 for d in range(days) for h in range(48)], "fridge", 90.0)
+
+
+def test_a_new_home_fridge_is_no_one_so_the_fixed_rule_still_fires() -> None:
+    """Day 5 of a new home (still in grace): the resident stops at 11:00, the fridge goes on.
+    The fridge was found switching by itself from the first nights, so the fixed rule's 6 h
+    watch is reached; counted as the resident, it kept the home "active" for ever."""
+    stop = (START + timedelta(days=4, hours=11)).timestamp()
+    rows = [r for r in routine(5) if r[0] < stop] + _fridge(7)
+    end = stop + 30 * 3600
+    found = run(rows, end)
+    assert found and found[0].kind == "inactivity"
+    assert (found[0].at - stop) / 3600 <= POLICY.fixed.watch_hours  # 6 h after the last doing
+    assert "학습" in found[0].reason_ko  # the fixed rule, and it says so
+    blind = replace(LEARNING, automatic_min_days=LEARNING.grace_days)  # the old rule
+    assert not [
+        f for f in replay_home(build_evidence(rows), end, KST, blind, POLICY) if f.at > stop
+    ]
+
+
+def test_a_gateway_often_down_keeps_its_fridge_a_fridge() -> None:
+    """Two days in three without any data: the fridge test counts the days the home reported."""
+    day = START.timestamp()
+    rows = [r for r in list(HISTORY) + _fridge(12) if int((r[0] - day) // 86400) % 3 == 0]
+    b = learn(build_evidence(rows), (START + timedelta(days=12)).timestamp(), KST, LEARNING)
+    assert dict(zip(b.sensors, b.automatic, strict=True))["fridge"] is True
+
+
+def test_a_routine_learned_mid_silence_raises_its_highest_level_with_the_real_silence() -> None:
+    """The resident stops at 17:00 on the last day of grace; the routine learned at 03:00 finds
+    the silence past all three of its levels. As the live sweep does, only the highest is raised
+    then, and its reason says the 10 h of silence, not the level's few hours."""
+    stop = (START + timedelta(days=7, hours=17)).timestamp()
+    rows = [r for r in routine(9) if r[0] < stop]
+    learned = [f for f in run(rows, stop + 30 * 3600) if "학습" not in f.reason_ko]
+    assert len(learned) == 1
+    f = learned[0]
+    assert f.severity == Severity.CRITICAL
+    assert datetime.fromtimestamp(f.at, KST).hour == 3  # when the routine came in
+    assert f"{int((f.at - f.since) // 360) / 10:g}시간째" in f.reason_ko
+    assert f"none for {int((f.at - f.since) // 360) / 10:g} h" in f.reason_en
