@@ -35,6 +35,7 @@ class DueColumns:
     """What the sweep read of each home, as columns (NaN: none)."""
 
     start_s: F64  # the silence that counts, from the sweep's query
+    istart_s: F64  # ... for inactivity: not before a sensor still on (a mat) stops holding it
     hold_end_s: F64  # an away or hospital stay's end: the silence is counted anew from it
     changed_s: F64  # the latest status change (it moves the start once it is not in the future)
     gone_out: B
@@ -88,16 +89,16 @@ def _in(x: F64, bounds: tuple[float, float]) -> B:
 def _inactivity(c: DueColumns, now_s: float, policy: InactivityPolicy, min_h: float) -> F64:
     """The next level the silence reaches: after the one reached now, if the sweep scored it."""
     w, warn, crit = level_hours(c.watch, c.step, policy, min_h, c.caps)
-    levels = np.where(c.wanted, reached(c.start_s, now_s, w, warn, crit), 0)
+    levels = np.where(c.wanted, reached(c.istart_s, now_s, w, warn, crit), 0)
     nxt = np.stack([w, warn, crit], axis=1)[np.arange(levels.size), np.minimum(levels, 2)]
-    return np.where(levels < 3, c.start_s + nxt * HOUR, math.inf)
+    return np.where(levels < 3, c.istart_s + nxt * HOUR, math.inf)
 
 
 def _bathroom(c: DueColumns, now_s: float, routine: RoutinePolicy) -> F64:
     """A silence begun in the bathroom: the learned bathroom watch (the full rule also asks
     that it come before the first level; leaving that out only makes it early)."""
     able = c.learned & c.has_routine & c.in_bathroom & ~np.isnan(c.watch) & ~np.isnan(c.bathroom_h)
-    at = c.start_s + np.fmax(routine.min_h, c.bathroom_h) * HOUR
+    at = c.istart_s + np.fmax(routine.min_h, c.bathroom_h) * HOUR
     return np.where(able & ((at > now_s) | ~c.wanted), at, math.inf)
 
 

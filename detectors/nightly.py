@@ -11,13 +11,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import psycopg
 
-from detectors.evidence import Row, build_evidence
+from detectors.evidence import DOOR, ROOMS, Evidence, Row, build_evidence
 from detectors.learning import Baseline, LearningPolicy, learn
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,18 @@ def learn_home(
         ev = replace(ev, first_t=first[0].timestamp())
     baseline = learn(ev, now.timestamp(), tz, policy)
     _mark_automatic(conn, resident_id, baseline)
+    _forget_automatic_activity(conn, resident_id, ev, baseline, now)
     store_baseline(conn, resident_id, now, baseline)
     return baseline
 
 
 _AUTOMATIC = """
-UPDATE anbu.sensor s SET automatic = n.automatic
-  FROM unnest(%s::text[], %s::boolean[]) AS n(sensor, automatic), anbu.gateway g
+UPDATE anbu.sensor s SET automatic = n.automatic, hold_s = n.hold_s
+  FROM unnest(%s::text[], %s::boolean[], %s::real[]) AS n(sensor, automatic, hold_s),
+       anbu.gateway g
  WHERE g.id = s.gateway_id AND g.resident_id = %s
-   AND s.gateway_id || '/' || s.vendor_id = n.sensor AND s.automatic <> n.automatic
+   AND s.gateway_id || '/' || s.vendor_id = n.sensor
+   AND (s.automatic <> n.automatic OR s.hold_s IS DISTINCT FROM n.hold_s)
 """
 
 
@@ -114,11 +118,59 @@ def _mark_automatic(conn: psycopg.Connection[Any], resident_id: int, baseline: B
     """Tell ingest which plugs switch by themselves, so their steps stop counting as activity.
 
     A baseline that has judged its plugs decides (a new home's too, once it has a few days of
-    data); ingest picks the flags up when it next reloads the registry.
+    data); ingest picks the flags up when it next reloads the registry. The learned holds go
+    with them, for the live sweep (NULL in grace: the fixed open hold, as offline).
     """
     if not baseline.sensors:
         return
-    conn.execute(_AUTOMATIC, (list(baseline.sensors), list(baseline.automatic), resident_id))
+    holds: list[float | None] = (
+        [float(h) for h in baseline.hold_s]
+        if len(baseline.hold_s) == len(baseline.sensors)
+        else [None] * len(baseline.sensors)
+    )
+    conn.execute(_AUTOMATIC, (list(baseline.sensors), list(baseline.automatic), holds, resident_id))
+
+
+# Compare-and-set: only while the home's last activity is still the one learning read (ingest
+# may have stored a newer one since; activity times only move forward otherwise).
+_MOVE_BACK = """
+UPDATE anbu.home_activity SET last_activity_at = %s, last_room = %s
+ WHERE resident_id = %s AND last_activity_at = %s
+"""
+
+
+def _forget_automatic_activity(
+    conn: psycopg.Connection[Any], resident_id: int, ev: Evidence, baseline: Baseline, now: datetime
+) -> None:
+    """A plug just found switching by itself stops counting backwards too, as offline: when the
+    home's last activity is such a plug's step (a new home's fridge kept it "active" while its
+    resident lay still), the silence counts again from the resident's last doing."""
+    if not any(baseline.automatic) or ev.event_t.size == 0:
+        return
+    # ingest's order: the home's due row before its activity row (a trigger on the one writes
+    # the other), so that the two never wait on each other
+    conn.execute(
+        "SELECT 1 FROM anbu.sweep_due WHERE resident_id = %s FOR NO KEY UPDATE", (resident_id,)
+    )
+    row = conn.execute(
+        "SELECT last_activity_at FROM anbu.home_activity WHERE resident_id = %s", (resident_id,)
+    ).fetchone()
+    if row is None or row[0] is None or row[0] > now:
+        return  # newer than the readings learning read: ingest's, by the new flags
+    auto = baseline.automatic_array(ev)
+    last = row[0].timestamp()
+    near = np.abs(ev.event_t - last) <= 1.0
+    if not np.any(near & auto[ev.event_sensor]):
+        return  # the last activity is not a self-switching plug's
+    person = np.flatnonzero(~auto[ev.event_sensor] & (ev.event_t <= last))
+    if person.size == 0:
+        return  # nothing of the resident in the window: leave it to the fixed rule's ceiling
+    k = int(person[-1])
+    if ev.sensor_kind[ev.event_sensor[k]] == DOOR:
+        return  # the door last: the sweep would read an outing; the fridge's silence is surer
+    at = datetime.fromtimestamp(float(ev.event_t[k]), UTC)
+    room = ROOMS[int(ev.sensor_room[ev.event_sensor[k]])]
+    conn.execute(_MOVE_BACK, (at, room, resident_id, row[0]))
 
 
 def learn_all(db: Any, now: datetime, policy: LearningPolicy | None = None) -> int:

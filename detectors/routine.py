@@ -84,17 +84,16 @@ def learned_reason(usual_h: float, silence_s: float) -> tuple[str, str]:
 def restate(c: Crossing, start: float, at: float) -> Crossing:
     """A level found only at `at`, after the moment it was reached (a routine learned that
     night is stricter than the last): its reason says the real silence, not the level's."""
-    if c.kind == INACTIVITY and c.rule == "learned":
-        ko, en = learned_reason(c.usual_h, at - start)
-    elif c.kind == NOT_BACK and c.rule == "learned":
-        ko = f"외출 후 {_hours(at - start)}째 돌아오지 않았습니다 (평소보다 깁니다)"
-        en = f"Out for {_hours_en(at - start)} and not back (longer than usual)"
-    else:
+    if c.kind not in (INACTIVITY, NOT_BACK):
         return replace(c, at=at)
+    level, real = c.at - start, at - start  # every such reason leads with its hours
+    ko = c.reason_ko.replace(f"{_hours(level)}째", f"{_hours(real)}째", 1)
+    en = c.reason_en.replace(f"for {_hours_en(level)}", f"for {_hours_en(real)}", 1)
     return replace(c, at=at, reason_ko=ko, reason_en=en)
 
 
 def _hours(seconds: float) -> str:
+    seconds = round(seconds, 3)  # a level's start + h x 3600 - start is h x 3600 again
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes}분"
@@ -103,6 +102,7 @@ def _hours(seconds: float) -> str:
 
 
 def _hours_en(seconds: float) -> str:
+    seconds = round(seconds, 3)
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes} min"
@@ -196,11 +196,15 @@ def not_back(baseline: Baseline | None, start: float, policy: RoutinePolicy) -> 
     """
     if baseline is None or baseline.grace:
         return _not_back_fixed(baseline, start, policy)
-    hours = policy.not_back_hours(baseline.out_h[0])
+    longest = baseline.out_h[0]
+    hours = policy.not_back_hours(longest)
     found = []
     for severity, h in _not_back_levels(hours):
-        ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다 (평소보다 깁니다)"
-        en = f"Out for {_hours_en(h * HOUR)} and not back (longer than usual)"
+        ko = f"외출 후 {_hours(h * HOUR)}째 돌아오지 않았습니다"
+        en = f"Out for {_hours_en(h * HOUR)} and not back"
+        if not math.isnan(longest) and h > longest:  # at 48 h a weekender may not be late yet
+            ko += f" (평소 가장 긴 외출 {_hours(longest * HOUR)})"
+            en += f" (longest usual outing {_hours_en(longest * HOUR)})"
         found.append(Crossing(start + h * HOUR, NOT_BACK, severity, ko, en, "learned"))
     return found
 

@@ -45,6 +45,7 @@ from detectors.inactivity import (
     score_inactivity,
     to_finding,
 )
+from detectors.learning import LearningPolicy
 from detectors.levels import learned_levels
 from detectors.routine import RoutinePolicy
 from detectors.routine_live import morning_bound
@@ -72,12 +73,29 @@ class NewFinding:
 
 # Every home that may be due something now, with its silence start and the learned levels of
 # that start's slot only (never the whole routine). The silence that counts starts at the last
-# activity; an away or hospital stay with an end date holds findings back until then and counts
+# activity, and for inactivity (`istart`, whose slot the levels are read at) not before a sensor
+# still on (a bed mat pressed, a door open) stops counting as someone there: when its learned hold
+# (anbu.sensor.hold_s, else the fixed open hold) runs out, as offline; the morning check and
+# outings go by the last doing only, as offline. An away or hospital stay with an end date holds findings back until then and counts
 # from its end; a status a care manager changed counts from the change. Homes whose every
 # gateway is down are left out (their data is missing, not their resident: unknown_status asks
 # for a call), and so are homes silent for less than the earliest level any home can have,
 # unless the morning check may want them.
-_HOMES = """
+# When the last sensor still on (a bed mat pressed, a door open) stops holding the home
+# occupied: its `since` plus its learned hold (anbu.sensor.hold_s), else, as offline, the fixed
+# open hold in grace and the default hold of a sensor unseen at learning (`m.until`; NULL: none
+# on). `b` is the home's learned routine past grace. Read by _HOMES and sweep_due.
+HELD_UNTIL = """
+  LEFT JOIN LATERAL (SELECT max(st.since + make_interval(secs => coalesce(s.hold_s,
+                                   CASE WHEN b.resident_id IS NULL THEN %(open_hold_s)s
+                                        ELSE %(default_hold_s)s END)))
+                              AS until
+                       FROM anbu.sensor_state st JOIN anbu.sensor s ON s.id = st.sensor_id
+                      WHERE st.resident_id = r.id AND st.value >= 1
+                        AND s.kind IN ('door', 'motion', 'contact', 'appliance')) m ON true
+"""
+_HOMES = (
+    """
 WITH h AS (
 SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
        a.last_door_at >= a.last_activity_at
@@ -89,16 +107,22 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
             THEN CASE WHEN r.status_until > %(now)s THEN a.last_activity_at
                       ELSE GREATEST(a.last_activity_at, r.status_until) END
             WHEN c.changed_at <= %(now)s THEN GREATEST(a.last_activity_at, c.changed_at)
-            ELSE a.last_activity_at END AS start
+            ELSE a.last_activity_at END AS start,
+       m.until AS held_until
   FROM anbu.home_activity a
   JOIN anbu.resident r ON r.id = a.resident_id
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
-  LEFT JOIN (SELECT resident_id, max(at) AS changed_at FROM anbu.resident_changes
+"""
+    + HELD_UNTIL
+    + """  LEFT JOIN (SELECT resident_id, max(at) AS changed_at FROM anbu.resident_changes
               WHERE field = 'status' GROUP BY resident_id) c ON c.resident_id = r.id
   LEFT JOIN (SELECT resident_id, bool_and(online IS FALSE) AS down
                FROM anbu.gateway WHERE removed_at IS NULL GROUP BY resident_id) g
          ON g.resident_id = r.id
  WHERE r.status <> 'ended' AND g.down IS NOT TRUE
+), hi AS (
+SELECT h.*, GREATEST(h.start, LEAST(coalesce(h.held_until, '-infinity'), %(now)s::timestamptz))
+       AS istart FROM h
 )
 SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
        extract(epoch FROM h.start)::float8, h.gone_out, h.watch_h IS NOT NULL,
@@ -107,14 +131,16 @@ SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
        CASE WHEN array_length(h.watch_h, 1) = 48 THEN h.watch_h[k.slot] END,
        CASE WHEN array_length(h.step_h, 1) = 48 THEN h.step_h[k.slot] END,
        CASE WHEN array_length(h.usual_h, 1) = 48 THEN h.usual_h[k.slot] END,
-       h.watch_h_max, h.warning_h_max, h.critical_h_max, h.in_bathroom
-  FROM h, LATERAL (SELECT 1 + floor(mod(extract(epoch FROM h.start) + %(offset_s)s::numeric, 86400)
-                                    / 1800)::int AS slot) k
+       h.watch_h_max, h.warning_h_max, h.critical_h_max, h.in_bathroom,
+       h.istart, extract(epoch FROM h.istart)::float8
+  FROM hi h, LATERAL (SELECT 1 + floor(mod(extract(epoch FROM h.istart) + %(offset_s)s::numeric,
+                                           86400) / 1800)::int AS slot) k
  WHERE h.start <= %(now)s - make_interval(secs => 3600 * LEAST(%(earliest_h)s, h.watch_h_max,
                                                                h.warning_h_max, h.critical_h_max))
     OR (h.watch_h IS NOT NULL AND h.wake_h BETWEEN %(wake_lo)s AND %(wake_hi)s
         AND h.start < %(morning)s::timestamptz)
 """
+)
 # Which of these (resident, kind, severity, silence start) were already raised in their stretch:
 # asked apart from the insert, since an anti-join inside it would rescan the rows it adds.
 _RAISED = """
@@ -186,6 +212,8 @@ def sweep_params(now: datetime, policy: InactivityPolicy, routine: RoutinePolicy
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
         "wake_lo": routine.wake_range[0],  # a learned wake outside it is no morning (not_up)
         "wake_hi": routine.wake_range[1],
+        "open_hold_s": policy.open_hold_hours * 3600.0,  # a sensor on, in grace
+        "default_hold_s": LearningPolicy().default_hold_s,  # ... unseen at learning
     }
 
 
@@ -245,8 +273,9 @@ def _judge(
     mornings: list[Silence] = []
     bathrooms: list[Silence] = []
     for row in rows:
-        rid, home, status, until, held, start, start_s, gone_out, learned, wakes = row[:10]
-        watch, step, usual, watch_max, warning_max, critical_max, in_bathroom = row[10:]
+        rid, home, status, until, held, start, _start_s, gone_out, learned, wakes = row[:10]
+        watch, step, usual, watch_max, warning_max, critical_max, in_bathroom = row[10:17]
+        istart, istart_s = row[17:19]  # held by a sensor still on (a mat): inactivity's start
         hold = (str(status), until) if held else None
         silence = Silence(int(rid), str(home), start, hold)
         if gone_out:
@@ -256,13 +285,13 @@ def _judge(
         if wakes:  # a learned wake time, and silent since before the night's end
             mornings.append(silence)
         if learned and in_bathroom and watch is not None:
-            bathrooms.append(replace(silence, levels=(float(watch), _hours(step))))
+            bathrooms.append(replace(silence, start=istart, levels=(float(watch), _hours(step))))
         if hold is not None:  # suppressed: scored all the same, to record what it held back
             t.held[len(t.ids)] = hold
         t.ids.append(silence.resident_id)
         t.homes.append(silence.home)
-        t.since.append(start)
-        t.since_s.append(start_s)
+        t.since.append(istart)
+        t.since_s.append(istart_s)
         t.watch.append(_hours(watch))
         t.step.append(_hours(step))
         t.usual.append(_hours(usual))

@@ -44,6 +44,7 @@ from detectors.due import DueColumns, due_times
 from detectors.inactivity import InactivityPolicy
 from detectors.routine import RoutinePolicy
 from detectors.sweep import (
+    HELD_UNTIL,
     MIN_LEVEL_H,
     SUPPRESSING_STATUSES,
     SWEEP_LOCK,
@@ -81,7 +82,8 @@ ON CONFLICT (resident_id) DO NOTHING
 # expressions are _HOMES's, per home; the gateway and status-change lookups are per home (an
 # index probe each), not an aggregate over every home. A home left out by _HOMES (service
 # ended, every gateway down) is not `present`: it waits for a change.
-_DUE_HOMES = """
+_DUE_HOMES = (
+    """
 WITH h AS (
 SELECT d.resident_id AS due_id, d.seen, r.id IS NOT NULL AND g.down IS NOT TRUE AS present,
        r.id, r.home, r.status, r.status_until, a.last_activity_at,
@@ -96,19 +98,24 @@ SELECT d.resident_id AS due_id, d.seen, r.id IS NOT NULL AND g.down IS NOT TRUE 
             WHEN c.changed_at <= %(now)s THEN GREATEST(a.last_activity_at, c.changed_at)
             ELSE a.last_activity_at END AS start,
        c.changed_at, b.resident_id IS NOT NULL AS has_routine, b.anchor_slot, b.out_h,
-       b.bathroom_h
+       b.bathroom_h, m.until AS held_until
   FROM unnest(%(ids)b::bigint[], %(seen)b::bigint[]) AS d(resident_id, seen)
   LEFT JOIN anbu.home_activity a ON a.resident_id = d.resident_id
   LEFT JOIN anbu.resident r ON r.id = a.resident_id AND r.status <> 'ended'
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
-  LEFT JOIN LATERAL (SELECT max(x.at) AS changed_at FROM anbu.resident_changes x
+"""
+    + HELD_UNTIL
+    + """  LEFT JOIN LATERAL (SELECT max(x.at) AS changed_at FROM anbu.resident_changes x
                       WHERE x.resident_id = r.id AND x.field = 'status') c ON true
   LEFT JOIN LATERAL (SELECT bool_and(gw.online IS FALSE) AS down FROM anbu.gateway gw
                       WHERE gw.resident_id = r.id AND gw.removed_at IS NULL) g ON true
+), hi AS (
+SELECT h.*, GREATEST(h.start, LEAST(coalesce(h.held_until, '-infinity'), %(now)s::timestamptz))
+       AS istart FROM h
 ), k AS (
-SELECT h.*, 1 + floor(mod(extract(epoch FROM h.start) + %(offset_s)s::numeric, 86400)
+SELECT h.*, 1 + floor(mod(extract(epoch FROM h.istart) + %(offset_s)s::numeric, 86400)
                       / 1800)::int AS slot
-  FROM h
+  FROM hi h
 )
 SELECT k.due_id, k.seen, k.present,
        coalesce(k.start <= %(now)s - make_interval(secs => 3600 * LEAST(%(earliest_h)s,
@@ -123,11 +130,13 @@ SELECT k.due_id, k.seen, k.present,
        CASE WHEN array_length(k.step_h, 1) = 48 THEN k.step_h[k.slot] END,
        CASE WHEN array_length(k.usual_h, 1) = 48 THEN k.usual_h[k.slot] END,
        k.watch_h_max, k.warning_h_max, k.critical_h_max, k.in_bathroom,
+       k.istart, extract(epoch FROM k.istart)::float8,
        extract(epoch FROM k.changed_at)::float8, k.has_routine, k.anchor_slot, k.wake_h, k.out_h,
        k.bathroom_h
   FROM k
 """
-_ROW = slice(4, 21)  # the columns of detectors.sweep._HOMES, in its order
+)
+_ROW = slice(4, 23)  # the columns of detectors.sweep._HOMES, in its order
 # Locked in ascending order, skipping a row another transaction holds: ingest locks the rows of
 # a batch's homes before writing anything (ingest.store), and its triggers then write them to
 # a due time no later than the one read, which stands; a home left so is judged next tick.
@@ -341,19 +350,20 @@ def _columns(rows: list[tuple[Any, ...]]) -> DueColumns:
     )
     return DueColumns(
         start_s=col(10),
+        istart_s=col(22),
         hold_end_s=hold_end,
-        changed_s=col(21),
+        changed_s=col(23),
         gone_out=flag(11),
         wanted=flag(3),
         wakes=flag(13),
-        has_routine=flag(22),
+        has_routine=flag(24),
         learned=flag(12),
         watch=col(14),
         step=col(15),
         caps=np.column_stack([col(17), col(18), col(19)]),
         in_bathroom=flag(20),
-        anchor_slot=col(23),
-        wake_h=col(24),
-        out_h=col(25),
-        bathroom_h=col(26),
+        anchor_slot=col(25),
+        wake_h=col(26),
+        out_h=col(27),
+        bathroom_h=col(28),
     )

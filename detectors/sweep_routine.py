@@ -10,7 +10,7 @@ away or hospital status held back, once per silence, kind and level.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ import psycopg
 
 from core.domain import Finding
 from detectors.learning import Baseline
-from detectors.routine import RoutinePolicy
+from detectors.routine import RoutinePolicy, restate
 from detectors.routine_live import Due, due_bathroom, due_not_back, due_not_up
 
 _SUPPRESSED = """
@@ -67,8 +67,8 @@ def routine_checks(
     due: list[tuple[Silence, Due]] = []
     for s in outings:
         d = due_not_back(baselines.get(s.resident_id), s.start.timestamp(), t, policy)
-        if d is not None:
-            due.append((s, d))
+        if d is not None:  # judged late (the worker was down): the reason says the real time
+            due.append((s, replace(d, crossing=restate(d.crossing, s.start.timestamp(), t))))
     for s in mornings:
         d = due_not_up(baselines.get(s.resident_id), s.start.timestamp(), t, tz, policy)
         if d is not None:

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 import registry
 from core.db import Database
 from core.domain import SensorKind
+from detectors.evidence import Row, build_evidence
 from detectors.inactivity import InactivityPolicy
+from detectors.learning import LearningPolicy
 from detectors.nightly import learn_all
+from detectors.replay import replay_home
+from detectors.routine import RoutinePolicy
 from detectors.sweep import sweep
 from ingest.store import Message, Store
-from tests.unit.test_detectors_contract import START, routine
+from tests.unit.test_detectors_contract import KST, START, routine
 
 pytestmark = pytest.mark.storage_modes
 
 DONG = "1111051500"
+SEOUL = ZoneInfo("Asia/Seoul")
+LEARNING = LearningPolicy()
+ROUTINE = RoutinePolicy()
 
 
-def _home(database: Database, unique: str, days: int, fridge: bool = False) -> int:
-    rows = routine(days)
+def _home(
+    database: Database,
+    unique: str,
+    days: int,
+    fridge: bool = False,
+    rows: list[Row] | None = None,
+) -> int:
+    rows = routine(days) if rows is None else rows
     if fridge:  # a compressor: on and off every half hour, day and night
         t0 = rows[0][0]
         rows += [
@@ -51,6 +65,27 @@ def _home(database: Database, unique: str, days: int, fridge: bool = False) -> i
                     seen.add((sensor, t))
                     cp.write_row((datetime.fromtimestamp(t, UTC), ids[sensor], value))
     return rid
+
+
+def _through_ingest(database: Database, unique: str, rows: list[Row]) -> None:
+    """Each reading as the home's gateway publishes it, one message at a time, in time order."""
+    store = Store(database)
+    for t, sensor, kind, _, value in sorted(rows):
+        ts = datetime.fromtimestamp(t, UTC)
+        body = {
+            "readings": [{"sensor": sensor, "kind": kind, "ts": ts.isoformat(), "value": value}]
+        }
+        store.store_batch([Message(f"gw/{unique}gw/anbu/readings", json.dumps(body).encode())], ts)
+
+
+def _last_activity(database: Database, rid: int) -> datetime:
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT last_activity_at FROM anbu.home_activity WHERE resident_id = %s", (rid,)
+        ).fetchone()
+    assert row is not None
+    last: datetime = row[0]
+    return last
 
 
 def test_learning_stores_a_baseline_and_the_sweep_judges_by_it(
@@ -109,12 +144,7 @@ def test_a_fridge_learned_automatic_no_longer_keeps_the_home_active(
         store.store_batch([Message(f"gw/{unique}gw/anbu/readings", json.dumps(body).encode())], ts)
 
     def last_activity() -> datetime:
-        with database.connection() as conn:
-            row = conn.execute(
-                "SELECT last_activity_at FROM anbu.home_activity WHERE resident_id = %s", (rid,)
-            ).fetchone()
-        assert row is not None
-        return row[0]
+        return _last_activity(database, rid)
 
     batch("fridge", "power", 0, 2.0)
     batch("fridge", "power", 1, 95.0)  # before learning: a step is activity
@@ -136,3 +166,97 @@ def test_a_fridge_learned_automatic_no_longer_keeps_the_home_active(
     assert last_activity() == later + timedelta(minutes=1)  # the fridge no longer counts
     batch("pir", "motion", 61, 1.0)
     assert last_activity() == later + timedelta(minutes=61)
+
+
+def test_a_bed_mat_holds_the_live_silence_as_it_holds_anbu_detect(
+    database: Database, unique: str
+) -> None:
+    """Live = offline for a resident who went to bed and never got up: the last evening's
+    readings arrive through ingest, the worker's nightly learning runs at 03:00, the sweep runs
+    every 5 minutes; it raises the findings `anbu detect` raises on the same readings, of the
+    same kinds and levels, each within one sweep interval. The bed mat stays pressed: as offline,
+    it holds the home "occupied" for its learned longest usual stay (stored per sensor by
+    learning), and the morning check goes by doings only. Before, the live silence began at the
+    press, so the learned levels (made of silences that begin after the hold) fired at night."""
+    rows = routine(12)  # the last evening: bed at about 22:30 on day 11, then nothing
+    press = max(r[0] for r in rows if r[1] == "bed" and r[4] == 1)
+    cut = press - 3600
+    rid = _home(database, unique, 12, rows=[r for r in rows if r[0] < cut])
+    _through_ingest(database, unique, [r for r in rows if r[0] >= cut])
+    policy = InactivityPolicy()
+    night = datetime.fromtimestamp(press, UTC)
+    until = night + timedelta(hours=22)
+    learned: set[datetime] = set()
+    live: list[tuple[str, str, datetime]] = []
+    now = night
+    while now <= until:
+        local = now.astimezone(SEOUL)
+        three = local.replace(hour=3, minute=0, second=0, microsecond=0)
+        if three <= local and three not in learned:  # the nightly job, at 03:00
+            learned.add(three)
+            assert learn_all(database, three) == 1
+        with database.connection() as conn:
+            live += [
+                (f.finding.kind, f.finding.severity.label, now) for f in sweep(conn, now, policy)
+            ]
+        now += timedelta(minutes=5)
+    with database.connection() as conn:
+        hold = conn.execute(
+            "SELECT s.hold_s FROM anbu.sensor s JOIN anbu.gateway g ON g.id = s.gateway_id"
+            " WHERE g.resident_id = %s AND s.vendor_id = 'bed'",
+            (rid,),
+        ).fetchone()
+    assert hold is not None and 6 * 3600 < hold[0] < 12 * 3600  # learned: the usual night
+    offline = [
+        (f.kind, f.severity.label, datetime.fromtimestamp(f.at, UTC))
+        for f in replay_home(build_evidence(rows), until.timestamp(), KST, LEARNING, ROUTINE)
+        if f.at > press
+    ]
+    assert offline and {k for k, _, _ in offline} >= {"inactivity", "not_up"}
+    assert [(k, s) for k, s, _ in live] == [(k, s) for k, s, _ in offline]
+    for (_, _, at_live), (_, _, at_off) in zip(live, offline, strict=True):
+        assert at_off <= at_live < at_off + timedelta(minutes=5)
+    first = min(at for _, _, at in live)
+    assert first - night > timedelta(hours=6)  # nothing while the mat holds the night
+
+
+def test_a_new_home_fridge_found_at_night_no_longer_hides_a_still_resident(
+    database: Database, unique: str
+) -> None:
+    """Day 4 of a new home: the resident stops at 11:00; the fridge, not yet known for what it
+    is, goes on stepping through ingest and keeps the home "active". The nightly job finds it
+    switching by itself (grace or not) and the silence counts again from the resident's last
+    doing, as `anbu detect` counts it: the sweep right after raises what the replay raises."""
+    stop = (START + timedelta(days=4, hours=11)).timestamp()
+    t0 = routine(5)[0][0]
+    fridge: list[Row] = [
+        (t0 + k * 1800.0, "fridge", "power", "kitchen", 90.0 if k % 2 else 2.0)
+        for k in range(6 * 48)
+    ]
+    learning_at = START + timedelta(days=5, hours=3)
+    rows = [r for r in routine(5) if r[0] < stop] + [
+        r for r in fridge if r[0] < learning_at.timestamp()
+    ]
+    rid = _home(database, unique, 6, rows=[r for r in rows if r[0] < stop])
+    _through_ingest(database, unique, [r for r in rows if r[0] >= stop])
+
+    def last_activity() -> datetime:
+        return _last_activity(database, rid)
+
+    assert last_activity() > learning_at - timedelta(hours=1)  # the fridge counted
+    with database.connection() as conn:
+        assert sweep(conn, learning_at - timedelta(minutes=1), InactivityPolicy()) == []
+    assert learn_all(database, learning_at) == 1
+    ev = build_evidence(r for r in rows if r[1] != "fridge")
+    assert last_activity() == datetime.fromtimestamp(float(ev.event_t[-1]), UTC)  # her last doing
+    with database.connection() as conn:
+        found = sweep(conn, learning_at + timedelta(minutes=1), InactivityPolicy())
+    live = [(f.finding.kind, f.finding.severity.label) for f in found]
+    offline = [
+        (f.kind, f.severity.label)
+        for f in replay_home(
+            build_evidence(rows), learning_at.timestamp() + 60, KST, LEARNING, ROUTINE
+        )
+        if f.at > stop
+    ]
+    assert live == offline[-1:] == [("inactivity", "warning")]  # 16 h: past the fixed 12 h

@@ -112,12 +112,14 @@ def test_an_outing_raises_not_back_after_the_threshold_and_never_inactivity(
         ).fetchall()
     reasons = {home: (ko, en, rule) for home, ko, en, rule in rows}
     assert reasons["learned"] == (
-        "외출 후 12시간째 돌아오지 않았습니다 (평소보다 깁니다)",
-        "Out for 12 h and not back (longer than usual)",
+        "외출 후 12시간째 돌아오지 않았습니다 (평소 가장 긴 외출 4시간)",
+        "Out for 12 h and not back (longest usual outing 4 h)",
         "learned",
     )
     assert reasons["traveller"][0].startswith("외출 후 45시간째")
-    assert reasons["weekender"][0].startswith("외출 후 48시간째")
+    assert (
+        reasons["weekender"][0] == "외출 후 48시간째 돌아오지 않았습니다 (평소 가장 긴 외출 40시간)"
+    )
     assert "학습 중" in reasons["young"][0] and reasons["young"][2] == "fixed"
 
 
