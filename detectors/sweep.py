@@ -112,7 +112,7 @@ SELECT r.id, r.home, r.status, r.status_until, a.last_activity_at,
   FROM anbu.home_activity a
   JOIN anbu.resident r ON r.id = a.resident_id
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
-"""
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
     + HELD_UNTIL
     + """  LEFT JOIN (SELECT resident_id, max(at) AS changed_at FROM anbu.resident_changes
               WHERE field = 'status' GROUP BY resident_id) c ON c.resident_id = r.id
@@ -139,7 +139,7 @@ SELECT h.id, h.home, h.status, h.status_until, h.held, h.start,
                                                                h.warning_h_max, h.critical_h_max))
     OR (h.watch_h IS NOT NULL AND h.wake_h BETWEEN %(wake_lo)s AND %(wake_hi)s
         AND h.start < %(morning)s::timestamptz)
-"""
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
 )
 # Which of these (resident, kind, severity, silence start) were already raised in their stretch:
 # asked apart from the insert, since an anti-join inside it would rescan the rows it adds.

@@ -103,7 +103,7 @@ SELECT d.resident_id AS due_id, d.seen, r.id IS NOT NULL AND g.down IS NOT TRUE 
   LEFT JOIN anbu.home_activity a ON a.resident_id = d.resident_id
   LEFT JOIN anbu.resident r ON r.id = a.resident_id AND r.status <> 'ended'
   LEFT JOIN anbu.baselines b ON b.resident_id = r.id AND NOT b.grace
-"""
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
     + HELD_UNTIL
     + """  LEFT JOIN LATERAL (SELECT max(x.at) AS changed_at FROM anbu.resident_changes x
                       WHERE x.resident_id = r.id AND x.field = 'status') c ON true
@@ -134,7 +134,7 @@ SELECT k.due_id, k.seen, k.present,
        extract(epoch FROM k.changed_at)::float8, k.has_routine, k.anchor_slot, k.wake_h, k.out_h,
        k.bathroom_h
   FROM k
-"""
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
 )
 _ROW = slice(4, 23)  # the columns of detectors.sweep._HOMES, in its order
 # Locked in ascending order, skipping a row another transaction holds: ingest locks the rows of
