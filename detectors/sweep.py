@@ -82,16 +82,17 @@ class NewFinding:
 # for a call), and so are homes silent for less than the earliest level any home can have,
 # unless the morning check may want them.
 # When the last sensor still on (a bed mat pressed, a door open) stops holding the home
-# occupied: its `since` plus its learned hold (anbu.sensor.hold_s), else, as offline, the fixed
-# open hold in grace and the default hold of a sensor unseen at learning (`m.until`; NULL: none
-# on). `b` is the home's learned routine past grace. Read by _HOMES and sweep_due.
+# occupied: its `since` plus its learned hold (anbu.sensor.hold_s), else, as offline, the default
+# hold of a sensor unseen at learning (`m.until`; NULL: none on). Only in a home with a learned
+# routine (`b`): in grace offline holds every sensor 12 h, which live does not copy (a door left
+# open would hide a fall for 12 h). Read by _HOMES and sweep_due.
 HELD_UNTIL = """
   LEFT JOIN LATERAL (SELECT max(st.since + make_interval(secs => coalesce(s.hold_s,
-                                   CASE WHEN b.resident_id IS NULL THEN %(open_hold_s)s
-                                        ELSE %(default_hold_s)s END)))
+                                                                        %(default_hold_s)s)))
                               AS until
                        FROM anbu.sensor_state st JOIN anbu.sensor s ON s.id = st.sensor_id
-                      WHERE st.resident_id = r.id AND st.value >= 1
+                      WHERE b.resident_id IS NOT NULL AND st.resident_id = r.id
+                        AND st.value >= 1
                         AND s.kind IN ('door', 'motion', 'contact', 'appliance')) m ON true
 """
 _HOMES = (
@@ -212,7 +213,6 @@ def sweep_params(now: datetime, policy: InactivityPolicy, routine: RoutinePolicy
         "morning": None if morning is None else datetime.fromtimestamp(morning, UTC),
         "wake_lo": routine.wake_range[0],  # a learned wake outside it is no morning (not_up)
         "wake_hi": routine.wake_range[1],
-        "open_hold_s": policy.open_hold_hours * 3600.0,  # a sensor on, in grace
         "default_hold_s": LearningPolicy().default_hold_s,  # ... unseen at learning
     }
 
