@@ -219,8 +219,10 @@ class Settings(BaseSettings):
     )
     inactivity_open_hold_hours: float = Field(
         default=12.0,
-        description="An open interval (a 1 without its 0: motion, mat, door left open) counts as "
-        "activity for at most this long; then the silence clock starts.",
+        description="In the offline replay (`anbu detect`, eval-detection), an open interval (a 1 "
+        "without its 0: motion, mat, door left open) in a home still in grace counts as activity "
+        "for at most this long; then the silence clock starts. Live, and past grace, the learned "
+        "hold per sensor applies.",
     )
     future_tolerance_s: int = Field(
         default=300, description="Readings stamped further in the future are dead-lettered."
