@@ -49,6 +49,12 @@ from ingest.urgent import URGENT_CHANNEL, waiting_urgent
 
 log = logging.getLogger(__name__)
 
+# uvicorn closes an idle kept connection after this long; nginx's upstream keepalive_timeout
+# (deploy/nginx/anbu.conf, 60 s) must be shorter, so that the proxy, never uvicorn, closes
+# first: else a webhook sent on a connection uvicorn is closing fails, and a lost 'completed'
+# callback leaves a call without its outcome (uvicorn's own default is 5 s)
+WEB_KEEP_ALIVE_S = 75
+
 URGENT_BACKOFF_S = (0.5, 30.0)  # the listener's reconnect wait: first, then doubling up to max
 URGENT_PING_S = 15.0  # a quiet listener checks its connection this often
 URGENT_PASSES = 20  # hand-over passes per notification at most (each: a few per resident)
@@ -339,7 +345,7 @@ class Runtime:
         app = self.web_app()
         config = uvicorn.Config(
             app, host=self.settings.web_host, port=self.settings.web_port,
-            log_level="warning", access_log=False,
+            log_level="warning", access_log=False, timeout_keep_alive=WEB_KEEP_ALIVE_S,
         )  # fmt: skip
         if self.settings.web_metrics_port is not None:  # /metrics for Prometheus, internally
             self.web_metrics = serve_metrics(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -19,11 +20,14 @@ TWILIO_ERRORS = (TwilioException, requests.RequestException, OSError)
 
 def make_twilio_client(settings: Settings, timeout_s: float = HTTP_TIMEOUT_S) -> Client:
     """A twilio Client for the account; REST calls go to settings.twilio_api_base_url when set."""
-    client = Client(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        http_client=TwilioHttpClient(timeout=timeout_s),
-    )
+    http = TwilioHttpClient(timeout=timeout_s)
+    if http.session is not None:
+        # as many kept connections as dial workers (requests keeps 10: with 16 workers every
+        # busy second closed and reopened connections); retries stay requests' default, none
+        pool = max(10, settings.call_dial_workers)
+        for scheme in ("https://", "http://"):
+            http.session.mount(scheme, HTTPAdapter(pool_connections=pool, pool_maxsize=pool))
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
     if settings.twilio_api_base_url:
         # Calls and Messages live on the `api` domain (twilio/rest/api/ApiBase.py); its
         # base_url is what Domain.absolute_url joins every request path to. Edge and region

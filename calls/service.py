@@ -40,6 +40,9 @@ from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
 
+# (language, purpose, message_ko, alert kind): what a call says (CallService.script_of)
+Script = tuple[str, str, str | None, str | None]
+
 # Webhook parameters worth keeping in call_events; To/From/Caller and locations are left out.
 KEPT_PARAMS = frozenset(
     {
@@ -302,47 +305,68 @@ class CallService:
     def record_status(self, call_id: int, params: Mapping[str, str]) -> bool:
         """Store a status callback; a finished call gets its outcome unless an answer set it.
         Returns False for an unknown call."""
+        with self.db.connection() as conn:
+            found, ended = self._record_status(conn, call_id, params)
+        if ended:
+            log.info("check-in call ended", extra={"call_id": call_id, "status": ended})
+        return found
+
+    def answered(self, call_id: int, params: Mapping[str, str]) -> Script | None:
+        """The voice request of an answered call: its status stored and the call's script read
+        in one transaction (two cost a round of 10,000 calls 10,000 more). None for an unknown
+        call or one given up as lost: hang up."""
+        with self.db.connection() as conn:
+            found, _ = self._record_status(conn, call_id, params)
+            return self._script_of(conn, call_id) if found else None
+
+    def _record_status(
+        self, conn: psycopg.Connection[Any], call_id: int, params: Mapping[str, str]
+    ) -> tuple[bool, str | None]:
+        """(call found, the final status when this report ended the call)."""
         status = params.get("CallStatus", "")
         now = self.clock.now()
-        with self.db.connection() as conn:
-            row = conn.execute(
-                "SELECT status, answered_by FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            old_status, old_answered_by = row
-            self._event(conn, call_id, now, status or "unknown", params)
-            if old_status in TERMINAL_STATUSES or status not in STATUS_OUTCOMES:
-                return True  # late or unknown reports never reopen a finished call
-            answered_by = params.get("AnsweredBy") or old_answered_by
-            outcome = classify_status(status, answered_by)
-            terminal = status in TERMINAL_STATUSES
-            conn.execute(
-                """UPDATE anbu.calls SET status = %s, answered_by = %s,
-                       twilio_sid = COALESCE(twilio_sid, %s),
-                       outcome = COALESCE(outcome, %s),
-                       ended_at = CASE WHEN %s THEN %s ELSE ended_at END,
-                       updated_at = %s
-                   WHERE id = %s""",
-                (
-                    status,
-                    answered_by,
-                    params.get("CallSid") or None,
-                    outcome.value if outcome else None,
-                    terminal,
-                    now,
-                    now,
-                    call_id,
-                ),
-            )
-        if terminal:
-            log.info("check-in call ended", extra={"call_id": call_id, "status": status})
-        return True
+        row = conn.execute(
+            "SELECT status, answered_by FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+        ).fetchone()
+        if row is None:
+            return False, None
+        old_status, old_answered_by = row
+        self._event(conn, call_id, now, status or "unknown", params)
+        if old_status in TERMINAL_STATUSES or status not in STATUS_OUTCOMES:
+            return True, None  # late or unknown reports never reopen a finished call
+        answered_by = params.get("AnsweredBy") or old_answered_by
+        outcome = classify_status(status, answered_by)
+        terminal = status in TERMINAL_STATUSES
+        conn.execute(
+            """UPDATE anbu.calls SET status = %s, answered_by = %s,
+                   twilio_sid = COALESCE(twilio_sid, %s),
+                   outcome = COALESCE(outcome, %s),
+                   ended_at = CASE WHEN %s THEN %s ELSE ended_at END,
+                   updated_at = %s
+               WHERE id = %s""",
+            (
+                status,
+                answered_by,
+                params.get("CallSid") or None,
+                outcome.value if outcome else None,
+                terminal,
+                now,
+                now,
+                call_id,
+            ),
+        )
+        return True, status if terminal else None
 
     def record_gather(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
         """Store the resident's answer: it becomes the call's outcome whatever the status or the
         answering machine detection said before, and a call keeps its most urgent answer.
         Returns the call's outcome (None for an unknown call or when nothing was answered)."""
+        return self.gathered(call_id, params)[0]
+
+    def gathered(
+        self, call_id: int, params: Mapping[str, str]
+    ) -> tuple[CallOutcome | None, Script | None]:
+        """record_gather, and the call's script for the closing words, in one transaction."""
         digits = params.get("Digits") or None
         speech = params.get("SpeechResult") or None
         answer = classify_answer(digits, speech, self.speech_model() if speech else None)
@@ -352,7 +376,7 @@ class CallService:
                 "SELECT answer FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
             ).fetchone()
             if found is None:
-                return None
+                return None, None
             self._event(conn, call_id, now, "gather", params)
             if answer is not None:  # an answer wins over status and machine detection
                 answer = stronger_answer(CallOutcome(found[0]) if found[0] else None, answer)
@@ -364,9 +388,10 @@ class CallService:
                    WHERE id = %s RETURNING outcome""",
                 (digits, speech, *[answer.value if answer else None] * 2, now, call_id),
             ).fetchone()
+            script = self._script_of(conn, call_id)
         outcome = CallOutcome(row[0]) if row and row[0] else None
         log.info("check-in answer", extra={"call_id": call_id, "outcome": str(outcome)})
-        return outcome
+        return outcome, script
 
     def record_amd(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
         """Store an async answering-machine result; a machine or fax is never an answer.
@@ -412,18 +437,22 @@ class CallService:
             ).fetchone()
         return str(row[0]) if row else None
 
-    def script_of(self, call_id: int) -> tuple[str, str, str | None, str | None] | None:
+    def script_of(self, call_id: int) -> Script | None:
         """(language, purpose, message_ko, alert kind) of a call, None for an unknown call or
         one given up as lost (its retry may already be ringing: hang up, never ask twice)."""
         with self.db.connection() as conn:
-            row = conn.execute(
-                """SELECT r.language, c.purpose, c.message_ko,
-                          (SELECT a.kind FROM anbu.alerts a WHERE a.id = c.alert_id)
-                   FROM anbu.calls c
-                   JOIN anbu.resident r ON r.id = c.resident_id
-                   WHERE c.id = %s AND c.status <> %s""",
-                (call_id, LOST_STATUS),
-            ).fetchone()
+            return self._script_of(conn, call_id)
+
+    @staticmethod
+    def _script_of(conn: psycopg.Connection[Any], call_id: int) -> Script | None:
+        row = conn.execute(
+            """SELECT r.language, c.purpose, c.message_ko,
+                      (SELECT a.kind FROM anbu.alerts a WHERE a.id = c.alert_id)
+               FROM anbu.calls c
+               JOIN anbu.resident r ON r.id = c.resident_id
+               WHERE c.id = %s AND c.status <> %s""",
+            (call_id, LOST_STATUS),
+        ).fetchone()
         return (str(row[0]), str(row[1]), row[2], row[3]) if row else None
 
     def get_call(self, call_id: int) -> CallRecord | None:

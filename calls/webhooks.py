@@ -161,9 +161,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
         """The call was answered: greet and ask (or leave a message on a machine)."""
 
         async def handle(params: dict[str, str]) -> Response:
-            if not await run_in_threadpool(service.record_status, call_id, params):
-                return _xml(twiml.hang_up())
-            script = await run_in_threadpool(service.script_of, call_id)
+            script = await run_in_threadpool(service.answered, call_id, params)
             if script is None:
                 return _xml(twiml.hang_up())
             language, purpose, message_ko, about = script
@@ -181,8 +179,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
         """The resident pressed a key or spoke: store it and say what happens next."""
 
         async def handle(params: dict[str, str]) -> Response:
-            outcome = await run_in_threadpool(service.record_gather, call_id, params)
-            script = await run_in_threadpool(service.script_of, call_id)
+            outcome, script = await run_in_threadpool(service.gathered, call_id, params)
             if script is not None and script[1] == "manager_alert":
                 return _xml(twiml.manager_closing(params.get("Digits") == "1"))
             if script is None:

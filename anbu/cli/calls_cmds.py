@@ -52,6 +52,7 @@ def bench_calls(
     persona: Annotated[str, typer.Option(help="how every line answers (simulators.personas)")] = (
         "press_1"
     ),
+    web_workers: Annotated[int, typer.Option(help="web processes answering the webhooks")] = 2,
 ) -> None:
     """10,000 routine check-ins through the queue and the local phone network."""
     import logging
@@ -60,4 +61,4 @@ def bench_calls(
     from core.config import Settings
 
     logging.getLogger().setLevel(logging.WARNING)
-    run_bench(checkins, cps, Settings().database_url or None, persona)
+    run_bench(checkins, cps, Settings().database_url or None, persona, web_workers=web_workers)

@@ -22,11 +22,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 
 import httpx
 import pytest
 
+from anbu.service import WEB_KEEP_ALIVE_S
 from core.config import SECRET_MIN_LENGTH, SECRETS_OF_ROLE, Settings
 from simulators.servers import EmbeddedMosquitto, free_port
 from tests.conftest import INGEST_PASSWORD
@@ -255,6 +257,8 @@ def test_env_example_lists_every_setting_without_a_safe_default() -> None:
     services = re.search(r"^listener (\d+) .*# port services", (DEPLOY / "mosquitto.production.conf").read_text(), re.M)  # fmt: skip
     assert services and values["ANBU_MQTT_PORT"] == services.group(1)
     body = re.search(r"client_max_body_size (\d+)k;", NGINX_SITE.read_text())
+    idle = re.search(r"upstream anbu_web \{[^}]*keepalive_timeout (\d+)s;", NGINX_SITE.read_text())
+    assert idle and int(idle.group(1)) < WEB_KEEP_ALIVE_S, "nginx must close idle ones first"
     assert body and int(values["ANBU_WEB_MAX_BODY_BYTES"]) == int(body.group(1)) * 1024
     assert values["ANBU_PUBLIC_BASE_URL"].startswith("https://")
 
@@ -466,6 +470,19 @@ def test_nginx_site_proxies_the_web_role_and_not_its_metrics(
             assert client.get("/metrics", headers=auth).status_code == 404  # not the app's 200
             direct = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=auth)
             assert direct.status_code == 200  # Prometheus on the host still has them
+            # an instance keeps an idle connection longer than nginx does (uvicorn's default 5 s
+            # closed it under nginx's kept upstream connection: a webhook sent there was lost)
+            kept = HTTPConnection("127.0.0.1", int(port), timeout=10)
+            try:
+                for pause in (0.0, 6.0):
+                    time.sleep(pause)
+                    kept.request("GET", "/healthz")
+                    answer = kept.getresponse()
+                    answer.read()
+                    assert answer.status == 200
+                    assert kept.sock is not None  # the same connection, never reopened
+            finally:
+                kept.close()
             # Host and X-Forwarded-Proto reach the app: the URLs it builds are the public ones
             moved = client.get("/alerts/")
             assert moved.status_code in (301, 307, 308), moved.status_code
