@@ -26,7 +26,6 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urljoin
 
-import httpx
 from twilio.request_validator import RequestValidator
 
 from simulators.personas import PRESS_1, Behaviour, Persona
@@ -41,6 +40,7 @@ from simulators.phone_api import (
     message_json,
     one,
 )
+from simulators.webhook_client import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class PhoneNetwork:
         self._server: ThreadingHTTPServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._tls: ssl.SSLContext | None = None
-        self._clients: list[httpx.Client] = []  # one per line thread (self._local.http)
+        self._clients: list[WebhookClient] = []  # one per line thread (self._local.http)
         self._local = threading.local()
         self._validator = RequestValidator(auth_token)
         # faults a test sets: replies lost after the request was acted on, refused numbers,
@@ -309,13 +309,12 @@ class PhoneNetwork:
                 self._outstanding -= 1
                 self._idle.notify_all()
 
-    def _line_client(self) -> httpx.Client:
-        """This line thread's own HTTP client (kept connections, no pool shared across lines)."""
-        http: httpx.Client | None = getattr(self._local, "http", None)
-        if http is None or http.is_closed:
+    def _line_client(self) -> WebhookClient:
+        """This line thread's own webhook client (kept connections, none shared across lines)."""
+        http: WebhookClient | None = getattr(self._local, "http", None)
+        if http is None or http.closed:
             assert self._tls is not None, "PhoneNetwork.start() first"
-            limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-            http = httpx.Client(timeout=self.webhook_timeout_s, limits=limits, verify=self._tls)
+            http = WebhookClient(self.webhook_timeout_s, self._tls)
             self._local.http = http
             with self._lock:
                 self._clients.append(http)
@@ -423,7 +422,7 @@ class PhoneNetwork:
         self._status(http, call, "answered")
         self._answered(http, sid, answered_by if call.async_amd_callback else None)
 
-    def _answered(self, http: httpx.Client, sid: str, async_amd: str | None = None) -> None:
+    def _answered(self, http: WebhookClient, sid: str, async_amd: str | None = None) -> None:
         answered_at = time.monotonic()
         try:
             self._converse(http, sid, async_amd)
@@ -433,7 +432,7 @@ class PhoneNetwork:
         self._finish(http, sid, "completed", duration)
         self._transcribe(http, sid)
 
-    def _converse(self, http: httpx.Client, sid: str, async_amd: str | None) -> None:
+    def _converse(self, http: WebhookClient, sid: str, async_amd: str | None) -> None:
         """Fetch the call's TwiML and play it, following gathers, records and redirects."""
         url: str | None = self.call(sid).url  # type: ignore[union-attr]
         extra: dict[str, str] = {}
@@ -460,7 +459,7 @@ class PhoneNetwork:
             self._calls[sid] = replace(call, pending_twiml=None)
             return call.pending_twiml
 
-    def _amd(self, http: httpx.Client, sid: str, answered_by: str) -> None:
+    def _amd(self, http: WebhookClient, sid: str, answered_by: str) -> None:
         call = self._update(sid, answered_by=answered_by)
         if not call.async_amd_callback:
             return
@@ -470,7 +469,7 @@ class PhoneNetwork:
         except _TwimlError as exc:
             self._append(sid, "errors", str(exc))
 
-    def _transcribe(self, http: httpx.Client, sid: str) -> None:
+    def _transcribe(self, http: WebhookClient, sid: str) -> None:
         """Post a recorded message's transcript after the call, as Twilio's transcription does."""
         call = self.call(sid)
         if call is None or not call.transcribe_callback or not call.persona.speech:
@@ -525,11 +524,11 @@ class PhoneNetwork:
                 self._append(sid, "errors", f"unsupported verb <{verb.tag}>")
         return None, {}
 
-    def _finish(self, http: httpx.Client, sid: str, status: str, duration: int = 0) -> None:
+    def _finish(self, http: WebhookClient, sid: str, status: str, duration: int = 0) -> None:
         call = self._update(sid, status=status, duration=duration)
         self._status(http, call, "completed", CallDuration=str(duration))
 
-    def _status(self, http: httpx.Client, call: SimulatedCall, event: str, **extra: str) -> None:
+    def _status(self, http: WebhookClient, call: SimulatedCall, event: str, **extra: str) -> None:
         """Post a status callback when the app subscribed to `event` (completed always is)."""
         if not call.status_callback:
             return
@@ -561,19 +560,19 @@ class PhoneNetwork:
         params.update(extra)
         return params
 
-    def _webhook(self, http: httpx.Client, url: str, params: dict[str, str]) -> str:
+    def _webhook(self, http: WebhookClient, url: str, params: dict[str, str]) -> str:
         """POST signed form params to the application, as Twilio does."""
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(url, params),
             "User-Agent": "TwilioProxy/1.1",
         }
         try:
-            response = http.post(url, data=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _TwimlError(f"webhook unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise _TwimlError(f"webhook answered HTTP {response.status_code}")
-        return response.text
+            status, text = http.post_form(url, params, headers)
+        except WebhookError as exc:
+            raise _TwimlError(f"webhook unreachable: {exc}") from exc
+        if status >= 400:
+            raise _TwimlError(f"webhook answered HTTP {status}")
+        return text
 
     def _pause(self) -> None:
         if self.step_delay_s > 0:
