@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import requests
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -22,9 +24,11 @@ def make_twilio_client(settings: Settings, timeout_s: float = HTTP_TIMEOUT_S) ->
     """A twilio Client for the account; REST calls go to settings.twilio_api_base_url when set."""
     http = TwilioHttpClient(timeout=timeout_s)
     if http.session is not None:
-        # as many kept connections as dial workers (requests keeps 10: with 16 workers every
-        # busy second closed and reopened connections); retries stay requests' default, none
-        pool = max(10, settings.call_dial_workers)
+        # at least as many kept connections as dial workers, plus room for the web's voicemail
+        # updates (twilio keeps min(32, cores + 4) for https, requests 10 for http: with 16
+        # dial workers every busy second closed and reopened connections); retries stay
+        # requests' default, none, as twilio's own adapter has them
+        pool = max(settings.call_dial_workers + 4, min(32, (os.cpu_count() or 1) + 4))
         for scheme in ("https://", "http://"):
             http.session.mount(scheme, HTTPAdapter(pool_connections=pool, pool_maxsize=pool))
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)

@@ -316,8 +316,11 @@ class CallService:
         in one transaction (two cost a round of 10,000 calls 10,000 more). None for an unknown
         call or one given up as lost: hang up."""
         with self.db.connection() as conn:
-            found, _ = self._record_status(conn, call_id, params)
-            return self._script_of(conn, call_id) if found else None
+            found, ended = self._record_status(conn, call_id, params)
+            script = self._script_of(conn, call_id) if found else None
+        if ended:
+            log.info("check-in call ended", extra={"call_id": call_id, "status": ended})
+        return script
 
     def _record_status(
         self, conn: psycopg.Connection[Any], call_id: int, params: Mapping[str, str]

@@ -3,8 +3,11 @@
 Every request must carry a valid X-Twilio-Signature for settings.public_base_url + path;
 anything else gets 403 and nothing is stored. The body (capped by the web app before it is
 read) is only split into its form fields to check that signature; nothing else looks at it, and
-it is never logged. A signed request received again (same URL, same fields in any order: a
-replay, or Twilio retrying) gets the first answer again and changes nothing. Twilio's signature
+it is never logged. A signed request received again by the same web instance within the
+replay window (same URL, same fields in any order: a replay, or Twilio retrying) gets the first
+answer again and changes nothing; one that reaches another instance, or comes later, runs
+again, and the handlers are written for that: a status never reopens a finished call, an answer
+only ever raises a call's outcome, each adds an event row. Twilio's signature
 covers the URL and the fields sorted by name, so that is what identifies a request; a field
 named twice is refused (400), since it would make one signature fit several readings.
 """
@@ -190,7 +193,8 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
     @router.post("/status/{call_id}")
     async def status(call_id: int, request: Request) -> Response:
-        """A status callback: initiated, ringing, answered, completed/busy/no-answer/failed."""
+        """A status callback: initiated, then completed/busy/no-answer/failed (calls.dialer's
+        STATUS_EVENTS; the answer itself arrives as the voice request)."""
 
         async def handle(params: dict[str, str]) -> Response:
             found = await run_in_threadpool(service.record_status, call_id, params)

@@ -47,6 +47,7 @@ DONG = "1111051500"
 # Monday 2026-03-02 10:00 Asia/Seoul
 SLOT = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 GOAL_FLOOR_MULTIPLE = 2.0  # a round completes within twice the floor
+DIALLER_POOL, WEB_POOL = 40, 16  # database connections of the dialler and of each web worker
 
 
 def _seed(dsn: str, n: int) -> None:
@@ -105,7 +106,7 @@ def _listening_socket(port: int) -> socket.socket:
 def _web_worker(settings: Settings, port: int, ready: Any, stop: Any, report: Any) -> None:
     """Child process: one web worker answering Twilio's webhooks, as an anbu-web@ instance."""
     assert settings.database_url is not None
-    db = Database(settings.database_url, min_size=2, max_size=16)
+    db = Database(settings.database_url, min_size=2, max_size=WEB_POOL)
     db.open()
     service = CallService(db, make_twilio_client(settings), settings, SystemClock())
     service.speech_model()
@@ -159,7 +160,7 @@ class _Round:
     placed: int
     completed: int
     ok: int
-    last_outcome_s: float  # from the start of scheduling to the last outcome recorded
+    last_outcome_s: float  # from the start of scheduling to the last outcome's ended_at (wall)
     waited_s: float
 
 
@@ -204,6 +205,14 @@ def run_bench(
             stack.callback(pg.stop, "immediate")
             database_url = pg.dsn
         migrate(database_url)
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
+        needed = DIALLER_POOL + WEB_POOL * web_workers + 5  # + this process's own
+        if row is None or needed > int(row[0]):
+            raise ValueError(
+                f"{web_workers} web workers need {needed} database connections; "
+                f"the server allows {row[0] if row else '?'} (fewer workers, or max_connections)"
+            )
         _seed(database_url, checkins)
         phone_port, port = free_port(), free_port()
         settings = Settings(
@@ -234,7 +243,7 @@ def run_bench(
         for _ in children:
             if not ready.acquire(timeout=60):
                 raise RuntimeError("the web workers or the phone network did not start")
-        db = Database(database_url, min_size=4, max_size=40)
+        db = Database(database_url, min_size=4, max_size=DIALLER_POOL)
         db.open()
         stack.callback(db.close)
         clock = VirtualClock(SLOT + timedelta(seconds=1), speed=1.0)
@@ -281,6 +290,7 @@ def run_bench(
         print(f"round: {done.completed} of {placed} outcomes recorded (answered OK: {done.ok}), "
               f"the last {seconds:.2f} s after scheduling began = "
               f"{seconds / max(floor, 1e-9):.2f}x the floor (goal <= {GOAL_FLOOR_MULTIPLE:g}x); "
+              f"(waited {done.waited_s:.2f} s by this process's monotonic clock); "
               f"lost {placed - done.completed}; the phone network's errors: "
               f"{dict(phone[3]) or 'none'}")  # fmt: skip
         print(f"webhooks: {webhooks} ({webhooks / max(placed, 1):.2f} per call) over "

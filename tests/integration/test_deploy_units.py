@@ -9,6 +9,7 @@ valid, keeps /metrics from the internet and passes the forwarded headers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ import socket
 import ssl
 import subprocess  # nosec B404
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -405,6 +407,38 @@ def test_backup_and_migrate_units_run_as_written(
 # -- nginx ---------------------------------------------------------------------------------------------
 
 
+class _HangUp:
+    """An upstream that reads each request and closes the connection without an answer, as a
+    web instance does with a request it got on a kept connection just as it stopped."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self.taken = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                if data.startswith(b"POST"):
+                    self.taken += 1
+
+    def close(self) -> None:
+        self._server.close()
+
+
 def test_nginx_site_proxies_the_web_role_and_not_its_metrics(
     deploy_env: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -422,7 +456,8 @@ def test_nginx_site_proxies_the_web_role_and_not_its_metrics(
     https, http = free_port(), free_port()
     site = NGINX_SITE.read_text()
     site = re.sub(r"server 127\.0\.0\.1:8000 ", f"server 127.0.0.1:{port} ", site)
-    site = re.sub(r"\n\s*server 127\.0\.0\.1:8001 [^;]*;", "", site)
+    hangup = _HangUp()  # the second instance: stopping, it closes a request without answer
+    site = re.sub(r"server 127\.0\.0\.1:8001 ", f"server 127.0.0.1:{hangup.port} ", site)
     site = site.replace("listen 443", f"listen {https}").replace(
         "listen [::]:443", f"listen [::]:{https}"
     )
@@ -489,14 +524,17 @@ def test_nginx_site_proxies_the_web_role_and_not_its_metrics(
             assert moved.headers["location"] == "https://anbu.example.go.kr/alerts"
             big = client.post("/twilio/status/1", content=b"x" * (70 * 1024))
             assert big.status_code == 413
-            webhook = client.post("/twilio/status/1", data={"CallStatus": "completed"})
-            assert webhook.status_code == 403  # reached anbu, which checks the signature
+            for _ in range(4):  # round robin: half of them are sent to the closing instance
+                webhook = client.post("/twilio/status/1", data={"CallStatus": "completed"})
+                assert webhook.status_code == 403  # reached anbu, which checks the signature
+            assert hangup.taken >= 1, "nginx sent no webhook to the closing instance"
             plain = httpx.get(
                 f"http://127.0.0.1:{http}/alerts", headers={"Host": "anbu.example.go.kr"}
             )
             assert plain.status_code == 301
             assert plain.headers["location"] == "https://anbu.example.go.kr/alerts"
     finally:
+        hangup.close()
         for p in (proxy, web):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM if p is web else signal.SIGQUIT)
