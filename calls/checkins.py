@@ -219,7 +219,12 @@ class CheckinService:
         now = self.clock.now()
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rounds = cur.execute(_DUE, {"now": now, "n": limit}).fetchall()
-            for k in rounds:
+            first = [k for k in rounds if int(k["attempts"]) == 0 and not k["step_failures"]]
+            rest = rounds
+            if first and self._first_calls(conn, first, now):
+                taken = {k["id"] for k in first}
+                rest = [k for k in rounds if k["id"] not in taken]
+            for k in rest:
                 try:
                     with conn.transaction():  # a savepoint: a failure undoes this round only
                         queued = self._step(cur, k, now)
@@ -234,6 +239,52 @@ class CheckinService:
                 except Exception as exc:
                     self._back_off(conn, k, now, exc)
         return len(rounds)
+
+    def _first_calls(
+        self, conn: psycopg.Connection[Any], rounds: list[dict[str, Any]], now: datetime
+    ) -> bool:
+        """The first calls of many rounds at once, as _step and _queue make them one by one
+        (a morning's 10,000 rounds took six round trips each). One savepoint for all: when it
+        fails, False, nothing is kept, and each round takes its own step in its own savepoint,
+        so one bad round still fails alone."""
+        try:
+            calls = [self._call_row(k, 1, max(k["slot"], now)) for k in rounds]
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    """UPDATE anbu.checkin_rounds k SET attempts = 1, next_action_at = d.due
+                       FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, due)
+                       WHERE k.id = d.id""",
+                    ([c[4] for c in calls], [c[2] + self.policy.watchdog for c in calls]),
+                )
+                cur.execute(
+                    """WITH ins AS (
+                           INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, status,
+                               created_at, updated_at, priority, not_before, dial_state, attempt,
+                               round_id)
+                           SELECT q.key, q.resident_id, 'routine', 'queued', %(now)s, %(now)s,
+                                  %(priority)s, q.not_before, 'waiting', 1, q.round_id
+                           FROM unnest(%(keys)s::text[], %(residents)s::bigint[],
+                                       %(not_before)s::timestamptz[], %(rounds)s::bigint[])
+                                AS q(key, resident_id, not_before, round_id)
+                           ORDER BY q.round_id
+                           ON CONFLICT (idempotency_key) DO NOTHING
+                           RETURNING id, round_id)
+                       UPDATE anbu.checkin_rounds k SET last_call_id = ins.id
+                       FROM ins WHERE k.id = ins.round_id""",
+                    {
+                        "now": now,
+                        "priority": int(Priority.ROUTINE),
+                        "keys": [c[0] for c in calls],
+                        "residents": [c[1] for c in calls],
+                        "not_before": [c[2] for c in calls],
+                        "rounds": [c[4] for c in calls],
+                    },
+                )
+        except Exception as exc:
+            log.warning("first check-in calls not queued together; one round at a time",
+                        extra={"rounds": len(rounds), "error": type(exc).__name__})  # fmt: skip
+            return False
+        return True
 
     def _back_off(
         self, conn: psycopg.Connection[Any], k: dict[str, Any], now: datetime, exc: Exception
@@ -308,11 +359,17 @@ class CheckinService:
         )
 
     def _call(self, cur: Any, k: dict[str, Any], attempt: int, at: datetime) -> tuple[Any, ...]:
-        not_before = quiet_end(at, k["quiet_start"], k["quiet_end"], self.tz)
+        row = self._call_row(k, attempt, at)
         cur.execute(
             """UPDATE anbu.checkin_rounds SET attempts = %s, next_action_at = %s WHERE id = %s""",
-            (attempt, not_before + self.policy.watchdog, k["id"]),
+            (attempt, row[2] + self.policy.watchdog, k["id"]),
         )
+        return row
+
+    def _call_row(self, k: dict[str, Any], attempt: int, at: datetime) -> tuple[Any, ...]:
+        """(idempotency key, resident, not before, attempt, round) of a round's call at `at`,
+        moved past the resident's quiet hours."""
+        not_before = quiet_end(at, k["quiet_start"], k["quiet_end"], self.tz)
         return (f"routine:{k['id']}:attempt:{attempt}", k["resident_id"], not_before, attempt,
                 k["id"])  # fmt: skip
 

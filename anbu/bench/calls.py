@@ -28,15 +28,13 @@ from typing import Any
 
 import psycopg
 import uvicorn
-from fastapi import FastAPI
 
 import registry
-from anbu.service import WEB_KEEP_ALIVE_S
+from anbu.service import WEB_KEEP_ALIVE_S, build
 from calls.checkins import CheckinService
 from calls.client import make_twilio_client
 from calls.service import CallService
-from calls.webhooks import build_router
-from core.clock import SystemClock, VirtualClock
+from core.clock import VirtualClock
 from core.config import Settings
 from core.db import Database, migrate
 from simulators.personas import SCRIPTED
@@ -104,14 +102,11 @@ def _listening_socket(port: int) -> socket.socket:
 
 
 def _web_worker(settings: Settings, port: int, ready: Any, stop: Any, report: Any) -> None:
-    """Child process: one web worker answering Twilio's webhooks, as an anbu-web@ instance."""
-    assert settings.database_url is not None
-    db = Database(settings.database_url, min_size=2, max_size=WEB_POOL)
-    db.open()
-    service = CallService(db, make_twilio_client(settings), settings, SystemClock())
-    service.speech_model()
-    app = FastAPI()
-    app.include_router(build_router(service, settings))
+    """Child process: one web worker as an anbu-web@ instance runs it (the whole app, its
+    middleware and every route), answering Twilio's webhooks."""
+    runtime = build(settings, run_migrations=False)
+    runtime.calls.speech_model()
+    app = runtime.web_app()
     counted = _Counted(app)
     config = uvicorn.Config(counted, log_level="warning", access_log=False, backlog=2048,
                             timeout_keep_alive=WEB_KEEP_ALIVE_S)  # fmt: skip
@@ -133,7 +128,7 @@ def _web_worker(settings: Settings, port: int, ready: Any, stop: Any, report: An
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     server.should_exit = True
     thread.join(10)
-    db.close()
+    runtime.db.close()
 
 
 def _phone_network(
@@ -223,6 +218,7 @@ def run_bench(
             public_base_url=f"http://127.0.0.1:{port}",
             call_cps=cps,
             call_dial_workers=16,
+            db_pool_max=WEB_POOL,
         )
         ctx = multiprocessing.get_context("fork")
         ready, stop, report = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
