@@ -265,8 +265,8 @@ class CheckinService:
                                   %(priority)s, q.not_before, 'waiting', 1, q.round_id
                            FROM unnest(%(keys)s::text[], %(residents)s::bigint[],
                                        %(not_before)s::timestamptz[], %(rounds)s::bigint[])
-                                AS q(key, resident_id, not_before, round_id)
-                           ORDER BY q.round_id
+                                WITH ORDINALITY AS q(key, resident_id, not_before, round_id, o)
+                           ORDER BY q.o  -- ids in _DUE's order: the most overdue dialled first
                            ON CONFLICT (idempotency_key) DO NOTHING
                            RETURNING id, round_id)
                        UPDATE anbu.checkin_rounds k SET last_call_id = ins.id
