@@ -4,6 +4,8 @@ dong, or a supervisor's district: dashboards.authz decides which)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -33,19 +35,117 @@ def _view(row: dict[str, Any]) -> AlertView:
     return AlertView(**{**row, "state": AlertState(row["state"])})
 
 
-def list_alerts(
-    conn: psycopg.Connection[Any], dongs: Dongs, include_resolved: bool = False, limit: int = 200
-) -> list[AlertView]:
-    """Alerts of residents in `dongs`, most severe and newest first."""
-    where = "WHERE r.dong_code = ANY(%s)" + (
-        "" if include_resolved else " AND a.state <> 'resolved'"
-    )
-    order = """ORDER BY (a.state = 'resolved'),
-                 CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-                 a.opened_at DESC LIMIT %s"""
+_RANK = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+_SEVERITY_RANK = {"critical": 0, "warning": 1}  # any other severity: 2
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts a list shows. `states` empty: every state but resolved, or every state
+    with `include_resolved`."""
+
+    states: tuple[str, ...] = ()
+    include_resolved: bool = False
+    severities: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    resident_id: int | None = None
+    opened_since: datetime | None = None
+    opened_until: datetime | None = None
+    updated_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    """One page of a list; `next_after` is the last row's place in the order when more follow
+    (the keyset the next page starts after), else None."""
+
+    alerts: list[AlertView]
+    next_after: tuple[Any, ...] | None
+    total: int | None = None
+
+
+def page_alerts(
+    conn: psycopg.Connection[Any],
+    dongs: Dongs,
+    wanted: AlertFilter = AlertFilter(),
+    *,
+    limit: int = 50,
+    after: Sequence[Any] | None = None,
+    by_severity: bool = False,
+    with_total: bool = False,
+) -> AlertPage:
+    """Alerts of residents in `dongs`, a page at a time, never silently cut: newest opened
+    first (a stable order: opened_at and the id never change), or `by_severity` (resolved last,
+    most severe, then newest: the care queue; an alert raised while someone pages moves to an
+    earlier page). `after` is a previous page's next_after, in the same order."""
+    where = ["r.dong_code = ANY(%(dongs)s)"]
+    params: dict[str, Any] = {"dongs": dong_list(dongs), "n": limit + 1}
+    if wanted.states:
+        where.append("a.state = ANY(%(states)s)")
+        params["states"] = list(wanted.states)
+    elif not wanted.include_resolved:
+        where.append("a.state <> 'resolved'")
+    for column, values in (("severity", wanted.severities), ("kind", wanted.kinds)):
+        if values:
+            where.append(f"a.{column} = ANY(%({column})s)")
+            params[column] = list(values)
+    for clause, name, value in (
+        ("a.resident_id = %(resident)s", "resident", wanted.resident_id),
+        ("a.opened_at >= %(opened_since)s", "opened_since", wanted.opened_since),
+        ("a.opened_at < %(opened_until)s", "opened_until", wanted.opened_until),
+        ("a.updated_at >= %(updated_since)s", "updated_since", wanted.updated_since),
+    ):
+        if value is not None:
+            where.append(clause)
+            params[name] = value
+    filtered = " AND ".join(where)
+    if by_severity:
+        order = f"ORDER BY (a.state = 'resolved'), {_RANK}, a.opened_at DESC, a.id DESC"
+        head = f"((a.state = 'resolved')::int, {_RANK})"
+        seek = (f"({head} > (%(k0)s, %(k1)s) OR ({head} = (%(k0)s, %(k1)s)"
+                " AND (a.opened_at, a.id) < (%(k2)s, %(k3)s)))")  # fmt: skip
+    else:
+        order = "ORDER BY a.opened_at DESC, a.id DESC"
+        seek = "(a.opened_at, a.id) < (%(k0)s, %(k1)s)"
+    keyed = filtered
+    if after is not None:
+        keyed += f" AND {seek}"
+        params.update({f"k{i}": v for i, v in enumerate(after)})
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"{_SELECT} {where} {order}", (dong_list(dongs), limit)).fetchall()
-    return [_view(r) for r in rows]
+        rows = cur.execute(f"{_SELECT} WHERE {keyed} {order} LIMIT %(n)s", params).fetchall()
+        total = None
+        if with_total:
+            count = "SELECT count(*) AS n FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id"
+            counted = cur.execute(
+                f"{count} WHERE {filtered}",  # nosec B608  # constant clauses; values bound
+                params,
+            ).fetchone()
+            total = int(counted["n"]) if counted else 0
+    views = [_view(r) for r in rows[:limit]]
+    if len(rows) <= limit or not views:
+        return AlertPage(views, None, total)
+    last = views[-1]
+    place: tuple[Any, ...] = (last.opened_at, last.id)
+    if by_severity:
+        resolved = int(last.state is AlertState.RESOLVED)
+        place = (resolved, _SEVERITY_RANK.get(last.severity, 2), *place)
+    return AlertPage(views, place, total)
+
+
+def list_alerts(
+    conn: psycopg.Connection[Any], dongs: Dongs, include_resolved: bool = False
+) -> list[AlertView]:
+    """Every alert of residents in `dongs`, most severe and newest first (for code that needs
+    them all; lists people read are paged with page_alerts)."""
+    wanted = AlertFilter(include_resolved=include_resolved)
+    found: list[AlertView] = []
+    after: tuple[Any, ...] | None = None
+    while True:
+        page = page_alerts(conn, dongs, wanted, limit=500, after=after, by_severity=True)
+        found.extend(page.alerts)
+        if page.next_after is None:
+            return found
+        after = page.next_after
 
 
 def assigned_to(conn: psycopg.Connection[Any], alert_id: int) -> int | None:

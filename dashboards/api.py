@@ -5,7 +5,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
@@ -17,12 +17,14 @@ from pydantic import BaseModel, Field
 import registry
 from alerts import absence, queries
 from core.crypto import DataKeyError, Keyring
-from dashboards import residents, review, sites
+from core.domain import AlertState
+from dashboards import paging, residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
 from dashboards.authz import Action, api_actor, sees_dong, visible_dongs
 from dashboards.deps import Deps, get_deps
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import text
+from dashboards.paging import LIMIT_DEFAULT, Page
 from dashboards.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
@@ -49,6 +51,12 @@ from registry.assignment import reassign_resident as reassign
 from registry.heard import DeviceNotHeard
 
 log = logging.getLogger(__name__)
+
+PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
+PageCursor = Annotated[
+    str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
+]
+SeverityName = Literal["watch", "warning", "critical"]
 
 _REFUSAL = {
     "content": {
@@ -261,17 +269,46 @@ def api_router() -> APIRouter:
         """The logged-in care manager."""
         return MeOut.of(manager)
 
-    @router.get("/alerts", response_model=list[AlertOut], dependencies=secured)
+    @router.get("/alerts", response_model=Page[AlertOut], dependencies=secured)
     def list_alerts(
-        manager: AlertReader, deps: AppDeps, include_resolved: bool = False
-    ) -> list[AlertOut]:
-        """Alerts of the dongs in view (a care manager's own, a supervisor's district), most
-        severe and newest first."""
+        manager: AlertReader,
+        deps: AppDeps,
+        limit: PageLimit = LIMIT_DEFAULT,
+        cursor: PageCursor = None,
+        state: Annotated[list[AlertState] | None, Query(description="Only these states")] = None,
+        severity: Annotated[list[SeverityName] | None, Query(description="Only these")] = None,
+        kind: Annotated[list[str] | None, Query(description="Only these kinds")] = None,
+        resident_id: int | None = None,
+        opened_since: Annotated[datetime | None, Query(description="Opened at or after")] = None,
+        opened_until: Annotated[datetime | None, Query(description="Opened before")] = None,
+        updated_since: Annotated[
+            datetime | None, Query(description="Changed at or after (for syncing)")
+        ] = None,
+        include_resolved: bool = False,
+    ) -> Page[AlertOut]:
+        """Alerts of the dongs in view (a care manager's own, a supervisor's district), newest
+        opened first (opened_at, then id: an order that never changes, so paging with
+        next_cursor sees every alert once). Without `state`, every state but resolved, unless
+        `include_resolved`. Times with their zone."""
+        for moment in (opened_since, opened_until, updated_since):
+            if moment is not None and moment.tzinfo is None:
+                raise HTTPException(status_code=422, detail="times need their zone (UTC: Z)")
+        wanted = queries.AlertFilter(
+            states=tuple(s.value for s in state or ()),
+            include_resolved=include_resolved,
+            severities=tuple(severity or ()),
+            kinds=tuple(kind or ()),
+            resident_id=resident_id,
+            opened_since=opened_since,
+            opened_until=opened_until,
+            updated_since=updated_since,
+        )
+        after = paging.place_or_400("alerts", cursor)
         with deps.db.connection() as conn:
-            views = queries.list_alerts(
-                conn, visible_dongs(manager), include_resolved=include_resolved
+            page = queries.page_alerts(
+                conn, visible_dongs(manager), wanted, limit=limit, after=after
             )
-        return [AlertOut.of(v) for v in views]
+        return paging.page("alerts", [AlertOut.of(v) for v in page.alerts], page.next_after)
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, dependencies=secured)
     def get_alert(
@@ -325,13 +362,22 @@ def api_router() -> APIRouter:
         )
         return _detail(deps, alert_id, manager)
 
-    @router.get("/residents", response_model=list[ResidentOut], dependencies=secured)
-    def list_residents(manager: ResidentReader, deps: AppDeps) -> list[ResidentOut]:
-        """Residents of the dongs in view with their care settings (no phone, no notes)."""
+    @router.get("/residents", response_model=Page[ResidentOut], dependencies=secured)
+    def list_residents(
+        manager: ResidentReader,
+        deps: AppDeps,
+        limit: PageLimit = LIMIT_DEFAULT,
+        cursor: PageCursor = None,
+    ) -> Page[ResidentOut]:
+        """Residents of the dongs in view with their care settings (no phone, no notes): ended
+        ones last, by dong and home, a page at a time."""
         now = deps.clock.now()
+        after = paging.place_or_400("residents", cursor)
         with deps.db.connection() as conn:
-            views = residents.list_residents(conn, visible_dongs(manager))
-        return [ResidentOut.of(v, now) for v in views]
+            views, more = residents.page_residents(
+                conn, visible_dongs(manager), limit=limit, after=after
+            )
+        return paging.page("residents", [ResidentOut.of(v, now) for v in views], more)
 
     @router.get(
         "/residents/{resident_id}",
@@ -555,16 +601,20 @@ def api_router() -> APIRouter:
             return _data_key_refusal()
         return SiteOut.of(view)
 
-    @router.get("/device-findings", response_model=list[DeviceFindingOut], dependencies=secured)
+    @router.get("/device-findings", response_model=Page[DeviceFindingOut], dependencies=secured)
     def list_device_findings(
         manager: DeviceReader,
         deps: AppDeps,
-        limit: Annotated[int, Query(ge=1, le=500, description="At most this many")] = 200,
-    ) -> list[DeviceFindingOut]:
+        limit: PageLimit = LIMIT_DEFAULT,
+        cursor: PageCursor = None,
+    ) -> Page[DeviceFindingOut]:
         """Device and site findings (silent or offline devices, flat batteries, gateways and
-        sites offline) of the dongs in view, newest first."""
+        sites offline) of the dongs in view, newest first, a page at a time."""
+        after = paging.place_or_400("device-findings", cursor)
         with deps.db.connection() as conn:
-            found = sites.device_findings(conn, visible_dongs(manager), limit=limit)
-        return [DeviceFindingOut.of(f) for f in found]
+            found, more = sites.page_device_findings(
+                conn, visible_dongs(manager), limit=limit, after=after
+            )
+        return paging.page("device-findings", [DeviceFindingOut.of(f) for f in found], more)
 
     return router

@@ -123,6 +123,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "note": ("메모 (선택)", "Note (optional)"),
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
+    "next_page": ("다음 목록 →", "Next page →"),
+    "first_page": ("← 첫 목록으로", "← First page"),
+    "pages": ("목록 넘기기", "Pages"),
     "dong": ("담당 행정동", "Dong"),
     "not_found": ("알림을 찾을 수 없습니다.", "Alert not found."),
     "illegal": (

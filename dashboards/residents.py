@@ -74,6 +74,36 @@ def list_residents(conn: psycopg.Connection[Any], dongs: Dongs) -> list[Resident
     return [ResidentView(**row) for row in rows]
 
 
+def page_residents(
+    conn: psycopg.Connection[Any],
+    dongs: Dongs,
+    *,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> tuple[list[ResidentView], tuple[Any, ...] | None]:
+    """list_residents a page at a time (the id breaks ties); with the next page's keyset."""
+    seek = (
+        ""
+        if after is None
+        else (
+            " AND ((status = 'ended')::int, dong_code, home, id) > (%(k0)s, %(k1)s, %(k2)s, %(k3)s)"
+        )
+    )
+    params: dict[str, Any] = {"dongs": dong_list(dongs), "n": limit + 1}
+    params.update({f"k{i}": v for i, v in enumerate(after or ())})
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"{_SELECT} WHERE dong_code = ANY(%(dongs)s){seek}"
+            " ORDER BY (status = 'ended'), dong_code, home, id LIMIT %(n)s",
+            params,
+        ).fetchall()
+    views = [ResidentView(**row) for row in rows[:limit]]
+    if len(rows) <= limit or not views:
+        return views, None
+    last = views[-1]
+    return views, (int(last.status == "ended"), last.dong_code, last.home, last.id)
+
+
 def get_resident(conn: psycopg.Connection[Any], resident_id: int, dongs: Dongs) -> ResidentView:
     """One resident of `dongs`; ResidentNotFound for any other dong."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 import registry
@@ -17,7 +17,7 @@ from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
-from dashboards import alert_first, authz, residents, review, sites
+from dashboards import alert_first, authz, paging, residents, review, sites
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -41,6 +41,8 @@ from registry.assignment import reassign_resident as reassign
 log = logging.getLogger(__name__)
 
 LIST_REFRESH_S = 30
+PAGE_ROWS = 100  # rows of a list page; the next ones follow a link, none is dropped
+PageAfter = Annotated[str | None, Query(max_length=paging.MAX_CURSOR_CHARS)]
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Lang = Annotated[str, Depends(language)]
@@ -167,13 +169,19 @@ def pages_router() -> APIRouter:
         return RedirectResponse(start, status_code=303)
 
     @router.get("/sites")
-    def site_list(request: Request, deps: AppDeps, lang: Lang, manager: DeviceReader) -> Response:
+    def site_list(
+        request: Request, deps: AppDeps, lang: Lang, manager: DeviceReader, after: PageAfter = None
+    ) -> Response:
         """Homes of the dongs in view with their gateways, and the device and site findings."""
         dongs = visible_dongs(manager)
+        place = paging.place_or_400("device-findings", after)
         with deps.db.connection() as conn:
             homes = sites.list_sites(conn, dongs)
-            findings = sites.device_findings(conn, dongs, limit=100)
-        return render(request, deps, lang, "sites.html", manager, sites=homes, findings=findings)
+            findings, more = sites.page_device_findings(conn, dongs, limit=PAGE_ROWS, after=place)
+        return render(
+            request, deps, lang, "sites.html", manager, sites=homes, findings=findings,
+            next_page=paging.encode("device-findings", more), paged=place is not None,
+        )  # fmt: skip
 
     @router.get("/sites/{resident_id}")
     def site_page(
@@ -278,12 +286,21 @@ def pages_router() -> APIRouter:
         return RedirectResponse("/login", status_code=303)
 
     @router.get("/alerts")
-    def alert_list(request: Request, deps: AppDeps, lang: Lang, manager: AlertReader) -> Response:
+    def alert_list(
+        request: Request, deps: AppDeps, lang: Lang, manager: AlertReader, after: PageAfter = None
+    ) -> Response:
+        """The care queue, most severe first, PAGE_ROWS at a time: every open alert is on some
+        page (the heading counts them all; it was cut at 200 before, the least severe lost)."""
+        place = paging.place_or_400("queue", after)
         with deps.db.connection() as conn:
-            alerts = queries.list_alerts(conn, visible_dongs(manager))
+            page = queries.page_alerts(
+                conn, visible_dongs(manager), limit=PAGE_ROWS, after=place,
+                by_severity=True, with_total=True,
+            )  # fmt: skip
         return render(
             request, deps, lang, "alerts.html", manager,
-            alerts=alerts, refresh_s=LIST_REFRESH_S,
+            alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S,
+            next_page=paging.encode("queue", page.next_after), paged=place is not None,
         )  # fmt: skip
 
     @router.get("/alerts/{alert_id}")

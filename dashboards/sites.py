@@ -4,6 +4,7 @@ no care alerts' reasons: a technician sees this and nothing of the care record."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,18 +83,37 @@ SELECT f.id, f.resident_id, r.home, r.dong_code, f.kind, f.severity, f.raised_at
  WHERE r.dong_code = ANY(%(dongs)s) AND f.kind = ANY(%(kinds)s) {more}
  ORDER BY f.raised_at DESC, f.id DESC LIMIT %(limit)s
 """
+_AFTER = "AND (f.raised_at, f.id) < (%(k0)s, %(k1)s)"
 
 
 def device_findings(
     conn: psycopg.Connection[Any], dongs: Dongs, resident_id: int | None = None, limit: int = 200
 ) -> list[DeviceFinding]:
     """Device and site findings of residents in `dongs` (or of one resident), newest first."""
+    return page_device_findings(conn, dongs, resident_id, limit=limit)[0][:limit]
+
+
+def page_device_findings(
+    conn: psycopg.Connection[Any],
+    dongs: Dongs,
+    resident_id: int | None = None,
+    *,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> tuple[list[DeviceFinding], tuple[Any, ...] | None]:
+    """device_findings a page at a time, with the next page's keyset (None on the last)."""
     more = "" if resident_id is None else "AND f.resident_id = %(resident)s"
+    if after is not None:
+        more += f" {_AFTER}"
     params = {"dongs": dong_list(dongs), "kinds": list(DEVICE_FINDING_KINDS),
-              "resident": resident_id, "limit": limit}  # fmt: skip
+              "resident": resident_id, "limit": limit + 1}  # fmt: skip
+    params.update({f"k{i}": v for i, v in enumerate(after or ())})
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_FINDINGS.format(more=more), params).fetchall()
-    return [DeviceFinding(**row) for row in rows]
+    found = [DeviceFinding(**row) for row in rows[:limit]]
+    if len(rows) <= limit or not found:
+        return found, None
+    return found, (found[-1].raised_at, found[-1].id)
 
 
 def site(

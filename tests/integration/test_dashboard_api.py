@@ -73,7 +73,7 @@ def test_each_care_manager_sees_only_their_own_dong(town: Town, database: Databa
     a = bearer(client, town.username_a, PASSWORD_A)
     b = bearer(client, town.username_b, PASSWORD_B)
 
-    listed = client.get("/api/v1/alerts", headers=a).json()
+    listed = client.get("/api/v1/alerts", headers=a).json()["data"]
     assert [x["id"] for x in listed] == [town.alert_id]
     assert listed[0]["severity"] == "warning" and listed[0]["severity_ko"] == "주의"
     assert listed[0]["state"] == "open" and listed[0]["actions"] == ["acknowledge"]
@@ -82,8 +82,8 @@ def test_each_care_manager_sees_only_their_own_dong(town: Town, database: Databa
     assert detail["resident_name"] == RESIDENT_NAME
     assert [e["to_state"] for e in detail["events"]] == ["open"]
 
-    assert client.get("/api/v1/alerts", headers=b).json() == []
-    assert client.get("/api/v1/alerts?include_resolved=true", headers=b).json() == []
+    assert client.get("/api/v1/alerts", headers=b).json()["data"] == []
+    assert client.get("/api/v1/alerts?include_resolved=true", headers=b).json()["data"] == []
     hidden = client.get(f"/api/v1/alerts/{town.alert_id}", headers=b)
     assert hidden.status_code == 404 and RESIDENT_NAME not in hidden.text
     ack = client.post(f"/api/v1/alerts/{town.alert_id}/acknowledge", json={}, headers=b)
@@ -123,8 +123,8 @@ def test_acknowledge_then_resolve_is_audited(town: Town, database: Database) -> 
         ).fetchone()
     assert row == (town.manager_a, town.manager_a, "visited_ok")
 
-    assert client.get("/api/v1/alerts", headers=a).json() == []
-    everything = client.get("/api/v1/alerts?include_resolved=true", headers=a).json()
+    assert client.get("/api/v1/alerts", headers=a).json()["data"] == []
+    everything = client.get("/api/v1/alerts?include_resolved=true", headers=a).json()["data"]
     assert [x["id"] for x in everything] == [town.alert_id]
 
 

@@ -83,7 +83,7 @@ def test_the_list_shows_only_the_own_dong_and_never_phone_or_notes(
     client = TestClient(town.app)
     a = client.get("/api/v1/residents", headers=bearer(client, town.username_a, PASSWORD_A))
     assert a.status_code == 200
-    (mine,) = a.json()
+    (mine,) = a.json()["data"]
     assert set(mine) == RESIDENT_FIELDS
     assert mine["id"] == town.resident_id and mine["display_name"] == RESIDENT_NAME
     assert mine["status"] == "active" and mine["status_ko"] == "관리 중"
@@ -92,7 +92,7 @@ def test_the_list_shows_only_the_own_dong_and_never_phone_or_notes(
         assert secret not in a.text
 
     b = client.get("/api/v1/residents", headers=bearer(client, town.username_b, PASSWORD_B))
-    assert [r["id"] for r in b.json()] == [resident_b]
+    assert [r["id"] for r in b.json()["data"]] == [resident_b]
     for secret in (RESIDENT_NAME, PHONE_A, NOTES_A, PHONE_B, NOTES_B):
         assert secret not in b.text
 

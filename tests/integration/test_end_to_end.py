@@ -159,12 +159,12 @@ def test_silence_reaches_the_care_manager_who_acknowledges(
     base = rt.settings.public_base_url
     a, b = token(base, "cm-a", "pw-a"), token(base, "cm-b", "pw-b")
     seen_b = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {b}"})
-    assert seen_b.status_code == 200 and seen_b.json() == []
+    assert seen_b.status_code == 200 and seen_b.json()["data"] == []
     denied = httpx.post(f"{base}/api/v1/alerts/{alert_id}/acknowledge", json={"note": ""},
                         headers={"Authorization": f"Bearer {b}"})  # fmt: skip
     assert denied.status_code == 404
     seen_a = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {a}"})
-    assert [x["id"] for x in seen_a.json()] == [alert_id]
+    assert [x["id"] for x in seen_a.json()["data"]] == [alert_id]
     ack = httpx.post(f"{base}/api/v1/alerts/{alert_id}/acknowledge", json={"note": "방문 예정"},
                      headers={"Authorization": f"Bearer {a}"})  # fmt: skip
     assert ack.status_code == 200, ack.text

@@ -64,8 +64,8 @@ def read_every_card(log: Path, demo: subprocess.Popen[str]) -> None:
     assert got.status_code == 200, got.text
     auth = {"Authorization": f"Bearer {got.json()['access_token']}"}
     listed = httpx.get(f"{base}/api/v1/residents", headers=auth)
-    assert listed.status_code == 200 and listed.json(), listed.text
-    for resident in listed.json():
+    assert listed.status_code == 200 and listed.json()["data"], listed.text
+    for resident in listed.json()["data"]:
         for path in ("", "/activity"):
             card = httpx.get(f"{base}/api/v1/residents/{resident['id']}{path}", headers=auth)
             assert card.status_code == 200, card.text

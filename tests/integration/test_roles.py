@@ -391,8 +391,8 @@ def test_a_supervisor_sees_the_district_and_a_manager_only_the_dong(town: Town) 
     for role in ("manager", "supervisor"):
         client = TestClient(town.app)
         headers = bearer(client, town.actors[role], PASSWORD)
-        alerts = client.get("/api/v1/alerts", headers=headers).json()
-        residents = client.get("/api/v1/residents", headers=headers).json()
+        alerts = client.get("/api/v1/alerts", headers=headers).json()["data"]
+        residents = client.get("/api/v1/residents", headers=headers).json()["data"]
         seen[role] = {x["id"] for x in alerts}
         assert {x["id"] for x in residents} == (
             {a["resident"]} if role == "manager" else {a["resident"], b["resident"]}
@@ -489,7 +489,7 @@ def test_a_technician_sees_devices_and_the_way_in_but_no_care_record(town: Town)
     assert [g["id"] for g in body["gateways"]] == [b["gateway"]]
     assert "당뇨" not in site.text and "health_notes" not in body
     assert [f["kind"] for f in body["findings"]] == ["battery_low"]
-    listed = client.get("/api/v1/device-findings", headers=headers).json()
+    listed = client.get("/api/v1/device-findings", headers=headers).json()["data"]
     assert {f["kind"] for f in listed} == {"battery_low"}
     for path in (f"/api/v1/residents/{b['resident']}", f"/api/v1/alerts/{b['alert']}"):
         refused = client.get(path, headers=headers)
