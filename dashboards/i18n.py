@@ -123,9 +123,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "note": ("메모 (선택)", "Note (optional)"),
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
-    "next_page": ("다음 목록 →", "Next page →"),
-    "first_page": ("← 첫 목록으로", "← First page"),
-    "pages": ("목록 넘기기", "Pages"),
+    "next_page": ("다음 페이지 →", "Next page →"),
+    "first_page": ("← 첫 페이지로", "← First page"),
+    "pages": ("페이지 이동", "Page navigation"),
+    "total_count": ("전체 {n}건", "{n} in all"),
+    "paged_note": (
+        "심각 단계부터 {n}건씩 보여 줍니다. 나머지는 아래 '다음 페이지'에 있습니다.",
+        "Most severe first, {n} per page; the rest follow 'Next page' below.",
+    ),
     "dong": ("담당 행정동", "Dong"),
     "not_found": ("알림을 찾을 수 없습니다.", "Alert not found."),
     "illegal": (

@@ -301,6 +301,7 @@ def pages_router() -> APIRouter:
             request, deps, lang, "alerts.html", manager,
             alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S,
             next_page=paging.encode("queue", page.next_after), paged=place is not None,
+            page_rows=PAGE_ROWS,
         )  # fmt: skip
 
     @router.get("/alerts/{alert_id}")
