@@ -31,6 +31,18 @@ class AlertNotFound(LookupError):
     """No such alert in the care manager's dong (others' alerts are invisible, not forbidden)."""
 
 
+class AlertChanged(Exception):
+    """The alert changed after the care manager read it (its severity raised, its state moved,
+    a call or a finding added to it): nothing done; they must look again first."""
+
+    def __init__(self, alert_id: int, state: str, severity: str, version: int) -> None:
+        super().__init__(f"alert {alert_id} changed: now {state}, {severity}, version {version}")
+        self.alert_id = alert_id
+        self.state = state
+        self.severity = severity
+        self.version = version
+
+
 @dataclass(frozen=True, slots=True)
 class AlertView:
     """One alert as a list shows it."""
@@ -75,3 +87,5 @@ class AlertDetail:
     events: list[AlertEventView]
     calls: list[CallView]
     notifications: int
+    # its last event's id: every change to an alert appends one (alerts.queries.alert_version)
+    version: int = 0

@@ -35,6 +35,7 @@ def _view(row: dict[str, Any]) -> AlertView:
     return AlertView(**{**row, "state": AlertState(row["state"])})
 
 
+LIST_ALL = 10_000_000  # list_alerts: no cut
 _RANK = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 _SEVERITY_RANK = {"critical": 0, "warning": 1}  # any other severity: 2
 
@@ -138,14 +139,19 @@ def list_alerts(
     """Every alert of residents in `dongs`, most severe and newest first (for code that needs
     them all; lists people read are paged with page_alerts)."""
     wanted = AlertFilter(include_resolved=include_resolved)
-    found: list[AlertView] = []
-    after: tuple[Any, ...] | None = None
-    while True:
-        page = page_alerts(conn, dongs, wanted, limit=500, after=after, by_severity=True)
-        found.extend(page.alerts)
-        if page.next_after is None:
-            return found
-        after = page.next_after
+    # one statement, one snapshot: pages read one after another could miss or repeat an alert
+    # raised or resolved between them
+    return page_alerts(conn, dongs, wanted, limit=LIST_ALL, by_severity=True).alerts
+
+
+def alert_version(conn: psycopg.Connection[Any], alert_id: int) -> int:
+    """The alert's version: the id of its last event. Every change its timeline shows (a
+    transition, a severity raised, a finding joined, a reassignment...) appends an event, so
+    the version moves with each and never goes back."""
+    row = conn.execute(
+        "SELECT coalesce(max(id), 0) FROM anbu.alert_events WHERE alert_id = %s", (alert_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def assigned_to(conn: psycopg.Connection[Any], alert_id: int) -> int | None:
@@ -165,6 +171,7 @@ def get_alert(conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs) -> Ale
         name = cur.execute(
             "SELECT display_name FROM anbu.resident WHERE id = %s", (row["resident_id"],)
         ).fetchone()
+        version = alert_version(conn, alert_id)  # before the events: never newer than them
         events = cur.execute(
             """SELECT at, actor, from_state, to_state, reason FROM anbu.alert_events
                WHERE alert_id = %s ORDER BY at, id""",
@@ -182,6 +189,7 @@ def get_alert(conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs) -> Ale
         alert=_view(row),
         resident_name=str(name["display_name"]) if name else "",
         events=[AlertEventView(**e) for e in events],
+        version=version,
         calls=[CallView(**c) for c in calls],
         notifications=int(sent["n"]) if sent else 0,
     )

@@ -36,7 +36,7 @@ from alerts import absence
 from alerts.audit import record_event
 from alerts.escalation import Escalation, Messaging, wake_at
 from alerts.machine import Event, next_state
-from alerts.models import RESOLUTION_OUTCOMES, AlertNotFound
+from alerts.models import RESOLUTION_OUTCOMES, AlertChanged, AlertNotFound
 from alerts.outbox import SmsOutbox
 from alerts.policy import (
     OUTCOME_KO,
@@ -46,7 +46,7 @@ from alerts.policy import (
     after_call,
     call_watch,
 )
-from alerts.queries import Dongs, dong_list
+from alerts.queries import Dongs, alert_version, dong_list
 from alerts.routing import (
     CANCELS,
     holds_for_quiet_hours,
@@ -692,8 +692,10 @@ class AlertService:
     # -- care manager actions ------------------------------------------------------------
 
     def _locked_in_dong(
-        self, conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs
+        self, conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs, seen: int | None = None
     ) -> dict[str, Any]:
+        """The alert, locked, if it is in `dongs`; AlertChanged when `seen` (the version the
+        care manager acted on) is no longer its version: the lock holds off any change now."""
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 """SELECT a.* FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
@@ -702,15 +704,25 @@ class AlertService:
             ).fetchone()
         if row is None:
             raise AlertNotFound(alert_id)
+        if seen is not None:
+            version = alert_version(conn, alert_id)
+            if version != seen:
+                raise AlertChanged(alert_id, row["state"], row["severity"], version)
         return row
 
     def acknowledge(
-        self, alert_id: int, care_manager_id: int, dong_code: Dongs, note: str = ""
+        self,
+        alert_id: int,
+        care_manager_id: int,
+        dong_code: Dongs,
+        note: str = "",
+        seen: int | None = None,
     ) -> None:
-        """The care manager takes the alert; raises IllegalTransition or AlertNotFound."""
+        """The care manager takes the alert; raises IllegalTransition or AlertNotFound, and
+        AlertChanged when `seen` is given and the alert changed since that version."""
         now = self.clock.now()
         with self.db.connection() as conn:
-            a = self._locked_in_dong(conn, alert_id, dong_code)
+            a = self._locked_in_dong(conn, alert_id, dong_code, seen)
             state = AlertState(a["state"])
             to = next_state(state, Event.ACKNOWLEDGE)
             conn.execute(
@@ -724,14 +736,21 @@ class AlertService:
             _stop_waiting(conn, alert_id, now, "acknowledged")
 
     def resolve(
-        self, alert_id: int, care_manager_id: int, dong_code: Dongs, outcome: str, note: str = ""
+        self,
+        alert_id: int,
+        care_manager_id: int,
+        dong_code: Dongs,
+        outcome: str,
+        note: str = "",
+        seen: int | None = None,
     ) -> None:
-        """Close the alert with an outcome from RESOLUTION_OUTCOMES."""
+        """Close the alert with an outcome from RESOLUTION_OUTCOMES (AlertChanged as
+        acknowledge: a severity raised since `seen` is never closed blind)."""
         if outcome not in RESOLUTION_OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         now = self.clock.now()
         with self.db.connection() as conn:
-            a = self._locked_in_dong(conn, alert_id, dong_code)
+            a = self._locked_in_dong(conn, alert_id, dong_code, seen)
             state = AlertState(a["state"])
             to = next_state(state, Event.RESOLVE)
             conn.execute(
@@ -744,7 +763,13 @@ class AlertService:
             _stop_waiting(conn, alert_id, now, "resolved")
 
     def reassign(
-        self, alert_id: int, care_manager_id: int, dongs: Dongs, to_manager_id: int, note: str = ""
+        self,
+        alert_id: int,
+        care_manager_id: int,
+        dongs: Dongs,
+        to_manager_id: int,
+        note: str = "",
+        seen: int | None = None,
     ) -> None:
         """Hand the alert to another active care manager of the resident's dong (within `dongs`,
         a supervisor's district), audited with who and why; AlertNotFound outside `dongs`,
@@ -752,7 +777,7 @@ class AlertService:
         IllegalTransition once resolved. The state does not change."""
         now = self.clock.now()
         with self.db.connection() as conn:
-            a = self._locked_in_dong(conn, alert_id, dongs)
+            a = self._locked_in_dong(conn, alert_id, dongs, seen)
             next_state(AlertState(a["state"]), Event.REASSIGN)  # IllegalTransition once resolved
             dong = conn.execute(
                 "SELECT dong_code FROM anbu.resident WHERE id = %s", (a["resident_id"],)

@@ -3,12 +3,13 @@
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordBearer
@@ -52,6 +53,14 @@ from registry.heard import DeviceNotHeard
 
 log = logging.getLogger(__name__)
 
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The ETag of the alert as read: 412 if it changed since (say, raised).",
+    ),
+]
+KIND = re.compile(r"[a-z_]{1,40}")  # an alert kind's code
 PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
 PageCursor = Annotated[
     str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
@@ -168,9 +177,27 @@ class ResidentCardOut(ResidentOut):
     )
 
 
-def _detail(deps: Deps, alert_id: int, manager: CareManager) -> AlertDetailOut:
+def _detail(deps: Deps, alert_id: int, manager: CareManager, response: Response) -> AlertDetailOut:
     with deps.db.connection() as conn:
-        return AlertDetailOut.of(queries.get_alert(conn, alert_id, visible_dongs(manager)))
+        detail = queries.get_alert(conn, alert_id, visible_dongs(manager))
+    response.headers["ETag"] = etag(detail.version)
+    return AlertDetailOut.of(detail)
+
+
+def etag(version: int) -> str:
+    """An alert version as its ETag."""
+    return f'"{version}"'
+
+
+def seen(if_match: str | None) -> int | None:
+    """The alert version an If-Match header names: None without one (or `*`); 400 when it
+    names something that is not an alert's ETag."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/")
+    if len(tag) < 3 or not (tag[0] == tag[-1] == '"') or not tag[1:-1].isdigit():
+        raise HTTPException(status_code=400, detail="If-Match: one ETag of this alert, as given")
+    return int(tag[1:-1])
 
 
 def _change(
@@ -290,6 +317,8 @@ def api_router() -> APIRouter:
         opened first (opened_at, then id: an order that never changes, so paging with
         next_cursor sees every alert once). Without `state`, every state but resolved, unless
         `include_resolved`. Times with their zone."""
+        if any(not KIND.fullmatch(k) for k in kind or ()):
+            raise HTTPException(status_code=422, detail="kind: a kind's code (a-z, _)")
         for moment in (opened_since, opened_until, updated_since):
             if moment is not None and moment.tzinfo is None:
                 raise HTTPException(status_code=422, detail="times need their zone (UTC: Z)")
@@ -312,7 +341,7 @@ def api_router() -> APIRouter:
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, dependencies=secured)
     def get_alert(
-        alert_id: int, request: Request, manager: AlertReader, deps: AppDeps
+        alert_id: int, request: Request, response: Response, manager: AlertReader, deps: AppDeps
     ) -> AlertDetailOut:
         """One alert with its timeline and calls; 404 when it is not in the dongs in view.
         The read is recorded in the access log (the timeline may carry a call's transcript)."""
@@ -321,17 +350,26 @@ def api_router() -> APIRouter:
             residents.record_read(
                 conn, request, manager, detail.alert.resident_id, "alert", ALERT_FIELDS
             )
+        response.headers["ETag"] = etag(detail.version)
         return AlertDetailOut.of(detail)
 
     @router.post(
         "/alerts/{alert_id}/acknowledge", response_model=AlertDetailOut, dependencies=secured
     )
     def acknowledge(
-        alert_id: int, body: AcknowledgeIn, manager: AlertActor, deps: AppDeps
+        alert_id: int,
+        body: AcknowledgeIn,
+        manager: AlertActor,
+        deps: AppDeps,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> AlertDetailOut:
-        """Take the alert; 409 when it cannot be acknowledged in its current state."""
-        deps.alerts.acknowledge(alert_id, manager.id, visible_dongs(manager), body.note.strip())
-        return _detail(deps, alert_id, manager)
+        """Take the alert; 409 when it cannot be acknowledged in its current state, 412 when
+        If-Match names a version it no longer has (it changed since it was read)."""
+        deps.alerts.acknowledge(
+            alert_id, manager.id, visible_dongs(manager), body.note.strip(), seen(if_match)
+        )
+        return _detail(deps, alert_id, manager, response)
 
     @router.post(
         "/alerts/{alert_id}/reassign",
@@ -344,23 +382,38 @@ def api_router() -> APIRouter:
         },
     )
     def reassign_alert(
-        alert_id: int, body: ReassignIn, manager: AlertAssigner, deps: AppDeps
+        alert_id: int,
+        body: ReassignIn,
+        manager: AlertAssigner,
+        deps: AppDeps,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> AlertDetailOut:
-        """Hand the alert to another care manager of the district; audited in its timeline."""
+        """Hand the alert to another care manager of the district; audited in its timeline
+        (If-Match as acknowledge)."""
         deps.alerts.reassign(
-            alert_id, manager.id, visible_dongs(manager), body.care_manager_id, body.note.strip()
-        )
-        return _detail(deps, alert_id, manager)
+            alert_id, manager.id, visible_dongs(manager), body.care_manager_id, body.note.strip(),
+            seen(if_match),
+        )  # fmt: skip
+        return _detail(deps, alert_id, manager, response)
 
     @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetailOut, dependencies=secured)
     def resolve(
-        alert_id: int, body: ResolveIn, manager: AlertActor, deps: AppDeps
+        alert_id: int,
+        body: ResolveIn,
+        manager: AlertActor,
+        deps: AppDeps,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> AlertDetailOut:
-        """Close the alert with an outcome; 409 unless acknowledged or escalated."""
+        """Close the alert with an outcome; 409 unless acknowledged or escalated, 412 when
+        If-Match names a version it no longer has (say its severity was raised since it was
+        read: it is never closed blind)."""
         deps.alerts.resolve(
-            alert_id, manager.id, visible_dongs(manager), body.outcome, body.note.strip()
-        )
-        return _detail(deps, alert_id, manager)
+            alert_id, manager.id, visible_dongs(manager), body.outcome, body.note.strip(),
+            seen(if_match),
+        )  # fmt: skip
+        return _detail(deps, alert_id, manager, response)
 
     @router.get("/residents", response_model=Page[ResidentOut], dependencies=secured)
     def list_residents(

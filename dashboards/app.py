@@ -24,7 +24,7 @@ from psycopg_pool import PoolTimeout
 from starlette.middleware.sessions import SessionMiddleware
 
 from alerts.machine import IllegalTransition
-from alerts.models import AlertNotFound
+from alerts.models import AlertChanged, AlertNotFound
 from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
@@ -124,6 +124,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, IllegalTransition)
         return _refusal(request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value))
 
+    async def changed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AlertChanged)
+
+        def say(lang: str) -> str:
+            return i18n.text(lang, "alert_changed").format(
+                severity=i18n.severity_label(lang, exc.severity),
+                state=i18n.state_label(lang, exc.state),
+            )
+
+        if _is_api(request):
+            return JSONResponse(
+                {"detail": say("ko"), "detail_en": say("en"), "state": exc.state,
+                 "severity": exc.severity, "version": exc.version},
+                status_code=412, headers={"ETag": f'"{exc.version}"'},
+            )  # fmt: skip
+        return _refusal(request, 412, say)
+
     async def csrf(request: Request, exc: Exception) -> Response:
         log.info("request without a valid CSRF token refused")
         return _error(request, 403, "csrf")
@@ -159,6 +176,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
+    app.add_exception_handler(AlertChanged, changed)
     app.add_exception_handler(CsrfRejected, csrf)
     app.add_exception_handler(authz.Forbidden, forbidden)
 

@@ -123,6 +123,16 @@ TEXTS: dict[str, tuple[str, str]] = {
     "note": ("메모 (선택)", "Note (optional)"),
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
+    "alert_changed": (
+        "화면을 여신 뒤에 이 알림이 바뀌었습니다(지금: {severity}, {state}). 아무것도 처리하지 "
+        "않았습니다. 알림을 다시 열어 내용을 확인한 뒤 처리해 주세요.",
+        "This alert changed after you opened it (now: {severity}, {state}). Nothing was done: "
+        "open it again, check what changed, then act.",
+    ),
+    "paged_refresh_note": (
+        "이 페이지는 자동으로 새로고침되지 않습니다. 새로 생기거나 단계가 오른 알림은 첫 페이지에 보입니다.",
+        "This page does not refresh itself; new and raised alerts show on the first page.",
+    ),
     "next_page": ("다음 페이지 →", "Next page →"),
     "first_page": ("← 첫 페이지로", "← First page"),
     "pages": ("페이지 이동", "Page navigation"),

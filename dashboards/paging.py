@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 100
 MAX_CURSOR_CHARS = 512
+MAX_TEXT_PART = 200
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ def decode(kind: str, cursor: str | None) -> tuple[Any, ...] | None:
     place: list[Any] = []
     for part, value in zip(shape, values[1:], strict=True):
         if (part == "i" and isinstance(value, int) and not isinstance(value, bool)) or (
-            part == "s" and isinstance(value, str)
+            part == "s" and isinstance(value, str) and _storable(value)
         ):
             place.append(value)
         elif part == "t" and isinstance(value, str):
@@ -95,6 +96,17 @@ def decode(kind: str, cursor: str | None) -> tuple[Any, ...] | None:
         else:
             raise CursorError("unreadable cursor")
     return tuple(place)
+
+
+def _storable(value: str) -> bool:
+    """A text PostgreSQL can compare: no NUL, no lone surrogate, not absurdly long."""
+    if len(value) > MAX_TEXT_PART or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def place_or_400(kind: str, cursor: str | None) -> tuple[Any, ...] | None:

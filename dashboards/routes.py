@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 LIST_REFRESH_S = 30
 PAGE_ROWS = 100  # rows of a list page; the next ones follow a link, none is dropped
+# the alert version its page showed (alerts.queries.alert_version): a form acts on what was seen
+Seen = Annotated[int | None, Form(ge=0)]
 PageAfter = Annotated[str | None, Query(max_length=paging.MAX_CURSOR_CHARS)]
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
@@ -355,9 +357,10 @@ def pages_router() -> APIRouter:
         manager: AlertActor,
         csrf: Csrf = "",
         note: Annotated[str, Form(max_length=1000)] = "",
+        seen: Seen = None,
     ) -> Response:
         check_csrf(request, csrf)
-        deps.alerts.acknowledge(alert_id, manager.id, visible_dongs(manager), note.strip())
+        deps.alerts.acknowledge(alert_id, manager.id, visible_dongs(manager), note.strip(), seen)
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     @router.post("/alerts/{alert_id}/reassign")
@@ -369,11 +372,12 @@ def pages_router() -> APIRouter:
         csrf: Csrf = "",
         care_manager_id: Annotated[int, Form(ge=1)] = 0,
         note: Annotated[str, Form(max_length=1000)] = "",
+        seen: Seen = None,
     ) -> Response:
         """Hand the alert to another care manager of the district (supervisors, admins)."""
         check_csrf(request, csrf)
         deps.alerts.reassign(
-            alert_id, manager.id, visible_dongs(manager), care_manager_id, note.strip()
+            alert_id, manager.id, visible_dongs(manager), care_manager_id, note.strip(), seen
         )
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
@@ -387,6 +391,7 @@ def pages_router() -> APIRouter:
         csrf: Csrf = "",
         outcome: Annotated[str, Form()] = "",
         note: Annotated[str, Form(max_length=1000)] = "",
+        seen: Seen = None,
     ) -> Response:
         check_csrf(request, csrf)
         if outcome not in RESOLUTION_OUTCOMES:
@@ -394,7 +399,9 @@ def pages_router() -> APIRouter:
                 request, deps, lang, "error.html", manager, status_code=422,
                 message=text(lang, "bad_outcome"),
             )  # fmt: skip
-        deps.alerts.resolve(alert_id, manager.id, visible_dongs(manager), outcome, note.strip())
+        deps.alerts.resolve(
+            alert_id, manager.id, visible_dongs(manager), outcome, note.strip(), seen
+        )
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
     @router.get("/residents")

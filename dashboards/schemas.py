@@ -119,6 +119,10 @@ class AlertDetailOut(BaseModel):
     events: list[AlertEventOut]
     calls: list[CallOut]
     notifications: int
+    version: int = Field(
+        description="The alert's version, also its ETag: send it back as If-Match on "
+        "acknowledge, resolve or reassign to be refused (412) if the alert changed since."
+    )
 
     @classmethod
     def of(cls, d: AlertDetail) -> AlertDetailOut:
@@ -140,6 +144,7 @@ class AlertDetailOut(BaseModel):
                 for c in d.calls
             ],
             notifications=d.notifications,
+            version=d.version,
         )
 
 

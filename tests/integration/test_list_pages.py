@@ -4,6 +4,8 @@ page links to the rest; against the real app and PostgreSQL, with more rows than
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -122,6 +124,12 @@ def test_a_bad_cursor_or_limit_is_refused_with_a_reason(
         refused = client.get(f"/api/v1/alerts?cursor={cursor}", headers=a)
         assert refused.status_code == 400, cursor
         assert "cursor" in refused.json()["detail"]
+    # a residents cursor whose text parts PostgreSQL cannot take: a 400, never a 500
+    for text in ("a\u0000b", "\ud800", "x" * 300):
+        raw = json.dumps(["residents", 0, text, "h", 1]).encode()
+        odd = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        assert client.get(f"/api/v1/residents?cursor={odd}", headers=a).status_code == 400
+    assert client.get("/api/v1/alerts?kind=%00", headers=a).status_code == 422
     assert client.get("/api/v1/alerts?limit=101", headers=a).status_code == 422
     assert client.get("/api/v1/alerts?limit=0", headers=a).status_code == 422
     naive = client.get("/api/v1/alerts?updated_since=2026-11-22T00:00:00", headers=a)
@@ -168,6 +176,8 @@ def test_the_care_queue_page_links_to_every_open_alert(
         page = client.get(following.group(1))
         assert page.status_code == 200
         assert 'href="/alerts">' in page.text  # back to the first page
+        # a later page does not reload itself (a raised alert moves to the first page)
+        assert 'http-equiv="refresh"' not in page.text
     assert len(shown) == len(set(shown)) == open_count
     assert set(seeded) - set(shown) == {seeded[i] for i in range(0, N, 13)}  # the resolved
     # most severe first: every critical alert before any warning, every warning before watch
