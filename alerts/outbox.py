@@ -244,7 +244,9 @@ def _record_undelivered(
 ) -> None:
     """The alert's audit says whose SMS or call did not go and why; its dashboard notification
     stands."""
-    row = conn.execute("SELECT state FROM anbu.alerts WHERE id = %s", (alert_id,)).fetchone()
+    row = conn.execute(  # locked as every other writer of its timeline (an alert's version)
+        "SELECT state FROM anbu.alerts WHERE id = %s FOR NO KEY UPDATE", (alert_id,)
+    ).fetchone()
     if row is None:
         return
     state = AlertState(row[0])

@@ -23,6 +23,13 @@ _SELECT = """
 """
 
 
+_SELECT_VERSIONED = _SELECT.replace(
+    "SELECT a.id,",
+    "SELECT (SELECT coalesce(max(e.id), 0) FROM anbu.alert_events e WHERE e.alert_id = a.id)"
+    " AS version, a.id,",
+    1,
+)
+
 Dongs = str | Sequence[str]  # one dong, or the dongs an actor may see
 
 
@@ -163,15 +170,18 @@ def assigned_to(conn: psycopg.Connection[Any], alert_id: int) -> int | None:
 def get_alert(conn: psycopg.Connection[Any], alert_id: int, dongs: Dongs) -> AlertDetail:
     """One alert of `dongs` with its audit trail; AlertNotFound for any other dong."""
     with conn.cursor(row_factory=dict_row) as cur:
+        # the version in the same statement as the severity and state shown: one snapshot, so
+        # a form never carries a version newer than what its page said
         row = cur.execute(
-            f"{_SELECT} WHERE a.id = %s AND r.dong_code = ANY(%s)", (alert_id, dong_list(dongs))
+            f"{_SELECT_VERSIONED} WHERE a.id = %s AND r.dong_code = ANY(%s)",
+            (alert_id, dong_list(dongs)),
         ).fetchone()
         if row is None:
             raise AlertNotFound(alert_id)
+        version = int(row.pop("version"))
         name = cur.execute(
             "SELECT display_name FROM anbu.resident WHERE id = %s", (row["resident_id"],)
         ).fetchone()
-        version = alert_version(conn, alert_id)  # before the events: never newer than them
         events = cur.execute(
             """SELECT at, actor, from_state, to_state, reason FROM anbu.alert_events
                WHERE alert_id = %s ORDER BY at, id""",

@@ -60,6 +60,7 @@ IfMatch = Annotated[
         description="The ETag of the alert as read: 412 if it changed since (say, raised).",
     ),
 ]
+STRONG_TAG = re.compile(r'"([0-9]{1,18})"')  # an alert's ETag
 KIND = re.compile(r"[a-z_]{1,40}")  # an alert kind's code
 PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
 PageCursor = Annotated[
@@ -194,10 +195,10 @@ def seen(if_match: str | None) -> int | None:
     names something that is not an alert's ETag."""
     if if_match is None or if_match.strip() == "*":
         return None
-    tag = if_match.strip().removeprefix("W/")
-    if len(tag) < 3 or not (tag[0] == tag[-1] == '"') or not tag[1:-1].isdigit():
+    found = STRONG_TAG.fullmatch(if_match.strip())  # If-Match compares strongly: no W/
+    if found is None:
         raise HTTPException(status_code=400, detail="If-Match: one ETag of this alert, as given")
-    return int(tag[1:-1])
+    return int(found.group(1))
 
 
 def _change(

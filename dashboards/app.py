@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable, Sequence
 from html import escape
@@ -29,7 +30,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import authz, enrolment_text, i18n
+from dashboards import authz, enrolment_text, i18n, problems
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router
@@ -45,6 +46,7 @@ from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, SecurityHeaders
 from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
+from dashboards.problems import ProblemDetails
 from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
@@ -89,13 +91,23 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _refusal(request: Request, status: int, say: Callable[[str], str]) -> Response:
-    """The same refusal as JSON for the API or as a page, in Korean first."""
+def _refusal(
+    request: Request,
+    status: int,
+    say: Callable[[str], str],
+    again: str | None = None,
+    code: str | None = None,
+) -> Response:
+    """The same refusal as JSON for the API (a problem, dashboards.problems, with `code` when
+    the refusal has its own) or as a page, in Korean first; `again`: a link back to what was
+    refused (the page offers it)."""
     if _is_api(request):
-        return JSONResponse({"detail": say("ko"), "detail_en": say("en")}, status_code=status)
+        body = {"detail": say("ko"), "detail_en": say("en")}
+        return JSONResponse(body | ({"code": code} if code else {}), status_code=status)
     lang = language(request)
     return render(
         request, get_deps(request), lang, "error.html", status_code=status, message=say(lang),
+        again=again,
     )  # fmt: skip
 
 
@@ -122,7 +134,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def illegal(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IllegalTransition)
-        return _refusal(request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value))
+        response = _refusal(
+            request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value),
+            code=f"illegal_{exc.event.value}",
+        )  # fmt: skip
+        if _is_api(request):  # the state it is in now, for the client to show
+            return JSONResponse(
+                {**json.loads(bytes(response.body)), "state": exc.state.value}, status_code=409
+            )
+        return response
 
     async def changed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AlertChanged)
@@ -139,7 +159,27 @@ def _install_error_handlers(app: FastAPI) -> None:
                  "severity": exc.severity, "version": exc.version},
                 status_code=412, headers={"ETag": f'"{exc.version}"'},
             )  # fmt: skip
-        return _refusal(request, 412, say)
+        return _refusal(request, 412, say, again=f"/alerts/{exc.alert_id}")
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        """The database cannot be reached or gave no connection in time: try again shortly."""
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        retry = {"Retry-After": str(problems.RETRY_AFTER_S)}
+        if _is_api(request):
+            ko, en = problems.WORDS[503]
+            return JSONResponse({"detail": ko, "detail_en": en}, status_code=503, headers=retry)
+        response = _error(request, 503, "unavailable")
+        response.headers.update(retry)
+        return response
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        """A failure nobody handled: logged with its trace, answered without it."""
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        if _is_api(request):
+            ko, en = problems.WORDS[500]
+            body = problems.problem(500, request.url.path, {"detail": ko, "detail_en": en})
+            return JSONResponse(body, status_code=500, media_type=problems.PROBLEM)
+        return _error(request, 500, "internal_error")
 
     async def csrf(request: Request, exc: Exception) -> Response:
         log.info("request without a valid CSRF token refused")
@@ -155,7 +195,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_change(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, InvalidChange)
         status = 409 if isinstance(exc, ResidentEnded) else 422
-        return _refusal(request, status, lambda lang: i18n.change_error(lang, exc))
+        return _refusal(request, status, lambda lang: i18n.change_error(lang, exc), code=exc.code)
 
     async def unreadable(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -177,6 +217,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
     app.add_exception_handler(AlertChanged, changed)
+    app.add_exception_handler(PoolTimeout, unavailable)
+    app.add_exception_handler(psycopg.OperationalError, unavailable)
+    app.add_exception_handler(Exception, internal)
     app.add_exception_handler(CsrfRejected, csrf)
     app.add_exception_handler(authz.Forbidden, forbidden)
 
@@ -302,6 +345,7 @@ def create_app(
     # Added last, so outermost: the body is capped before the session or any route reads it,
     # and every answer, a 413 included, carries the security headers.
     app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
+    app.add_middleware(ProblemDetails)  # outside the body limit: its 413 is a problem too
     app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -322,4 +366,12 @@ def create_app(
     app.include_router(account_router())
     app.include_router(report_router())
     install_enrolment(app)
+    spec = app.openapi
+
+    def openapi() -> dict[str, Any]:  # every /api/ error documented as a problem, once
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.add_to_spec(spec())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -124,10 +124,19 @@ TEXTS: dict[str, tuple[str, str]] = {
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
     "alert_changed": (
-        "화면을 여신 뒤에 이 알림이 바뀌었습니다(지금: {severity}, {state}). 아무것도 처리하지 "
-        "않았습니다. 알림을 다시 열어 내용을 확인한 뒤 처리해 주세요.",
-        "This alert changed after you opened it (now: {severity}, {state}). Nothing was done: "
-        "open it again, check what changed, then act.",
+        "처리되지 않았습니다. 이 화면을 연 뒤 알림 내용이 바뀌었습니다(현재 단계: {severity}, "
+        "상태: {state}). 알림을 다시 열어 바뀐 내용을 확인한 뒤 다시 처리해 주세요.",
+        "Not done: this alert changed after you opened it (now {severity}, {state}). Open it "
+        "again, check what changed, then act.",
+    ),
+    "open_alert_again": ("알림 다시 열기", "Open the alert again"),
+    "unavailable": (
+        "지금은 처리할 수 없습니다. 잠시 뒤 다시 해 주세요.",
+        "Not available right now; try again shortly.",
+    ),
+    "internal_error": (
+        "서버에서 오류가 났습니다. 잠시 뒤 다시 해 주세요.",
+        "Server error; try again later.",
     ),
     "paged_refresh_note": (
         "이 페이지는 자동으로 새로고침되지 않습니다. 새로 생기거나 단계가 오른 알림은 첫 페이지에 보입니다.",

@@ -97,7 +97,7 @@ def test_if_match_is_optional_but_never_unreadable(town: Town, database: Databas
     client = TestClient(town.app)
     a = bearer(client, town.username_a, PASSWORD_A)
     url = f"/api/v1/alerts/{town.alert_id}/acknowledge"
-    for bad in ("123", '"abc"', '"12', ""):
+    for bad in ("123", '"abc"', '"12', "", 'W/"1"', '"1 2"', '"' + "9" * 5000 + '"'):
         refused = client.post(url, json={}, headers={**a, "If-Match": bad})
         assert refused.status_code == 400, bad
     assert _state(database, town.alert_id) == ("open", "warning")
@@ -117,7 +117,8 @@ def test_the_page_acts_only_on_the_version_it_showed(town: Town, database: Datab
         follow_redirects=False,
     )
     assert refused.status_code == 412
-    assert "화면을 여신 뒤에 이 알림이 바뀌었습니다(지금: 심각" in refused.text
+    assert "이 화면을 연 뒤 알림 내용이 바뀌었습니다(현재 단계: 심각" in refused.text
+    assert f'href="/alerts/{town.alert_id}"' in refused.text  # back to the alert, to look again
     assert _state(database, town.alert_id) == ("open", "critical")
 
     again = client.get(f"/alerts/{town.alert_id}").text

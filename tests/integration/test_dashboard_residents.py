@@ -151,10 +151,13 @@ def test_away_without_an_end_date_and_other_bad_statuses_are_422(
 
     response = client.post(url, json={"status": "away"}, headers=a)
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": "부재·입원은 종료 예정 시각이 필요합니다.",
-        "detail_en": "Away and hospital need an end date.",
-    }
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["detail"], problem["detail_en"]) == (
+        "부재·입원은 종료 예정 시각이 필요합니다.",
+        "Away and hospital need an end date.",
+    )
+    assert (problem["status"], problem["code"], problem["instance"]) == (422, "until_required", url)
     refused = {
         "until_past": {"status": "hospital", "until": "2026-11-21T09:00:00+09:00"},
         "until_too_far": {"status": "away", "until": "2027-06-01T00:00:00+09:00"},
@@ -191,12 +194,20 @@ def test_another_dongs_resident_is_404_and_nothing_changes(town: Town, database:
         hidden = client.post(f"/api/v1/residents/{town.resident_id}/{path}", json=body, headers=b)
         missing = client.post(f"/api/v1/residents/987654321/{path}", json=body, headers=b)
         assert hidden.status_code == missing.status_code == 404, path
+        seen, absent = hidden.json(), missing.json()
+        # the same answer but for the path the client asked: nothing tells them apart
+        assert seen.pop("instance") != absent.pop("instance")
         assert (
-            hidden.json()
-            == missing.json()
+            seen
+            == absent
             == {
+                "type": "urn:anbu:problem:not_found",
+                "title": "Not Found",
+                "status": 404,
+                "code": "not_found",
                 "detail": "대상자를 찾을 수 없습니다.",
                 "detail_en": "Resident not found.",
+                "errors": [],
             }
         )
         assert RESIDENT_NAME not in hidden.text

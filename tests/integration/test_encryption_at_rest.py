@@ -241,7 +241,9 @@ def test_the_api_card_with_a_wrong_key_answers_503_in_korean(
         )
         assert response.status_code == status, response.text
         if status == 503:
-            assert response.json() == {"detail": DATA_KEY_KO, "detail_en": DATA_KEY_EN}
+            problem = response.json()
+            assert (problem["detail"], problem["detail_en"]) == (DATA_KEY_KO, DATA_KEY_EN)
+            assert problem["status"] == 503
             assert ADDED_NOTE not in response.text
         else:
             assert response.json()["health_notes"] == ADDED_NOTE

@@ -414,5 +414,6 @@ def test_openapi_documents_the_enrolment_api(district: District) -> None:
         "button", "smoke", "gas", "co", "water_leak", "tamper",
     ]  # fmt: skip
     refusal = paths["/api/v1/residents"]["post"]["responses"]["409"]
-    assert refusal["content"]["application/json"]["schema"]["$ref"].endswith("RefusedOut")
+    problem, own = refusal["content"]["application/problem+json"]["schema"]["allOf"]
+    assert problem["$ref"].endswith("/Problem") and own["$ref"].endswith("RefusedOut")
     assert DONG_B  # the other dong of the district exists for the tests above

@@ -407,10 +407,12 @@ def test_the_api_lets_only_the_districts_supervisor_or_admin_run_a_course(
     end = f"/api/v1/residents/{rid}/end"
     refused = client.post(end, json={"reason": "moved"}, headers=manager)
     assert refused.status_code == 403
-    assert refused.json() == {
-        "detail": "구 통합돌봄 담당자와 구 시스템 관리자만 할 수 있습니다.",
-        "detail_en": "Only the district's supervisors and admins may do this.",
-    }
+    problem = refused.json()
+    assert (problem["code"], problem["detail"], problem["detail_en"]) == (
+        "forbidden",
+        "구 통합돌봄 담당자와 구 시스템 관리자만 할 수 있습니다.",
+        "Only the district's supervisors and admins may do this.",
+    )
     assert client.post(end, json={"reason": "moved"}, headers=far).status_code == 404
     assert client.post(end, json={"reason": "gone"}, headers=sup).status_code == 422
     transfer = f"/api/v1/residents/{rid}/transfer"
