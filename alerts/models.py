@@ -59,6 +59,12 @@ class AlertView:
     call_attempts: int
     reason_ko: str | None
     reason_en: str | None
+    # who took and who closed it, when, and how it ended (None until then)
+    acknowledged_at: datetime | None = None
+    acknowledged_by: int | None = None
+    resolved_at: datetime | None = None
+    resolved_by: int | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

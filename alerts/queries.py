@@ -16,7 +16,8 @@ from core.domain import AlertState
 
 _SELECT = """
     SELECT a.id, a.resident_id, r.home, r.dong_code, a.kind, a.severity, a.state, a.opened_at,
-           a.updated_at, a.call_attempts, f.reason_ko, f.reason_en
+           a.updated_at, a.call_attempts, f.reason_ko, f.reason_en, a.acknowledged_at,
+           a.acknowledged_by, a.resolved_at, a.resolved_by, a.outcome
     FROM anbu.alerts a
     JOIN anbu.resident r ON r.id = a.resident_id
     LEFT JOIN anbu.findings f ON f.id = a.finding_id

@@ -74,6 +74,13 @@ class AlertOut(BaseModel):
     reason_ko: str | None
     reason_en: str | None
     actions: list[str] = Field(description="What the care manager may do now.")
+    acknowledged_at: datetime | None = Field(description="When a care manager took it")
+    acknowledged_by: int | None = Field(description="The care manager who took it")
+    resolved_at: datetime | None = Field(description="When it was closed")
+    resolved_by: int | None = Field(
+        description="The care manager who closed it (null when the system closed it)"
+    )
+    outcome: str | None = Field(description="How it ended, once resolved")
 
     @classmethod
     def of(cls, a: AlertView) -> AlertOut:
@@ -95,6 +102,11 @@ class AlertOut(BaseModel):
             reason_ko=a.reason_ko,
             reason_en=a.reason_en,
             actions=care_manager_actions(a.state),
+            acknowledged_at=a.acknowledged_at,
+            acknowledged_by=a.acknowledged_by,
+            resolved_at=a.resolved_at,
+            resolved_by=a.resolved_by,
+            outcome=a.outcome,
         )
 
 

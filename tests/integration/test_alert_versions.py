@@ -91,6 +91,12 @@ def test_a_raised_alert_is_not_resolved_on_the_version_read_before(
     )  # fmt: skip
     assert fresh.status_code == 200, fresh.text
     assert _state(database, town.alert_id) == ("resolved", "critical")
+    # a resolved alert says who took it, who closed it, when and how
+    [listed] = client.get("/api/v1/alerts?state=resolved", headers=a).json()["data"]
+    for alert in (listed, fresh.json()["alert"]):
+        assert alert["outcome"] == "visited_ok"
+        assert alert["acknowledged_by"] == alert["resolved_by"] == town.manager_a
+        assert alert["acknowledged_at"] is not None and alert["resolved_at"] is not None
 
 
 def test_if_match_is_optional_but_never_unreadable(town: Town, database: Database) -> None:
