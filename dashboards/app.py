@@ -43,7 +43,7 @@ from dashboards.auth import (
 )
 from dashboards.course import course_router
 from dashboards.deps import Deps, get_deps, language
-from dashboards.edge import DOCS_PATH, BodyLimit, SecurityHeaders
+from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
 from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
 from dashboards.problems import ProblemDetails
@@ -347,6 +347,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
     app.add_middleware(ProblemDetails)  # outside the body limit: its 413 is a problem too
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestId)  # outermost: even a refusal by the others carries the id
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # the extra routers (Twilio's webhooks, under their own prefix) first: routes are matched

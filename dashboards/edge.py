@@ -4,9 +4,13 @@ on request bodies enforced while they stream, before anything parses them."""
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core import logs
 
 # No inline script or style anywhere: templates load /static files only.
 CONTENT_SECURITY_POLICY = (
@@ -54,6 +58,41 @@ def _replace(
 ) -> list[tuple[bytes, bytes]]:
     names = {name for name, _ in extra}
     return [(k, v) for k, v in headers if k.lower() not in names] + extra
+
+
+WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestId:
+    """Every request gets an id: the client's X-Request-ID when well-formed (nginx sends its
+    $request_id), else a new one. It is answered in X-Request-ID, carried by every log line the
+    request writes (core.logs) and by the access log's reads (dashboards.residents.reader_of)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        rid = given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
+        header = [(b"x-request-id", rid.encode())]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": _replace(message.get("headers", ()), header)}
+            await send(message)
+
+        token = logs.request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
 
 
 class SecurityHeaders:

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from starlette.requests import Request
 
 from alerts.queries import Dongs, dong_list
+from core import logs
 from core.crypto import Keyring
 from core.domain import SAFETY_KINDS
 from dashboards.auth import CareManager
@@ -179,7 +180,7 @@ def safety_devices(
 def reader_of(request: Request, manager: CareManager) -> Reader:
     """The care manager behind a request, with its request id (the client's X-Request-ID when
     well-formed, else a new one) and the client's address."""
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+    given = logs.request_id.get() or request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     client = request.client.host if request.client else None
     return Reader(care_manager_id=manager.id, request_id=request_id, client=client)

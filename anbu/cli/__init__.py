@@ -29,10 +29,10 @@ def open_database() -> object:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from core import logs
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=logs.FORMAT)
+    logs.install()  # each line names the web request it was written for (X-Request-ID)
     # twilio's client logs request URLs and headers at INFO; keep it to warnings
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
