@@ -60,6 +60,17 @@ def _replace(
     return [(k, v) for k, v in headers if k.lower() not in names] + extra
 
 
+def _sending_with(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, with `extra` headers set on the response's start."""
+
+    async def send_with(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": _replace(message.get("headers", ()), extra)}
+        await send(message)
+
+    return send_with
+
+
 WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -81,16 +92,9 @@ class RequestId:
                 given = value.decode("latin-1")
                 break
         rid = given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
-        header = [(b"x-request-id", rid.encode())]
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": _replace(message.get("headers", ()), header)}
-            await send(message)
-
         token = logs.request_id.set(rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, _sending_with(send, [(b"x-request-id", rid.encode())]))
         finally:
             logs.request_id.reset(token)
 
@@ -105,14 +109,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = _headers_for(scope.get("path", ""))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": _replace(message.get("headers", ()), extra)}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, _sending_with(send, _headers_for(scope.get("path", ""))))
 
 
 class BodyLimit:
