@@ -42,6 +42,7 @@ from dashboards.schemas import (
     ResidentOut,
     ResolveIn,
     ReviewOut,
+    SettingChangeOut,
     SiteOut,
     StatusIn,
     TokenOut,
@@ -465,6 +466,29 @@ def api_router() -> APIRouter:
             access_notes=notes.access_notes,
             safety_devices=[SafetyDeviceOut.of(d, deps.local_time) for d in safety],
         )
+
+    @router.get(
+        "/residents/{resident_id}/history",
+        response_model=Page[SettingChangeOut],
+        dependencies=secured,
+        responses={404: _CHANGE_RESPONSES[404]},
+    )
+    def resident_history(
+        resident_id: int,
+        manager: ResidentReader,
+        deps: AppDeps,
+        limit: PageLimit = LIMIT_DEFAULT,
+        cursor: PageCursor = None,
+    ) -> Page[SettingChangeOut]:
+        """Who changed a resident's care settings (status and its end, quiet hours, the hours
+        of each level), when, from what to what; newest first, a page at a time. Times are
+        UTC; quiet hours are local (HH:MM), as set."""
+        after = paging.place_or_400("history", cursor)
+        with deps.db.connection() as conn:
+            changes, more = residents.page_history(
+                conn, resident_id, visible_dongs(manager), limit=limit, after=after
+            )
+        return paging.page("history", [SettingChangeOut.of(c) for c in changes], more)
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)
     def weekly_review(manager: ReviewReader, deps: AppDeps) -> ReviewOut:

@@ -17,7 +17,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -46,7 +52,7 @@ from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
 from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
-from dashboards.problems import ProblemDetails
+from dashboards.problems import CatchAll, ProblemDetails
 from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
@@ -162,24 +168,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _refusal(request, 412, say, again=f"/alerts/{exc.alert_id}")
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        """The database cannot be reached or gave no connection in time: try again shortly."""
+        """The database cannot be reached, gave no connection in time, or asked for the
+        transaction to be run again: try again shortly. Any other database error is a fault
+        (problems.CatchAll: 500), never 'try again' forever."""
+        if not problems.passes(exc):
+            raise exc
         log.warning("database unavailable", extra={"error": type(exc).__name__})
         retry = {"Retry-After": str(problems.RETRY_AFTER_S)}
         if _is_api(request):
             ko, en = problems.WORDS[503]
             return JSONResponse({"detail": ko, "detail_en": en}, status_code=503, headers=retry)
+        if not problems.is_page(request.url.path):  # Twilio's callbacks, metrics: plain words
+            return PlainTextResponse("unavailable", status_code=503, headers=retry)
         response = _error(request, 503, "unavailable")
         response.headers.update(retry)
         return response
-
-    async def internal(request: Request, exc: Exception) -> Response:
-        """A failure nobody handled: logged with its trace, answered without it."""
-        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-        if _is_api(request):
-            ko, en = problems.WORDS[500]
-            body = problems.problem(500, request.url.path, {"detail": ko, "detail_en": en})
-            return JSONResponse(body, status_code=500, media_type=problems.PROBLEM)
-        return _error(request, 500, "internal_error")
 
     async def csrf(request: Request, exc: Exception) -> Response:
         log.info("request without a valid CSRF token refused")
@@ -219,7 +222,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlertChanged, changed)
     app.add_exception_handler(PoolTimeout, unavailable)
     app.add_exception_handler(psycopg.OperationalError, unavailable)
-    app.add_exception_handler(Exception, internal)
     app.add_exception_handler(CsrfRejected, csrf)
     app.add_exception_handler(authz.Forbidden, forbidden)
 
@@ -346,6 +348,7 @@ def create_app(
     # and every answer, a 413 included, carries the security headers.
     app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
     app.add_middleware(ProblemDetails)  # outside the body limit: its 413 is a problem too
+    app.add_middleware(CatchAll)  # inside the headers: a 500 has them and the request id
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestId)  # outermost: even a refusal by the others carries the id
     _install_error_handlers(app)

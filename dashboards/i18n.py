@@ -134,10 +134,6 @@ TEXTS: dict[str, tuple[str, str]] = {
         "지금은 처리할 수 없습니다. 잠시 뒤 다시 해 주세요.",
         "Not available right now; try again shortly.",
     ),
-    "internal_error": (
-        "서버에서 오류가 났습니다. 잠시 뒤 다시 해 주세요.",
-        "Server error; try again later.",
-    ),
     "paged_refresh_note": (
         "이 페이지는 자동으로 새로고침되지 않습니다. 새로 생기거나 단계가 오른 알림은 첫 페이지에 보입니다.",
         "This page does not refresh itself; new and raised alerts show on the first page.",

@@ -31,6 +31,7 @@ SHAPES = {
     "queue": "iiti",  # resolved, severity rank, opened_at, id (the care queue)
     "residents": "issi",  # ended, dong, home, id
     "device-findings": "ti",  # raised_at, id (newest first)
+    "history": "i",  # id (newest first: ids only grow)
 }
 
 

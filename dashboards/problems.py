@@ -14,10 +14,17 @@ shape, never a stack trace.
 from __future__ import annotations
 
 import json
+import logging
+import traceback
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+from psycopg import errors as pg
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 RETRY_AFTER_S = 5
@@ -152,6 +159,88 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
             kind = value.split(b";")[0].strip().lower()
             return kind in (b"application/json", PROBLEM.encode())
     return False
+
+
+# what a retry shortly can cure: no connection, the server going away or refusing more, a
+# serialization failure or deadlock (the transaction runs again)
+_PASSING = (
+    PoolTimeout,
+    pg.ConnectionException,
+    pg.CannotConnectNow,
+    pg.AdminShutdown,
+    pg.CrashShutdown,
+    pg.TooManyConnections,
+    pg.SerializationFailure,
+    pg.DeadlockDetected,
+)
+PAGE_FAILED = (
+    '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>500 · 안부 anbu</title>'
+    '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
+    '<p class="error" role="alert">{ko}</p><p lang="en">{en}</p>'
+    '<p><a href="/alerts">목록으로 / Back</a></p></main></body></html>'
+)
+_NOT_PAGES = ("/api/", "/twilio/", "/metrics")
+
+
+def passes(exc: BaseException) -> bool:
+    """Whether a database failure may pass if the request is made again shortly."""
+    if isinstance(exc, _PASSING):
+        return True
+    # libpq lost the connection: no SQLSTATE at all
+    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+
+
+def is_page(path: str) -> bool:
+    return not path.startswith(_NOT_PAGES)
+
+
+class CatchAll:
+    """ASGI middleware: a failure no handler took answers 500 (a problem for the API, a page
+    for people, plain words for Twilio and metrics) without its trace, and is logged by its
+    kind, SQLSTATE and stack frames only: an exception's text can carry a row's values (a
+    psycopg DETAIL line names the phone number it refused), and none may reach a log. Nothing
+    is raised further, so no server logs it again."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:  # the last stop: nothing above may see it
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("unhandled %s (sqlstate %s) answering %s %s\n%s", type(exc).__name__,
+                      getattr(exc, "sqlstate", None), scope.get("method"), scope["path"],
+                      frames)  # fmt: skip
+            if started:  # part of the answer left already: the connection ends it
+                return
+            await _failed(scope["path"], send)
+
+
+async def _failed(path: str, send: Any) -> None:
+    ko, en = WORDS[500]
+    if path.startswith("/api/"):
+        kind, body = PROBLEM, json.dumps(problem(500, path, {"detail": ko, "detail_en": en}))
+    elif not is_page(path):
+        kind, body = "text/plain; charset=utf-8", "internal error"
+    else:
+        kind, body = "text/html; charset=utf-8", PAGE_FAILED.format(ko=ko, en=en)
+    data = body.encode()
+    await send({"type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", kind.encode()),
+                            (b"content-length", b"%d" % len(data))]})  # fmt: skip
+    await send({"type": "http.response.body", "body": data})
 
 
 def add_to_spec(spec: dict[str, Any]) -> dict[str, Any]:

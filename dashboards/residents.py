@@ -75,6 +75,46 @@ def list_residents(conn: psycopg.Connection[Any], dongs: Dongs) -> list[Resident
     return [ResidentView(**row) for row in rows]
 
 
+NO_ID_ABOVE = 2**63 - 1  # bigint's largest: "before" it is every id
+
+
+@dataclass(frozen=True, slots=True)
+class SettingChange:
+    """One change of a resident's care settings, from the audit (anbu.resident_changes)."""
+
+    id: int
+    at: datetime
+    care_manager_id: int
+    field: str
+    old_value: str | None
+    new_value: str | None
+
+
+def page_history(
+    conn: psycopg.Connection[Any],
+    resident_id: int,
+    dongs: Dongs,
+    *,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> tuple[list[SettingChange], tuple[Any, ...] | None]:
+    """The changes of a resident of `dongs`, newest first, a page at a time; ResidentNotFound
+    for any other dong."""
+    get_resident(conn, resident_id, dongs)
+    before = int(after[0]) if after else NO_ID_ABOVE
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT id, at, care_manager_id, field, old_value, new_value
+                 FROM anbu.resident_changes WHERE resident_id = %s AND id < %s
+                ORDER BY id DESC LIMIT %s""",
+            (resident_id, before, limit + 1),
+        ).fetchall()
+    changes = [SettingChange(**r) for r in rows[:limit]]
+    if len(rows) <= limit or not changes:
+        return changes, None
+    return changes, (changes[-1].id,)
+
+
 def page_residents(
     conn: psycopg.Connection[Any],
     dongs: Dongs,

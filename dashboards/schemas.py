@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,7 +14,7 @@ from dashboards.auth import CareManager
 from dashboards.authz import visible_dongs
 from dashboards.enrolment_text import kind_label
 from dashboards.i18n import RESIDENT_STATUS_LABELS
-from dashboards.residents import ActivityHour, ResidentView, Week
+from dashboards.residents import ActivityHour, ResidentView, SettingChange, Week
 from dashboards.review import Review
 from dashboards.sites import DeviceFinding, SiteView
 from ingest.devices import HeardDevice
@@ -158,6 +159,26 @@ class AlertDetailOut(BaseModel):
             notifications=d.notifications,
             version=d.version,
         )
+
+
+class SettingChangeOut(BaseModel):
+    id: int
+    at: datetime
+    care_manager_id: int = Field(description="Who changed it")
+    field: Literal[
+        "status", "status_until", "quiet_start", "quiet_end", "watch_h_max", "warning_h_max",
+        "critical_h_max",
+    ]  # fmt: skip
+    old_value: str | None = Field(description="Before (ISO 8601 UTC for times, HH:MM local)")
+    new_value: str | None = Field(description="After; null: none")
+
+    @classmethod
+    def of(cls, c: SettingChange) -> SettingChangeOut:
+        return cls(
+            id=c.id, at=c.at, care_manager_id=c.care_manager_id,
+            field=c.field,  # type: ignore[arg-type]  # the table's CHECK holds it to these
+            old_value=c.old_value, new_value=c.new_value,
+        )  # fmt: skip
 
 
 class AcknowledgeIn(BaseModel):

@@ -191,3 +191,26 @@ def test_the_care_queue_page_links_to_every_open_alert(
     ranks = [rank[severity[i]] for i in shown]
     assert ranks == sorted(ranks)
     assert client.get("/alerts?after=garbage").status_code == 400
+
+
+def test_a_residents_setting_history_pages_newest_first_in_the_own_dong_only(
+    town: Town, database: Database
+) -> None:
+    client = TestClient(town.app)
+    a = bearer(client, town.username_a, PASSWORD_A)
+    url = f"/api/v1/residents/{town.resident_id}"
+    for start in range(7):  # seven changes of the quiet hours, each audited
+        body = {"start": f"2{start}:00" if start < 4 else f"0{start - 4}:00", "end": "06:30"}
+        done = client.post(f"{url}/quiet-hours", json=body, headers=a)
+        assert done.status_code == 200, done.text
+    rows = _all_pages(client, f"{url}/history?limit=3", a)
+    with database.connection() as conn:
+        expected = conn.execute(
+            """SELECT id, field, new_value FROM anbu.resident_changes WHERE resident_id = %s
+               ORDER BY id DESC""",
+            (town.resident_id,),
+        ).fetchall()
+    assert [(r["id"], r["field"], r["new_value"]) for r in rows] == [tuple(e) for e in expected]
+    assert len(rows) >= 7 and rows[0]["care_manager_id"] == town.manager_a
+    b = bearer(client, town.username_b, PASSWORD_B)
+    assert client.get(f"{url}/history", headers=b).status_code == 404

@@ -4,8 +4,11 @@ PostgreSQL (the 503 is a real pool with no connection to give)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
+import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
 from alerts.policy import EscalationPolicy
@@ -13,6 +16,7 @@ from alerts.service import AlertService
 from core.clock import VirtualClock
 from core.config import Settings
 from core.db import Database
+from dashboards import problems
 from dashboards.app import create_app
 from tests.integration.dashboard_support import (
     OPENED_AT,
@@ -82,6 +86,43 @@ def test_no_connection_in_time_is_503_with_retry_after(db_url: str, unique: str)
         assert body["detail_en"] == "Not available right now; try again shortly."
     finally:
         database.close()
+
+
+def test_a_failure_nobody_handled_is_500_and_its_values_reach_no_log(
+    town: Town, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom() -> None:  # a database refusal whose DETAIL names a row's values
+        raise psycopg.errors.UniqueViolation(
+            "duplicate key value\nDETAIL:  Key (phone)=(+821099998888) already exists."
+        )
+
+    town.app.add_api_route("/api/v1/boom", boom)
+    town.app.add_api_route("/boom", boom)
+    town.app.add_api_route("/twilio/boom", boom, methods=["POST"])
+    client = TestClient(town.app)
+    with caplog.at_level(logging.INFO):
+        api = client.get("/api/v1/boom")
+        page = client.get("/boom")
+        twilio = client.post("/twilio/boom")
+    body = _problem(api, 500, "internal")
+    assert "99998888" not in api.text and "UniqueViolation" not in str(body)
+    assert page.status_code == 500 and "서버에서 오류가 났습니다" in page.text
+    assert twilio.status_code == 500 and twilio.text == "internal error"
+    for answer in (api, page, twilio):  # the headers every answer has, a 500 too
+        assert "content-security-policy" in answer.headers
+        assert answer.headers["x-request-id"]
+    logged = caplog.text
+    assert "UniqueViolation" in logged and "23505" in logged  # what and where, for the fix
+    assert "99998888" not in logged and "already exists" not in logged
+
+
+def test_only_what_may_pass_is_a_503() -> None:
+    assert problems.passes(psycopg.OperationalError("server closed the connection"))
+    assert problems.passes(psycopg.errors.SerializationFailure())
+    assert problems.passes(psycopg.errors.AdminShutdown())
+    assert not problems.passes(psycopg.errors.ProgramLimitExceeded())
+    assert not problems.passes(psycopg.errors.QueryCanceled())
+    assert not problems.passes(psycopg.errors.InvalidPassword())
 
 
 def test_an_unhandled_failure_is_a_500_problem_without_its_trace(db_url: str, unique: str) -> None:

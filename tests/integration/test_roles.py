@@ -116,6 +116,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/residents"): Row(CARE),
     ("GET", "/api/v1/residents/{resident_id}"): Row(CARE, "resident"),
     ("GET", "/api/v1/residents/{resident_id}/activity"): Row(CARE, "resident"),
+    ("GET", "/api/v1/residents/{resident_id}/history"): Row(CARE, "resident"),
     ("POST", "/api/v1/residents/{resident_id}/status"): Row(
         CARE, "resident", {"status": "away", "until": UNTIL_UTC}
     ),
