@@ -124,7 +124,8 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
     replays = Replays(settings.webhook_replay_window_s)
-    router = APIRouter(prefix="/twilio", tags=["twilio"])
+    # Twilio's callbacks are no part of the public API: kept out of its spec
+    router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
 
     async def signed_params(request: Request) -> tuple[bytes, dict[str, str]]:
         """The replay key and form parameters of a request Twilio signed; 403 otherwise."""

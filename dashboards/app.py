@@ -24,8 +24,10 @@ from fastapi.responses import (
     RedirectResponse,
     Response,
 )
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi.utils import generate_unique_id
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
 from starlette.middleware.sessions import SessionMiddleware
@@ -91,6 +93,14 @@ def _templates() -> Jinja2Templates:
         form_label=enrolment_text.form_label,
     )
     return Jinja2Templates(env=env)
+
+
+def _operation_id(route: APIRoute) -> str:
+    """An API operation's id is its function's name (list_alerts, resolve...): stable for
+    generated clients; pages and the rest keep FastAPI's longer, unique form."""
+    if route.path.startswith("/api/"):
+        return route.name
+    return generate_unique_id(route)
 
 
 def _is_api(request: Request) -> bool:
@@ -326,6 +336,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url=None,  # _docs_router: FastAPI's page starts Swagger UI with an inline script
         redoc_url=None,
+        generate_unique_id_function=_operation_id,
     )
     app.state.deps = Deps(
         db=db,

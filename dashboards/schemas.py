@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -58,13 +58,16 @@ class MeOut(BaseModel):
         )
 
 
+SeverityName = Literal["watch", "warning", "critical"]
+
+
 class AlertOut(BaseModel):
     id: int
     resident_id: int
     home: str
     dong_code: str
     kind: str
-    severity: str = Field(description="watch, warning or critical")
+    severity: SeverityName = Field(description="관심, 주의, 심각")
     severity_ko: str = Field(description="관심, 주의 or 심각")
     state: AlertState
     state_ko: str
@@ -92,7 +95,7 @@ class AlertOut(BaseModel):
             home=a.home,
             dong_code=a.dong_code,
             kind=a.kind,
-            severity=a.severity,
+            severity=cast(SeverityName, Severity.parse(a.severity).label),  # one of the three
             severity_ko=Severity.parse(a.severity).korean,
             state=a.state,
             state_ko=ko,
