@@ -112,20 +112,6 @@ class SecurityHeaders:
         await self.app(scope, receive, _sending_with(send, _headers_for(scope.get("path", ""))))
 
 
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """A receive that gives the whole `body`, read already, then whatever `receive` says."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 class BodyLimit:
     """Reads a request's whole body, counting bytes as they arrive, before the app sees any of
     it; past `max_bytes` (announced by Content-Length or streamed, chunked or not) the answer
@@ -159,7 +145,17 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         limit = self.max_bytes

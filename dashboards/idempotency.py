@@ -24,7 +24,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import Database
-from dashboards.edge import replaying
 
 KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 WRITES = (b"POST", b"PUT", b"PATCH", b"DELETE")
@@ -177,7 +176,16 @@ async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    return body, replaying(body, receive)
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
 
 
 async def _answer(send: Send, status: int, body: dict[str, str], retry: bool = False) -> None:
