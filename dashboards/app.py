@@ -53,7 +53,6 @@ from dashboards.course import course_router
 from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
 from dashboards.enrolment import install_enrolment
-from dashboards.idempotency import Idempotency
 from dashboards.metrics import database_registry
 from dashboards.problems import CatchAll, ProblemDetails
 from dashboards.report import report_router
@@ -356,8 +355,6 @@ def create_app(
         same_site="lax",
         https_only=cookie_secure(settings),
     )
-    # inside the body limit and the problem shape: a replayed answer leaves as the first did
-    app.add_middleware(Idempotency, db=db)
     # Added last, so outermost: the body is capped before the session or any route reads it,
     # and every answer, a 413 included, carries the security headers.
     app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
