@@ -16,7 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
 import registry
-from alerts import absence, queries
+from alerts import absence, feed, queries
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
 from dashboards import paging, residents, review, sites
@@ -31,6 +31,8 @@ from dashboards.schemas import (
     AlertDetailOut,
     AlertOut,
     DeviceFindingOut,
+    FeedEventOut,
+    FeedOut,
     HeardDeviceOut,
     LevelsIn,
     MeOut,
@@ -489,6 +491,29 @@ def api_router() -> APIRouter:
                 conn, resident_id, visible_dongs(manager), limit=limit, after=after
             )
         return paging.page("history", [SettingChangeOut.of(c) for c in changes], more)
+
+    @router.get("/events", response_model=FeedOut, dependencies=secured)
+    def events(
+        request: Request,
+        manager: AlertReader,
+        deps: AppDeps,
+        after: Annotated[int, Query(ge=0, description="The last seq seen; 0 from the start")] = 0,
+        limit: PageLimit = LIMIT_DEFAULT,
+    ) -> FeedOut:
+        """The alert events of the dongs in view, in the order they were published: every
+        event once, none lost to a transaction that committed late (alerts.feed). Poll with
+        the last `seq` seen as `after`; de-duplicate by `event_id`. The reads are recorded in
+        the access log, as an alert's timeline is."""
+        with deps.db.connection() as conn:
+            feed.publish(conn, deps.clock.now())
+            found, more = feed.read(conn, visible_dongs(manager), after, limit)
+            for rid in feed.residents_of(found):
+                residents.record_read(conn, request, manager, rid, "alert", ("timeline",))
+        return FeedOut(
+            data=[FeedEventOut.of(e) for e in found],
+            has_more=more,
+            next_after=found[-1].seq if found else after,
+        )
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)
     def weekly_review(manager: ReviewReader, deps: AppDeps) -> ReviewOut:

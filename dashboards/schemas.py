@@ -7,6 +7,7 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alerts.feed import FeedEvent
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
 from core.domain import AlertState, SensorKind, Severity
@@ -182,6 +183,42 @@ class SettingChangeOut(BaseModel):
             field=c.field,  # type: ignore[arg-type]  # the table's CHECK holds it to these
             old_value=c.old_value, new_value=c.new_value,
         )  # fmt: skip
+
+
+class FeedEventOut(BaseModel):
+    seq: int = Field(description="The feed's order: pass the last one seen as `after`")
+    event_id: int = Field(description="The event's own id: de-duplicate by it")
+    type: str = Field(description="alert.<state> for a transition, alert.updated otherwise")
+    at: datetime = Field(description="When it happened (UTC)")
+    published_at: datetime = Field(description="When the feed took it (UTC)")
+    alert_id: int
+    resident_id: int
+    dong_code: str
+    kind: str
+    severity: SeverityName = Field(description="The alert's severity now")
+    from_state: AlertState | None
+    to_state: AlertState
+    actor: str = Field(description="system, resident or care_manager:<id>")
+    reason: str = Field(description="What happened, in Korean")
+
+    @classmethod
+    def of(cls, e: FeedEvent) -> FeedEventOut:
+        moved = e.from_state != e.to_state
+        return cls(
+            seq=e.seq, event_id=e.event_id,
+            type=f"alert.{e.to_state}" if moved else "alert.updated",
+            at=e.at, published_at=e.published_at, alert_id=e.alert_id,
+            resident_id=e.resident_id, dong_code=e.dong_code, kind=e.kind,
+            severity=cast(SeverityName, Severity.parse(e.severity).label),
+            from_state=AlertState(e.from_state) if e.from_state else None,
+            to_state=AlertState(e.to_state), actor=e.actor, reason=e.reason,
+        )  # fmt: skip
+
+
+class FeedOut(BaseModel):
+    data: list[FeedEventOut]
+    has_more: bool = Field(description="More events follow: ask again with next_after")
+    next_after: int = Field(description="The last seq of this page: pass it as `after`")
 
 
 class AcknowledgeIn(BaseModel):

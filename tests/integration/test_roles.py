@@ -101,6 +101,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/me"): Row(ALL),
     # alerts: care roles; reassigning: supervisors and admins
     ("GET", "/api/v1/alerts"): Row(CARE),
+    ("GET", "/api/v1/events"): Row(CARE),
     ("GET", "/api/v1/alerts/{alert_id}"): Row(CARE, "alert"),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Row(CARE, "alert", {"note": "확인"}),
     ("POST", "/api/v1/alerts/{alert_id}/resolve"): Row(
