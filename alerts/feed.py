@@ -33,16 +33,23 @@ SELECT e.id, %(now)s FROM anbu.alert_events e
  LIMIT %(batch)s
 """
 
+# One statement, one snapshot: the page and the feed's last seq as that snapshot sees it (a
+# reader whose dongs had nothing new moves on to it, instead of scanning from the same place
+# again; every seq below it is committed, since copiers run one at a time)
 _READ = """
-SELECT f.seq, f.published_at, e.id AS event_id, e.at, e.alert_id, a.resident_id, r.dong_code,
-       a.kind, a.severity, e.from_state, e.to_state, e.actor, e.reason
-  FROM anbu.event_feed f
-  JOIN anbu.alert_events e ON e.id = f.event_id
-  JOIN anbu.alerts a ON a.id = e.alert_id
-  JOIN anbu.resident r ON r.id = a.resident_id
- WHERE f.seq > %(after)s AND r.dong_code = ANY(%(dongs)s)
- ORDER BY f.seq
- LIMIT %(n)s
+WITH top AS (SELECT coalesce(max(seq), 0) AS top FROM anbu.event_feed)
+SELECT top.top, page.* FROM top LEFT JOIN LATERAL (
+    SELECT f.seq, f.published_at, e.id AS event_id, e.at, e.alert_id, a.resident_id,
+           r.dong_code, a.kind, a.severity, e.from_state, e.to_state, e.actor, e.reason
+      FROM anbu.event_feed f
+      JOIN anbu.alert_events e ON e.id = f.event_id
+      JOIN anbu.alerts a ON a.id = e.alert_id
+      JOIN anbu.resident r ON r.id = a.resident_id
+     WHERE f.seq > %(after)s AND r.dong_code = ANY(%(dongs)s)
+     ORDER BY f.seq
+     LIMIT %(n)s
+) page ON true
+ORDER BY page.seq
 """
 
 
@@ -75,13 +82,21 @@ def publish(conn: psycopg.Connection[Any], now: datetime) -> int:
 
 def read(
     conn: psycopg.Connection[Any], dongs: Dongs, after: int, limit: int
-) -> tuple[list[FeedEvent], bool]:
-    """The feed's events of `dongs` after seq `after`, at most `limit`; and whether more follow."""
+) -> tuple[list[FeedEvent], bool, int]:
+    """The feed's events of `dongs` after seq `after`, at most `limit`; whether more follow;
+    and the seq to ask after next (past other dongs' events when none of `dongs` follow)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             _READ, {"after": after, "dongs": dong_list(dongs), "n": limit + 1}
         ).fetchall()
-    return [FeedEvent(**r) for r in rows[:limit]], len(rows) > limit
+    top = int(rows[0]["top"]) if rows else after
+    found = [FeedEvent(**{k: v for k, v in r.items() if k != "top"})
+             for r in rows if r["seq"] is not None]  # fmt: skip
+    more = len(found) > limit
+    found = found[:limit]
+    if more:
+        return found, True, found[-1].seq
+    return found, False, max(after, top, found[-1].seq if found else 0)
 
 
 def residents_of(events: Sequence[FeedEvent]) -> list[int]:

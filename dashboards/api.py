@@ -497,7 +497,9 @@ def api_router() -> APIRouter:
         request: Request,
         manager: AlertReader,
         deps: AppDeps,
-        after: Annotated[int, Query(ge=0, description="The last seq seen; 0 from the start")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=2**63 - 1, description="The last seq seen; 0 from the start")
+        ] = 0,
         limit: PageLimit = LIMIT_DEFAULT,
     ) -> FeedOut:
         """The alert events of the dongs in view, in the order they were published: every
@@ -506,13 +508,13 @@ def api_router() -> APIRouter:
         the access log, as an alert's timeline is."""
         with deps.db.connection() as conn:
             feed.publish(conn, deps.clock.now())
-            found, more = feed.read(conn, visible_dongs(manager), after, limit)
-            for rid in feed.residents_of(found):
-                residents.record_read(conn, request, manager, rid, "alert", ("timeline",))
+            found, more, next_after = feed.read(conn, visible_dongs(manager), after, limit)
+            for rid in feed.residents_of(found):  # reasons may quote the care line's messages
+                residents.record_read(
+                    conn, request, manager, rid, "alert", ("timeline", "transcripts")
+                )
         return FeedOut(
-            data=[FeedEventOut.of(e) for e in found],
-            has_more=more,
-            next_after=found[-1].seq if found else after,
+            data=[FeedEventOut.of(e) for e in found], has_more=more, next_after=next_after
         )
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)

@@ -74,7 +74,9 @@ def test_every_event_once_in_order_a_late_commit_included(
 
     # another dong's manager sees none of it; each read of a timeline is in the access log
     b = bearer(client, town.username_b, PASSWORD_B)
-    assert _drain(client, b, 0)[0] == []
+    none, moved_on = _drain(client, b, 0)
+    assert none == [] and moved_on == every[-1]  # past dong A's events, not from 0 again
+    assert client.get(f"/api/v1/events?after={2**63}", headers=b).status_code == 422
     with database.connection() as conn:
         (reads,) = conn.execute(
             "SELECT count(*) FROM anbu.access_log WHERE view = 'alert' AND resident_id = %s",
