@@ -263,7 +263,13 @@ def test_restart_keeps_the_timer(runtime: Runtime, phone: PhoneNetwork) -> None:
     _silent_since(rt, clock.now())
     clock.advance(timedelta(hours=7))
     assert rt.sweep_once() == 1
-    assert rt.alerts.process_due() == 1
+    # the call rings only once the pass is over: a no-answer that came back within the pass
+    # made the alert due again in it (2 steps, not 1) when the machine was fast enough
+    phone.pause_lines()
+    try:
+        assert rt.alerts.process_due() == 1
+    finally:
+        phone.resume_lines()
     assert phone.wait_idle(15)
     wait_for(lambda: count(rt, "SELECT count(*) FROM anbu.calls WHERE outcome IS NOT NULL") == 1,
              what="the first call's outcome")  # fmt: skip
@@ -295,8 +301,12 @@ def test_restart_keeps_the_timer(runtime: Runtime, phone: PhoneNetwork) -> None:
         assert other.alerts.process_due() == 0
         assert len(phone.calls) == 1
         clock.advance(timedelta(seconds=1))
-        assert other.alerts.process_due() == 1
-        other.calls.drain_queue(budget_s=5.0)  # the worker's drainer, when no token was free
+        phone.pause_lines()  # the retry rings after the pass (its no-answer makes it due again)
+        try:
+            assert other.alerts.process_due() == 1
+            other.calls.drain_queue(budget_s=5.0)  # the worker's drainer, when no token was free
+        finally:
+            phone.resume_lines()
         assert phone.wait_idle(15)
         assert [c.to for c in phone.calls] == [RESIDENT_PHONE, RESIDENT_PHONE]
         with psycopg.connect(settings.database_url or "") as conn:
