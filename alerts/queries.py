@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alerts.models import AlertDetail, AlertEventView, AlertNotFound, AlertView, CallView
+from core.db import keyset_page, keyset_params
 from core.domain import AlertState
 
 _SELECT = """
@@ -119,7 +120,7 @@ def page_alerts(
     keyed = filtered
     if after is not None:
         keyed += f" AND {seek}"
-        params.update({f"k{i}": v for i, v in enumerate(after)})
+        params.update(keyset_params(after))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"{_SELECT} WHERE {keyed} {order} LIMIT %(n)s", params).fetchall()
         total = None
@@ -130,15 +131,15 @@ def page_alerts(
                 params,
             ).fetchone()
             total = int(counted["n"]) if counted else 0
-    views = [_view(r) for r in rows[:limit]]
-    if len(rows) <= limit or not views:
-        return AlertPage(views, None, total)
-    last = views[-1]
-    place: tuple[Any, ...] = (last.opened_at, last.id)
-    if by_severity:
+
+    def place(last: AlertView) -> tuple[Any, ...]:
+        if not by_severity:
+            return (last.opened_at, last.id)
         resolved = int(last.state is AlertState.RESOLVED)
-        place = (resolved, _SEVERITY_RANK.get(last.severity, 2), *place)
-    return AlertPage(views, place, total)
+        return (resolved, _SEVERITY_RANK.get(last.severity, 2), last.opened_at, last.id)
+
+    views, next_after = keyset_page([_view(r) for r in rows], limit, place)
+    return AlertPage(views, next_after, total)
 
 
 def list_alerts(

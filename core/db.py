@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +151,20 @@ class Database:
     def connection(self) -> Any:
         """A pooled connection as a context manager; the block is one transaction."""
         return self.pool.connection()
+
+
+def keyset_page(
+    items: Sequence[T], limit: int, place: Callable[[T], tuple[Any, ...]]
+) -> tuple[list[T], tuple[Any, ...] | None]:
+    """A page of rows read with LIMIT limit + 1 (the one more tells whether more follow): its
+    first `limit`, and the place of the last of them in the list's order when more follow (the
+    keyset the next page starts after), else None."""
+    page = list(items[:limit])
+    if len(items) <= limit or not page:
+        return page, None
+    return page, place(page[-1])
+
+
+def keyset_params(after: Sequence[Any] | None) -> dict[str, Any]:
+    """A keyset's parts as the named parameters k0, k1... its seek condition uses."""
+    return {f"k{i}": value for i, value in enumerate(after or ())}

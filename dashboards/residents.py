@@ -19,6 +19,7 @@ from starlette.requests import Request
 from alerts.queries import Dongs, dong_list
 from core import logs
 from core.crypto import Keyring
+from core.db import keyset_page, keyset_params
 from core.domain import SAFETY_KINDS
 from dashboards.auth import CareManager
 from detectors.health import HealthPolicy
@@ -109,10 +110,7 @@ def page_history(
                 ORDER BY id DESC LIMIT %s""",
             (resident_id, before, limit + 1),
         ).fetchall()
-    changes = [SettingChange(**r) for r in rows[:limit]]
-    if len(rows) <= limit or not changes:
-        return changes, None
-    return changes, (changes[-1].id,)
+    return keyset_page([SettingChange(**r) for r in rows], limit, lambda c: (c.id,))
 
 
 def page_residents(
@@ -130,19 +128,18 @@ def page_residents(
             " AND ((status = 'ended')::int, dong_code, home, id) > (%(k0)s, %(k1)s, %(k2)s, %(k3)s)"
         )
     )
-    params: dict[str, Any] = {"dongs": dong_list(dongs), "n": limit + 1}
-    params.update({f"k{i}": v for i, v in enumerate(after or ())})
+    params = {"dongs": dong_list(dongs), "n": limit + 1, **keyset_params(after)}
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             f"{_SELECT} WHERE dong_code = ANY(%(dongs)s){seek}"
             " ORDER BY (status = 'ended'), dong_code, home, id LIMIT %(n)s",
             params,
         ).fetchall()
-    views = [ResidentView(**row) for row in rows[:limit]]
-    if len(rows) <= limit or not views:
-        return views, None
-    last = views[-1]
-    return views, (int(last.status == "ended"), last.dong_code, last.home, last.id)
+    return keyset_page(
+        [ResidentView(**row) for row in rows],
+        limit,
+        lambda last: (int(last.status == "ended"), last.dong_code, last.home, last.id),
+    )
 
 
 def get_resident(conn: psycopg.Connection[Any], resident_id: int, dongs: Dongs) -> ResidentView:

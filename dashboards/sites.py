@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from alerts.queries import Dongs, dong_list
 from core.crypto import Keyring
+from core.db import keyset_page, keyset_params
 from core.domain import SafetyFinding
 from detectors.health import (
     BATTERY_LOW,
@@ -90,7 +91,7 @@ def device_findings(
     conn: psycopg.Connection[Any], dongs: Dongs, resident_id: int | None = None, limit: int = 200
 ) -> list[DeviceFinding]:
     """Device and site findings of residents in `dongs` (or of one resident), newest first."""
-    return page_device_findings(conn, dongs, resident_id, limit=limit)[0][:limit]
+    return page_device_findings(conn, dongs, resident_id, limit=limit)[0]
 
 
 def page_device_findings(
@@ -106,14 +107,11 @@ def page_device_findings(
     if after is not None:
         more += f" {_AFTER}"
     params = {"dongs": dong_list(dongs), "kinds": list(DEVICE_FINDING_KINDS),
-              "resident": resident_id, "limit": limit + 1}  # fmt: skip
-    params.update({f"k{i}": v for i, v in enumerate(after or ())})
+              "resident": resident_id, "limit": limit + 1, **keyset_params(after)}  # fmt: skip
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_FINDINGS.format(more=more), params).fetchall()
-    found = [DeviceFinding(**row) for row in rows[:limit]]
-    if len(rows) <= limit or not found:
-        return found, None
-    return found, (found[-1].raised_at, found[-1].id)
+    found = [DeviceFinding(**row) for row in rows]
+    return keyset_page(found, limit, lambda last: (last.raised_at, last.id))
 
 
 def site(
