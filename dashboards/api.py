@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, Security
@@ -45,6 +45,7 @@ from dashboards.schemas import (
     ResolveIn,
     ReviewOut,
     SettingChangeOut,
+    SeverityName,
     SiteOut,
     StatusIn,
     TokenOut,
@@ -69,7 +70,6 @@ PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows pe
 PageCursor = Annotated[
     str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
 ]
-SeverityName = Literal["watch", "warning", "critical"]
 
 _REFUSAL = {
     "content": {

@@ -41,7 +41,7 @@ from core.db import Database
 from dashboards import authz, enrolment_text, i18n, problems
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
-from dashboards.api import api_router
+from dashboards.api import api_router, etag
 from dashboards.auth import (
     Authenticator,
     CsrfRejected,
@@ -173,7 +173,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": say("ko"), "detail_en": say("en"), "state": exc.state,
                  "severity": exc.severity, "version": exc.version},
-                status_code=412, headers={"ETag": f'"{exc.version}"'},
+                status_code=412, headers={"ETag": etag(exc.version)},
             )  # fmt: skip
         return _refusal(request, 412, say, again=f"/alerts/{exc.alert_id}")
 

@@ -37,8 +37,9 @@ BODY_TOO_LARGE_KO = (
 )
 BODY_TOO_LARGE_EN = "The request body is too large: at most {limit} bytes are accepted."
 JSON_PREFIXES = ("/api/", "/twilio/", "/metrics")
-PAGE_TOO_LARGE = (
-    '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>413 · 안부 anbu</title>'
+# a refusal made before the app (and its templates) could answer: 413 here, 500 in problems
+ERROR_PAGE = (
+    '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>{status} · 안부 anbu</title>'
     '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
     '<p class="error" role="alert">{detail}</p><p lang="en">{detail_en}</p>'
     '<p><a href="/alerts">이전 화면으로</a></p></main></body></html>'
@@ -74,6 +75,11 @@ def _sending_with(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
 WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+def request_id_of(given: str) -> str:
+    """`given` (a client's or nginx's X-Request-ID) when well-formed, else a new id."""
+    return given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 class RequestId:
     """Every request gets an id: the client's X-Request-ID when well-formed (nginx sends its
     $request_id), else a new one. It is answered in X-Request-ID, carried by every log line the
@@ -91,7 +97,7 @@ class RequestId:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        rid = given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = request_id_of(given)
         token = logs.request_id.set(rid)
         try:
             await self.app(scope, receive, _sending_with(send, [(b"x-request-id", rid.encode())]))
@@ -168,7 +174,7 @@ class BodyLimit:
             body = json.dumps(payload, ensure_ascii=False).encode()
             content_type = b"application/json; charset=utf-8"
         else:  # a browser's form: a page it can show
-            body = PAGE_TOO_LARGE.format(**payload).encode()
+            body = ERROR_PAGE.format(status=413, **payload).encode()
             content_type = b"text/html; charset=utf-8"
         await send(
             {

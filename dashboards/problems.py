@@ -24,6 +24,9 @@ from psycopg import errors as pg
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
+from dashboards import i18n
+from dashboards.edge import ERROR_PAGE, JSON_PREFIXES
+
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
@@ -49,10 +52,7 @@ CODES = {
 WORDS = {
     422: ("입력이 올바르지 않습니다.", "The request is not valid."),
     500: ("서버에서 오류가 났습니다. 잠시 뒤 다시 해 주세요.", "Server error; try again later."),
-    503: (
-        "지금은 처리할 수 없습니다. 잠시 뒤 다시 해 주세요.",
-        "Not available right now; try again shortly.",
-    ),
+    503: (i18n.text("ko", "unavailable"), i18n.text("en", "unavailable")),
 }
 
 
@@ -173,13 +173,6 @@ _PASSING = (
     pg.SerializationFailure,
     pg.DeadlockDetected,
 )
-PAGE_FAILED = (
-    '<!doctype html><html lang="ko"><head><meta charset="utf-8"><title>500 · 안부 anbu</title>'
-    '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
-    '<p class="error" role="alert">{ko}</p><p lang="en">{en}</p>'
-    '<p><a href="/alerts">목록으로 / Back</a></p></main></body></html>'
-)
-_NOT_PAGES = ("/api/", "/twilio/", "/metrics")
 
 
 def passes(exc: BaseException) -> bool:
@@ -191,7 +184,7 @@ def passes(exc: BaseException) -> bool:
 
 
 def is_page(path: str) -> bool:
-    return not path.startswith(_NOT_PAGES)
+    return not path.startswith(JSON_PREFIXES)
 
 
 class CatchAll:
@@ -235,7 +228,10 @@ async def _failed(path: str, send: Any) -> None:
     elif not is_page(path):
         kind, body = "text/plain; charset=utf-8", "internal error"
     else:
-        kind, body = "text/html; charset=utf-8", PAGE_FAILED.format(ko=ko, en=en)
+        kind, body = (
+            "text/html; charset=utf-8",
+            ERROR_PAGE.format(status=500, detail=ko, detail_en=en),
+        )
     data = body.encode()
     await send({"type": "http.response.start", "status": 500,
                 "headers": [(b"content-type", kind.encode()),

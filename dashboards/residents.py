@@ -4,8 +4,6 @@ recorded in the access log (`record_read`, in the read's transaction)."""
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -22,14 +20,12 @@ from core.crypto import Keyring
 from core.db import keyset_page, keyset_params
 from core.domain import SAFETY_KINDS
 from dashboards.auth import CareManager
+from dashboards.edge import request_id_of
 from detectors.health import HealthPolicy
 from detectors.sweep import SUPPRESSING_STATUSES
 from registry import ResidentNotFound
 from registry.access_log import Reader, record_access
 from registry.secrecy import Notes, resident_notes
-
-REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # Never phone or notes: what is not selected cannot leak.
 _SELECT = """
@@ -217,8 +213,8 @@ def safety_devices(
 def reader_of(request: Request, manager: CareManager) -> Reader:
     """The care manager behind a request, with its request id (the client's X-Request-ID when
     well-formed, else a new one) and the client's address."""
-    given = logs.request_id.get() or request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    given = logs.request_id.get() or request.headers.get("x-request-id", "")
+    request_id = request_id_of(given)
     client = request.client.host if request.client else None
     return Reader(care_manager_id=manager.id, request_id=request_id, client=client)
 
