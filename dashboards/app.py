@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable, Sequence
 from html import escape
@@ -112,14 +111,15 @@ def _refusal(
     status: int,
     say: Callable[[str], str],
     again: str | None = None,
-    code: str | None = None,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    """The same refusal as JSON for the API (a problem, dashboards.problems, with `code` when
-    the refusal has its own) or as a page, in Korean first; `again`: a link back to what was
-    refused (the page offers it)."""
+    """The same refusal as JSON for the API (a problem, dashboards.problems, with the refusal's
+    own `fields`, such as its `code`, and `headers`) or as a page, in Korean first; `again`: a
+    link back to what was refused (the page offers it)."""
     if _is_api(request):
-        body = {"detail": say("ko"), "detail_en": say("en")}
-        return JSONResponse(body | ({"code": code} if code else {}), status_code=status)
+        body = {"detail": say("ko"), "detail_en": say("en"), **(fields or {})}
+        return JSONResponse(body, status_code=status, headers=headers)
     lang = language(request)
     return render(
         request, get_deps(request), lang, "error.html", status_code=status, message=say(lang),
@@ -150,15 +150,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def illegal(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IllegalTransition)
-        response = _refusal(
+        return _refusal(  # with the state it is in now, for the client to show
             request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value),
-            code=f"illegal_{exc.event.value}",
+            fields={"code": f"illegal_{exc.event.value}", "state": exc.state.value},
         )  # fmt: skip
-        if _is_api(request):  # the state it is in now, for the client to show
-            return JSONResponse(
-                {**json.loads(bytes(response.body)), "state": exc.state.value}, status_code=409
-            )
-        return response
 
     async def changed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AlertChanged)
@@ -169,13 +164,11 @@ def _install_error_handlers(app: FastAPI) -> None:
                 state=i18n.state_label(lang, exc.state),
             )
 
-        if _is_api(request):
-            return JSONResponse(
-                {"detail": say("ko"), "detail_en": say("en"), "state": exc.state,
-                 "severity": exc.severity, "version": exc.version},
-                status_code=412, headers={"ETag": etag(exc.version)},
-            )  # fmt: skip
-        return _refusal(request, 412, say, again=f"/alerts/{exc.alert_id}")
+        return _refusal(
+            request, 412, say, again=f"/alerts/{exc.alert_id}",
+            fields={"state": exc.state, "severity": exc.severity, "version": exc.version},
+            headers={"ETag": etag(exc.version)},
+        )  # fmt: skip
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         """The database cannot be reached, gave no connection in time, or asked for the
@@ -208,7 +201,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_change(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, InvalidChange)
         status = 409 if isinstance(exc, ResidentEnded) else 422
-        return _refusal(request, status, lambda lang: i18n.change_error(lang, exc), code=exc.code)
+        return _refusal(
+            request, status, lambda lang: i18n.change_error(lang, exc), fields={"code": exc.code}
+        )
 
     async def unreadable(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
