@@ -243,43 +243,20 @@ class CheckinService:
     def _first_calls(
         self, conn: psycopg.Connection[Any], rounds: list[dict[str, Any]], now: datetime
     ) -> bool:
-        """The first calls of many rounds at once, as _step and _queue make them one by one
-        (a morning's 10,000 rounds took six round trips each). One savepoint for all: when it
+        """The first calls of many rounds at once, as _step makes them one by one (a morning's
+        10,000 rounds took six round trips each). One savepoint for all: when it
         fails, False, nothing is kept, and each round takes its own step in its own savepoint,
         so one bad round still fails alone."""
         try:
             calls = [self._call_row(k, 1, max(k["slot"], now)) for k in rounds]
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
+            with conn.transaction():  # one savepoint for both statements
+                conn.execute(
                     """UPDATE anbu.checkin_rounds k SET attempts = 1, next_action_at = d.due
                        FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, due)
                        WHERE k.id = d.id""",
                     ([c[4] for c in calls], [c[2] + self.policy.watchdog for c in calls]),
                 )
-                cur.execute(
-                    """WITH ins AS (
-                           INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, status,
-                               created_at, updated_at, priority, not_before, dial_state, attempt,
-                               round_id)
-                           SELECT q.key, q.resident_id, 'routine', 'queued', %(now)s, %(now)s,
-                                  %(priority)s, q.not_before, 'waiting', 1, q.round_id
-                           FROM unnest(%(keys)s::text[], %(residents)s::bigint[],
-                                       %(not_before)s::timestamptz[], %(rounds)s::bigint[])
-                                WITH ORDINALITY AS q(key, resident_id, not_before, round_id, o)
-                           ORDER BY q.o  -- ids in _DUE's order: the most overdue dialled first
-                           ON CONFLICT (idempotency_key) DO NOTHING
-                           RETURNING id, round_id)
-                       UPDATE anbu.checkin_rounds k SET last_call_id = ins.id
-                       FROM ins WHERE k.id = ins.round_id""",
-                    {
-                        "now": now,
-                        "priority": int(Priority.ROUTINE),
-                        "keys": [c[0] for c in calls],
-                        "residents": [c[1] for c in calls],
-                        "not_before": [c[2] for c in calls],
-                        "rounds": [c[4] for c in calls],
-                    },
-                )
+                self._queue(conn, calls, now)
         except Exception as exc:
             log.warning("first check-in calls not queued together; one round at a time",
                         extra={"rounds": len(rounds), "error": type(exc).__name__})  # fmt: skip
@@ -376,21 +353,30 @@ class CheckinService:
     def _queue(
         self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], now: datetime
     ) -> None:
-        """Insert the calls (idempotent per round and attempt) and link them to their rounds."""
-        with conn.cursor() as cur:
-            cur.executemany(
-                """WITH ins AS (
-                       INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, status,
-                           created_at, updated_at, priority, not_before, dial_state, attempt,
-                           round_id)
-                       VALUES (%s, %s, 'routine', 'queued', %s, %s, %s, %s, 'waiting', %s, %s)
-                       ON CONFLICT (idempotency_key) DO NOTHING
-                       RETURNING id, round_id)
-                   UPDATE anbu.checkin_rounds k SET last_call_id = ins.id
-                   FROM ins WHERE k.id = ins.round_id""",
-                [(key, rid, now, now, int(Priority.ROUTINE), nb, attempt, round_id)
-                 for key, rid, nb, attempt, round_id in rows],
-            )  # fmt: skip
+        """Insert the calls (idempotent per round and attempt) and link them to their rounds,
+        in one statement however many; ids in the order given (the due order: the most overdue
+        is dialled first)."""
+        keys, residents, not_before, attempts, rounds = (list(c) for c in zip(*rows, strict=True))
+        conn.execute(
+            """WITH ins AS (
+                   INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, status,
+                       created_at, updated_at, priority, not_before, dial_state, attempt,
+                       round_id)
+                   SELECT q.key, q.resident_id, 'routine', 'queued', %(now)s, %(now)s,
+                          %(priority)s, q.not_before, 'waiting', q.attempt, q.round_id
+                   FROM unnest(%(keys)s::text[], %(residents)s::bigint[],
+                               %(not_before)s::timestamptz[], %(attempts)s::int[],
+                               %(rounds)s::bigint[])
+                        WITH ORDINALITY AS q(key, resident_id, not_before, attempt, round_id, o)
+                   ORDER BY q.o
+                   ON CONFLICT (idempotency_key) DO NOTHING
+                   RETURNING id, round_id)
+               UPDATE anbu.checkin_rounds k SET last_call_id = ins.id
+               FROM ins WHERE k.id = ins.round_id""",
+            {"now": now, "priority": int(Priority.ROUTINE), "keys": keys,
+             "residents": residents, "not_before": not_before, "attempts": attempts,
+             "rounds": rounds},
+        )  # fmt: skip
 
 
 def unreached_streak(conn: psycopg.Connection[Any], resident_id: int, n: int) -> bool:
