@@ -44,7 +44,6 @@ def _view(row: dict[str, Any]) -> AlertView:
     return AlertView(**{**row, "state": AlertState(row["state"])})
 
 
-LIST_ALL = 10_000_000  # list_alerts: no cut
 _RANK = "CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 _SEVERITY_RANK = {"critical": 0, "warning": 1}  # any other severity: 2
 
@@ -140,17 +139,6 @@ def page_alerts(
 
     views, next_after = keyset_page([_view(r) for r in rows], limit, place)
     return AlertPage(views, next_after, total)
-
-
-def list_alerts(
-    conn: psycopg.Connection[Any], dongs: Dongs, include_resolved: bool = False
-) -> list[AlertView]:
-    """Every alert of residents in `dongs`, most severe and newest first (for code that needs
-    them all; lists people read are paged with page_alerts)."""
-    wanted = AlertFilter(include_resolved=include_resolved)
-    # one statement, one snapshot: pages read one after another could miss or repeat an alert
-    # raised or resolved between them
-    return page_alerts(conn, dongs, wanted, limit=LIST_ALL, by_severity=True).alerts
 
 
 def alert_version(conn: psycopg.Connection[Any], alert_id: int) -> int:
