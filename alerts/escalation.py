@@ -23,6 +23,7 @@ from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.policy import TOP_LEVEL, EscalationPolicy
 from alerts.recipients import recipients
+from alerts.routing import spoken_to_manager
 from core.domain import AlertState, Severity
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class Escalation:
             f"확인: {self.dashboard_url}/alerts/{a['id']}"
         )
         critical = Severity.parse(a["severity"]) is Severity.CRITICAL
-        spoken = f"{severity} 알림입니다. {reason}."
+        spoken = spoken_to_manager(a["id"], a.get("kind") or "", severity, a.get("dong_name"))
         for m in managers:
             for channel, status in (("sms", "pending"), ("dashboard", "sent")):
                 _notification(conn, a["id"], m["id"], channel, body, status, now, level, round_)

@@ -151,14 +151,17 @@ class Intake:
         return len(self.alerts.on_findings(found)) if found else 0
 
     def report_line_calls(self, limit: int = 200) -> int:
-        """Help requests and messages left on the 돌봄콜 line (a message once transcribed)."""
+        """Help requests and messages left on the 돌봄콜 line: a message with its recognised text,
+        or at 주의 with its recording when nothing was recognised."""
         now = self.clock.now()
         found: list[IncomingFinding] = []
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             calls = cur.execute(
-                """SELECT id, resident_id, choice, transcript, outcome FROM anbu.incoming_calls
+                """SELECT id, resident_id, choice, transcript, outcome, recording_url
+                   FROM anbu.incoming_calls
                    WHERE reported_at IS NULL AND resident_id IS NOT NULL
-                     AND (choice = 'help' OR (choice = 'message' AND transcript IS NOT NULL))
+                     AND (choice = 'help' OR choice = 'message'
+                          AND (transcript IS NOT NULL OR recording_url IS NOT NULL))
                    ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED""",
                 (limit,),
             ).fetchall()
@@ -170,12 +173,20 @@ class Intake:
                     item = _finding(conn, c["resident_id"], "help_request", Severity.CRITICAL, now,
                                     "돌봄콜로 도움을 요청함", "asked for help on the care line",
                                     {"incoming_call_id": c["id"]})  # fmt: skip
+                elif c["transcript"] is None:  # nothing recognised: what was said is unknown
+                    item = _finding(conn, c["resident_id"], "voice_message", Severity.WARNING, now,
+                                    "돌봄콜 음성 메시지 (받아쓰지 못함: 녹음을 들어 주세요)",
+                                    "left a voice message on the care line (not transcribed: "
+                                    "listen to the recording)",
+                                    {"incoming_call_id": c["id"],
+                                     "recording_url": c["recording_url"]})  # fmt: skip
                 else:
                     severity = MESSAGE_SEVERITY.get(c["outcome"] or "", Severity.WATCH)
                     item = _finding(conn, c["resident_id"], "voice_message", severity, now,
                                     f"돌봄콜 메시지: {c['transcript']}",
                                     "left a message on the care line",
-                                    {"incoming_call_id": c["id"]})  # fmt: skip
+                                    {"incoming_call_id": c["id"],
+                                     "recording_url": c["recording_url"]})  # fmt: skip
                 if item is not None:
                     found.append(item)
         return len(self.alerts.on_findings(found)) if found else 0

@@ -20,7 +20,7 @@ class LadderStep:
 
 
 LADDER: tuple[LadderStep, ...] = (
-    LadderStep(0, ("manager",), "동 담당 복지사"),
+    LadderStep(0, ("manager",), "동 케어매니저"),
     LadderStep(1, ("manager", "supervisor"), "구 통합돌봄 담당"),
     LadderStep(2, ("manager", "supervisor", "admin"), "관리자 (가족·119 안내)"),
 )

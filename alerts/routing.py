@@ -72,6 +72,19 @@ FIRST_ADVICE: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
+def spoken_to_manager(alert_id: int, kind: str, severity_ko: str, dong_name: str | None) -> str:
+    """What a care manager's alert call says: fixed spoken sentences with the severity, the
+    dong and the cause in the programme's words, the first advice where there is one, and the
+    alert's number to find it by. Never the log text (hours with decimals, brackets, codes)
+    nor a name or a phone number."""
+    where = f"{dong_name} 대상자 댁" if dong_name else "대상자 댁"
+    advice = FIRST_ADVICE.get(kind)
+    said = f"{severity_ko} 알림입니다. {where}, {route_for(kind).label_ko}입니다."
+    if advice is not None:
+        said += f" {advice[0]}."
+    return f"{said} 알림 번호는 {alert_id}번입니다."
+
+
 def join_partners(kind: str) -> frozenset[str]:
     """The other kinds whose open alert a finding of `kind` joins (empty: it opens its own)."""
     for group in JOINED_KINDS:

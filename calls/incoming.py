@@ -2,9 +2,10 @@
 
 A caller is recognised by the number they call from (never logged), checked and put in E.164
 first: a withheld number (`anonymous`, empty) or one that is not a Korean number matches
-nobody. 1 is a help request for
-their dong care manager, 2 leaves a recorded message with its transcript; alerts/intake turns
-both into alerts. Unknown callers are told how to reach the city.
+nobody. 2 is a help request for
+their dong care manager (2 is help on every line, as on the check-in call), 1 leaves a message:
+said and recognised as Korean speech, or recorded when nothing was recognised; alerts/intake
+turns both into alerts. Unknown callers are told how to reach the city.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from registry.phones import InvalidPhone, parse_phone
 
 log = logging.getLogger(__name__)
 
-CHOICES = {"1": "help", "2": "message"}
+CHOICES = {"2": "help", "1": "message"}
 
 
 class IncomingLine:
@@ -77,15 +78,29 @@ class IncomingLine:
         return row is not None
 
     def transcribed(self, sid: str, text: str, model: SpeechModel | None) -> CallOutcome | None:
-        """Store a message's transcript and what it means (a risk word makes it urgent)."""
+        """Store a message's text and what it means (a risk word makes it urgent). Text that
+        comes after the message was reported (a recording, reported at 주의, then a
+        recogniser's transcript) is reported again when it reads as more urgent than that."""
         outcome = understand(text, model)
         with self.db.connection() as conn:
             row = conn.execute(
-                """UPDATE anbu.incoming_calls SET transcript = %s, outcome = %s, updated_at = %s
-                   WHERE twilio_sid = %s AND choice = 'message' RETURNING id""",
-                (text, outcome.value, self.clock.now(), sid),
-            ).fetchone()
+                """UPDATE anbu.incoming_calls SET transcript = %(text)s, outcome = %(outcome)s,
+                       updated_at = %(now)s,
+                       reported_at = CASE WHEN %(rank)s > CASE
+                               WHEN reported_at IS NULL THEN 0
+                               WHEN outcome = 'emergency' THEN 3
+                               WHEN outcome IN ('help', 'unwell') OR transcript IS NULL THEN 2
+                               ELSE 1 END
+                           THEN NULL ELSE reported_at END
+                   WHERE twilio_sid = %(sid)s AND choice = 'message' RETURNING id""",
+                {"text": text.strip() or None, "outcome": outcome.value, "now": self.clock.now(),
+                 "rank": URGENCY.get(outcome, 1), "sid": sid},
+            ).fetchone()  # fmt: skip
         return outcome if row else None
+
+
+# how urgent a message reads (what alerts/intake files it at: 관심 1, 주의 2, 심각 3)
+URGENCY = {CallOutcome.EMERGENCY: 3, CallOutcome.HELP: 2, CallOutcome.UNWELL: 2}
 
 
 def caller_number(caller: str) -> str | None:

@@ -396,6 +396,25 @@ class CallService:
         log.info("check-in answer", extra={"call_id": call_id, "outcome": str(outcome)})
         return outcome, script
 
+    def raise_answer(
+        self, conn: psycopg.Connection[Any], call_id: int, answer: CallOutcome, now: datetime
+    ) -> CallOutcome | None:
+        """Risk said later in the call (a conversation's question): the call's answer and
+        outcome become the more urgent of theirs and `answer`, in the caller's transaction.
+        Returns the call's answer now (None for an unknown call)."""
+        row = conn.execute(
+            "SELECT answer FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        kept = stronger_answer(CallOutcome(row[0]) if row[0] else None, answer)
+        conn.execute(
+            "UPDATE anbu.calls SET answer = %s, outcome = %s, updated_at = %s WHERE id = %s",
+            (kept.value, kept.value, now, call_id),
+        )
+        self._event(conn, call_id, now, "conversation", {})
+        return kept
+
     def record_amd(self, call_id: int, params: Mapping[str, str]) -> CallOutcome | None:
         """Store an async answering-machine result; a machine or fax is never an answer.
         Returns the outcome it implies (None for a person or an unknown call)."""
@@ -424,7 +443,10 @@ class CallService:
         script = self.script_of(call_id)
         language, about = (script[0], script[3]) if script else (self.language_of(call_id), None)
         try:
-            self.client.calls(sid).update(twiml=twiml.voicemail(language, about))
+            caller = (
+                self.settings.caller_name_en if language == "en" else self.settings.caller_name_ko
+            )
+            self.client.calls(sid).update(twiml=twiml.voicemail(language, about, caller))
         except TWILIO_ERRORS as exc:  # the call may already be over
             log.info("voicemail not left", extra={"call_id": call_id, **error_code(exc)})
 

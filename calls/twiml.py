@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -12,52 +13,86 @@ from core.domain import CallOutcome
 
 @dataclass(frozen=True, slots=True)
 class Script:
-    """Every line of the check-in call in one language."""
+    """Every line of the check-in call in one language. One choice per sentence: `_say` reads
+    each sentence slowly with a pause after it."""
 
     language: str  # BCP-47 tag for <Say> and speech recognition
     voice: str
-    greeting: str
+    hello: str  # who is calling, first: "{caller}" is the programme's centre (settings)
+    question: str  # are you all right: 1 fine, 2 help, by keypad or speech
     reprompt: str
     no_input: str
     voicemail: str
-    closings: dict[CallOutcome, str]
-    question: str = ""  # the greeting's question alone, after an opening that says why we call
+    closings: dict[CallOutcome, str]  # one for every outcome an answer can have
 
 
 KOREAN = Script(
     language="ko-KR",
     voice="Polly.Seoyeon",
-    greeting=(
-        "안녕하세요, 안부 확인 전화입니다. 괜찮으시면 1번, "
-        "도움이 필요하시면 2번을 누르시거나 말씀해 주세요."
+    hello="어르신, 안녕하세요. {caller}에서 안부 전화 드렸습니다.",
+    question=(
+        "괜찮으세요? 괜찮으시면 1번을 눌러 주세요. 도움이 필요하시면 2번을 눌러 주세요. "
+        "말씀으로 하셔도 됩니다."
     ),
-    reprompt="다시 한 번 여쭙겠습니다. 괜찮으시면 1번, 도움이 필요하시면 2번을 눌러 주세요.",
-    no_input="응답이 없어 잠시 후 다시 전화드리겠습니다. 담당 복지사께도 알리겠습니다.",
-    voicemail="안부 확인 전화였습니다. 잠시 후 다시 전화드리겠습니다.",
+    reprompt=(
+        "다시 한 번 여쭙겠습니다. 괜찮으시면 1번을 눌러 주세요. "
+        "도움이 필요하시면 2번을 눌러 주세요."
+    ),
+    no_input="대답이 없으셔서 조금 뒤에 다시 전화드리겠습니다.",
+    voicemail="{caller}의 안부 전화였습니다. 조금 뒤에 다시 전화드리겠습니다.",
     closings={
-        CallOutcome.OK: "감사합니다. 건강하세요.",
-        CallOutcome.HELP: "담당 복지사께 바로 알리겠습니다. 조금만 기다려 주세요.",
-        CallOutcome.UNCLEAR: "잘 알아듣지 못했습니다. 담당 복지사께서 곧 확인 연락을 드리겠습니다.",
+        CallOutcome.OK: "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다.",
+        CallOutcome.HELP: (
+            "네, 알겠습니다. 동 케어매니저에게 바로 알리겠습니다. "
+            "곧 연락드릴 테니 조금만 기다려 주세요."
+        ),
+        CallOutcome.UNWELL: (
+            "몸이 불편하시군요. 동 케어매니저에게 알려서 곧 연락드리겠습니다. "
+            "갑자기 더 아프시면 바로 119에 전화해 주세요."
+        ),
+        CallOutcome.EMERGENCY: (
+            "지금 바로 동 케어매니저에게 알리겠습니다. 위급하시면 전화를 끊고 바로 119에 "
+            "전화해 주세요. 다시 말씀드립니다. 119입니다."
+        ),
+        CallOutcome.CALL_BACK_LATER: "네, 알겠습니다. 조금 뒤에 다시 전화드리겠습니다.",
+        CallOutcome.UNCLEAR: (
+            "죄송합니다. 잘 알아듣지 못했습니다. 다시 연락드리겠습니다. "
+            "급하시면 119에 전화해 주세요."
+        ),
     },
-    question="괜찮으시면 1번, 도움이 필요하시면 2번을 누르시거나 말씀해 주세요.",
 )
 
 ENGLISH = Script(
     language="en-US",
     voice="Polly.Joanna",
-    greeting=(
-        "Hello, this is your check-in call. If you are fine, press 1. "
-        "If you need help, press 2, or just tell us."
+    hello="Hello. This is {caller}, with your check-in call.",
+    question=(
+        "Are you all right? If you are fine, press 1. If you need help, press 2. "
+        "You can also just tell us."
     ),
     reprompt="Let me ask once more. If you are fine, press 1. If you need help, press 2.",
-    no_input="We did not hear an answer. We will call again shortly and let your care manager know.",
-    voicemail="This was your check-in call. We will call again shortly.",
+    no_input="We did not hear an answer. We will call again shortly.",
+    voicemail="This was a check-in call from {caller}. We will call again shortly.",
     closings={
-        CallOutcome.OK: "Thank you. Take care.",
-        CallOutcome.HELP: "We are letting your care manager know right away. Please wait a moment.",
-        CallOutcome.UNCLEAR: "Sorry, we did not understand. Your care manager will call you soon.",
+        CallOutcome.OK: "Thank you. Take care today.",
+        CallOutcome.HELP: (
+            "All right. We are letting your care manager know right away. "
+            "They will contact you soon. Please wait a moment."
+        ),
+        CallOutcome.UNWELL: (
+            "We are sorry you are not feeling well. We will let your care manager know, and "
+            "they will contact you soon. If you suddenly feel worse, call one one nine."
+        ),
+        CallOutcome.EMERGENCY: (
+            "We are letting your care manager know right now. If this is an emergency, hang up "
+            "and call one one nine now. Again: one one nine."
+        ),
+        CallOutcome.CALL_BACK_LATER: "All right. We will call again a little later.",
+        CallOutcome.UNCLEAR: (
+            "Sorry, we did not understand. We will contact you again. "
+            "If it is urgent, call one one nine."
+        ),
     },
-    question="If you are fine, press 1. If you need help, press 2, or just tell us.",
 )
 
 SCRIPTS: dict[str, Script] = {"ko": KOREAN, "en": ENGLISH}
@@ -66,13 +101,11 @@ GATHER_TIMEOUT_S = 8
 
 # A call about something the resident's own device reported opens with what happened, in plain
 # words, before the same question (1 fine, 2 help): alert kind -> language -> opening.
-_HELLO_KO = "어르신, 안녕하세요. 안부 확인 전화입니다."
-_HELLO_EN = "Hello, this is your check-in call."
 # what a resident must do at once on a fire or gas alarm: said in the opening, again before the
 # re-prompt, and in the closing and voicemail (alert kind -> language -> line)
 SAFETY_LINES: dict[str, dict[str, str]] = {
     "fire_alarm": {
-        "ko": "연기나 불이 보이면 바로 밖으로 나가신 뒤 일일구에 전화해 주세요.",
+        "ko": "연기나 불이 보이면 바로 밖으로 나가신 뒤 119에 전화해 주세요.",
         "en": "If you see smoke or fire, go outside now and then call one one nine.",
     },
     "gas_alarm": {
@@ -83,30 +116,27 @@ SAFETY_LINES: dict[str, dict[str, str]] = {
 }
 OPENINGS: dict[str, dict[str, str]] = {
     "help_button": {
-        "ko": f"{_HELLO_KO} 댁의 응급호출기가 눌려 전화드렸습니다.",
-        "en": f"{_HELLO_EN} Your emergency button was pressed, so we are calling you.",
+        "ko": "댁의 응급호출기가 눌려 전화드렸습니다.",
+        "en": "Your emergency button was pressed, so we are calling you.",
     },
     "fire_alarm": {
-        "ko": f"{_HELLO_KO} 댁의 화재 감지기가 울려 전화드렸습니다. "
-        + SAFETY_LINES["fire_alarm"]["ko"],
-        "en": f"{_HELLO_EN} Your smoke alarm went off, so we are calling you. "
+        "ko": "댁의 화재 감지기가 울려 전화드렸습니다. " + SAFETY_LINES["fire_alarm"]["ko"],
+        "en": "Your smoke alarm went off, so we are calling you. "
         + SAFETY_LINES["fire_alarm"]["en"],
     },
     "gas_alarm": {
-        "ko": f"{_HELLO_KO} 댁의 가스 감지기가 울려 전화드렸습니다. "
-        + SAFETY_LINES["gas_alarm"]["ko"],
-        "en": f"{_HELLO_EN} Your gas alarm went off, so we are calling you. "
-        + SAFETY_LINES["gas_alarm"]["en"],
+        "ko": "댁의 가스 감지기가 울려 전화드렸습니다. " + SAFETY_LINES["gas_alarm"]["ko"],
+        "en": "Your gas alarm went off, so we are calling you. " + SAFETY_LINES["gas_alarm"]["en"],
     },
     "water_leak": {
-        "ko": f"{_HELLO_KO} 댁의 누수 감지기에서 물 새는 것이 감지되어 전화드렸습니다.",
-        "en": f"{_HELLO_EN} Your water leak detector found water, so we are calling you.",
+        "ko": "댁의 누수 감지기에서 물 새는 것이 감지되어 전화드렸습니다.",
+        "en": "Your water leak detector found water, so we are calling you.",
     },
 }
 
 # The care manager is told of these alerts as the call is placed: no answer is not followed by
 # another call from us (the care manager calls), and an OK does not close the alert.
-_TOLD_KO = "응답이 없으셔서 담당 복지사께 알렸습니다. 곧 연락드리겠습니다."
+_TOLD_KO = "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다."
 _TOLD_EN = (
     "We did not hear an answer, so we have told your care manager. They will contact you soon."
 )
@@ -114,21 +144,23 @@ NO_ANSWER: dict[str, str] = {"ko": _TOLD_KO, "en": _TOLD_EN}
 # alert kind -> language -> outcome -> closing, where it differs from the script's own
 CLOSINGS: dict[str, dict[str, dict[CallOutcome, str]]] = {
     kind: {
-        "ko": {CallOutcome.OK: "감사합니다. 담당 복지사께서 곧 확인 연락을 드리겠습니다."},
-        "en": {CallOutcome.OK: "Thank you. Your care manager will call you soon to check."},
+        "ko": {
+            CallOutcome.OK: "네, 알겠습니다. 그래도 동 케어매니저가 곧 확인 연락을 드리겠습니다."
+        },
+        "en": {CallOutcome.OK: "Thank you. Your care manager will still call you soon to check."},
     }
     for kind in OPENINGS
 }
 CLOSINGS["fire_alarm"]["ko"][CallOutcome.HELP] = (
-    "담당 복지사께 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
-    "바로 밖으로 나가 일일구에 전화해 주세요."
+    "동 케어매니저에게 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
+    "바로 밖으로 나가 119에 전화해 주세요."
 )
 CLOSINGS["fire_alarm"]["en"][CallOutcome.HELP] = (
     "We are letting your care manager know right away. If you see smoke or fire, do not wait: "
     "go outside now and call one one nine."
 )
 CLOSINGS["gas_alarm"]["ko"][CallOutcome.HELP] = (
-    "담당 복지사께 바로 알리겠습니다. 가스 밸브를 잠그고 바로 밖으로 나가 주세요."
+    "동 케어매니저에게 바로 알리겠습니다. 가스 밸브를 잠그고 바로 밖으로 나가 주세요."
 )
 CLOSINGS["gas_alarm"]["en"][CallOutcome.HELP] = (
     "We are letting your care manager know right away. Turn off the gas valve and go outside now."
@@ -146,20 +178,41 @@ def script_for(language: str | None) -> Script:
     return SCRIPTS.get(language or "ko", KOREAN)
 
 
-def _say(parent: VoiceResponse, script: Script, text: str) -> None:
-    parent.say(spoken(text), voice=script.voice, language=script.language)
+SPEECH_RATE = "90%"  # older listeners: a little slower than the voice's default
+PAUSE = "700ms"  # after every sentence: one choice per sentence, time to take it in
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut after each sentence's full stop, question or exclamation mark."""
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
+
+
+def _say(parent: Any, script: Script, text: str) -> None:
+    """One <Say> of `text`, read at SPEECH_RATE with a PAUSE after each sentence (SSML, which
+    Twilio's Polly voices read); the emergency number spoken as people say it."""
+    say = parent.say(voice=script.voice, language=script.language)
+    prosody = say.prosody(rate=SPEECH_RATE)
+    for sentence in sentences(spoken(text) if script is KOREAN else text):
+        prosody.nest(sentence)
+        prosody.break_(time=PAUSE)
 
 
 def _lang(script: Script) -> str:
     return "en" if script is ENGLISH else "ko"
 
 
-def greeting(language: str | None = "ko", about: str | None = None) -> str:
-    """The call's first words: for an alert of a kind in OPENINGS (`about`), what happened and
-    then the question; else the plain greeting."""
+def hello(language: str | None, caller: str) -> str:
+    """Who is calling, before anything else: older people hang up on unknown callers."""
+    return script_for(language).hello.format(caller=caller)
+
+
+def greeting(language: str | None = "ko", about: str | None = None, caller: str = "") -> str:
+    """The call's first words: who calls, then for an alert of a kind in OPENINGS (`about`)
+    what happened, then the question."""
     script = script_for(language)
     opening = OPENINGS.get(about or "", {}).get(_lang(script))
-    return f"{opening} {script.question}" if opening else script.greeting
+    return " ".join(t for t in (hello(language, caller), opening, script.question) if t)
 
 
 def reprompt(language: str | None = "ko", about: str | None = None) -> str:
@@ -176,12 +229,14 @@ def no_answer(language: str | None = "ko", about: str | None = None) -> str:
     return NO_ANSWER[_lang(script)] if about in OPENINGS else script.no_input
 
 
-def check_in(gather_url: str, language: str | None = "ko", about: str | None = None) -> str:
+def check_in(
+    gather_url: str, language: str | None = "ko", about: str | None = None, caller: str = ""
+) -> str:
     """The greeting with a keypad-or-speech question, one re-prompt, then a closing line;
-    `about` is the alert kind the call is for (see greeting)."""
+    `about` is the alert kind the call is for (see greeting), `caller` the programme's centre."""
     script = script_for(language)
     response = VoiceResponse()
-    for text in (greeting(language, about), reprompt(language, about)):
+    for text in (greeting(language, about, caller), reprompt(language, about)):
         gather = response.gather(
             input="dtmf speech",
             action=gather_url,
@@ -191,37 +246,73 @@ def check_in(gather_url: str, language: str | None = "ko", about: str | None = N
             timeout=GATHER_TIMEOUT_S,
             speech_timeout="auto",
         )
-        gather.say(spoken(text), voice=script.voice, language=script.language)
+        _say(gather, script, text)
     _say(response, script, no_answer(language, about))
     response.hangup()
     return str(response)
 
 
+def closing_text(
+    outcome: CallOutcome | None, language: str | None = "ko", about: str | None = None
+) -> str:
+    """What the resident hears after answering: what happens next, in words of its own for
+    every outcome; `about` is the alert kind the call is for (on a fire or gas alarm, help is
+    told what to do first)."""
+    script = script_for(language)
+    closings = {**script.closings, **CLOSINGS.get(about or "", {}).get(_lang(script), {})}
+    return closings.get(outcome or CallOutcome.UNCLEAR, closings[CallOutcome.UNCLEAR])
+
+
 def closing(
     outcome: CallOutcome | None, language: str | None = "ko", about: str | None = None
 ) -> str:
-    """What the resident hears after answering: what happens next; `about` is the alert kind
-    the call is for (on a fire or gas alarm, help is told what to do first)."""
+    """closing_text as TwiML, then hang up."""
     script = script_for(language)
     response = VoiceResponse()
-    closings = {**script.closings, **CLOSINGS.get(about or "", {}).get(_lang(script), {})}
-    text = closings.get(outcome or CallOutcome.UNCLEAR, closings[CallOutcome.UNCLEAR])
-    _say(response, script, text)
+    _say(response, script, closing_text(outcome, language, about))
     response.hangup()
     return str(response)
 
 
-def voicemail(language: str | None = "ko", about: str | None = None) -> str:
-    """A short message left on an answering machine; for an alert the care manager was told of
-    at once, that they were told (and on a fire or gas alarm, what to do first)."""
+def voicemail(language: str | None = "ko", about: str | None = None, caller: str = "") -> str:
+    """A short message left on an answering machine, saying who called; for an alert the care
+    manager was told of at once, that they were told (and on a fire or gas alarm, what to do
+    first)."""
     script = script_for(language)
     response = VoiceResponse()
-    text = script.voicemail
+    text = script.voicemail.format(caller=caller)
     if about in OPENINGS:
         lang = _lang(script)
         text = " ".join(
             t for t in (SAFETY_LINES.get(about or "", {}).get(lang), NO_ANSWER[lang]) if t
         )
+    _say(response, script, text)
+    response.hangup()
+    return str(response)
+
+
+def question(action_url: str, text: str, words_only: bool = False) -> str:
+    """One question of the routine conversation, by keypad or speech (`words_only`: speech,
+    for a need said in words); silence posts to the same URL with nothing answered (unclear)."""
+    response = VoiceResponse()
+    gather = response.gather(
+        input="speech" if words_only else "dtmf speech",
+        action=action_url,
+        method="POST",
+        language=KOREAN.language,
+        num_digits=None if words_only else 1,
+        timeout=GATHER_TIMEOUT_S,
+        speech_timeout="auto",
+    )
+    _say(gather, KOREAN, text)
+    response.redirect(action_url, method="POST")
+    return str(response)
+
+
+def words(text: str, language: str | None = "ko") -> str:
+    """Last words of the script's own (the conversation's closing), then hang up."""
+    script = script_for(language)
+    response = VoiceResponse()
     _say(response, script, text)
     response.hangup()
     return str(response)
@@ -243,13 +334,13 @@ def manager_alert(message_ko: str, gather_url: str) -> str:
     """Tell a care manager what happened; pressing 1 takes the alert. Asked twice."""
     response = VoiceResponse()
     for text in (
-        f"안부 알림입니다. {message_ko} 확인하시려면 1번을 눌러 주세요.",
+        f"안부 돌봄 시스템입니다. {message_ko} 확인하시려면 1번을 눌러 주세요.",
         "확인하시려면 1번을 눌러 주세요.",
     ):
         gather = response.gather(
             input="dtmf", action=gather_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
         )
-        gather.say(spoken(text), voice=KO.voice, language=KO.language)
+        _say(gather, KO, text)
     _say(response, KO, "확인되지 않아 다음 담당자에게도 알리겠습니다.")
     response.hangup()
     return str(response)
@@ -270,18 +361,22 @@ def manager_closing(taken: bool) -> str:
 
 # -- the 돌봄콜 line (incoming) ---------------------------------------------------------------
 
-LINE_MENU = "안부 돌봄콜입니다. 도움이 필요하시면 1번, 메시지를 남기시려면 2번을 눌러 주세요."
+# 2 is help on every line anbu answers or places (the check-in call: 1 fine, 2 help)
+LINE_MENU = (
+    "안부 돌봄콜입니다. 도움이 필요하시면 2번을 눌러 주세요. 메시지를 남기시려면 1번을 눌러 주세요."
+)
+MESSAGE_SECONDS = 60  # the longest message taken
 
 
 def line_menu(action_url: str) -> str:
-    """The menu for a known resident: 1 help, 2 leave a message; asked twice."""
+    """The menu for a known resident: 2 help, 1 leave a message; asked twice."""
     response = VoiceResponse()
     for text in (LINE_MENU, "다시 한 번 안내드립니다. " + LINE_MENU):
         gather = response.gather(
             input="dtmf", action=action_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
         )
-        gather.say(spoken(text), voice=KO.voice, language=KO.language)
-    _say(response, KO, "선택이 없어 전화를 마칩니다. 급하시면 일일구로 전화해 주세요.")
+        _say(gather, KO, text)
+    _say(response, KO, "선택이 없어 전화를 마칩니다. 급하시면 119에 전화해 주세요.")
     response.hangup()
     return str(response)
 
@@ -294,7 +389,7 @@ def line_unknown(city_contact_ko: str) -> str:
         KO,
         "안부 돌봄콜입니다. 등록되지 않은 번호입니다. "
         f"돌봄 서비스 신청과 문의는 {city_contact_ko}로 전화해 주세요. "
-        "급한 상황이면 일일구로 전화해 주세요.",
+        "급한 상황이면 119에 전화해 주세요.",
     )
     response.hangup()
     return str(response)
@@ -305,32 +400,49 @@ def line_help_taken() -> str:
     _say(
         response,
         KO,
-        "담당 복지사께 바로 알리겠습니다. 곧 연락드리겠습니다. 급하시면 일일구로 전화해 주세요.",
+        "동 케어매니저에게 바로 알리겠습니다. 곧 연락드리겠습니다. 급하시면 119에 전화해 주세요.",
     )
     response.hangup()
     return str(response)
 
 
-def line_record(action_url: str, transcript_url: str) -> str:
-    """Record a message of up to a minute, with its transcript posted separately."""
+def line_message(spoken_url: str, recorded_url: str) -> str:
+    """Take a message in Korean speech recognition (Twilio's recording transcription does not
+    serve Korean): what the caller says arrives as the message's text at `spoken_url`. If
+    nothing was recognised, the message is recorded instead (to `recorded_url`): it reaches
+    the care manager as a recording to listen to."""
     response = VoiceResponse()
-    _say(response, KO, "삐 소리가 나면 메시지를 남겨 주세요. 다 남기시면 전화를 끊으셔도 됩니다.")
-    response.record(
-        action=action_url,
+    gather = response.gather(
+        input="speech",
+        action=spoken_url,
         method="POST",
-        max_length=60,
-        play_beep=True,
-        timeout=5,
-        transcribe=True,
-        transcribe_callback=transcript_url,
+        language=KO.language,
+        timeout=GATHER_TIMEOUT_S,
+        speech_timeout="auto",
+    )
+    _say(gather, KO, "메시지를 말씀해 주세요. 다 말씀하시면 잠시 기다려 주세요.")
+    _record(response, recorded_url)
+    return str(response)
+
+
+def line_record_again(recorded_url: str) -> str:
+    """Speech recognition heard nothing it could write down: record the message instead."""
+    response = VoiceResponse()
+    _record(response, recorded_url)
+    return str(response)
+
+
+def _record(response: VoiceResponse, recorded_url: str) -> None:
+    _say(response, KO, "말씀을 알아듣지 못했습니다. 삐 소리가 나면 다시 말씀해 주세요.")
+    response.record(
+        action=recorded_url, method="POST", max_length=MESSAGE_SECONDS, play_beep=True, timeout=5
     )
     _say(response, KO, "메시지가 녹음되지 않았습니다. 다시 전화해 주세요.")
     response.hangup()
-    return str(response)
 
 
 def line_message_taken() -> str:
     response = VoiceResponse()
-    _say(response, KO, "메시지를 담당 복지사께 전하겠습니다. 감사합니다.")
+    _say(response, KO, "메시지를 동 케어매니저에게 전하겠습니다. 감사합니다.")
     response.hangup()
     return str(response)

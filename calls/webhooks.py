@@ -170,11 +170,12 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
                 return _xml(twiml.hang_up())
             language, purpose, message_ko, about = script
             gather_url = f"{base}/twilio/gather/{call_id}"
+            caller = settings.caller_name_ko if language != "en" else settings.caller_name_en
             if purpose == "manager_alert":
                 return _xml(twiml.manager_alert(message_ko or "", gather_url))
             if ANSWERED_BY_OUTCOMES.get(params.get("AnsweredBy", "")) is not None:
-                return _xml(twiml.voicemail(language, about))  # synchronous AMD already knew
-            return _xml(twiml.check_in(gather_url, language, about))
+                return _xml(twiml.voicemail(language, about, caller))  # synchronous AMD knew
+            return _xml(twiml.check_in(gather_url, language, about, caller))
 
         return await once(request, handle)
 
@@ -243,9 +244,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
                 return _xml(twiml.line_help_taken())
             if choice == "message":
                 return _xml(
-                    twiml.line_record(
-                        f"{base}/twilio/line/recorded", f"{base}/twilio/line/transcript"
-                    )
+                    twiml.line_message(f"{base}/twilio/line/spoken", f"{base}/twilio/line/recorded")
                 )
             return _xml(twiml.line_menu(f"{base}/twilio/line/menu"))
 
@@ -261,8 +260,26 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
+    @router.post("/line/spoken")
+    async def line_spoken(request: Request) -> Response:
+        """The message as Korean speech recognition heard it; nothing heard asks for a recording
+        (the rest of line_message's TwiML), so only a recognised message is stored here."""
+
+        async def handle(params: dict[str, str]) -> Response:
+            text = params.get("SpeechResult", "").strip()
+            if not text:
+                return _xml(twiml.line_record_again(f"{base}/twilio/line/recorded"))
+            model = await run_in_threadpool(service.speech_model)
+            await run_in_threadpool(line.transcribed, params.get("CallSid", ""), text, model)
+            return _xml(twiml.line_message_taken())
+
+        return await once(request, handle)
+
     @router.post("/line/transcript")
     async def line_transcript(request: Request) -> Response:
+        """A transcript of a recorded message, posted later by a recogniser the district runs
+        (in the form of Twilio's transcription callback)."""
+
         async def handle(params: dict[str, str]) -> Response:
             model = await run_in_threadpool(service.speech_model)
             await run_in_threadpool(

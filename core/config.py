@@ -297,6 +297,22 @@ class Settings(BaseSettings):
     checkin_tick_s: float = Field(
         default=30.0, description="Seconds between routine check-in scheduler ticks."
     )
+    caller_name_ko: str = Field(
+        default="구청 통합돌봄센터",
+        description="Who the resident hears is calling, first on every check-in call and "
+        "voicemail (older people hang up on unknown callers): the programme's centre, e.g. "
+        "광산구 통합돌봄센터.",
+    )
+    caller_name_en: str = Field(
+        default="the district's integrated care centre",
+        description="caller_name_ko for residents who chose English.",
+    )
+    conversation_script: str = Field(
+        default="",
+        description="The routine call's conversation (questions on meals, sleep, pain, mood and "
+        "needs) as a TOML file in the shape of calls/data/conversation_ko.toml; empty: the "
+        "shipped one.",
+    )
     city_contact_ko: str = Field(
         default="120 다산콜센터",
         description="What unknown callers to the 돌봄콜 line are told to call instead.",

@@ -28,6 +28,10 @@ class Persona:
     speech: str | None = None  # said at a speech <Gather>, or the message left at a <Record>
     answer_after_s: float = 3.0  # seconds of ringing before a person picks up
     amd: str | None = None  # AnsweredBy to report; None = from the behaviour
+    recognised: bool = True  # speech recognition writes down what they say (False: only a
+    # <Record> keeps it, as for a voice or a line the recogniser misses)
+    script: tuple[str, ...] = ()  # a conversation: what they answer at each <Gather> in turn
+    # ("key:1" presses 1, "say:..." speaks, "" is silence, "hangup" hangs up; then silence)
 
     def __str__(self) -> str:
         return self.behaviour.value + (f":{self.digits}" if self.digits else "")
@@ -50,6 +54,13 @@ def say(text: str) -> Persona:
 
 SAY = say  # reads like the other personas: SAY("도와주세요")
 
+
+def converse(*steps: str) -> Persona:
+    """A resident who answers each question of a call in turn: "key:1", "say:밥 먹었어", ""
+    (silence) or "hangup" (see Persona.script)."""
+    return Persona(Behaviour.SAY, script=steps)
+
+
 # Lines whose answering machine detection is not a clean "human"
 FAX = Persona(Behaviour.SILENT, amd="fax")
 UNKNOWN_AMD_SILENT = Persona(Behaviour.SILENT, amd="unknown")
@@ -61,9 +72,10 @@ def slow(persona: Persona, seconds: float) -> Persona:
     return replace(persona, answer_after_s=seconds)
 
 
-def caller(digits: str, message: str | None = None) -> Persona:
-    """A resident calling the 돌봄콜 line: presses `digits`, then (for 2) leaves `message`."""
-    return Persona(Behaviour.PRESS, digits=digits, speech=message)
+def caller(digits: str, message: str | None = None, recognised: bool = True) -> Persona:
+    """A resident calling the 돌봄콜 line: presses `digits`, then (for 1) says `message`, which
+    speech recognition hears unless `recognised` is False (then it is recorded)."""
+    return Persona(Behaviour.PRESS, digits=digits, speech=message, recognised=recognised)
 
 
 # Scripted residents with names, for tests and the demo: what each does when rung.

@@ -494,13 +494,21 @@ class PhoneNetwork:
         persona = self.call(sid).persona  # type: ignore[union-attr]
         for verb in root:
             if verb.tag == "Say":
-                self._append(sid, "heard", (verb.text or "").strip())
+                self._append(sid, "heard", _said(verb))
             elif verb.tag == "Pause":
                 self._pause()
             elif verb.tag == "Gather":
                 for say in verb.iter("Say"):
-                    self._append(sid, "heard", (say.text or "").strip())
-                answer = _answer(persona, verb.get("input", "dtmf"))
+                    self._append(sid, "heard", _said(say))
+                if persona.script:
+                    played = self.call(sid).gathers  # type: ignore[union-attr]
+                    self._update(sid, gathers=played + 1)
+                    step = persona.script[played] if played < len(persona.script) else ""
+                    if step == "hangup":
+                        return None, {}
+                    answer = _scripted(step, verb.get("input", "dtmf"))
+                else:
+                    answer = _answer(persona, verb.get("input", "dtmf"))
                 if answer:
                     self._append(sid, "answers", next(iter(answer.values())))
                     return urljoin(doc_url, verb.get("action") or doc_url), answer
@@ -592,11 +600,28 @@ def _recording_url(base_url: str, call: SimulatedCall) -> str:
     return f"{base_url}/2010-04-01/Accounts/Recordings/RE{call.sid[2:]}"
 
 
+def _said(say: ET.Element) -> str:
+    """The words of a <Say>, through its SSML (prosody, breaks): sentences joined by a space."""
+    return " ".join(" ".join(part.split()) for part in say.itertext() if part.strip())
+
+
+def _scripted(step: str, inputs: str) -> dict[str, str]:
+    """A scripted persona's answer at a <Gather> accepting `inputs` ({} for silence)."""
+    kind, _, value = step.partition(":")
+    accepted = inputs.split()
+    if kind == "key" and value and "dtmf" in accepted:
+        return {"Digits": value}
+    if kind == "say" and value and "speech" in accepted:
+        return {"SpeechResult": value, "Confidence": "0.9"}
+    return {}
+
+
 def _answer(persona: Persona, inputs: str) -> dict[str, str]:
     """What the persona answers at a <Gather> accepting `inputs`; {} for no input."""
     accepted = inputs.split()
     if persona.behaviour is Behaviour.PRESS and persona.digits and "dtmf" in accepted:
         return {"Digits": persona.digits}
-    if persona.behaviour is Behaviour.SAY and persona.speech and "speech" in accepted:
+    speaks = persona.behaviour is Behaviour.SAY or "dtmf" not in accepted  # asked to speak
+    if speaks and persona.speech and persona.recognised and "speech" in accepted:
         return {"SpeechResult": persona.speech, "Confidence": "0.92"}
     return {}

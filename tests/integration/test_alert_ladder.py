@@ -167,7 +167,7 @@ def test_a_call_the_queue_never_dials_is_cancelled_and_the_care_manager_told(rig
     assert next_at == rig.clock.now() + POLICY.ack_timeout
     assert rig.reasons(alert_id)[-1] == (
         "안부전화 1회차가 9분 동안 발신 대기열에서 나가지 못해 취소함 (발신 지연) — "
-        "동 담당 복지사에게 알림"
+        "동 케어매니저에게 알림"
     )
     assert rig.query(
         "SELECT status, outcome, dial_state, dialled_at, ended_at FROM anbu.calls WHERE id = %s",

@@ -154,7 +154,9 @@ def test_each_persona_ends_with_its_outcome(rig: Rig, name: str) -> None:
 def test_a_machine_hears_the_voicemail_line_not_the_question(rig: Rig) -> None:
     call_id = rig.place(personas.VOICEMAIL)
     [simulated] = rig.network.calls
-    assert simulated.heard == ("안부 확인 전화였습니다. 잠시 후 다시 전화드리겠습니다.",)
+    assert simulated.heard == (
+        "구청 통합돌봄센터의 안부 전화였습니다. 조금 뒤에 다시 전화드리겠습니다.",
+    )
     statuses = [status for status, _ in rig.events(call_id)]
     assert "amd" in statuses
     assert rig.row(call_id)["answered_by"] == "machine_end_beep"
@@ -166,8 +168,8 @@ def test_pressing_1_is_heard_in_korean_and_stays_ok_after_completed(rig: Rig) ->
     # 'ringing' and 'answered' are not asked for (the voice request reports the answer)
     assert simulated.callbacks == ("initiated", "completed")
     assert simulated.answered_by == "human"
-    assert simulated.heard[0].startswith("안녕하세요, 안부 확인 전화입니다.")
-    assert simulated.heard[-1] == "감사합니다. 건강하세요."
+    assert simulated.heard[0].startswith("어르신, 안녕하세요. 구청 통합돌봄센터에서 안부 전화")
+    assert simulated.heard[-1] == "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다."
     row = rig.row(call_id)
     assert row["digits"] == "1"
     assert row["answered_by"] == "human"
@@ -182,7 +184,7 @@ def test_a_resident_asking_for_help_hears_what_happens_next(rig: Rig) -> None:
     rig.place(personas.SAY("도와주세요"))
     [simulated] = rig.network.calls
     assert simulated.answers == ("도와주세요",)
-    assert "담당 복지사께 바로 알리겠습니다" in simulated.heard[-1]
+    assert "동 케어매니저에게 바로 알리겠습니다" in simulated.heard[-1]
 
 
 def test_silence_gets_one_reprompt_then_a_closing(rig: Rig) -> None:
@@ -197,7 +199,7 @@ def test_english_resident_hears_english(db_url: str) -> None:
         rig.place(personas.PRESS_1)
         [simulated] = rig.network.calls
         assert simulated.heard[0].startswith("Hello")
-        assert simulated.heard[-1] == "Thank you. Take care."
+        assert simulated.heard[-1] == "Thank you. Take care today."
 
 
 def test_the_same_idempotency_key_places_one_call(rig: Rig) -> None:

@@ -424,7 +424,7 @@ def test_a_resident_calling_for_help_reaches_the_care_manager_at_once(
     rt = runtime
     line = "+82215880001"
     sid = phone.dial_in(RESIDENT_PHONE, line, f"{rt.settings.public_base_url}/twilio/line",
-                        personas.caller("1"))  # fmt: skip
+                        personas.caller("2"))  # fmt: skip
     assert sid
     assert phone.wait_idle(15)
     intake = Intake(rt.db, rt.alerts, rt.clock, streak=3)

@@ -142,11 +142,18 @@ def test_fire_alarm_tells_the_care_manager_and_calls_the_resident_in_one_step(ri
     assert {RESIDENT, MANAGER} <= rung  # quiet hours held nothing
     [resident_call] = [c for c in rig.calls.network.calls if c.to == RESIDENT]
     assert "댁의 화재 감지기가 울려 전화드렸습니다" in resident_call.heard[0]
-    assert "괜찮으시면 1번, 도움이 필요하시면 2번" in resident_call.heard[0]
+    assert (
+        "괜찮으시면 1번을 눌러 주세요. 도움이 필요하시면 2번을 눌러 주세요."
+        in resident_call.heard[0]
+    )
     [manager_call] = [c for c in rig.calls.network.calls if c.to == MANAGER]
     apart = abs(manager_call.created_at - resident_call.created_at)
     assert apart < timedelta(seconds=2)  # both rang once the one step committed
-    assert "청운효자동 대상자 댁 화재 감지기 경보" in " ".join(manager_call.heard)
+    # fixed spoken sentences: severity, dong, cause, first advice, the alert's number
+    assert manager_call.heard[0].startswith(
+        "안부 돌봄 시스템입니다. 심각 알림입니다. 청운효자동 대상자 댁, 화재 감지기 경보입니다. "
+        "화재 의심: 일일구에 먼저 신고하세요. 알림 번호는 "
+    )
     [sms] = rig.texts_to_manager()
     assert "청운효자동 대상자 댁 화재 감지기 경보" in sms and "119에 먼저 신고하세요" in sms
     assert "박순례" not in sms and RESIDENT not in sms
@@ -167,11 +174,13 @@ def test_a_fire_alarm_resident_asking_for_help_hears_to_go_out_and_call_119(rig:
     rig.alerts.process_due()
     rig.settle()
     [resident_call] = [c for c in rig.calls.network.calls if c.to == RESIDENT]
-    assert resident_call.heard[0].startswith("어르신, 안녕하세요. 안부 확인 전화입니다.")
+    assert resident_call.heard[0].startswith(
+        "어르신, 안녕하세요. 구청 통합돌봄센터에서 안부 전화 드렸습니다."
+    )
     fire_line = "연기나 불이 보이면 바로 밖으로 나가신 뒤 일일구에 전화해 주세요."
     assert fire_line in resident_call.heard[0]
     assert resident_call.heard[-1] == (
-        "담당 복지사께 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
+        "동 케어매니저에게 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
         "바로 밖으로 나가 일일구에 전화해 주세요."
     )
     assert not any("조금만 기다려" in h for h in resident_call.heard)
@@ -200,7 +209,7 @@ def test_a_gas_alarm_nobody_answers_says_the_care_manager_was_told(rig: Rig) -> 
     )
     assert "댁의 가스 감지기가 울려 전화드렸습니다." in first and safety in first
     assert again.startswith(safety) and "괜찮으시면 1번" in again  # said again before the question
-    assert last == "응답이 없으셔서 담당 복지사께 알렸습니다. 곧 연락드리겠습니다."
+    assert last == "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다."
 
 
 def test_a_button_press_answered_by_a_machine_leaves_no_promise_to_call_again(rig: Rig) -> None:
@@ -209,7 +218,9 @@ def test_a_button_press_answered_by_a_machine_leaves_no_promise_to_call_again(ri
     rig.alerts.process_due()
     rig.settle()
     [resident_call] = [c for c in rig.calls.network.calls if c.to == RESIDENT]
-    assert "응답이 없으셔서 담당 복지사께 알렸습니다. 곧 연락드리겠습니다." in resident_call.heard
+    assert (
+        "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다." in resident_call.heard
+    )
     assert not any("다시 전화드리겠습니다" in h for h in resident_call.heard)
 
 
