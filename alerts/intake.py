@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from alerts import requests
 from alerts.machine import IllegalTransition
 from alerts.models import AlertNotFound
 from alerts.service import AlertService, IncomingFinding
@@ -89,12 +90,20 @@ class Intake:
 
     def run_once(self, limit: int = 200) -> int:
         """Every source once; returns how many alerts were opened or raised."""
-        return (
+        opened = (
             self.report_checkins(limit)
             + self.report_late_answers(limit)
             + self.report_line_calls(limit)
             + self.take_manager_acks(limit)
         )
+        self.take_needs(limit)  # service requests: a queue of their own, never alerts
+        return opened
+
+    def take_needs(self, limit: int = 200) -> int:
+        """Needs residents stated on a routine call's conversation, into their dong's queue of
+        service requests (alerts.requests); how many were taken."""
+        with self.db.connection() as conn:
+            return requests.take_needs(conn, self.clock.now(), limit)
 
     def report_checkins(self, limit: int = 200) -> int:
         """Finished routine check-ins that were not OK: an answer that needs someone, or the

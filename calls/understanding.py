@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -323,6 +323,28 @@ def _with_key(lead: re.Match[str], model: SpeechModel | None, question: Question
     return key
 
 
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def stratified_split(
+    items: list[T], stratum: Callable[[T], Hashable], test_share: float, seed: int
+) -> tuple[list[T], list[T]]:
+    """(train, test): `test_share` of each stratum (at least one) held out, drawn by `seed`."""
+    rng = random.Random(seed)
+    strata: dict[Hashable, list[T]] = {}
+    for item in items:
+        strata.setdefault(stratum(item), []).append(item)
+    train: list[T] = []
+    test: list[T] = []
+    for group in strata.values():
+        group = sorted(group)
+        rng.shuffle(group)
+        cut = max(1, round(len(group) * test_share))
+        test += group[:cut]
+        train += group[cut:]
+    return train, test
+
+
 def evaluate(
     pairs: list[tuple[str, CallOutcome]],
     test_share: float = 0.25,
@@ -333,18 +355,7 @@ def evaluate(
 
     The shipped utterances answer the check-in call, so they are read as answers to CHECK_IN.
     """
-    rng = random.Random(seed)
-    by_label: dict[CallOutcome, list[tuple[str, CallOutcome]]] = {}
-    for pair in pairs:
-        by_label.setdefault(pair[1], []).append(pair)
-    train: list[tuple[str, CallOutcome]] = []
-    test: list[tuple[str, CallOutcome]] = []
-    for items in by_label.values():
-        items = sorted(items)
-        rng.shuffle(items)
-        cut = max(1, round(len(items) * test_share))
-        test += items[:cut]
-        train += items[cut:]
+    train, test = stratified_split(pairs, lambda pair: pair[1], test_share, seed)
     model = SpeechModel().fit(train)
     model_hits = sum(model.predict(t)[0] is o for t, o in test)
     hits = sum(understand(t, model, question) is o for t, o in test)

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +32,9 @@ from calls import twiml
 from calls.incoming import IncomingLine
 from calls.outcomes import ANSWERED_BY_OUTCOMES, TERMINAL_STATUSES
 from calls.service import CallService
+from calls.talk import Talk
 from core.config import Settings
+from core.domain import CallOutcome
 
 TWIML = "application/xml"
 FORM = "application/x-www-form-urlencoded"
@@ -123,6 +126,8 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     validator = RequestValidator(settings.twilio_auth_token)
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
+    talk = Talk(service.db, service.clock, ZoneInfo(settings.timezone), service.raise_answer,
+                settings.conversation_script or None)  # fmt: skip
     replays = Replays(settings.webhook_replay_window_s)
     # Twilio's callbacks are no part of the public API: kept out of its spec
     router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
@@ -189,7 +194,37 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
                 return _xml(twiml.manager_closing(params.get("Digits") == "1"))
             if script is None:
                 return _xml(twiml.closing(outcome, None))
+            if outcome is CallOutcome.OK and script[1] == "routine":
+                first = await run_in_threadpool(talk.first, call_id)
+                if first is not None:  # all right: the conversation of the day
+                    return _xml(twiml.question(_answer_url(call_id, first.id), first.ask))
             return _xml(twiml.closing(outcome, script[0], script[3]))
+
+        return await once(request, handle)
+
+    def _answer_url(call_id: int, question: str, tries: int = 1, then: bool = False) -> str:
+        return f"{base}/twilio/answer/{call_id}/{question}?tries={tries}&then={int(then)}"
+
+    @router.post("/answer/{call_id}/{question}")
+    async def answer(
+        call_id: int, question: str, request: Request, tries: int = 1, then: int = 0
+    ) -> Response:
+        """The resident answered one question of the routine conversation (or said nothing:
+        Twilio's redirect after the question)."""
+
+        async def handle(params: dict[str, str]) -> Response:
+            step = await run_in_threadpool(
+                talk.answer, call_id, question, params.get("Digits") or None,
+                params.get("SpeechResult") or None, max(1, min(tries, 2)), bool(then),
+            )  # fmt: skip
+            if step.ask is not None:
+                text = step.ask.then if step.then and step.tries == 1 else None
+                text = text or (step.ask.simpler if step.tries > 1 else step.ask.ask)
+                url = _answer_url(call_id, step.ask.id, step.tries, step.then)
+                return _xml(twiml.question(url, text, words_only=step.then))
+            if step.words is not None:
+                return _xml(twiml.words(step.words))
+            return _xml(twiml.closing(step.closing))
 
         return await once(request, handle)
 

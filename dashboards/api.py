@@ -525,7 +525,11 @@ def api_router() -> APIRouter:
         tz = ZoneInfo(deps.settings.timezone)
         dongs = visible_dongs(manager)
         with deps.db.connection() as conn:
-            return ReviewOut.of(review.weekly_review(conn, dongs, deps.clock.now(), tz))
+            return ReviewOut.of(
+                review.weekly_review(
+                    conn, dongs, deps.clock.now(), tz, deps.settings.conversation_script or None
+                )
+            )
 
     @router.get(
         "/residents/{resident_id}/activity",

@@ -31,13 +31,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from psycopg_pool import PoolTimeout
 from starlette.middleware.sessions import SessionMiddleware
 
+from alerts import requests
 from alerts.machine import IllegalTransition
 from alerts.models import AlertChanged, AlertNotFound
 from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import authz, enrolment_text, i18n, problems
+from dashboards import authz, conversation_view, enrolment_text, i18n, problems
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router, etag
@@ -57,6 +58,7 @@ from dashboards.problems import CatchAll, ProblemDetails
 from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
+from dashboards.service_requests import service_requests_router
 from registry import InvalidChange, ResidentEnded, ResidentNotFound
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,9 @@ def _templates() -> Jinja2Templates:
         Action=authz.Action,
         district_wide=authz.district_wide,
         form_label=enrolment_text.form_label,
+        concern_words=conversation_view.concern_words,
+        answer_words=conversation_view.answer_words,
+        question_words=conversation_view.question_words,
     )
     return Jinja2Templates(env=env)
 
@@ -195,6 +200,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, authz.Forbidden)  # dashboards.authz: the role lacks the action
         return _refusal(request, 403, lambda lang: i18n.forbidden_text(lang, exc.action))
 
+    async def request_changed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, requests.RequestChanged)  # another care manager acted first
+        return _refusal(
+            request, 409, lambda lang: i18n.text(lang, "request_changed"), again="/requests",
+            fields={"code": "request_changed", "state": exc.state},
+        )  # fmt: skip
+
     async def resident_not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "resident_not_found")
 
@@ -220,6 +232,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(AlertNotFound, not_found)
+    app.add_exception_handler(requests.RequestNotFound, not_found)
+    app.add_exception_handler(requests.RequestChanged, request_changed)
     app.add_exception_handler(ResidentNotFound, resident_not_found)
     app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(RequestValidationError, unreadable)
@@ -373,6 +387,7 @@ def create_app(
     app.include_router(access_audit_router())
     app.include_router(course_router())
     app.include_router(pages_router())
+    app.include_router(service_requests_router())
     app.include_router(account_router())
     app.include_router(report_router())
     install_enrolment(app)

@@ -38,6 +38,7 @@ class Action(StrEnum):
     RESIDENTS_REASSIGN = "residents.reassign"  # hand a resident to another care manager
     RESIDENTS_SITE = "residents.site"  # install address, access notes, gateways and sensors
     REVIEW_READ = "review.read"  # the weekly review (reports)
+    REQUESTS = "requests"  # service requests residents stated on calls: read, accept, link, close
     DEVICES_READ = "devices.read"  # gateways' heard devices, device and site findings
     DEVICES_WRITE = "devices.write"  # register a heard device as a sensor
     ENROL = "enrol"  # enrol, import and edit residents; their gateways and sensors
@@ -61,6 +62,7 @@ RULES: dict[Action, frozenset[Role]] = {
     Action.RESIDENTS_REASSIGN: frozenset({S, A}),
     Action.RESIDENTS_SITE: frozenset(Role),
     Action.REVIEW_READ: CARE,
+    Action.REQUESTS: CARE,
     Action.DEVICES_READ: frozenset({M, A, T}),
     Action.DEVICES_WRITE: frozenset({M, A, T}),
     Action.ENROL: frozenset({A}),

@@ -356,6 +356,30 @@ TEXTS: dict[str, tuple[str, str]] = {
     "activity": ("생활 기록", "Activity"),
     "kind": ("종류", "Kind"),
     "review": ("주간 검토", "Weekly review"),
+    "requests": ("연계 요청", "Service requests"),
+    "requests_help": (
+        "정기 안부전화에서 대상자가 말한 필요한 도움입니다. 수락한 뒤 연계 기관에 전하고 "
+        "종결해 주세요. 오래된 요청부터 보입니다.",
+        "Needs residents stated on their routine check-in calls. Accept one, pass it to a "
+        "provider and close it. Oldest first.",
+    ),
+    "no_requests": ("열린 연계 요청이 없습니다.", "No open service requests."),
+    "request_words": ("대상자 말씀", "Resident's words"),
+    "request_category": ("분류", "Category"),
+    "request_state": ("상태", "State"),
+    "request_received": ("접수", "Received"),
+    "request_accept": ("수락", "Accept"),
+    "request_link": ("기관 연계", "Link to provider"),
+    "request_close": ("종결", "Close"),
+    "request_provider": ("연계 기관", "Provider"),
+    "request_note": ("메모", "Note"),
+    "request_changed": (
+        "다른 담당자가 먼저 처리했습니다. 목록을 새로 고쳐 확인해 주세요.",
+        "Another care manager acted on it first. Reload the list to see it.",
+    ),
+    "week_talk": ("안부 대화", "Check-in talk"),
+    "conversation_trend": ("안부 대화 (최근 8주)", "Check-in conversations (last 8 weeks)"),
+    "no_conversations": ("아직 안부 대화가 없습니다.", "No check-in conversations yet."),
     "monthly_report": ("월간 보고서", "Monthly report"),
     "review_help": (
         "최근 7일의 활동을 직전 4주 평균과 비교합니다. 생활 변화·야간 활동 감지는 전화를 걸지 않고 "

@@ -32,6 +32,8 @@ SHAPES = {
     "residents": "issi",  # ended, dong, home, id
     "device-findings": "ti",  # raised_at, id (newest first)
     "history": "i",  # id (newest first: ids only grow)
+    "requests-open": "ti",  # created_at, id (open service requests, oldest first)
+    "requests-all": "ti",  # created_at, id (every service request, newest first)
 }
 
 

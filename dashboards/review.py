@@ -9,7 +9,7 @@ come first. Always scoped to the dongs an actor may see; no phone, no notes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from alerts.queries import Dongs, dong_list
+from calls.conversation import programme
+from dashboards import conversation_view
 from dashboards.residents import local_days_start
 
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
@@ -61,6 +63,7 @@ class ReviewRow:
     night: int  # of which in the small hours
     days_with_data: int  # of 7
     findings: dict[str, int]  # kind -> how many this week
+    talk: dict[str, str] = field(default_factory=dict)  # conversation question -> why raised
 
     @property
     def change(self) -> float | None:
@@ -71,8 +74,9 @@ class ReviewRow:
 
     @property
     def for_review(self) -> bool:
-        """Raised something meant for this review (a routine change, night activity)."""
-        return any(k in self.findings for k in REVIEW_KINDS)
+        """Raised something meant for this review (a routine change, night activity, a run of
+        answers on the routine conversation)."""
+        return bool(self.talk) or any(k in self.findings for k in REVIEW_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +89,12 @@ class Review:
 
 
 def weekly_review(
-    conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo
-) -> Review:
-    """Every resident of `dongs` (not ended): the last 7 local days beside the 4 before;
-    those with findings for review, then the largest drops, first."""
+    conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo,
+    script: str | None = None,
+) -> Review:  # fmt: skip
+    """Every resident of `dongs` (not ended): the last 7 local days beside the 4 before, and
+    the runs in their routine conversations' answers (the concerns of the conversation `script`, a path; None: the shipped one); those with
+    something for review, then the largest drops, first."""
     week = local_days_start(now, tz, 7)
     lo = week - timedelta(weeks=WEEKS_BEFORE)
     p = {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
@@ -97,6 +103,8 @@ def weekly_review(
     found: dict[int, dict[str, int]] = {}
     for rid, kind, n in conn.execute(_FINDINGS, p):
         found.setdefault(int(rid), {})[str(kind)] = int(n)
+    talked = conversation_view.answers_since(conn, dongs, lo)
+    asked = programme(script)
     rows = []
     for rid, home, name, status in conn.execute(_RESIDENTS, p):
         this, before, days, night, first = acts.get(int(rid), (None, None, 0, None, None))
@@ -112,6 +120,7 @@ def weekly_review(
                 night=int(night or 0),
                 days_with_data=int(days or 0),
                 findings=found.get(int(rid), {}),
+                talk=conversation_view.concerns(talked.get(int(rid), []), asked, week),
             )
         )
     rows.sort(key=lambda r: (not r.for_review, r.change if r.change is not None else 0.0, r.home))

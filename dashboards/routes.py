@@ -15,9 +15,10 @@ import registry
 from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
+from calls.conversation import programme
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
-from dashboards import alert_first, authz, paging, residents, review, sites
+from dashboards import alert_first, authz, conversation_view, paging, residents, review, sites
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -416,7 +417,10 @@ def pages_router() -> APIRouter:
     ) -> Response:
         tz = ZoneInfo(deps.settings.timezone)
         with deps.db.connection() as conn:
-            week = review.weekly_review(conn, visible_dongs(manager), deps.clock.now(), tz)
+            week = review.weekly_review(
+                conn, visible_dongs(manager), deps.clock.now(), tz,
+                deps.settings.conversation_script or None,
+            )  # fmt: skip
         return render(request, deps, lang, "review.html", manager, review=week)
 
     @router.get("/residents/{resident_id}")
@@ -433,6 +437,9 @@ def pages_router() -> APIRouter:
             residents.record_read(
                 conn, request, manager, resident_id, "card", ("name", "activity", "findings")
             )
+            talked = conversation_view.answers_since(
+                conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id
+            )
             assignees = assignable(conn, [week.resident.dong_code]) if may_reassign else []
             current = care_manager_of(conn, resident_id) if may_reassign else None
         return render(
@@ -442,6 +449,9 @@ def pages_router() -> APIRouter:
             can_reassign=may_reassign and week.resident.status != "ended",
             assignees=assignees, current=current,
             current_label=assignee_words(lang, assignees, current),
+            talk_weeks=conversation_view.weeks(talked.get(resident_id, []), now, tz),
+            talk_questions=[q.id for q in programme(deps.settings.conversation_script or None)
+                            .questions],
         )  # fmt: skip
 
     @router.post("/residents/{resident_id}/reassign")

@@ -350,7 +350,13 @@ class ReviewRowOut(BaseModel):
     night: int = Field(description="Of which between 00:00 and 06:00 local.")
     days_with_data: int = Field(description="Days of the 7 with any reading at all.")
     findings: dict[str, int] = Field(description="Findings raised this week, by kind.")
-    for_review: bool = Field(description="A routine change or night activity was raised.")
+    talk: dict[str, Literal["run", "worse"]] = Field(
+        description="Routine-conversation questions (meal, sleep, pain, mood) whose concern "
+        "answer came twice in a row ('run'), or a scale worsening over three answers ('worse')."
+    )
+    for_review: bool = Field(
+        description="A routine change, night activity or a conversation run was raised."
+    )
 
 
 class ReviewOut(BaseModel):
@@ -377,6 +383,7 @@ class ReviewOut(BaseModel):
                     night=r.night,
                     days_with_data=r.days_with_data,
                     findings=r.findings,
+                    talk=r.talk,  # type: ignore[arg-type]
                     for_review=r.for_review,
                 )
                 for r in review.rows

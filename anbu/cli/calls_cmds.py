@@ -34,8 +34,11 @@ def checkin_plan(
 
 @app.command("speech-eval")
 def speech_eval() -> None:
-    """Held-out accuracy of the check-in speech classifier on the shipped utterances."""
+    """Held-out accuracy of the check-in speech classifier on the shipped utterances, and of
+    each conversation question's answers (a held-out quarter of calls/data/answers_ko.tsv)."""
+    from calls.conversation import evaluate_answers, load_answers, load_programme
     from calls.understanding import evaluate, load_utterances
+    from core.config import Settings
 
     pairs = load_utterances()
     e = evaluate(pairs)
@@ -43,6 +46,13 @@ def speech_eval() -> None:
         f"utterances={len(pairs)} train={e.train} test={e.test} "
         f"model_accuracy={e.model_accuracy:.3f} rules+model_accuracy={e.accuracy:.3f}"
     )
+    # each question of the routine conversation, on a held-out quarter of calls/data/answers_ko
+    programme = load_programme(Settings().conversation_script or None)
+    for q in evaluate_answers(load_answers(), programme):
+        typer.echo(
+            f"question={q.question} train={q.train} test={q.test} accuracy={q.accuracy:.3f} "
+            f"unclear={q.unclear}"
+        )
 
 
 @bench_app.command("calls")

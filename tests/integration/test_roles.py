@@ -59,7 +59,7 @@ class Row:
     `own_account`: any role, on their own account (not exercised here: it changes the caller)."""
 
     roles: frozenset[str] = frozenset()
-    target: str | None = None  # alert, acknowledged, resident, gateway, sensor; None: none
+    target: str | None = None  # alert, acknowledged, resident, gateway, sensor, request; None
     body: dict[str, Any] = field(default_factory=dict)  # "{key}": an object; "x-{serial}": new
     upload: bool = False  # the body is a CSV file (a page's form upload, or the API's raw body)
     public: bool = False
@@ -138,6 +138,17 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/residents/{resident_id}/site"): Row(ALL, "resident"),
     ("GET", "/sites/{resident_id}"): Row(ALL, "resident"),
     ("GET", "/sites"): Row(DEVICES),
+    # service requests residents stated on calls: care roles, their dongs
+    ("GET", "/api/v1/service-requests"): Row(CARE),
+    ("POST", "/api/v1/service-requests/{request_id}/accept"): Row(CARE, "request"),
+    ("POST", "/api/v1/service-requests/{request_id}/link"): Row(
+        CARE, "request", {"provider": "우산동 행정복지센터"}
+    ),
+    ("POST", "/api/v1/service-requests/{request_id}/close"): Row(CARE, "request"),
+    ("GET", "/requests"): Row(CARE),
+    ("POST", "/requests/{request_id}/accept"): Row(CARE, "request"),
+    ("POST", "/requests/{request_id}/link"): Row(CARE, "request", {"provider": "복지관"}),
+    ("POST", "/requests/{request_id}/close"): Row(CARE, "request"),
     # reports
     ("GET", "/api/v1/review"): Row(CARE),
     ("GET", "/review"): Row(CARE),
@@ -270,8 +281,14 @@ class Town:
                 ).fetchone()[0]  # type: ignore[index]
                 for kind, state in (("inactivity", "open"), ("no_answer", "acknowledged"))
             ]
+            request = conn.execute(
+                """INSERT INTO anbu.service_requests (resident_id, category, words, created_at,
+                                                      updated_at)
+                   VALUES (%s, 'meals', '반찬 좀 갖다 줘', %s, %s) RETURNING id""",
+                (rid, OPENED_AT, OPENED_AT),
+            ).fetchone()[0]  # type: ignore[index]
         return {"resident": rid, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
-                "acknowledged": alerts[1], "device": "pir-1", "assignee": self.spare[dong],
+                "acknowledged": alerts[1], "request": request, "device": "pir-1", "assignee": self.spare[dong],
                 "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A,
                 "dong": dong}  # fmt: skip
 
@@ -375,7 +392,13 @@ def test_every_route_every_role_every_place(town: Town) -> None:
                 url = path
                 if row.target:
                     ident = str(objects[row.target])
-                    for name in ("alert_id", "resident_id", "gateway_id", "sensor_id"):
+                    for name in (
+                        "alert_id",
+                        "resident_id",
+                        "gateway_id",
+                        "sensor_id",
+                        "request_id",
+                    ):
                         url = url.replace("{" + name + "}", ident)
                 client, csrf = pages[role] if page else (api[role], "")
                 status = _call(client, method, url, row, _fill(row.body, objects), csrf)

@@ -1,0 +1,177 @@
+"""The routine call as a short conversation, played on the local phone network by scripted
+residents who answer by keypad and speech, hesitate, go off-topic, hang up mid-call, ask for
+help half-way, end the call or ask for a person; what they say becomes structured answers and
+service requests (연계 요청) in the dong's queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+import registry
+from alerts import requests
+from calls.conversation import load_programme
+from core.clock import VirtualClock
+from core.domain import CallOutcome
+from simulators import personas
+from simulators.personas import Persona
+from tests.calls_support import CallsRig, calls_rig
+
+SEOUL = ZoneInfo("Asia/Seoul")
+MONDAY = datetime(2026, 12, 7, 10, 0, tzinfo=SEOUL)  # the weekly conversation
+TUESDAY = datetime(2026, 12, 8, 10, 0, tzinfo=SEOUL)
+PHONE = "+821055507070"
+DONG = "2920054000"
+PROGRAMME = load_programme()
+
+
+def _seed(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        registry.add_dong(conn, DONG, "우산동", "광산구")
+        return registry.add_resident(conn, "h-talk", DONG, "박말순", PHONE)
+
+
+@pytest.fixture
+def monday(db_url: str) -> Iterator[tuple[CallsRig, int]]:
+    rid = _seed(db_url)
+    with calls_rig(db_url, clock=VirtualClock(MONDAY, speed=1.0)) as rig:
+        yield rig, rid
+
+
+def _call(rig: CallsRig, rid: int, persona: Persona, attempt: int = 1):  # type: ignore[no-untyped-def]
+    rig.network.set_persona(PHONE, persona)
+    call_id = rig.service.place_check_in(rid, None, attempt)
+    assert rig.network.wait_idle(30), "the simulated call did not end"
+    [simulated] = [c for c in rig.network.calls if c.sid == _sid(rig, call_id)]
+    assert simulated.errors == ()
+    return call_id, simulated
+
+
+def _sid(rig: CallsRig, call_id: int) -> str:
+    [(sid,)] = rig.query("SELECT twilio_sid FROM anbu.calls WHERE id = %s", call_id)
+    return str(sid)
+
+
+def _answers(rig: CallsRig, call_id: int) -> dict[str, tuple[str, int]]:
+    rows = rig.query(
+        "SELECT question, label, tries FROM anbu.call_answers WHERE call_id = %s", call_id
+    )
+    return {q: (label, tries) for q, label, tries in rows}
+
+
+def _outcome(rig: CallsRig, call_id: int) -> str:
+    [(outcome,)] = rig.query("SELECT outcome FROM anbu.calls WHERE id = %s", call_id)
+    return str(outcome)
+
+
+def test_a_weekly_conversation_by_keypad_and_speech_becomes_answers_and_a_request(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    resident = personas.converse(
+        "key:1", "say:밥 묵었어라우", "key:3", "say:무릎이 쑤셔부러", "say:적적하지 뭐",
+        "say:반찬 좀 갖다 주면 좋겄어",
+    )  # fmt: skip
+    call_id, call = _call(rig, rid, resident)
+    assert _answers(rig, call_id) == {
+        "meal": ("yes", 1), "sleep": ("bad", 1), "pain": ("yes", 1), "mood": ("bad", 1),
+        "need": ("meals", 1),
+    }  # fmt: skip
+    # one question at a time, in order, and the programme's own closing
+    heard = list(call.heard)
+    order = [next(i for i, h in enumerate(heard) if h == q.ask) for q in PROGRAMME.questions]
+    assert order == sorted(order)
+    assert heard[-1] == PROGRAMME.closing_ok
+    assert _outcome(rig, call_id) == "ok"  # answers about the week are no alarm
+    with rig.database.connection() as conn:
+        assert requests.take_needs(conn, MONDAY) == 1
+        assert requests.take_needs(conn, MONDAY) == 0  # a need is taken once
+        [request], _ = requests.page_requests(conn, DONG)
+    assert (request.category, request.words, request.state) == (
+        "meals",
+        "반찬 좀 갖다 주면 좋겄어",
+        "open",
+    )
+
+
+def test_a_need_said_yes_to_is_asked_for_in_words(monday: tuple[CallsRig, int]) -> None:
+    rig, rid = monday
+    resident = personas.converse(
+        "key:1", "key:1", "key:1", "key:2", "key:1", "key:2", "say:병원 갈 때 같이 가 줄 사람"
+    )
+    call_id, call = _call(rig, rid, resident)
+    need = PROGRAMME.question("need")
+    assert need is not None and need.then in call.heard
+    assert _answers(rig, call_id)["need"] == ("escort", 1)
+
+
+def test_hesitation_is_asked_again_in_simpler_words_then_passed_over(
+    monday: tuple[CallsRig, int],
+) -> None:
+    """Silence is asked once more, simpler; an off-topic answer twice is recorded as unclear
+    and the talk moves on; hanging up mid-call keeps what was said and is no failure."""
+    rig, rid = monday
+    resident = personas.converse(
+        "key:1", "", "say:응 먹었제", "say:오늘 날씨가 춥네", "say:글쎄 뭐라 해야 쓸까", "hangup"
+    )
+    call_id, call = _call(rig, rid, resident)
+    meal, sleep = PROGRAMME.question("meal"), PROGRAMME.question("sleep")
+    assert meal is not None and sleep is not None
+    assert meal.simpler in call.heard and sleep.simpler in call.heard
+    assert _answers(rig, call_id) == {"meal": ("yes", 2), "sleep": ("unclear", 2)}
+    assert _outcome(rig, call_id) == "ok"
+    [(status,)] = rig.query("SELECT status FROM anbu.calls WHERE id = %s", call_id)
+    assert status == "completed"
+
+
+def test_help_asked_half_way_ends_the_talk_and_escalates_at_once(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    resident = personas.converse("key:1", "key:1", "say:어제 넘어져서 혼자 못 일어나겠어")
+    call_id, call = _call(rig, rid, resident)
+    assert _answers(rig, call_id) == {"meal": ("yes", 1), "sleep": ("risk", 1)}
+    assert _outcome(rig, call_id) == CallOutcome.EMERGENCY.value
+    assert "일일구" in call.heard[-1]  # the emergency closing, 119 as people say it
+    pain = PROGRAMME.question("pain")
+    assert pain is not None and pain.ask not in call.heard  # nothing more is asked
+
+
+def test_the_resident_may_end_the_call_and_that_is_no_failure(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    call_id, call = _call(rig, rid, personas.converse("key:1", "say:괜찮아요, 끊을게요"))
+    assert _answers(rig, call_id) == {"meal": ("end", 1)}
+    assert call.heard[-1] == PROGRAMME.ended_early
+    assert _outcome(rig, call_id) == "ok"
+
+
+def test_asking_for_a_person_tells_the_care_manager_and_queues_a_talk_request(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    call_id, call = _call(rig, rid, personas.converse("key:1", "say:상담사 좀 바꿔 줘요"))
+    assert _outcome(rig, call_id) == "help"  # the care manager is told at once and calls back
+    assert "동 케어매니저" in call.heard[-1]
+    with rig.database.connection() as conn:
+        assert requests.take_needs(conn, MONDAY) == 1
+        [request], _ = requests.page_requests(conn, DONG)
+    assert request.category == "talk"
+
+
+def test_one_conversation_a_day_and_only_the_daily_question_on_other_days(
+    db_url: str,
+) -> None:
+    rid = _seed(db_url)
+    with calls_rig(db_url, clock=VirtualClock(TUESDAY, speed=1.0)) as rig:
+        first, call = _call(rig, rid, personas.converse("key:1", "say:먹었어"))
+        assert _answers(rig, first) == {"meal": ("yes", 1)}  # Tuesday: the meal question only
+        assert call.heard[-1] == PROGRAMME.closing_ok
+        again, call = _call(rig, rid, personas.converse("key:1", "key:2"), attempt=2)
+        assert _answers(rig, again) == {}  # talked today already: the plain closing
+        assert call.heard[-1] == "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다."
