@@ -147,8 +147,11 @@ class Intake:
                 kind, severity, _, _ = CHECKIN_FINDINGS[LATE_STATE[late.answer]]
                 ko, en = LATE_REASONS[late.answer]
                 local = late.answered_at.astimezone(self.alerts.tz).strftime("%H:%M")
-                how_ko = f"{late.digits}번" if late.digits else "음성"
-                how_en = f"pressed {late.digits}" if late.digits else "spoken"
+                if late.in_talk:  # said in words later in the conversation, after a "1"
+                    how_ko, how_en = "안부 대화 중 말씀", "said during the conversation"
+                else:
+                    how_ko = f"{late.digits}번" if late.digits else "음성"
+                    how_en = f"pressed {late.digits}" if late.digits else "spoken"
                 ko, en = f"{ko} ({how_ko}, {local})", f"{en} ({how_en}, {local})"
                 item = _finding(conn, late.resident_id, kind, severity, now, ko, en,
                                 {"call_id": late.call_id, "alert_id": late.alert_id})  # fmt: skip

@@ -31,7 +31,7 @@ CATEGORIES: dict[str, tuple[str, str]] = {
 }
 STATES: dict[str, tuple[str, str]] = {
     "open": ("접수", "new"),
-    "accepted": ("수락", "accepted"),
+    "accepted": ("담당 지정", "taken"),
     "linked": ("기관 연계", "linked to a provider"),
     "closed": ("종결", "closed"),
 }

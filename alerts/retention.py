@@ -61,6 +61,13 @@ _PSEUDONYMISE = [
        AND i.transcript <> '' AND strpos(e.reason, i.transcript) > 0""",
     """UPDATE anbu.incoming_calls SET transcript = NULL, recording_url = NULL
      WHERE resident_id = ANY(%(ids)s)""",
+    """UPDATE anbu.findings SET details = details - 'recording_url'
+     WHERE resident_id = ANY(%(ids)s) AND details ? 'recording_url'""",
+    # what they answered on their routine conversations, and the needs in their own words
+    """UPDATE anbu.call_answers SET speech = NULL, digits = NULL
+     WHERE resident_id = ANY(%(ids)s) AND (speech IS NOT NULL OR digits IS NOT NULL)""",
+    """UPDATE anbu.service_requests SET words = NULL, note = NULL
+     WHERE resident_id = ANY(%(ids)s) AND (words IS NOT NULL OR note IS NOT NULL)""",
     """UPDATE anbu.notifications n SET body = %(removed)s
       FROM anbu.alerts a WHERE a.id = n.alert_id AND a.resident_id = ANY(%(ids)s)""",
     """UPDATE anbu.resident_changes SET old_value = NULL, new_value = NULL, masked = true

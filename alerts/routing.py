@@ -25,7 +25,7 @@ class Route:
 # like inactivity's, held through quiet hours, the care manager only if it goes unanswered;
 # so is a long stay in the bathroom (watch; inactivity's own levels follow if it goes on).
 ROUTES: tuple[tuple[str, Route], ...] = (
-    ("help_request", Route(False, "주민 도움 요청", "resident asked for help", True)),
+    ("help_request", Route(False, "대상자 도움 요청", "resident asked for help", True)),
     # safety devices (issue 20): the care manager and a check-in call to the resident at once
     ("help_button", Route(True, "응급호출기 호출", "emergency button pressed", True)),
     ("fire_alarm", Route(True, "화재 감지기 경보", "smoke or fire alarm", True)),
@@ -35,12 +35,12 @@ ROUTES: tuple[tuple[str, Route], ...] = (
     ("alarm_test", Route(False, "감지기 시험 작동", "detector test")),
     ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
     ("checkin_help", Route(False, "안부전화 도움 요청", "help asked on a check-in", True)),
-    ("checkin_unwell", Route(False, "안부전화 몸 불편", "unwell on a check-in", True)),
+    ("checkin_unwell", Route(False, "안부전화 중 몸 불편 호소", "unwell on a check-in", True)),
     (
         "checkin_unreached",
-        Route(False, "정기 안부전화 연락 안 됨", "routine calls unreached", True),
+        Route(False, "정기 안부전화 연락 두절", "routine calls unreached", True),
     ),
-    ("voice_message", Route(False, "주민 음성 메시지", "resident's voice message")),
+    ("voice_message", Route(False, "대상자 음성 메시지", "resident's voice message")),
     ("device", Route(False, "기기 점검", "device check")),
     ("gateway", Route(False, "게이트웨이 점검", "gateway check")),
     ("battery", Route(False, "배터리 교체", "battery replacement")),
@@ -79,7 +79,8 @@ def spoken_to_manager(alert_id: int, kind: str, severity_ko: str, dong_name: str
     nor a name or a phone number."""
     where = f"{dong_name} 대상자 댁" if dong_name else "대상자 댁"
     advice = FIRST_ADVICE.get(kind)
-    said = f"{severity_ko} 알림입니다. {where}, {route_for(kind).label_ko}입니다."
+    label = route_for(kind).label_ko.replace("·", " 또는 ")  # the dot is read aloud
+    said = f"{severity_ko} 알림입니다. {where}, {label}입니다."
     if advice is not None:
         said += f" {advice[0]}."
     return f"{said} 알림 번호는 {alert_id}번입니다."

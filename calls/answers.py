@@ -31,6 +31,7 @@ class LateAnswer:
     answer: CallOutcome
     answered_at: datetime
     digits: str | None
+    in_talk: bool = False  # the help came later in the call's conversation, said in words
 
 
 def record_acted_on(conn: psycopg.Connection[Any], call_id: int, outcome: CallOutcome) -> None:
@@ -52,7 +53,12 @@ def claim_late_help(conn: psycopg.Connection[Any], now: datetime, limit: int) ->
                       OR acted_on = 'unwell' AND answer IN ('help', 'emergency')
                       OR acted_on = 'help' AND answer = 'emergency')
                ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-           RETURNING c.id, c.resident_id, c.alert_id, c.answer, c.updated_at, c.digits""",
+           RETURNING c.id, c.resident_id, c.alert_id, c.answer, c.updated_at, c.digits,
+                     EXISTS (SELECT 1 FROM anbu.call_answers t WHERE t.call_id = c.id
+                               AND t.label IN ('risk', 'person'))""",
         {"now": now, "stale": now - UNCLAIMED_AFTER, "limit": limit},
     ).fetchall()
-    return [LateAnswer(int(i), int(r), a, CallOutcome(ans), at, d) for i, r, a, ans, at, d in rows]
+    return [
+        LateAnswer(int(i), int(r), a, CallOutcome(ans), at, d, bool(t))
+        for i, r, a, ans, at, d, t in rows
+    ]

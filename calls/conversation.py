@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,12 +39,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from calls.reading import NOT_H, H, any_of, normalize
+from calls.reading import CANT_GET_UP, FALL, NOT_H, H, any_of, normalize, read
 from calls.understanding import rule_outcome, stratified_split
 from core.domain import CallOutcome
 
 SCRIPT_FILE = "conversation_ko.toml"
 ANSWERS_FILE = "answers_ko.tsv"
+MAX_SPEECH = 500  # characters of an answer read (a minute of speech is far less)
+QUESTION_ID = re.compile(r"[a-z][a-z0-9_]{0,31}")  # it goes into the answer's URL as it is
 MODEL_CONFIDENCE = 0.4  # the model must be this sure before its word is an answer (chosen by
 # 4-fold cross-validation inside the training share: fewest wrong answers, unclear ones asked again)
 
@@ -58,6 +61,16 @@ KEYS = {
     "need": {"1": "none", "2": "some"},  # 2: a need, then said in words (Ask.then)
 }
 NEEDS = ("meals", "escort", "cleaning", "visit", "other")  # service request categories
+# Symptoms the care manager should hear of at once (the call is raised to unwell; the talk goes
+# on), whatever the question: fever, vomiting, dizziness, breath, blood pressure or sugar.
+SYMPTOMS = re.compile(
+    any_of(
+        r"열이\s*(?:좀\s*|많이\s*)?(?:나|있|났|올)", r"열나", r"토하|토했|토할|토해|구역질|메스껍|메스꺼",
+        r"설사", r"어지러|어지럽|어질", r"숨이\s*(?:차|가빠|가쁘)", r"기침|가래|몸살|감기|체했|체한",
+        r"혈압이|당이\s*(?:좀\s*|많이\s*)?(?:높|올)", r"약이?\s*(?:다\s*)?떨어",
+    )
+)  # fmt: skip
+FALLEN = re.compile(f"{FALL}|{CANT_GET_UP}|다쳤|다쳐|다친")  # never a service request
 UNCLEAR = "unclear"
 END = "end"  # the resident ended the conversation
 PERSON = "person"  # the resident asked for a person
@@ -80,9 +93,22 @@ class Ask:
     concern: str | None = None  # the answer a run of calls should show at the weekly review
     then: str | None = None  # need: asked after "yes, there is something", for the words
 
+    keys: tuple[tuple[str, str], ...] = ()  # key -> label where the question differs
+
     @property
     def labels(self) -> tuple[str, ...]:
         return KINDS[self.kind]
+
+    @property
+    def key_labels(self) -> dict[str, str]:
+        return dict(self.keys) if self.keys else KEYS[self.kind]
+
+    def reassuring(self, label: str) -> bool:
+        """An answer that settles the question as all well (never taken from words that undo
+        it): the one that is not the concern of a yes/no question, a good, no need."""
+        if self.kind == "yes_no":
+            return self.concern is not None and label != self.concern
+        return label in ("good", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +120,7 @@ class Programme:
     closing_ok: str
     ended_early: str
     questions: tuple[Ask, ...] = field(default_factory=tuple)
+    closing_concern: str = ""  # after a concern answer or a stated need (else closing_ok)
 
     def for_day(self, local_date: date) -> tuple[Ask, ...]:
         """The questions a routine call asks on `local_date` (a local, Asia/Seoul, date)."""
@@ -131,6 +158,7 @@ def load_programme(path: str | Path | None = None) -> Programme:
             closing_ok=str(data["closing_ok"]),
             ended_early=str(data["ended_early"]),
             questions=questions,
+            closing_concern=str(data.get("closing_concern") or data["closing_ok"]),
         )
     except KeyError as exc:
         raise ScriptError(f"missing {exc.args[0]!r}") from None
@@ -153,13 +181,18 @@ def _ask(q: dict[str, Any]) -> Ask:
         id=str(q["id"]), kind=str(q["kind"]), every=str(q.get("every", "week")),
         ask=str(q["ask"]), simpler=str(q.get("simpler") or q["ask"]),
         concern=q.get("concern"), then=q.get("then"),
+        keys=tuple(sorted((str(k), str(v)) for k, v in (q.get("keys") or {}).items())),
     )  # fmt: skip
+    if not QUESTION_ID.fullmatch(ask.id):
+        raise ScriptError(f"question id {ask.id!r}: lower-case letters, digits and _ only")
     if ask.kind not in KINDS:
         raise ScriptError(f"question {ask.id}: kind must be one of {', '.join(KINDS)}")
     if ask.every not in ("day", "week"):
         raise ScriptError(f"question {ask.id}: every must be day or week")
     if ask.concern is not None and ask.concern not in ask.labels:
         raise ScriptError(f"question {ask.id}: concern must be one of {', '.join(ask.labels)}")
+    if ask.keys and not set(dict(ask.keys).values()) <= set(ask.labels):
+        raise ScriptError(f"question {ask.id}: keys must lead to one of {', '.join(ask.labels)}")
     if ask.kind == "need" and not ask.then:
         raise ScriptError(f"question {ask.id}: a need question says `then` (what to ask next)")
     return ask
@@ -176,15 +209,18 @@ class Heard:
     # PERSON, or "risk" (see `risk`)
     confidence: float
     risk: CallOutcome | None = None  # a risk rule's outcome: the call is raised, the talk ends
+    ends: bool = False  # the resident asked to end the call (after this answer, if any)
+    unwell: bool = False  # a symptom was said: the call is raised to unwell, the talk goes on
 
 
 # The resident ends the call kindly, or asks for a person; either anywhere in the answer.
 ENDS = re.compile(
     any_of(
         r"끊(?:을게|을께|는다|어야|자|읍시다|어요|어(?!질|지)|으께|을라|을랑께|을란다|겠|으이소|으소)",
-        r"(?<!그만)(?<!그만\s)(?:그만|고만)(?!\s*그만)\s*(?:물어|묻|하|해|혀|끊|됐|할래)",
+        r"(?<!그만)(?<!그만\s)(?<!고만)(?<!고만\s)(?:그만|고만)(?!\s*(?:그만|고만))"
+        r"\s*(?:물어|묻|해(?!도)|혀|끊|됐|할래|하자|합시다|하께|할께|할게)",
         r"이만\s*(?:끊|하|혀|해)", r"다음에\s*(?:해|하|혀|얘기)",
-        r"바빠서|바뻐서|바쁘니까|바쁭께|나가야\s*(?:돼|되|해|혀)",
+        r"나가야\s*(?:돼|되|해|혀)\S*\s*(?:끊|이만)",
     )
 )  # fmt: skip
 PERSON_WORDS = re.compile(
@@ -207,7 +243,8 @@ CUES: dict[str, dict[str, re.Pattern[str]]] = {
             r"먹(?:지|들|덜)\s*(?:를\s*)?(?:않|못|안)", r"아직(?!\s*(?:잘|다))", r"아니|아녀|아냐|아뇨",
         )),
         "yes": re.compile(any_of(
-            r"먹었|먹엇|묵었|묵엇|드셨|먹고|묵고|먹었제|먹었지|먹긴|먹어부|묵어부|먹었당께",
+            r"(?<!안\s)(?<!못\s)(?<!안)(?<!못)"
+            r"(?:먹었|먹엇|묵었|묵엇|드셨|먹고|묵고|먹었제|먹었지|먹긴|먹어부|묵어부|먹었당께)",
             r"(?<!안\s)(?<!못\s)했(?:어|제|지|지요|습니다|어요|어라우|당께|소)",
             r"챙겨\s*먹|차려\s*먹|든든|배불|배 불|잘\s*먹|맛있게", r"^(?:예|네|응|어|엉|그럼|그래)",
         )),
@@ -259,24 +296,40 @@ CUES: dict[str, dict[str, re.Pattern[str]]] = {
     "need": {
         "meals": re.compile(any_of(r"반찬|도시락|밥|식사|먹을\s*거|끼니|국|김치|쌀")),
         "escort": re.compile(any_of(r"병원|진료|동행|같이\s*가|데려다|데려가|의원|보건소|약국")),
-        "cleaning": re.compile(any_of(r"청소|빨래|집안\s*일|집안일|설거지|정리|치워|치우|쓰레기")),
+        "cleaning": re.compile(
+            any_of(r"청소|빨래|집안\s*일|집안일|가사|설거지|정리|치워|치우|쓰레기")
+        ),
         "visit": re.compile(any_of(
             r"찾아|와서|놀러|방문|얘기|이야기|말벗|말동무|말\s*상대|들러|얼굴\s*보",
+            r"그리워|그립|보고\s*싶|외로|외롭|쓸쓸|적적|전화\s*(?:좀\s*)?(?:자주|해)",
+            r"(?<!도)와\s*(?:줘|주|달)|들여다",
+        )),
+        "other": re.compile(any_of(
+            r"돈이|생활비|요금|세금|전기세|가스비|수도세|추워|추버|보일러|난방|목욕|씻|이불|안경|틀니",
+            r"약\s*(?:좀\s*)?(?:타|사|갖다)|고장|수리|고쳐",
         )),
         "none": re.compile(any_of(
-            r"(?:필요\S*|도움\S*|부탁\S*|해\s*줄\s*거|할\s*거)\s*(?:는\s*|도\s*|이\s*|가\s*)?"
+            r"(?:필요\S*|도움\S*|부탁\S*|(?:해|도와)\s*줄\s*(?:거|것|일)|할\s*(?:거|것|일))"
+            r"\s*(?:는\s*|도\s*|이\s*|가\s*)?"
             r"(?:하나도\s*|별로\s*|딱히\s*|특별히\s*)?(?:없|읎|업)",
             r"^(?:아니|아녀|아냐|아뇨|아니요|없어|없습니다|없지|없제|없어요|없당께|읎어|괜찮|됐어|"
             r"됐습니다|되았어)",
+            r"(?:도움|도와)\S*\s*(?:은|는|도)?\s*(?:괜찮|됐|필요\s*없|안\s*필요)",
         )),
     },
 }  # fmt: skip
 # Said in so many words: the first of these that matches decides, before the cue words (which
 # these would confuse: "아픈 데 없어" has 아픈, "좋긴 뭐가 좋아" has 좋아).
+_BODY = r"(?:허리|무릎|다리|어깨|머리|배|속|팔|손|발|등|목|가슴|관절|이|잇몸|눈|귀)"
 DECISIVE: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    "meal": (
+        ("no", re.compile(any_of(r"먹는\s*둥\s*마는", r"(?:한|두)\s*숟가락", r"먹은\s*게\s*없"))),
+    ),
     "pain": (
         ("yes", re.compile(any_of(r"안\s*아픈\s*(?:데|곳|디)가?\s*(?:없|읎)",
-                                  r"안\s*아프다(?:고|면)\s*(?:하면\s*)?거짓"))),
+                                  r"안\s*아프다(?:고|면)\s*(?:하면\s*)?거짓",
+                                  rf"{_BODY}\S*\s*(?:만\s*)?(?:좀\s*|쪼까\s*)?(?:그래|그려|안\s*좋|"
+                                  r"말썽|시원찮)"))),
         ("no", re.compile(any_of(
             rf"{NOT_H}(?:아픈|아플|쑤시는|결리는|불편한)\s*(?:데|곳|디)(?:는|가|도)?\s*"
             r"(?:하나도\s*|별로\s*|딱히\s*|특별히\s*)?(?:없|읎|업)",
@@ -301,6 +354,8 @@ DECISIVE: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
     "mood": (
         ("bad", re.compile(any_of(
             r"좋긴\s*(?:뭐가|뭣이|머가|무슨)", r"좋(?:지는|진|지)\s*않", r"울고\s*싶",
+            r"(?<!안\s)울(?:어|었|기만|고|제|지)", r"좋을\s*(?:게|것이|일이?)", r"좋은\s*날이\s*(?:없|읎)",
+            r"(?<!안\s)(?:외로|외롭|쓸쓸|적적|심심|우울|울적|서글|허전)(?!지\s*(?:는\s*)?않)",
             r"웃을\s*일이\s*(?:통\s*)?(?:없|읎)", r"무거워|무겁", r"짜증", r"가라앉", r"서운",
             r"말\s*한마디",
         ))),
@@ -340,34 +395,56 @@ def hear(
     then: bool = False,
 ) -> Heard:
     """What the resident's keypress or words answer to `ask` (`then`: the need's words)."""
-    text = normalize(speech or "")
+    text = normalize((speech or "")[:MAX_SPEECH])
     if text:
-        risk = rule_outcome(text)
-        # a need is asked for in words of help ("청소 좀 도와줘", "병원 데려다 줘"): there only
-        # an emergency is a risk
-        if risk is CallOutcome.EMERGENCY or (risk is CallOutcome.HELP and ask.kind != "need"):
+        risk = rule_outcome(read(text).text)  # as calls.understanding: "안 넘어졌어" is no fall
+        # a need is asked for in words of help ("청소 좀 도와줘", "병원 데려다 줘"): there the
+        # generic help words are no risk, but an emergency and a fall still are
+        if risk is CallOutcome.EMERGENCY or (
+            risk is CallOutcome.HELP
+            and (ask.kind != "need" or FALLEN.search(text) or cue_label("need", text) is None)
+        ):
             return Heard("risk", 1.0, risk)
         if PERSON_WORDS.search(text):
             return Heard(PERSON, 1.0)
-        if ENDS.search(text):
-            return Heard(END, 1.0)
     key = (digits or "").strip()
     if key and not text:
-        label = KEYS[ask.kind].get(key)
+        label = ask.key_labels.get(key)
         if then and label is not None:
             return Heard(UNCLEAR, 0.0)  # a key where words were asked for
         return Heard(label, 1.0) if label is not None else Heard(UNCLEAR, 0.0)
     if not text:
         return Heard(UNCLEAR, 0.0)  # silence is never an answer
+    ends = ENDS.search(text) is not None
+    heard = _content(ask, text, model, then and not ends)
+    unwell = SYMPTOMS.search(text) is not None
+    if ends:  # "그만 물어봐, 허리 아파 죽겄어": the pain is kept, and the call ends
+        kept = heard.label in ask.labels and not ask.reassuring(heard.label)
+        return Heard(heard.label if kept else END, heard.confidence, ends=True, unwell=unwell)
+    return Heard(heard.label, heard.confidence, unwell=unwell) if unwell else heard
+
+
+def _content(ask: Ask, text: str, model: AnswerModel | None, then: bool) -> Heard:
+    """The answer's content: cue words (never reassurance the answer's own words undo), then
+    the model (never its word alone to end the call or ask for a person)."""
     cued = cue_label(ask.id if ask.id in CUES else _cue_set(ask), text)
-    if cued is not None:
-        return Heard(cued, 1.0)
-    if ask.kind == "need" and not then and _SAYS_SOME.search(text):
+    if cued is None and ask.kind == "need" and not then and _SAYS_SOME.search(text):
         return Heard("some", 1.0)  # "있어요": what it is comes next
-    if model is not None and model.fitted:
+    label, confidence = cued, 1.0
+    if label is None and model is not None and model.fitted:
         label, confidence = model.predict(ask.id, text)
-        if label is not None and confidence >= MODEL_CONFIDENCE:
-            return Heard(label, confidence)
+        if confidence < MODEL_CONFIDENCE or label in (END, PERSON):
+            label = None  # ending the call or asking for a person is the rules' word only
+        elif label == UNCLEAR:
+            return Heard(UNCLEAR, confidence)  # off-topic or not heard: asked again
+    if label is not None and ask.reassuring(label):
+        reading = read(text)
+        if reading.unwell or reading.negated_well:  # "괜찮은 척", "허리 빼고는 괜찮아"
+            label = ask.concern  # (None where the question has no concern: asked again)
+        elif reading.hedged:
+            label = None
+    if label is not None:
+        return Heard(label, confidence)
     if ask.kind == "need" and then:
         return Heard("other", 0.5)  # words of a need no category has: the care manager reads them
     return Heard(UNCLEAR, 0.0)
@@ -426,6 +503,18 @@ class AnswerModel:
         probs: Any = pipeline.predict_proba([normalize(text)])[0]
         best = int(probs.argmax())
         return str(pipeline.classes_[best]), float(probs[best])
+
+
+_SHIPPED_LOCK = threading.Lock()
+_SHIPPED: list[AnswerModel] = []
+
+
+def shipped_model() -> AnswerModel:
+    """The model trained on the shipped answers, once per process (a second or so)."""
+    with _SHIPPED_LOCK:
+        if not _SHIPPED:
+            _SHIPPED.append(AnswerModel().fit(load_answers()))
+        return _SHIPPED[0]
 
 
 @dataclass(frozen=True, slots=True)

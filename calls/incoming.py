@@ -78,10 +78,15 @@ class IncomingLine:
         return row is not None
 
     def transcribed(self, sid: str, text: str, model: SpeechModel | None) -> CallOutcome | None:
-        """Store a message's text and what it means (a risk word makes it urgent). Text that
-        comes after the message was reported (a recording, reported at 주의, then a
-        recogniser's transcript) is reported again when it reads as more urgent than that."""
+        """Store a message's text and what it means (a risk word makes it urgent). A message
+        keeps its most urgent reading: an empty or milder transcript posted later changes
+        nothing. Text that comes after the message was reported (a recording, reported at 주의,
+        then a recogniser's transcript) is reported again when it reads as more urgent."""
+        text = text.strip()[:MAX_MESSAGE]
+        if not text:
+            return None
         outcome = understand(text, model)
+        rank = URGENCY.get(outcome, 1)
         with self.db.connection() as conn:
             row = conn.execute(
                 """UPDATE anbu.incoming_calls SET transcript = %(text)s, outcome = %(outcome)s,
@@ -92,13 +97,18 @@ class IncomingLine:
                                WHEN outcome IN ('help', 'unwell') OR transcript IS NULL THEN 2
                                ELSE 1 END
                            THEN NULL ELSE reported_at END
-                   WHERE twilio_sid = %(sid)s AND choice = 'message' RETURNING id""",
-                {"text": text.strip() or None, "outcome": outcome.value, "now": self.clock.now(),
-                 "rank": URGENCY.get(outcome, 1), "sid": sid},
+                   WHERE twilio_sid = %(sid)s AND choice = 'message'
+                     AND %(rank)s >= CASE WHEN outcome = 'emergency' THEN 3
+                                          WHEN outcome IN ('help', 'unwell') THEN 2
+                                          ELSE 1 END
+                   RETURNING id""",
+                {"text": text, "outcome": outcome.value, "now": self.clock.now(), "rank": rank,
+                 "sid": sid},
             ).fetchone()  # fmt: skip
         return outcome if row else None
 
 
+MAX_MESSAGE = 2000  # characters of a message's text kept (a minute of speech is far less)
 # how urgent a message reads (what alerts/intake files it at: 관심 1, 주의 2, 심각 3)
 URGENCY = {CallOutcome.EMERGENCY: 3, CallOutcome.HELP: 2, CallOutcome.UNWELL: 2}
 

@@ -12,7 +12,7 @@ request in the dong's queue.
 from __future__ import annotations
 
 import logging
-import threading
+import time as timer
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -20,9 +20,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from calls.conversation import (
-    END,
+    MAX_SPEECH,
+    NEEDS,
     PERSON,
     UNCLEAR,
     AnswerModel,
@@ -30,9 +32,11 @@ from calls.conversation import (
     Heard,
     Programme,
     hear,
-    load_answers,
     load_programme,
+    shipped_model,
 )
+from calls.twiml import DESPAIR_CLOSING
+from calls.understanding import despairs
 from core.clock import Clock
 from core.db import Database
 from core.domain import CallOutcome
@@ -73,26 +77,24 @@ class Talk:
         self.tz = tz
         self.raise_answer = raise_answer
         self.programme: Programme = load_programme(script_path)
-        self._model = AnswerModel()
-        self._lock = threading.Lock()
 
     def model(self) -> AnswerModel:
-        """The answer classifier, trained from the shipped answers on first use."""
-        with self._lock:
-            if not self._model.fitted:
-                self._model.fit(load_answers())
-            return self._model
+        """The answer classifier (trained from the shipped answers once per process)."""
+        return shipped_model()
 
     def _today(self) -> date:
         return self.clock.now().astimezone(self.tz).date()
 
-    def first(self, call_id: int) -> Ask | None:
-        """The first question of a routine call whose resident said they are all right; None
-        when the day asks none, or the resident already talked today (one conversation a day)."""
-        questions = self.programme.for_day(self._today())
+    def first(self, call_id: int) -> tuple[Ask, date] | None:
+        """The first question of a routine call whose resident said they are all right, and the
+        conversation's local date (carried in every answer's URL: a call past midnight keeps its
+        day's questions); None when the day asks none, or the resident already talked that day
+        (one conversation a day)."""
+        day = self._today()
+        questions = self.programme.for_day(day)
         if not questions:
             return None
-        midnight = datetime.combine(self._today(), time(0), tzinfo=self.tz)
+        midnight = datetime.combine(day, time(0), tzinfo=self.tz)
         with self.db.connection() as conn:
             row = conn.execute(
                 """SELECT c.purpose = 'routine' AND r.language = 'ko'
@@ -103,63 +105,111 @@ class Talk:
                    WHERE c.id = %s""",
                 (midnight, call_id),
             ).fetchone()
-        return questions[0] if row and row[0] else None
+        return (questions[0], day) if row and row[0] else None
 
     def answer(
         self, call_id: int, question_id: str, digits: str | None, speech: str | None,
-        tries: int, then: bool,
+        tries: int, then: bool, day: date | None = None,
     ) -> Step:  # fmt: skip
-        """Store the answer to `question_id` (asked `tries` times; `then`: the need's words)
-        and say what comes next."""
+        """Store the answer to `question_id` (asked `tries` times; `then`: the need's words) of
+        the conversation of `day`, and say what comes next. Risk words are heard even when the
+        answer cannot be stored (the database away) or the question is unknown (a script changed
+        between two web instances): the call's closing says what to do, and nothing is hidden."""
+        speech = speech[:MAX_SPEECH] if speech else speech
         ask = self.programme.question(question_id)
         if ask is None:
-            return Step(closing=CallOutcome.UNCLEAR)
+            ask = UNKNOWN  # risk words still count; anything else closes the call kindly
         heard = hear(ask, digits, speech, self.model() if speech else None, then=then)
-        if heard.label == UNCLEAR and tries < 2:
+        if heard.label == UNCLEAR and tries < 2 and ask is not UNKNOWN and not heard.unwell:
             return Step(ask=ask, tries=2, then=then)  # once more, in simpler words
         if heard.label == "some":
             return Step(ask=ask, tries=1, then=True)  # "있어요": what is it?
+        if heard.label == UNCLEAR and ask.kind == "need" and (then or speech):
+            heard = Heard("other", 0.0)  # a need said twice and not understood: read by a person
+        label = "risk" if heard.risk is not None else heard.label
+        try:
+            raised, concerned = self._store(call_id, ask, label, heard, tries, digits, speech)
+        except psycopg.Error as exc:
+            log.critical("conversation answer not stored",
+                         extra={"call_id": call_id, "question": question_id,
+                                "error": type(exc).__name__, "risk": str(heard.risk)})  # fmt: skip
+            if heard.risk is not None:
+                return Step(closing=heard.risk, words=DESPAIR_CLOSING if despairs(speech) else None)
+            raise
+        log.info("conversation answer", extra={"call_id": call_id, "question": question_id,
+                                               "label": label, "tries": tries})  # fmt: skip
+        if heard.risk is not None:
+            words = DESPAIR_CLOSING if despairs(speech) else None
+            return Step(closing=heard.risk, raised=raised, words=words)
+        if heard.label == PERSON:
+            return Step(closing=CallOutcome.HELP, raised=raised)
+        after = None if ask is UNKNOWN else self.programme.after(ask.id, day or self._today())
+        if heard.ends or after is None:
+            if concerned:
+                return Step(words=self.programme.closing_concern)
+            return Step(
+                words=self.programme.ended_early if heard.ends else self.programme.closing_ok
+            )
+        return Step(ask=after)
+
+    def _store(
+        self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
+        speech: str | None,
+    ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
+        """The answer stored once (a replay or a retry changes nothing already stored) and the
+        call raised, in one transaction, tried STORE_TRIES times; (the call's answer if
+        raised, whether the call holds an answer the care manager should hear of)."""
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                return self._store_once(call_id, ask, label, heard, tries, digits, speech)
+            except (psycopg.OperationalError, psycopg.errors.SerializationFailure,
+                    psycopg.errors.DeadlockDetected, PoolTimeout):  # fmt: skip
+                if attempt == STORE_TRIES:
+                    raise
+                timer.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def _store_once(
+        self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
+        speech: str | None,
+    ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
         now = self.clock.now()
         with self.db.connection() as conn:
-            found = conn.execute(
-                "SELECT resident_id FROM anbu.calls WHERE id = %s", (call_id,)
+            found = conn.execute(  # the call first: two answers of one call never deadlock
+                "SELECT resident_id FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
             ).fetchone()
             if found is None:
-                return Step(closing=CallOutcome.UNCLEAR)
-            resident_id = int(found[0])
-            label = "risk" if heard.risk is not None else heard.label
-            _store(conn, call_id, question_id, resident_id, label, heard, tries, digits, speech,
-                   now)  # fmt: skip
+                return None, False
+            if ask is not UNKNOWN:
+                conn.execute(
+                    """INSERT INTO anbu.call_answers (call_id, question, resident_id, label,
+                                                      confidence, tries, digits, speech,
+                                                      answered_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (call_id, question) DO NOTHING""",
+                    (call_id, ask.id, int(found[0]), label, heard.confidence, tries, digits,
+                     speech, now),
+                )  # fmt: skip
             raised = None
             if heard.risk is not None:
                 raised = self.raise_answer(conn, call_id, heard.risk, now)
             elif heard.label == PERSON:  # the care manager calls back: told at once
                 raised = self.raise_answer(conn, call_id, CallOutcome.HELP, now)
-        log.info("conversation answer", extra={"call_id": call_id, "question": question_id,
-                                               "label": label, "tries": tries})  # fmt: skip
-        if heard.risk is not None:
-            return Step(closing=heard.risk, raised=raised)
-        if heard.label == PERSON:
-            return Step(closing=CallOutcome.HELP, raised=raised)
-        if heard.label == END:
-            return Step(words=self.programme.ended_early)
-        after = self.programme.after(question_id, self._today())
-        if after is None:
-            return Step(words=self.programme.closing_ok)
-        return Step(ask=after)
+            elif heard.unwell:  # a symptom: the care manager hears of it today
+                raised = self.raise_answer(conn, call_id, CallOutcome.UNWELL, now)
+            concerns = [(q.id, q.concern) for q in self.programme.questions if q.concern]
+            row = conn.execute(
+                """SELECT EXISTS (SELECT 1 FROM anbu.call_answers a
+                                  WHERE a.call_id = %s
+                                    AND (a.label = ANY(%s)
+                                         OR (a.question, a.label) IN (SELECT * FROM unnest(
+                                                 %s::text[], %s::text[]))))""",
+                (call_id, list(NEEDS), [q for q, _ in concerns], [c for _, c in concerns]),
+            ).fetchone()
+        return raised, bool(row and row[0]) or heard.unwell
 
 
-def _store(
-    conn: psycopg.Connection[Any], call_id: int, question: str, resident_id: int, label: str,
-    heard: Heard, tries: int, digits: str | None, speech: str | None, now: datetime,
-) -> None:  # fmt: skip
-    conn.execute(
-        """INSERT INTO anbu.call_answers (call_id, question, resident_id, label, confidence,
-                                          tries, digits, speech, answered_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (call_id, question) DO UPDATE
-               SET label = EXCLUDED.label, confidence = EXCLUDED.confidence,
-                   tries = EXCLUDED.tries, digits = EXCLUDED.digits,
-                   speech = EXCLUDED.speech, answered_at = EXCLUDED.answered_at""",
-        (call_id, question, resident_id, label, heard.confidence, tries, digits, speech, now),
-    )
+# A question the script no longer has (changed between two web instances): its answer is heard
+# for risk words only, and the call closes.
+UNKNOWN = Ask(id="unknown", kind="yes_no", every="day", ask="", simpler="")
+STORE_TRIES = 3

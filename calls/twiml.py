@@ -43,15 +43,15 @@ KOREAN = Script(
     closings={
         CallOutcome.OK: "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다.",
         CallOutcome.HELP: (
-            "네, 알겠습니다. 동 케어매니저에게 바로 알리겠습니다. "
-            "곧 연락드릴 테니 조금만 기다려 주세요."
+            "네, 알겠습니다. 동 케어매니저 선생님께 바로 알리겠습니다. "
+            "동 케어매니저 선생님이 곧 전화드릴 거예요."
         ),
         CallOutcome.UNWELL: (
-            "몸이 불편하시군요. 동 케어매니저에게 알려서 곧 연락드리겠습니다. "
+            "몸이 불편하시군요. 동 케어매니저 선생님께 알려서 곧 연락드리겠습니다. "
             "갑자기 더 아프시면 바로 119에 전화해 주세요."
         ),
         CallOutcome.EMERGENCY: (
-            "지금 바로 동 케어매니저에게 알리겠습니다. 위급하시면 전화를 끊고 바로 119에 "
+            "지금 바로 동 케어매니저 선생님께 알리겠습니다. 위급하시면 전화를 끊고 바로 119에 "
             "전화해 주세요. 다시 말씀드립니다. 119입니다."
         ),
         CallOutcome.CALL_BACK_LATER: "네, 알겠습니다. 조금 뒤에 다시 전화드리겠습니다.",
@@ -109,9 +109,10 @@ SAFETY_LINES: dict[str, dict[str, str]] = {
         "en": "If you see smoke or fire, go outside now and then call one one nine.",
     },
     "gas_alarm": {
-        "ko": "가스 밸브를 잠그시고, 전기 스위치는 켜지도 끄지도 마시고, "
-        "창문을 연 뒤 밖으로 나가 주세요.",
-        "en": "Turn off the gas valve, don't touch any switch, open a window and go outside.",
+        "ko": "가스 밸브를 잠가 주세요. 전기 스위치는 만지지 마세요. 창문을 열고 밖으로 "
+        "나가 주세요. 밖에서 119에 전화해 주세요.",
+        "en": "Turn off the gas valve. Don't touch any switch. Open a window and go outside. "
+        "Then call one one nine from outside.",
     },
 }
 OPENINGS: dict[str, dict[str, str]] = {
@@ -136,7 +137,7 @@ OPENINGS: dict[str, dict[str, str]] = {
 
 # The care manager is told of these alerts as the call is placed: no answer is not followed by
 # another call from us (the care manager calls), and an OK does not close the alert.
-_TOLD_KO = "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다."
+_TOLD_KO = "대답이 없으셔서 동 케어매니저 선생님께 알렸습니다. 곧 연락드리겠습니다."
 _TOLD_EN = (
     "We did not hear an answer, so we have told your care manager. They will contact you soon."
 )
@@ -145,14 +146,14 @@ NO_ANSWER: dict[str, str] = {"ko": _TOLD_KO, "en": _TOLD_EN}
 CLOSINGS: dict[str, dict[str, dict[CallOutcome, str]]] = {
     kind: {
         "ko": {
-            CallOutcome.OK: "네, 알겠습니다. 그래도 동 케어매니저가 곧 확인 연락을 드리겠습니다."
+            CallOutcome.OK: "네, 알겠습니다. 그래도 동 케어매니저 선생님이 곧 확인 전화를 드릴 거예요."
         },
         "en": {CallOutcome.OK: "Thank you. Your care manager will still call you soon to check."},
     }
     for kind in OPENINGS
 }
 CLOSINGS["fire_alarm"]["ko"][CallOutcome.HELP] = (
-    "동 케어매니저에게 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
+    "동 케어매니저 선생님께 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
     "바로 밖으로 나가 119에 전화해 주세요."
 )
 CLOSINGS["fire_alarm"]["en"][CallOutcome.HELP] = (
@@ -160,7 +161,7 @@ CLOSINGS["fire_alarm"]["en"][CallOutcome.HELP] = (
     "go outside now and call one one nine."
 )
 CLOSINGS["gas_alarm"]["ko"][CallOutcome.HELP] = (
-    "동 케어매니저에게 바로 알리겠습니다. 가스 밸브를 잠그고 바로 밖으로 나가 주세요."
+    "동 케어매니저 선생님께 바로 알리겠습니다. 가스 밸브를 잠그시고 바로 밖으로 나가 주세요."
 )
 CLOSINGS["gas_alarm"]["en"][CallOutcome.HELP] = (
     "We are letting your care manager know right away. Turn off the gas valve and go outside now."
@@ -168,9 +169,14 @@ CLOSINGS["gas_alarm"]["en"][CallOutcome.HELP] = (
 
 
 def spoken(text: str) -> str:
-    """Korean speech of `text`: the emergency number read digit by digit (일일구), as people
-    say it, never 백십구. Written text (SMS, pages) keeps 119."""
-    return re.sub(r"(?<!\d)119(?!\d)", "일일구", text)
+    """Korean speech of `text`: the emergency and service numbers read digit by digit
+    (일일구, never 백십구; 일공구; 일이공), as people say them. Written text keeps 119."""
+    return _SPOKEN_NUMBERS.sub(lambda m: _DIGITS_KO[m.group()], text)
+
+
+# service numbers read digit by digit, as people say them (일일구, 일공구, 일이공)
+_DIGITS_KO = {"119": "일일구", "109": "일공구", "120": "일이공", "112": "일일이"}
+_SPOKEN_NUMBERS = re.compile(r"(?<![\d-])(?:119|109|120|112)(?![\d-])")
 
 
 def script_for(language: str | None) -> Script:
@@ -284,11 +290,25 @@ def voicemail(language: str | None = "ko", about: str | None = None, caller: str
     if about in OPENINGS:
         lang = _lang(script)
         text = " ".join(
-            t for t in (SAFETY_LINES.get(about or "", {}).get(lang), NO_ANSWER[lang]) if t
-        )
+            t
+            for t in (hello(language, caller), SAFETY_LINES.get(about or "", {}).get(lang),
+                      NO_ANSWER[lang])
+            if t
+        )  # fmt: skip
     _say(response, script, text)
     response.hangup()
     return str(response)
+
+
+# after a wish to die or to stop living: thanks for saying it, a person calls at once, stay near
+# the phone, and where to call (119, the suicide prevention line 109), said as people say them
+DESPAIR_CLOSING = (
+    "말씀해 주셔서 고맙습니다. 동 케어매니저 선생님이 바로 전화드릴 거예요. 전화기 가까이에 "
+    "계셔 주세요. 힘드시면 119나 자살예방 상담전화 109로 전화하세요."
+)
+
+# before the conversation's first question: what comes, and the way to help at any time
+TALK_OPENING = "다행입니다. 몇 가지만 더 여쭙겠습니다."
 
 
 def question(action_url: str, text: str, words_only: bool = False) -> str:
@@ -334,8 +354,8 @@ def manager_alert(message_ko: str, gather_url: str) -> str:
     """Tell a care manager what happened; pressing 1 takes the alert. Asked twice."""
     response = VoiceResponse()
     for text in (
-        f"안부 돌봄 시스템입니다. {message_ko} 확인하시려면 1번을 눌러 주세요.",
-        "확인하시려면 1번을 눌러 주세요.",
+        f"안부 돌봄 시스템입니다. {message_ko} 이 알림을 맡으시려면 1번을 눌러 주세요.",
+        "이 알림을 맡으시려면 1번을 눌러 주세요.",
     ):
         gather = response.gather(
             input="dtmf", action=gather_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
@@ -362,9 +382,7 @@ def manager_closing(taken: bool) -> str:
 # -- the 돌봄콜 line (incoming) ---------------------------------------------------------------
 
 # 2 is help on every line anbu answers or places (the check-in call: 1 fine, 2 help)
-LINE_MENU = (
-    "안부 돌봄콜입니다. 도움이 필요하시면 2번을 눌러 주세요. 메시지를 남기시려면 1번을 눌러 주세요."
-)
+LINE_MENU = "안부 돌봄콜입니다. 도움이 필요하시면 2번을 눌러 주세요. 하실 말씀을 남기시려면 1번을 눌러 주세요."
 MESSAGE_SECONDS = 60  # the longest message taken
 
 
@@ -376,7 +394,7 @@ def line_menu(action_url: str) -> str:
             input="dtmf", action=action_url, method="POST", num_digits=1, timeout=GATHER_TIMEOUT_S
         )
         _say(gather, KO, text)
-    _say(response, KO, "선택이 없어 전화를 마칩니다. 급하시면 119에 전화해 주세요.")
+    _say(response, KO, "누르신 번호가 없어서 전화를 끊겠습니다. 급하시면 119에 전화해 주세요.")
     response.hangup()
     return str(response)
 
@@ -387,7 +405,7 @@ def line_unknown(city_contact_ko: str) -> str:
     _say(
         response,
         KO,
-        "안부 돌봄콜입니다. 등록되지 않은 번호입니다. "
+        "안부 돌봄콜입니다. 이 번호는 저희 안부 명단에 없습니다. "
         f"돌봄 서비스 신청과 문의는 {city_contact_ko}로 전화해 주세요. "
         "급한 상황이면 119에 전화해 주세요.",
     )
@@ -400,7 +418,7 @@ def line_help_taken() -> str:
     _say(
         response,
         KO,
-        "동 케어매니저에게 바로 알리겠습니다. 곧 연락드리겠습니다. 급하시면 119에 전화해 주세요.",
+        "동 케어매니저 선생님께 바로 알리겠습니다. 곧 연락드리겠습니다. 급하시면 119에 전화해 주세요.",
     )
     response.hangup()
     return str(response)
@@ -420,7 +438,7 @@ def line_message(spoken_url: str, recorded_url: str) -> str:
         timeout=GATHER_TIMEOUT_S,
         speech_timeout="auto",
     )
-    _say(gather, KO, "메시지를 말씀해 주세요. 다 말씀하시면 잠시 기다려 주세요.")
+    _say(gather, KO, "하실 말씀을 해 주세요. 다 말씀하시면 잠시 기다려 주세요.")
     _record(response, recorded_url)
     return str(response)
 
@@ -437,12 +455,12 @@ def _record(response: VoiceResponse, recorded_url: str) -> None:
     response.record(
         action=recorded_url, method="POST", max_length=MESSAGE_SECONDS, play_beep=True, timeout=5
     )
-    _say(response, KO, "메시지가 녹음되지 않았습니다. 다시 전화해 주세요.")
+    _say(response, KO, "말씀이 녹음되지 않았습니다. 다시 전화해 주세요.")
     response.hangup()
 
 
 def line_message_taken() -> str:
     response = VoiceResponse()
-    _say(response, KO, "메시지를 동 케어매니저에게 전하겠습니다. 감사합니다.")
+    _say(response, KO, "말씀을 동 케어매니저 선생님께 전하겠습니다. 감사합니다.")
     response.hangup()
     return str(response)

@@ -78,7 +78,26 @@ WISH_TO_DIE = any_of(
     r"(?:하늘나라|저세상|저\s*세상|저승)\S*\s*(?:가고|가면|갔으면|가야|보내)",
     r"(?:하느님|하나님|부처님|영감|저승사자)\S*\s*(?:빨리\s*)?(?:나\s*)?(?:좀\s*)?데려가",
     r"살아서?\s*(?:뭐|머|뭣|무엇)\s*(?:해|혀|하|할)|사는\s*게\s*(?:지겨|지긋지긋|무슨\s*의미)",
+    # "그만 살았으면", "빨리 데려갔으면", "아침에 안 깨어났으면", "눈 감고 안 떴으면",
+    # "내가 없어져야 자식들이 편하지", "자식들한테 짐만 되고"
+    r"(?:그만|고만)\s*살았으면|데려갔으면|안\s*깨어?났으면|(?:눈\s*)?안\s*떴으면",
+    r"(?:내가|나만|나\s*하나)\s*없어져야|짐만\s*(?:되|돼)|짐이\s*(?:되|돼)",
+    # giving up on living: "사는 게 그만하고 싶다", "다 그만하고 싶어", "인생 그만두고 싶어"
+    r"(?:사는\s*(?:게|것|거)?|다|인생|세상|목숨)\s*(?:그만|고만)\s*(?:하고\s*싶|두고\s*싶|둘래|살)",
 )  # fmt: skip
+
+# A wish to die or to stop living, said any way the rules know: the call closes with words of
+# its own (calls.twiml.DESPAIR_CLOSING), not "hang up and call 119".
+DESPAIR = re.compile(
+    WISH_TO_DIE + "|" + any_of(r"죽고\s*싶|죽고만\s*싶|살기\s*싫|그만\s*살고|살고\s*싶지\s*않",
+                               r"죽어\s*버리|목숨을?\s*끊|자살")
+)  # fmt: skip
+
+
+def despairs(text: str | None) -> bool:
+    """The answer says the resident wishes to die or to stop living."""
+    return bool(text) and DESPAIR.search(normalize(text or "")) is not None
+
 
 # -- rules ---------------------------------------------------------------------------------------
 

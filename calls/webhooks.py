@@ -20,7 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from datetime import date
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -33,6 +34,7 @@ from calls.incoming import IncomingLine
 from calls.outcomes import ANSWERED_BY_OUTCOMES, TERMINAL_STATUSES
 from calls.service import CallService
 from calls.talk import Talk
+from calls.understanding import despairs
 from core.config import Settings
 from core.domain import CallOutcome
 
@@ -126,8 +128,11 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     validator = RequestValidator(settings.twilio_auth_token)
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
-    talk = Talk(service.db, service.clock, ZoneInfo(settings.timezone), service.raise_answer,
+    tz = ZoneInfo(settings.timezone)
+    talk = Talk(service.db, service.clock, tz, service.raise_answer,
                 settings.conversation_script or None)  # fmt: skip
+    # the answers' classifier learns before the first answer needs it (a second, not in a call)
+    threading.Thread(target=talk.model, name="answer-model", daemon=True).start()
     replays = Replays(settings.webhook_replay_window_s)
     # Twilio's callbacks are no part of the public API: kept out of its spec
     router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
@@ -194,33 +199,46 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
                 return _xml(twiml.manager_closing(params.get("Digits") == "1"))
             if script is None:
                 return _xml(twiml.closing(outcome, None))
+            if outcome is CallOutcome.EMERGENCY and despairs(params.get("SpeechResult")):
+                return _xml(twiml.words(twiml.DESPAIR_CLOSING, script[0]))
             if outcome is CallOutcome.OK and script[1] == "routine":
                 first = await run_in_threadpool(talk.first, call_id)
                 if first is not None:  # all right: the conversation of the day
-                    return _xml(twiml.question(_answer_url(call_id, first.id), first.ask))
+                    ask, day = first
+                    url = _answer_url(call_id, ask.id, day)
+                    return _xml(twiml.question(url, f"{twiml.TALK_OPENING} {ask.ask}"))
             return _xml(twiml.closing(outcome, script[0], script[3]))
 
         return await once(request, handle)
 
-    def _answer_url(call_id: int, question: str, tries: int = 1, then: bool = False) -> str:
-        return f"{base}/twilio/answer/{call_id}/{question}?tries={tries}&then={int(then)}"
+    def _answer_url(
+        call_id: int, question: str, day: date, tries: int = 1, then: bool = False
+    ) -> str:
+        query = urlencode({"day": day.isoformat(), "tries": tries, "then": int(then)})
+        return f"{base}/twilio/answer/{call_id}/{question}?{query}"
 
     @router.post("/answer/{call_id}/{question}")
     async def answer(
-        call_id: int, question: str, request: Request, tries: int = 1, then: int = 0
+        call_id: int,
+        question: str,
+        request: Request,
+        tries: int = 1,
+        then: int = 0,
+        day: date | None = None,
     ) -> Response:
         """The resident answered one question of the routine conversation (or said nothing:
         Twilio's redirect after the question)."""
 
         async def handle(params: dict[str, str]) -> Response:
+            talk_day = day or service.clock.now().astimezone(tz).date()
             step = await run_in_threadpool(
                 talk.answer, call_id, question, params.get("Digits") or None,
-                params.get("SpeechResult") or None, max(1, min(tries, 2)), bool(then),
+                params.get("SpeechResult") or None, max(1, min(tries, 2)), bool(then), talk_day,
             )  # fmt: skip
             if step.ask is not None:
-                text = step.ask.then if step.then and step.tries == 1 else None
+                text = step.ask.then if step.then else None  # a need's words: keys are no use
                 text = text or (step.ask.simpler if step.tries > 1 else step.ask.ask)
-                url = _answer_url(call_id, step.ask.id, step.tries, step.then)
+                url = _answer_url(call_id, step.ask.id, talk_day, step.tries, step.then)
                 return _xml(twiml.question(url, text, words_only=step.then))
             if step.words is not None:
                 return _xml(twiml.words(step.words))

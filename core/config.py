@@ -314,7 +314,7 @@ class Settings(BaseSettings):
         "shipped one.",
     )
     city_contact_ko: str = Field(
-        default="120 다산콜센터",
+        default="지역 콜센터 120",
         description="What unknown callers to the 돌봄콜 line are told to call instead.",
     )
 

@@ -38,7 +38,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import authz, conversation_view, enrolment_text, i18n, problems
+from dashboards import authz, conversation_view, enrolment_text, i18n, line_messages, problems
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router, etag
@@ -81,6 +81,7 @@ def _templates() -> Jinja2Templates:
         state_label=i18n.state_label,
         outcome_label=i18n.outcome_label,
         call_outcome_label=i18n.call_outcome_label,
+        call_status_label=i18n.call_status_label,
         actor_label=i18n.actor_label,
         resident_status_label=i18n.resident_status_label,
         hours_label=i18n.hours_label,
@@ -233,6 +234,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(AlertNotFound, not_found)
     app.add_exception_handler(requests.RequestNotFound, not_found)
+    app.add_exception_handler(line_messages.RecordingNotFound, not_found)
     app.add_exception_handler(requests.RequestChanged, request_changed)
     app.add_exception_handler(ResidentNotFound, resident_not_found)
     app.add_exception_handler(InvalidChange, invalid_change)

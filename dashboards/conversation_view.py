@@ -19,7 +19,7 @@ from calls.conversation import Programme
 
 QUESTIONS: dict[str, tuple[str, str]] = {
     "meal": ("식사", "Meals"),
-    "sleep": ("잠", "Sleep"),
+    "sleep": ("수면", "Sleep"),
     "pain": ("아픈 곳", "Pain"),
     "mood": ("기분", "Mood"),
     "need": ("필요한 도움", "Needs"),
@@ -126,8 +126,10 @@ def concerns(answers: Sequence[Answer], programme: Programme, since: datetime) -
     return found
 
 
-def concern_words(lang: str, question: str, why: str) -> str:
+def concern_words(lang: str, question: str, why: str, concern: str | None = None) -> str:
+    """'식사 못 드심 2회 연속', '기분 나빠지는 중': what the review raised, in words."""
     name = question_words(lang, question)
+    said = answer_words(lang, question, concern) if concern else ""
     if lang == "ko":
-        return f"{name}: {'연속 ' + str(RUN) + '회' if why == 'run' else '나빠지는 중'}"
-    return f"{name}: {f'{RUN} in a row' if why == 'run' else 'getting worse'}"
+        return f"{name} {said} {RUN}회 연속" if why == "run" else f"{name} 나빠지는 중"
+    return f"{name} {said}, {RUN} in a row" if why == "run" else f"{name} getting worse"

@@ -367,8 +367,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "request_words": ("대상자 말씀", "Resident's words"),
     "request_category": ("분류", "Category"),
     "request_state": ("상태", "State"),
-    "request_received": ("접수", "Received"),
-    "request_accept": ("수락", "Accept"),
+    "request_received": ("접수 일시", "Received"),
+    "request_accept": ("담당 지정", "Take it"),
     "request_link": ("기관 연계", "Link to provider"),
     "request_close": ("종결", "Close"),
     "request_provider": ("연계 기관", "Provider"),
@@ -378,6 +378,14 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Another care manager acted on it first. Reload the list to see it.",
     ),
     "week_talk": ("안부 대화", "Check-in talk"),
+    "week_of": ("주 (월요일부터)", "Week (from Monday)"),
+    "line_messages": ("돌봄콜 메시지", "Care line messages"),
+    "line_message_words": ("말씀 내용", "What was said"),
+    "line_message_untranscribed": (
+        "받아쓰지 못했습니다. 녹음을 들어 주세요.",
+        "Could not be written down: listen to the recording.",
+    ),
+    "line_message_listen": ("녹음 듣기", "Listen"),
     "conversation_trend": ("안부 대화 (최근 8주)", "Check-in conversations (last 8 weeks)"),
     "no_conversations": ("아직 안부 대화가 없습니다.", "No check-in conversations yet."),
     "monthly_report": ("월간 보고서", "Monthly report"),
@@ -502,6 +510,28 @@ CALL_ENDED_UNRUNG: dict[str, tuple[str, str]] = {
     CANCELED: ("취소됨", "cancelled"),
     LOST_STATUS: ("연결 안 됨(유실)", "lost before dialling"),
 }
+
+
+# a call's status as the telephony provider reports it, in words (never the raw code)
+CALL_STATUS: dict[str, tuple[str, str]] = {
+    "queued": ("발신 대기", "queued"),
+    "initiated": ("발신 중", "dialling"),
+    "ringing": ("신호 가는 중", "ringing"),
+    "in-progress": ("통화 중", "in progress"),
+    "completed": ("통화 종료", "completed"),
+    "busy": ("통화 중이라 연결 안 됨", "busy"),
+    "no-answer": ("받지 않음", "no answer"),
+    "failed": ("연결 실패", "failed"),
+    "canceled": ("취소됨", "cancelled"),
+}
+
+
+def call_status_label(lang: str, status: str | None) -> str:
+    """A call's status in words; a status no table knows is shown as '—', never raw."""
+    if status in CALL_ENDED_UNRUNG:
+        return pick(lang, CALL_ENDED_UNRUNG[status])
+    pair = CALL_STATUS.get(status or "")
+    return pick(lang, pair) if pair else "—"
 
 
 def call_outcome_label(lang: str, outcome: str | None, status: str | None = None) -> str:

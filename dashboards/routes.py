@@ -18,7 +18,16 @@ from alerts.models import RESOLUTION_OUTCOMES
 from calls.conversation import programme
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
-from dashboards import alert_first, authz, conversation_view, paging, residents, review, sites
+from dashboards import (
+    alert_first,
+    authz,
+    conversation_view,
+    line_messages,
+    paging,
+    residents,
+    review,
+    sites,
+)
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -335,6 +344,9 @@ def pages_router() -> APIRouter:
                 fields = ("address", "access_notes") if may_see else ("address",)
                 residents.record_read(conn, request, manager, detail.alert.resident_id, "notes",
                                       fields)  # fmt: skip
+            messages = line_messages.messages_near(
+                conn, detail.alert.resident_id, detail.alert.opened_at
+            )
             # only the resident's own dong's care managers may take it (check_assignee)
             assignees = assignable(conn, [detail.alert.dong_code]) if may_reassign else []
             current = queries.assigned_to(conn, alert_id) if may_reassign else None
@@ -347,8 +359,19 @@ def pages_router() -> APIRouter:
             can_reassign=may_reassign and detail.alert.state is not AlertState.RESOLVED,
             assignees=assignees, current=current,
             current_label=assignee_words(lang, assignees, current),
-            outcomes=RESOLUTION_OUTCOMES,
+            outcomes=RESOLUTION_OUTCOMES, messages=messages,
         )  # fmt: skip
+
+    @router.get("/line-messages/{message_id}/recording")
+    def line_message_recording(
+        request: Request, message_id: int, deps: AppDeps, manager: AlertReader
+    ) -> Response:
+        """A message's recording, for care roles of the resident's dong (404 for others)."""
+        with deps.db.connection() as conn:  # RecordingNotFound: 404 (app.py)
+            url, resident_id = line_messages.recording_url(conn, message_id, visible_dongs(manager))
+            residents.record_read(conn, request, manager, resident_id, "alert", ("recording",))
+        audio = line_messages.fetch_recording(deps.settings, url)
+        return Response(audio, media_type="audio/mpeg", headers={"Cache-Control": "no-store"})
 
     @router.post("/alerts/{alert_id}/acknowledge")
     def acknowledge(
@@ -421,7 +444,11 @@ def pages_router() -> APIRouter:
                 conn, visible_dongs(manager), deps.clock.now(), tz,
                 deps.settings.conversation_script or None,
             )  # fmt: skip
-        return render(request, deps, lang, "review.html", manager, review=week)
+        script = programme(deps.settings.conversation_script or None)
+        return render(
+            request, deps, lang, "review.html", manager, review=week,
+            concern_of={q.id: q.concern for q in script.questions},
+        )  # fmt: skip
 
     @router.get("/residents/{resident_id}")
     def resident_week(
@@ -435,7 +462,12 @@ def pages_router() -> APIRouter:
             week = residents.activity_week(conn, resident_id, dongs, now, tz)
             devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
             residents.record_read(
-                conn, request, manager, resident_id, "card", ("name", "activity", "findings")
+                conn,
+                request,
+                manager,
+                resident_id,
+                "card",
+                ("name", "activity", "findings", "conversation"),
             )
             talked = conversation_view.answers_since(
                 conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id

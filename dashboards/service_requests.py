@@ -20,7 +20,9 @@ from dashboards.authz import Action, api_actor, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.i18n import pick
 from dashboards.paging import LIMIT_DEFAULT, Page
+from dashboards.residents import reader_of
 from dashboards.routes import render
+from registry.access_log import record_accesses
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Lang = Annotated[str, Depends(language)]
@@ -77,6 +79,16 @@ def _act(
         )  # fmt: skip
 
 
+def _record_reads(
+    conn: Any, request: Request, manager: CareManager, items: list[requests.ServiceRequest]
+) -> None:
+    """Who read whose words: one access row per resident on the page, in the read's own
+    transaction (registry.access_log)."""
+    if items:
+        residents = sorted({r.resident_id for r in items})
+        record_accesses(conn, reader_of(request, manager), residents, "alert", ("name", "words"))
+
+
 def service_requests_router() -> APIRouter:
     """GET /requests (the page) and its forms; GET /api/v1/service-requests and its actions."""
     router = APIRouter()
@@ -92,6 +104,7 @@ def service_requests_router() -> APIRouter:
         dependencies=secured,
     )  # fmt: skip
     def list_service_requests(
+        request: Request,
         manager: ApiActor,
         deps: AppDeps,
         state: Literal["open", "all"] = "open",
@@ -106,6 +119,7 @@ def service_requests_router() -> APIRouter:
                 conn, visible_dongs(manager), open_only=state == "open", limit=limit,
                 after=place, resident_id=resident_id,
             )  # fmt: skip
+            _record_reads(conn, request, manager, items)
         return paging.page("requests-" + state, [ServiceRequestOut.of(r) for r in items], more)
 
     def api_action(action: str, doc: str) -> None:
@@ -137,6 +151,7 @@ def service_requests_router() -> APIRouter:
             items, more = requests.page_requests(
                 conn, visible_dongs(manager), limit=PAGE_ROWS, after=place
             )
+            _record_reads(conn, request, manager, items)
         return render(
             request, deps, lang, "requests.html", manager, items=items,
             category=lambda c: pick(lang, requests.CATEGORIES[c]),

@@ -13,6 +13,7 @@ import base64
 import hmac
 import logging
 import math
+import re
 import ssl
 import threading
 import time
@@ -350,6 +351,13 @@ class PhoneNetwork:
             return error(404, 20404, f"The requested resource {sid} was not found")
         return 200, call_json(call, self.account_sid)
 
+    def recording(self, recording_sid: str) -> bytes | None:
+        """A recording's media (a few bytes standing in for MP3); None for what is not a
+        recording's sid."""
+        if not re.fullmatch(r"RE\w{1,64}", recording_sid):
+            return None
+        return RECORDING_MEDIA + recording_sid.encode()
+
     def create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         to, from_, body = one(form, "To"), one(form, "From"), one(form, "Body")
         if not to or not from_:
@@ -476,7 +484,7 @@ class PhoneNetwork:
             return
         params = self._params(
             sid, TranscriptionText=call.persona.speech, TranscriptionStatus="completed",
-            RecordingUrl=_recording_url(self.base_url, call),
+            RecordingUrl=_recording_url(self.base_url, self.account_sid, call),
         )  # fmt: skip
         try:
             self._webhook(http, call.transcribe_callback, params)
@@ -519,7 +527,7 @@ class PhoneNetwork:
                     call = self.call(sid)
                     assert call is not None
                     params = {
-                        "RecordingUrl": _recording_url(self.base_url, call),
+                        "RecordingUrl": _recording_url(self.base_url, self.account_sid, call),
                         "RecordingDuration": str(max(1, len(persona.speech) // 4)),
                         "Digits": "hangup",
                     }
@@ -591,13 +599,17 @@ class PhoneNetwork:
             time.sleep(simulated_s * self.time_scale)
 
 
+RECORDING_MEDIA = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # an MP3 header, then the recording's sid
+
+
 def call_outbound(network: PhoneNetwork, sid: str) -> bool:
     call = network.call(sid)
     return call is not None and call.direction != "inbound"
 
 
-def _recording_url(base_url: str, call: SimulatedCall) -> str:
-    return f"{base_url}/2010-04-01/Accounts/Recordings/RE{call.sid[2:]}"
+def _recording_url(base_url: str, account_sid: str, call: SimulatedCall) -> str:
+    """Where Twilio says a call's recording is (its media: the same with .mp3)."""
+    return f"{base_url}/2010-04-01/Accounts/{account_sid}/Recordings/RE{call.sid[2:]}"
 
 
 def _said(say: ET.Element) -> str:

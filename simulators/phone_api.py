@@ -70,6 +70,7 @@ class CarrierApi(Protocol):
     def fetch_call(self, sid: str) -> tuple[int, dict[str, Any]]: ...
     def update_call(self, sid: str, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
     def create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]: ...
+    def recording(self, recording_sid: str) -> bytes | None: ...
     def reply_fault(self, method: str, rest: str) -> str | None: ...
     def wait_released(self) -> None: ...
 
@@ -175,6 +176,14 @@ def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
+            media = self._media(method)
+            if media is not None:
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg")
+                self.send_header("Content-Length", str(len(media)))
+                self.end_headers()
+                self.wfile.write(media)
+                return
             status, payload = self._dispatch(method, body)
             path = self.path.split("?", 1)[0]
             fault = network.reply_fault(method, path[len(prefix) :]) if status < 300 else None
@@ -189,6 +198,16 @@ def handler_for(network: CarrierApi) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             self._reply(status, payload)
+
+        def _media(self, method: str) -> bytes | None:
+            """A recording's MP3, for the account's credentials only."""
+            path = self.path.split("?", 1)[0]
+            rest = path[len(prefix) :] if path.startswith(prefix) else ""
+            if method != "GET" or not rest.startswith("Recordings/") or not rest.endswith(".mp3"):
+                return None
+            if not network.authorized(self.headers.get("Authorization")):
+                return None
+            return network.recording(rest[len("Recordings/") : -len(".mp3")])
 
         def _dispatch(self, method: str, body: str) -> tuple[int, dict[str, Any]]:
             if not network.authorized(self.headers.get("Authorization")):

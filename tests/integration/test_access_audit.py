@@ -134,7 +134,7 @@ def test_each_read_path_writes_one_row_with_who_what_and_where(world: World) -> 
          ["activity", "findings"]),
         (api, f"/api/v1/alerts/{w.alert_a}", headers, "alert",
          ["name", "timeline", "calls", "transcripts"]),
-        (page, f"/residents/{w.resident_a}", {}, "card", ["name", "activity", "findings"]),
+        (page, f"/residents/{w.resident_a}", {}, "card", ["name", "activity", "findings", "conversation"]),
         (page, f"/alerts/{w.alert_a}", {}, "alert", ["name", "timeline", "calls", "transcripts"]),
     ]  # fmt: skip
     for n, (client, path, auth, view, fields) in enumerate(reads):

@@ -186,7 +186,7 @@ def test_a_resident_asking_for_help_hears_what_happens_next(rig: Rig) -> None:
     rig.place(personas.SAY("도와주세요"))
     [simulated] = rig.network.calls
     assert simulated.answers == ("도와주세요",)
-    assert "동 케어매니저에게 바로 알리겠습니다" in simulated.heard[-1]
+    assert "동 케어매니저 선생님께 바로 알리겠습니다" in simulated.heard[-1]
 
 
 def test_silence_gets_one_reprompt_then_a_closing(rig: Rig) -> None:

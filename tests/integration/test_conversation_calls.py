@@ -14,8 +14,11 @@ import pytest
 
 import registry
 from alerts import requests
+from calls import twiml
 from calls.conversation import load_programme
+from calls.talk import Talk
 from core.clock import VirtualClock
+from core.db import Database
 from core.domain import CallOutcome
 from simulators import personas
 from simulators.personas import Persona
@@ -83,9 +86,11 @@ def test_a_weekly_conversation_by_keypad_and_speech_becomes_answers_and_a_reques
     }  # fmt: skip
     # one question at a time, in order, and the programme's own closing
     heard = list(call.heard)
-    order = [next(i for i, h in enumerate(heard) if h == q.ask) for q in PROGRAMME.questions]
+    order = [next(i for i, h in enumerate(heard) if h.endswith(q.ask)) for q in PROGRAMME.questions]
     assert order == sorted(order)
-    assert heard[-1] == PROGRAMME.closing_ok
+    assert heard[order[0]].startswith(twiml.TALK_OPENING)
+    # pain, low mood, a need: the closing says it will be passed on
+    assert heard[-1] == twiml.spoken(PROGRAMME.closing_concern)
     assert _outcome(rig, call_id) == "ok"  # answers about the week are no alarm
     with rig.database.connection() as conn:
         assert requests.take_needs(conn, MONDAY) == 1
@@ -175,3 +180,89 @@ def test_one_conversation_a_day_and_only_the_daily_question_on_other_days(
         again, call = _call(rig, rid, personas.converse("key:1", "key:2"), attempt=2)
         assert _answers(rig, again) == {}  # talked today already: the plain closing
         assert call.heard[-1] == "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다."
+
+
+def test_a_keypad_resident_s_need_reaches_a_person_even_unsaid(
+    monday: tuple[CallsRig, int],
+) -> None:
+    """2 (there is something), then silence where words were asked for, twice: a request of
+    its own kind with no words, for the care manager to call about."""
+    rig, rid = monday
+    call_id, call = _call(rig, rid, personas.converse(
+        "key:1", "key:1", "key:1", "key:1", "key:1", "key:2", "", ""))  # fmt: skip
+    need = PROGRAMME.question("need")
+    assert need is not None and call.heard.count(need.then) == 2  # asked twice for the words
+    assert _answers(rig, call_id)["need"] == ("other", 2)
+    with rig.database.connection() as conn:
+        assert requests.take_needs(conn, MONDAY) == 1
+
+
+def test_a_fall_said_at_the_need_question_is_no_service_request(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    resident = personas.converse(
+        "key:1", "key:1", "key:1", "key:1", "key:1", "say:화장실에서 넘어졌는데 도와줘"
+    )
+    call_id, _ = _call(rig, rid, resident)
+    assert _outcome(rig, call_id) == "help"
+    assert _answers(rig, call_id)["need"] == ("risk", 1)
+    with rig.database.connection() as conn:
+        assert requests.take_needs(conn, MONDAY) == 0
+
+
+def test_a_wish_to_die_gets_its_own_closing(monday: tuple[CallsRig, int]) -> None:
+    rig, rid = monday
+    call_id, call = _call(rig, rid, personas.converse("key:1", "key:1", "say:다 그만하고 싶어"))
+    assert _outcome(rig, call_id) == "emergency"
+    assert call.heard[-1] == twiml.spoken(twiml.DESPAIR_CLOSING)
+    assert "일공구" in call.heard[-1] and "전화를 끊고" not in call.heard[-1]
+
+
+def test_a_symptom_raises_the_call_and_the_talk_goes_on(monday: tuple[CallsRig, int]) -> None:
+    rig, rid = monday
+    call_id, _ = _call(rig, rid, personas.converse(
+        "key:1", "say:감기 걸려서 열이 나서 못 먹었어", "key:1", "key:1", "key:1", "key:1"))  # fmt: skip
+    assert _outcome(rig, call_id) == "unwell"  # the care manager hears of it today
+    assert _answers(rig, call_id)["meal"] == ("no", 1)
+    assert len(_answers(rig, call_id)) == 5
+
+
+def test_an_answer_replayed_or_changed_later_keeps_what_was_stored(
+    monday: tuple[CallsRig, int],
+) -> None:
+    rig, rid = monday
+    call_id, _ = _call(rig, rid, personas.converse("key:1", "say:밥 묵었어", "hangup"))
+    talk = Talk(rig.database, rig.service.clock, SEOUL, rig.service.raise_answer)
+    step = talk.answer(call_id, "meal", None, "못 먹었어", 1, False, MONDAY.date())
+    assert step.ask is not None and step.ask.id == "sleep"  # the same next words as before
+    assert rig.query("SELECT label, speech FROM anbu.call_answers WHERE call_id = %s", call_id) == [
+        ("yes", "밥 묵었어")
+    ]  # the first answer stands
+
+
+def test_risk_words_are_heard_when_nothing_can_be_stored(
+    monday: tuple[CallsRig, int], db_url: str
+) -> None:
+    """The database away, or a question this web instance's script does not have: the words
+    are still read for risk, and the resident hears what to do."""
+    rig, rid = monday
+    call_id, _ = _call(rig, rid, personas.converse("key:1", "hangup"))
+    talk = Talk(rig.database, rig.service.clock, SEOUL, rig.service.raise_answer)
+    unknown = talk.answer(call_id, "no_such_question", None, "살려 줘 숨이 안 쉬어져", 1, False)
+    assert unknown.closing is CallOutcome.EMERGENCY
+    assert _outcome(rig, call_id) == "emergency"  # raised all the same
+    # the call's row held by another transaction past the lock timeout, every try: the answer
+    # cannot be stored, and the risk words are still heard
+    impatient = Database(db_url + "?options=-c%20lock_timeout%3D200", min_size=1, max_size=1)
+    impatient.open()
+    try:
+        cut_off = Talk(impatient, rig.service.clock, SEOUL, rig.service.raise_answer)
+        with psycopg.connect(db_url) as holder:
+            holder.execute("SELECT 1 FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,))
+            step = cut_off.answer(call_id, "sleep", None, "어제 넘어져서 못 일어나", 1, False)
+            assert step.closing is CallOutcome.EMERGENCY
+            with pytest.raises(psycopg.errors.LockNotAvailable):  # nothing at risk: fails as before
+                cut_off.answer(call_id, "sleep", "1", None, 1, False)
+    finally:
+        impatient.close()

@@ -127,7 +127,7 @@ def test_weeks_of_answers_on_the_card_and_runs_raised_for_the_weekly_review(
     assert row["talk"] == {"meal": "run", "mood": "worse"} and row["for_review"]
     browser = TestClient(town.app)
     login_page(browser, town.username_a, PASSWORD_A)
-    assert "식사: 연속 2회" in browser.get("/review").text
+    assert "식사 못 드심 2회 연속" in browser.get("/review").text
     card = browser.get(f"/residents/{rid}").text
     assert "안부 대화 (최근 8주)" in card
     assert "못 드심" in card and "안 좋음" in card and "보통" in card

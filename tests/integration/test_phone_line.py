@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 import registry
@@ -16,8 +17,10 @@ from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
 from core.clock import SystemClock
+from dashboards.app import create_app
 from simulators import personas
 from tests.calls_support import AUTH_TOKEN, CallsRig, calls_rig
+from tests.integration.dashboard_support import login_page
 
 DONG = "1111051500"
 RESIDENT = "+821055501111"
@@ -53,7 +56,7 @@ def test_pressing_2_is_a_help_request_for_the_dong_care_manager(db_url: str) -> 
         assert call is not None and call.errors == ()
         # 2 is help here as on the check-in call (1 fine, 2 help): one key for help everywhere
         assert call.heard[0].startswith("안부 돌봄콜입니다. 도움이 필요하시면 2번을 눌러 주세요.")
-        assert "동 케어매니저에게 바로 알리겠습니다" in call.heard[-1]
+        assert "동 케어매니저 선생님께 바로 알리겠습니다" in call.heard[-1]
         assert "일일구" in call.heard[-1] and "119" not in call.heard[-1]
         assert rig.query("SELECT resident_id, choice FROM anbu.incoming_calls") == [(rid, "help")]
         assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 1
@@ -68,7 +71,7 @@ def test_pressing_1_leaves_a_message_heard_by_korean_speech_recognition(db_url: 
         sid = _dial_in(rig, RESIDENT, personas.caller("1", "가슴이 답답하고 식은땀이 나요"))
         call = rig.network.call(sid)
         assert call is not None and call.errors == ()
-        assert call.heard[-1] == "메시지를 동 케어매니저에게 전하겠습니다. 감사합니다."
+        assert call.heard[-1] == "말씀을 동 케어매니저 선생님께 전하겠습니다. 감사합니다."
         [(choice, recording, transcript, outcome)] = rig.query(
             "SELECT choice, recording_url, transcript, outcome FROM anbu.incoming_calls"
         )
@@ -97,7 +100,7 @@ def test_a_message_nobody_could_write_down_is_recorded_and_filed_at_warning(db_u
         call = rig.network.call(sid)
         assert call is not None and call.errors == ()
         assert "삐 소리가 나면" in " ".join(call.heard)
-        assert call.heard[-1] == "메시지를 동 케어매니저에게 전하겠습니다. 감사합니다."
+        assert call.heard[-1] == "말씀을 동 케어매니저 선생님께 전하겠습니다. 감사합니다."
         [(recording, transcript)] = rig.query(
             "SELECT recording_url, transcript FROM anbu.incoming_calls"
         )
@@ -113,11 +116,40 @@ def test_a_message_nobody_could_write_down_is_recorded_and_filed_at_warning(db_u
         url = f"{rig.settings.public_base_url}/twilio/line/transcript"
         params = {"CallSid": sid, "TranscriptionText": "숨이 안 쉬어져요"}
         signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-        with httpx.Client() as http:
+        with httpx.Client(timeout=30) as http:
             r = http.post(url, data=params, headers={"X-Twilio-Signature": signature})
         assert r.status_code == 204
         assert intake.run_once() == 1
         assert rig.query("SELECT max(severity) FROM anbu.alerts") == [("critical",)]
+
+
+def test_the_care_manager_reads_and_hears_the_message_on_the_alert_page(db_url: str) -> None:
+    """The recording linked: fetched from the provider with the account's credentials and
+    passed through, for the resident's dong only."""
+    _seed(db_url)
+    with psycopg.connect(db_url) as conn:
+        registry.add_dong(conn, "1111053000", "사직동", "종로구")
+        registry.add_care_manager(conn, "cm-other", "1111053000", "이다른", "+821099990003", "pw")
+    with calls_rig(db_url) as rig:
+        _dial_in(rig, RESIDENT, personas.caller("1", "허리가 아파서 그래", recognised=False))
+        assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 1
+        [(alert_id,)] = rig.query("SELECT id FROM anbu.alerts")
+        [(message_id,)] = rig.query("SELECT id FROM anbu.incoming_calls")
+        settings = rig.settings.model_copy(
+            update={"session_secret": "line-test-secret-0123456789abcdef"}
+        )
+        app = create_app(rig.database, settings, _alerts(rig))
+        browser = TestClient(app)
+        login_page(browser, "cm-line", "pw")
+        page = browser.get(f"/alerts/{alert_id}").text
+        assert "돌봄콜 메시지" in page and "받아쓰지 못했습니다. 녹음을 들어 주세요." in page
+        assert f"/line-messages/{message_id}/recording" in page
+        audio = browser.get(f"/line-messages/{message_id}/recording")
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg"
+        assert audio.content.startswith(b"ID3")
+        other = TestClient(app)
+        login_page(other, "cm-other", "pw")
+        assert other.get(f"/line-messages/{message_id}/recording").status_code == 404
 
 
 def test_an_unknown_caller_is_told_how_to_reach_the_city(db_url: str) -> None:
@@ -126,7 +158,7 @@ def test_an_unknown_caller_is_told_how_to_reach_the_city(db_url: str) -> None:
         sid = _dial_in(rig, "+821012345678", personas.caller("2"))
         call = rig.network.call(sid)
         assert call is not None
-        assert "120 다산콜센터" in call.heard[0] and len(call.heard) == 1
+        assert "지역 콜센터 일이공" in call.heard[0] and len(call.heard) == 1
         assert rig.query("SELECT resident_id, choice FROM anbu.incoming_calls") == [(None, None)]
         assert Intake(rig.database, _alerts(rig), SystemClock()).run_once() == 0
 

@@ -32,7 +32,8 @@ NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 NAME, ADDRESS, NOTE = "홍길동순", "서울특별시 종로구 세종대로 209 삼층", "고혈압약복용중비밀"
 MOBILE, LANDLINE, CONTACT_PHONE = "+821098761234", "+8227654321", "+821055512345"
 CONTACT, EXTERNAL, SPOKEN, ACCESS = "김영희딸", "CASE-77-4412", "가슴이아파요살려", "현관비번4321"
-PERSONAL = (NAME, ADDRESS, NOTE, MOBILE, LANDLINE, CONTACT_PHONE, CONTACT, EXTERNAL, SPOKEN,
+RECORDING = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+PERSONAL = (RECORDING, NAME, ADDRESS, NOTE, MOBILE, LANDLINE, CONTACT_PHONE, CONTACT, EXTERNAL, SPOKEN,
             ACCESS, "98761234", "7654321", "55512345")  # fmt: skip
 GW_PASSWORD = "course-gateway-pw-1"
 PW = "course-manager-pass-1"
@@ -274,13 +275,28 @@ def test_the_retention_purge_leaves_no_personal_data_and_keeps_the_counts(
         conn.execute(
             """INSERT INTO anbu.incoming_calls (twilio_sid, resident_id, received_at, choice,
                    recording_url, transcript, updated_at)
-               VALUES (%s, %s, %s, 'message', 'https://rec.example/1', %s, %s)""",
-            (f"CA{unique}", rid, NOW, SPOKEN, NOW),
+               VALUES (%s, %s, %s, 'message', %s, %s, %s)""",
+            (f"CA{unique}", rid, NOW, RECORDING, SPOKEN, NOW),
         )
         conn.execute(
             """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
-                   reason_en) VALUES (%s, 'voice_message', 'watch', %s, %s, 'left a message')""",
-            (rid, NOW, f"돌봄콜 메시지: {SPOKEN}"),
+                   reason_en, details)
+               VALUES (%s, 'voice_message', 'watch', %s, %s, 'left a message',
+                       jsonb_build_object('recording_url', %s::text))""",
+            (rid, NOW, f"돌봄콜 메시지: {SPOKEN}", RECORDING),
+        )
+        # the routine conversation: an answer in the resident's words and a need from it
+        conn.execute(
+            """INSERT INTO anbu.call_answers (call_id, question, resident_id, label, confidence,
+                   digits, speech, answered_at)
+               SELECT id, 'need', resident_id, 'meals', 1.0, '2', %s, %s
+                 FROM anbu.calls WHERE resident_id = %s ORDER BY id LIMIT 1""",
+            (SPOKEN, NOW, rid),
+        )
+        conn.execute(
+            """INSERT INTO anbu.service_requests (resident_id, category, words, note, created_at,
+                   updated_at) VALUES (%s, 'meals', %s, %s, %s, %s)""",
+            (rid, SPOKEN, f"{NAME} 님 도시락", NOW, NOW),
         )
         conn.execute(
             """INSERT INTO anbu.alert_events (alert_id, at, actor, from_state, to_state, reason)

@@ -29,6 +29,7 @@ from core.db import Database
 from dashboards.app import create_app
 from dashboards.auth import CareManager
 from dashboards.authz import RULES, Action, may, visible_dongs
+from simulators.phone import PhoneNetwork
 from simulators.servers import EmbeddedMosquitto
 from tests.integration.dashboard_support import (
     OPENED_AT,
@@ -50,6 +51,7 @@ CARE = frozenset({"manager", "supervisor", "admin"})  # alerts, residents, repor
 SENIOR = frozenset({"supervisor", "admin"})  # reassign; the access log; a resident's course
 ENROL = frozenset({"admin"})  # enrolment: residents, their gateways and sensors
 DEVICES = frozenset({"manager", "admin", "technician"})  # gateways, sensors, device findings
+ACCOUNT, PHONE_TOKEN = "AC" + "7" * 32, "roles-phone-token-0123456789abcdef"
 UNTIL_UTC = (OPENED_AT + timedelta(days=2)).isoformat()
 
 
@@ -110,6 +112,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/alerts/{alert_id}/reassign"): Row(SENIOR, "alert", REASSIGN),
     ("GET", "/alerts"): Row(CARE),
     ("GET", "/alerts/{alert_id}"): Row(CARE, "alert"),
+    ("GET", "/line-messages/{message_id}/recording"): Row(CARE, "message"),
     ("POST", "/alerts/{alert_id}/acknowledge"): Row(CARE, "alert", {"note": "확인"}),
     ("POST", "/alerts/{alert_id}/resolve"): Row(CARE, "acknowledged", {"outcome": "visited_ok"}),
     ("POST", "/alerts/{alert_id}/reassign"): Row(SENIOR, "alert", REASSIGN),
@@ -257,6 +260,7 @@ class Town:
     actors: dict[str, str]  # role -> username (each in dong A)
     spare: dict[str, int]  # dong -> a care manager to reassign to
     numbers: Iterator[int]
+    phone: PhoneNetwork  # serves the line messages' recordings
 
     def objects(self, dong: str) -> dict[str, Any]:
         """A fresh resident of `dong` with a gateway, a heard device, an open alert and an
@@ -281,6 +285,18 @@ class Town:
                 ).fetchone()[0]  # type: ignore[index]
                 for kind, state in (("inactivity", "open"), ("no_answer", "acknowledged"))
             ]
+            message = conn.execute(
+                """INSERT INTO anbu.incoming_calls (twilio_sid, resident_id, received_at,
+                                                    updated_at, choice, recording_url)
+                   VALUES (%s, %s, %s, %s, 'message', %s) RETURNING id""",
+                (
+                    f"CAroles{n}",
+                    rid,
+                    OPENED_AT,
+                    OPENED_AT,
+                    f"{self.phone.base_url}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE{n}",
+                ),
+            ).fetchone()[0]  # type: ignore[index]
             request = conn.execute(
                 """INSERT INTO anbu.service_requests (resident_id, category, words, created_at,
                                                       updated_at)
@@ -288,7 +304,7 @@ class Town:
                 (rid, OPENED_AT, OPENED_AT),
             ).fetchone()[0]  # type: ignore[index]
         return {"resident": rid, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
-                "acknowledged": alerts[1], "request": request, "device": "pir-1", "assignee": self.spare[dong],
+                "acknowledged": alerts[1], "request": request, "message": message, "device": "pir-1", "assignee": self.spare[dong],
                 "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A,
                 "dong": dong}  # fmt: skip
 
@@ -311,14 +327,21 @@ def town(database: Database, db_url: str, unique: str, broker: EmbeddedMosquitto
                 conn, f"spare-{dong}-{unique}", dong, "대리", "+821000000002", PASSWORD
             )
     admin = broker.admin()  # gateways' MQTT accounts are issued and revoked on it
+    phone = PhoneNetwork(ACCOUNT, PHONE_TOKEN)
+    phone.start()
     settings = Settings(
         database_url=db_url, session_secret=f"test-secret-{unique}-0123456789ab",
         mqtt_port=admin.port, broker_admin_username=admin.username,
-        broker_admin_password=admin.password,
+        broker_admin_password=admin.password, twilio_account_sid=ACCOUNT,
+        twilio_auth_token=PHONE_TOKEN, twilio_api_base_url=phone.base_url,
     )  # fmt: skip
     clock = VirtualClock(OPENED_AT)
     service = AlertService(database, RecordingTelephony(), EscalationPolicy(), clock, "http://t")
-    yield Town(create_app(database, settings, service), database, actors, spare, count(1))
+    try:
+        yield Town(create_app(database, settings, service), database, actors, spare, count(1),
+                   phone)  # fmt: skip
+    finally:
+        phone.stop()
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -398,6 +421,7 @@ def test_every_route_every_role_every_place(town: Town) -> None:
                         "gateway_id",
                         "sensor_id",
                         "request_id",
+                        "message_id",
                     ):
                         url = url.replace("{" + name + "}", ident)
                 client, csrf = pages[role] if page else (api[role], "")

@@ -180,7 +180,7 @@ def test_a_fire_alarm_resident_asking_for_help_hears_to_go_out_and_call_119(rig:
     fire_line = "연기나 불이 보이면 바로 밖으로 나가신 뒤 일일구에 전화해 주세요."
     assert fire_line in resident_call.heard[0]
     assert resident_call.heard[-1] == (
-        "동 케어매니저에게 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
+        "동 케어매니저 선생님께 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
         "바로 밖으로 나가 일일구에 전화해 주세요."
     )
     assert not any("조금만 기다려" in h for h in resident_call.heard)
@@ -205,11 +205,12 @@ def test_a_gas_alarm_nobody_answers_says_the_care_manager_was_told(rig: Rig) -> 
     [resident_call] = [c for c in rig.calls.network.calls if c.to == RESIDENT]
     first, again, last = resident_call.heard[0], resident_call.heard[1], resident_call.heard[-1]
     safety = (
-        "가스 밸브를 잠그시고, 전기 스위치는 켜지도 끄지도 마시고, 창문을 연 뒤 밖으로 나가 주세요."
+        "가스 밸브를 잠가 주세요. 전기 스위치는 만지지 마세요. 창문을 열고 밖으로 나가 주세요. "
+        "밖에서 일일구에 전화해 주세요."
     )
     assert "댁의 가스 감지기가 울려 전화드렸습니다." in first and safety in first
     assert again.startswith(safety) and "괜찮으시면 1번" in again  # said again before the question
-    assert last == "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다."
+    assert last == "대답이 없으셔서 동 케어매니저 선생님께 알렸습니다. 곧 연락드리겠습니다."
 
 
 def test_a_button_press_answered_by_a_machine_leaves_no_promise_to_call_again(rig: Rig) -> None:
@@ -218,8 +219,10 @@ def test_a_button_press_answered_by_a_machine_leaves_no_promise_to_call_again(ri
     rig.alerts.process_due()
     rig.settle()
     [resident_call] = [c for c in rig.calls.network.calls if c.to == RESIDENT]
-    assert (
-        "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다." in resident_call.heard
+    # who called, then that the care manager was told
+    assert resident_call.heard == (
+        "어르신, 안녕하세요. 구청 통합돌봄센터에서 안부 전화 드렸습니다. "
+        "대답이 없으셔서 동 케어매니저 선생님께 알렸습니다. 곧 연락드리겠습니다.",
     )
     assert not any("다시 전화드리겠습니다" in h for h in resident_call.heard)
 

@@ -91,8 +91,8 @@ def test_every_outcome_has_its_own_closing(language: str) -> None:
 def test_closings_say_what_happens_next_in_the_programme_s_words() -> None:
     ko = {o: _says(twiml.closing(o, "ko"))[0] for o in CallOutcome}
     assert ko[CallOutcome.OK] == "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다."
-    assert "동 케어매니저에게 바로 알리겠습니다" in ko[CallOutcome.HELP]
-    assert "동 케어매니저에게 알려서" in ko[CallOutcome.UNWELL]
+    assert "동 케어매니저 선생님께 바로 알리겠습니다" in ko[CallOutcome.HELP]
+    assert "동 케어매니저 선생님께 알려서" in ko[CallOutcome.UNWELL]
     # the emergency closing says 119, as people say it, twice
     assert ko[CallOutcome.EMERGENCY].count("일일구") == 2 and "119" not in ko[CallOutcome.EMERGENCY]
     assert "다시 전화" in ko[CallOutcome.CALL_BACK_LATER]
@@ -113,12 +113,12 @@ def test_voicemail_says_who_called_and_leaves_a_short_message() -> None:
 def test_a_fire_or_gas_resident_asking_for_help_hears_what_to_do_first() -> None:
     fire = _says(twiml.closing(CallOutcome.HELP, "ko", "fire_alarm"))
     assert fire == [
-        "동 케어매니저에게 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
+        "동 케어매니저 선생님께 바로 알리겠습니다. 연기나 불이 보이면 기다리지 마시고 "
         "바로 밖으로 나가 일일구에 전화해 주세요."
     ]
     gas = _says(twiml.closing(CallOutcome.HELP, "ko", "gas_alarm"))
     assert gas == [
-        "동 케어매니저에게 바로 알리겠습니다. 가스 밸브를 잠그고 바로 밖으로 나가 주세요."
+        "동 케어매니저 선생님께 바로 알리겠습니다. 가스 밸브를 잠그시고 바로 밖으로 나가 주세요."
     ]
     assert "call one one nine" in _says(twiml.closing(CallOutcome.HELP, "en", "fire_alarm"))[0]
     assert "gas valve" in _says(twiml.closing(CallOutcome.HELP, "en", "gas_alarm"))[0]
@@ -131,7 +131,9 @@ def test_a_fire_or_gas_resident_asking_for_help_hears_what_to_do_first() -> None
 def test_an_ok_on_a_device_alert_says_the_care_manager_will_still_call() -> None:
     for kind in ("help_button", "fire_alarm", "gas_alarm", "water_leak"):
         ok = _says(twiml.closing(CallOutcome.OK, "ko", kind))
-        assert ok == ["네, 알겠습니다. 그래도 동 케어매니저가 곧 확인 연락을 드리겠습니다."], kind
+        assert ok == [
+            "네, 알겠습니다. 그래도 동 케어매니저 선생님이 곧 확인 전화를 드릴 거예요."
+        ], kind
     assert _says(twiml.closing(CallOutcome.OK, "ko", None)) == [
         "네, 알겠습니다. 오늘도 건강하게 지내세요. 감사합니다."
     ]
@@ -141,7 +143,8 @@ def test_the_gas_opening_covers_carbon_monoxide_and_the_retry_repeats_it() -> No
     root = ET.fromstring(twiml.check_in(GATHER_URL, "ko", "gas_alarm", CENTRE))
     first, again = (_text(g.find("Say")) for g in root.findall("Gather"))  # type: ignore[arg-type]
     safety = (
-        "가스 밸브를 잠그시고, 전기 스위치는 켜지도 끄지도 마시고, 창문을 연 뒤 밖으로 나가 주세요."
+        "가스 밸브를 잠가 주세요. 전기 스위치는 만지지 마세요. 창문을 열고 밖으로 나가 주세요. "
+        "밖에서 일일구에 전화해 주세요."
     )
     assert first.startswith(
         "어르신, 안녕하세요. 광산구 통합돌봄센터에서 안부 전화 드렸습니다. "
@@ -150,7 +153,7 @@ def test_the_gas_opening_covers_carbon_monoxide_and_the_retry_repeats_it() -> No
     assert "냄새" not in first  # carbon monoxide has none
     assert again.startswith(safety) and again.endswith("2번을 눌러 주세요.")
     en = _says(twiml.check_in(GATHER_URL, "en", "gas_alarm"))
-    assert "Turn off the gas valve, don't touch any switch, open a window and go outside." in en[0]
+    assert "Turn off the gas valve. Don't touch any switch. Open a window and go outside." in en[0]
 
 
 def test_device_alert_calls_open_with_the_greeting_and_what_happened() -> None:
@@ -165,7 +168,7 @@ def test_device_alert_calls_open_with_the_greeting_and_what_happened() -> None:
 
 
 def test_no_answer_on_a_device_alert_says_the_care_manager_was_told() -> None:
-    told = "대답이 없으셔서 동 케어매니저에게 알렸습니다. 곧 연락드리겠습니다."
+    told = "대답이 없으셔서 동 케어매니저 선생님께 알렸습니다. 곧 연락드리겠습니다."
     for kind in ("help_button", "fire_alarm", "gas_alarm", "water_leak"):
         assert _says(twiml.check_in(GATHER_URL, "ko", kind))[-1] == told
         assert told in _says(twiml.voicemail("ko", kind))[-1]

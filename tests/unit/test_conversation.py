@@ -11,6 +11,7 @@ import pytest
 from calls import twiml
 from calls.conversation import (
     END,
+    MAX_SPEECH,
     PERSON,
     UNCLEAR,
     AnswerModel,
@@ -20,6 +21,7 @@ from calls.conversation import (
     load_answers,
     load_programme,
 )
+from calls.understanding import despairs
 from core.domain import CallOutcome
 
 MONDAY, TUESDAY = date(2026, 12, 7), date(2026, 12, 8)
@@ -63,14 +65,22 @@ def test_one_choice_per_sentence_in_every_question() -> None:
                 assert len(re.findall(r"\d번", sentence)) <= 1, sentence
 
 
-def test_a_district_script_with_a_mistake_is_refused_with_what_is_wrong(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ('[[question]]\nid = "meal"\nkind = "yes_no_maybe"\nask = "?"\n', "kind must be one of"),
+        ('[[question]]\nid = "식사/ ?x#"\nkind = "yes_no"\nask = "?"\n', "lower-case letters"),
+        ('[[question]]\nid = "pain"\nkind = "yes_no"\nask = "?"\nkeys = { "1" = "maybe" }\n',
+         "keys must lead to one of"),
+    ],
+)  # fmt: skip
+def test_a_district_script_with_a_mistake_is_refused_with_what_is_wrong(
+    tmp_path: Path, script: str, why: str
+) -> None:
+    """A question id goes into the answer's URL as it is: letters, digits and _ only."""
     bad = tmp_path / "script.toml"
-    bad.write_text(
-        'name = "x"\nclosing_ok = "a"\nended_early = "b"\n'
-        '[[question]]\nid = "meal"\nkind = "yes_no_maybe"\nask = "?"\n',
-        encoding="utf-8",
-    )
-    with pytest.raises(ScriptError, match="kind must be one of"):
+    bad.write_text('name = "x"\nclosing_ok = "a"\nended_early = "b"\n' + script, "utf-8")
+    with pytest.raises(ScriptError, match=why):
         load_programme(bad)
     bad.write_text('name = "x"\nclosing_ok = "a"\n', encoding="utf-8")
     with pytest.raises(ScriptError, match="missing 'ended_early'"):
@@ -142,3 +152,72 @@ def test_every_question_is_understood_on_held_out_answers() -> None:
     assert {s.question for s in scores} == {q.id for q in PROGRAMME.questions}
     for s in scores:
         assert s.test >= 40 and s.accuracy >= 0.85, s
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["이제 그만 살았으면 좋겠어", "다 그만하고 싶어", "사는 게 그만하고 싶다",
+     "내가 없어져야 자식들이 편하지"],
+)  # fmt: skip
+def test_giving_up_on_life_is_risk_never_a_wish_to_hang_up(model: AnswerModel, said: str) -> None:
+    heard = hear(_ask("mood"), None, said, model)
+    assert (heard.label, heard.risk) == ("risk", CallOutcome.EMERGENCY)
+    assert despairs(said)
+
+
+def test_only_the_rules_end_a_call_and_what_was_said_with_the_end_is_kept(
+    model: AnswerModel,
+) -> None:
+    assert hear(_ask("mood"), None, "고만고만해", model).label != END  # Jeolla "so-so"
+    so_so = hear(_ask("sleep"), None, "그만하면 잘 자", model)
+    assert (so_so.label, so_so.ends) == ("good", False)
+    skipped = hear(_ask("meal"), None, "그만 물어봐 안 먹었어", model)
+    assert (skipped.label, skipped.ends) == ("no", True)  # the missed meal is kept
+    # a reassurance said on the way out is no answer: "괜찮아요" here means "never mind"
+    assert hear(_ask("mood"), None, "괜찮아요, 끊을게요", model).label == END
+
+
+@pytest.mark.parametrize(
+    ("said", "risk"),
+    [("도와주세요", CallOutcome.HELP), ("어제 화장실에서 넘어졌어", CallOutcome.HELP),
+     ("다쳤어요 와 주세요", CallOutcome.HELP), ("혼자 못 일어나", CallOutcome.HELP)],
+)  # fmt: skip
+def test_at_the_need_question_help_without_a_service_and_a_fall_are_risk(
+    model: AnswerModel, said: str, risk: CallOutcome
+) -> None:
+    for then in (False, True):
+        heard = hear(_ask("need"), None, said, model, then=then)
+        assert (heard.label, heard.risk) == ("risk", risk), (said, then)
+
+
+def test_the_pain_question_keeps_1_for_all_well() -> None:
+    assert hear(_ask("pain"), "1", None).label == "no"
+    assert hear(_ask("pain"), "2", None).label == "yes"
+
+
+@pytest.mark.parametrize(
+    ("question", "said", "label"),
+    [("mood", "괜찮은 척 하는 거지", "bad"), ("pain", "괜찮아 허리만 좀 그래", "yes"),
+     ("mood", "좋을 게 뭐 있어", "bad"), ("mood", "그냥 맨날 울어", "bad"),
+     ("meal", "먹는 둥 마는 둥 했어", "no"), ("need", "필요한 거 없어 그냥 사람이 그리워", "visit"),
+     ("need", "돈이 없어", "other")],
+)  # fmt: skip
+def test_reassurance_the_words_undo_is_never_taken(
+    model: AnswerModel, question: str, said: str, label: str
+) -> None:
+    assert hear(_ask(question), None, said, model, then=question == "need").label == label
+
+
+def test_a_symptom_said_at_any_question_raises_the_call() -> None:
+    heard = hear(_ask("pain"), None, "열이 나고 토했어요")
+    assert heard.unwell and heard.risk is None
+    assert not hear(_ask("pain"), None, "무릎이 아파").unwell  # ordinary pain: the answer only
+
+
+def test_only_the_first_characters_of_long_speech_are_read() -> None:
+    """Speech is cut to MAX_SPEECH before any pattern reads it (adversarial repeats took
+    seconds at 20,000 characters): what comes after the cut changes nothing."""
+    for filler in ("필요", "기계", "녹음", "선생님", "그만 "):
+        long = filler * 20_000
+        for q in PROGRAMME.questions:
+            assert hear(q, None, long + " 살려 줘") == hear(q, None, long[:MAX_SPEECH])
