@@ -24,6 +24,7 @@ from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
 from calls.client import make_twilio_client
+from calls.conversation import shipped_model
 from calls.jobs import register_jobs as register_call_jobs
 from calls.service import CallService
 from calls.webhooks import build_router
@@ -342,6 +343,9 @@ class Runtime:
         )
 
     def start_web(self, background: bool = True) -> None:
+        # the conversation's answer classifier learns as the web server starts (a few seconds),
+        # never during a resident's first answer
+        threading.Thread(target=shipped_model, name="answer-model", daemon=True).start()
         app = self.web_app()
         config = uvicorn.Config(
             app, host=self.settings.web_host, port=self.settings.web_port,

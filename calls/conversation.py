@@ -74,6 +74,7 @@ FALLEN = re.compile(f"{FALL}|{CANT_GET_UP}|다쳤|다쳐|다친")  # never a ser
 UNCLEAR = "unclear"
 END = "end"  # the resident ended the conversation
 PERSON = "person"  # the resident asked for a person
+PERSON_KEY = "0"  # at any question of the talk: put through to a person (상담사 연결)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -408,6 +409,8 @@ def hear(
         if PERSON_WORDS.search(text):
             return Heard(PERSON, 1.0)
     key = (digits or "").strip()
+    if key == PERSON_KEY and not text:
+        return Heard(PERSON, 1.0)  # 0 at any question: a person, now
     if key and not text:
         label = ask.key_labels.get(key)
         if then and label is not None:

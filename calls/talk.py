@@ -59,6 +59,7 @@ class Step:
     closing: CallOutcome | None = None
     words: str | None = None
     raised: CallOutcome | None = None  # what the call's answer was raised to
+    connect: str | None = None  # put the resident through to this number (상담사 연결)
 
 
 class Talk:
@@ -141,8 +142,8 @@ class Talk:
         if heard.risk is not None:
             words = DESPAIR_CLOSING if despairs(speech) else None
             return Step(closing=heard.risk, raised=raised, words=words)
-        if heard.label == PERSON:
-            return Step(closing=CallOutcome.HELP, raised=raised)
+        if heard.label == PERSON:  # put through to their care manager, who was told as well
+            return Step(closing=CallOutcome.HELP, raised=raised, connect=self._person_for(call_id))
         after = None if ask is UNKNOWN else self.programme.after(ask.id, day or self._today())
         if heard.ends or after is None:
             if concerned:
@@ -151,6 +152,22 @@ class Talk:
                 words=self.programme.ended_early if heard.ends else self.programme.closing_ok
             )
         return Step(ask=after)
+
+    def _person_for(self, call_id: int) -> str | None:
+        """The phone of the resident's own care manager, else of an active care manager of their
+        dong (never logged); None when there is none."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT m.phone FROM anbu.calls c
+                   JOIN anbu.resident r ON r.id = c.resident_id
+                   JOIN anbu.care_manager m ON m.dong_code = r.dong_code AND m.active
+                                           AND m.role <> 'technician'
+                   WHERE c.id = %s
+                   ORDER BY m.id = r.care_manager_id DESC, m.role = 'manager' DESC, m.id
+                   LIMIT 1""",
+                (call_id,),
+            ).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def _store(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,

@@ -308,7 +308,34 @@ DESPAIR_CLOSING = (
 )
 
 # before the conversation's first question: what comes, and the way to help at any time
-TALK_OPENING = "다행입니다. 몇 가지만 더 여쭙겠습니다."
+TALK_OPENING = (
+    "다행입니다. 몇 가지만 더 여쭙겠습니다. 언제든 상담사와 통화하시려면 0번을 눌러 주세요."
+)
+CONNECT_TIMEOUT_S = 25  # rings at the care manager's before the resident hears they will call
+
+
+def connect(number: str, caller_id: str, action_url: str) -> str:
+    """Put the resident through to their care manager (상담사 연결); the result posts to
+    `action_url` (calls.webhooks: a closing when nobody took it)."""
+    response = VoiceResponse()
+    _say(response, KOREAN, "동 케어매니저 선생님께 연결해 드리겠습니다. 잠시만 기다려 주세요.")
+    response.dial(
+        number, caller_id=caller_id, timeout=CONNECT_TIMEOUT_S, action=action_url, method="POST"
+    )
+    return str(response)
+
+
+def connected(status: str) -> str:
+    """After the transfer: nothing more when they talked; else that the care manager calls."""
+    response = VoiceResponse()
+    if status != "completed":
+        _say(
+            response, KOREAN,
+            "지금은 연결이 되지 않았습니다. 동 케어매니저 선생님이 곧 전화드릴 거예요. "
+            "급하시면 119에 전화해 주세요.",
+        )  # fmt: skip
+    response.hangup()
+    return str(response)
 
 
 def question(action_url: str, text: str, words_only: bool = False) -> str:

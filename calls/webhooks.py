@@ -131,8 +131,6 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     tz = ZoneInfo(settings.timezone)
     talk = Talk(service.db, service.clock, tz, service.raise_answer,
                 settings.conversation_script or None)  # fmt: skip
-    # the answers' classifier learns before the first answer needs it (a second, not in a call)
-    threading.Thread(target=talk.model, name="answer-model", daemon=True).start()
     replays = Replays(settings.webhook_replay_window_s)
     # Twilio's callbacks are no part of the public API: kept out of its spec
     router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
@@ -242,7 +240,19 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
                 return _xml(twiml.question(url, text, words_only=step.then))
             if step.words is not None:
                 return _xml(twiml.words(step.words))
+            if step.connect:
+                action = f"{base}/twilio/connected/{call_id}"
+                return _xml(twiml.connect(step.connect, settings.twilio_from_number, action))
             return _xml(twiml.closing(step.closing))
+
+        return await once(request, handle)
+
+    @router.post("/connected/{call_id}")
+    async def connected(call_id: int, request: Request) -> Response:
+        """The transfer to the care manager ended: answered and over, or nobody took it."""
+
+        async def handle(params: dict[str, str]) -> Response:
+            return _xml(twiml.connected(params.get("DialCallStatus", "")))
 
         return await once(request, handle)
 

@@ -171,15 +171,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "care_status": ("돌봄 상태", "Status"),
     "until": ("종료 예정", "Until"),
     "quiet_hours": ("방해 금지 시간", "Quiet hours"),
-    "level_caps": ("무활동 단계 상한 (관심/주의/심각)", "Inactivity caps (watch/warning/critical)"),
+    "level_caps": (
+        "활동 미감지 단계 상한 (관심/주의/심각)",
+        "Inactivity caps (watch/warning/critical)",
+    ),
     "set_status": ("상태 변경", "Change status"),
-    "suppressing": ("무활동 알림 중지 중", "inactivity alerts paused"),
-    "expired": ("기간 지남: 무활동 감시 중", "period over: inactivity watched"),
+    "suppressing": ("활동 미감지 알림 중지 중", "inactivity alerts paused"),
+    "expired": ("기간 지남: 활동 미감지 확인 중", "period over: inactivity watched"),
     "none": ("없음", "none"),
     "status_help": (
         f"부재·입원은 종료 예정 시각이 필요합니다 (최대 {STATUS_MAX_DAYS}일). "
-        "그때까지 무활동 알림이 중지되고, 지나면 저절로 다시 감시합니다. "
-        "열려 있던 무활동 알림은 종결되고 대기 중인 안부전화는 취소됩니다 "
+        "그때까지 활동 미감지 알림이 중지되고, 지나면 저절로 다시 확인합니다. "
+        "열려 있던 활동 미감지 알림은 종결되고 대기 중인 안부전화는 취소됩니다 "
         "(도움 요청은 그대로 남습니다).",
         f"Away and hospital need an end (at most {STATUS_MAX_DAYS} days ahead): inactivity "
         "alerts pause until then and resume by themselves afterwards. Open inactivity alerts "

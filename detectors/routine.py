@@ -168,7 +168,7 @@ def bathroom_crossing(
     s = max(policy.min_h, baseline.bathroom_h[0]) * HOUR
     if start + s >= first_level_at:
         return None
-    ko = f"화장실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
+    ko = f"욕실에서 {_hours(s)}째 움직임이 없습니다 (평소보다 깁니다)"
     en = f"No activity for {_hours_en(s)} since the bathroom (longer than usual)"
     return Crossing(start + s, BATHROOM, Severity.WATCH, ko, en, "learned")
 

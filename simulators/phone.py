@@ -106,6 +106,7 @@ class PhoneNetwork:
         self.step_delay_s = step_delay_s
         self.webhook_timeout_s = webhook_timeout_s
         self.time_scale = time_scale  # real seconds per simulated second of ringing
+        self.dial_status = "completed"  # how a <Dial> ends: completed, no-answer, busy, failed
         self._lock = threading.Lock()
         self._personas: dict[str, Persona] = {}
         self._calls: dict[str, SimulatedCall] = {}
@@ -532,6 +533,11 @@ class PhoneNetwork:
                         "Digits": "hangup",
                     }
                     return urljoin(doc_url, verb.get("action") or doc_url), params
+            elif verb.tag == "Dial":  # put through: the other side answers (dial_status)
+                self._append(sid, "dialled", (verb.text or "").strip())
+                params = {"DialCallStatus": self.dial_status, "DialCallDuration": "30"}
+                if verb.get("action"):
+                    return urljoin(doc_url, verb.get("action") or ""), params
             elif verb.tag == "Redirect":
                 return urljoin(doc_url, (verb.text or "").strip()), {}
             elif verb.tag in ("Hangup", "Reject"):

@@ -40,6 +40,7 @@ class SimulatedCall:
     heard: tuple[str, ...] = ()  # every <Say> the callee heard
     answers: tuple[str, ...] = ()  # what the callee pressed or said at each <Gather>
     gathers: int = 0  # <Gather>s played so far (a scripted persona's place in its script)
+    dialled: tuple[str, ...] = ()  # numbers a <Dial> put the callee through to
     errors: tuple[str, ...] = ()
     duration: int | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -28,6 +28,8 @@ SEOUL = ZoneInfo("Asia/Seoul")
 MONDAY = datetime(2026, 12, 7, 10, 0, tzinfo=SEOUL)  # the weekly conversation
 TUESDAY = datetime(2026, 12, 8, 10, 0, tzinfo=SEOUL)
 PHONE = "+821055507070"
+MANAGER_PHONE = "+821099997070"
+OTHER_PHONE = "+821055507071"
 DONG = "2920054000"
 PROGRAMME = load_programme()
 
@@ -45,8 +47,8 @@ def monday(db_url: str) -> Iterator[tuple[CallsRig, int]]:
         yield rig, rid
 
 
-def _call(rig: CallsRig, rid: int, persona: Persona, attempt: int = 1):  # type: ignore[no-untyped-def]
-    rig.network.set_persona(PHONE, persona)
+def _call(rig: CallsRig, rid: int, persona: Persona, attempt: int = 1, phone: str = PHONE):  # type: ignore[no-untyped-def]
+    rig.network.set_persona(phone, persona)
     call_id = rig.service.place_check_in(rid, None, attempt)
     assert rig.network.wait_idle(30), "the simulated call did not end"
     [simulated] = [c for c in rig.network.calls if c.sid == _sid(rig, call_id)]
@@ -156,17 +158,30 @@ def test_the_resident_may_end_the_call_and_that_is_no_failure(
     assert _outcome(rig, call_id) == "ok"
 
 
-def test_asking_for_a_person_tells_the_care_manager_and_queues_a_talk_request(
+def test_asking_for_a_person_puts_the_resident_through_to_their_care_manager(
     monday: tuple[CallsRig, int],
 ) -> None:
+    """상담사 연결, said or by 0 at any question: the resident's own care manager rings; the
+    care manager is told at once as well, and a talk request waits in the queue."""
     rig, rid = monday
+    with psycopg.connect(rig.settings.database_url) as conn:
+        registry.add_care_manager(conn, "cm-talk", DONG, "정담당", MANAGER_PHONE, "pw")
     call_id, call = _call(rig, rid, personas.converse("key:1", "say:상담사 좀 바꿔 줘요"))
-    assert _outcome(rig, call_id) == "help"  # the care manager is told at once and calls back
-    assert "동 케어매니저" in call.heard[-1]
+    assert _outcome(rig, call_id) == "help"
+    assert call.dialled == (MANAGER_PHONE,)
+    assert call.heard[-1] == "동 케어매니저 선생님께 연결해 드리겠습니다. 잠시만 기다려 주세요."
     with rig.database.connection() as conn:
         assert requests.take_needs(conn, MONDAY) == 1
         [request], _ = requests.page_requests(conn, DONG)
     assert request.category == "talk"
+    # by the keypad, at a later question; the care manager does not pick up
+    rig.network.dial_status = "no-answer"
+    with psycopg.connect(rig.settings.database_url) as conn:
+        other = registry.add_resident(conn, "h-talk-2", DONG, "김순이", OTHER_PHONE)
+    keypad = personas.converse("key:1", "key:1", "key:0")
+    second, call = _call(rig, other, keypad, phone=OTHER_PHONE)
+    assert call.dialled == (MANAGER_PHONE,) and "곧 전화드릴 거예요" in call.heard[-1]
+    assert _answers(rig, second)["sleep"] == ("person", 1)
 
 
 def test_one_conversation_a_day_and_only_the_daily_question_on_other_days(

@@ -373,7 +373,7 @@ def test_the_page_lists_the_dong_in_korean_and_sets_status_through_its_form(
     until = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 18:00 in Seoul
     assert _settings(database, town.resident_id)[:2] == ("away", until)
     html = client.get("/residents").text
-    assert "부재" in html and "2026-11-23 18:00" in html and "무활동 알림 중지 중" in html
+    assert "부재" in html and "2026-11-23 18:00" in html and "활동 미감지 알림 중지 중" in html
     assert 'value="2026-11-23T18:00"' in html
 
     english = client.get("/residents?lang=en").text
@@ -437,7 +437,7 @@ def test_away_through_the_form_closes_the_open_inactivity_alert_but_not_a_help_r
     login_page(client, town.username_a, PASSWORD_A)
     assert f'href="/alerts/{town.alert_id}"' in client.get("/alerts").text
     html = client.get("/residents").text
-    assert "열려 있던 무활동 알림은 종결되고" in html  # the page says what setting away does
+    assert "열려 있던 활동 미감지 알림은 종결되고" in html  # the page says what setting away does
 
     response = client.post(
         f"/residents/{town.resident_id}/status",

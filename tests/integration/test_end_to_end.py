@@ -238,11 +238,17 @@ def test_two_workers_never_call_a_resident_twice(runtime: Runtime, phone: PhoneN
                     args=(rt.settings.model_dump_json(), clock.now().isoformat(), start, out))
         for _ in range(4)
     ]  # fmt: skip
-    for w in workers:
-        w.start()
-    reports = [out.get(timeout=120) for _ in workers]
-    for w in workers:
-        w.join(30)
+    # the line rings on until every pass is over: a worker whose pass starts late must find
+    # the call still ringing (not its ended call's next step, which is due and no second call)
+    phone.pause_lines()
+    try:
+        for w in workers:
+            w.start()
+        reports = [out.get(timeout=120) for _ in workers]
+        for w in workers:
+            w.join(30)
+    finally:
+        phone.resume_lines()
     assert [w.exitcode for w in workers] == [0, 0, 0, 0], reports
     assert sorted(pid for pid, _, _ in reports) == sorted(w.pid for w in workers)
     assert [err for _, _, err in reports] == [None] * 4, reports

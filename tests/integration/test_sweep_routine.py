@@ -257,4 +257,4 @@ def test_a_long_stay_in_the_bathroom_is_raised_live_ahead_of_inactivity(
         reason = conn.execute(
             "SELECT reason_ko FROM anbu.findings WHERE kind = 'bathroom_long_stay'"
         ).fetchone()
-    assert reason == ("화장실에서 1시간째 움직임이 없습니다 (평소보다 깁니다)",)
+    assert reason == ("욕실에서 1시간째 움직임이 없습니다 (평소보다 깁니다)",)

@@ -58,6 +58,9 @@ class Edge:
             "gateway_id": self.gateway_id,
             "call_id": str(self.call_id),
             "sensor_id": "1",  # the enrolment routes' sensors: none needed to be refused
+            "question": "meal",  # the conversation's answer webhook
+            "request_id": "1",  # service requests: none needed to be refused
+            "message_id": "1",  # line messages' recordings
         }
 
     def client(self, who: str | None, how: str = "page") -> TestClient:

@@ -95,6 +95,7 @@ def test_keys_answer_each_kind_of_question() -> None:
     assert hear(_ask("need"), "2", None).label == "some"  # then said in words
     assert hear(_ask("need"), "2", None, then=True).label == UNCLEAR
     assert hear(_ask("meal"), "9", None).label == UNCLEAR
+    assert hear(_ask("mood"), "0", None).label == PERSON  # 0 at any question: a person
 
 
 def test_silence_is_never_an_answer() -> None:
