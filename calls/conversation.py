@@ -76,6 +76,7 @@ END = "end"  # the resident ended the conversation
 PERSON = "person"  # the resident asked for a person
 PERSON_KEY = "0"  # at any question of the talk: put through to a person (상담사 연결)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SPREAD = "spread"  # weekly_day: each resident's own day of the week
 
 
 class ScriptError(ValueError):
@@ -123,22 +124,29 @@ class Programme:
     questions: tuple[Ask, ...] = field(default_factory=tuple)
     closing_concern: str = ""  # after a concern answer or a stated need (else closing_ok)
 
-    def for_day(self, local_date: date) -> tuple[Ask, ...]:
-        """The questions a routine call asks on `local_date` (a local, Asia/Seoul, date)."""
-        weekly = WEEKDAYS[local_date.weekday()] == self.weekly_day
+    def weekly(self, local_date: date, resident_id: int) -> bool:
+        """The resident's weekly conversation falls on `local_date` (local, Asia/Seoul): the
+        programme's weekly day, or with "spread" a day of each resident's own (id mod 7), which
+        spreads the longer calls and the review's answers over the week."""
+        if self.weekly_day == SPREAD:
+            return resident_id % 7 == local_date.weekday()
+        return WEEKDAYS[local_date.weekday()] == self.weekly_day
+
+    def asked(self, weekly: bool) -> tuple[Ask, ...]:
+        """The questions of a weekly conversation, or of a daily one."""
         return tuple(q for q in self.questions if weekly or q.every == "day")
 
     def question(self, question_id: str) -> Ask | None:
         return next((q for q in self.questions if q.id == question_id), None)
 
-    def after(self, question_id: str, local_date: date) -> Ask | None:
-        """The question asked after `question_id` on that day, None at the end."""
-        today = self.for_day(local_date)
-        ids = [q.id for q in today]
+    def after(self, question_id: str, weekly: bool) -> Ask | None:
+        """The question asked after `question_id`, None at the end."""
+        asked = self.asked(weekly)
+        ids = [q.id for q in asked]
         if question_id not in ids:
             return None
         i = ids.index(question_id)
-        return today[i + 1] if i + 1 < len(today) else None
+        return asked[i + 1] if i + 1 < len(asked) else None
 
 
 def load_programme(path: str | Path | None = None) -> Programme:
@@ -163,8 +171,8 @@ def load_programme(path: str | Path | None = None) -> Programme:
         )
     except KeyError as exc:
         raise ScriptError(f"missing {exc.args[0]!r}") from None
-    if programme.weekly_day not in WEEKDAYS:
-        raise ScriptError(f"weekly_day must be one of {', '.join(WEEKDAYS)}")
+    if programme.weekly_day not in (*WEEKDAYS, SPREAD):
+        raise ScriptError(f"weekly_day must be one of {', '.join(WEEKDAYS)} or {SPREAD}")
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise ScriptError("two questions have the same id")

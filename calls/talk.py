@@ -86,19 +86,17 @@ class Talk:
     def _today(self) -> date:
         return self.clock.now().astimezone(self.tz).date()
 
-    def first(self, call_id: int) -> tuple[Ask, date] | None:
-        """The first question of a routine call whose resident said they are all right, and the
-        conversation's local date (carried in every answer's URL: a call past midnight keeps its
-        day's questions); None when the day asks none, or the resident already talked that day
-        (one conversation a day)."""
+    def first(self, call_id: int) -> tuple[Ask, date, bool] | None:
+        """The first question of a routine call whose resident said they are all right, the
+        conversation's local date and whether it is the resident's weekly one (both carried in
+        every answer's URL: a call past midnight keeps its questions); None when the day asks
+        none, or the resident already talked that day (one conversation a day)."""
         day = self._today()
-        questions = self.programme.for_day(day)
-        if not questions:
-            return None
         midnight = datetime.combine(day, time(0), tzinfo=self.tz)
         with self.db.connection() as conn:
             row = conn.execute(
-                """SELECT c.purpose = 'routine' AND r.language = 'ko'
+                """SELECT c.resident_id,
+                          c.purpose = 'routine' AND r.language = 'ko'
                           AND NOT EXISTS (SELECT 1 FROM anbu.call_answers a
                                           WHERE a.resident_id = c.resident_id
                                             AND a.answered_at >= %s AND a.call_id <> c.id)
@@ -106,14 +104,18 @@ class Talk:
                    WHERE c.id = %s""",
                 (midnight, call_id),
             ).fetchone()
-        return (questions[0], day) if row and row[0] else None
+        if row is None or not row[1]:
+            return None
+        weekly = self.programme.weekly(day, int(row[0]))
+        questions = self.programme.asked(weekly)
+        return (questions[0], day, weekly) if questions else None
 
     def answer(
         self, call_id: int, question_id: str, digits: str | None, speech: str | None,
-        tries: int, then: bool, day: date | None = None,
+        tries: int, then: bool, weekly: bool = False,
     ) -> Step:  # fmt: skip
         """Store the answer to `question_id` (asked `tries` times; `then`: the need's words) of
-        the conversation of `day`, and say what comes next. Risk words are heard even when the
+        the conversation (`weekly`: the resident's weekly one), and say what comes next. Risk words are heard even when the
         answer cannot be stored (the database away) or the question is unknown (a script changed
         between two web instances): the call's closing says what to do, and nothing is hidden."""
         speech = speech[:MAX_SPEECH] if speech else speech
@@ -128,8 +130,12 @@ class Talk:
         if heard.label == UNCLEAR and ask.kind == "need" and (then or speech):
             heard = Heard("other", 0.0)  # a need said twice and not understood: read by a person
         label = "risk" if heard.risk is not None else heard.label
+        after = None if ask is UNKNOWN else self.programme.after(ask.id, weekly)
+        closing = heard.ends or after is None or heard.risk is not None or heard.label == PERSON
         try:
-            raised, concerned = self._store(call_id, ask, label, heard, tries, digits, speech)
+            raised, concerned = self._store(
+                call_id, ask, label, heard, tries, digits, speech, closing
+            )
         except psycopg.Error as exc:
             log.critical("conversation answer not stored",
                          extra={"call_id": call_id, "question": question_id,
@@ -144,7 +150,6 @@ class Talk:
             return Step(closing=heard.risk, raised=raised, words=words)
         if heard.label == PERSON:  # put through to their care manager, who was told as well
             return Step(closing=CallOutcome.HELP, raised=raised, connect=self._person_for(call_id))
-        after = None if ask is UNKNOWN else self.programme.after(ask.id, day or self._today())
         if heard.ends or after is None:
             if concerned:
                 return Step(words=self.programme.closing_concern)
@@ -171,14 +176,14 @@ class Talk:
 
     def _store(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
-        speech: str | None,
+        speech: str | None, closing: bool,
     ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
         """The answer stored once (a replay or a retry changes nothing already stored) and the
         call raised, in one transaction, tried STORE_TRIES times; (the call's answer if
         raised, whether the call holds an answer the care manager should hear of)."""
         for attempt in range(1, STORE_TRIES + 1):
             try:
-                return self._store_once(call_id, ask, label, heard, tries, digits, speech)
+                return self._store_once(call_id, ask, label, heard, tries, digits, speech, closing)
             except (psycopg.OperationalError, psycopg.errors.SerializationFailure,
                     psycopg.errors.DeadlockDetected, PoolTimeout):  # fmt: skip
                 if attempt == STORE_TRIES:
@@ -188,42 +193,47 @@ class Talk:
 
     def _store_once(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
-        speech: str | None,
+        speech: str | None, closing: bool,
     ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
+        """One statement for a plain answer (the round's most common webhook); the call row
+        locked first only when the answer raises the call (two answers of one call never
+        deadlock), and the call's earlier answers read only when it closes."""
         now = self.clock.now()
+        raising = heard.risk or (CallOutcome.HELP if heard.label == PERSON else None)
+        raising = raising or (CallOutcome.UNWELL if heard.unwell else None)
         with self.db.connection() as conn:
-            found = conn.execute(  # the call first: two answers of one call never deadlock
-                "SELECT resident_id FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
-            ).fetchone()
-            if found is None:
+            if (
+                raising is not None
+                and conn.execute(
+                    "SELECT 1 FROM anbu.calls WHERE id = %s FOR UPDATE", (call_id,)
+                ).fetchone()
+                is None
+            ):
                 return None, False
             if ask is not UNKNOWN:
                 conn.execute(
                     """INSERT INTO anbu.call_answers (call_id, question, resident_id, label,
                                                       confidence, tries, digits, speech,
                                                       answered_at)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       SELECT id, %s, resident_id, %s, %s, %s, %s, %s, %s
+                       FROM anbu.calls WHERE id = %s
                        ON CONFLICT (call_id, question) DO NOTHING""",
-                    (call_id, ask.id, int(found[0]), label, heard.confidence, tries, digits,
-                     speech, now),
+                    (ask.id, label, heard.confidence, tries, digits, speech, now, call_id),
                 )  # fmt: skip
-            raised = None
-            if heard.risk is not None:
-                raised = self.raise_answer(conn, call_id, heard.risk, now)
-            elif heard.label == PERSON:  # the care manager calls back: told at once
-                raised = self.raise_answer(conn, call_id, CallOutcome.HELP, now)
-            elif heard.unwell:  # a symptom: the care manager hears of it today
-                raised = self.raise_answer(conn, call_id, CallOutcome.UNWELL, now)
-            concerns = [(q.id, q.concern) for q in self.programme.questions if q.concern]
-            row = conn.execute(
-                """SELECT EXISTS (SELECT 1 FROM anbu.call_answers a
-                                  WHERE a.call_id = %s
-                                    AND (a.label = ANY(%s)
-                                         OR (a.question, a.label) IN (SELECT * FROM unnest(
-                                                 %s::text[], %s::text[]))))""",
-                (call_id, list(NEEDS), [q for q, _ in concerns], [c for _, c in concerns]),
-            ).fetchone()
-        return raised, bool(row and row[0]) or heard.unwell
+            raised = None if raising is None else self.raise_answer(conn, call_id, raising, now)
+            concerned = heard.unwell or label in NEEDS or label == ask.concern
+            if closing and not concerned:
+                concerns = [(q.id, q.concern) for q in self.programme.questions if q.concern]
+                row = conn.execute(
+                    """SELECT EXISTS (SELECT 1 FROM anbu.call_answers a
+                                      WHERE a.call_id = %s
+                                        AND (a.label = ANY(%s)
+                                             OR (a.question, a.label) IN (SELECT * FROM unnest(
+                                                     %s::text[], %s::text[]))))""",
+                    (call_id, list(NEEDS), [q for q, _ in concerns], [c for _, c in concerns]),
+                ).fetchone()
+                concerned = bool(row and row[0])
+        return raised, concerned
 
 
 # A question the script no longer has (changed between two web instances): its answer is heard

@@ -6,7 +6,7 @@ service requests (연계 요청) in the dong's queue."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -25,8 +25,15 @@ from simulators.personas import Persona
 from tests.calls_support import CallsRig, calls_rig
 
 SEOUL = ZoneInfo("Asia/Seoul")
-MONDAY = datetime(2026, 12, 7, 10, 0, tzinfo=SEOUL)  # the weekly conversation
-TUESDAY = datetime(2026, 12, 8, 10, 0, tzinfo=SEOUL)
+MONDAY = datetime(2026, 12, 7, 10, 0, tzinfo=SEOUL)
+
+
+def weekly_day_of(resident_id: int) -> datetime:
+    """A morning of the resident's own weekly conversation (the shipped script spreads them:
+    resident id mod 7 is the weekday)."""
+    return MONDAY + timedelta(days=resident_id % 7)
+
+
 PHONE = "+821055507070"
 MANAGER_PHONE = "+821099997070"
 OTHER_PHONE = "+821055507071"
@@ -43,7 +50,7 @@ def _seed(db_url: str) -> int:
 @pytest.fixture
 def monday(db_url: str) -> Iterator[tuple[CallsRig, int]]:
     rid = _seed(db_url)
-    with calls_rig(db_url, clock=VirtualClock(MONDAY, speed=1.0)) as rig:
+    with calls_rig(db_url, clock=VirtualClock(weekly_day_of(rid), speed=1.0)) as rig:
         yield rig, rid
 
 
@@ -178,19 +185,20 @@ def test_asking_for_a_person_puts_the_resident_through_to_their_care_manager(
     rig.network.dial_status = "no-answer"
     with psycopg.connect(rig.settings.database_url) as conn:
         other = registry.add_resident(conn, "h-talk-2", DONG, "김순이", OTHER_PHONE)
-    keypad = personas.converse("key:1", "key:1", "key:0")
+    keypad = personas.converse("key:1", "key:0")  # at the meal question of a daily talk
     second, call = _call(rig, other, keypad, phone=OTHER_PHONE)
     assert call.dialled == (MANAGER_PHONE,) and "곧 전화드릴 거예요" in call.heard[-1]
-    assert _answers(rig, second)["sleep"] == ("person", 1)
+    assert _answers(rig, second)["meal"] == ("person", 1)
 
 
 def test_one_conversation_a_day_and_only_the_daily_question_on_other_days(
     db_url: str,
 ) -> None:
     rid = _seed(db_url)
-    with calls_rig(db_url, clock=VirtualClock(TUESDAY, speed=1.0)) as rig:
+    daily = weekly_day_of(rid) + timedelta(days=1)  # not the resident's weekly day
+    with calls_rig(db_url, clock=VirtualClock(daily, speed=1.0)) as rig:
         first, call = _call(rig, rid, personas.converse("key:1", "say:먹었어"))
-        assert _answers(rig, first) == {"meal": ("yes", 1)}  # Tuesday: the meal question only
+        assert _answers(rig, first) == {"meal": ("yes", 1)}  # a daily one: the meal only
         assert call.heard[-1] == PROGRAMME.closing_ok
         again, call = _call(rig, rid, personas.converse("key:1", "key:2"), attempt=2)
         assert _answers(rig, again) == {}  # talked today already: the plain closing
@@ -249,7 +257,7 @@ def test_an_answer_replayed_or_changed_later_keeps_what_was_stored(
     rig, rid = monday
     call_id, _ = _call(rig, rid, personas.converse("key:1", "say:밥 묵었어", "hangup"))
     talk = Talk(rig.database, rig.service.clock, SEOUL, rig.service.raise_answer)
-    step = talk.answer(call_id, "meal", None, "못 먹었어", 1, False, MONDAY.date())
+    step = talk.answer(call_id, "meal", None, "못 먹었어", 1, False, weekly=True)
     assert step.ask is not None and step.ask.id == "sleep"  # the same next words as before
     assert rig.query("SELECT label, speech FROM anbu.call_answers WHERE call_id = %s", call_id) == [
         ("yes", "밥 묵었어")

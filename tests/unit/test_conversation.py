@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,19 +39,26 @@ def _ask(question: str):  # type: ignore[no-untyped-def]
     return found
 
 
-def test_the_weekly_day_asks_every_question_and_other_days_only_the_daily_ones() -> None:
-    assert [q.id for q in PROGRAMME.for_day(MONDAY)] == ["meal", "sleep", "pain", "mood", "need"]
-    assert [q.id for q in PROGRAMME.for_day(TUESDAY)] == ["meal"]
-    assert PROGRAMME.after("meal", MONDAY).id == "sleep"  # type: ignore[union-attr]
-    assert PROGRAMME.after("meal", TUESDAY) is None
-    assert PROGRAMME.after("need", MONDAY) is None
+def test_each_resident_has_a_weekly_day_of_their_own_and_other_days_ask_the_daily_ones() -> None:
+    assert [q.id for q in PROGRAMME.asked(weekly=True)] == ["meal", "sleep", "pain", "mood", "need"]
+    assert [q.id for q in PROGRAMME.asked(weekly=False)] == ["meal"]
+    week = [MONDAY + timedelta(days=d) for d in range(7)]
+    for rid in range(1, 30):
+        assert sum(PROGRAMME.weekly(day, rid) for day in week) == 1  # once a week each
+    # seven residents in a row: one weekly conversation on each day of the week
+    assert {d.weekday() for rid in range(7) for d in week if PROGRAMME.weekly(d, rid)} == set(
+        range(7)
+    )
+    assert PROGRAMME.after("meal", weekly=True).id == "sleep"  # type: ignore[union-attr]
+    assert PROGRAMME.after("meal", weekly=False) is None
+    assert PROGRAMME.after("need", weekly=True) is None
 
 
 def test_the_weekly_conversation_fits_in_under_two_minutes() -> None:
     """Spoken at 90 % (about 4.5 syllables a second), a 0.7 s pause after every sentence and
     3 s for each answer: the greeting, every question and the closing."""
     texts = [twiml.greeting("ko", None, "광산구 통합돌봄센터")]
-    texts += [q.ask for q in PROGRAMME.for_day(MONDAY)] + [PROGRAMME.closing_ok]
+    texts += [q.ask for q in PROGRAMME.asked(weekly=True)] + [PROGRAMME.closing_ok]
     syllables = sum(len(re.findall("[가-힣0-9]", t)) for t in texts)
     sentences = sum(len(twiml.sentences(t)) for t in texts)
     seconds = syllables / 4.5 + 0.7 * sentences + 3 * (len(texts) - 1)
