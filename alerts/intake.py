@@ -169,7 +169,7 @@ class Intake:
         found: list[IncomingFinding] = []
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             calls = cur.execute(
-                """SELECT id, resident_id, choice, transcript, outcome, recording_url
+                """SELECT id, resident_id, choice, transcript, outcome, recording_url, received_at
                    FROM anbu.incoming_calls
                    WHERE reported_at IS NULL AND resident_id IS NOT NULL
                      AND (choice = 'help' OR choice = 'message'
@@ -181,12 +181,15 @@ class Intake:
                 conn.execute(
                     "UPDATE anbu.incoming_calls SET reported_at = %s WHERE id = %s", (now, c["id"])
                 )
+                # raised when the call came in: two calls of one resident in one pass are two
+                # findings (they are unique on resident, kind, severity and time)
+                at = c["received_at"]
                 if c["choice"] == "help":
-                    item = _finding(conn, c["resident_id"], "help_request", Severity.CRITICAL, now,
+                    item = _finding(conn, c["resident_id"], "help_request", Severity.CRITICAL, at,
                                     "돌봄콜로 도움을 요청함", "asked for help on the care line",
                                     {"incoming_call_id": c["id"]})  # fmt: skip
                 elif c["transcript"] is None:  # nothing recognised: what was said is unknown
-                    item = _finding(conn, c["resident_id"], "voice_message", Severity.WARNING, now,
+                    item = _finding(conn, c["resident_id"], "voice_message", Severity.WARNING, at,
                                     "돌봄콜 음성 메시지 (받아쓰지 못함: 녹음을 들어 주세요)",
                                     "left a voice message on the care line (not transcribed: "
                                     "listen to the recording)",
@@ -194,7 +197,7 @@ class Intake:
                                      "recording_url": c["recording_url"]})  # fmt: skip
                 else:
                     severity = MESSAGE_SEVERITY.get(c["outcome"] or "", Severity.WATCH)
-                    item = _finding(conn, c["resident_id"], "voice_message", severity, now,
+                    item = _finding(conn, c["resident_id"], "voice_message", severity, at,
                                     f"돌봄콜 메시지: {c['transcript']}",
                                     "left a message on the care line",
                                     {"incoming_call_id": c["id"],

@@ -123,6 +123,20 @@ def test_a_message_nobody_could_write_down_is_recorded_and_filed_at_warning(db_u
         assert rig.query("SELECT max(severity) FROM anbu.alerts") == [("critical",)]
 
 
+def test_two_messages_nobody_could_write_down_are_two_findings(db_url: str) -> None:
+    """One resident, two unrecognised messages, one intake pass: neither is dropped."""
+    _seed(db_url)
+    with calls_rig(db_url) as rig:
+        for said in ("허리가 아파서 그래", "아까 말한 거 말이여"):
+            _dial_in(rig, RESIDENT, personas.caller("1", said, recognised=False))
+        Intake(rig.database, _alerts(rig), SystemClock()).run_once()
+        rows = rig.query("SELECT details->>'incoming_call_id' FROM anbu.findings ORDER BY id")
+        assert len(rows) == 2 and rows[0] != rows[1]
+        assert rig.query("SELECT count(*) FROM anbu.incoming_calls WHERE reported_at IS NULL") == [
+            (0,)
+        ]
+
+
 def test_the_care_manager_reads_and_hears_the_message_on_the_alert_page(db_url: str) -> None:
     """The recording linked: fetched from the provider with the account's credentials and
     passed through, for the resident's dong only."""
