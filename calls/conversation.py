@@ -35,12 +35,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from calls.reading import CANT_GET_UP, FALL, NOT_H, H, any_of, normalize, read
-from calls.understanding import rule_outcome, stratified_split
+from calls.understanding import char_ngram_pipeline, rule_outcome, stratified_split
 from core.domain import CallOutcome
 
 SCRIPT_FILE = "conversation_ko.toml"
@@ -150,7 +148,8 @@ class Programme:
 
 
 def load_programme(path: str | Path | None = None) -> Programme:
-    """The shipped script, or the district's own file at `path`; ScriptError says what is wrong."""
+    """The district's own file at `path` (ANBU_CONVERSATION_SCRIPT), or the shipped script when
+    `path` is empty; ScriptError says what is wrong."""
     if path:
         text = Path(path).read_text(encoding="utf-8")
     else:
@@ -498,11 +497,7 @@ class AnswerModel:
             mine = [(t, label) for q, label, t in rows if q in (question, "any")]
             if len({label for _, label in mine}) < 2:
                 continue
-            pipeline = Pipeline([
-                ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3),
-                                          sublinear_tf=True)),
-                ("clf", LogisticRegression(C=8.0, max_iter=2000)),
-            ])  # fmt: skip
+            pipeline = char_ngram_pipeline()
             pipeline.fit([normalize(t) for t, _ in mine], [label for _, label in mine])
             self._models[question] = pipeline
         return self

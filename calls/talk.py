@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
 from calls.conversation import (
     MAX_SPEECH,
@@ -32,13 +31,13 @@ from calls.conversation import (
     Heard,
     Programme,
     hear,
-    load_programme,
+    programme,
     shipped_model,
 )
 from calls.twiml import DESPAIR_CLOSING
 from calls.understanding import despairs
 from core.clock import Clock
-from core.db import Database
+from core.db import Database, retryable
 from core.domain import CallOutcome
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ class Step:
     then: bool = False
     closing: CallOutcome | None = None
     words: str | None = None
-    raised: CallOutcome | None = None  # what the call's answer was raised to
     connect: str | None = None  # put the resident through to this number (상담사 연결)
 
 
@@ -77,7 +75,7 @@ class Talk:
         self.clock = clock
         self.tz = tz
         self.raise_answer = raise_answer
-        self.programme: Programme = load_programme(script_path)
+        self.programme: Programme = programme(script_path)
 
     def model(self) -> AnswerModel:
         """The answer classifier (trained from the shipped answers once per process)."""
@@ -86,11 +84,11 @@ class Talk:
     def _today(self) -> date:
         return self.clock.now().astimezone(self.tz).date()
 
-    def first(self, call_id: int) -> tuple[Ask, date, bool] | None:
-        """The first question of a routine call whose resident said they are all right, the
-        conversation's local date and whether it is the resident's weekly one (both carried in
-        every answer's URL: a call past midnight keeps its questions); None when the day asks
-        none, or the resident already talked that day (one conversation a day)."""
+    def first(self, call_id: int) -> tuple[Ask, bool] | None:
+        """The first question of a routine call whose resident said they are all right, and
+        whether it is the resident's weekly conversation (carried in every answer's URL: a call
+        past midnight keeps its questions); None when the day asks none, or the resident
+        already talked that day (one conversation a day)."""
         day = self._today()
         midnight = datetime.combine(day, time(0), tzinfo=self.tz)
         with self.db.connection() as conn:
@@ -108,7 +106,7 @@ class Talk:
             return None
         weekly = self.programme.weekly(day, int(row[0]))
         questions = self.programme.asked(weekly)
-        return (questions[0], day, weekly) if questions else None
+        return (questions[0], weekly) if questions else None
 
     def answer(
         self, call_id: int, question_id: str, digits: str | None, speech: str | None,
@@ -133,9 +131,7 @@ class Talk:
         after = None if ask is UNKNOWN else self.programme.after(ask.id, weekly)
         closing = heard.ends or after is None or heard.risk is not None or heard.label == PERSON
         try:
-            raised, concerned = self._store(
-                call_id, ask, label, heard, tries, digits, speech, closing
-            )
+            concerned = self._store(call_id, ask, label, heard, tries, digits, speech, closing)
         except psycopg.Error as exc:
             log.critical("conversation answer not stored",
                          extra={"call_id": call_id, "question": question_id,
@@ -147,9 +143,9 @@ class Talk:
                                                "label": label, "tries": tries})  # fmt: skip
         if heard.risk is not None:
             words = DESPAIR_CLOSING if despairs(speech) else None
-            return Step(closing=heard.risk, raised=raised, words=words)
+            return Step(closing=heard.risk, words=words)
         if heard.label == PERSON:  # put through to their care manager, who was told as well
-            return Step(closing=CallOutcome.HELP, raised=raised, connect=self._person_for(call_id))
+            return Step(closing=CallOutcome.HELP, connect=self._person_for(call_id))
         if heard.ends or after is None:
             if concerned:
                 return Step(words=self.programme.closing_concern)
@@ -177,16 +173,15 @@ class Talk:
     def _store(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
         speech: str | None, closing: bool,
-    ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
+    ) -> bool:  # fmt: skip
         """The answer stored once (a replay or a retry changes nothing already stored) and the
-        call raised, in one transaction, tried STORE_TRIES times; (the call's answer if
-        raised, whether the call holds an answer the care manager should hear of)."""
+        call raised, in one transaction, tried STORE_TRIES times; whether the call holds an
+        answer the care manager should hear of."""
         for attempt in range(1, STORE_TRIES + 1):
             try:
                 return self._store_once(call_id, ask, label, heard, tries, digits, speech, closing)
-            except (psycopg.OperationalError, psycopg.errors.SerializationFailure,
-                    psycopg.errors.DeadlockDetected, PoolTimeout):  # fmt: skip
-                if attempt == STORE_TRIES:
+            except psycopg.Error as exc:
+                if attempt == STORE_TRIES or not retryable(exc):
                     raise
                 timer.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
@@ -194,7 +189,7 @@ class Talk:
     def _store_once(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
         speech: str | None, closing: bool,
-    ) -> tuple[CallOutcome | None, bool]:  # fmt: skip
+    ) -> bool:  # fmt: skip
         """One statement for a plain answer (the round's most common webhook); the call row
         locked first only when the answer raises the call (two answers of one call never
         deadlock), and the call's earlier answers read only when it closes."""
@@ -209,7 +204,7 @@ class Talk:
                 ).fetchone()
                 is None
             ):
-                return None, False
+                return False
             if ask is not UNKNOWN:
                 conn.execute(
                     """INSERT INTO anbu.call_answers (call_id, question, resident_id, label,
@@ -220,7 +215,8 @@ class Talk:
                        ON CONFLICT (call_id, question) DO NOTHING""",
                     (ask.id, label, heard.confidence, tries, digits, speech, now, call_id),
                 )  # fmt: skip
-            raised = None if raising is None else self.raise_answer(conn, call_id, raising, now)
+            if raising is not None:
+                self.raise_answer(conn, call_id, raising, now)
             concerned = heard.unwell or label in NEEDS or label == ask.concern
             if closing and not concerned:
                 concerns = [(q.id, q.concern) for q in self.programme.questions if q.concern]
@@ -233,7 +229,7 @@ class Talk:
                     (call_id, list(NEEDS), [q for q, _ in concerns], [c for _, c in concerns]),
                 ).fetchone()
                 concerned = bool(row and row[0])
-        return raised, concerned
+        return concerned
 
 
 # A question the script no longer has (changed between two web instances): its answer is heard

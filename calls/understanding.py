@@ -204,7 +204,8 @@ def load_utterances() -> list[tuple[str, CallOutcome]]:
     return pairs
 
 
-def _pipeline() -> Pipeline:
+def char_ngram_pipeline() -> Pipeline:
+    """Character 1-3-grams (TF-IDF) and logistic regression: both classifiers of answers."""
     return Pipeline(
         [
             ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)),
@@ -233,7 +234,7 @@ class SpeechModel:
         self._pipeline: Pipeline | None = None
 
     def fit(self, pairs: list[tuple[str, CallOutcome]]) -> SpeechModel:
-        pipeline = _pipeline()
+        pipeline = char_ngram_pipeline()
         pipeline.fit([read(t).text for t, _ in pairs], [o.value for _, o in pairs])
         self._pipeline = pipeline
         return self

@@ -20,7 +20,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
@@ -128,9 +127,8 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
     validator = RequestValidator(settings.twilio_auth_token)
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
-    tz = ZoneInfo(settings.timezone)
-    talk = Talk(service.db, service.clock, tz, service.raise_answer,
-                settings.conversation_script or None)  # fmt: skip
+    talk = Talk(service.db, service.clock, ZoneInfo(settings.timezone), service.raise_answer,
+                settings.conversation_script)  # fmt: skip
     replays = Replays(settings.webhook_replay_window_s)
     # Twilio's callbacks are no part of the public API: kept out of its spec
     router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
@@ -202,18 +200,17 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             if outcome is CallOutcome.OK and script[1] == "routine":
                 first = await run_in_threadpool(talk.first, call_id)
                 if first is not None:  # all right: the conversation of the day
-                    ask, day, weekly = first
-                    url = _answer_url(call_id, ask.id, day, weekly)
+                    ask, weekly = first
+                    url = _answer_url(call_id, ask.id, weekly)
                     return _xml(twiml.question(url, f"{twiml.TALK_OPENING} {ask.ask}"))
             return _xml(twiml.closing(outcome, script[0], script[3]))
 
         return await once(request, handle)
 
     def _answer_url(
-        call_id: int, question: str, day: date, weekly: bool, tries: int = 1, then: bool = False
+        call_id: int, question: str, weekly: bool, tries: int = 1, then: bool = False
     ) -> str:
-        query = urlencode({"day": day.isoformat(), "week": int(weekly), "tries": tries,
-                           "then": int(then)})  # fmt: skip
+        query = urlencode({"week": int(weekly), "tries": tries, "then": int(then)})
         return f"{base}/twilio/answer/{call_id}/{question}?{query}"
 
     @router.post("/answer/{call_id}/{question}")
@@ -223,14 +220,12 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
         request: Request,
         tries: int = 1,
         then: int = 0,
-        day: date | None = None,
         week: int = 0,
     ) -> Response:
         """The resident answered one question of the routine conversation (or said nothing:
         Twilio's redirect after the question)."""
 
         async def handle(params: dict[str, str]) -> Response:
-            talk_day = day or service.clock.now().astimezone(tz).date()
             step = await run_in_threadpool(
                 talk.answer, call_id, question, params.get("Digits") or None,
                 params.get("SpeechResult") or None, max(1, min(tries, 2)), bool(then), bool(week),
@@ -238,7 +233,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
             if step.ask is not None:
                 text = step.ask.then if step.then else None  # a need's words: keys are no use
                 text = text or (step.ask.simpler if step.tries > 1 else step.ask.ask)
-                url = _answer_url(call_id, step.ask.id, talk_day, bool(week), step.tries, step.then)
+                url = _answer_url(call_id, step.ask.id, bool(week), step.tries, step.then)
                 return _xml(twiml.question(url, text, words_only=step.then))
             if step.words is not None:
                 return _xml(twiml.words(step.words))

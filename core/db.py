@@ -9,7 +9,8 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg import errors as pg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 T = TypeVar("T")
 
@@ -115,6 +116,28 @@ def storage_mode(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT mode FROM anbu.storage_mode").fetchone()
     assert row is not None
     return str(row[0])
+
+
+# what a retry shortly can cure: no connection, the server going away or refusing more, a
+# serialization failure or deadlock (the transaction runs again)
+_PASSING = (
+    PoolTimeout,
+    pg.ConnectionException,
+    pg.CannotConnectNow,
+    pg.AdminShutdown,
+    pg.CrashShutdown,
+    pg.TooManyConnections,
+    pg.SerializationFailure,
+    pg.DeadlockDetected,
+)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a database failure may pass if the transaction is run again shortly."""
+    if isinstance(exc, _PASSING):
+        return True
+    # libpq lost the connection: no SQLSTATE at all
+    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
 
 
 class Database:

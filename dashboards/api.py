@@ -527,7 +527,7 @@ def api_router() -> APIRouter:
         with deps.db.connection() as conn:
             return ReviewOut.of(
                 review.weekly_review(
-                    conn, dongs, deps.clock.now(), tz, deps.settings.conversation_script or None
+                    conn, dongs, deps.clock.now(), tz, deps.settings.conversation_script
                 )
             )
 

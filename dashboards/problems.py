@@ -19,11 +19,9 @@ import traceback
 from http import HTTPStatus
 from typing import Any
 
-import psycopg
-from psycopg import errors as pg
-from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
+from core.db import retryable
 from dashboards import i18n
 from dashboards.edge import ERROR_PAGE, JSON_PREFIXES
 
@@ -161,26 +159,8 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-# what a retry shortly can cure: no connection, the server going away or refusing more, a
-# serialization failure or deadlock (the transaction runs again)
-_PASSING = (
-    PoolTimeout,
-    pg.ConnectionException,
-    pg.CannotConnectNow,
-    pg.AdminShutdown,
-    pg.CrashShutdown,
-    pg.TooManyConnections,
-    pg.SerializationFailure,
-    pg.DeadlockDetected,
-)
-
-
-def passes(exc: BaseException) -> bool:
-    """Whether a database failure may pass if the request is made again shortly."""
-    if isinstance(exc, _PASSING):
-        return True
-    # libpq lost the connection: no SQLSTATE at all
-    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+# whether a database failure may pass if the request is made again shortly (503, not 500)
+passes = retryable
 
 
 def is_page(path: str) -> bool:

@@ -93,8 +93,9 @@ def weekly_review(
     script: str | None = None,
 ) -> Review:  # fmt: skip
     """Every resident of `dongs` (not ended): the last 7 local days beside the 4 before, and
-    the runs in their routine conversations' answers (the concerns of the conversation `script`, a path; None: the shipped one); those with
-    something for review, then the largest drops, first."""
+    the runs in their routine conversations' answers (the concerns of the conversation
+    `script`, a path; empty: the shipped one); those with something for review, then the
+    largest drops, first."""
     week = local_days_start(now, tz, 7)
     lo = week - timedelta(weeks=WEEKS_BEFORE)
     p = {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,

@@ -442,9 +442,9 @@ def pages_router() -> APIRouter:
         with deps.db.connection() as conn:
             week = review.weekly_review(
                 conn, visible_dongs(manager), deps.clock.now(), tz,
-                deps.settings.conversation_script or None,
+                deps.settings.conversation_script,
             )  # fmt: skip
-        script = programme(deps.settings.conversation_script or None)
+        script = programme(deps.settings.conversation_script)
         return render(
             request, deps, lang, "review.html", manager, review=week,
             concern_of={q.id: q.concern for q in script.questions},
@@ -482,7 +482,7 @@ def pages_router() -> APIRouter:
             assignees=assignees, current=current,
             current_label=assignee_words(lang, assignees, current),
             talk_weeks=conversation_view.weeks(talked.get(resident_id, []), now, tz),
-            talk_questions=[q.id for q in programme(deps.settings.conversation_script or None)
+            talk_questions=[q.id for q in programme(deps.settings.conversation_script)
                             .questions],
         )  # fmt: skip
 

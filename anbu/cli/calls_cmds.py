@@ -47,7 +47,7 @@ def speech_eval() -> None:
         f"model_accuracy={e.model_accuracy:.3f} rules+model_accuracy={e.accuracy:.3f}"
     )
     # each question of the routine conversation, on a held-out quarter of calls/data/answers_ko
-    programme = load_programme(Settings().conversation_script or None)
+    programme = load_programme(Settings().conversation_script)
     for q in evaluate_answers(load_answers(), programme):
         typer.echo(
             f"question={q.question} train={q.train} test={q.test} accuracy={q.accuracy:.3f} "
