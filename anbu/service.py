@@ -339,7 +339,7 @@ class Runtime:
 
     def web_app(self) -> Any:
         return create_app(
-            self.db, self.settings, self.alerts, [build_router(self.calls, self.settings)]
+            self.db, self.settings, self.alerts, build_router(self.calls, self.settings)
         )
 
     def start_web(self, background: bool = True) -> None:

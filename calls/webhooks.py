@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
 from twilio.request_validator import RequestValidator
 
 from calls import twiml
@@ -111,6 +114,18 @@ def _form_fields(request: Request, body: bytes) -> FormData:
     return FormData(pairs)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _count(request: Request, name: str) -> int:
+    """A small count from the query of a URL anbu wrote (tries, then, week): 0 when absent,
+    422 when it is not one."""
+    given = request.query_params.get(name, "0")
+    if not (given.isascii() and given.isdigit() and len(given) <= 3):
+        raise HTTPException(status_code=422, detail=f"{name}: a small count expected")
+    return int(given)
+
+
 def _replay_key(url: str, form: FormData) -> bytes:
     """What Twilio signed (the URL and the fields sorted by name), however the body was
     ordered or encoded."""
@@ -122,16 +137,26 @@ def _replay_key(url: str, form: FormData) -> bytes:
     return digest.digest()
 
 
-def build_router(service: CallService, settings: Settings) -> APIRouter:
-    """The /twilio/... routes bound to one CallService."""
+def build_router(service: CallService, settings: Settings) -> Router:
+    """The /twilio/... routes bound to one CallService, as plain Starlette routes: the web app
+    (dashboards.app) serves them ahead of the dashboard's session, pages and API machinery,
+    behind the edge every answer has (request id, security headers, body limit, last-stop
+    500). A round of calls posts tens of thousands of them, and the dashboard's layers and
+    FastAPI's dependency solving were a quarter of a web worker's CPU per webhook."""
     validator = RequestValidator(settings.twilio_auth_token)
     base = settings.public_base_url.rstrip("/")
     line = IncomingLine(service.db, service.clock)
     talk = Talk(service.db, service.clock, ZoneInfo(settings.timezone), service.raise_answer,
                 settings.conversation_script)  # fmt: skip
     replays = Replays(settings.webhook_replay_window_s)
-    # Twilio's callbacks are no part of the public API: kept out of its spec
-    router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
+    routes: list[Route] = []
+
+    def post(path: str) -> Callable[[Endpoint], Endpoint]:
+        def add(endpoint: Endpoint) -> Endpoint:
+            routes.append(Route("/twilio" + path, endpoint, methods=["POST"]))
+            return endpoint
+
+        return add
 
     async def signed_params(request: Request) -> tuple[bytes, dict[str, str]]:
         """The replay key and form parameters of a request Twilio signed; 403 otherwise."""
@@ -166,9 +191,10 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
         replays.answered(key, response)
         return response
 
-    @router.post("/voice/{call_id}")
-    async def voice(call_id: int, request: Request) -> Response:
+    @post("/voice/{call_id:int}")
+    async def voice(request: Request) -> Response:
         """The call was answered: greet and ask (or leave a message on a machine)."""
+        call_id: int = request.path_params["call_id"]
 
         async def handle(params: dict[str, str]) -> Response:
             script = await run_in_threadpool(service.answered, call_id, params)
@@ -185,9 +211,10 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/gather/{call_id}")
-    async def gather(call_id: int, request: Request) -> Response:
+    @post("/gather/{call_id:int}")
+    async def gather(request: Request) -> Response:
         """The resident pressed a key or spoke: store it and say what happens next."""
+        call_id: int = request.path_params["call_id"]
 
         async def handle(params: dict[str, str]) -> Response:
             outcome, script = await run_in_threadpool(service.gathered, call_id, params)
@@ -213,22 +240,18 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
         query = urlencode({"week": int(weekly), "tries": tries, "then": int(then)})
         return f"{base}/twilio/answer/{call_id}/{question}?{query}"
 
-    @router.post("/answer/{call_id}/{question}")
-    async def answer(
-        call_id: int,
-        question: str,
-        request: Request,
-        tries: int = 1,
-        then: int = 0,
-        week: int = 0,
-    ) -> Response:
+    @post("/answer/{call_id:int}/{question}")
+    async def answer(request: Request) -> Response:
         """The resident answered one question of the routine conversation (or said nothing:
         Twilio's redirect after the question)."""
+        call_id: int = request.path_params["call_id"]
+        question: str = request.path_params["question"]
+        tries, then, week = (_count(request, name) for name in ("tries", "then", "week"))
 
         async def handle(params: dict[str, str]) -> Response:
             step = await run_in_threadpool(
                 talk.answer, call_id, question, params.get("Digits") or None,
-                params.get("SpeechResult") or None, max(1, min(tries, 2)), bool(then), bool(week),
+                params.get("SpeechResult") or None, min(max(tries, 1), 2), bool(then), bool(week),
             )  # fmt: skip
             if step.ask is not None:
                 text = step.ask.then if step.then else None  # a need's words: keys are no use
@@ -244,8 +267,8 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/connected/{call_id}")
-    async def connected(call_id: int, request: Request) -> Response:
+    @post("/connected/{call_id:int}")
+    async def connected(request: Request) -> Response:
         """The transfer to the care manager ended: answered and over, or nobody took it."""
 
         async def handle(params: dict[str, str]) -> Response:
@@ -253,10 +276,11 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/status/{call_id}")
-    async def status(call_id: int, request: Request) -> Response:
+    @post("/status/{call_id:int}")
+    async def status(request: Request) -> Response:
         """A status callback: initiated, then completed/busy/no-answer/failed (calls.dialer's
         STATUS_EVENTS; the answer itself arrives as the voice request)."""
+        call_id: int = request.path_params["call_id"]
 
         async def handle(params: dict[str, str]) -> Response:
             found = await run_in_threadpool(service.record_status, call_id, params)
@@ -264,9 +288,10 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/amd/{call_id}")
-    async def amd(call_id: int, request: Request) -> Response:
+    @post("/amd/{call_id:int}")
+    async def amd(request: Request) -> Response:
         """Async answering-machine detection: a machine gets the voicemail line instead."""
+        call_id: int = request.path_params["call_id"]
 
         async def handle(params: dict[str, str]) -> Response:
             implied = await run_in_threadpool(service.record_amd, call_id, params)
@@ -280,7 +305,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
     # -- the 돌봄콜 line -----------------------------------------------------------------
 
-    @router.post("/line")
+    @post("/line")
     async def line_call(request: Request) -> Response:
         """Someone called the programme's number."""
 
@@ -294,7 +319,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/line/menu")
+    @post("/line/menu")
     async def line_menu(request: Request) -> Response:
         async def handle(params: dict[str, str]) -> Response:
             choice = await run_in_threadpool(
@@ -310,7 +335,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/line/recorded")
+    @post("/line/recorded")
     async def line_recorded(request: Request) -> Response:
         async def handle(params: dict[str, str]) -> Response:
             await run_in_threadpool(
@@ -320,7 +345,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/line/spoken")
+    @post("/line/spoken")
     async def line_spoken(request: Request) -> Response:
         """The message as Korean speech recognition heard it; nothing heard asks for a recording
         (the rest of line_message's TwiML), so only a recognised message is stored here."""
@@ -335,7 +360,7 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    @router.post("/line/transcript")
+    @post("/line/transcript")
     async def line_transcript(request: Request) -> Response:
         """A transcript of a recorded message, posted later by a recogniser the district runs
         (in the form of Twilio's transcription callback)."""
@@ -352,4 +377,4 @@ def build_router(service: CallService, settings: Settings) -> APIRouter:
 
         return await once(request, handle)
 
-    return router
+    return Router(routes=routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,10 @@ from fastapi.templating import Jinja2Templates
 from fastapi.utils import generate_unique_id
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import PoolTimeout
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts import requests
 from alerts.machine import IllegalTransition
@@ -138,6 +141,24 @@ def _error(request: Request, status: int, key: str) -> Response:
     return _refusal(request, status, lambda lang: i18n.text(lang, key))
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The database cannot be reached, gave no connection in time, or asked for the
+    transaction to be run again: try again shortly. Any other database error is a fault
+    (problems.CatchAll: 500), never 'try again' forever."""
+    if not problems.passes(exc):
+        raise exc
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
+    retry = {"Retry-After": str(problems.RETRY_AFTER_S)}
+    if _is_api(request):
+        ko, en = problems.WORDS[503]
+        return JSONResponse({"detail": ko, "detail_en": en}, status_code=503, headers=retry)
+    if not problems.is_page(request.url.path):  # Twilio's callbacks, metrics: plain words
+        return PlainTextResponse("unavailable", status_code=503, headers=retry)
+    response = _error(request, 503, "unavailable")
+    response.headers.update(retry)
+    return response
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: Exception) -> Response:
         if _is_api(request):
@@ -175,23 +196,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             fields={"state": exc.state, "severity": exc.severity, "version": exc.version},
             headers={"ETag": etag(exc.version)},
         )  # fmt: skip
-
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        """The database cannot be reached, gave no connection in time, or asked for the
-        transaction to be run again: try again shortly. Any other database error is a fault
-        (problems.CatchAll: 500), never 'try again' forever."""
-        if not problems.passes(exc):
-            raise exc
-        log.warning("database unavailable", extra={"error": type(exc).__name__})
-        retry = {"Retry-After": str(problems.RETRY_AFTER_S)}
-        if _is_api(request):
-            ko, en = problems.WORDS[503]
-            return JSONResponse({"detail": ko, "detail_en": en}, status_code=503, headers=retry)
-        if not problems.is_page(request.url.path):  # Twilio's callbacks, metrics: plain words
-            return PlainTextResponse("unavailable", status_code=503, headers=retry)
-        response = _error(request, 503, "unavailable")
-        response.headers.update(retry)
-        return response
 
     async def csrf(request: Request, exc: Exception) -> Response:
         log.info("request without a valid CSRF token refused")
@@ -241,8 +245,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
     app.add_exception_handler(AlertChanged, changed)
-    app.add_exception_handler(PoolTimeout, unavailable)
-    app.add_exception_handler(psycopg.OperationalError, unavailable)
+    app.add_exception_handler(PoolTimeout, _unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _unavailable)
     app.add_exception_handler(CsrfRejected, csrf)
     app.add_exception_handler(authz.Forbidden, forbidden)
 
@@ -333,14 +337,45 @@ def _docs_router() -> APIRouter:
     return router
 
 
+class WebhooksFirst:
+    """ASGI: Twilio's webhooks (/twilio/...) go to their own routes with the edge every answer
+    has, past the dashboard's session, problem details and FastAPI's routing and dependency
+    solving, which a round of calls (tens of thousands of webhooks) paid on every one; the
+    rest goes on to the dashboard."""
+
+    def __init__(self, app: ASGIApp, webhooks: ASGIApp) -> None:
+        self.app = app
+        self.webhooks = webhooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(WEBHOOKS_PREFIX):
+            await self.webhooks(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+WEBHOOKS_PREFIX = "/twilio/"
+
+
+def edged_webhooks(webhooks: Router, settings: Settings) -> ASGIApp:
+    """The webhooks behind the dashboard's edge, in its order: the request id outermost, the
+    security headers, the last-stop 500, the body limit; a refusal (HTTPException) is plain
+    words and the database away a 503 with Retry-After, as on the dashboard."""
+    handled = ExceptionMiddleware(
+        webhooks, handlers={PoolTimeout: _unavailable, psycopg.OperationalError: _unavailable}
+    )
+    limited = BodyLimit(handled, max_bytes=settings.web_max_body_bytes)
+    return RequestId(SecurityHeaders(CatchAll(limited)))
+
+
 def create_app(
     db: Database,
     settings: Settings,
     alerts: AlertService,
-    extra_routers: Sequence[APIRouter] = (),
+    webhooks: Router | None = None,
     auth_clock: Clock | None = None,
 ) -> FastAPI:
-    """The dashboard and API; `extra_routers` (e.g. the Twilio webhooks) are mounted as given."""
+    """The dashboard and API; `webhooks` (Twilio's, calls.webhooks) are served ahead of them."""
     app = FastAPI(
         title="anbu 안부",
         description="Care managers' dashboard and JSON API (Korean first).",
@@ -373,13 +408,11 @@ def create_app(
     app.add_middleware(CatchAll)  # inside the headers: a 500 has them and the request id
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestId)  # outermost: even a refusal by the others carries the id
+    if webhooks is not None:
+        app.state.webhooks = webhooks
+        app.add_middleware(WebhooksFirst, webhooks=edged_webhooks(webhooks, settings))
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    # the extra routers (Twilio's webhooks, under their own prefix) first: routes are matched
-    # in order, and a round of calls posts tens of thousands of webhooks, which matched every
-    # dashboard route before their own (17 % of a web worker's CPU in `anbu bench calls`)
-    for router in extra_routers:
-        app.include_router(router)
     app.include_router(_health_router())
     metrics_registry = database_registry(db, alerts.clock, settings.metrics_timeout_s)
     app.state.metrics_registry = metrics_registry  # also served on ANBU_WEB_METRICS_PORT

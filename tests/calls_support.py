@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from calls.client import HTTP_TIMEOUT_S, make_twilio_client
 from calls.service import CallService
@@ -20,6 +20,7 @@ from calls.webhooks import build_router
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database
+from dashboards.app import edged_webhooks
 from simulators.phone import PhoneNetwork
 from simulators.servers import free_port
 
@@ -28,9 +29,9 @@ AUTH_TOKEN = "calls-support-token"
 
 
 class WebServer:
-    """A FastAPI app in a real uvicorn server, in a thread."""
+    """An ASGI app in a real uvicorn server, in a thread."""
 
-    def __init__(self, app: FastAPI, port: int) -> None:
+    def __init__(self, app: ASGIApp, port: int) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -92,9 +93,7 @@ def calls_rig(
     database.open()
     client = make_twilio_client(settings, twilio_timeout_s)
     service = CallService(database, client, settings, clock or SystemClock())
-    app = FastAPI()
-    app.include_router(build_router(service, settings))
-    web = WebServer(app, port)
+    web = WebServer(edged_webhooks(build_router(service, settings), settings), port)
     web.start()
     try:
         yield CallsRig(settings, network, service, database)

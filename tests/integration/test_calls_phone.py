@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
@@ -25,6 +24,7 @@ from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database
 from core.domain import CallOutcome
+from dashboards.app import edged_webhooks
 from simulators import personas
 from simulators.personas import Persona
 from simulators.phone import PhoneNetwork
@@ -90,9 +90,7 @@ def _rig(db_url: str, language: str = "ko", api_base: str | None = None) -> Iter
     database = Database(db_url, min_size=1, max_size=4)
     database.open()
     service = CallService(database, make_twilio_client(settings), settings, SystemClock())
-    app = FastAPI()
-    app.include_router(build_router(service, settings))
-    web = WebServer(app, port)
+    web = WebServer(edged_webhooks(build_router(service, settings), settings), port)
     web.start()
     try:
         yield Rig(settings, network, service, database, _seed(db_url, language))

@@ -10,6 +10,9 @@ import time
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
 
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
@@ -17,7 +20,7 @@ from core.clock import VirtualClock
 from core.config import Settings
 from core.db import Database
 from dashboards import problems
-from dashboards.app import create_app
+from dashboards.app import create_app, edged_webhooks
 from tests.integration.dashboard_support import (
     OPENED_AT,
     PASSWORD_A,
@@ -99,16 +102,28 @@ def test_a_failure_nobody_handled_is_500_and_its_values_reach_no_log(
     town.app.add_api_route("/api/v1/boom", boom)
     town.app.add_api_route("/boom", boom)
     town.app.add_api_route("/twilio/boom", boom, methods=["POST"])
+
+    async def twilio_boom(request: Request) -> Response:
+        boom()
+        return Response()
+
+    # Twilio's webhooks served ahead of the dashboard (dashboards.app.WebhooksFirst) have the
+    # same last stop
+    webhooks = Router(routes=[Route("/twilio/boom", twilio_boom, methods=["POST"])])
+    served = TestClient(edged_webhooks(webhooks, Settings(database_url="postgresql://unused")))
     client = TestClient(town.app)
     with caplog.at_level(logging.INFO):
         api = client.get("/api/v1/boom")
         page = client.get("/boom")
         twilio = client.post("/twilio/boom")
+        webhook = served.post("/twilio/boom")
     body = _problem(api, 500, "internal")
     assert "99998888" not in api.text and "UniqueViolation" not in str(body)
     assert page.status_code == 500 and "서버에서 오류가 났습니다" in page.text
     assert twilio.status_code == 500 and twilio.text == "internal error"
-    for answer in (api, page, twilio):  # the headers every answer has, a 500 too
+    assert webhook.status_code == 500 and webhook.text == "internal error"
+    assert "99998888" not in caplog.text
+    for answer in (api, page, twilio, webhook):  # the headers every answer has, a 500 too
         assert "content-security-policy" in answer.headers
         assert answer.headers["x-request-id"]
     logged = caplog.text

@@ -102,7 +102,7 @@ def edge(town: Town, database: Database, db_url: str, unique: str) -> Iterator[E
         database, RecordingTelephony(), EscalationPolicy(), clock, "http://dashboard.test"
     )
     calls = CallService(database, make_twilio_client(settings), settings, clock)
-    app = create_app(database, settings, alerts, [build_router(calls, settings)])
+    app = create_app(database, settings, alerts, build_router(calls, settings))
     yield Edge(app, town, int(row[0]), f"gw-{unique}", settings)
 
 
@@ -124,9 +124,15 @@ def routes(app: FastAPI) -> list[tuple[str, str]]:
             elif isinstance(route, Route):
                 for method in sorted(route.methods or ()):
                     if method != "HEAD":
-                        found.append((method, prefix + route.path))
+                        # a template as FastAPI writes it: {call_id}, not {call_id:int}
+                        found.append(
+                            (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", prefix + route.path))
+                        )
 
     walk(app.routes, "")
+    webhooks = getattr(app.state, "webhooks", None)  # Twilio's, served ahead of the dashboard
+    if webhooks is not None:
+        walk(webhooks.routes, "")
     return found
 
 
