@@ -130,8 +130,12 @@ class Talk:
         label = "risk" if heard.risk is not None else heard.label
         after = None if ask is UNKNOWN else self.programme.after(ask.id, weekly)
         closing = heard.ends or after is None or heard.risk is not None or heard.label == PERSON
+        asked = self.programme.asked(weekly)
+        # the call's earlier answers are read at its close only when it has any: the first
+        # question of the day (every day's one question, the meal) has none before it
+        earlier = closing and not (asked and asked[0].id == ask.id)
         try:
-            concerned = self._store(call_id, ask, label, heard, tries, digits, speech, closing)
+            concerned = self._store(call_id, ask, label, heard, tries, digits, speech, earlier)
         except psycopg.Error as exc:
             log.critical("conversation answer not stored",
                          extra={"call_id": call_id, "question": question_id,
@@ -172,14 +176,14 @@ class Talk:
 
     def _store(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
-        speech: str | None, closing: bool,
+        speech: str | None, earlier: bool,
     ) -> bool:  # fmt: skip
         """The answer stored once (a replay or a retry changes nothing already stored) and the
         call raised, in one transaction, tried STORE_TRIES times; whether the call holds an
-        answer the care manager should hear of."""
+        answer the care manager should hear of (its earlier answers read when `earlier`)."""
         for attempt in range(1, STORE_TRIES + 1):
             try:
-                return self._store_once(call_id, ask, label, heard, tries, digits, speech, closing)
+                return self._store_once(call_id, ask, label, heard, tries, digits, speech, earlier)
             except psycopg.Error as exc:
                 if attempt == STORE_TRIES or not retryable(exc):
                     raise
@@ -188,11 +192,11 @@ class Talk:
 
     def _store_once(
         self, call_id: int, ask: Ask, label: str, heard: Heard, tries: int, digits: str | None,
-        speech: str | None, closing: bool,
+        speech: str | None, earlier: bool,
     ) -> bool:  # fmt: skip
         """One statement for a plain answer (the round's most common webhook); the call row
         locked first only when the answer raises the call (two answers of one call never
-        deadlock), and the call's earlier answers read only when it closes."""
+        deadlock), and the call's earlier answers read only when it closes after others."""
         now = self.clock.now()
         raising = heard.risk or (CallOutcome.HELP if heard.label == PERSON else None)
         raising = raising or (CallOutcome.UNWELL if heard.unwell else None)
@@ -218,7 +222,7 @@ class Talk:
             if raising is not None:
                 self.raise_answer(conn, call_id, raising, now)
             concerned = heard.unwell or label in NEEDS or label == ask.concern
-            if closing and not concerned:
+            if earlier and not concerned:
                 concerns = [(q.id, q.concern) for q in self.programme.questions if q.concern]
                 row = conn.execute(
                     """SELECT EXISTS (SELECT 1 FROM anbu.call_answers a
