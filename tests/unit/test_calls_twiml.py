@@ -198,3 +198,31 @@ def test_the_line_takes_a_message_by_korean_speech_then_by_recording() -> None:
     record = root.find("Record")
     assert record is not None and record.get("action") == "https://a/recorded"
     assert record.get("transcribe") is None  # Twilio's transcription serves no Korean
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://anbu.example.kr/twilio/answer/7/meal?week=0&tries=1&then=0",
+        'https://anbu.example.kr/twilio/gather/8?a="b"&c=<d>',
+        "http://127.0.0.1:8080/twilio/gather/9",
+    ],
+)
+def test_a_script_built_once_carries_each_calls_own_url(url: str) -> None:
+    """The scripts are kept built (twiml.URL_MARK in place of the URL): each answer still has
+    its own call's URL exactly, in every place the script names it, and nothing else moves."""
+    other = "https://anbu.example.kr/twilio/answer/1/meal?week=1&tries=2&then=1"
+    for build in (
+        lambda u: twiml.question(u, "식사는 하셨어요?"),
+        lambda u: twiml.question(u, "무엇이 필요하세요?", words_only=True),
+        lambda u: twiml.check_in(u, "ko", None, "광산구 돌봄센터"),
+        lambda u: twiml.check_in(u, "en", "inactivity", "Gwangsan care centre"),
+    ):
+        xml = build(url)
+        root = ET.fromstring(xml)
+        named = [g.get("action") for g in root.iter("Gather")]
+        named += [r.text for r in root.iter("Redirect")]
+        assert named and all(n == url for n in named), xml
+        assert twiml.URL_MARK not in xml
+        assert _says(build(other)) == _says(xml)  # the same words for every call
+        assert build(other) != xml
