@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from calls.conversation import (
     MAX_SPEECH,
@@ -149,7 +150,13 @@ class Talk:
             words = DESPAIR_CLOSING if despairs(speech) else None
             return Step(closing=heard.risk, words=words)
         if heard.label == PERSON:  # put through to their care manager, who was told as well
-            return Step(closing=CallOutcome.HELP, connect=self._person_for(call_id))
+            try:
+                person = self._person_for(call_id)
+            except (psycopg.Error, PoolTimeout) as exc:  # stored and raised: the help closing
+                log.warning("no number read to put the resident through",
+                            extra={"call_id": call_id, "error": type(exc).__name__})  # fmt: skip
+                person = None
+            return Step(closing=CallOutcome.HELP, connect=person)
         if heard.ends or after is None:
             if concerned:
                 return Step(words=self.programme.closing_concern)

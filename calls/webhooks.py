@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -41,6 +45,8 @@ from calls.talk import Talk
 from calls.understanding import despairs
 from core.config import Settings
 from core.domain import CallOutcome
+
+log = logging.getLogger(__name__)
 
 TWIML = "application/xml"
 FORM = "application/x-www-form-urlencoded"
@@ -119,6 +125,22 @@ def _form_fields(request: Request, body: bytes) -> FormData:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+class IdConvertor(Convertor[int]):
+    """A database id in a path: 1 to 18 digits (Starlette's int takes any number of them, and
+    Python refuses past 4,300 while the route is matched: a 500 before any signature check)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())
+
+
 def _count(request: Request, name: str) -> int:
     """A small count from the query of a URL anbu wrote (tries, then, week): 0 when absent,
     422 when it is not one."""
@@ -163,6 +185,9 @@ def build_router(service: CallService, settings: Settings) -> Router:
     async def signed_params(request: Request) -> tuple[bytes, dict[str, str]]:
         """The replay key and form parameters of a request Twilio signed; 403 otherwise."""
         signature = request.headers.get("X-Twilio-Signature", "")
+        if any(c < " " or c == "\x7f" for c in request.scope["path"]):
+            # the URL signed would not be the path routed (urlsplit drops tabs and newlines)
+            raise HTTPException(status_code=400, detail="control character in the path")
         if not signature:
             raise HTTPException(status_code=403, detail="invalid Twilio signature")
         body = await request.body()
@@ -197,7 +222,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
         replays.answered(key, response)
         return response
 
-    @post("/voice/{call_id:int}")
+    @post("/voice/{call_id:id}")
     async def voice(request: Request) -> Response:
         """The call was answered: greet and ask (or leave a message on a machine)."""
         call_id: int = request.path_params["call_id"]
@@ -217,7 +242,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
 
         return await once(request, handle)
 
-    @post("/gather/{call_id:int}")
+    @post("/gather/{call_id:id}")
     async def gather(request: Request) -> Response:
         """The resident pressed a key or spoke: store it and say what happens next."""
         call_id: int = request.path_params["call_id"]
@@ -227,7 +252,12 @@ def build_router(service: CallService, settings: Settings) -> Router:
             first question: one trip to a worker thread, not two."""
             outcome, script = service.gathered(call_id, params)
             talks = outcome is CallOutcome.OK and script is not None and script[1] == "routine"
-            return outcome, script, talk.first(call_id) if talks else None
+            try:
+                return outcome, script, talk.first(call_id) if talks else None
+            except (psycopg.Error, PoolTimeout) as exc:  # the answer is stored: close kindly
+                log.warning("the conversation's first question not read; the call closes",
+                            extra={"call_id": call_id, "error": type(exc).__name__})  # fmt: skip
+                return outcome, script, None
 
         async def handle(params: dict[str, str]) -> Response:
             outcome, script, first = await run_in_threadpool(stored, params)
@@ -251,7 +281,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
         query = urlencode({"week": int(weekly), "tries": tries, "then": int(then)})
         return f"{base}/twilio/answer/{call_id}/{question}?{query}"
 
-    @post("/answer/{call_id:int}/{question}")
+    @post("/answer/{call_id:id}/{question}")
     async def answer(request: Request) -> Response:
         """The resident answered one question of the routine conversation (or said nothing:
         Twilio's redirect after the question)."""
@@ -278,7 +308,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
 
         return await once(request, handle)
 
-    @post("/connected/{call_id:int}")
+    @post("/connected/{call_id:id}")
     async def connected(request: Request) -> Response:
         """The transfer to the care manager ended: answered and over, or nobody took it."""
 
@@ -287,7 +317,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
 
         return await once(request, handle)
 
-    @post("/status/{call_id:int}")
+    @post("/status/{call_id:id}")
     async def status(request: Request) -> Response:
         """A status callback: initiated, then completed/busy/no-answer/failed (calls.dialer's
         STATUS_EVENTS; the answer itself arrives as the voice request)."""
@@ -299,7 +329,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
 
         return await once(request, handle)
 
-    @post("/amd/{call_id:int}")
+    @post("/amd/{call_id:id}")
     async def amd(request: Request) -> Response:
         """Async answering-machine detection: a machine gets the voicemail line instead."""
         call_id: int = request.path_params["call_id"]
@@ -388,4 +418,4 @@ def build_router(service: CallService, settings: Settings) -> Router:
 
         return await once(request, handle)
 
-    return Router(routes=routes)
+    return Router(routes=routes, redirect_slashes=False)

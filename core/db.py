@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import select
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -144,28 +146,51 @@ def retryable(exc: BaseException) -> bool:
 
 # A connection back in the pool less than this long ago is handed out without the check's round
 # trip: under load (a round of calls: hundreds of checkouts a second) every checkout paid one,
-# 1 in 8 of a web worker's samples; a connection idle longer, the one a server restart or an
-# idle timeout has most likely cut, is still checked before it is given out.
+# 1 in 8 of a web worker's samples. Still checked before they are given out: a connection idle
+# longer (the one an idle timeout has most likely cut), one the server sent something (a
+# restart's or a termination's FATAL), and every connection returned before the last failure
+# that a retry may cure (a server gone silently, as in a failover, cuts them all at once: one
+# request finds out, not one per pooled connection).
 CHECK_IDLE_S = 2.0
+CONNECT_TIMEOUT_S = 10  # a new connection that takes longer is an error, not a 130 s wait
 
 
 class _Freshness:
-    """The pool's check and reset callbacks: when each connection came back, and a check only
-    for those idle CHECK_IDLE_S or longer (or broken)."""
+    """When each connection was last given back through Database.connection(), and since when
+    nothing given back earlier is trusted; the pool's check for the rest."""
 
     def __init__(self) -> None:
         self._back: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
+        self._distrusted_at = 0.0
 
-    def reset(self, conn: psycopg.Connection[Any]) -> None:
+    def back(self, conn: psycopg.Connection[Any]) -> None:
         self._back[conn] = time.monotonic()
+
+    def distrust(self) -> None:
+        self._distrusted_at = time.monotonic()
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
         back = self._back.get(conn)
-        if back is not None and not conn.broken and time.monotonic() - back < CHECK_IDLE_S:
-            return
-        ConnectionPool.check_connection(conn)
+        if (
+            back is None
+            or back <= self._distrusted_at
+            or conn.broken
+            or time.monotonic() - back >= CHECK_IDLE_S
+            or _heard_from(conn)
+        ):
+            ConnectionPool.check_connection(conn)
+
+
+def _heard_from(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent an idle connection anything (a restart's or a termination's
+    FATAL, or the connection closed): one poll of its socket, no round trip."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
 
 
 class Database:
@@ -176,17 +201,18 @@ class Database:
         self._min = min_size
         self._max = max_size
         self._pool: ConnectionPool | None = None
+        self._fresh = _Freshness()
 
     def open(self) -> None:
-        freshness = _Freshness()
         self._pool = ConnectionPool(
             self.conninfo,
             min_size=self._min,
             max_size=self._max,
             open=False,
-            kwargs={"autocommit": False},
-            check=freshness.check,
-            reset=freshness.reset,
+            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S},
+            # no `reset` callback: with one the pool returns every connection through its
+            # worker threads, behind any slow connect they are busy with
+            check=self._fresh.check,
         )
         self._pool.open(wait=True, timeout=30)
 
@@ -201,9 +227,17 @@ class Database:
             raise RuntimeError("Database.open() has not been called")
         return self._pool
 
-    def connection(self) -> Any:
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection as a context manager; the block is one transaction."""
-        return self.pool.connection()
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+                self._fresh.back(conn)
+        except BaseException as exc:
+            if retryable(exc):  # the server went (or the pool ran short): check them all
+                self._fresh.distrust()
+            raise
 
 
 def keyset_page(

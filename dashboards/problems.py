@@ -193,8 +193,9 @@ class CatchAll:
             await self.app(scope, receive, watch)
         except Exception as exc:  # the last stop: nothing above may see it
             frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error("unhandled %s (sqlstate %s) answering %s %s\n%s", type(exc).__name__,
-                      getattr(exc, "sqlstate", None), scope.get("method"), scope["path"],
+            # the path as a quoted literal, cut: a caller's newline cannot start a log line
+            log.error("unhandled %s (sqlstate %s) answering %s %r\n%s", type(exc).__name__,
+                      getattr(exc, "sqlstate", None), scope.get("method"), scope["path"][:200],
                       frames)  # fmt: skip
             if started:  # part of the answer left already: the connection ends it
                 return

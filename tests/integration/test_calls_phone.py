@@ -4,6 +4,7 @@ anbu's signed webhooks in a real uvicorn server, and a real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -304,6 +305,28 @@ def test_a_signature_over_the_url_without_its_port_is_accepted(rig: Rig) -> None
         response = http.post(url, data=params, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200
     assert len(rig.events(call_id)) == events + 1
+
+
+def test_odd_webhook_paths_are_refused_before_anything_runs(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An id of thousands of digits (Python refuses to read past 4,300) is no route, not a 500;
+    a path with a newline or tab (which the signed URL would not contain) is refused; a
+    trailing slash is no redirect to whatever Host the caller named."""
+    base = rig.settings.public_base_url
+    call_id = rig.place(personas.NO_ANSWER)
+    params = {"CallSid": str(rig.row(call_id)["twilio_sid"]), "CallStatus": "completed"}
+    with caplog.at_level(logging.INFO), httpx.Client() as http:
+        huge = http.post(f"{base}/twilio/answer/{'9' * 4301}/meal", data=params)
+        assert huge.status_code == 404
+        url = f"{base}/twilio/answer/{call_id}/me%0Aal"
+        signed = RequestValidator(AUTH_TOKEN).compute_signature(url.replace("%0A", ""), params)
+        forged = http.post(url, data=params, headers={"X-Twilio-Signature": signed})
+        assert forged.status_code == 400
+        slash = http.post(f"{base}/twilio/status/{call_id}/", data=params,
+                          headers={"Host": "evil.example"})  # fmt: skip
+        assert slash.status_code == 404 and "location" not in slash.headers
+    assert "unhandled" not in caplog.text
 
 
 def test_sms_reaches_the_network(rig: Rig) -> None:

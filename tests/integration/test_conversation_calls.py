@@ -289,3 +289,29 @@ def test_risk_words_are_heard_when_nothing_can_be_stored(
                 cut_off.answer(call_id, "sleep", "1", None, 1, False)
     finally:
         impatient.close()
+
+
+def test_a_read_that_fails_after_the_answer_is_stored_still_closes_the_call_kindly(
+    monday: tuple[CallsRig, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer is committed, then reading what comes next fails (the database went): the
+    resident hears the closing for what they said, never the carrier's error, and nothing
+    stored is undone. "All right" with the first question unread: the all-right closing; a
+    person asked for with no number read: the help closing, and the help stands."""
+    rig, rid = monday
+
+    def away(*args: object) -> None:
+        raise psycopg.OperationalError("the server went away (test)")
+
+    monkeypatch.setattr(Talk, "first", away)
+    call_id, call = _call(rig, rid, personas.converse("key:1"))
+    assert _outcome(rig, call_id) == "ok"
+    assert call.heard[-1] == twiml.spoken(twiml.closing_text(CallOutcome.OK))
+    monkeypatch.undo()
+    monkeypatch.setattr(Talk, "_person_for", away)
+    with psycopg.connect(rig.settings.database_url) as conn:
+        other = registry.add_resident(conn, "h-talk-3", DONG, "최순덕", OTHER_PHONE)
+    second, call = _call(rig, other, personas.converse("key:1", "key:0"), phone=OTHER_PHONE)
+    assert _outcome(rig, second) == "help" and call.dialled == ()
+    assert call.heard[-1] == twiml.spoken(twiml.closing_text(CallOutcome.HELP))
+    assert _answers(rig, second)["meal"] == ("person", 1)
