@@ -73,9 +73,12 @@ class Settings(BaseSettings):
         "a step of the ingest host's wall clock changes neither.",
     )
     mqtt_shared_group: str = Field(
-        default="ingest",
-        description="Shared-subscription group ($share/<group>/...) for several ingest workers; "
-        "empty: a plain subscription (one worker), which Mosquitto 2.0 keeps across its restarts.",
+        default="",
+        description="Empty (the default): plain subscriptions, which Mosquitto 2.0 keeps across "
+        "its restarts: one worker subscribes gw/+/#, several (ANBU_INGEST_REPLICAS above 1) "
+        "each their own share of the registered gateways (ingest.shares). A group name: one "
+        "shared subscription ($share/<group>/...) instead, which Mosquitto 2.0 forgets when it "
+        "restarts (what gateways publish before the workers subscribe again reaches nobody).",
     )
     mqtt_protocol: int = Field(
         default=5,

@@ -42,6 +42,7 @@ from ingest.dead_letter_limits import dead_letter_limits
 from ingest.identity import client_id, username
 from ingest.inbox import Inbox
 from ingest.receipt_clock import ReceiptClock
+from ingest.shares import POLL_S, Holdings, chunks, read_members, share
 from ingest.store import BatchSummary
 from ingest.store_process import Config, Item, StoreProcess
 
@@ -156,6 +157,12 @@ class IngestService:
         self._next_id = 0
         self._stats = IngestStats()
         self.subscribed = threading.Event()
+        # several workers without a shared group: each its own share (ingest.shares)
+        self._holdings = Holdings()
+        self._shares: threading.Thread | None = None
+        self._shares_wake = threading.Event()
+        self._acks = 0  # SUBACKs since the last connect
+        self._first_round: int | None = None  # SUBSCRIBEs of the first round after it
 
     @property
     def stats(self) -> IngestStats:
@@ -183,6 +190,13 @@ class IngestService:
         """The storing process's pid (for tests and operators); None when not running."""
         with self._lock:
             return None if self._flight is None else self._flight.child.pid
+
+    @property
+    def partitioned(self) -> bool:
+        """Several workers and no shared group: each subscribes its own share of the gateways
+        (ingest.shares), which the broker keeps across its restart."""
+        s = self._settings
+        return s.mqtt_protocol == 5 and not s.mqtt_shared_group and s.ingest_replicas > 1
 
     def start(self) -> None:
         """Start the storing process, connect (retrying in the background) and start storing."""
@@ -235,6 +249,11 @@ class IngestService:
             )
             self._clock_keeper.start()
         client.loop_start()
+        if self.partitioned:
+            self._shares = threading.Thread(
+                target=self._shares_loop, args=(stopping,), name="ingest-shares", daemon=True
+            )
+            self._shares.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, then leave; unstored messages stay with the broker."""
@@ -247,6 +266,10 @@ class IngestService:
         if self._clock_keeper is not None:
             self._clock_keeper.join(timeout)
             self._clock_keeper = None
+        self._shares_wake.set()
+        if self._shares is not None:
+            self._shares.join(timeout)
+            self._shares = None
         flight = self._flight
         if flight is not None:
             flight.child.stop()  # it answers for the batch in hand, then leaves
@@ -301,7 +324,14 @@ class IngestService:
             self._connected = True
             self._stats = _bump(self._stats, connects=1)
         group = self._settings.mqtt_shared_group
-        if self._settings.mqtt_protocol == 5:
+        if self.partitioned:
+            with self._lock:
+                self._holdings.forget()  # sent again: a SUBSCRIBE may have died with the link
+                self._acks, self._first_round = 0, None
+            # what a single worker (or the old shared group) held: this one holds its share
+            client.unsubscribe([*topic_filters(), *(f"$share/ingest/{f}" for f in topic_filters())])
+            self._shares_wake.set()
+        elif self._settings.mqtt_protocol == 5:
             # Subscribe on every connect: Mosquitto does not persist shared subscriptions, so
             # after a broker restart the resumed session has its queue but not the $share one.
             # Retained messages: never at subscribe time for $share (MQTT 5 4.8.2; Mosquitto
@@ -321,12 +351,18 @@ class IngestService:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
+        with self._lock:
+            self._acks += 1
+            waiting = self.partitioned and (
+                self._first_round is None or self._acks < self._first_round
+            )
         if any(rc.is_failure for rc in reason_codes):
             log.error(
                 "mqtt subscription refused", extra={"reasons": [str(r) for r in reason_codes]}
             )
             return
-        self.subscribed.set()
+        if not waiting:  # a share: once every filter of the first round is acknowledged
+            self.subscribed.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -343,6 +379,55 @@ class IngestService:
                       extra={"client_id": self.client_id})  # fmt: skip
         elif not self._stopping.is_set():
             log.warning("mqtt disconnected; reconnecting", extra={"reason": str(reason_code)})
+
+    # this worker's share of the gateways (ingest.shares)
+
+    def _shares_loop(self, stopping: threading.Event) -> None:
+        """Every POLL_S (and at once after a connect): be seen, read the members and the
+        gateways, and subscribe what this worker owns, unsubscribe what it gave away."""
+        expiry = self._settings.mqtt_session_expiry_s
+        while not stopping.is_set():
+            self._shares_wake.clear()
+            try:
+                members, gateways = read_members(self._db.conninfo, self.client_id, expiry)
+                self._reconcile(share(gateways, members, self.client_id), gateways, len(members))
+            except Exception as exc:  # the database away, the link gone: the next round tries
+                log.warning("ingest share not brought up to date; the subscriptions held stay",
+                            extra={"error": type(exc).__name__})  # fmt: skip
+            self._shares_wake.wait(POLL_S)
+
+    def _reconcile(self, owned: set[str], gateways: list[str], members: int) -> None:
+        client = self._client
+        with self._lock:
+            if client is None or not self._connected:
+                return
+            plan = self._holdings.plan(owned, gateways)
+            first = self._first_round is None
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        sent = 0
+        for part in chunks(plan.subscribe):
+            rc, _ = client.subscribe([(f, options) for f in part])
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # the link went: the next connect sends them all again
+            sent += 1
+            with self._lock:
+                self._holdings.subscribed(part)
+        for part in chunks(plan.unsubscribe):
+            rc, _ = client.unsubscribe(part)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            with self._lock:
+                self._holdings.unsubscribed(part)
+        if first:
+            with self._lock:
+                self._first_round = sent
+                ready = self._acks >= sent
+            if ready:
+                self.subscribed.set()
+        if plan.subscribe or plan.unsubscribe:
+            log.info("ingest share", extra={"members": members, "gateways": len(owned),
+                                            "subscribed": len(plan.subscribe),
+                                            "unsubscribed": len(plan.unsubscribe)})  # fmt: skip
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # The hot path: no lock (generation is only written on this thread, in _on_connect,

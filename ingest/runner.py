@@ -132,7 +132,8 @@ def run_bare(settings: Settings, expect: int) -> None:
     configure_tls(client, settings)
 
     def on_connect(c: mqtt.Client, *_: Any) -> None:
-        c.subscribe(f"$share/{settings.mqtt_shared_group}/gw/#", options=SubscribeOptions(qos=1))
+        group = settings.mqtt_shared_group
+        c.subscribe(f"$share/{group}/gw/#" if group else "gw/#", options=SubscribeOptions(qos=1))
 
     def on_subscribe(c: mqtt.Client, *_: Any) -> None:
         print(json.dumps({"ready": True}), flush=True)

@@ -53,22 +53,28 @@ def gateways(broker: EmbeddedMosquitto, db_url: str, unique: str) -> list[str]:
     return names
 
 
-@pytest.fixture
-def workers(db_url: str, broker: EmbeddedMosquitto, unique: str) -> Iterator[Callable[..., Worker]]:
-    """Start a worker in this test's group by name; every one is stopped at the end."""
+def starting(
+    db_url: str, port: int, unique: str, group: str, **extra: str
+) -> Iterator[Callable[..., Worker]]:
+    """Start ingest worker `name` (client id `name` + `unique`) in `group`, with `extra`
+    environment variables; every one is stopped at the end."""
     started: list[Worker] = []
 
     def start(name: str, *args: str) -> Worker:
-        env = worker_env(
-            db_url, broker.port, "ingest", INGEST_PASSWORD, f"{name}{unique}", f"share{unique}"
-        )
-        worker = spawn_worker(env, *args)
+        env = worker_env(db_url, port, "ingest", INGEST_PASSWORD, f"{name}{unique}", group)
+        worker = spawn_worker({**env, **extra}, *args)
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def workers(db_url: str, broker: EmbeddedMosquitto, unique: str) -> Iterator[Callable[..., Worker]]:
+    """Start a worker in this test's group by name."""
+    yield from starting(db_url, broker.port, unique, f"share{unique}")
 
 
 def storing_child(worker: Worker) -> int:
