@@ -42,7 +42,7 @@ from ingest.dead_letter_limits import dead_letter_limits
 from ingest.identity import client_id, username
 from ingest.inbox import Inbox
 from ingest.receipt_clock import ReceiptClock
-from ingest.shares import POLL_S, Holdings, chunks, read_members, share
+from ingest.shares import POLL_S, Census, Holdings, chunks, leave
 from ingest.store import BatchSummary
 from ingest.store_process import Config, Item, StoreProcess
 
@@ -161,8 +161,10 @@ class IngestService:
         self._holdings = Holdings()
         self._shares: threading.Thread | None = None
         self._shares_wake = threading.Event()
-        self._acks = 0  # SUBACKs since the last connect
-        self._first_round: int | None = None  # SUBSCRIBEs of the first round after it
+        self._acked: set[int] = set()  # SUBACKed message ids since the last connect
+        self._round: set[int] | None = None  # the first round's SUBSCRIBE ids since then
+        self._refused = False  # a SUBSCRIBE of that round refused: not ready
+        self._share_ready = False  # the first round acknowledged: the others may let go
 
     @property
     def stats(self) -> IngestStats:
@@ -270,6 +272,12 @@ class IngestService:
         if self._shares is not None:
             self._shares.join(timeout)
             self._shares = None
+            try:
+                leave(self._db.conninfo, self.client_id)
+            except Exception as exc:  # the others take its share at its session's expiry
+                log.warning(
+                    "ingest member not removed at stop", extra={"error": type(exc).__name__}
+                )
         flight = self._flight
         if flight is not None:
             flight.child.stop()  # it answers for the batch in hand, then leaves
@@ -327,9 +335,12 @@ class IngestService:
         if self.partitioned:
             with self._lock:
                 self._holdings.forget()  # sent again: a SUBSCRIBE may have died with the link
-                self._acks, self._first_round = 0, None
-            # what a single worker (or the old shared group) held: this one holds its share
-            client.unsubscribe([*topic_filters(), *(f"$share/ingest/{f}" for f in topic_filters())])
+                self._acked, self._round, self._refused = set(), None, False
+                self._share_ready = False  # the others hold their shares until it is again
+            if not flags.session_present:
+                # the broker kept nothing (a session expired, a broker's state lost): every
+                # gateway, until the share is in (the database may be away for a while)
+                client.subscribe([(f, SubscribeOptions(qos=1)) for f in topic_filters()])
             self._shares_wake.set()
         elif self._settings.mqtt_protocol == 5:
             # Subscribe on every connect: Mosquitto does not persist shared subscriptions, so
@@ -351,18 +362,20 @@ class IngestService:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
-        with self._lock:
-            self._acks += 1
-            waiting = self.partitioned and (
-                self._first_round is None or self._acks < self._first_round
-            )
-        if any(rc.is_failure for rc in reason_codes):
+        refused = any(rc.is_failure for rc in reason_codes)
+        if refused:
             log.error(
                 "mqtt subscription refused", extra={"reasons": [str(r) for r in reason_codes]}
             )
+        if not self.partitioned:
+            if not refused:
+                self.subscribed.set()
             return
-        if not waiting:  # a share: once every filter of the first round is acknowledged
-            self.subscribed.set()
+        with self._lock:
+            self._acked.add(mid)
+            self._refused = self._refused or (refused and self._round is not None
+                                              and mid in self._round)  # fmt: skip
+        self._maybe_ready(client)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -382,15 +395,30 @@ class IngestService:
 
     # this worker's share of the gateways (ingest.shares)
 
+    def _maybe_ready(self, client: mqtt.Client) -> None:
+        """Once the first round since the connect is acknowledged, every filter accepted: ready
+        (the others may let go of this worker's share), and the catch-all of a single worker,
+        an old shared group or a lost session dropped, now that the share is in."""
+        with self._lock:
+            done = self._round is not None and self._round <= self._acked and not self._refused
+            if not done or self._share_ready:
+                return
+            self._share_ready = True
+        client.unsubscribe([*topic_filters(), *(f"$share/ingest/{f}" for f in topic_filters())])
+        self.subscribed.set()
+        self._shares_wake.set()  # tell the others at once
+
     def _shares_loop(self, stopping: threading.Event) -> None:
         """Every POLL_S (and at once after a connect): be seen, read the members and the
         gateways, and subscribe what this worker owns, unsubscribe what it gave away."""
-        expiry = self._settings.mqtt_session_expiry_s
+        census = Census()
         while not stopping.is_set():
             self._shares_wake.clear()
             try:
-                members, gateways = read_members(self._db.conninfo, self.client_id, expiry)
-                self._reconcile(share(gateways, members, self.client_id), gateways, len(members))
+                with self._lock:
+                    ready = self._share_ready
+                census.take(self._db.conninfo, self.client_id, ready)
+                self._reconcile(census.owned, census.gateways, len(census.members))
             except Exception as exc:  # the database away, the link gone: the next round tries
                 log.warning("ingest share not brought up to date; the subscriptions held stay",
                             extra={"error": type(exc).__name__})  # fmt: skip
@@ -401,29 +429,31 @@ class IngestService:
         with self._lock:
             if client is None or not self._connected:
                 return
+            generation = self._generation
             plan = self._holdings.plan(owned, gateways)
-            first = self._first_round is None
+            first = self._round is None
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        sent = 0
+        sent: set[int] = set()
         for part in chunks(plan.subscribe):
-            rc, _ = client.subscribe([(f, options) for f in part])
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                break  # the link went: the next connect sends them all again
-            sent += 1
+            rc, mid = client.subscribe([(f, options) for f in part])
             with self._lock:
+                if rc != mqtt.MQTT_ERR_SUCCESS or generation != self._generation:
+                    return  # the link went: the next connect sends them all again
                 self._holdings.subscribed(part)
+            if mid is not None:
+                sent.add(mid)
         for part in chunks(plan.unsubscribe):
             rc, _ = client.unsubscribe(part)
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                break
             with self._lock:
+                if rc != mqtt.MQTT_ERR_SUCCESS or generation != self._generation:
+                    return
                 self._holdings.unsubscribed(part)
         if first:
             with self._lock:
-                self._first_round = sent
-                ready = self._acks >= sent
-            if ready:
-                self.subscribed.set()
+                if generation != self._generation:
+                    return
+                self._round = sent
+            self._maybe_ready(client)
         if plan.subscribe or plan.unsubscribe:
             log.info("ingest share", extra={"members": members, "gateways": len(owned),
                                             "subscribed": len(plan.subscribe),

@@ -4,17 +4,19 @@ Several workers used to split the stream with one shared subscription ($share/<g
 Mosquitto 2.0 keeps no shared subscription across its own restart: what gateways published
 after the broker came back and before the workers subscribed again was acknowledged to them
 and reached nobody. Plain subscriptions are kept in each worker's persistent session across
-the broker's restart, so here every worker subscribes `gw/<id>/#` for the gateways it owns:
-from the first message after a restart, each one has a session to queue in.
+the broker's restart, so here every worker subscribes `gw/<id>/#` for the gateways it owns.
 
-Who owns a gateway: rendezvous hashing over the ingest members (anbu.ingest_members, one row
-per client id, written by each worker every POLL_S), so adding a worker moves about 1/N of the
-gateways to it and no other. A member stays a member while the broker may still hold its
-session (seen within the session expiry): a worker that died keeps its share, queued in its
-session for it, as a shared-subscription member's was; one gone longer is dropped, and its
-share moves. A gateway registered after the last poll is subscribed within POLL_S; a gateway
-that stops being owned is unsubscribed HANDOVER_S later, once its new owner has subscribed
-(the overlap's copies are refused by the readings' unique key).
+Who owns a gateway: rendezvous hashing over the ready members (anbu.ingest_members: one row per
+client id, seen every POLL_S; ready once the broker has acknowledged its share since its last
+connect), so a new member takes about 1/N of the gateways and no other moves. Taking a share
+is always safe (a copy both hold is refused by the readings' unique key); letting one go is
+not, so a worker lets a gateway go only to a member that is alive (seen within LIVE_S) and
+ready, and only HANDOVER_S after it stopped owning it: past two of the broker's autosaves
+(30 s), so even a broker that crashes rather than stops restarts with the new owner's
+subscription. A member that is not seen for LIVE_S (stopped, crashed, cut off from the
+database, or never able to subscribe) owns nothing: the others take its share at once, and
+what its session queued waits there for it. A gateway registered after the last poll is
+subscribed within POLL_S.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from registry.broker_accounts import GATEWAY_ID
 log = logging.getLogger(__name__)
 
 POLL_S = 5.0
-HANDOVER_S = 30.0
+LIVE_S = 3 * POLL_S
+HANDOVER_S = 60.0
 CHUNK = 100  # topic filters per SUBSCRIBE / UNSUBSCRIBE packet
 
 
@@ -53,26 +56,68 @@ def share(gateways: Iterable[str], members: list[str], me: str) -> set[str]:
     return {g for g in gateways if owner(g, everyone) == me}
 
 
-def read_members(conninfo: str, me: str, expiry_s: int) -> tuple[list[str], list[str]]:
-    """Mark `me` seen now (the database's clock) and read the members and the gateways that
-    can be subscribed (registered, not removed, an id that is one topic level). A connection
-    of its own each time (every POLL_S): the ingest worker keeps no pool."""
-    with psycopg.connect(conninfo, connect_timeout=10) as conn:
-        conn.execute(
-            """INSERT INTO anbu.ingest_members (client_id, seen_at) VALUES (%s, now())
-               ON CONFLICT (client_id) DO UPDATE SET seen_at = now()""",
-            (me,),
-        )
-        members = [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT client_id FROM anbu.ingest_members WHERE seen_at > now() - %s",
-                (timedelta(seconds=expiry_s),),
+FULL_READ_EVERY = 60  # polls: the gateways are read whole at least every 5 minutes
+
+
+@dataclass
+class Census:
+    """What the last poll read: the members, the gateways' fingerprint and ids, and this
+    worker's share of them (computed again only when the members or the gateways change:
+    hashing 280,000 gateways for each of 8 members takes seconds of a core)."""
+
+    members: tuple[str, ...] = ()
+    fingerprint: tuple[int, int] | None = None
+    gateways: list[str] = field(default_factory=list)
+    owned: set[str] = field(default_factory=set)
+    polls: int = 0
+
+    def take(self, conninfo: str, me: str, ready: bool) -> None:
+        """Mark `me` seen now (the database's clock) and ready or not, read the live ready
+        members, and the gateways that can be subscribed (registered, not removed, an id that
+        is one topic level) when their fingerprint changed; a connection of its own each time
+        (the worker keeps no pool), and never waiting long on a lock."""
+        with psycopg.connect(conninfo, connect_timeout=10) as conn:
+            conn.execute("SET LOCAL statement_timeout = '4s'")
+            conn.execute(
+                """INSERT INTO anbu.ingest_members (client_id, seen_at, ready_at)
+                   VALUES (%(me)s, now(), CASE WHEN %(ready)s THEN now() END)
+                   ON CONFLICT (client_id) DO UPDATE SET seen_at = now(),
+                       ready_at = CASE WHEN %(ready)s
+                                       THEN coalesce(ingest_members.ready_at, now()) END""",
+                {"me": me, "ready": ready},
+            )
+            rows = conn.execute(
+                """SELECT client_id FROM anbu.ingest_members
+                   WHERE seen_at > now() - %s AND ready_at IS NOT NULL""",
+                (timedelta(seconds=LIVE_S),),
             ).fetchall()
-        ]
-        rows = conn.execute("SELECT id FROM anbu.gateway WHERE removed_at IS NULL").fetchall()
-    gateways = [str(r[0]) for r in rows if GATEWAY_ID.fullmatch(str(r[0]))]
-    return members, gateways
+            members = tuple(sorted({str(r[0]) for r in rows} | {me}))
+            row = conn.execute(
+                """SELECT count(*), coalesce(sum(hashtext(id)::bigint), 0)
+                   FROM anbu.gateway WHERE removed_at IS NULL"""
+            ).fetchone()
+            fingerprint = (int(row[0]), int(row[1])) if row else (0, 0)
+            self.polls += 1
+            whole = self.polls % FULL_READ_EVERY == 0
+            changed = fingerprint != self.fingerprint or whole
+            if changed:
+                ids = conn.execute("SELECT id FROM anbu.gateway WHERE removed_at IS NULL")
+                gateways = sorted(
+                    str(r[0]) for r in ids.fetchall() if GATEWAY_ID.fullmatch(str(r[0]))
+                )
+        if changed:
+            changed = gateways != self.gateways
+            self.gateways, self.fingerprint = gateways, fingerprint
+        if changed or members != self.members:
+            self.members = members
+            self.owned = share(self.gateways, list(members), me)
+
+
+def leave(conninfo: str, me: str) -> None:
+    """A worker stopping: no longer a member, so the others take its share within POLL_S
+    rather than after LIVE_S."""
+    with psycopg.connect(conninfo, connect_timeout=10) as conn:
+        conn.execute("DELETE FROM anbu.ingest_members WHERE client_id = %s", (me,))
 
 
 @dataclass

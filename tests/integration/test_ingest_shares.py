@@ -11,6 +11,7 @@ worker has reconnected, and every reading is stored, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -23,7 +24,7 @@ from anbu.bench.ingest import (
     publish,
     register,
 )
-from ingest.shares import share
+from ingest.shares import LIVE_S, Census, leave, share
 from simulators.servers import EmbeddedMosquitto
 from tests.conftest import INGEST_PASSWORD
 from tests.integration.test_ingest_shared_group import starting, stats_of
@@ -58,7 +59,8 @@ def workers(
     with psycopg.connect(db_url) as conn:  # both known from the start, as after a first run
         for name in ("a", "b"):
             conn.execute(
-                "INSERT INTO anbu.ingest_members (client_id, seen_at) VALUES (%s, now())",
+                """INSERT INTO anbu.ingest_members (client_id, seen_at, ready_at)
+                   VALUES (%s, now(), now())""",
                 (f"{name}{unique}",),
             )
     yield from starting(db_url, own_broker.port, unique, "", ANBU_INGEST_REPLICAS="2")
@@ -90,6 +92,8 @@ def test_two_workers_store_each_their_own_share_once(
     print(f"worker a: {first}\nworker b: {second}")
     assert count_rows(db_url) == (n, n, total)
     assert (first["stored"], second["stored"]) == _shares(batch, gateways, unique)
+    with psycopg.connect(db_url) as conn:  # each left at its stop: no share waits for it
+        assert conn.execute("SELECT count(*) FROM anbu.ingest_members").fetchone() == (0,)
     if restart:
         assert first["connects"] >= 2 and second["connects"] >= 2, "the broker did not restart"
     else:
@@ -101,3 +105,40 @@ def _shares(batch: list[tuple[str, bytes]], gateways: list[str], unique: str) ->
     a = share(gateways, [f"a{unique}", f"b{unique}"], f"a{unique}")
     mine = sum(1 for topic, _ in batch if topic.split("/")[1] in a)
     return mine, len(batch) - mine
+
+
+def test_only_live_members_whose_share_is_in_own_gateways(db_url: str, unique: str) -> None:
+    """A worker lets gateways go only to members seen within LIVE_S whose subscriptions the
+    broker acknowledged: a replica that cannot subscribe (a bad certificate, a refused
+    SUBSCRIBE), or that stopped, owns nothing, and the others keep or take its share."""
+    names = [f"c{unique}{i}" for i in range(200)]
+    register(db_url, names)
+    me, other = f"me{unique}", f"other{unique}"
+    census = Census()
+    census.take(db_url, me, ready=False)
+    assert census.members == (me,) and census.owned == set(names)  # alone: every gateway
+    with psycopg.connect(db_url) as conn:  # another replica, seen, never subscribed
+        conn.execute(
+            "INSERT INTO anbu.ingest_members (client_id, seen_at) VALUES (%s, now())", (other,)
+        )
+    census.take(db_url, me, ready=True)
+    assert census.owned == set(names)
+    with psycopg.connect(db_url) as conn:  # its share is in
+        conn.execute(
+            "UPDATE anbu.ingest_members SET ready_at = now() WHERE client_id = %s", (other,)
+        )
+    census.take(db_url, me, ready=True)
+    assert census.members == tuple(sorted((me, other)))
+    assert census.owned == share(names, [me, other], me) and census.owned != set(names)
+    with psycopg.connect(db_url) as conn:  # not seen for longer than LIVE_S
+        conn.execute(
+            "UPDATE anbu.ingest_members SET seen_at = now() - %s WHERE client_id = %s",
+            (timedelta(seconds=LIVE_S + 1), other),
+        )
+    census.take(db_url, me, ready=True)
+    assert census.owned == set(names)
+    leave(db_url, me)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM anbu.ingest_members WHERE client_id = %s", (me,)
+        ).fetchone() == (0,)
