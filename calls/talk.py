@@ -35,7 +35,7 @@ from calls.conversation import (
     programme,
     shipped_model,
 )
-from calls.twiml import DESPAIR_CLOSING
+from calls.twiml import DESPAIR_CLOSING, NOT_CONNECTED
 from calls.understanding import despairs
 from core.clock import Clock
 from core.db import Database, retryable
@@ -156,6 +156,8 @@ class Talk:
                 log.warning("no number read to put the resident through",
                             extra={"call_id": call_id, "error": type(exc).__name__})  # fmt: skip
                 person = None
+            if person is None:  # nobody to put through to: say so, and who will call
+                return Step(closing=CallOutcome.HELP, words=NOT_CONNECTED)
             return Step(closing=CallOutcome.HELP, connect=person)
         if heard.ends or after is None:
             if concerned:

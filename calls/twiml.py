@@ -328,6 +328,15 @@ DESPAIR_CLOSING = (
     "계셔 주세요. 힘드시면 119나 자살예방 상담전화 109로 전화하세요."
 )
 
+# A person asked for and nobody to put them through to (no care manager's number could be
+# read): that the transfer is not happening, that the care manager knows and will call, that
+# they may hang up, and 119 (older residents otherwise wait on a line that goes dead)
+NOT_CONNECTED = (
+    "죄송합니다. 지금은 연결이 어렵습니다. 동 케어매니저 선생님께 바로 알렸습니다. "
+    "동 케어매니저 선생님이 곧 전화드릴 거예요. 전화를 끊고 기다려 주세요. "
+    "급하시면 119에 전화해 주세요."
+)
+
 # before the conversation's first question: what comes, and the way to help at any time
 TALK_OPENING = (
     "다행입니다. 몇 가지만 더 여쭙겠습니다. 언제든 상담사와 통화하시려면 0번을 눌러 주세요."

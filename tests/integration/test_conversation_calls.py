@@ -297,7 +297,8 @@ def test_a_read_that_fails_after_the_answer_is_stored_still_closes_the_call_kind
     """The answer is committed, then reading what comes next fails (the database went): the
     resident hears the closing for what they said, never the carrier's error, and nothing
     stored is undone. "All right" with the first question unread: the all-right closing; a
-    person asked for with no number read: the help closing, and the help stands."""
+    person asked for with no number read: that nobody can be put through now and the care
+    manager will call, and the help stands."""
     rig, rid = monday
 
     def away(*args: object) -> None:
@@ -313,5 +314,5 @@ def test_a_read_that_fails_after_the_answer_is_stored_still_closes_the_call_kind
         other = registry.add_resident(conn, "h-talk-3", DONG, "최순덕", OTHER_PHONE)
     second, call = _call(rig, other, personas.converse("key:1", "key:0"), phone=OTHER_PHONE)
     assert _outcome(rig, second) == "help" and call.dialled == ()
-    assert call.heard[-1] == twiml.spoken(twiml.closing_text(CallOutcome.HELP))
+    assert call.heard[-1] == twiml.spoken(twiml.NOT_CONNECTED)  # not put through, and why
     assert _answers(rig, second)["meal"] == ("person", 1)
