@@ -186,6 +186,7 @@ class Runtime:
     scheduler: BackgroundScheduler | None = None
     web: uvicorn.Server | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
+    _model: threading.Thread | None = None  # the answer classifier learning (web)
     _urgent_alerts: set[int] = field(default_factory=set)  # opened by the hand-over, to step
     _urgent_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -345,7 +346,9 @@ class Runtime:
     def start_web(self, background: bool = True) -> None:
         # the conversation's answer classifier learns as the web server starts (a few seconds),
         # never during a resident's first answer
-        threading.Thread(target=shipped_model, name="answer-model", daemon=True).start()
+        model = threading.Thread(target=shipped_model, name="answer-model", daemon=True)
+        model.start()
+        self._model = model
         app = self.web_app()
         config = uvicorn.Config(
             app, host=self.settings.web_host, port=self.settings.web_port,
@@ -395,6 +398,11 @@ class Runtime:
             for t in self._threads:
                 t.join(10)
             self.web = None
+        if self._model is not None:
+            # a stop during the classifier's training: let it end first, or the interpreter
+            # exits under native code still running in it and the C++ runtime aborts (-6)
+            self._model.join(60)
+            self._model = None
         self.db.close()
 
 
