@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
 from calls.conversation import (
     MAX_SPEECH,
@@ -114,9 +113,10 @@ class Talk:
         tries: int, then: bool, weekly: bool = False,
     ) -> Step:  # fmt: skip
         """Store the answer to `question_id` (asked `tries` times; `then`: the need's words) of
-        the conversation (`weekly`: the resident's weekly one), and say what comes next. Risk words are heard even when the
-        answer cannot be stored (the database away) or the question is unknown (a script changed
-        between two web instances): the call's closing says what to do, and nothing is hidden."""
+        the conversation (`weekly`: the resident's weekly one), and say what comes next. Risk
+        words are heard even when the answer cannot be stored (the database away) or the
+        question is unknown (a script changed between two web instances): the call's closing
+        says what to do, and nothing is hidden."""
         speech = speech[:MAX_SPEECH] if speech else speech
         ask = self.programme.question(question_id)
         if ask is None:
@@ -152,7 +152,7 @@ class Talk:
         if heard.label == PERSON:  # put through to their care manager, who was told as well
             try:
                 person = self._person_for(call_id)
-            except (psycopg.Error, PoolTimeout) as exc:  # stored and raised: the help closing
+            except psycopg.Error as exc:  # (PoolTimeout is one) stored and raised: say so
                 log.warning("no number read to put the resident through",
                             extra={"call_id": call_id, "error": type(exc).__name__})  # fmt: skip
                 person = None

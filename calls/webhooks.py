@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData, UploadFile
@@ -254,7 +253,7 @@ def build_router(service: CallService, settings: Settings) -> Router:
             talks = outcome is CallOutcome.OK and script is not None and script[1] == "routine"
             try:
                 return outcome, script, talk.first(call_id) if talks else None
-            except (psycopg.Error, PoolTimeout) as exc:  # the answer is stored: close kindly
+            except psycopg.Error as exc:  # PoolTimeout is one; the answer is stored: close kindly
                 log.warning("the conversation's first question not read; the call closes",
                             extra={"call_id": call_id, "error": type(exc).__name__})  # fmt: skip
                 return outcome, script, None

@@ -274,7 +274,7 @@ class IngestService:
             self._shares = None
             try:
                 leave(self._db.conninfo, self.client_id)
-            except Exception as exc:  # the others take its share at its session's expiry
+            except Exception as exc:  # the others take its share once it is not seen (LIVE_S)
                 log.warning(
                     "ingest member not removed at stop", extra={"error": type(exc).__name__}
                 )

@@ -122,7 +122,7 @@ def leave(conninfo: str, me: str) -> None:
 
 @dataclass
 class Plan:
-    """What to subscribe and unsubscribe now, and when each no-longer-owned filter was let go."""
+    """What to subscribe and unsubscribe now."""
 
     subscribe: list[str] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
@@ -145,8 +145,8 @@ class Holdings:
         now = time.monotonic() if now is None else now
         wanted = {topic_filter(g) for g in owned}
         plan = Plan(subscribe=sorted(wanted - self.held))
-        for f in wanted:
-            self.released_at.pop(f, None)
+        for f in [f for f in self.released_at if f in wanted]:  # owned again: kept
+            del self.released_at[f]
         for f in self.held - wanted:
             since = self.released_at.setdefault(f, now)
             if now - since >= HANDOVER_S:
