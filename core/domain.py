@@ -105,6 +105,26 @@ class Reading:
     value: float
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__; ingest builds a
+# Reading for every reading it parses, so it builds them through their slots instead (the
+# same frozen object, in half the time: `anbu bench ingest`).
+_new = object.__new__
+_set_gateway, _set_sensor, _set_kind, _set_ts, _set_value = (
+    Reading.__dict__[name].__set__ for name in ("gateway", "sensor", "kind", "ts", "value")
+)
+
+
+def new_reading(gateway: str, sensor: str, kind: SensorKind, ts: datetime, value: float) -> Reading:
+    """`Reading(gateway, sensor, kind, ts, value)`, built quicker (ingest's hot path)."""
+    reading: Reading = _new(Reading)
+    _set_gateway(reading, gateway)
+    _set_sensor(reading, sensor)
+    _set_kind(reading, kind)
+    _set_ts(reading, ts)
+    _set_value(reading, value)
+    return reading
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayStatus:
     """A gateway's own liveness message (MQTT will / retained status)."""

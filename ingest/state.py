@@ -46,6 +46,21 @@ class Resolved:
     """The device's count of the button event this reading is (ingest.presses), if it has one."""
 
 
+_new = object.__new__
+_set_reading, _set_ref, _set_count = (
+    Resolved.__dict__[name].__set__ for name in ("reading", "ref", "event_count")
+)
+
+
+def new_resolved(reading: Reading, ref: SensorRef) -> Resolved:
+    """`Resolved(reading, ref)`, built through its slots (as core.domain.new_reading)."""
+    resolved: Resolved = _new(Resolved)
+    _set_reading(resolved, reading)
+    _set_ref(resolved, ref)
+    _set_count(resolved, None)
+    return resolved
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     """Secondary readings and availability of one registered sensor."""
@@ -113,15 +128,14 @@ _BY_TS = attrgetter("reading.ts")
 
 def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | None:
     """The latest of one sensor's readings (in time order) that is activity, given the
-    sensor's previous value; only the latest counts, for home_activity keeps the latest."""
-    last = None
-    prev = previous
-    for r in items:
-        value = r.reading.value
-        if _is_activity(r.ref, value, prev):
-            last = r
-        prev = value
-    return last
+    sensor's previous value; only the latest counts, for home_activity keeps the latest.
+    Looked for from the newest back: the search usually ends at the first reading it tries."""
+    ref = items[0].ref
+    for n in range(len(items) - 1, -1, -1):
+        before = items[n - 1].reading.value if n else previous
+        if _is_activity(ref, items[n].reading.value, before):
+            return items[n]
+    return None
 
 
 def _precedes(state: _State | None, ts: datetime) -> bool:

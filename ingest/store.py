@@ -1,7 +1,8 @@
 """Stores one batch of MQTT messages in one transaction: readings, state, liveness, dead letters.
 
-Readings go in with one binary COPY into a staging table and one INSERT ... ON CONFLICT DO
-NOTHING, so a redelivered message is stored once. home_activity and sensor_state are
+Readings go in with one binary COPY straight into anbu.readings; a batch holding a reading
+stored before (a redelivered message) goes through a staging table and INSERT ... ON CONFLICT
+DO NOTHING instead, so it is stored once. home_activity and sensor_state are
 updated in the same transaction (ingest.state). Vendor reports are resolved through the
 registry: the sensor's registered kind picks the primary value; battery, link quality and
 energy are secondary readings of that sensor; availability is liveness, never activity.
@@ -47,7 +48,7 @@ from ingest.dead_letter_limits import (
 )
 from ingest.heard import Unknown, note_unknown, record
 from ingest.presses import drop_repeats
-from ingest.state import Health, Resolved, update_sensors
+from ingest.state import Health, Resolved, new_resolved, update_sensors
 from ingest.urgent import raise_urgent
 from registry import SensorRef, load_sensors
 
@@ -63,6 +64,15 @@ class Message:
     payload: bytes
     retained: bool = False
     received_at: datetime | None = None
+    parsed: tuple[Parsed, ...] | None = None
+    """What the payload says, when it was parsed ahead (`parse_ahead`); else parsed on storing."""
+
+
+def parse_ahead(message: Message, now: datetime, future_tolerance_s: int) -> Message:
+    """The message with its payload parsed (pure: safe in another thread than the store's)."""
+    at = message.received_at or now
+    items = tuple(route(message.topic, message.payload, at, future_tolerance_s))
+    return Message(message.topic, message.payload, message.retained, message.received_at, items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +145,15 @@ class Store:
         self, conn: psycopg.Connection[Any], messages: Sequence[Message], now: datetime
     ) -> Outcome:
         """Everything but the dead letters, inside the caller's transaction."""
+        tolerance = self._tolerance
         parsed = [
             (i, m, item)
             for i, m in enumerate(messages)
-            for item in route(m.topic, m.payload, m.received_at or now, self._tolerance)
+            for item in (
+                m.parsed
+                if m.parsed is not None
+                else route(m.topic, m.payload, m.received_at or now, tolerance)
+            )
         ]
         self._ensure_registry(conn, [item for _, _, item in parsed])
         sensors = self._sensors
@@ -156,7 +171,7 @@ class Store:
                 ref = sensors.get((item.gateway, item.sensor))
                 if ref is not None and ref.kind is item.kind:
                     seen_gateways.add(item.gateway)
-                    resolved.append(Resolved(item, ref))
+                    resolved.append(new_resolved(item, ref))
                     continue
             if isinstance(item, Ignored):
                 ignored += 1
@@ -351,29 +366,65 @@ def _lock_due(
 
 
 def _insert_readings(conn: psycopg.Connection[Any], resolved: list[Resolved], now: datetime) -> int:
-    """Binary COPY into a staging table, then insert what is new; returns the rows inserted."""
+    """Store the batch's readings, each (sensor, ts) once; returns the rows inserted.
+
+    The usual batch holds no reading stored before, so its rows go straight into
+    anbu.readings with one binary COPY, inside a savepoint. When one was stored before (a
+    message delivered again) or the batch holds one (sensor, ts) twice, the unique key refuses
+    the COPY, the savepoint is rolled back, and the rows go through a staging table and
+    INSERT ... ON CONFLICT DO NOTHING: a copy is never stored over the first. (Two batches
+    holding the same rows, a redelivery while the first is still being stored, write them in
+    the same order: a gateway's messages keep theirs. Should they ever wait on each other in a
+    cycle, the database refuses one of them, which is retried.)
+    """
     if not resolved:
         return 0
+    conn.execute("SAVEPOINT ingest_readings")
+    try:
+        _copy_rows(conn, _COPY_READINGS, resolved, now)
+    except psycopg.errors.UniqueViolation:
+        conn.execute("ROLLBACK TO SAVEPOINT ingest_readings")
+    else:
+        conn.execute("RELEASE SAVEPOINT ingest_readings")
+        return len(resolved)
     conn.execute(
         """CREATE TEMP TABLE IF NOT EXISTS ingest_staging
                (ts timestamptz, sensor_id bigint, value double precision)
            ON COMMIT DELETE ROWS"""
     )
+    _copy_rows(conn, _COPY_STAGING, resolved, None)
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY ingest_staging (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["timestamptz", "int8", "float8"])
-            for r in resolved:
-                copy.write_row((r.reading.ts, r.ref.sensor_id, r.reading.value))
         cur.execute(
             """INSERT INTO anbu.readings (ts, sensor_id, value, received_at)
-               SELECT DISTINCT ON (sensor_id, ts) ts, sensor_id, value, %s
-               FROM ingest_staging ORDER BY sensor_id, ts
+               SELECT ts, sensor_id, value, %s FROM ingest_staging ORDER BY sensor_id, ts
                ON CONFLICT (sensor_id, ts) DO NOTHING""",
             (now,),
         )
         return max(cur.rowcount, 0)
+
+
+_COPY_READINGS = "COPY anbu.readings (ts, sensor_id, value, received_at) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGING = "COPY ingest_staging (ts, sensor_id, value) FROM STDIN (FORMAT BINARY)"
+
+
+def _copy_rows(
+    conn: psycopg.Connection[Any],
+    statement: str,
+    resolved: list[Resolved],
+    received_at: datetime | None,
+) -> None:
+    """One binary COPY of the readings (ts, sensor id, value), with the time of receipt if
+    given."""
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        write = copy.write_row
+        if received_at is None:
+            copy.set_types(["timestamptz", "int8", "float8"])
+            for r in resolved:
+                write((r.reading.ts, r.ref.sensor_id, r.reading.value))
+        else:
+            copy.set_types(["timestamptz", "int8", "float8", "timestamptz"])
+            for r in resolved:
+                write((r.reading.ts, r.ref.sensor_id, r.reading.value, received_at))
 
 
 def _update_gateways(

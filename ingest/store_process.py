@@ -5,6 +5,8 @@ the GIL. The consumer (ingest.consumer) now only receives and acknowledges; this
 `python -m ingest.store_process`, gets batches of raw messages over a pipe, stores each
 through `Store` in one transaction (retrying with backoff until it commits) and only then
 answers with the batch's id. The consumer acknowledges a batch on that answer, never before.
+The next batch is taken in and parsed in a thread while the database stores the one before
+it (`Ahead`).
 
 Three pipes join them: requests (batches, in order), replies (committed, failed attempt,
 forwarded log record) and a stop pipe the child only watches: the parent closes it (or dies)
@@ -20,8 +22,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
@@ -31,7 +36,14 @@ from typing import Any
 import psycopg
 
 from ingest.dead_letter_limits import DeadLetterLimits
-from ingest.store import DEFAULT_LIMITS, BatchSummary, Message, Store, insert_dead_letters
+from ingest.store import (
+    DEFAULT_LIMITS,
+    BatchSummary,
+    Message,
+    Store,
+    insert_dead_letters,
+    parse_ahead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +179,80 @@ class OneConnection:
             self._conn = None
 
 
+class Replies:
+    """The reply pipe, one sender at a time: the parsing thread logs too (`_ToParent`), and two
+    writes at once would interleave their bytes."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+        self._lock = threading.Lock()
+
+    def send(self, reply: Reply) -> None:
+        with self._lock:
+            self._pipe.send(reply)
+
+
+Batch = tuple[int, datetime, list[Message]]
+
+
+class Ahead:
+    """The batches the parent has sent, taken in as they come and parsed in a thread.
+
+    Parsing is the storing process's biggest share of work and needs no database: the next
+    batch's payloads are parsed while the database stores the batch before it (the process
+    would otherwise wait on the server, idle). Only this object reads the request pipe.
+    """
+
+    def __init__(self, requests: Connection, future_tolerance_s: int) -> None:
+        self._requests = requests
+        self._tolerance = future_tolerance_s
+        self._held: deque[tuple[int, datetime, Future[list[Message]]]] = deque()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parse-ahead")
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def poll(self) -> bool:
+        """Whether a batch is there to take without waiting."""
+        return bool(self._held) or self._requests.poll()
+
+    def recv(self) -> Batch:
+        """The next batch, parsed (waits for the parent when none has come)."""
+        if not self._held:
+            self._hold(self._requests.recv())
+        batch_id, now, parsing = self._held.popleft()
+        return batch_id, now, parsing.result()
+
+    def take_in(self) -> None:
+        """Take in what the parent has sent so far and start parsing it (the parent sends a
+        bounded number of batches ahead of their answers: ingest.consumer)."""
+        while self._requests.poll():
+            self._hold(self._requests.recv())
+
+    def _hold(self, request: tuple[int, datetime, Sequence[Item]]) -> None:
+        batch_id, now, items = request
+        self._held.append((batch_id, now, self._pool.submit(self._parse, items, now)))
+
+    def _parse(self, items: Sequence[Item], now: datetime) -> list[Message]:
+        tolerance = self._tolerance
+        out = []
+        for t, p, r, at in items:
+            message = Message(t, p, r, at)
+            # on a failure, parsed again when stored, where one message's failure is isolated
+            with suppress(Exception):
+                message = parse_ahead(message, now, tolerance)
+            out.append(message)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _ToParent(logging.Handler):
     """Sends each log record to the parent, which hands it to its own logging."""
 
-    def __init__(self, replies: Connection) -> None:
+    def __init__(self, replies: Replies) -> None:
         super().__init__()
         self._replies = replies
 
@@ -193,27 +275,31 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
         config: Config = requests.recv()
     except EOFError:
         return
+    out = Replies(replies)
     root = logging.getLogger()
-    root.handlers[:] = [_ToParent(replies)]
+    root.handlers[:] = [_ToParent(out)]
     root.setLevel(config.log_level)
     db = OneConnection(config.conninfo)
     store = Store(db, config.future_tolerance_s, dead_letters=config.dead_letters)
+    ahead = Ahead(requests, config.future_tolerance_s)
     try:
         while True:
-            if stop in wait([requests, stop]):  # stopping, or the parent is gone
+            # stopping, or the parent is gone: batches taken in but not stored are let go
+            if stop in wait([requests, stop], 0 if ahead.holding else None):
                 return
-            batch_id, now, items = requests.recv()
-            messages = [Message(t, p, r, at) for t, p, r, at in items]
+            batch_id, now, messages = ahead.recv()
+            ahead.take_in()  # parsed while this one is stored
             summaries = store_isolating(
-                store, db, [(batch_id, messages)], now, config.retry_max_s, stop, replies, requests
+                store, db, [(batch_id, messages)], now, config.retry_max_s, stop, out, ahead
             )
             if summaries is None:  # stopping (or the parent is gone): not all stored
                 return
             for done_id, summary in summaries:
-                replies.send(("done", done_id, astuple(summary)))
+                out.send(("done", done_id, astuple(summary)))
     except (BrokenPipeError, EOFError):  # the parent is gone
         return
     finally:
+        ahead.close()
         db.close()
 
 
@@ -256,8 +342,8 @@ def store_isolating(
     now: datetime,
     retry_max_s: float,
     stop: Connection,
-    replies: Connection,
-    requests: Connection,
+    replies: Replies,
+    requests: Ahead,
 ) -> list[tuple[int, BatchSummary]] | None:
     """Store the batches, committed, before returning what each amounted to (None: told to
     stop, and not all of them stored).
@@ -306,9 +392,8 @@ def store_isolating(
                         parked, failures = parked + 1, 0
                         continue
                     if requests.poll():  # take in what the parent has queued, for evidence
-                        more_id, _more_now, items = requests.recv()
+                        more_id, _more_now, more = requests.recv()
                         summaries[more_id] = []
-                        more = [Message(t, p, r, at) for t, p, r, at in items]
                         pending.insert(0, (more_id, more))
                         parked, failures = 0, 0
                         continue

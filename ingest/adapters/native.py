@@ -24,6 +24,7 @@ from core.domain import (
     Reading,
     Rejected,
     SensorKind,
+    new_reading,
 )
 from ingest.adapters.common import POWER_MAX_W
 
@@ -119,7 +120,7 @@ def _parse_one(gateway: str, item: Any, index: int, latest: datetime) -> Reading
     value = _check_value(kind, raw_value)
     if isinstance(value, str):
         return Rejected(f"{where}: {value}")
-    return Reading(gateway=gateway, sensor=sensor, kind=kind, ts=ts, value=value)
+    return new_reading(gateway, sensor, kind, ts, value)
 
 
 def _parse_ts(ts_text: Any) -> datetime | str:

@@ -13,6 +13,7 @@ import registry
 from core.db import Database
 from core.domain import SensorKind
 from ingest.store import Message, Store
+from ingest.store_process import OneConnection
 
 pytestmark = pytest.mark.storage_modes
 
@@ -260,3 +261,35 @@ def test_a_late_reading_into_an_old_compressed_day_is_stored_once(
                WHERE hypertable_name = 'readings' AND range_end <= %s""",
             (NOW - timedelta(days=7),),
         ) == (True,)
+
+
+def test_new_readings_go_straight_in_and_a_redelivery_takes_the_careful_way(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """A batch of readings never stored is copied straight into anbu.readings (no staging
+    table is made); one that holds a reading stored before is stored through the staging
+    table, keeps the first delivery's value and stores the rest."""
+    held = OneConnection(database.conninfo)  # one session, as the storing process holds
+    store = Store(held)
+
+    def staged() -> bool:
+        with held.connection() as conn:
+            row = conn.execute("SELECT to_regclass('pg_temp.ingest_staging')").fetchone()
+        return row is not None and row[0] is not None
+
+    try:
+        fresh = [msg(*[("plug1", "power", at(m), 100.0 * (m % 3)) for m in range(20)])]
+        assert store.store_batch(fresh, NOW).stored == 20
+        assert not staged()
+        mixed = [msg(("plug1", "power", at(3), 999.0), ("plug1", "power", at(30), 50.0))]
+        result = store.store_batch(mixed, NOW + timedelta(minutes=5))
+        assert (result.stored, result.duplicates) == (1, 1)
+        assert staged()
+    finally:
+        held.close()
+    assert one(
+        database,
+        "SELECT value, received_at FROM anbu.readings WHERE sensor_id = %s AND ts = %s",
+        (seeded["plug1"], at(3)),
+    ) == (0.0, NOW)
+    assert one(database, "SELECT count(*) FROM anbu.readings") == (21,)

@@ -1,0 +1,112 @@
+"""The storing process's quicker ways give what the plain ways give.
+
+Readings built through their slots equal (and hash as) the dataclass's own; the latest
+activity, looked for from the newest reading back, is the one a walk from the oldest finds;
+batches taken in ahead are parsed in the parsing thread, in order, and a message its parser
+could not take is left to be parsed when it is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from multiprocessing import Pipe
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.domain import Reading, SensorKind, new_reading
+from ingest import store_process
+from ingest.state import Resolved, _is_activity, _last_activity, new_resolved
+from ingest.store_process import Ahead
+from registry import SensorRef
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@given(st.text(), st.text(), st.sampled_from(SensorKind), st.floats(allow_nan=False))
+def test_a_reading_built_through_its_slots_is_the_same_reading(
+    gateway: str, sensor: str, kind: SensorKind, value: float
+) -> None:
+    quick, plain = (
+        new_reading(gateway, sensor, kind, T0, value),
+        Reading(gateway, sensor, kind, T0, value),
+    )
+    assert quick == plain and hash(quick) == hash(plain) and repr(quick) == repr(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.value = 1.0  # type: ignore[misc]
+    ref = SensorRef(1, 2, kind, "kitchen")
+    assert new_resolved(quick, ref) == Resolved(plain, ref)
+
+
+def _walked(items: list[Resolved], previous: float | None) -> Resolved | None:
+    """The latest activity as a walk from the oldest reading finds it."""
+    last, prev = None, previous
+    for r in items:
+        if _is_activity(r.ref, r.reading.value, prev):
+            last = r
+        prev = r.reading.value
+    return last
+
+
+@given(
+    st.sampled_from(SensorKind),
+    st.booleans(),
+    st.lists(st.sampled_from([0.0, 1.0, 2.0, 5.0, 30.0, 400.0]), min_size=1, max_size=12),
+    st.one_of(st.none(), st.sampled_from([0.0, 1.0, 30.0])),
+)
+def test_the_latest_activity_looked_for_from_the_newest_is_the_walks(
+    kind: SensorKind, automatic: bool, values: list[float], previous: float | None
+) -> None:
+    ref = SensorRef(1, 2, kind, "kitchen", automatic)
+    items = [
+        Resolved(Reading("gw", "s", kind, T0 + timedelta(minutes=n), v), ref)
+        for n, v in enumerate(values)
+    ]
+    assert _last_activity(items, previous) is _walked(items, previous)
+
+
+def _batch(n: int) -> tuple[int, datetime, list[tuple[str, bytes, bool, datetime]]]:
+    body = {"readings": [{"sensor": "p", "kind": "power", "ts": T0.isoformat(), "value": n}]}
+    return n, T0, [("gw/g1/anbu/readings", json.dumps(body).encode(), False, T0)]
+
+
+def test_batches_taken_in_ahead_are_parsed_in_order() -> None:
+    theirs, ours = Pipe()
+    ahead = Ahead(ours, 300)
+    try:
+        assert not ahead.poll()
+        theirs.send(_batch(1))
+        theirs.send(_batch(2))
+        first = ahead.recv()
+        ahead.take_in()
+        assert ahead.holding and ahead.poll()
+        second = ahead.recv()
+        assert [first[0], second[0]] == [1, 2]
+        for number, (_, _, messages) in enumerate([first, second], 1):
+            (message,) = messages
+            assert message.parsed is not None
+            (reading,) = message.parsed
+            assert isinstance(reading, Reading) and reading.value == number
+        assert not ahead.holding and not ahead.poll()
+    finally:
+        ahead.close()
+
+
+def test_a_message_the_parsing_thread_fails_on_is_left_to_be_parsed_when_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a parser bug")
+
+    monkeypatch.setattr(store_process, "parse_ahead", broken)
+    theirs, ours = Pipe()
+    ahead = Ahead(ours, 300)
+    try:
+        theirs.send(_batch(1))
+        _, _, (message,) = ahead.recv()
+        assert message.parsed is None and message.topic == "gw/g1/anbu/readings"
+    finally:
+        ahead.close()
