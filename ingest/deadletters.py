@@ -72,7 +72,7 @@ def replay_dead_letters(
             for lid, received_at, topic, payload in rows:
                 done.add(int(lid))
                 message = Message(topic, bytes(payload), received_at=received_at)
-                outcome = store.store_in(conn, [message], now)
+                outcome = store.store_in(conn, [message], now, straight=False)
                 if outcome.dead:
                     still += 1
                     conn.execute(

@@ -18,6 +18,7 @@ a button event whose device count is the sensor's stored one is dropped as a rep
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -71,8 +72,14 @@ class Message:
 def parse_ahead(message: Message, now: datetime, future_tolerance_s: int) -> Message:
     """The message with its payload parsed (pure: safe in another thread than the store's)."""
     at = message.received_at or now
-    items = tuple(route(message.topic, message.payload, at, future_tolerance_s))
-    return Message(message.topic, message.payload, message.retained, message.received_at, items)
+    items = route(message.topic, message.payload, at, future_tolerance_s)
+    # a message's first refusal is its dead letter's reason; the others need not be held
+    first = next((x for x in items if type(x) is Rejected), None)
+    if first is not None:
+        items = [x for x in items if type(x) is not Rejected or x is first]
+    return Message(
+        message.topic, message.payload, message.retained, message.received_at, tuple(items)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,7 @@ class Store:
         self._nodes: dict[tuple[str, str], list[SensorRef]] = {}
         self._gateways: dict[str, int] = {}
         self._loaded_at: float | None = None
+        self._careful: dict[str, float] = {}  # gateway -> until when (ingest.store.CAREFUL_S)
 
     def store_batch(self, messages: Sequence[Message], now: datetime) -> BatchSummary:
         """Parse, resolve and store `messages` in one transaction committed before returning."""
@@ -142,9 +150,15 @@ class Store:
         return outcome.summary
 
     def store_in(
-        self, conn: psycopg.Connection[Any], messages: Sequence[Message], now: datetime
+        self,
+        conn: psycopg.Connection[Any],
+        messages: Sequence[Message],
+        now: datetime,
+        straight: bool = True,
     ) -> Outcome:
-        """Everything but the dead letters, inside the caller's transaction."""
+        """Everything but the dead letters, inside the caller's transaction. `straight`
+        False stores every reading the careful way, with no savepoint (a caller storing many
+        messages one by one in one transaction: a savepoint each would pile up)."""
         tolerance = self._tolerance
         parsed = [
             (i, m, item)
@@ -206,7 +220,7 @@ class Store:
             _spread(resolved, on_receipt)
         # a button's repeated event count is no press: dropped before it is stored or raised
         resolved, repeats = drop_repeats(conn, resolved, now)
-        inserted = _insert_readings(conn, resolved, now)
+        inserted = _insert_readings(conn, resolved, now, self._careful if straight else None)
         _lock_due(conn, resolved, statuses)
         # before sensor_state moves on: a detector's alarm raises on its change of value
         urgent = raise_urgent(conn, resolved, now)
@@ -365,34 +379,87 @@ def _lock_due(
     )
 
 
-def _insert_readings(conn: psycopg.Connection[Any], resolved: list[Resolved], now: datetime) -> int:
+def _insert_readings(
+    conn: psycopg.Connection[Any],
+    resolved: list[Resolved],
+    now: datetime,
+    careful: dict[str, float] | None,
+) -> int:
     """Store the batch's readings, each (sensor, ts) once; returns the rows inserted.
+
+    Rows go in (sensor, ts) order, as every batch writes them: two batches holding the same
+    rows (a redelivery while the first is still being stored) wait for each other in one
+    order, never in a cycle, whatever order a gateway put them in. Of two readings with one
+    (sensor, ts) in the batch, the first is kept.
 
     The usual batch holds no reading stored before, so its rows go straight into
     anbu.readings with one binary COPY, inside a savepoint. When one was stored before (a
-    message delivered again) or the batch holds one (sensor, ts) twice, the unique key refuses
-    the COPY, the savepoint is rolled back, and the rows go through a staging table and
-    INSERT ... ON CONFLICT DO NOTHING: a copy is never stored over the first. (Two batches
-    holding the same rows, a redelivery while the first is still being stored, write them in
-    the same order: a gateway's messages keep theirs. Should they ever wait on each other in a
-    cycle, the database refuses one of them, which is retried.)
+    message delivered again), the unique key refuses the COPY, the savepoint is rolled back,
+    and the batch goes the careful way: a staging table and INSERT ... ON CONFLICT DO
+    NOTHING, so a copy is never stored over the first. The gateway whose reading met the key
+    is then put in `careful` for CAREFUL_S: its readings go the careful way while everyone
+    else's still go straight in, so a gateway that sends old messages again (or keeps doing
+    so on purpose) costs one wasted COPY, not one a batch. `careful` None: every reading
+    goes the careful way (a dead-letter replay, one message at a time in one transaction).
     """
     if not resolved:
         return 0
-    conn.execute("SAVEPOINT ingest_readings")
-    try:
-        _copy_rows(conn, _COPY_READINGS, resolved, now)
-    except psycopg.errors.UniqueViolation:
-        conn.execute("ROLLBACK TO SAVEPOINT ingest_readings")
-    else:
+    rows = sorted(resolved, key=_sensor_ts)
+    if careful is None:
+        return _insert_carefully(conn, rows, now)
+    clock = time.monotonic()
+    for gateway in [g for g, until in careful.items() if until <= clock]:
+        del careful[gateway]
+    slow = [r for r in rows if r.reading.gateway in careful] if careful else []
+    fast = [r for r in rows if r.reading.gateway not in careful] if slow else rows
+    inserted = 0
+    if fast:
+        conn.execute("SAVEPOINT ingest_readings")
+        try:
+            inserted = _copy_rows(conn, _COPY_READINGS, fast, now)
+        except psycopg.errors.UniqueViolation as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT ingest_readings")
+            conn.execute("RELEASE SAVEPOINT ingest_readings")
+            for gateway in _gateways_met(exc, fast):
+                careful[gateway] = clock + CAREFUL_S
+            return _insert_carefully(conn, rows, now)
         conn.execute("RELEASE SAVEPOINT ingest_readings")
-        return len(resolved)
+    return inserted + (_insert_carefully(conn, slow, now) if slow else 0)
+
+
+CAREFUL_S = 600.0
+"""How long a gateway whose reading met the unique key has its readings stored the careful
+way (staging and ON CONFLICT) rather than straight in."""
+
+
+def _sensor_ts(r: Resolved) -> tuple[int, datetime]:
+    return r.ref.sensor_id, r.reading.ts
+
+
+_KEY_SENSOR = re.compile(r"\(sensor_id, ts\)=\((\d+),")
+
+
+def _gateways_met(exc: psycopg.errors.UniqueViolation, rows: list[Resolved]) -> set[str]:
+    """The gateway of the sensor whose reading met the unique key (from the error's detail);
+    every gateway of the rows when the detail does not say."""
+    found = _KEY_SENSOR.search(exc.diag.message_detail or "")
+    if found is not None:
+        sensor = int(found.group(1))
+        gateways = {r.reading.gateway for r in rows if r.ref.sensor_id == sensor}
+        if gateways:
+            return gateways
+    return {r.reading.gateway for r in rows}
+
+
+def _insert_carefully(conn: psycopg.Connection[Any], rows: list[Resolved], now: datetime) -> int:
+    """Rows (in (sensor, ts) order) through a staging table and INSERT ... ON CONFLICT DO
+    NOTHING: those stored before are left as they are."""
     conn.execute(
         """CREATE TEMP TABLE IF NOT EXISTS ingest_staging
                (ts timestamptz, sensor_id bigint, value double precision)
            ON COMMIT DELETE ROWS"""
     )
-    _copy_rows(conn, _COPY_STAGING, resolved, None)
+    _copy_rows(conn, _COPY_STAGING, rows, None)
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO anbu.readings (ts, sensor_id, value, received_at)
@@ -410,21 +477,29 @@ _COPY_STAGING = "COPY ingest_staging (ts, sensor_id, value) FROM STDIN (FORMAT B
 def _copy_rows(
     conn: psycopg.Connection[Any],
     statement: str,
-    resolved: list[Resolved],
+    rows: list[Resolved],
     received_at: datetime | None,
-) -> None:
+) -> int:
     """One binary COPY of the readings (ts, sensor id, value), with the time of receipt if
-    given."""
+    given; rows in (sensor, ts) order, of which only the first of each (sensor, ts) is
+    written. Returns the rows written."""
+    written = 0
+    last_sensor, last_ts = -1, None
     with conn.cursor() as cur, cur.copy(statement) as copy:
         write = copy.write_row
-        if received_at is None:
-            copy.set_types(["timestamptz", "int8", "float8"])
-            for r in resolved:
-                write((r.reading.ts, r.ref.sensor_id, r.reading.value))
-        else:
-            copy.set_types(["timestamptz", "int8", "float8", "timestamptz"])
-            for r in resolved:
-                write((r.reading.ts, r.ref.sensor_id, r.reading.value, received_at))
+        types = ["timestamptz", "int8", "float8"]
+        copy.set_types(types if received_at is None else [*types, "timestamptz"])
+        for r in rows:
+            sensor, ts = r.ref.sensor_id, r.reading.ts
+            if sensor == last_sensor and ts == last_ts:
+                continue
+            last_sensor, last_ts = sensor, ts
+            written += 1
+            if received_at is None:
+                write((ts, sensor, r.reading.value))
+            else:
+                write((ts, sensor, r.reading.value, received_at))
+    return written
 
 
 def _update_gateways(

@@ -379,7 +379,7 @@ def _line(label: str, r: dict[str, Any], count: int, unit: str) -> str:
             f"mosquitto {r['mosquitto_cpu'] / s:.0%}, postgres {r['postgres_cpu'] / s:.0%}")  # fmt: skip
 
 
-def run_bench(n: int = 100_000, batched: int = 2_000, per: int = 100, homes: int = 20,
+def run_bench(n: int = 100_000, batched: int = 8_000, per: int = 100, homes: int = 20,
               kill_n: int = 50_000, durable: bool = True,
               echo: Callable[[str], Any] = print) -> str:  # fmt: skip
     """Run everything and return the last line; `echo` prints the figures as they come."""

@@ -69,7 +69,7 @@ def deadletters_expire() -> None:
 @bench_app.command("ingest")
 def bench_ingest(
     messages: Annotated[int, typer.Option(help="single-reading messages")] = 100_000,
-    batched: Annotated[int, typer.Option(help="batched messages (100 readings each)")] = 2_000,
+    batched: Annotated[int, typer.Option(help="batched messages (100 readings each)")] = 8_000,
     kill: Annotated[int, typer.Option(help="messages in the kill -9 run (0 = skip)")] = 50_000,
     fsync: Annotated[bool, typer.Option(help="durable PostgreSQL")] = True,
 ) -> None:

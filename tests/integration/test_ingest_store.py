@@ -293,3 +293,48 @@ def test_new_readings_go_straight_in_and_a_redelivery_takes_the_careful_way(
         (seeded["plug1"], at(3)),
     ) == (0.0, NOW)
     assert one(database, "SELECT count(*) FROM anbu.readings") == (21,)
+
+
+def test_two_readings_of_one_sensor_and_time_in_a_batch_keep_the_first_and_go_straight_in(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    held = OneConnection(database.conninfo)
+    try:
+        batch = [msg(("plug1", "power", at(1), 100.0), ("plug1", "power", at(1), 200.0))]
+        result = Store(held).store_batch(batch, NOW)
+        with held.connection() as conn:
+            staged = conn.execute("SELECT to_regclass('pg_temp.ingest_staging')").fetchone()
+    finally:
+        held.close()
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert staged == (None,)
+    assert one(
+        database, "SELECT value FROM anbu.readings WHERE sensor_id = %s", (seeded["plug1"],)
+    ) == (100.0,)
+
+
+def test_a_gateway_that_sends_old_readings_again_goes_the_careful_way_alone(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """The gateway whose reading met the unique key has its readings stored the careful way
+    for a while; another gateway's still go straight in, and both are stored right."""
+    with database.connection() as conn:
+        rid = registry.add_resident(conn, "home-b", "1111051500", "김영희", "+821000000002")
+        registry.add_gateway(conn, "gw-b", rid)
+        registry.add_sensor(conn, "gw-b", "pir9", SensorKind.MOTION, "bedroom")
+    store = Store(database)
+    assert store.store_batch([msg(("pir1", "motion", at(0), 1))], NOW).stored == 1
+    again = [msg(("pir1", "motion", at(0), 0)), msg(("pir9", "motion", at(0), 1), gateway="gw-b")]
+    result = store.store_batch(again, NOW + timedelta(minutes=1))
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert set(store._careful) == {GW}  # only the gateway whose reading met the key
+    later = [
+        msg(("pir1", "motion", at(0), 0), ("pir1", "motion", at(5), 1)),
+        msg(("pir9", "motion", at(5), 1), gateway="gw-b"),
+    ]
+    result = store.store_batch(later, NOW + timedelta(minutes=6))
+    assert (result.stored, result.duplicates) == (2, 1)
+    assert set(store._careful) == {GW}
+    assert one(database, "SELECT count(*), sum(value) FROM anbu.readings") == (4, 4.0)
+    first = "SELECT value FROM anbu.readings WHERE sensor_id = %s AND ts = %s"
+    assert one(database, first, (seeded["pir1"], at(0))) == (1.0,)  # never the copy's 0
