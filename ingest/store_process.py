@@ -20,13 +20,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass
 from datetime import datetime
@@ -197,43 +196,54 @@ Batch = tuple[int, datetime, list[Message]]
 
 
 class Ahead:
-    """The batches the parent has sent, taken in as they come and parsed in a thread.
+    """The batches the parent sends, taken in by a thread as they come and parsed there.
 
-    Parsing is the storing process's biggest share of work and needs no database: the next
-    batch's payloads are parsed while the database stores the batch before it (the process
-    would otherwise wait on the server, idle). Only this object reads the request pipe.
+    Parsing is the storing process's biggest share of work and needs no database: a batch's
+    payloads are parsed while the database stores the batch before it (the process would
+    otherwise wait on the server, idle). The thread is the only reader of the request pipe;
+    the parent sends a bounded number of batches ahead of their answers (ingest.consumer), so
+    it holds at most those. A batch ready to take wakes `wait()` through `fileno()`. When the
+    pipe ends (the parent is gone), `recv` raises EOFError once the batches before it are
+    taken.
     """
 
     def __init__(self, requests: Connection, future_tolerance_s: int) -> None:
         self._requests = requests
         self._tolerance = future_tolerance_s
-        self._held: deque[tuple[int, datetime, Future[list[Message]]]] = deque()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parse-ahead")
+        self._ready: queue.SimpleQueue[Batch | BaseException] = queue.SimpleQueue()
+        self._signal_r, self._signal_w = os.pipe()  # one byte per batch ready
+        self._thread = threading.Thread(target=self._take_in, name="parse-ahead", daemon=True)
+        self._thread.start()
 
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
+    def fileno(self) -> int:
+        return self._signal_r
 
     def poll(self) -> bool:
-        """Whether a batch is there to take without waiting."""
-        return bool(self._held) or self._requests.poll()
+        """Whether a parsed batch is there to take without waiting."""
+        return not self._ready.empty()
 
     def recv(self) -> Batch:
-        """The next batch, parsed (waits for the parent when none has come)."""
-        if not self._held:
-            self._hold(self._requests.recv())
-        batch_id, now, parsing = self._held.popleft()
-        return batch_id, now, parsing.result()
+        """The next batch, parsed (waits for it when none is ready)."""
+        batch = self._ready.get()
+        os.read(self._signal_r, 1)
+        if isinstance(batch, BaseException):
+            self._ready.put(batch)  # every later call says so too
+            os.write(self._signal_w, b"\0")
+            raise EOFError("the request pipe ended") from batch
+        return batch
 
-    def take_in(self) -> None:
-        """Take in what the parent has sent so far and start parsing it (the parent sends a
-        bounded number of batches ahead of their answers: ingest.consumer)."""
-        while self._requests.poll():
-            self._hold(self._requests.recv())
+    def _take_in(self) -> None:
+        try:
+            while True:
+                batch_id, now, items = self._requests.recv()
+                self._put((batch_id, now, self._parse(items, now)))
+        except BaseException as exc:  # EOFError, OSError: the parent is gone
+            self._put(exc)
 
-    def _hold(self, request: tuple[int, datetime, Sequence[Item]]) -> None:
-        batch_id, now, items = request
-        self._held.append((batch_id, now, self._pool.submit(self._parse, items, now)))
+    def _put(self, batch: Batch | BaseException) -> None:
+        self._ready.put(batch)
+        with suppress(OSError):  # closed: the process is leaving
+            os.write(self._signal_w, b"\0")
 
     def _parse(self, items: Sequence[Item], now: datetime) -> list[Message]:
         tolerance = self._tolerance
@@ -245,9 +255,6 @@ class Ahead:
                 message = parse_ahead(message, now, tolerance)
             out.append(message)
         return out
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ToParent(logging.Handler):
@@ -292,10 +299,9 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     try:
         while True:
             # stopping, or the parent is gone: batches taken in but not stored are let go
-            if stop in wait([requests, stop], 0 if ahead.holding else None):
+            if stop in wait([ahead.fileno(), stop]):
                 return
             batch_id, now, messages = ahead.recv()
-            ahead.take_in()  # parsed while this one is stored
             summaries = store_isolating(
                 store, db, [(batch_id, messages)], now, config.retry_max_s, stop, out, ahead
             )
@@ -306,7 +312,6 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     except (BrokenPipeError, EOFError):  # the parent is gone
         return
     finally:
-        ahead.close()
         db.close()
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from multiprocessing import Pipe
+from multiprocessing.connection import wait
 
 import pytest
 from hypothesis import given
@@ -73,26 +74,25 @@ def _batch(n: int) -> tuple[int, datetime, list[tuple[str, bytes, bool, datetime
     return n, T0, [("gw/g1/anbu/readings", json.dumps(body).encode(), False, T0)]
 
 
-def test_batches_taken_in_ahead_are_parsed_in_order() -> None:
+def test_batches_taken_in_ahead_are_parsed_in_order_and_the_pipe_s_end_comes_after_them() -> None:
     theirs, ours = Pipe()
     ahead = Ahead(ours, 300)
-    try:
-        assert not ahead.poll()
-        theirs.send(_batch(1))
-        theirs.send(_batch(2))
-        first = ahead.recv()
-        ahead.take_in()
-        assert ahead.holding and ahead.poll()
-        second = ahead.recv()
-        assert [first[0], second[0]] == [1, 2]
-        for number, (_, _, messages) in enumerate([first, second], 1):
-            (message,) = messages
-            assert message.parsed is not None
-            (reading,) = message.parsed
-            assert isinstance(reading, Reading) and reading.value == number
-        assert not ahead.holding and not ahead.poll()
-    finally:
-        ahead.close()
+    assert not ahead.poll() and not wait([ahead.fileno()], 0.05)
+    theirs.send(_batch(1))
+    theirs.send(_batch(2))
+    theirs.close()  # the parent is gone
+    assert wait([ahead.fileno()], 10)
+    first, second = ahead.recv(), ahead.recv()
+    assert [first[0], second[0]] == [1, 2]
+    for number, (_, _, messages) in enumerate([first, second], 1):
+        (message,) = messages
+        assert message.parsed is not None
+        (reading,) = message.parsed
+        assert isinstance(reading, Reading) and reading.value == number
+    for _ in range(2):  # said again to every later call
+        assert wait([ahead.fileno()], 10)
+        with pytest.raises(EOFError):
+            ahead.recv()
 
 
 def test_a_message_the_parsing_thread_fails_on_is_left_to_be_parsed_when_stored(
@@ -104,9 +104,6 @@ def test_a_message_the_parsing_thread_fails_on_is_left_to_be_parsed_when_stored(
     monkeypatch.setattr(store_process, "parse_ahead", broken)
     theirs, ours = Pipe()
     ahead = Ahead(ours, 300)
-    try:
-        theirs.send(_batch(1))
-        _, _, (message,) = ahead.recv()
-        assert message.parsed is None and message.topic == "gw/g1/anbu/readings"
-    finally:
-        ahead.close()
+    theirs.send(_batch(1))
+    _, _, (message,) = ahead.recv()
+    assert message.parsed is None and message.topic == "gw/g1/anbu/readings"
