@@ -95,31 +95,31 @@ _KINDS: Mapping[str, SensorKind] = {kind.value: kind for kind in SensorKind}
 
 
 def _parse_one(gateway: str, item: Any, index: int, latest: datetime) -> Reading | Rejected:
-    where = f"readings[{index}]"
-    if not isinstance(item, dict):
-        return Rejected(f"{where} is not an object")
+    if type(item) is not dict:
+        return Rejected(f"readings[{index}] is not an object")
     try:
         sensor, kind_text, ts_text, raw_value = (
             item["sensor"], item["kind"], item["ts"], item["value"]
         )  # fmt: skip
     except KeyError:
         missing = [name for name in _FIELDS if name not in item]
-        return Rejected(f"{where} is missing {', '.join(missing)}")
-    if not isinstance(sensor, str) or not sensor.strip():
-        return Rejected(f"{where}: sensor must be a non-empty string, got {show(sensor)}")
-    kind = _KINDS.get(kind_text) if isinstance(kind_text, str) else None  # not SensorKind(): slow
+        return Rejected(f"readings[{index}] is missing {', '.join(missing)}")
+    if type(sensor) is not str or not sensor or sensor.isspace():
+        return Rejected(f"readings[{index}]: sensor must be a non-empty string, got {show(sensor)}")
+    kind = _KINDS.get(kind_text) if type(kind_text) is str else None  # not SensorKind(): slow
     if kind is None:
-        return Rejected(f"{where}: unknown kind {show(kind_text)}")
+        return Rejected(f"readings[{index}]: unknown kind {show(kind_text)}")
     ts = _parse_ts(ts_text)
     if isinstance(ts, str):
-        return Rejected(f"{where}: {ts}")
+        return Rejected(f"readings[{index}]: {ts}")
     if ts > latest:
         return Rejected(
-            f"{where}: timestamp {ts.isoformat()} is in the future (after {latest.isoformat()})"
+            f"readings[{index}]: timestamp {ts.isoformat()} is in the future "
+            f"(after {latest.isoformat()})"
         )
     value = _check_value(kind, raw_value)
     if isinstance(value, str):
-        return Rejected(f"{where}: {value}")
+        return Rejected(f"readings[{index}]: {value}")
     return new_reading(gateway, sensor, kind, ts, value)
 
 
@@ -143,12 +143,16 @@ def _parse_ts(ts_text: Any) -> datetime | str:
 
 def _check_value(kind: SensorKind, raw: Any) -> float | str:
     """The value as a float, or the reason it is not acceptable for `kind`."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    of = type(raw)  # as JSON gives them: a bool is no number here
+    if of is float:
+        value: float = raw
+    elif of is int:
+        try:
+            value = float(raw)
+        except OverflowError:
+            return f"value {show(raw)} is out of range"
+    else:
         return f"value must be a number, got {show(raw)}"
-    try:
-        value = float(raw)
-    except OverflowError:
-        return f"value {show(raw)} is out of range"
     if not math.isfinite(value):
         return f"value {show(raw)} is not finite"
     if kind in BINARY_KINDS:
