@@ -387,10 +387,13 @@ def _insert_readings(
 ) -> int:
     """Store the batch's readings, each (sensor, ts) once; returns the rows inserted.
 
-    Rows go in (sensor, ts) order, as every batch writes them: two batches holding the same
-    rows (a redelivery while the first is still being stored) wait for each other in one
-    order, never in a cycle, whatever order a gateway put them in. Of two readings with one
-    (sensor, ts) in the batch, the first is kept.
+    Rows go in (sensor, ts) order, as every batch writes them, whatever order a gateway put
+    them in: two batches holding the same rows (a copy delivered to two workers, as in a
+    handover of shares) mostly wait for each other in that one order. Not always: COPY
+    gathers rows per chunk (a day) before it writes them, so two batches spanning two days
+    can wait on each other in a cycle; the database then refuses one of them, which is
+    retried (never dead-lettered: ingest.store_process). Of two readings with one (sensor,
+    ts) in the batch, the first is kept.
 
     The usual batch holds no reading stored before, so its rows go straight into
     anbu.readings with one binary COPY, inside a savepoint. When one was stored before (a

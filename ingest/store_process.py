@@ -195,6 +195,10 @@ class Replies:
 Batch = tuple[int, datetime, list[Message]]
 
 
+PARSE_AHEAD_BYTES = 256 * 1024
+"""Batches of at least this many payload bytes are parsed in the taking-in thread."""
+
+
 class Ahead:
     """The batches the parent sends, taken in by a thread as they come and parsed there.
 
@@ -236,7 +240,11 @@ class Ahead:
         try:
             while True:
                 batch_id, now, items = self._requests.recv()
-                self._put((batch_id, now, self._parse(items, now)))
+                if sum(len(payload) for _, payload, _, _ in items) >= PARSE_AHEAD_BYTES:
+                    self._put((batch_id, now, self._parse(items, now)))
+                else:  # parsed when stored: a small batch's parsing here would only hold
+                    # the GIL from the storing thread between its round trips to the database
+                    self._put((batch_id, now, [Message(t, p, r, at) for t, p, r, at in items]))
         except BaseException as exc:  # EOFError, OSError: the parent is gone
             self._put(exc)
 

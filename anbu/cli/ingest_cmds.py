@@ -79,6 +79,19 @@ def bench_ingest(
     typer.echo(run_bench(n=messages, batched=batched, kill_n=kill, durable=fsync, echo=typer.echo))
 
 
+@bench_app.command("ingest-scale")
+def bench_ingest_scale(
+    batched: Annotated[
+        int, typer.Option(help="batched messages (100 readings each) a run")
+    ] = 8_000,
+    homes: Annotated[int, typer.Option(help="gateways publishing")] = 100,
+) -> None:
+    """The batched stream stored by one ingest worker, then by two (each its own share)."""
+    from anbu.bench.ingest_scale import run_scale
+
+    typer.echo(run_scale(batched=batched, homes=homes, echo=typer.echo))
+
+
 @bench_app.command("storage")
 def bench_storage(
     homes: Annotated[

@@ -74,7 +74,10 @@ def _batch(n: int) -> tuple[int, datetime, list[tuple[str, bytes, bool, datetime
     return n, T0, [("gw/g1/anbu/readings", json.dumps(body).encode(), False, T0)]
 
 
-def test_batches_taken_in_ahead_are_parsed_in_order_and_the_pipe_s_end_comes_after_them() -> None:
+def test_batches_taken_in_ahead_are_parsed_in_order_and_the_pipe_s_end_comes_after_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_process, "PARSE_AHEAD_BYTES", 1)  # these small ones too
     theirs, ours = Pipe()
     ahead = Ahead(ours, 300)
     assert not ahead.poll() and not wait([ahead.fileno()], 0.05)
@@ -102,8 +105,19 @@ def test_a_message_the_parsing_thread_fails_on_is_left_to_be_parsed_when_stored(
         raise RuntimeError("a parser bug")
 
     monkeypatch.setattr(store_process, "parse_ahead", broken)
+    monkeypatch.setattr(store_process, "PARSE_AHEAD_BYTES", 1)
     theirs, ours = Pipe()
     ahead = Ahead(ours, 300)
     theirs.send(_batch(1))
     _, _, (message,) = ahead.recv()
     assert message.parsed is None and message.topic == "gw/g1/anbu/readings"
+
+
+def test_a_small_batch_is_left_to_be_parsed_when_stored() -> None:
+    """Parsing a small batch in the taking-in thread would only hold the GIL from the storing
+    thread between its round trips to the database."""
+    theirs, ours = Pipe()
+    ahead = Ahead(ours, 300)
+    theirs.send(_batch(1))
+    _, _, (message,) = ahead.recv()
+    assert message.parsed is None
