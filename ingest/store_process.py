@@ -231,9 +231,10 @@ class Ahead:
         batch = self._ready.get()
         os.read(self._signal_r, 1)
         if isinstance(batch, BaseException):
-            self._ready.put(batch)  # every later call says so too
-            os.write(self._signal_w, b"\0")
-            raise EOFError("the request pipe ended") from batch
+            self._put(batch)  # every later call says so too
+            if isinstance(batch, EOFError | OSError):
+                raise EOFError("the request pipe ended") from batch
+            raise RuntimeError("taking in a batch failed") from batch  # exits non-zero
         return batch
 
     def _take_in(self) -> None:
@@ -245,13 +246,19 @@ class Ahead:
                 else:  # parsed when stored: a small batch's parsing here would only hold
                     # the GIL from the storing thread between its round trips to the database
                     self._put((batch_id, now, [Message(t, p, r, at) for t, p, r, at in items]))
-        except BaseException as exc:  # EOFError, OSError: the parent is gone
+        except (EOFError, OSError) as exc:  # the parent is gone
+            self._put(exc)
+        except BaseException as exc:  # said, and the process leaves: the parent starts another
+            log.exception("taking in a batch failed")
             self._put(exc)
 
     def _put(self, batch: Batch | BaseException) -> None:
         self._ready.put(batch)
-        with suppress(OSError):  # closed: the process is leaving
+        try:
             os.write(self._signal_w, b"\0")
+        except OSError:  # the batch would wait unseen: leave, and the parent starts another
+            log.exception("the storing process cannot signal a batch taken in")
+            os._exit(1)
 
     def _parse(self, items: Sequence[Item], now: datetime) -> list[Message]:
         tolerance = self._tolerance
@@ -419,7 +426,8 @@ def store_isolating(
                         continue
                     log.exception("storing a message failed; retrying")
                     parked = 0
-                    if wait([stop], delay):
+                    # woken early by a batch taken in meanwhile: the evidence sought above
+                    if stop in wait([stop, requests.fileno()], delay):
                         return None
                     delay = min(delay * 2, retry_max_s)
                     continue

@@ -121,3 +121,16 @@ def test_a_small_batch_is_left_to_be_parsed_when_stored() -> None:
     theirs.send(_batch(1))
     _, _, (message,) = ahead.recv()
     assert message.parsed is None
+
+
+def test_a_batch_that_cannot_be_taken_in_stops_the_process_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not mistaken for the parent leaving (a quiet exit 0): said, and raised."""
+    theirs, ours = Pipe()
+    ahead = Ahead(ours, 300)
+    theirs.send("not a batch")
+    assert wait([ahead.fileno()], 10)
+    with pytest.raises(RuntimeError, match="taking in a batch failed"):
+        ahead.recv()
+    assert "taking in a batch failed" in caplog.text
