@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
 import registry
 from calls.client import make_twilio_client
-from calls.dialer import Priority
+from calls.dialer import _CLAIM, ALERT_PURPOSES, Priority
 from calls.service import CallService
 from core.clock import SystemClock
 from core.db import Database
@@ -151,3 +151,30 @@ def test_a_retry_takes_the_alerts_unsent_attempt_out_of_the_queue(db_url: str) -
         )
         assert events == [("queued", {}), ("canceled", {"reason": "superseded", "by_attempt": 2})]
         assert len(rig.network.calls) == 1
+
+
+def test_the_claim_reads_the_waiting_calls_in_its_own_order_without_a_sort(db_url: str) -> None:
+    """calls_waiting is ordered as the claim is (not_before NULLS FIRST): the claim reads the
+    calls it takes from the index, not every waiting call sorted (≈ 3 ms at 10,000 waiting)."""
+    residents = _residents(db_url, 3)
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            """INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, dial_state,
+                   priority, not_before, created_at, updated_at)
+               SELECT 'plan-' || n, %s, 'routine', 'waiting', 5,
+                      CASE WHEN n %% 3 = 0 THEN now() - interval '1 minute' END, now(), now()
+               FROM generate_series(1, 500) n""",
+            (residents[0],),
+        )
+        conn.execute("ANALYZE anbu.calls")
+        conn.execute("SET enable_seqscan = off")  # a table this small: ask for the index
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN " + _CLAIM.format(only=""),
+                {"now": datetime.now(UTC), "purposes": list(ALERT_PURPOSES), "n": 20},
+            ).fetchall()
+        )
+        conn.rollback()
+    assert "Index Scan using calls_waiting" in plan, plan
+    assert "Sort Key: w." not in plan, plan  # (the 20 picked are sorted to join: fine)
