@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 from core.domain import AlertState
 
@@ -32,12 +33,22 @@ class Event(enum.StrEnum):
 
 
 class IllegalTransition(Exception):
-    """The event is not allowed in the alert's current state."""
+    """The event is not allowed in the alert's current state; where known, when the alert came
+    to that state and who brought it there (an alert_events actor: 'care_manager:7', 'system',
+    'resident'), so that a care manager who acted second is told who acted first."""
 
-    def __init__(self, state: AlertState, event: Event) -> None:
+    def __init__(
+        self,
+        state: AlertState,
+        event: Event,
+        changed_at: datetime | None = None,
+        changed_by: str | None = None,
+    ) -> None:
         super().__init__(f"{event.value} is not allowed when the alert is {state.value}")
         self.state = state
         self.event = event
+        self.changed_at = changed_at
+        self.changed_by = changed_by
 
 
 _OPEN_STATES = (S.OPEN, S.CALLING, S.ESCALATED, S.ACKNOWLEDGED)

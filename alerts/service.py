@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from alerts import absence
 from alerts.audit import record_event
 from alerts.escalation import Escalation, Messaging, wake_at
-from alerts.machine import Event, next_state
+from alerts.machine import Event, IllegalTransition, next_state
 from alerts.models import RESOLUTION_OUTCOMES, AlertChanged, AlertNotFound
 from alerts.outbox import SmsOutbox
 from alerts.policy import (
@@ -724,7 +724,7 @@ class AlertService:
         with self.db.connection() as conn:
             a = self._locked_in_dong(conn, alert_id, dong_code, seen)
             state = AlertState(a["state"])
-            to = next_state(state, Event.ACKNOWLEDGE)
+            to = _next_or_who(conn, alert_id, state, Event.ACKNOWLEDGE)
             conn.execute(
                 """UPDATE anbu.alerts SET state = %s, acknowledged_by = %s, acknowledged_at = %s,
                        awaiting_call = false, next_action_at = NULL, updated_at = %s
@@ -752,7 +752,7 @@ class AlertService:
         with self.db.connection() as conn:
             a = self._locked_in_dong(conn, alert_id, dong_code, seen)
             state = AlertState(a["state"])
-            to = next_state(state, Event.RESOLVE)
+            to = _next_or_who(conn, alert_id, state, Event.RESOLVE)
             conn.execute(
                 """UPDATE anbu.alerts SET state = %s, resolved_by = %s, resolved_at = %s,
                        outcome = %s, next_action_at = NULL, updated_at = %s WHERE id = %s""",
@@ -778,7 +778,7 @@ class AlertService:
         now = self.clock.now()
         with self.db.connection() as conn:
             a = self._locked_in_dong(conn, alert_id, dongs, seen)
-            next_state(AlertState(a["state"]), Event.REASSIGN)  # IllegalTransition once resolved
+            _next_or_who(conn, alert_id, AlertState(a["state"]), Event.REASSIGN)  # once resolved
             dong = conn.execute(
                 "SELECT dong_code FROM anbu.resident WHERE id = %s", (a["resident_id"],)
             ).fetchone()
@@ -799,3 +799,21 @@ class AlertService:
                 extra={"alert_id": alert_id, "care_manager_id": care_manager_id,
                        "assigned_to": to_manager_id},
             )  # fmt: skip
+
+
+def _next_or_who(
+    conn: psycopg.Connection[Any], alert_id: int, state: AlertState, event: Event
+) -> AlertState:
+    """next_state; refused, the IllegalTransition says when the alert came to its state and who
+    brought it there (its latest event into that state), for the care manager acting second."""
+    try:
+        return next_state(state, event)
+    except IllegalTransition as refused:
+        last = conn.execute(
+            """SELECT at, actor FROM anbu.alert_events WHERE alert_id = %s AND to_state = %s
+               ORDER BY at DESC, id DESC LIMIT 1""",
+            (alert_id, state.value),
+        ).fetchone()
+        if last is None:
+            raise
+        raise IllegalTransition(state, event, last[0], str(last[1])) from refused

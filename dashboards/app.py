@@ -177,10 +177,21 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def illegal(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IllegalTransition)
-        return _refusal(  # with the state it is in now, for the client to show
-            request, 409, lambda lang: i18n.illegal_text(lang, exc.event.value),
-            fields={"code": f"illegal_{exc.event.value}", "state": exc.state.value},
-        )  # fmt: skip
+        local = i18n.local_time_formatter(get_deps(request).settings.timezone)
+
+        def say(lang: str) -> str:
+            why = i18n.illegal_text(lang, exc.event.value)
+            if exc.changed_at is None or exc.changed_by is None:
+                return why
+            return why + " " + i18n.text(lang, "illegal_last").format(
+                who=i18n.actor_label(lang, exc.changed_by), when=local(exc.changed_at),
+                state=i18n.state_label(lang, exc.state),
+            )  # fmt: skip
+
+        fields: dict[str, Any] = {"code": f"illegal_{exc.event.value}", "state": exc.state.value}
+        if exc.changed_at is not None:  # who acted first, and when (UTC)
+            fields |= {"changed_at": exc.changed_at.isoformat(), "changed_by": exc.changed_by}
+        return _refusal(request, 409, say, fields=fields)  # with the state it is in now
 
     async def changed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AlertChanged)

@@ -152,6 +152,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "지금 상태에서는 할 수 없는 처리입니다. 화면을 새로고침해 주세요.",
         "That action is not possible in the alert's current state. Please reload.",
     ),
+    "illegal_last": (
+        "현재 상태: {state} ({who}, {when}).",
+        "Current state: {state} ({who}, {when}).",
+    ),
     "illegal_reassign": (
         "이미 종결된 알림은 담당자를 바꿀 수 없습니다.",
         "A resolved alert's care manager cannot be changed.",

@@ -65,6 +65,17 @@ class Problem(BaseModel):
     detail_en: str = Field(description="The same in English")
     errors: list[Any] = Field(description="Field errors, when the input was the problem")
     instance: str = Field(description="The path asked for")
+    state: str | None = Field(
+        None, description="An alert's refusal (409, 412): the state the alert is in now"
+    )
+    changed_at: str | None = Field(
+        None, description="An alert's 409: when it came to that state (UTC, ISO 8601)"
+    )
+    changed_by: str | None = Field(
+        None,
+        description="An alert's 409: who brought it there, as in its timeline "
+        "(care_manager:<id>, system or resident)",
+    )
 
 
 def problem(status: int, path: str, body: Any = None) -> dict[str, Any]:

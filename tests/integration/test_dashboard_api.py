@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from fastapi.testclient import TestClient
 
 from core.db import Database
@@ -105,6 +108,16 @@ def test_acknowledge_then_resolve_is_audited(town: Town, database: Database) -> 
     assert ack.json()["alert"]["actions"] == ["resolve"]
     again = client.post(f"{url}/acknowledge", json={}, headers=a)
     assert again.status_code == 409
+    refused = again.json()  # who acted first, and when: the care manager acting second is told
+    taken_at = datetime.fromisoformat(refused["changed_at"])
+    assert refused["state"] == "acknowledged"
+    assert refused["changed_by"] == f"care_manager:{town.manager_a}"
+    local = taken_at.astimezone(ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M")
+    assert f"현재 상태: 담당자 확인함 (담당자 #{town.manager_a}, {local})." in refused["detail"]
+    assert (
+        f"Current state: acknowledged (care manager #{town.manager_a}, {local})."
+        in (refused["detail_en"])
+    )
 
     res = client.post(f"{url}/resolve", json={"outcome": "visited_ok", "note": "건강함"}, headers=a)
     assert res.status_code == 200, res.text
