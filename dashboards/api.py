@@ -5,7 +5,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 import registry
 from alerts import absence, feed, queries
 from core.crypto import DataKeyError, Keyring
+from core.db import keyset_page
 from core.domain import AlertState
 from dashboards import paging, residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
@@ -66,6 +67,7 @@ IfMatch = Annotated[
 ]
 STRONG_TAG = re.compile(r'"([0-9]{1,18})"')  # an alert's ETag
 KIND = re.compile(r"[a-z_]{1,40}")  # an alert kind's code
+REVIEW_CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
 PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
 PageCursor = Annotated[
     str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
@@ -518,18 +520,30 @@ def api_router() -> APIRouter:
         )
 
     @router.get("/review", response_model=ReviewOut, dependencies=secured)
-    def weekly_review(manager: ReviewReader, deps: AppDeps) -> ReviewOut:
+    def weekly_review(
+        manager: ReviewReader,
+        deps: AppDeps,
+        limit: PageLimit = LIMIT_DEFAULT,
+        cursor: PageCursor = None,
+    ) -> ReviewOut:
         """The week of the dongs in view: each resident's last 7 days against the 4 weeks
         before, and the week's findings (routine changes and night activity are raised for
-        this review)."""
+        this review), a page at a time. A cursor holds the week it was read for and serves
+        for a day (400 after: start again without one)."""
         tz = ZoneInfo(deps.settings.timezone)
         dongs = visible_dongs(manager)
+        now = deps.clock.now()
+        after = paging.place_or_400("review", cursor)
+        if after is not None:
+            if not now - REVIEW_CURSOR_LIFE <= after[0] <= now:
+                raise HTTPException(status_code=400, detail="cursor expired")
+            now = after[0]
         with deps.db.connection() as conn:
-            return ReviewOut.of(
-                review.weekly_review(
-                    conn, dongs, deps.clock.now(), tz, deps.settings.conversation_script
-                )
-            )
+            week = review.weekly_review(conn, dongs, now, tz, deps.settings.conversation_script)
+        rows = [r for r in week.rows if after is None or review.review_place(r) > after[1:]]
+        shown, place = keyset_page(rows, limit, review.review_place)
+        next_cursor = paging.encode("review", None if place is None else (now, *place))
+        return ReviewOut.of(week, shown, next_cursor)
 
     @router.get(
         "/residents/{resident_id}/activity",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -25,7 +26,8 @@ MAX_TEXT_PART = 200
 
 T = TypeVar("T")
 
-# what each place holds, in order: "i" an integer, "t" a timestamp with its zone
+# what each place holds, in order: "i" an integer, "t" a timestamp with its zone, "s" a text,
+# "f" a finite number
 SHAPES = {
     "alerts": "ti",  # opened_at, id (newest first)
     "queue": "iiti",  # resolved, severity rank, opened_at, id (the care queue)
@@ -34,6 +36,7 @@ SHAPES = {
     "history": "i",  # id (newest first: ids only grow)
     "requests-open": "ti",  # created_at, id (open service requests, oldest first)
     "requests-all": "ti",  # created_at, id (every service request, newest first)
+    "review": "tifsi",  # the week's end, not for review, change, home, id (dashboards.review)
 }
 
 
@@ -88,6 +91,8 @@ def decode(kind: str, cursor: str | None) -> tuple[Any, ...] | None:
             part == "s" and isinstance(value, str) and _storable(value)
         ):
             place.append(value)
+        elif part == "f" and _finite(value):
+            place.append(float(value))
         elif part == "t" and isinstance(value, str):
             try:
                 moment = datetime.fromisoformat(value)
@@ -99,6 +104,14 @@ def decode(kind: str, cursor: str | None) -> tuple[Any, ...] | None:
         else:
             raise CursorError("unreadable cursor")
     return tuple(place)
+
+
+def _finite(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 def _storable(value: str) -> bool:

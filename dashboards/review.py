@@ -124,5 +124,12 @@ def weekly_review(
                 talk=conversation_view.concerns(talked.get(int(rid), []), asked, week),
             )
         )
-    rows.sort(key=lambda r: (not r.for_review, r.change if r.change is not None else 0.0, r.home))
+    rows.sort(key=review_place)
     return Review(week, now.astimezone(tz), rows)
+
+
+def review_place(row: ReviewRow) -> tuple[int, float, str, int]:
+    """A row's place in the review's order: those for review first, then the largest drops,
+    then by home, the resident's id last (a keyset for the API's pages)."""
+    change = row.change if row.change is not None else 0.0
+    return int(not row.for_review), change, row.home, row.resident_id

@@ -16,7 +16,7 @@ from dashboards.authz import visible_dongs
 from dashboards.enrolment_text import kind_label
 from dashboards.i18n import RESIDENT_STATUS_LABELS
 from dashboards.residents import ActivityHour, ResidentView, SettingChange, Week
-from dashboards.review import Review
+from dashboards.review import Review, ReviewRow
 from dashboards.sites import DeviceFinding, SiteView
 from ingest.devices import HeardDevice
 from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, ROOMS, STATUS_MAX_DAYS
@@ -360,18 +360,25 @@ class ReviewRowOut(BaseModel):
 
 
 class ReviewOut(BaseModel):
-    """The care manager's dong, week by resident: findings for review and largest drops first."""
+    """The care manager's dong, week by resident, a page at a time: findings for review and
+    largest drops first. Every page of one review is of the same week (the cursor holds it)."""
 
     since: datetime
     until: datetime
-    rows: list[ReviewRowOut]
+    data: list[ReviewRowOut]
+    has_more: bool = Field(description="More rows follow: ask again with next_cursor.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (within a day); null on the last one."
+    )
 
     @classmethod
-    def of(cls, review: Review) -> ReviewOut:
+    def of(cls, review: Review, rows: list[ReviewRow], next_cursor: str | None) -> ReviewOut:
         return cls(
             since=review.since,
             until=review.until,
-            rows=[
+            has_more=next_cursor is not None,
+            next_cursor=next_cursor,
+            data=[
                 ReviewRowOut(
                     resident_id=r.resident_id,
                     home=r.home,
@@ -386,7 +393,7 @@ class ReviewOut(BaseModel):
                     talk=r.talk,  # type: ignore[arg-type]
                     for_review=r.for_review,
                 )
-                for r in review.rows
+                for r in rows
             ],
         )
 

@@ -122,7 +122,7 @@ def test_weeks_of_answers_on_the_card_and_runs_raised_for_the_weekly_review(
         _talk(database, rid, at, meal=meal, mood=mood, pain="no", sleep="good")
     client = TestClient(town.app)
     review = client.get("/api/v1/review", headers=bearer(client, town.username_a, PASSWORD_A))
-    [row] = [r for r in review.json()["rows"] if r["resident_id"] == rid]
+    [row] = [r for r in review.json()["data"] if r["resident_id"] == rid]
     # meals skipped twice in a row, mood going down over three weeks: for the review
     assert row["talk"] == {"meal": "run", "mood": "worse"} and row["for_review"]
     browser = TestClient(town.app)

@@ -68,7 +68,8 @@ def test_the_api_puts_the_week_beside_the_usual_one(town: Town, database: Databa
     assert got.status_code == 200, got.text
     body = got.json()
     assert body["since"] == "2026-11-16T00:00:00+09:00"
-    rows = {r["resident_id"]: r for r in body["rows"]}
+    rows = {r["resident_id"]: r for r in body["data"]}
+    assert (body["has_more"], body["next_cursor"]) == (False, None)
     assert list(rows) == [newcomer, usual]  # for review first; dong B is not there
     assert "+821011112222" not in got.text
     new = rows[newcomer]
@@ -86,7 +87,7 @@ def test_the_api_puts_the_week_beside_the_usual_one(town: Town, database: Databa
     assert old["findings"] == {"inactivity": 1} and not old["for_review"]
 
     b = client.get("/api/v1/review", headers=bearer(client, town.username_b, PASSWORD_B)).json()
-    assert [(r["resident_id"], r["activity"]) for r in b["rows"]] == [(other, 21)]
+    assert [(r["resident_id"], r["activity"]) for r in b["data"]] == [(other, 21)]
 
 
 def test_the_page_lists_the_week_in_korean(town: Town, database: Database) -> None:
@@ -103,3 +104,29 @@ def test_the_page_lists_the_week_in_korean(town: Town, database: Database) -> No
     english = client.get("/review?lang=en").text
     assert "Weekly review" in english and "no usual yet" in english
     assert 'href="/review"' in client.get("/alerts").text  # in the navigation
+
+
+def test_the_review_comes_a_page_at_a_time_of_one_week(town: Town, database: Database) -> None:
+    """limit=1: the rows one by one, in the review's order, none twice and none dropped; the
+    cursor holds the week (a day on it reads the same week) and serves for a day."""
+    usual, newcomer, _ = _seed(database, town)
+    client = TestClient(town.app)
+    headers = bearer(client, town.username_a, PASSWORD_A)
+    first = client.get("/api/v1/review?limit=1", headers=headers).json()
+    assert [r["resident_id"] for r in first["data"]] == [newcomer] and first["has_more"]
+    clock = town.app.state.deps.clock
+    clock.advance(timedelta(hours=20))  # the next page later that day: the same week
+    second = client.get(
+        "/api/v1/review", params={"limit": 1, "cursor": first["next_cursor"]}, headers=headers
+    ).json()
+    assert [r["resident_id"] for r in second["data"]] == [usual]
+    assert (second["has_more"], second["next_cursor"]) == (False, None)
+    assert (second["since"], second["until"]) == (first["since"], first["until"])
+    clock.advance(timedelta(hours=5))  # past a day
+    late = client.get(
+        "/api/v1/review", params={"limit": 1, "cursor": first["next_cursor"]}, headers=headers
+    )
+    assert late.status_code == 400, late.text
+    other_list = client.get("/api/v1/residents?limit=1", headers=headers).json()["next_cursor"]
+    wrong = client.get("/api/v1/review", params={"cursor": other_list}, headers=headers)
+    assert wrong.status_code == 400
