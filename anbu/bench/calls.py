@@ -195,7 +195,11 @@ def run_bench(
         raise ValueError("web_workers must be at least 1")
     with contextlib.ExitStack() as stack:
         if not database_url:  # never fall back to libpq defaults (the machine's own server)
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anbu-bench-")))
+            tmp = Path(
+                stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True)
+                )
+            )
             pg = EmbeddedPostgres(tmp)
             pg.init()
             pg.start()

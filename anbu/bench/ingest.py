@@ -143,16 +143,24 @@ def postgres_cpu(pg: EmbeddedPostgres) -> float:
 
 
 def start_env(workdir: Path, homes: int, durable: bool) -> Env:
+    """PostgreSQL and Mosquitto for a bench; both stopped again if it is stopped meanwhile."""
     pg = EmbeddedPostgres(workdir / "pg", durable=durable)
     pg.init()
     pg.start()
-    dsn = pg.create_database("bench")
-    migrate(dsn)
-    gateways = [f"bgw{i:04d}" for i in range(homes)]
-    users = {"ingest": PASSWORD, **{g: PASSWORD for g in gateways}}
-    mq = EmbeddedMosquitto(workdir / "mq", users=users)
-    mq.start()
-    register(dsn, gateways)
+    mq: EmbeddedMosquitto | None = None
+    try:
+        dsn = pg.create_database("bench")
+        migrate(dsn)
+        gateways = [f"bgw{i:04d}" for i in range(homes)]
+        users = {"ingest": PASSWORD, **{g: PASSWORD for g in gateways}}
+        mq = EmbeddedMosquitto(workdir / "mq", users=users)
+        mq.start()
+        register(dsn, gateways)
+    except BaseException:
+        if mq is not None:
+            mq.stop()
+        pg.stop()
+        raise
     return Env(pg, mq, dsn, gateways)
 
 
@@ -383,7 +391,7 @@ def run_bench(n: int = 100_000, batched: int = 8_000, per: int = 100, homes: int
               kill_n: int = 50_000, durable: bool = True,
               echo: Callable[[str], Any] = print) -> str:  # fmt: skip
     """Run everything and return the last line; `echo` prints the figures as they come."""
-    with tempfile.TemporaryDirectory(prefix="anbu-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as tmp:
         env = start_env(Path(tmp), homes, durable)
         try:
             single, sum_single = messages(env.gateways, 0, n, 1)

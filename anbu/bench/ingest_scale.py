@@ -100,7 +100,7 @@ def run_scale(batched: int = 8_000, homes: int = 100, durable: bool = True,
               echo: Callable[[str], Any] = print) -> str:  # fmt: skip
     """Run both and return the result line; `echo` prints the figures as they come."""
     names = ["scale-a", "scale-b"]
-    with tempfile.TemporaryDirectory(prefix="anbu-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as tmp:
         env = start_env(Path(tmp), homes, durable)
         try:
             one_batch, sum_one = messages(env.gateways, 1, batched, PER)

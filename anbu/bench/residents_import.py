@@ -143,7 +143,7 @@ def run(rows: int, echo: Callable[[str], None] = print) -> ImportFigures:
     from core.db import migrate
     from simulators.servers import EmbeddedPostgres
 
-    with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as work:
         pg = EmbeddedPostgres(Path(work))
         pg.init()
         pg.start()

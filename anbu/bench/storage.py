@@ -149,7 +149,7 @@ def run(
     """The bench on a throwaway PostgreSQL (TimescaleDB preloaded where installed); printed."""
     from simulators.servers import EmbeddedPostgres
 
-    with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as work:
         pg = EmbeddedPostgres(Path(work))
         pg.init()
         pg.start()

@@ -61,7 +61,7 @@ def run(homes: int) -> tuple[float, float, float]:
     from detectors.summaries import summarize
     from simulators.servers import EmbeddedPostgres
 
-    with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
+    with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as work:
         pg = EmbeddedPostgres(Path(work))
         pg.init()
         pg.start()

@@ -254,7 +254,7 @@ def main(homes: int, loop_homes: int, db_homes: int) -> None:
 
         from simulators.servers import EmbeddedPostgres
 
-        with tempfile.TemporaryDirectory(prefix="anbu-bench-") as work:
+        with tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True) as work:
             pg = EmbeddedPostgres(Path(work))
             pg.init()
             pg.start()

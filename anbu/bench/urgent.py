@@ -182,7 +182,11 @@ def run_bench(presses: int = 30, homes: int = 500, rate: float = 500.0, silent: 
               echo: Callable[[str], Any] = print) -> str:  # fmt: skip
     """Run the benchmark; returns the last line (also echoed with the figures)."""
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anbu-bench-")))
+        tmp = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="anbu-bench-", ignore_cleanup_errors=True)
+            )
+        )
         pg = EmbeddedPostgres(tmp / "pg", durable=True)
         pg.init()
         pg.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -175,6 +176,17 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+def _benches() -> None:
+    """A bench stopped with SIGTERM (a timeout, CI, a tester's kill) leaves through its finally
+    blocks: the throwaway PostgreSQL and Mosquitto it started are stopped, not left running."""
+    signal.signal(signal.SIGTERM, _leave)
+
+
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:
