@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
+from datetime import UTC
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
         fields: dict[str, Any] = {"code": f"illegal_{exc.event.value}", "state": exc.state.value}
         if exc.changed_at is not None:  # who acted first, and when (UTC)
-            fields |= {"changed_at": exc.changed_at.isoformat(), "changed_by": exc.changed_by}
+            fields |= {
+                "changed_at": exc.changed_at.astimezone(UTC).isoformat(),
+                "changed_by": exc.changed_by,
+            }
         return _refusal(request, 409, say, fields=fields)  # with the state it is in now
 
     async def changed(request: Request, exc: Exception) -> Response:

@@ -107,11 +107,13 @@ def decode(kind: str, cursor: str | None) -> tuple[Any, ...] | None:
 
 
 def _finite(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    """A number a float holds exactly enough (an int past 2**53, or one too big for a float,
+    is no place in any list: refused, not an overflow)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _storable(value: str) -> bool:
