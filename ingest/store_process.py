@@ -5,8 +5,8 @@ the GIL. The consumer (ingest.consumer) now only receives and acknowledges; this
 `python -m ingest.store_process`, gets batches of raw messages over a pipe, stores each
 through `Store` in one transaction (retrying with backoff until it commits) and only then
 answers with the batch's id. The consumer acknowledges a batch on that answer, never before.
-The next batch is taken in and parsed in a thread while the database stores the one before
-it (`Ahead`).
+A thread takes batches in as the parent sends them and parses the big ones while the
+database stores the batch before (`Ahead`).
 
 Three pipes join them: requests (batches, in order), replies (committed, failed attempt,
 forwarded log record) and a stop pipe the child only watches: the parent closes it (or dies)

@@ -5,8 +5,9 @@ messages (100 readings each) for both runs. As in `anbu bench ingest`, each run 
 the broker holds for the workers' persistent sessions (published while they were away), so the
 figure is the workers', not the publisher's. With two, the workers have no shared group: each
 subscribes its own share of the gateways (ingest.shares), as `ANBU_INGEST_REPLICAS=2` deploys
-them (the bench waits the shares' handover out first, about 70 s); each is told how many messages its share holds and prints the seconds from its first
-stored batch to its last. The two start together, so the pair's time is the longer of the two.
+them (the bench waits the shares' handover out first, about 70 s); each is told how many
+messages its share holds and prints the seconds from its first stored batch to its last. The
+two start together, so the pair's time is the longer of the two.
 Everything, PostgreSQL included, shares this machine's cores: the figure says what a second
 worker adds here, not on a machine of its own.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 
 from anbu.bench.ingest import (
+    PASSWORD,
     Batch,
     Env,
     Worker,
@@ -43,7 +45,7 @@ PER = 100
 
 def _start(env: Env, client_id: str, *args: str) -> Worker:
     """An ingest worker, one of two replicas each with its own share; not waited for."""
-    worker_vars = worker_env(env.dsn, env.mq.port, "ingest", "bench-password", client_id, "")
+    worker_vars = worker_env(env.dsn, env.mq.port, "ingest", PASSWORD, client_id, "")
     cmd = [sys.executable, "-m", "ingest.runner", *args]
     return Worker(
         subprocess.Popen(
@@ -78,21 +80,25 @@ def drain_two(env: Env, names: list[str], batch: Batch) -> list[dict[str, Any]]:
     are away, then both started at once and timed draining their own queues."""
     _members(env, names)
     first = [_start(env, name) for name in names]
-    for w in first:
-        w.wait_for("ready", 60)
-    # Until both are ready each took every gateway; one lets a gateway go HANDOVER_S after
-    # the other holds it (ingest.shares), and only then is each session its own share.
-    time.sleep(HANDOVER_S + 2 * POLL_S)
-    _stop_all(first)
+    try:
+        for w in first:
+            w.wait_for("ready", 60)
+        # Until both are ready each took every gateway; one lets a gateway go HANDOVER_S
+        # after the other holds it (ingest.shares), and only then is each session its share.
+        time.sleep(HANDOVER_S + 2 * POLL_S)
+    finally:
+        _stop_all(first)
     publish(env.mq.port, env.gateways, batch)
     gateways = [topic.split("/")[1] for topic, _ in batch]
     expect = [sum(1 for g in gateways if g in share(env.gateways, names, name)) for name in names]
     _members(env, names)
     workers = [_start(env, name, "--expect", str(n)) for name, n in zip(names, expect, strict=True)]
-    results = [w.wait_for("seconds", 600) for w in workers]
-    for result, stats in zip(results, _stop_all(workers), strict=True):
-        result["refused"] = int(stats["duplicates"])
-        result["stored_messages"] = int(stats["messages"])
+    try:
+        results = [w.wait_for("seconds", 600) for w in workers]
+    finally:
+        stats = _stop_all(workers)
+    for result, counted in zip(results, stats, strict=True):
+        result["refused"] = int(counted["duplicates"])
     return results
 
 
