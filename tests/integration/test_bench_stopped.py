@@ -7,22 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from tests.integration.test_stopping import processes_mentioning
 
 
 def _bench_servers() -> list[int]:
     """PostgreSQL and Mosquitto processes whose command line names a bench's own directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"anbu-bench-" in cmdline and (b"postgres" in cmdline or b"mosquitto" in cmdline):
-            found.append(int(entry.name))
-    return found
+    return [
+        pid
+        for pid, cmd in processes_mentioning("anbu-bench-")
+        if "postgres" in cmd or "mosquitto" in cmd
+    ]
 
 
 def test_a_bench_stopped_with_sigterm_stops_its_postgres_and_mosquitto() -> None:
