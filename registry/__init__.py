@@ -39,6 +39,7 @@ from registry.enrolment import (
     add_gateway,
     add_resident,
     add_sensor,
+    add_synthetic_homes,
     hash_password,
     verify_password,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "add_gateway",
     "add_resident",
     "add_sensor",
+    "add_synthetic_homes",
     "change_password",
     "check_level_caps",
     "check_password",

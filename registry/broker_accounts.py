@@ -25,6 +25,7 @@ import ssl
 import string
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -39,6 +40,9 @@ ADMIN_CLIENT_ID = "anbu-dynsec-control"
 # hashes what its control topic receives with 101 (it takes no count there); every connect
 # pays this cost once on the broker's single thread (≈ 5 ms here for 10,000).
 PBKDF2_ITERATIONS = 10_000
+# What Mosquitto 2.0's plugin stores for a password set over its control topic, as anbu
+# provisions gateways (seen in its saved file): each gateway's connect checks that many.
+CONTROL_TOPIC_ITERATIONS = 101
 GATEWAY_ROLE = "anbu-gateway"
 INGEST_ROLE = "anbu-ingest"
 # A gateway id becomes a topic level and a role name: no '/', '+', '#', '$', spaces or NUL.
@@ -142,12 +146,12 @@ def _acl(acl: Acl) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "allow": allow, "priority": priority}
 
 
-def _hashed(password: str) -> dict[str, Any]:
-    """A password as the plugin stores it: PBKDF2-SHA512, `PBKDF2_ITERATIONS`, 12-byte salt."""
+def stored_password(password: str, iterations: int = PBKDF2_ITERATIONS) -> dict[str, Any]:
+    """A password as the plugin stores it: PBKDF2-SHA512, `iterations`, 12-byte salt."""
     salt = os.urandom(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     return {"password": base64.b64encode(digest).decode(),
-            "salt": base64.b64encode(salt).decode(), "iterations": PBKDF2_ITERATIONS}  # fmt: skip
+            "salt": base64.b64encode(salt).decode(), "iterations": iterations}  # fmt: skip
 
 
 def plugin_file(
@@ -158,18 +162,20 @@ def plugin_file(
     bind_client_id: bool = True,
     admin_client_id: str = ADMIN_CLIENT_ID,
     service_client_ids: dict[str, str] | None = None,
+    hashed: Callable[[str], dict[str, Any]] = stored_password,
 ) -> dict[str, Any]:
     """The plugin's JSON file for a broker not yet started: an admin client on the control
     topic only (as `mosquitto_ctrl dynsec init` makes, bound to `admin_client_id`), `POLICY`,
     ingest-like `services` and `gateways` (username: password), as the control commands below
     would leave it; a service named in `service_client_ids` is bound to that id. Thousands
-    of gateways at once are written here in a moment; over the control topic each change
-    rewrites the whole file."""
+    of gateways at once are written here in a moment (`hashed` makes each stored password;
+    a bench of tens of thousands gateways sharing one password passes a cached one); over the
+    control topic each change rewrites the whole file."""
     _check_binding(admin[0], admin_client_id)
     bound = service_client_ids or {}
     control = "$CONTROL/dynamic-security/#"
     clients: list[dict[str, Any]] = [
-        {"username": admin[0], **_hashed(admin[1]), "clientid": admin_client_id,
+        {"username": admin[0], **hashed(admin[1]), "clientid": admin_client_id,
          "roles": [{"rolename": "admin"}]}
     ]  # fmt: skip
     roles: list[dict[str, Any]] = [
@@ -179,7 +185,7 @@ def plugin_file(
     ]  # fmt: skip
     roles += [{"rolename": r, "acls": [_acl(a) for a in acls]} for r, acls in POLICY.items()]
     for username, password in services.items():
-        service = {"username": username, **_hashed(password), "roles": [{"rolename": INGEST_ROLE}]}
+        service = {"username": username, **hashed(password), "roles": [{"rolename": INGEST_ROLE}]}
         if username in bound:
             _check_binding(username, bound[username])
             service["clientid"] = bound[username]
@@ -189,7 +195,7 @@ def plugin_file(
             raise InvalidGatewayId(gateway_id)
         own = f"gw:{gateway_id}"
         roles.append({"rolename": own, "acls": [_acl(a) for a in gateway_acls(gateway_id)]})
-        client = {"username": gateway_id, **_hashed(password),
+        client = {"username": gateway_id, **hashed(password),
                   "roles": [{"rolename": GATEWAY_ROLE}, {"rolename": own}]}  # fmt: skip
         if bind_client_id:
             client["clientid"] = gateway_id

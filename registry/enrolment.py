@@ -7,6 +7,7 @@ and never logged.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import time
 from typing import Any
 
@@ -121,6 +122,49 @@ def add_gateway(conn: psycopg.Connection[Any], gateway_id: str, resident_id: int
         (gateway_id, resident_id),
     )
     return gateway_id
+
+
+def add_synthetic_homes(
+    conn: psycopg.Connection[Any],
+    dong_code: str,
+    homes: Sequence[str],
+    sensors: Sequence[tuple[str, SensorKind, str]],
+    phone: str = "+820000000000",
+) -> int:
+    """Enrol many made-up homes at once (load generators and benches): for each id in `homes`
+    a resident of that home (its display name the id: no personal data), a gateway of the same
+    id and the same `sensors` (vendor id, kind, room). Three statements whatever the count;
+    an id enrolled already is updated as add_resident/add_gateway/add_sensor would. Returns
+    the number of homes."""
+    for _, _, room in sensors:
+        if room not in ROOMS:
+            raise ValueError(f"unknown room {room!r}; expected one of {ROOMS}")
+    ids = list(homes)
+    phone = checked_phone(phone)
+    conn.execute(
+        """INSERT INTO anbu.resident (home, dong_code, display_name, phone)
+           SELECT h, %s, h, %s FROM unnest(%s::text[]) AS h
+           ON CONFLICT (home) DO UPDATE SET dong_code = excluded.dong_code,
+               display_name = excluded.display_name, phone = excluded.phone""",
+        (dong_code, phone, ids),
+    )
+    conn.execute(
+        """INSERT INTO anbu.gateway (id, resident_id)
+           SELECT r.home, r.id FROM anbu.resident r WHERE r.home = ANY(%s::text[])
+           ON CONFLICT (id) DO UPDATE SET resident_id = excluded.resident_id""",
+        (ids,),
+    )
+    conn.execute(
+        """INSERT INTO anbu.sensor (gateway_id, vendor_id, kind, room)
+           SELECT g, s.vendor_id, s.kind, s.room
+           FROM unnest(%s::text[]) AS g,
+                unnest(%s::text[], %s::text[], %s::text[]) AS s (vendor_id, kind, room)
+           ON CONFLICT (gateway_id, vendor_id) DO UPDATE SET kind = excluded.kind,
+               room = excluded.room""",
+        (ids, [v for v, _, _ in sensors], [SensorKind(k).value for _, k, _ in sensors],
+         [r for _, _, r in sensors]),
+    )  # fmt: skip
+    return len(ids)
 
 
 def add_sensor(

@@ -12,11 +12,13 @@ its TLS listeners on a throwaway CA and its accounts in the dynamic security plu
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
 import pwd
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -29,7 +31,13 @@ from pathlib import Path
 
 import psycopg
 
-from registry.broker_accounts import BrokerAccounts, BrokerAdmin, plugin_file
+from registry.broker_accounts import (
+    CONTROL_TOPIC_ITERATIONS,
+    BrokerAccounts,
+    BrokerAdmin,
+    plugin_file,
+    stored_password,
+)
 from simulators.certs import Pki, make_pki
 
 
@@ -273,6 +281,10 @@ class EmbeddedMosquitto:
     conf_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.conf"))
     bind_client_ids: bool = False
     service_client_ids: dict[str, str] = field(default_factory=dict)
+    # benches of tens of thousands of gateways: one hash per distinct password in the plugin's
+    # file, at the iterations the broker gives a password set over its control topic
+    hash_once: bool = False
+    open_files: int | None = None  # the broker's soft limit on open files (None: inherited)
     process: subprocess.Popen[bytes] | None = None
     pki: Pki | None = None
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
@@ -298,9 +310,14 @@ class EmbeddedMosquitto:
         if not dynsec.exists():  # a restart keeps what the plugin saved: its accounts
             services = {u: p for u, p in self.users.items() if u in SERVICE_USERS}
             gateways = {u: p for u, p in self.users.items() if u not in SERVICE_USERS}
+            hashed = stored_password
+            if self.hash_once:
+                hashed = functools.cache(
+                    functools.partial(stored_password, iterations=CONTROL_TOPIC_ITERATIONS)
+                )
             made = plugin_file((DYNSEC_ADMIN, self.admin_password), services, gateways,
                                bind_client_id=self.bind_client_ids,
-                               service_client_ids=self.service_client_ids)  # fmt: skip
+                               service_client_ids=self.service_client_ids, hashed=hashed)  # fmt: skip
             dynsec.write_text(json.dumps(made))
             dynsec.chmod(0o600)
             self._provisioned = dict(self.users)
@@ -360,9 +377,11 @@ class EmbeddedMosquitto:
     def start(self) -> None:
         conf = self.write_config()
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(
-            [mosquitto_binary() or "mosquitto", "-c", str(conf)], stdout=log, stderr=log
-        )
+        cmd = [mosquitto_binary() or "mosquitto", "-c", str(conf)]
+        if self.open_files is not None:  # as systemd's LimitNOFILE= would set it
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            cmd = ["prlimit", f"--nofile={min(self.open_files, hard)}:{hard}", *cmd]
+        self.process = subprocess.Popen(cmd, stdout=log, stderr=log)
         deadline = time.monotonic() + 15
         waiting = list(self._listeners.values())
         while waiting:

@@ -127,19 +127,24 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu(pg: EmbeddedPostgres) -> float:
-    """CPU seconds of the postmaster and every live child (backends, writers)."""
-    master = int((pg.datadir / "postmaster.pid").read_text().split()[0])
-    total = proc_cpu(master)
+def children_cpu(pid: int) -> float:
+    """CPU seconds of `pid` and of its live children (an ingest worker and its storing
+    process, or the postmaster and its backends and writers)."""
+    total = proc_cpu(pid)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(stat[1]) == master:
+            if int(stat[1]) == pid:
                 total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def postgres_cpu(pg: EmbeddedPostgres) -> float:
+    """CPU seconds of the postmaster and every live child (backends, writers)."""
+    return children_cpu(int((pg.datadir / "postmaster.pid").read_text().split()[0]))
 
 
 def start_env(workdir: Path, homes: int, durable: bool) -> Env:

@@ -92,6 +92,25 @@ def bench_ingest_scale(
     typer.echo(run_scale(batched=batched, homes=homes, echo=typer.echo))
 
 
+@bench_app.command("province")
+def bench_province(
+    gateways: Annotated[int, typer.Option(help="gateways, each its own connection")] = 30_000,
+    steady: Annotated[float, typer.Option(help="seconds at the morning peak")] = 300,
+    surge: Annotated[float, typer.Option(help="seconds at ten times the peak")] = 60,
+    restart: Annotated[
+        float, typer.Option(help="seconds at the peak with the broker restarted in them")
+    ] = 120,
+    rate: Annotated[float, typer.Option(help="the peak, messages a second")] = 480,
+    brokers: Annotated[
+        int, typer.Option(help="brokers (0: as few as the open-file limit allows)")
+    ] = 0,
+) -> None:
+    """A province's gateways, their brokers and ingest workers, for a bounded run: what held."""
+    from anbu.bench.province import run as run_province
+
+    typer.echo(run_province(gateways, steady, surge, restart, rate, brokers, echo=typer.echo))
+
+
 @bench_app.command("storage")
 def bench_storage(
     homes: Annotated[
@@ -196,8 +215,10 @@ def loadgen(
     """Publish synthetic native readings for benchmarks (gateways registered first)."""
     from rich.progress import Progress
 
-    from simulators.loadgen import gateways, register_load_homes, run_load
+    from simulators.loadgen import fd_room, gateways, register_load_homes, run_load
 
+    if fd_room(homes + 1024) < homes + 1024:
+        raise typer.BadParameter(f"{homes} gateways need more open files: raise `ulimit -n`")
     target = _target(password, prefix)
     names = gateways(target, homes)  # type: ignore[arg-type]
     _registered(lambda conn: register_load_homes(conn, names))
@@ -208,6 +229,8 @@ def loadgen(
             progress=lambda n: bar.update(task, completed=n),
         )  # fmt: skip
     typer.echo(
-        f"published {result.messages} messages ({result.readings} readings) in "
-        f"{result.seconds:.1f} s: {result.messages / result.seconds:,.0f} msg/s"
+        f"{homes} gateways connected in {result.connect_seconds:.1f} s; published "
+        f"{result.messages} messages ({result.readings} readings) in {result.seconds:.1f} s: "
+        f"{result.messages / result.seconds:,.0f} msg/s, {result.acknowledged} acknowledged, "
+        f"{result.reconnects} reconnects"
     )
