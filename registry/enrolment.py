@@ -133,14 +133,25 @@ def add_synthetic_homes(
 ) -> int:
     """Enrol many made-up homes at once (load generators and benches): for each id in `homes`
     a resident of that home (its display name the id: no personal data), a gateway of the same
-    id and the same `sensors` (vendor id, kind, room). Three statements whatever the count;
-    an id enrolled already is updated as add_resident/add_gateway/add_sensor would. Returns
-    the number of homes."""
+    id and the same `sensors` (vendor id, kind, room). Four statements whatever the count; an
+    id enrolled already in `dong_code` is updated as add_resident/add_gateway/add_sensor would.
+    Returns the number of homes. An id enrolled in another dong (a real resident's home or
+    gateway) is refused (ValueError) and nothing is written."""
     for _, _, room in sensors:
         if room not in ROOMS:
             raise ValueError(f"unknown room {room!r}; expected one of {ROOMS}")
     ids = list(homes)
     phone = checked_phone(phone)
+    taken = conn.execute(
+        """SELECT r.home FROM anbu.resident r WHERE r.home = ANY(%s::text[]) AND r.dong_code <> %s
+           UNION ALL
+           SELECT g.id FROM anbu.gateway g JOIN anbu.resident r ON r.id = g.resident_id
+           WHERE g.id = ANY(%s::text[]) AND r.dong_code <> %s
+           LIMIT 1""",
+        (ids, dong_code, ids, dong_code),
+    ).fetchone()
+    if taken is not None:  # never move a real resident, or their gateway, into made-up data
+        raise ValueError(f"{taken[0]!r} is enrolled outside dong {dong_code!r}; choose a prefix")
     conn.execute(
         """INSERT INTO anbu.resident (home, dong_code, display_name, phone)
            SELECT h, %s, h, %s FROM unnest(%s::text[]) AS h

@@ -9,10 +9,10 @@ A province is tens of thousands of gateways, each its own MQTT connection: one c
 thread each (as `replay` connects its few homes) would be tens of thousands of threads. Here a
 `Fleet` drives every gateway's client from one thread, one socket each, through paho's
 external-loop interface (loop_read / loop_write / loop_misc on a selector). Connections are
-made a wave at a time (at most `opening` waiting for their CONNACK, so a broker busy checking
-passwords is not flooded with connects that time out and come back), from several loopback
-source addresses (one address has only the ephemeral ports for ≈ 28,000 connections to one
-listener). A connection the broker drops is made again after a pause, like a gateway's; what
+made a wave at a time (at most `opening` waiting for their CONNACK: Mosquitto listens with a
+backlog of 100, and connects past it wait a second for the kernel's SYN retry), from several
+loopback source addresses, `per_source` gateways each (an address bound before connecting has
+≈ 28,000 ephemeral ports, shared by every process and every destination). A connection the broker drops is made again after a pause, like a gateway's; what
 its client had not had acknowledged is sent again (QoS 1), so a message is counted once
 acknowledged, never before.
 """
@@ -20,10 +20,11 @@ acknowledged, never before.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import ipaddress
 import json
 import selectors
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ SENSORS: tuple[tuple[str, SensorKind, str], ...] = (
     ("plug0", SensorKind.POWER, "kitchen"),
     ("plug1", SensorKind.POWER, "living"),
 )
+NO_MATCHING_SUBSCRIBERS = 0x10  # a PUBACK's reason code: accepted, and nobody subscribed
 RECONNECT_S = 2.0  # a dropped gateway's pause before it connects again (then doubling, to 30)
 CONNACK_TIMEOUT_S = 30.0
 MISC_EVERY_S = 1.0  # every client's keepalive bookkeeping runs about this often
@@ -51,11 +53,13 @@ MISC_EVERY_S = 1.0  # every client's keepalive bookkeeping runs about this often
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     messages: int  # published
-    acknowledged: int  # PUBACKs received (a message is counted once)
+    acknowledged: int  # PUBACKs with a success code (a message is counted once)
     readings: int
     seconds: float
     connect_seconds: float  # until every gateway first had its CONNACK
-    reconnects: int
+    reconnects: int  # attempts, over the fleet's life
+    unrouted: int = 0  # acknowledged with "no matching subscribers": nobody had them
+    rejected: int = 0  # PUBACKs with a failure code
 
 
 def gateways(target: ReplayTarget, homes: int) -> list[str]:
@@ -65,6 +69,15 @@ def gateways(target: ReplayTarget, homes: int) -> list[str]:
 def register_load_homes(conn: psycopg.Connection[Any], names: list[str]) -> None:
     registry.add_dong(conn, REPLAY_DONG, "replay", "replay")
     registry.add_synthetic_homes(conn, REPLAY_DONG, names, SENSORS)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def loopback_sources(count: int) -> list[str]:
@@ -81,15 +94,19 @@ class Fleet:
     keepalive: int = 60
     inflight: int = 20
     opening: int = 500
-    per_source: int = 20_000
+    per_source: int = 10_000
+    first: int = 0  # the fleet's place among all the run's gateways (several fleets' processes)
     clients: list[mqtt.Client] = field(init=False, default_factory=list)
     connected: set[int] = field(init=False, default_factory=set)
-    acknowledged: int = field(init=False, default=0)
+    acknowledged: int = field(init=False, default=0)  # PUBACKs with a success code
+    rejected: dict[str, int] = field(init=False, default_factory=dict)  # PUBACK failures
+    unrouted: int = field(init=False, default=0)  # acknowledged, but no subscriber had it
     reconnects: int = field(init=False, default=0)
     refused: dict[str, int] = field(init=False, default_factory=dict)
     _sel: selectors.BaseSelector = field(init=False, default_factory=selectors.DefaultSelector)
     _waiting: dict[int, float] = field(init=False, default_factory=dict)  # index: since
-    _retry: deque[tuple[float, int]] = field(init=False, default_factory=deque)
+    _retry: list[tuple[float, int]] = field(init=False, default_factory=list)  # a heap
+    _opened: int = field(init=False, default=0)  # clients 0.._opened-1 have been connected once
     _pause: dict[int, float] = field(init=False, default_factory=dict)
     _misc_at: int = field(init=False, default=0)
     _misc_clock: float = field(init=False, default=0.0)
@@ -105,6 +122,7 @@ class Fleet:
         c.username_pw_set(name, self.target.password)
         c.max_inflight_messages_set(self.inflight)
         c.max_queued_messages_set(0)
+        c.connect_timeout = 2.0  # the TCP connect blocks the fleet's one thread meanwhile
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
@@ -146,15 +164,29 @@ class Fleet:
         self._waiting.pop(index, None)
         if index in self.connected:
             self.connected.discard(index)
+        self._again(index)
+
+    def _again(self, index: int) -> None:
+        """Connect gateway `index` again after its pause (doubling from RECONNECT_S to 30 s)."""
         pause = self._pause.get(index, RECONNECT_S / 2) * 2
         self._pause[index] = min(pause, 30.0)
-        self._retry.append((time.monotonic() + self._pause[index], index))
+        heapq.heappush(self._retry, (time.monotonic() + self._pause[index], index))
 
-    def _on_publish(self, _c: mqtt.Client, _i: int, _mid: int, _rc: Any, _p: Any) -> None:
+    def _on_publish(self, _c: mqtt.Client, _i: int, _mid: int, rc: Any, _p: Any) -> None:
+        if rc.is_failure:  # not authorised, quota exceeded...: the broker refused it
+            self.rejected[str(rc)] = self.rejected.get(str(rc), 0) + 1
+            return
         self.acknowledged += 1
+        if rc.value == NO_MATCHING_SUBSCRIBERS:
+            self.unrouted += 1
 
     def _source(self, index: int) -> str:
-        return loopback_sources(index // self.per_source + 1)[-1]
+        """The loopback address gateway `index` connects from, for a broker on this machine
+        (each address's ephemeral ports are shared by every process binding to it, whatever
+        the broker's port); "" (the system's choice) for a broker elsewhere."""
+        if not _is_loopback(self.target.host):
+            return ""
+        return loopback_sources((self.first + index) // self.per_source + 1)[-1]
 
     def _open_one(self, index: int, first: bool) -> None:
         c = self.clients[index]
@@ -168,15 +200,16 @@ class Fleet:
                 c.reconnect()
         except OSError:
             self._waiting.pop(index, None)
-            self._retry.append((time.monotonic() + RECONNECT_S, index))
+            self._again(index)
 
     def connect_all(self, timeout: float = 600.0) -> float:
-        """Connect every gateway, `opening` at a time; seconds until all had a CONNACK."""
+        """Connect every gateway not yet connected once, `opening` at a time (the dropped
+        are connected again by pump()); seconds until all are connected."""
         began = time.monotonic()
-        todo = deque(range(len(self.clients)))
         while len(self.connected) < len(self.clients):
-            while todo and len(self._waiting) < self.opening:
-                self._open_one(todo.popleft(), first=True)
+            while self._opened < len(self.clients) and len(self._waiting) < self.opening:
+                self._opened += 1
+                self._open_one(self._opened - 1, first=True)
             self.pump(0.01)
             if time.monotonic() - began > timeout:
                 raise TimeoutError(f"{len(self.connected)} of {len(self.clients)} gateways "
@@ -184,7 +217,10 @@ class Fleet:
         return time.monotonic() - began
 
     def publish(self, index: int, topic: str, payload: bytes) -> None:
-        self.clients[index].publish(topic, payload, qos=1)
+        """Publish QoS 1; a gateway not connected keeps it until it is (paho's queue)."""
+        info = self.clients[index].publish(topic, payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"publish refused by the client: {mqtt.error_string(info.rc)}")
 
     def pump(self, timeout: float) -> None:
         """Read and write what the sockets are ready for, for at most `timeout` seconds; time
@@ -197,10 +233,11 @@ class Fleet:
                 c.loop_write()
         now = time.monotonic()
         while self._retry and self._retry[0][0] <= now and len(self._waiting) < self.opening:
-            self._open_one(self._retry.popleft()[1], first=False)
+            self._open_one(heapq.heappop(self._retry)[1], first=False)
         for index, since in list(self._waiting.items()):
-            if now - since > CONNACK_TIMEOUT_S:
-                self.clients[index].disconnect()  # its _on_disconnect schedules the retry
+            if now - since > CONNACK_TIMEOUT_S:  # reconnect() closes the silent socket first
+                del self._waiting[index]
+                self._again(index)
         self._misc(now)
 
     def _misc(self, now: float) -> None:
@@ -262,7 +299,8 @@ def run_load(
     own = fleet is None
     fleet = fleet or Fleet(target, names)
     try:
-        connect_s = fleet.connect_all() if len(fleet.connected) < len(names) else 0.0
+        connect_s = fleet.connect_all() if fleet._opened < len(names) else 0.0
+        acked, unrouted, rejected = fleet.acknowledged, fleet.unrouted, sum(fleet.rejected.values())
         began = time.monotonic()
         sent = 0
         while (elapsed := time.monotonic() - began) < duration_s:
@@ -277,8 +315,9 @@ def run_load(
             fleet.pump(min(0.005, max(0.0, (due / rate) - elapsed)))
         fleet.settle(120.0)
         seconds = time.monotonic() - began
-        return LoadResult(sent, fleet.acknowledged, sent * batch, seconds, connect_s,
-                          fleet.reconnects)  # fmt: skip
+        return LoadResult(sent, fleet.acknowledged - acked, sent * batch, seconds, connect_s,
+                          fleet.reconnects, fleet.unrouted - unrouted,
+                          sum(fleet.rejected.values()) - rejected)  # fmt: skip
     finally:
         if own:
             fleet.close()

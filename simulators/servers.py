@@ -398,11 +398,12 @@ class EmbeddedMosquitto:
                 time.sleep(0.05)
         self.provision()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the broker saves its state on the way out), SIGKILL past `timeout`."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -156,21 +157,37 @@ def delays(dsn: str, phase: Phase) -> tuple[float, float, float]:
     return (float(row[0] or 0), float(row[1] or 0), float(row[2] or 0))
 
 
-def _restart_later(parts: Parts, after_s: float, down_s: float,
-                   started: list[float]) -> threading.Thread:  # fmt: skip
-    def run() -> None:
-        time.sleep(after_s)
-        parts.retire_brokers()
-        for r in parts.regions:
-            r.mq.stop()  # SIGTERM: the broker saves its sessions and queues, as systemd does
-        time.sleep(down_s)
-        for r in parts.regions:
-            r.mq.start()
-        started.append(time.monotonic())
+class Restart(threading.Thread):
+    """The brokers stopped (SIGTERM: each saves its sessions and queues, as systemd stops
+    it) `after_s` into a phase and started again `down_s` later; join() re-raises a failure."""
 
-    t = threading.Thread(target=run, name="restart-brokers", daemon=True)
-    t.start()
-    return t
+    def __init__(self, parts: Parts, after_s: float, down_s: float) -> None:
+        super().__init__(name="restart-brokers", daemon=True)
+        self.parts, self.after_s, self.down_s = parts, after_s, down_s
+        self.cancel = threading.Event()
+        self.started_at: float | None = None
+        self.failed: BaseException | None = None
+        self.subscriptions = [_subscriptions(r.worker) for r in parts.regions]
+
+    def run(self) -> None:
+        try:
+            if self.cancel.wait(self.after_s):
+                return
+            self.parts.retire_brokers()
+            for r in self.parts.regions:
+                r.mq.stop(timeout=120)
+            if self.cancel.wait(self.down_s):
+                return
+            for r in self.parts.regions:
+                r.mq.start()
+            self.started_at = time.monotonic()
+        except BaseException as exc:  # handed to join()
+            self.failed = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.failed is not None:
+            raise RuntimeError("restarting the brokers failed") from self.failed
 
 
 def _ask(regions: list[Region], key: str, timeout: float, **command: Any) -> list[dict[str, Any]]:
@@ -182,12 +199,27 @@ def _ask(regions: list[Region], key: str, timeout: float, **command: Any) -> lis
     return [r.publisher.wait_for(key, timeout) for r in regions if r.publisher is not None]
 
 
-def _resubscribed(worker: Worker) -> str:
-    try:
-        worker.wait_for("subscribed", 10)
-    except (TimeoutError, RuntimeError):
-        return "not seen"
-    return "yes"
+def _subscriptions(worker: Worker | None) -> int:
+    """How many times the worker has subscribed so far (it prints {"subscribed": n} each
+    time it subscribes again after a reconnect); lines not yet read are read now."""
+    if worker is None:
+        return 0
+    while True:
+        try:
+            worker.seen.append(worker.lines.get_nowait())
+        except queue.Empty:
+            break
+    return max([1, *(int(d["subscribed"]) for d in worker.seen if "subscribed" in d)])
+
+
+def _resubscribed(worker: Worker | None, before: int) -> bool:
+    """Whether the worker subscribed again since it had subscribed `before` times."""
+    deadline = time.monotonic() + 10
+    while _subscriptions(worker) <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _start_region(tmp: Path, n: int, names: list[str], dsn: str) -> Region:
@@ -226,6 +258,7 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
         pg.init()
         pg.start()
         regions: list[Region] = []
+        restart: Restart | None = None
         try:
             dsn = pg.create_database("bench")
             migrate(dsn)
@@ -241,7 +274,6 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
             echo(f"{gateways:,} gateways connected in {connect_s:.1f} s; broker memory "
                  + ", ".join(f"{mb:.0f} MB" for mb in broker_mb))  # fmt: skip
             parts = Parts(regions, pg)
-            started: list[float] = []
             phases: list[Phase] = []
             answers: list[dict[str, Any]] = []
             for name, factor, length in (("steady", 1, steady_s), ("surge", 10, surge_s),
@@ -250,29 +282,35 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
                     continue
 
                 def body(name: str = name, factor: int = factor, length: float = length) -> int:
-                    t = (
-                        _restart_later(parts, length / 4, 1.0, started)
-                        if name == "restart"
-                        else None
-                    )
+                    nonlocal restart
+                    if name == "restart":
+                        restart = Restart(parts, length / 4, 1.0)
+                        restart.start()
                     got = _ask(regions, name, length + 300, do="load", seconds=length,
                                rate=rate * factor / brokers)  # fmt: skip
-                    if t is not None:
-                        t.join()
+                    if restart is not None:
+                        restart.join()
                     answers[:] = got
                     return sum(int(a[name]) for a in got)
 
                 phases.append(p := _phase(name, parts, body))
+                acked = sum(int(a["acknowledged"]) for a in answers)
+                unrouted = sum(int(a["unrouted"]) for a in answers)
+                refused = sum(int(a["rejected"]) for a in answers)
                 echo(f"{name}: {p.messages:,} messages in {p.seconds:.1f} s "
-                     f"({p.messages / p.seconds:,.0f}/s) acknowledged; cpu % of a core: "
+                     f"({p.messages / p.seconds:,.0f}/s), {acked:,} acknowledged "
+                     f"({unrouted:,} with no subscriber, {refused:,} refused); cpu % of a core: "
                      + ", ".join(f"{k} {v:.0%}" for k, v in p.cpu.items()))  # fmt: skip
             reconnect_s = -1.0
-            if started and all(a.get("all_connected_at") for a in answers):
-                reconnect_s = max(max(a["all_connected_at"] for a in answers) - started[0], 0.0)
-                resubscribed = [_resubscribed(r.worker) for r in regions if r.worker]
+            if restart is not None and restart.started_at is not None:
+                back = [a.get("all_connected_at") or 0.0 for a in answers]
+                if min(back) > restart.started_at:  # every fleet whole again since the start
+                    reconnect_s = max(back) - restart.started_at
+                again = [_resubscribed(r.worker, n)
+                         for r, n in zip(regions, restart.subscriptions, strict=True)]  # fmt: skip
                 echo(f"after the brokers' restart every gateway was connected again in "
-                     f"{reconnect_s:.1f} s ({sum(a['reconnects'] for a in answers):,} "
-                     f"reconnects in all); ingest workers subscribed again: {resubscribed}")  # fmt: skip
+                     f"{reconnect_s:.1f} s (-1: not all); ingest workers subscribed again: "
+                     f"{again}")  # fmt: skip
             published = sum(p.messages for p in phases)
             stored, waited = wait_stored(dsn, published, 300)
             echo(f"published {published:,}, stored {stored:,} "
@@ -284,6 +322,9 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
                 echo(f"{p.name}: publish to ingest median {p50:.0f} ms, p99 {p99:.0f} ms, "
                      f"max {top:.0f} ms")  # fmt: skip
         finally:
+            if restart is not None and restart.is_alive():
+                restart.cancel.set()
+                threading.Thread.join(restart)
             for r in regions:
                 r.stop()
             pg.stop()
@@ -300,21 +341,37 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
 
 def publisher(port: int, first: str, count: int) -> None:
     """A region's publisher process: `count` gateways from `first` on, commands on stdin
-    (JSON lines: connect, or load at a rate for some seconds), an answer line each."""
+    (JSON lines: connect, or load at a rate for some seconds), an answer line each. Between
+    commands it keeps pumping, so its gateways keep their keepalives."""
     start = int(first.removeprefix(PREFIX))
     names = [f"{PREFIX}{n:05d}" for n in range(start, start + count)]
     target = ReplayTarget("127.0.0.1", port, PASSWORD, PREFIX)
-    fleet = Fleet(target, names, opening=64)
-    try:
+    fleet = Fleet(target, names, opening=64, first=start)
+    commands: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def read() -> None:
         for line in sys.stdin:
+            commands.put(line)
+        commands.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while True:
+            try:
+                line = commands.get_nowait()
+            except queue.Empty:
+                fleet.pump(0.05)
+                continue
+            if line is None:
+                return
             command = json.loads(line)
             key = command["key"]
             if command["do"] == "connect":
                 answer: dict[str, Any] = {key: fleet.connect_all(900)}
             else:
-                result = run_load(target, names, command["rate"], command["seconds"], fleet=fleet)
-                answer = {key: result.messages, "acknowledged": result.acknowledged,
-                          "reconnects": fleet.reconnects,
+                r = run_load(target, names, command["rate"], command["seconds"], fleet=fleet)
+                answer = {key: r.messages, "acknowledged": r.acknowledged,
+                          "unrouted": r.unrouted, "rejected": r.rejected,
                           "all_connected_at": fleet.all_connected_at}  # fmt: skip
             print(json.dumps(answer), flush=True)
     finally:
