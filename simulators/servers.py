@@ -57,6 +57,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks clients' source ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_server_port() -> int:
+    """A free port outside the kernel's ephemeral range, for a server that is restarted on
+    the same port: one from that range may meanwhile be taken as a client's source port (seen
+    with 30,000 gateways reconnecting: the broker could not listen again)."""
+    low, _ = ephemeral_ports()
+    for _ in range(200):
+        port = secrets.randbelow(max(low - 10_000, 1)) + 10_000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def postgres_bindir() -> Path:
     found = shutil.which("pg_ctl")
     if found and shutil.which("initdb"):
@@ -275,9 +300,9 @@ class EmbeddedMosquitto:
 
     workdir: Path
     users: dict[str, str] = field(repr=False)
-    port: int = field(default_factory=free_port)
-    gateway_port: int = field(default_factory=free_port)
-    service_port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_server_port)
+    gateway_port: int = field(default_factory=free_server_port)
+    service_port: int = field(default_factory=free_server_port)
     conf_source: Traversable = field(default_factory=lambda: broker_file("mosquitto.conf"))
     bind_client_ids: bool = False
     service_client_ids: dict[str, str] = field(default_factory=dict)
