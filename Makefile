@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: demo test lint typecheck contracts security system-deps timescaledb wheel-check clean
+.PHONY: demo test lint typecheck contracts security system-deps browser-deps timescaledb wheel-check clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "anbu needs Python 3.11 or newer"'
@@ -27,7 +27,11 @@ timescaledb:
 demo: $(STAMP) system-deps
 	$(BIN)/anbu demo $(ARGS)
 
-test: $(STAMP) system-deps timescaledb lint contracts typecheck security
+# Chromium for the browser tests (tests/browser; the demo does not need it)
+browser-deps:
+	@bash scripts/browser-deps.sh
+
+test: $(STAMP) system-deps browser-deps timescaledb lint contracts typecheck security
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp $(ARGS)
 
 lint: $(STAMP)

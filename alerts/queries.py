@@ -141,6 +141,19 @@ def page_alerts(
     return AlertPage(views, next_after, total)
 
 
+UNACKNOWLEDGED = ("open", "calling", "escalated")  # nobody has said "I'm on it" yet
+
+
+def count_unacknowledged(conn: psycopg.Connection[Any], dongs: Dongs) -> int:
+    """Alerts of `dongs` that no care manager has acknowledged yet (the page title's count)."""
+    row = conn.execute(
+        """SELECT count(*) FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
+           WHERE r.dong_code = ANY(%s) AND a.state = ANY(%s)""",
+        (dong_list(dongs), list(UNACKNOWLEDGED)),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def alert_version(conn: psycopg.Connection[Any], alert_id: int) -> int:
     """The alert's version: the id of its last event. Every change its timeline shows (a
     transition, a severity raised, a finding joined, a reassignment...) appends an event, so

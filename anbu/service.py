@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 # first: else a webhook sent on a connection uvicorn is closing fails, and a lost 'completed'
 # callback leaves a call without its outcome (uvicorn's own default is 5 s)
 WEB_KEEP_ALIVE_S = 75
+WEB_GRACEFUL_S = 10  # requests in flight when the web server stops get this long to finish
 
 URGENT_BACKOFF_S = (0.5, 30.0)  # the listener's reconnect wait: first, then doubling up to max
 URGENT_PING_S = 15.0  # a quiet listener checks its connection this often
@@ -353,6 +354,9 @@ class Runtime:
         config = uvicorn.Config(
             app, host=self.settings.web_host, port=self.settings.web_port,
             log_level="warning", access_log=False, timeout_keep_alive=WEB_KEEP_ALIVE_S,
+            # open care-queue streams (/alerts/events) never end by themselves: past this,
+            # a stopping web server cancels them (the browsers open them again elsewhere)
+            timeout_graceful_shutdown=WEB_GRACEFUL_S,
         )  # fmt: skip
         if self.settings.web_metrics_port is not None:  # /metrics for Prometheus, internally
             self.web_metrics = serve_metrics(

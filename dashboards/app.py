@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC
 from html import escape
 from pathlib import Path
@@ -59,6 +60,7 @@ from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
 from dashboards.enrolment import install_enrolment
 from dashboards.metrics import database_registry
 from dashboards.problems import CatchAll, ProblemDetails
+from dashboards.queue_feed import stop_feed
 from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
@@ -383,6 +385,12 @@ def edged_webhooks(webhooks: Router, settings: Settings) -> ASGIApp:
     return RequestId(SecurityHeaders(CatchAll(limited)))
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    stop_feed(app.state)  # the live queue's LISTEN connection, if a page opened one
+
+
 def create_app(
     db: Database,
     settings: Settings,
@@ -398,6 +406,7 @@ def create_app(
         docs_url=None,  # _docs_router: FastAPI's page starts Swagger UI with an inline script
         redoc_url=None,
         generate_unique_id_function=_operation_id,
+        lifespan=_lifespan,
     )
     app.state.deps = Deps(
         db=db,

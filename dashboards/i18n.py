@@ -123,6 +123,20 @@ TEXTS: dict[str, tuple[str, str]] = {
     "note": ("메모 (선택)", "Note (optional)"),
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
+    "live_note": (
+        "새 알림과 단계가 바뀐 알림은 새로고침 없이 바로 나타납니다.",
+        "New and changed alerts appear as they happen, without reloading.",
+    ),
+    "live_polling": (
+        "실시간 연결이 끊겨 30초마다 확인하고 있습니다. 연결되면 다시 바로 나타납니다.",
+        "The live connection dropped: checking every 30 seconds until it is back.",
+    ),
+    "waiting_count": ("미확인 {n}건", "{n} not yet acknowledged"),
+    "alarm_turn_off": ("심각 알림 소리·팝업 끄기", "Turn off sound and pop-ups for critical"),
+    "alarm_turn_on": ("심각 알림 소리·팝업 켜기", "Turn on sound and pop-ups for critical"),
+    "notify_allow": ("브라우저 팝업 알림 허용", "Allow browser pop-up notifications"),
+    "new_critical": ("새 심각 알림 {n}건이 있습니다.", "{n} new critical alert(s)."),
+    "new_critical_title": ("안부: 새 심각 알림", "anbu: new critical alert"),
     "alert_changed": (
         "처리되지 않았습니다. 이 화면을 연 뒤 알림 내용이 바뀌었습니다(현재 단계: {severity}, "
         "상태: {state}). 알림을 다시 열어 바뀐 내용을 확인한 뒤 다시 처리해 주세요.",

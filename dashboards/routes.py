@@ -9,7 +9,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 import registry
 from alerts import absence, queries
@@ -43,6 +43,7 @@ from dashboards.authz import Action, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import actor_label, change_error, text
+from dashboards.queue_feed import feed_of, queue_events
 from detectors.health import HealthPolicy
 from registry import InvalidChange, ResidentEnded
 from registry.assignment import Assignee, assignable, care_manager_of
@@ -309,12 +310,24 @@ def pages_router() -> APIRouter:
                 conn, visible_dongs(manager), limit=PAGE_ROWS, after=place,
                 by_severity=True, with_total=True,
             )  # fmt: skip
+            waiting = queries.count_unacknowledged(conn, visible_dongs(manager))
         return render(
             request, deps, lang, "alerts.html", manager,
-            alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S,
+            alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S, waiting=waiting,
             next_page=paging.encode("queue", page.next_after), paged=place is not None,
             page_rows=PAGE_ROWS,
         )  # fmt: skip
+
+    @router.get("/alerts/events", include_in_schema=False)
+    async def alert_events(request: Request, deps: AppDeps, manager: AlertReader) -> Response:
+        """The care queue's changes as server-sent events (static/queue.js listens): a
+        change in the manager's dongs says only "read the queue again"."""
+        feed = feed_of(request.app.state, deps.db.conninfo)
+        return StreamingResponse(
+            queue_events(feed, visible_dongs(manager), request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @router.get("/alerts/{alert_id}")
     def alert_detail(

@@ -32,7 +32,9 @@ class WebServer:
     """An ASGI app in a real uvicorn server, in a thread."""
 
     def __init__(self, app: ASGIApp, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )  # open streams end at stop()
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

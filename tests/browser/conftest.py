@@ -1,0 +1,75 @@
+"""Chromium for the browser tests: Debian's `chromium` package (scripts/system-deps.sh installs
+it), driven by Playwright from PyPI. Playwright's own browser download is not reachable here,
+so it is pointed at the system binary. A machine without either fails these tests, never skips
+them: `make test` installs both.
+
+Every page a test shoots is kept under .pytest-tmp/browser/ (the test run's artifacts).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.dashboard_support import town  # noqa: F401 - a fixture for these tests
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".pytest-tmp" / "browser"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # root in CI
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # this machine's closed network refuses its calls
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("Chromium is not installed: `make test` installs it (apt-get install chromium)")
+
+
+@dataclass
+class Browser:
+    """One Chromium for the session; each test opens its own contexts (a fresh profile)."""
+
+    chromium: Any
+
+    def new_context(self, base: str, width: int = 1366, height: int = 900) -> Any:
+        return self.chromium.new_context(
+            base_url=base,
+            viewport={"width": width, "height": height},
+            locale="ko-KR",
+            timezone_id="Asia/Seoul",
+        )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs it (pip, the test extra)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=chromium_binary(), args=CHROMIUM_FLAGS)
+        try:
+            yield Browser(chromium)
+        finally:
+            chromium.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    """Keep a screenshot of the whole page as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
