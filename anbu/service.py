@@ -7,10 +7,12 @@ each (ingest, worker, web) so that `anbu serve <role>` scales each horizontally.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 from zoneinfo import ZoneInfo
@@ -34,6 +36,7 @@ from core.db import Database, migrate
 from core.ticker import Ticker
 from dashboards.app import create_app
 from dashboards.metrics import serve_ingest_metrics, serve_metrics
+from dashboards.queue_feed import close_streams
 from detectors.health import HealthPolicy
 from detectors.health_sweep import health_sweep, learn_cadences
 from detectors.inactivity import InactivityPolicy
@@ -363,7 +366,7 @@ class Runtime:
                 app.state.metrics_registry, self.settings.web_metrics_host,
                 self.settings.web_metrics_port, self.settings.metrics_token,
             )  # fmt: skip
-        self.web = uvicorn.Server(config)
+        self.web = StreamsFirstServer(config, lambda: close_streams(app.state))
         if not background:
             self.web.run()
             return
@@ -398,9 +401,9 @@ class Runtime:
             self.web_metrics.server_close()
             self.web_metrics = None
         if self.web is not None:
-            self.web.should_exit = True
+            self.web.handle_exit(signal.SIGTERM, None)  # the care queue's streams end first
             for t in self._threads:
-                t.join(10)
+                t.join(WEB_GRACEFUL_S + 10)
             self.web = None
         if self._model is not None:
             # a stop during the classifier's training: let it end first, or the interpreter
@@ -408,6 +411,19 @@ class Runtime:
             self._model.join(60)
             self._model = None
         self.db.close()
+
+
+class StreamsFirstServer(uvicorn.Server):
+    """uvicorn, ending the care queue's open streams as it begins to stop (SIGTERM or
+    stop()): they never end by themselves, and uvicorn waits for open answers."""
+
+    def __init__(self, config: uvicorn.Config, before_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_exit = before_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._before_exit()
+        super().handle_exit(sig, frame)
 
 
 def build(settings: Settings, clock: Clock | None = None, run_migrations: bool = True) -> Runtime:

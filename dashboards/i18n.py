@@ -124,19 +124,53 @@ TEXTS: dict[str, tuple[str, str]] = {
     "back": ("목록으로", "Back to list"),
     "refresh_note": ("30초마다 새로고침됩니다.", "Refreshes every 30 seconds."),
     "live_note": (
-        "새 알림과 단계가 바뀐 알림은 새로고침 없이 바로 나타납니다.",
-        "New and changed alerts appear as they happen, without reloading.",
+        "새 알림과 바뀐 내용이 새로고침 없이 바로 반영됩니다.",
+        "New alerts and changes appear without reloading.",
     ),
     "live_polling": (
-        "실시간 연결이 끊겨 30초마다 확인하고 있습니다. 연결되면 다시 바로 나타납니다.",
-        "The live connection dropped: checking every 30 seconds until it is back.",
+        "실시간 연결이 끊겨 30초마다 목록을 다시 불러옵니다. 연결되면 다시 바로 반영됩니다.",
+        "Live updates interrupted: the list reloads every 30 seconds until they are back.",
     ),
-    "waiting_count": ("미확인 {n}건", "{n} not yet acknowledged"),
-    "alarm_turn_off": ("심각 알림 소리·팝업 끄기", "Turn off sound and pop-ups for critical"),
-    "alarm_turn_on": ("심각 알림 소리·팝업 켜기", "Turn on sound and pop-ups for critical"),
-    "notify_allow": ("브라우저 팝업 알림 허용", "Allow browser pop-up notifications"),
-    "new_critical": ("새 심각 알림 {n}건이 있습니다.", "{n} new critical alert(s)."),
-    "new_critical_title": ("안부: 새 심각 알림", "anbu: new critical alert"),
+    "waiting_count": ("담당자 미확인 {n}건", "{n} not yet acknowledged"),
+    "waiting_title": ("미확인 {n}", "{n} unacknowledged"),
+    "alarm_state_on": (
+        "심각 단계 알림음·팝업: 켜짐 (끄기)",
+        "Sound and pop-ups for critical alerts: on (turn off)",
+    ),
+    "alarm_state_off": (
+        "심각 단계 알림음·팝업: 꺼짐 (켜기)",
+        "Sound and pop-ups for critical alerts: off (turn on)",
+    ),
+    "notify_allow": (
+        "화면 알림 받기 (브라우저 창에서 '허용' 선택)",
+        "Get desktop notifications (choose 'Allow')",
+    ),
+    "sound_needs_click": (
+        "알림음은 이 화면을 한 번 누른 뒤부터 울립니다.",
+        "Sound starts after you click anywhere on this page once.",
+    ),
+    "notify_blocked": (
+        "브라우저에서 알림이 차단되어 팝업이 뜨지 않습니다. 주소창의 자물쇠 아이콘에서 '알림'을 "
+        "허용해 주세요.",
+        "This browser blocks notifications, so no pop-ups appear: allow them from the lock icon "
+        "in the address bar.",
+    ),
+    "notify_unsupported": (
+        "이 기기의 브라우저는 팝업 알림을 띄울 수 없어 소리로만 알립니다.",
+        "This device's browser cannot show pop-ups here: alerts ring only.",
+    ),
+    "alarm_limits": (
+        "소리와 팝업은 이 화면이 열려 있을 때만 작동하며, 켜고 끈 설정은 이 브라우저에만 "
+        "적용됩니다. 휴대폰 화면이 꺼지면 울리지 않으니 문자 알림도 함께 확인해 주세요.",
+        "Sound and pop-ups work only while this page is open, and the setting applies to this "
+        "browser only; they do not replace the SMS alerts.",
+    ),
+    "new_critical": (
+        "심각 단계 알림 {n}건이 새로 생겼습니다. 바로 확인해 주세요.",
+        "{n} alert(s) now critical. Please check now.",
+    ),
+    "new_critical_marked": ("목록에서 테두리로 표시했습니다.", "They are outlined in the list."),
+    "new_critical_title": ("[안부] 심각 단계 알림", "anbu: critical alert"),
     "alert_changed": (
         "처리되지 않았습니다. 이 화면을 연 뒤 알림 내용이 바뀌었습니다(현재 단계: {severity}, "
         "상태: {state}). 알림을 다시 열어 바뀐 내용을 확인한 뒤 다시 처리해 주세요.",

@@ -6,14 +6,19 @@ in a thread of its own, only while some care manager's page is open (it closes a
 after the last stream ends), and wakes each stream whose dongs the notification names. A
 stream says only "your queue changed": the page then reads the queue again through its own
 route, with the care manager's own session and rights, so nothing passes here that the
-route would not show. A lost connection is opened again with a growing wait; every stream is
-woken after each (re)connect, for what changed while nobody listened.
+route would not show. The connection is checked when quiet (a dead one raises, and is opened
+again with a growing wait); every stream is woken after each (re)connect, for what changed
+while nobody listened. A stream sends a `ping` event every PING_S, so the page can tell a
+live stream from one a proxy holds or a sleeping laptop lost, and ends by itself after about
+STREAM_LIFE_S; a care manager has at most STREAMS_PER_MANAGER open in one process; when the
+server stops, close() ends every stream at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -27,12 +32,25 @@ log = logging.getLogger(__name__)
 CHANNEL = "anbu_queue"
 IDLE_CLOSE_S = 1.0  # the LISTEN connection closes this long after the last stream ends
 RETRY_S = (0.5, 30.0)  # first and longest wait before opening a lost connection again
+CHECK_S = 15.0  # a quiet LISTEN connection is checked this often (a dead one raises)
+PING_S = 20.0  # a ping event this often: the page knows its stream is alive
+STREAM_LIFE_S = 600.0  # then the stream ends and the browser opens it again (the session is
+# checked once more: a care manager logged out elsewhere, or moved to another dong, stops);
+# each stream's life is spread by up to a tenth, so pages do not all come back at once
+RETRY_MS = 5000  # the browser's wait before it opens an ended stream again
+EVENT_GAP_S = 2.0  # at most one `queue` event a stream this often: a burst is one re-read
+STREAMS_PER_MANAGER = 4  # in one web process; past it 429 (the page then polls)
+
+
+class TooManyStreams(Exception):
+    """A care manager already has STREAMS_PER_MANAGER streams open in this process."""
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One open stream: the dongs it shows and the event its coroutine waits on."""
+    """One open stream: whose, the dongs it shows and the event its coroutine waits on."""
 
+    owner: int
     dongs: frozenset[str]
     loop: asyncio.AbstractEventLoop
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -50,12 +68,21 @@ class QueueFeed:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.closing = False  # set by close(): streams end, new ones are refused
         self.connects = 0  # LISTEN connections opened, for tests and metrics
         self.listening = threading.Event()
 
-    def subscribe(self, dongs: Iterable[str]) -> Subscription:
-        sub = Subscription(frozenset(dongs), asyncio.get_running_loop())
+    def room_for(self, owner: int) -> bool:
+        """Whether `owner` may open one more stream (the route answers 429 when not)."""
         with self._lock:
+            return sum(1 for s in self._subs if s.owner == owner) < STREAMS_PER_MANAGER
+
+    def subscribe(self, owner: int, dongs: Iterable[str]) -> Subscription:
+        """A new stream's subscription; TooManyStreams past STREAMS_PER_MANAGER."""
+        sub = Subscription(owner, frozenset(dongs), asyncio.get_running_loop())
+        with self._lock:
+            if sum(1 for s in self._subs if s.owner == owner) >= STREAMS_PER_MANAGER:
+                raise TooManyStreams(owner)
             self._subs.add(sub)
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
@@ -67,12 +94,19 @@ class QueueFeed:
         with self._lock:
             self._subs.discard(sub)
 
+    def close(self) -> None:
+        """The server is stopping: end every stream now (they would hold the stop up)."""
+        self.closing = True
+        self._wake(None)
+
     def stop(self) -> None:
-        """End the listener now (the app's shutdown)."""
+        """End the listener (the app's shutdown)."""
+        self.close()
         self._stop.set()
         thread = self._thread
         if thread is not None:
             thread.join(5)
+        self.listening.clear()
 
     def _wake(self, dong: str | None) -> None:
         with self._lock:
@@ -81,46 +115,57 @@ class QueueFeed:
             if dong is None or dong in sub.dongs:
                 sub.wake()
 
-    def _idle(self) -> bool:
-        with self._lock:
-            return not self._subs
+    def _done_if_idle(self) -> bool:
+        """True (and the thread let go) when no stream is open."""
+        with self._lock:  # a stream subscribing after this starts a new thread
+            if self._subs:
+                return False
+            self._thread = None
+            self.listening.clear()
+            return True
 
     def _run(self) -> None:
         wait = RETRY_S[0]
-        idle_since: float | None = None
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10,
+                                     keepalives_idle=10, keepalives_interval=5,
+                                     keepalives_count=3,
+                                     application_name="anbu-queue-feed") as conn:  # fmt: skip
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.connects += 1
                     self.listening.set()
                     wait = RETRY_S[0]
                     self._wake(None)  # whatever changed while nobody listened
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake(note.payload)
-                        if not self._idle():
-                            idle_since = None
-                        elif idle_since is None:
-                            idle_since = time.monotonic()
-                        elif time.monotonic() - idle_since > IDLE_CLOSE_S:
-                            with self._lock:  # closes only if still nobody: a new stream
-                                if not self._subs:  # after this starts a new thread
-                                    self._thread = None
-                                    self.listening.clear()
-                                    return
-            except psycopg.Error as exc:
+                    if self._listen(conn):
+                        return
+            except Exception as exc:  # a lost connection, or anything else: try again
                 self.listening.clear()
                 log.warning("queue feed lost its connection; reconnecting",
                             extra={"error": type(exc).__name__, "wait_s": wait})  # fmt: skip
-                if self._stop.wait(wait):
+                if self._stop.wait(wait) or self._done_if_idle():
                     return
                 wait = min(wait * 2, RETRY_S[1])
-                with self._lock:  # nobody waits any more: stop trying
-                    if not self._subs:
-                        self._thread = None
-                        return
         self.listening.clear()
+
+    def _listen(self, conn: psycopg.Connection[Any]) -> bool:
+        """Wake streams until stopped or idle (True: the thread is done)."""
+        checked = idle_since = time.monotonic()
+        while not self._stop.is_set():
+            for note in conn.notifies(timeout=0.5, stop_after=1):
+                self._wake(note.payload)
+                checked = time.monotonic()
+            now = time.monotonic()
+            if now - checked > CHECK_S:
+                conn.execute("SELECT 1")  # a dead connection raises here
+                checked = now
+            with self._lock:
+                open_ = bool(self._subs)
+            if open_:
+                idle_since = now
+            elif now - idle_since > IDLE_CLOSE_S and self._done_if_idle():
+                return True
+        return True
 
 
 def stop_feed(app_state: Any) -> None:
@@ -128,6 +173,13 @@ def stop_feed(app_state: Any) -> None:
     feed = getattr(app_state, "queue_feed", None)
     if feed is not None:
         feed.stop()
+
+
+def close_streams(app_state: Any) -> None:
+    """As the server begins to stop: end the open streams at once."""
+    feed = getattr(app_state, "queue_feed", None)
+    if feed is not None:
+        feed.close()
 
 
 def feed_of(app_state: Any, conninfo: str) -> QueueFeed:
@@ -138,29 +190,36 @@ def feed_of(app_state: Any, conninfo: str) -> QueueFeed:
     return feed
 
 
-PING_S = 20.0  # a comment line this often: proxies keep the stream, a closed tab is noticed
-STREAM_LIFE_S = 600.0  # then the stream ends and the browser opens it again (the session is
-# checked once more: a care manager logged out elsewhere, or moved to another dong, stops)
-RETRY_MS = 5000  # the browser's wait before it opens an ended stream again
+def _event(name: str) -> str:
+    return f"event: {name}\ndata: {{}}\n\n"
 
 
-async def queue_events(feed: QueueFeed, dongs: Iterable[str], request: Any) -> AsyncIterator[str]:
-    """Server-sent events for one care manager's queue: `ready` once, then `queue` whenever
-    their dongs' queue changed (several changes close together may come as one)."""
-    sub = feed.subscribe(dongs)
+async def queue_events(
+    feed: QueueFeed, owner: int, dongs: Iterable[str], request: Any
+) -> AsyncIterator[str]:
+    """Server-sent events for one care manager's queue: `ready` once, `queue` whenever their
+    dongs' queue changed (at most one every EVENT_GAP_S: several changes come as one), `ping`
+    every PING_S. Subscribed when the stream starts, given up however it ends."""
     try:
-        yield f"retry: {RETRY_MS}\n\nevent: ready\ndata: {{}}\n\n"
+        sub = feed.subscribe(owner, dongs)
+    except TooManyStreams:
+        return  # opened meanwhile by the same manager: this one ends at once
+    try:
+        yield f"retry: {RETRY_MS}\n\n" + _event("ready")
         loop = asyncio.get_running_loop()
-        ends = loop.time() + STREAM_LIFE_S
-        while loop.time() < ends:
+        ends = loop.time() + STREAM_LIFE_S * (1 - random.random() / 10)
+        while loop.time() < ends and not feed.closing:
             try:
                 await asyncio.wait_for(sub.changed.wait(), min(PING_S, ends - loop.time()))
             except TimeoutError:
                 if await request.is_disconnected():
                     return
-                yield ": ping\n\n"
+                yield _event("ping")
                 continue
+            if feed.closing:
+                return
             sub.changed.clear()
-            yield "event: queue\ndata: {}\n\n"
+            yield _event("queue")
+            await asyncio.sleep(EVENT_GAP_S)  # changes meanwhile set the event again
     finally:
         feed.unsubscribe(sub)

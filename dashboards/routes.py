@@ -323,8 +323,12 @@ def pages_router() -> APIRouter:
         """The care queue's changes as server-sent events (static/queue.js listens): a
         change in the manager's dongs says only "read the queue again"."""
         feed = feed_of(request.app.state, deps.db.conninfo)
+        if feed.closing:  # the server is stopping: the browser tries again (another one)
+            return Response(status_code=503, headers={"Retry-After": "5"})
+        if not feed.room_for(manager.id):  # the page polls instead
+            return Response(status_code=429, headers={"Retry-After": "60"})
         return StreamingResponse(
-            queue_events(feed, visible_dongs(manager), request),
+            queue_events(feed, manager.id, visible_dongs(manager), request),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

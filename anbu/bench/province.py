@@ -165,7 +165,8 @@ class Restart(threading.Thread):
         super().__init__(name="restart-brokers", daemon=True)
         self.parts, self.after_s, self.down_s = parts, after_s, down_s
         self.cancel = threading.Event()
-        self.started_at: float | None = None
+        self.stopped_at: float | None = None  # every broker stopped
+        self.started_at: list[float] = []  # each region's broker listening again
         self.failed: BaseException | None = None
         self.subscriptions = [_subscriptions(r.worker) for r in parts.regions]
 
@@ -176,11 +177,12 @@ class Restart(threading.Thread):
             self.parts.retire_brokers()
             for r in self.parts.regions:
                 r.mq.stop(timeout=120)
+            self.stopped_at = time.monotonic()
             if self.cancel.wait(self.down_s):
                 return
             for r in self.parts.regions:
                 r.mq.start()
-            self.started_at = time.monotonic()
+                self.started_at.append(time.monotonic())
         except BaseException as exc:  # handed to join()
             self.failed = exc
 
@@ -302,15 +304,15 @@ def run(gateways: int = 30_000, steady_s: float = 300.0, surge_s: float = 60.0,
                      f"({unrouted:,} with no subscriber, {refused:,} refused); cpu % of a core: "
                      + ", ".join(f"{k} {v:.0%}" for k, v in p.cpu.items()))  # fmt: skip
             reconnect_s = -1.0
-            if restart is not None and restart.started_at is not None:
+            if restart is not None and restart.stopped_at is not None:
                 back = [a.get("all_connected_at") or 0.0 for a in answers]
-                if min(back) > restart.started_at:  # every fleet whole again since the start
-                    reconnect_s = max(back) - restart.started_at
+                if min(back) > restart.stopped_at:  # every fleet whole again since the stop
+                    reconnect_s = max(b - s for b, s in zip(back, restart.started_at, strict=True))
                 again = [_resubscribed(r.worker, n)
                          for r, n in zip(regions, restart.subscriptions, strict=True)]  # fmt: skip
                 echo(f"after the brokers' restart every gateway was connected again in "
-                     f"{reconnect_s:.1f} s (-1: not all); ingest workers subscribed again: "
-                     f"{again}")  # fmt: skip
+                     f"{reconnect_s:.1f} s from its broker listening (-1: not all); ingest "
+                     f"workers subscribed again: {again}")  # fmt: skip
             published = sum(p.messages for p in phases)
             stored, waited = wait_stored(dsn, published, 300)
             echo(f"published {published:,}, stored {stored:,} "

@@ -3,7 +3,8 @@
 // what it shows always comes from the page's own route and rights. A new or newly critical
 // (심각) alert plays a tone and shows a browser notification unless the care manager turned
 // them off (remembered in this browser); the page title counts the alerts nobody has
-// acknowledged. If the stream drops, the page reads itself every 30 s until it is back.
+// acknowledged. The stream sends a ping every 20 s: silent for 45 s, refused, or not ready
+// 10 s after opening, the page reads itself every 30 s and opens a new stream meanwhile.
 // No build step and no inline script (the pages' CSP allows scripts from this site only).
 (function () {
   "use strict";
@@ -11,12 +12,14 @@
   if (!queue || queue.getAttribute("data-live") !== "1" || !window.fetch) return;
 
   var POLL_MS = 30000;
-  var REOPEN_MS = 60000;
-  var GRACE_MS = 10000;
-  var readyAt = 0;
-  var state = { mode: "starting", refreshes: 0, alarms: 0, notified: 0 };
+  var SILENT_MS = 45000; // two pings missed
+  var READY_MS = 10000;
+  var REOPEN_MS = 5000;
+  var state = { mode: "starting", refreshes: 0, tones: 0, notified: 0, streams: 0 };
   window.anbuQueue = state; // read by the browser tests
   var stream = null;
+  var heardAt = 0;
+  var openedAt = 0;
   var pollTimer = null;
   var busy = false;
   var again = false;
@@ -32,6 +35,11 @@
     return ids;
   }
 
+  function show(id, visible) {
+    var el = document.getElementById(id);
+    if (el) el.hidden = !visible;
+  }
+
   function alarmOn() {
     try { return window.localStorage.getItem("anbu.alarm") !== "off"; } catch (e) { return true; }
   }
@@ -42,23 +50,26 @@
   }
 
   function showControls() {
-    var controls = document.querySelector(".live-controls");
     var toggle = document.getElementById("alarm-toggle");
-    var allow = document.getElementById("notify-allow");
-    if (!controls || !toggle) return;
-    controls.hidden = false;
+    if (!toggle) return;
+    var box = document.querySelector(".live-controls");
+    if (box) box.hidden = false;
     var on = alarmOn();
-    toggle.setAttribute("aria-pressed", on ? "true" : "false");
+    toggle.setAttribute("data-on", on ? "true" : "false");
     toggle.textContent = toggle.getAttribute(on ? "data-on-text" : "data-off-text");
     toggle.onclick = function () { wakeAudio(); setAlarm(!alarmOn()); };
+    var allow = document.getElementById("notify-allow");
+    var permission = "Notification" in window ? Notification.permission : "unsupported";
     if (allow) {
-      var asking = "Notification" in window && Notification.permission === "default";
-      allow.hidden = !asking;
+      allow.hidden = permission !== "default";
       allow.onclick = function () {
         wakeAudio();
         Notification.requestPermission().then(showControls, showControls);
       };
     }
+    show("notify-blocked", on && permission === "denied");
+    show("notify-unsupported", on && (permission === "unsupported" || state.notifyBroken === true));
+    show("sound-hint", on && !(audio && audio.state === "running"));
   }
 
   function showMode(mode) {
@@ -66,21 +77,22 @@
     var status = document.getElementById("live-status");
     if (!status) return;
     var text = status.getAttribute(mode === "live" ? "data-live-text" : "data-polling-text");
-    if (text) status.textContent = text;
+    if (text && mode !== "starting") status.textContent = text;
   }
 
   // Browsers start sound only after the person has used the page: the first click anywhere
-  // (or on the buttons above) readies it for the alerts that come later.
+  // readies it for the alerts that come later (a hint says so until then).
   function wakeAudio() {
     var Context = window.AudioContext || window.webkitAudioContext;
     if (!Context) return;
     if (!audio) audio = new Context();
-    if (audio.state === "suspended") audio.resume();
+    if (audio.state === "suspended") audio.resume().then(showControls, showControls);
+    showControls();
   }
-  document.addEventListener("click", wakeAudio, { once: true });
+  document.addEventListener("click", wakeAudio);
 
   function tone() {
-    if (!audio || audio.state !== "running") return;
+    if (!audio || audio.state !== "running") return false;
     var now = audio.currentTime;
     [0, 0.35].forEach(function (at) {
       var osc = audio.createOscillator();
@@ -93,25 +105,32 @@
       osc.start(now + at);
       osc.stop(now + at + 0.32);
     });
+    return true;
   }
 
   function announce(fresh) {
     var news = document.getElementById("live-news");
-    var count = fresh.length;
-    if (news) news.textContent = news.getAttribute("data-text").replace("{n}", String(count));
-    for (var i = 0; i < count; i++) {
+    for (var i = 0; i < fresh.length; i++) {
       var row = document.querySelector("tr[data-alert='" + fresh[i] + "']");
       if (row) row.classList.add("fresh");
     }
+    if (!news) return;
+    var text = news.getAttribute("data-text").replace("{n}", String(fresh.length));
+    news.textContent = text + " " + news.getAttribute("data-marked");
     if (!alarmOn()) return;
-    state.alarms += 1;
-    tone();
-    if ("Notification" in window && Notification.permission === "granted" && news) {
-      // no name, home or reason: a notification may show on a locked screen
-      new Notification(news.getAttribute("data-title"), {
-        body: news.textContent, tag: "anbu-critical", renotify: true,
-      });
-      state.notified += 1;
+    if (tone()) state.tones += 1;
+    if ("Notification" in window && Notification.permission === "granted") {
+      try {
+        // no name, home or reason: a notification may show on a locked screen
+        var note = new Notification(news.getAttribute("data-title"), {
+          body: text, tag: "anbu-critical", renotify: true,
+        });
+        note.onclick = function () { window.focus(); note.close(); };
+        state.notified += 1;
+      } catch (e) {
+        state.notifyBroken = true; // Android's Chrome: only a service worker may show one
+        showControls();
+      }
     }
   }
 
@@ -125,7 +144,6 @@
     queue.innerHTML = fresh.innerHTML;
     queue.setAttribute("data-waiting", fresh.getAttribute("data-waiting") || "0");
     document.title = doc.title;
-    showControls();
     showMode(state.mode);
     if (added.length) announce(added);
   }
@@ -159,32 +177,43 @@
     if (pollTimer) { window.clearInterval(pollTimer); pollTimer = null; }
   }
 
+  function drop() {
+    if (stream) { stream.close(); stream = null; }
+    startPolling();
+    window.setTimeout(connect, REOPEN_MS);
+  }
+
   function connect() {
+    if (stream) return;
     if (!window.EventSource) { startPolling(); return; }
+    state.streams += 1;
     stream = new EventSource("/alerts/events");
+    openedAt = Date.now();
+    heardAt = 0;
     stream.addEventListener("ready", function () {
-      readyAt = Date.now();
+      heardAt = Date.now();
       stopPolling();
       showMode("live");
-      refresh(); // what changed before the stream (or while it was away)
+      // what changed before the stream (or while it was away); spread over two seconds so
+      // pages reopened together do not all read at once
+      window.setTimeout(refresh, Math.random() * 2000);
     });
-    stream.addEventListener("queue", refresh);
+    stream.addEventListener("ping", function () { heardAt = Date.now(); });
+    stream.addEventListener("queue", function () { heardAt = Date.now(); refresh(); });
     stream.onerror = function () {
-      var failedAt = Date.now();
-      if (stream.readyState === EventSource.CLOSED) {
-        // refused (a redirect to the login, a server error): poll, and try again later
-        stream = null;
-        startPolling();
-        window.setTimeout(connect, REOPEN_MS);
-        return;
-      }
-      // the browser opens it again by itself (the server ends each stream after a while):
-      // poll only if it is not back soon
-      window.setTimeout(function () {
-        if (readyAt < failedAt) startPolling();
-      }, GRACE_MS);
+      // refused (the login, a server error, too many streams): poll, and open a new one
+      // later; a stream that ended is opened again by the browser itself
+      if (stream && stream.readyState === EventSource.CLOSED) drop();
     };
   }
+
+  // a stream silent past two pings (a proxy holding it, a laptop waking from sleep), or not
+  // ready soon after opening, is given up for polling and a new one
+  window.setInterval(function () {
+    if (!stream) return;
+    var now = Date.now();
+    if (heardAt ? now - heardAt > SILENT_MS : now - openedAt > READY_MS) drop();
+  }, 5000);
 
   showControls();
   connect();

@@ -9,6 +9,7 @@ Every page a test shoots is kept under .pytest-tmp/browser/ (the test run's arti
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dashboard_support import town  # noqa: F401 - a fixture for these tests
+from simulators.servers import free_port
+from tests.calls_support import WebServer
+from tests.integration.dashboard_support import Town, town  # noqa: F401 - a fixture here
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".pytest-tmp" / "browser"
 CHROMIUM_FLAGS = [
@@ -53,8 +56,8 @@ class Browser:
         )
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="package")  # closed after tests/browser: Playwright's sync API keeps
+def browser() -> Iterator[Browser]:  # an event loop running, which asyncio.run() refuses
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -65,6 +68,27 @@ def browser() -> Iterator[Browser]:
             yield Browser(chromium)
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def served(town: Town) -> Iterator[str]:  # noqa: F811 - the fixture imported above
+    """The town's app in a real uvicorn server; its base URL."""
+    port = free_port()
+    server = WebServer(town.app, port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def until(page: Any, expression: str, timeout: float = 15.0) -> None:
+    """Wait until `expression` is true in the page. Evaluated afresh from here each time:
+    Playwright's own wait_for_function polls inside the page with eval, which the pages'
+    CSP (script-src 'self') rightly refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression!r} in the page")
+        time.sleep(0.05)
 
 
 def shot(page: Any, name: str) -> Path:

@@ -11,7 +11,6 @@ sizes are kept in .pytest-tmp/browser/ (see conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,9 +22,7 @@ from alerts.service import AlertService, IncomingFinding
 from core.clock import SystemClock
 from core.db import Database
 from core.domain import Finding, Severity
-from simulators.servers import free_port
-from tests.browser.conftest import Browser, shot
-from tests.calls_support import WebServer
+from tests.browser.conftest import Browser, shot, until
 from tests.integration.dashboard_support import (
     DONG_A,
     DONG_B,
@@ -35,15 +32,6 @@ from tests.integration.dashboard_support import (
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def served(town: Town) -> Iterator[str]:
-    port = free_port()
-    server = WebServer(town.app, port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def raise_alert(database: Database, dong: str, home: str, severity: Severity) -> int:
@@ -88,8 +76,11 @@ def test_a_new_alert_appears_without_reload_rings_and_counts(
     page = context.new_page()
     log_in(page, served, town.username_a)
     page.goto(f"{served}/alerts")
-    page.wait_for_function("window.anbuQueue && window.anbuQueue.mode === 'live'")
-    assert page.title().startswith("(1) ")  # the seeded alert, not yet acknowledged
+    until(page, "window.anbuQueue && window.anbuQueue.mode === 'live'")
+    assert page.title().startswith("(미확인 1) ")  # the seeded alert, not yet acknowledged
+    assert page.is_visible("#sound-hint")  # no sound before the page was used once
+    page.click("h1")  # the manager's first click readies the sound
+    page.wait_for_selector("#sound-hint", state="hidden")
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
 
     other = raise_alert(database, DONG_B, f"b-{unique}", Severity.CRITICAL)
@@ -97,21 +88,26 @@ def test_a_new_alert_appears_without_reload_rings_and_counts(
     page.wait_for_selector(f"tr[data-alert='{mine}']", timeout=15_000)
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert page.locator(f"tr[data-alert='{other}']").count() == 0  # another dong's
-    assert page.title().startswith("(2) ")
-    page.wait_for_function("window.anbuQueue.alarms >= 1")
+    assert page.title().startswith("(미확인 2) ")
+    until(page, "window.anbuQueue.tones >= 1")  # played, not only asked for
     assert page.evaluate("window.anbuQueue.notified") >= 1
     news = page.locator("#live-news").text_content() or ""
-    assert "새 심각 알림 1건" in news
+    assert "심각 단계 알림 1건이 새로 생겼습니다" in news
+    assert page.get_attribute(f"tr[data-alert='{mine}']", "class").split().count("fresh") == 1
     shot(page, "queue-desk")
 
     # turned off: the next critical alert appears, silently
     page.click("#alarm-toggle")
-    assert page.get_attribute("#alarm-toggle", "aria-pressed") == "false"
-    alarms = page.evaluate("window.anbuQueue.alarms")
+    assert page.get_attribute("#alarm-toggle", "data-on") == "false"
+    assert "꺼짐" in (page.text_content("#alarm-toggle") or "")
+    tones, notified = page.evaluate("[window.anbuQueue.tones, window.anbuQueue.notified]")
     third = raise_alert(database, DONG_A, f"c-{unique}", Severity.CRITICAL)
     page.wait_for_selector(f"tr[data-alert='{third}']", timeout=15_000)
-    assert page.evaluate("window.anbuQueue.alarms") == alarms
-    assert page.get_attribute("#alarm-toggle", "aria-pressed") == "false"  # kept on swap
+    assert page.evaluate("[window.anbuQueue.tones, window.anbuQueue.notified]") == [
+        tones, notified,
+    ]  # fmt: skip
+    page.reload()
+    assert page.get_attribute("#alarm-toggle", "data-on") == "false"  # kept in the browser
 
     # acknowledge and resolve it from its page; the queue then counts one fewer
     page.click(f"tr[data-alert='{mine}'] td:nth-child(3) a")
@@ -121,7 +117,7 @@ def test_a_new_alert_appears_without_reload_rings_and_counts(
     page.click("form[action$='/resolve'] button[type=submit]")
     page.wait_for_load_state()
     page.goto(f"{served}/alerts")
-    assert page.title().startswith("(2) ")  # the seeded one and the third
+    assert page.title().startswith("(미확인 2) ")  # the seeded one and the third
     assert page.locator(f"tr[data-alert='{mine}']").count() == 0
     context.close()
 
@@ -139,9 +135,9 @@ def test_with_the_stream_refused_the_queue_reads_itself_every_30_s(
     page.route("**/alerts/events", lambda route: route.abort())
     page.clock.install()
     page.goto(f"{served}/alerts")
-    page.wait_for_function("window.anbuQueue && window.anbuQueue.mode !== 'live'")
-    page.clock.run_for(11_000)  # the stream's grace before the page polls
-    page.wait_for_function("window.anbuQueue.mode === 'polling'")
+    until(page, "window.anbuQueue && window.anbuQueue.mode !== 'live'")
+    page.clock.run_for(16_000)  # no stream ready in 10 s: the page polls
+    until(page, "window.anbuQueue.mode === 'polling'")
     status = page.locator("#live-status").text_content() or ""
     assert "30초마다" in status
     mine = raise_alert(database, DONG_A, f"p-{unique}", Severity.WARNING)
@@ -149,6 +145,11 @@ def test_with_the_stream_refused_the_queue_reads_itself_every_30_s(
     page.clock.run_for(31_000)
     page.wait_for_selector(f"tr[data-alert='{mine}']", timeout=15_000)
     assert page.evaluate("window.anbuQueue.refreshes") > refreshes
-    assert page.evaluate("window.anbuQueue.alarms") == 0  # a warning does not ring
+    assert page.evaluate("window.anbuQueue.tones + window.anbuQueue.notified") == 0  # 주의
+    # the stream allowed again: the page goes back to live by itself
+    page.unroute("**/alerts/events")
+    page.clock.run_for(16_000)
+    until(page, "window.anbuQueue.mode === 'live'")
+    assert "새로고침 없이" in (page.locator("#live-status").text_content() or "")
     shot(page, "queue-phone")
     context.close()
