@@ -108,12 +108,20 @@
     return true;
   }
 
+  // newly critical alerts stay outlined until the page is loaded again, whatever swaps follow
+  var outlined = {};
+
+  function outline() {
+    Object.keys(outlined).forEach(function (id) {
+      var row = document.querySelector("tr[data-alert='" + id + "']");
+      if (row) row.classList.add("fresh");
+    });
+  }
+
   function announce(fresh) {
     var news = document.getElementById("live-news");
-    for (var i = 0; i < fresh.length; i++) {
-      var row = document.querySelector("tr[data-alert='" + fresh[i] + "']");
-      if (row) row.classList.add("fresh");
-    }
+    for (var i = 0; i < fresh.length; i++) outlined[fresh[i]] = true;
+    outline();
     if (!news) return;
     var text = news.getAttribute("data-text").replace("{n}", String(fresh.length));
     news.textContent = text + " " + news.getAttribute("data-marked");
@@ -145,6 +153,7 @@
     queue.setAttribute("data-waiting", fresh.getAttribute("data-waiting") || "0");
     document.title = doc.title;
     showMode(state.mode);
+    outline();
     if (added.length) announce(added);
   }
 

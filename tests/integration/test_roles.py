@@ -26,6 +26,7 @@ from alerts.service import AlertService
 from core.clock import VirtualClock
 from core.config import Settings
 from core.db import Database
+from dashboards import queue_feed
 from dashboards.app import create_app
 from dashboards.auth import CareManager
 from dashboards.authz import RULES, Action, may, visible_dongs
@@ -53,6 +54,13 @@ ENROL = frozenset({"admin"})  # enrolment: residents, their gateways and sensors
 DEVICES = frozenset({"manager", "admin", "technician"})  # gateways, sensors, device findings
 ACCOUNT, PHONE_TOKEN = "AC" + "7" * 32, "roles-phone-token-0123456789abcdef"
 UNTIL_UTC = (OPENED_AT + timedelta(days=2)).isoformat()
+
+
+@pytest.fixture(autouse=True)
+def _short_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The care queue's stream (GET /alerts/events) ends at once here: a TestClient reads
+    every answer to its end."""
+    monkeypatch.setattr(queue_feed, "STREAM_LIFE_S", 0.0)
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/api/v1/alerts/{alert_id}/reassign"): Row(SENIOR, "alert", REASSIGN),
     ("GET", "/alerts"): Row(CARE),
+    ("GET", "/alerts/events"): Row(CARE),
     ("GET", "/alerts/{alert_id}"): Row(CARE, "alert"),
     ("GET", "/line-messages/{message_id}/recording"): Row(CARE, "message"),
     ("POST", "/alerts/{alert_id}/acknowledge"): Row(CARE, "alert", {"note": "확인"}),

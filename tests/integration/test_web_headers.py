@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dashboards import queue_feed
 from dashboards.edge import CONTENT_SECURITY_POLICY
 from tests.integration.dashboard_support import town
 from tests.integration.web_edge_support import Edge, edge, fill, routes
@@ -71,6 +72,13 @@ def test_the_policy_is_the_strict_one() -> None:
     assert policy["script-src"] == ["'self'"]
     assert policy["style-src"] == ["'self'"]
     assert policy["img-src"] == ["'self'", "data:"]
+
+
+@pytest.fixture(autouse=True)
+def _short_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The care queue's stream (GET /alerts/events) ends at once here: a TestClient reads
+    every answer to its end."""
+    monkeypatch.setattr(queue_feed, "STREAM_LIFE_S", 0.0)
 
 
 @pytest.mark.parametrize("who", [None, "a"])
