@@ -62,6 +62,10 @@ FIELD_LABELS = {
     "timeline": ("처리 기록", "timeline"),
     "calls": ("통화", "calls"),
     "transcripts": ("통화 내용", "transcripts"),
+    "birth_year": ("출생연도", "birth year"),
+    "phones": ("전화번호", "phone numbers"),
+    "emergency_contacts": ("비상 연락처", "emergency contacts"),
+    "address": ("주소", "address"),
 }
 
 

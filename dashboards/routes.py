@@ -24,6 +24,7 @@ from dashboards import (
     conversation_view,
     line_messages,
     paging,
+    resident_card,
     residents,
     review,
     sites,
@@ -475,17 +476,19 @@ def pages_router() -> APIRouter:
         now = deps.clock.now()
         dongs = visible_dongs(manager)
         may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
+        may_see_access = authz.may(manager, Action.RESIDENTS_SITE)
+        keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
         with deps.db.connection() as conn:
-            week = residents.activity_week(conn, resident_id, dongs, now, tz)
+            week = residents.activity_week(conn, resident_id, dongs, now, tz)  # the dong, first
             devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
-            residents.record_read(
-                conn,
-                request,
-                manager,
-                resident_id,
-                "card",
-                ("name", "activity", "findings", "conversation"),
-            )
+            reach = resident_card.reach(conn, resident_id, now, tz, keyring, may_see_access)
+            calls = resident_card.recent_calls(conn, resident_id)
+            alerts = resident_card.recent_alerts(conn, resident_id)
+            shown = ["name", "activity", "findings", "conversation", "birth_year", "phones",
+                     "emergency_contacts", "address", "calls", "transcripts"]  # fmt: skip
+            if may_see_access:
+                shown.append("access_notes")
+            residents.record_read(conn, request, manager, resident_id, "card", shown)
             talked = conversation_view.answers_since(
                 conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id
             )
@@ -494,6 +497,7 @@ def pages_router() -> APIRouter:
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now, safety_devices=devices,
+            reach=reach, calls=calls, alerts=alerts,
             kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
             can_reassign=may_reassign and week.resident.status != "ended",
             assignees=assignees, current=current,

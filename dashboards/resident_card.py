@@ -1,0 +1,195 @@
+"""The resident card's top (issue 21): who the resident is and how to reach them, and their
+recent care record, for the care manager checking before a visit or a call.
+
+Born (year), phones with tap-to-call, the emergency contacts in the order they are called (and
+whether each agreed to be called), the address and, for a role that may see the way in, the
+access notes; the next routine check-in; the last calls with their outcome and what the
+resident said; the alerts, open first. Personal data: read only after the resident's dong was
+checked (the caller's activity_week raises for any other), recorded by the page as read, never
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from core.crypto import DataKeyError, Keyring
+from registry.phones import InvalidPhone, parse_phone
+from registry.secrecy import resident_note
+
+log = logging.getLogger(__name__)
+
+CALLS_SHOWN = 10
+ALERTS_SHOWN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    shown: str  # as Koreans write it: 010-1234-5678
+    tel: str  # E.164, for tel: links
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    name: str
+    relationship: str
+    phone: Phone
+    may_call: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    birth_year: int | None
+    age: int | None  # this year's age from the birth year alone (연 나이)
+    address: str | None
+    mobile: Phone | None
+    landline: Phone | None
+    contacts: list[Contact]
+    access_shown: bool
+    access_notes: str | None
+    access_unopened: bool
+    next_checkin: datetime | None  # UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    question: str
+    label: str
+    speech: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallLine:
+    id: int
+    created_at: datetime
+    status: str
+    outcome: str | None
+    said: list[Said]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    id: int
+    kind: str
+    severity: str
+    state: str
+    opened_at: datetime
+    reason_ko: str | None
+    reason_en: str | None
+
+
+def phone(e164: str | None) -> Phone | None:
+    if not e164:
+        return None
+    try:
+        return Phone(parse_phone(e164).national, e164)
+    except InvalidPhone:
+        return Phone(e164, e164)
+
+
+def next_checkin(
+    plans: list[tuple[list[int], Any]], now: datetime, tz: ZoneInfo
+) -> datetime | None:
+    """The next slot of the active routine plans (ISO weekdays, local time), in UTC."""
+    local = now.astimezone(tz)
+    best: datetime | None = None
+    for weekdays, at in plans:
+        for ahead in range(8):
+            day = local.date() + timedelta(days=ahead)
+            if day.isoweekday() not in weekdays:
+                continue
+            slot = datetime.combine(day, at, tz)
+            if slot > local:
+                best = slot if best is None or slot < best else best
+                break
+    return None if best is None else best.astimezone(ZoneInfo("UTC"))
+
+
+def reach(
+    conn: psycopg.Connection[Any],
+    resident_id: int,
+    now: datetime,
+    tz: ZoneInfo,
+    keyring: Keyring | None,
+    may_see_access: bool,
+) -> Reach:
+    row = conn.execute(
+        """SELECT birth_year, address, mobile_phone, landline_phone FROM anbu.resident
+           WHERE id = %s""",
+        (resident_id,),
+    ).fetchone()
+    birth, address, mobile, landline = row if row else (None, None, None, None)
+    contacts = [
+        Contact(str(name), str(relation or ""), phone(str(tel)) or Phone(str(tel), str(tel)),
+                bool(may))
+        for name, relation, tel, may in conn.execute(
+            """SELECT name, relationship, phone, may_call FROM anbu.emergency_contact
+               WHERE resident_id = %s ORDER BY position""",
+            (resident_id,),
+        ).fetchall()
+    ]  # fmt: skip
+    plans = conn.execute(
+        """SELECT weekdays, local_time FROM anbu.checkin_plans
+           WHERE resident_id = %s AND active""",
+        (resident_id,),
+    ).fetchall()
+    notes: str | None = None
+    unopened = False
+    if may_see_access:
+        try:
+            notes = resident_note(conn, resident_id, keyring, "access_notes")
+        except DataKeyError:
+            log.error("access notes could not be opened", extra={"resident_id": resident_id})
+            unopened = True
+    local_year = now.astimezone(tz).year
+    return Reach(
+        birth_year=None if birth is None else int(birth),
+        age=None if birth is None else local_year - int(birth),
+        address=address,
+        mobile=phone(mobile),
+        landline=phone(landline),
+        contacts=contacts,
+        access_shown=may_see_access,
+        access_notes=notes,
+        access_unopened=unopened,
+        next_checkin=next_checkin([(list(w), t) for w, t in plans], now, tz),
+    )
+
+
+def recent_calls(conn: psycopg.Connection[Any], resident_id: int) -> list[CallLine]:
+    """The resident's last CALLS_SHOWN calls, newest first, each with what they answered."""
+    calls = conn.execute(
+        """SELECT id, created_at, status, outcome FROM anbu.calls
+           WHERE resident_id = %s ORDER BY created_at DESC, id DESC LIMIT %s""",
+        (resident_id, CALLS_SHOWN),
+    ).fetchall()
+    ids = [int(c[0]) for c in calls]
+    said: dict[int, list[Said]] = {}
+    for call_id, question, label, speech in conn.execute(
+        """SELECT call_id, question, label, speech FROM anbu.call_answers
+           WHERE call_id = ANY(%s) ORDER BY answered_at, question""",
+        (ids,),
+    ).fetchall():
+        said.setdefault(int(call_id), []).append(Said(str(question), str(label), speech))
+    return [
+        CallLine(int(i), at, str(status), outcome, said.get(int(i), []))
+        for i, at, status, outcome in calls
+    ]
+
+
+def recent_alerts(conn: psycopg.Connection[Any], resident_id: int) -> list[AlertLine]:
+    """The resident's open alerts, then the latest ended ones: ALERTS_SHOWN at most."""
+    rows = conn.execute(
+        """SELECT a.id, a.kind, a.severity, a.state, a.opened_at, f.reason_ko, f.reason_en
+           FROM anbu.alerts a LEFT JOIN anbu.findings f ON f.id = a.finding_id
+           WHERE a.resident_id = %s
+           ORDER BY (a.state = 'resolved'), a.opened_at DESC, a.id DESC LIMIT %s""",
+        (resident_id, ALERTS_SHOWN),
+    ).fetchall()
+    return [AlertLine(int(r[0]), *r[1:]) for r in rows]

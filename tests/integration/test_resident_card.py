@@ -1,0 +1,107 @@
+"""The resident card's top (issue 21): how to reach the resident and their recent care record,
+for their own dong's care manager only, each read recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from fastapi.testclient import TestClient
+
+from calls.checkins import add_plan
+from core.db import Database
+from dashboards.resident_card import next_checkin
+from tests.integration.dashboard_support import (
+    PASSWORD_A,
+    PASSWORD_B,
+    Town,
+    login_page,
+    town,  # noqa: F401 - the fixture
+)
+
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def _fill(database: Database, town: Town) -> None:  # noqa: F811
+    rid = town.resident_id
+    with database.connection() as conn:
+        conn.execute(
+            """UPDATE anbu.resident SET birth_year = 1941, address = '서울 종로구 자하문로 1',
+                   mobile_phone = '+821012345678', landline_phone = '+8227301234'
+               WHERE id = %s""",
+            (rid,),
+        )
+        for position, name, relation, phone, may in (
+            (2, "이둘째", "아들", "+821055556666", False),
+            (1, "박첫째", "딸", "+821033334444", True),
+        ):
+            conn.execute(
+                """INSERT INTO anbu.emergency_contact (resident_id, position, name,
+                       relationship, phone, may_call) VALUES (%s, %s, %s, %s, %s, %s)""",
+                (rid, position, name, relation, phone, may),
+            )
+        add_plan(conn, rid, [1, 2, 3, 4, 5, 6, 7], time(10, 0))
+        at = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
+        row = conn.execute(
+            """INSERT INTO anbu.calls (idempotency_key, resident_id, purpose, status, outcome,
+                   created_at, updated_at)
+               VALUES ('card-1', %s, 'routine', 'completed', 'ok', %s, %s) RETURNING id""",
+            (rid, at, at),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            """INSERT INTO anbu.call_answers (call_id, question, resident_id, label,
+                   confidence, speech, answered_at)
+               VALUES (%s, 'meal', %s, 'yes', 1.0, '아침에 죽 먹었어요', %s)""",
+            (row[0], rid, at),
+        )
+
+
+def test_the_card_shows_how_to_reach_them_and_what_they_said(
+    town: Town,  # noqa: F811
+    database: Database,
+) -> None:
+    _fill(database, town)
+    client = TestClient(town.app, base_url="http://dashboard.test")
+    login_page(client, town.username_a, PASSWORD_A)
+    page = client.get(f"/residents/{town.resident_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert "1941년생" in html
+    assert 'href="tel:+821012345678">010-1234-5678</a>' in html
+    assert 'href="tel:+8227301234">02-730-1234</a>' in html
+    assert "서울 종로구 자하문로 1" in html
+    assert html.index("박첫째") < html.index("이둘째")  # in the order they are called
+    assert "연락 동의함" in html and "연락 동의 없음" in html
+    assert "아침에 죽 먹었어요" in html  # what the resident said on the call
+    assert f'href="/alerts/{town.alert_id}"' in html  # the open alert, linked
+    with database.connection() as conn:
+        row = conn.execute(
+            """SELECT fields FROM anbu.access_log WHERE resident_id = %s AND view = 'card'
+               ORDER BY id DESC LIMIT 1""",
+            (town.resident_id,),
+        ).fetchone()
+    assert row is not None
+    assert {"phones", "emergency_contacts", "address", "transcripts"} <= set(row[0])
+
+
+def test_another_dongs_manager_reads_nothing_of_it(
+    town: Town,  # noqa: F811
+    database: Database,
+) -> None:
+    _fill(database, town)
+    client = TestClient(town.app, base_url="http://dashboard.test")
+    login_page(client, town.username_b, PASSWORD_B)
+    page = client.get(f"/residents/{town.resident_id}")
+    assert page.status_code == 404
+    assert "010-1234-5678" not in page.text and "박첫째" not in page.text
+
+
+def test_the_next_check_in_is_the_nearest_planned_slot_in_seoul() -> None:
+    # Monday 2026-12-07 09:30 in Seoul
+    now = datetime(2026, 12, 7, 0, 30, tzinfo=UTC)
+    plans = [([1, 4], time(10, 0)), ([3], time(9, 0))]
+    assert next_checkin(plans, now, SEOUL) == datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    later = now + timedelta(hours=1)  # 10:30: Monday's slot has passed; Wednesday 09:00
+    assert next_checkin(plans, later, SEOUL) == datetime(2026, 12, 9, 0, 0, tzinfo=UTC)
+    assert next_checkin([], now, SEOUL) is None
