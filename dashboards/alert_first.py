@@ -54,12 +54,19 @@ def first_aid(
 ) -> FirstAid:
     """The advice for `kind`, the resident's address and (for a role that may) access notes."""
     row = conn.execute("SELECT address FROM anbu.resident WHERE id = %s", (resident_id,)).fetchone()
-    notes: str | None = None
-    unopened = False
-    if may_see_access:
-        try:
-            notes = resident_note(conn, resident_id, keyring, "access_notes")
-        except DataKeyError:
-            log.error("access notes could not be opened", extra={"resident_id": resident_id})
-            unopened = True
+    notes, unopened = access_notes(conn, resident_id, keyring, may_see_access)
     return FirstAid(FIRST_ADVICE[kind], row[0] if row else None, may_see_access, notes, unopened)
+
+
+def access_notes(
+    conn: psycopg.Connection[Any], resident_id: int, keyring: Keyring | None, may_see: bool
+) -> tuple[str | None, bool]:
+    """The resident's access notes for a reader who may see them (else None), and whether
+    sealed notes could not be opened (logged by id, never hiding the rest of the page)."""
+    if not may_see:
+        return None, False
+    try:
+        return resident_note(conn, resident_id, keyring, "access_notes"), False
+    except DataKeyError:
+        log.error("access notes could not be opened", extra={"resident_id": resident_id})
+        return None, True

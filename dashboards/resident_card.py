@@ -11,7 +11,6 @@ logged.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,11 +18,9 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from core.crypto import DataKeyError, Keyring
+from core.crypto import Keyring
+from dashboards.alert_first import access_notes
 from registry.phones import InvalidPhone, parse_phone
-from registry.secrecy import resident_note
-
-log = logging.getLogger(__name__)
 
 CALLS_SHOWN = 10
 ALERTS_SHOWN = 10
@@ -139,14 +136,7 @@ def reach(
            WHERE resident_id = %s AND active""",
         (resident_id,),
     ).fetchall()
-    notes: str | None = None
-    unopened = False
-    if may_see_access:
-        try:
-            notes = resident_note(conn, resident_id, keyring, "access_notes")
-        except DataKeyError:
-            log.error("access notes could not be opened", extra={"resident_id": resident_id})
-            unopened = True
+    notes, unopened = access_notes(conn, resident_id, keyring, may_see_access)
     local_year = now.astimezone(tz).year
     return Reach(
         birth_year=None if birth is None else int(birth),
