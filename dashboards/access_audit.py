@@ -66,6 +66,7 @@ FIELD_LABELS = {
     "phones": ("전화번호", "phone numbers"),
     "emergency_contacts": ("비상 연락처", "emergency contacts"),
     "address": ("주소", "address"),
+    "conversation": ("안부 대화", "conversations"),
 }
 
 

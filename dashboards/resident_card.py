@@ -115,7 +115,11 @@ def reach(
     tz: ZoneInfo,
     keyring: Keyring | None,
     may_see_access: bool,
+    calls_placed: bool = True,
 ) -> Reach:
+    """How to reach the resident; the access notes opened only when `may_see_access` (the
+    page asks for them on a press, and records that read); the next check-in only when
+    routine calls are placed (the resident's status is active)."""
     row = conn.execute(
         """SELECT birth_year, address, mobile_phone, landline_phone FROM anbu.resident
            WHERE id = %s""",
@@ -148,15 +152,21 @@ def reach(
         access_shown=may_see_access,
         access_notes=notes,
         access_unopened=unopened,
-        next_checkin=next_checkin([(list(w), t) for w, t in plans], now, tz),
+        next_checkin=next_checkin([(list(w), t) for w, t in plans], now, tz)
+        if calls_placed
+        else None,
     )
 
 
-def recent_calls(conn: psycopg.Connection[Any], resident_id: int) -> list[CallLine]:
-    """The resident's last CALLS_SHOWN calls, newest first, each with what they answered."""
+def recent_calls(
+    conn: psycopg.Connection[Any], resident_id: int, with_speech: bool
+) -> list[CallLine]:
+    """The resident's last CALLS_SHOWN calls that rang (not a care manager's, not one still
+    waiting or cancelled before dialling), newest first, each with what they answered."""
     calls = conn.execute(
         """SELECT id, created_at, status, outcome FROM anbu.calls
-           WHERE resident_id = %s ORDER BY created_at DESC, id DESC LIMIT %s""",
+           WHERE resident_id = %s AND purpose <> 'manager_alert' AND dial_state = 'dialled'
+           ORDER BY created_at DESC, id DESC LIMIT %s""",
         (resident_id, CALLS_SHOWN),
     ).fetchall()
     ids = [int(c[0]) for c in calls]
@@ -166,11 +176,27 @@ def recent_calls(conn: psycopg.Connection[Any], resident_id: int) -> list[CallLi
            WHERE call_id = ANY(%s) ORDER BY answered_at, question""",
         (ids,),
     ).fetchall():
-        said.setdefault(int(call_id), []).append(Said(str(question), str(label), speech))
+        words = speech if with_speech else None  # the transcript: for the dong's own roles
+        said.setdefault(int(call_id), []).append(Said(str(question), str(label), words))
     return [
         CallLine(int(i), at, str(status), outcome, said.get(int(i), []))
         for i, at, status, outcome in calls
     ]
+
+
+def fields_shown(reach: Reach, calls: list[CallLine]) -> list[str]:
+    """What the card shows of the resident, for the access log: only what it rendered."""
+    shown = ["name", "activity", "findings", "conversation"]
+    present = (
+        ("birth_year", reach.birth_year is not None),
+        ("phones", reach.mobile is not None or reach.landline is not None),
+        ("emergency_contacts", bool(reach.contacts)),
+        ("address", bool(reach.address)),
+        ("access_notes", reach.access_shown and bool(reach.access_notes)),
+        ("calls", bool(calls)),
+        ("transcripts", any(s.speech for c in calls for s in c.said)),
+    )
+    return shown + [name for name, shown_ in present if shown_]
 
 
 def recent_alerts(conn: psycopg.Connection[Any], resident_id: int) -> list[AlertLine]:

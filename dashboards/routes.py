@@ -470,25 +470,41 @@ def pages_router() -> APIRouter:
 
     @router.get("/residents/{resident_id}")
     def resident_week(
-        request: Request, resident_id: int, deps: AppDeps, lang: Lang, manager: ResidentReader
+        request: Request,
+        resident_id: int,
+        deps: AppDeps,
+        lang: Lang,
+        manager: ResidentReader,
+        show: Annotated[str, Query(max_length=16)] = "",
     ) -> Response:
         tz = ZoneInfo(deps.settings.timezone)
         now = deps.clock.now()
         dongs = visible_dongs(manager)
         may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
-        may_see_access = authz.may(manager, Action.RESIDENTS_SITE)
         keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+        # what the resident said, word for word: for the dong's own care roles, as on the
+        # conversation pages (a district-wide role sees the answers, not the words)
+        said_shown = authz.may(manager, Action.ALERTS_READ) and not authz.district_wide(manager)
         with deps.db.connection() as conn:
             week = residents.activity_week(conn, resident_id, dongs, now, tz)  # the dong, first
+            served = week.resident.status != "ended"
+            # the way in (a door code) is opened on a press, for a resident still served
+            may_open = served and authz.may(manager, Action.RESIDENTS_SITE)
             devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
-            reach = resident_card.reach(conn, resident_id, now, tz, keyring, may_see_access)
-            calls = resident_card.recent_calls(conn, resident_id)
+            reach = resident_card.reach(
+                conn, resident_id, now, tz, keyring, may_open and show == "access",
+                calls_placed=week.resident.status == "active",
+            )  # fmt: skip
+            calls = resident_card.recent_calls(conn, resident_id, said_shown)
             alerts = resident_card.recent_alerts(conn, resident_id)
-            shown = ["name", "activity", "findings", "conversation", "birth_year", "phones",
-                     "emergency_contacts", "address", "calls", "transcripts"]  # fmt: skip
-            if may_see_access:
-                shown.append("access_notes")
-            residents.record_read(conn, request, manager, resident_id, "card", shown)
+            residents.record_read(
+                conn,
+                request,
+                manager,
+                resident_id,
+                "card",
+                resident_card.fields_shown(reach, calls),
+            )
             talked = conversation_view.answers_since(
                 conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id
             )
@@ -497,7 +513,9 @@ def pages_router() -> APIRouter:
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now, safety_devices=devices,
-            reach=reach, calls=calls, alerts=alerts,
+            reach=reach, calls=calls, alerts=alerts, said_shown=said_shown,
+            may_open_access=may_open and not reach.access_shown,
+            first_labels=alert_first.LABELS,
             kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
             can_reassign=may_reassign and week.resident.status != "ended",
             assignees=assignees, current=current,

@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
+import registry
 from calls.checkins import add_plan
 from core.db import Database
 from dashboards.resident_card import next_checkin
 from tests.integration.dashboard_support import (
+    DONG_A,
     PASSWORD_A,
     PASSWORD_B,
     Town,
@@ -27,7 +29,8 @@ def _fill(database: Database, town: Town) -> None:  # noqa: F811
     with database.connection() as conn:
         conn.execute(
             """UPDATE anbu.resident SET birth_year = 1941, address = '서울 종로구 자하문로 1',
-                   mobile_phone = '+821012345678', landline_phone = '+8227301234'
+                   mobile_phone = '+821012345678', landline_phone = '+8227301234',
+                   access_notes = '현관 비밀번호 1234*'
                WHERE id = %s""",
             (rid,),
         )
@@ -57,6 +60,18 @@ def _fill(database: Database, town: Town) -> None:  # noqa: F811
         )
 
 
+def _last_card_read(database: Database, resident_id: int) -> list[str]:
+    """The fields the last read of the resident's card recorded."""
+    with database.connection() as conn:
+        row = conn.execute(
+            """SELECT fields FROM anbu.access_log WHERE resident_id = %s AND view = 'card'
+               ORDER BY id DESC LIMIT 1""",
+            (resident_id,),
+        ).fetchone()
+    assert row is not None
+    return list(row[0])
+
+
 def test_the_card_shows_how_to_reach_them_and_what_they_said(
     town: Town,  # noqa: F811
     database: Database,
@@ -67,22 +82,61 @@ def test_the_card_shows_how_to_reach_them_and_what_they_said(
     page = client.get(f"/residents/{town.resident_id}")
     assert page.status_code == 200
     html = page.text
-    assert "1941년생" in html
+    assert "1941년생 (만 84~85세)" in html  # 2026 in Seoul; the birthday is not on file
     assert 'href="tel:+821012345678">010-1234-5678</a>' in html
     assert 'href="tel:+8227301234">02-730-1234</a>' in html
     assert "서울 종로구 자하문로 1" in html
     assert html.index("박첫째") < html.index("이둘째")  # in the order they are called
-    assert "연락 동의함" in html and "연락 동의 없음" in html
+    assert "연락 동의" in html and "연락 미동의" in html
+    assert 'href="tel:+821055556666"' not in html  # no consent: the number, not a call link
+    assert "010-5555-6666" in html
+    assert "1234*" not in html  # the way in is opened only on a press
+    assert f'href="/residents/{town.resident_id}?show=access"' in html
     assert "아침에 죽 먹었어요" in html  # what the resident said on the call
     assert f'href="/alerts/{town.alert_id}"' in html  # the open alert, linked
+    row = _last_card_read(database, town.resident_id)
+    assert {"phones", "emergency_contacts", "address", "transcripts"} <= set(row)
+    assert "access_notes" not in row
+
+    opened = client.get(f"/residents/{town.resident_id}?show=access")
+    assert "현관 비밀번호 1234*" in opened.text
+    fields = _last_card_read(database, town.resident_id)
+    assert "access_notes" in fields
+
+
+def test_a_district_wide_role_reads_the_answers_not_the_words(
+    town: Town,  # noqa: F811
+    database: Database,
+) -> None:
+    _fill(database, town)
     with database.connection() as conn:
-        row = conn.execute(
-            """SELECT fields FROM anbu.access_log WHERE resident_id = %s AND view = 'card'
-               ORDER BY id DESC LIMIT 1""",
+        registry.add_care_manager(
+            conn, "sup-card", DONG_A, "최감독", "+821000000009", PASSWORD_A, role="supervisor"
+        )
+    client = TestClient(town.app, base_url="http://dashboard.test")
+    login_page(client, "sup-card", PASSWORD_A)
+    html = client.get(f"/residents/{town.resident_id}").text
+    assert "010-1234-5678" in html  # the card itself
+    assert "아침에 죽 먹었어요" not in html  # not the resident's own words
+    row = _last_card_read(database, town.resident_id)
+    assert "transcripts" not in row
+
+
+def test_a_paused_resident_has_no_next_call_promised(
+    town: Town,  # noqa: F811
+    database: Database,
+) -> None:
+    _fill(database, town)
+    with database.connection() as conn:
+        conn.execute(
+            """UPDATE anbu.resident SET status = 'hospital', status_until = now() + interval '3 days'
+               WHERE id = %s""",
             (town.resident_id,),
-        ).fetchone()
-    assert row is not None
-    assert {"phones", "emergency_contacts", "address", "transcripts"} <= set(row[0])
+        )
+    client = TestClient(town.app, base_url="http://dashboard.test")
+    login_page(client, town.username_a, PASSWORD_A)
+    html = client.get(f"/residents/{town.resident_id}").text
+    assert "정기 안부전화를 걸지 않습니다" in html
 
 
 def test_another_dongs_manager_reads_nothing_of_it(
