@@ -302,6 +302,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "battery": ("배터리", "Battery"),
     "silent_device": ("신호 없음 (점검 필요)", "silent (needs a check)"),
     "no_safety_devices": ("등록된 안전 기기가 없습니다.", "No safety device is registered."),
+    "activity_sensors": (
+        "생활 감지 센서 (문·움직임·전기)",
+        "Activity sensors (door, motion, power)",
+    ),
+    "no_activity_sensors": (
+        "등록된 생활 감지 센서가 없습니다.",
+        "No activity sensor is registered.",
+    ),
     "offline_gateways": ("끊긴 게이트웨이", "Gateways offline"),
     "current_assignee": ("현재 담당자", "Assigned now"),
     "dong_shared": ("행정동 공동 담당", "the dong's care managers"),

@@ -19,7 +19,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from core.crypto import Keyring
+from core.domain import SAFETY_KINDS
 from dashboards.alert_first import access_notes
+from detectors.health import HealthPolicy, device_silent
+from detectors.health_sweep import home_health
 from registry.phones import InvalidPhone, parse_phone
 
 CALLS_SHOWN = 10
@@ -79,6 +82,49 @@ class AlertLine:
     opened_at: datetime
     reason_ko: str | None
     reason_en: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SensorLine:
+    """An activity sensor of the home (door, motion, plug...) and how it is doing."""
+
+    sensor_id: int
+    kind: str
+    room: str
+    last_seen_at: datetime | None
+    battery: float | None
+    state: str  # offline, silent (a device finding's rule), never, online
+
+
+_SENSOR_STATES = ("offline", "silent", "never", "online")  # the worst first
+
+
+def home_sensors(
+    conn: psycopg.Connection[Any], resident_id: int, now: datetime, policy: HealthPolicy
+) -> list[SensorLine]:
+    """The home's sensors other than its safety devices (listed apart), each with its last
+    signal, battery and state: silent by the health sweep's own rule (past its learned or
+    default cadence while the home is otherwise active), so the card and the device findings
+    agree."""
+    home = home_health(conn, resident_id)
+    if home is None:
+        return []
+    safety = {k.value for k in SAFETY_KINDS}
+    lines = []
+    for s in home.sensors:
+        if s.kind in safety:
+            continue
+        if s.online is False:
+            state = "offline"
+        elif s.last_reading_at is None:
+            state = "never"
+        elif device_silent(s, home.sensors, now, policy):
+            state = "silent"
+        else:
+            state = "online"
+        lines.append(SensorLine(s.sensor_id, s.kind, s.room, s.last_reading_at, s.battery, state))
+    lines.sort(key=lambda x: (_SENSOR_STATES.index(x.state), x.kind, x.room, x.sensor_id))
+    return lines
 
 
 def phone(e164: str | None) -> Phone | None:

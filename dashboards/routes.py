@@ -491,6 +491,7 @@ def pages_router() -> APIRouter:
             # the way in (a door code) is opened on a press, for a resident still served
             may_open = served and authz.may(manager, Action.RESIDENTS_SITE)
             devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
+            sensors = resident_card.home_sensors(conn, resident_id, now, HealthPolicy())
             reach = resident_card.reach(
                 conn, resident_id, now, tz, keyring, may_open and show == "access",
                 calls_placed=week.resident.status == "active",
@@ -513,7 +514,7 @@ def pages_router() -> APIRouter:
         return render(
             request, deps, lang, "resident.html", manager, week=week,
             grid=residents.week_grid(week), now=now, safety_devices=devices,
-            reach=reach, calls=calls, alerts=alerts, said_shown=said_shown,
+            reach=reach, calls=calls, alerts=alerts, said_shown=said_shown, sensors=sensors,
             may_open_access=may_open and not reach.access_shown,
             first_labels=alert_first.LABELS,
             kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),

@@ -210,6 +210,12 @@ def _record_held(
     )
 
 
+def home_health(conn: psycopg.Connection[Any], resident_id: int) -> HomeHealth | None:
+    """One home's gateways and sensors as the health sweep reads them (a resident's card)."""
+    found = _load_homes(conn, [resident_id])
+    return found[0] if found else None
+
+
 def _load_homes(conn: psycopg.Connection[Any], ids: list[int]) -> list[HomeHealth]:
     if not ids:
         return []

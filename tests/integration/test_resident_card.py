@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 import registry
 from calls.checkins import add_plan
 from core.db import Database
+from core.domain import SensorKind
 from dashboards.resident_card import next_checkin
 from tests.integration.dashboard_support import (
     DONG_A,
@@ -120,6 +121,34 @@ def test_a_district_wide_role_reads_the_answers_not_the_words(
     assert "아침에 죽 먹었어요" not in html  # not the resident's own words
     row = _last_card_read(database, town.resident_id)
     assert "transcripts" not in row
+
+
+def test_the_card_lists_the_homes_sensors_with_their_last_signal_and_battery(
+    town: Town,  # noqa: F811
+    database: Database,
+) -> None:
+    rid = town.resident_id
+    heard = datetime.now(UTC) - timedelta(minutes=5)
+    with database.connection() as conn:
+        registry.add_gateway(conn, f"gw-card-{rid}", rid)
+        door = registry.add_sensor(conn, f"gw-card-{rid}", "door-1", SensorKind.DOOR, "entrance")
+        pir = registry.add_sensor(conn, f"gw-card-{rid}", "pir-1", SensorKind.MOTION, "living")
+        registry.add_sensor(conn, f"gw-card-{rid}", "plug-1", SensorKind.POWER, "kitchen")
+        for sensor, battery, online in ((door, 87.0, True), (pir, 12.0, False)):
+            conn.execute(
+                """INSERT INTO anbu.sensor_state (sensor_id, resident_id, value, since,
+                       last_reading_at, battery, online, updated_at)
+                   VALUES (%s, %s, 1, %s, %s, %s, %s, %s)""",
+                (sensor, rid, heard, heard, battery, online, heard),
+            )
+    client = TestClient(town.app, base_url="http://dashboard.test")
+    login_page(client, town.username_a, PASSWORD_A)
+    html = client.get(f"/residents/{rid}").text
+    assert f'id="sensor-{door}" data-kind="door" data-state="online"' in html
+    assert f'id="sensor-{pir}" data-kind="motion" data-state="offline"' in html
+    assert "87%" in html and "12%" in html
+    assert html.index(f'id="sensor-{pir}"') < html.index(f'id="sensor-{door}"')  # worst first
+    assert 'data-kind="power" data-state="never"' in html
 
 
 def test_a_paused_resident_has_no_next_call_promised(
