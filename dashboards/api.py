@@ -5,7 +5,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 import registry
 from alerts import absence, feed, queries
 from core.crypto import DataKeyError, Keyring
-from core.db import keyset_page
 from core.domain import AlertState
 from dashboards import paging, residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
@@ -67,7 +66,6 @@ IfMatch = Annotated[
 ]
 STRONG_TAG = re.compile(r'"([0-9]{1,18})"')  # an alert's ETag
 KIND = re.compile(r"[a-z_]{1,40}")  # an alert kind's code
-REVIEW_CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
 PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
 PageCursor = Annotated[
     str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
@@ -534,16 +532,14 @@ def api_router() -> APIRouter:
         dongs = visible_dongs(manager)
         now = deps.clock.now()
         after = paging.place_or_400("review", cursor)
-        if after is not None:
-            if not now - REVIEW_CURSOR_LIFE <= after[0] <= now:
-                raise HTTPException(status_code=400, detail="cursor expired")
-            now = after[0]
-        with deps.db.connection() as conn:
-            week = review.weekly_review(conn, dongs, now, tz, deps.settings.conversation_script)
-        rows = [r for r in week.rows if after is None or review.review_place(r) > after[1:]]
-        shown, place = keyset_page(rows, limit, review.review_place)
-        next_cursor = paging.encode("review", None if place is None else (now, *place))
-        return ReviewOut.of(week, shown, next_cursor)
+        try:
+            with deps.db.connection() as conn:
+                week, shown, place = review.review_page(
+                    conn, dongs, now, tz, deps.settings.conversation_script, after, limit
+                )
+        except review.CursorExpired:
+            raise HTTPException(status_code=400, detail="cursor expired") from None
+        return ReviewOut.of(week, shown, paging.encode("review", place))
 
     @router.get(
         "/residents/{resident_id}/activity",

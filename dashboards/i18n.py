@@ -125,6 +125,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "resident_alerts": ("알림 내역", "Alerts"),
     "no_resident_alerts": ("알림 내역이 없습니다.", "No alerts."),
     "not_recorded": ("미등록", "not on file"),
+    "review_paged": (
+        "대상자 {n}명 중 {shown}명을 이 페이지에 보여 줍니다 (검토할 분과 활동이 가장 많이 준 분 먼저).",
+        "{shown} of {n} residents on this page (those for review and the largest drops first).",
+    ),
     "open_alerts": ("진행 중인 알림", "Open alerts"),
     "no_alerts": ("진행 중인 알림이 없습니다.", "There are no open alerts."),
     "severity": ("단계", "Severity"),

@@ -18,6 +18,7 @@ import psycopg
 
 from alerts.queries import Dongs, dong_list
 from calls.conversation import programme
+from core.db import keyset_page
 from dashboards import conversation_view
 from dashboards.residents import local_days_start
 
@@ -126,6 +127,30 @@ def weekly_review(
         )
     rows.sort(key=review_place)
     return Review(week, now.astimezone(tz), rows)
+
+
+CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
+
+
+class CursorExpired(ValueError):
+    """A review page's cursor older than CURSOR_LIFE (or from the future): start again."""
+
+
+def review_page(
+    conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo,
+    script: str | None, after: tuple[Any, ...] | None, limit: int,
+) -> tuple[Review, list[ReviewRow], tuple[Any, ...] | None]:  # fmt: skip
+    """One page of the review, the API's and the page's alike: the review as of the cursor's
+    moment (`after`: (moment, *review_place) of the last row shown, or None), its rows after
+    that place, `limit` of them, and the next page's cursor values (None: the last page)."""
+    if after is not None:
+        if not now - CURSOR_LIFE <= after[0] <= now:
+            raise CursorExpired(after[0])
+        now = after[0]
+    week = weekly_review(conn, dongs, now, tz, script)
+    rows = [r for r in week.rows if after is None or review_place(r) > after[1:]]
+    shown, place = keyset_page(rows, limit, review_place)
+    return week, shown, None if place is None else (now, *place)
 
 
 def review_place(row: ReviewRow) -> tuple[int, float, str, int]:

@@ -454,17 +454,25 @@ def pages_router() -> APIRouter:
 
     @router.get("/review")
     def weekly_review(
-        request: Request, deps: AppDeps, lang: Lang, manager: ReviewReader
-    ) -> Response:
+        request: Request, deps: AppDeps, lang: Lang, manager: ReviewReader,
+        after: PageAfter = None,
+    ) -> Response:  # fmt: skip
+        """The dongs' week, PAGE_ROWS residents a page (those for review and the largest
+        drops first); a later page is of the week the first was read for, for a day."""
         tz = ZoneInfo(deps.settings.timezone)
-        with deps.db.connection() as conn:
-            week = review.weekly_review(
-                conn, visible_dongs(manager), deps.clock.now(), tz,
-                deps.settings.conversation_script,
-            )  # fmt: skip
+        place = paging.place_or_400("review", after)
+        try:
+            with deps.db.connection() as conn:
+                week, shown, more = review.review_page(
+                    conn, visible_dongs(manager), deps.clock.now(), tz,
+                    deps.settings.conversation_script, place, PAGE_ROWS,
+                )  # fmt: skip
+        except review.CursorExpired:
+            return RedirectResponse("/review", status_code=303)  # that week is gone: this one
         script = programme(deps.settings.conversation_script)
         return render(
-            request, deps, lang, "review.html", manager, review=week,
+            request, deps, lang, "review.html", manager, review=week, rows=shown,
+            next_page=paging.encode("review", more), paged=place is not None,
             concern_of={q.id: q.concern for q in script.questions},
         )  # fmt: skip
 

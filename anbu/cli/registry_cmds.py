@@ -170,3 +170,15 @@ def bench_import(
 
     logging.getLogger().setLevel(logging.WARNING)
     run(rows, echo=typer.echo)
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    residents: Annotated[int, typer.Option(help="residents over 20 dongs")] = 100_000,
+    open_alerts: Annotated[int, typer.Option(help="open alerts among them")] = 10_000,
+    requests: Annotated[int, typer.Option(help="timed requests a page")] = 200,
+) -> None:
+    """The care queue, a resident's card and the weekly review with a district's data (p95)."""
+    from anbu.bench.dashboard import run
+
+    typer.echo(run(residents, open_alerts, requests, echo=typer.echo))

@@ -214,3 +214,32 @@ def test_a_residents_setting_history_pages_newest_first_in_the_own_dong_only(
     assert len(rows) >= 7 and rows[0]["care_manager_id"] == town.manager_a
     b = bearer(client, town.username_b, PASSWORD_B)
     assert client.get(f"{url}/history", headers=b).status_code == 404
+
+
+def test_the_weekly_review_page_shows_every_resident_once_a_page_at_a_time(
+    town: Town, database: Database, unique: str
+) -> None:
+    with database.connection() as conn:
+        registry.add_synthetic_homes(conn, DONG_A, [f"rv{unique}{n:03d}" for n in range(130)], [])
+        everyone = {
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM anbu.resident WHERE dong_code = %s AND status <> 'ended'",
+                (DONG_A,),
+            ).fetchall()
+        }
+    client = TestClient(town.app)
+    login_page(client, town.username_a, PASSWORD_A)
+    page = client.get("/review")
+    shown: list[int] = []
+    for _ in range(5):
+        assert page.status_code == 200
+        ids = [int(x) for x in re.findall(r'<tr id="review-(\d+)"', page.text)]
+        assert 0 < len(ids) <= 100
+        shown.extend(ids)
+        following = re.search(r'href="(/review\?after=[^"]+)" rel="next"', page.text)
+        if following is None:
+            break
+        page = client.get(following.group(1))
+    assert len(shown) == len(set(shown)) == len(everyone) > 100
+    assert set(shown) == everyone
