@@ -55,4 +55,4 @@ wheel-check: $(STAMP) system-deps
 	PY=$(BIN)/python bash scripts/wheel-check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .timescaledb-status
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .timescaledb-status .browser-deps

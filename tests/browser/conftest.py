@@ -47,12 +47,15 @@ class Browser:
 
     chromium: Any
 
-    def new_context(self, base: str, width: int = 1366, height: int = 900) -> Any:
+    def new_context(
+        self, base: str, width: int = 1366, height: int = 900, bypass_csp: bool = False
+    ) -> Any:
         return self.chromium.new_context(
             base_url=base,
             viewport={"width": width, "height": height},
             locale="ko-KR",
             timezone_id="Asia/Seoul",
+            bypass_csp=bypass_csp,
         )
 
 
@@ -89,6 +92,17 @@ def until(page: Any, expression: str, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {expression!r} in the page")
         time.sleep(0.05)
+
+
+AXE_HOME = Path(__file__).resolve().parents[2] / ".browser-deps"
+
+
+def axe_script() -> Path:
+    """axe-core's script, installed from the npm registry by scripts/browser-deps.sh."""
+    found = AXE_HOME / "node_modules" / "axe-core" / "axe.min.js"
+    if not found.exists():
+        pytest.fail("axe-core is not installed: `make test` installs it (npm, browser-deps)")
+    return found
 
 
 def shot(page: Any, name: str) -> Path:
