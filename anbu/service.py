@@ -351,11 +351,10 @@ class Runtime:
     def start_web(self, background: bool = True) -> None:
         # the conversation's answer classifier learns as the web server starts (a few seconds),
         # never during a resident's first answer
-        model = threading.Thread(target=_trained_then_frozen, name="answer-model", daemon=True)
+        model = threading.Thread(target=shipped_model, name="answer-model", daemon=True)
         model.start()
         self._model = model
         app = self.web_app()
-        gc.freeze()  # what start-up built lives as long as the process: see _trained_then_frozen
         config = uvicorn.Config(
             app, host=self.settings.web_host, port=self.settings.web_port,
             log_level="warning", access_log=False, timeout_keep_alive=WEB_KEEP_ALIVE_S,
@@ -369,7 +368,9 @@ class Runtime:
                 self.settings.web_metrics_port, self.settings.metrics_token,
             )  # fmt: skip
         self.web = StreamsFirstServer(config, lambda: close_streams(app.state))
-        if not background:
+        if not background:  # `anbu serve web`: this process is the web server, and no more
+            model.join()
+            settle_heap()
             self.web.run()
             return
         thread = threading.Thread(target=self.web.run, name="web", daemon=True)
@@ -415,12 +416,14 @@ class Runtime:
         self.db.close()
 
 
-def _trained_then_frozen() -> None:
-    """The answer classifier trained, then everything alive so far moved out of the garbage
-    collector's sight: the app, the model and the libraries live as long as the process, and a
-    full collection walking them all paused requests by ≈ 100 ms (the weekly review's p95 went
-    from ≈ 75 to ≈ 180 ms, `anbu bench dashboard`)."""
-    shipped_model()
+def settle_heap() -> None:
+    """Before a web server serves its first request: what start-up left as garbage collected,
+    and everything alive (the app, the answer classifier, the libraries: they live as long as
+    the process) moved out of the garbage collector's sight. Full collections walking them all
+    paused requests by ≈ 100 ms (the weekly review's p95 went from ≈ 75 to ≈ 190 ms, `anbu
+    bench dashboard`). Only where the process serves the web alone (`anbu serve web`): in
+    `serve all` or the demo, other roles' live state would be frozen with it."""
+    gc.collect()
     gc.freeze()
 
 

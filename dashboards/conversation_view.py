@@ -75,16 +75,22 @@ class TalkWeek:
 
 
 def answers_since(
-    conn: psycopg.Connection[Any], dongs: Dongs, since: datetime, resident_id: int | None = None
+    conn: psycopg.Connection[Any],
+    dongs: Dongs,
+    since: datetime,
+    resident_id: int | None = None,
+    until: datetime | None = None,
 ) -> dict[int, list[Answer]]:
-    """Each resident's answers since `since`, oldest first, within the dongs in view."""
+    """Each resident's answers since `since` (and up to `until`, when given), oldest first,
+    within the dongs in view."""
     rows = conn.execute(
         """SELECT a.resident_id, a.question, a.label, a.answered_at
            FROM anbu.call_answers a JOIN anbu.resident r ON r.id = a.resident_id
            WHERE r.dong_code = ANY(%s) AND a.answered_at >= %s
+             AND (%s::timestamptz IS NULL OR a.answered_at <= %s)
              AND (%s::bigint IS NULL OR a.resident_id = %s)
            ORDER BY a.answered_at, a.question""",
-        (dong_list(dongs), since, resident_id, resident_id),
+        (dong_list(dongs), since, until, until, resident_id, resident_id),
     ).fetchall()
     found: dict[int, list[Answer]] = {}
     for rid, question, label, at in rows:

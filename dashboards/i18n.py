@@ -306,6 +306,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "battery": ("배터리", "Battery"),
     "silent_device": ("신호 없음 (점검 필요)", "silent (needs a check)"),
     "no_safety_devices": ("등록된 안전 기기가 없습니다.", "No safety device is registered."),
+    "gateway_down": ("게이트웨이 끊김", "gateway offline"),
+    "quiet_device": ("신호 뜸 (평소보다 오래 조용함)", "quiet longer than usual"),
     "activity_sensors": (
         "생활 감지 센서 (문·움직임·전기)",
         "Activity sensors (door, motion, power)",

@@ -21,7 +21,12 @@ import psycopg
 from core.crypto import Keyring
 from core.domain import SAFETY_KINDS
 from dashboards.alert_first import access_notes
-from detectors.health import HealthPolicy, device_silent
+from detectors.health import (
+    HealthPolicy,
+    device_silent,
+    device_silent_after_s,
+    gateway_down_since,
+)
 from detectors.health_sweep import home_health
 from registry.phones import InvalidPhone, parse_phone
 
@@ -93,33 +98,41 @@ class SensorLine:
     room: str
     last_seen_at: datetime | None
     battery: float | None
-    state: str  # offline, silent (a device finding's rule), never, online
+    state: str  # gateway_down, offline, silent, quiet, never, online (see home_sensors)
 
 
-_SENSOR_STATES = ("offline", "silent", "never", "online")  # the worst first
+_SENSOR_STATES = ("gateway_down", "offline", "silent", "quiet", "never", "online")  # worst first
 
 
 def home_sensors(
     conn: psycopg.Connection[Any], resident_id: int, now: datetime, policy: HealthPolicy
 ) -> list[SensorLine]:
     """The home's sensors other than its safety devices (listed apart), each with its last
-    signal, battery and state: silent by the health sweep's own rule (past its learned or
-    default cadence while the home is otherwise active), so the card and the device findings
-    agree."""
+    signal, battery and state: behind a gateway that is down (the sweep reports the gateway,
+    not its sensors); reported unavailable; silent by the health sweep's own rule (past its
+    learned or default cadence while the rest of the home is active: a device finding); quiet
+    (as long past its cadence, with nobody active to tell a fault from an empty home); never
+    heard; or online."""
     home = home_health(conn, resident_id)
     if home is None:
         return []
     safety = {k.value for k in SAFETY_KINDS}
+    down = {g.gateway_id for g in home.gateways if gateway_down_since(g, now, policy) is not None}
     lines = []
     for s in home.sensors:
         if s.kind in safety:
             continue
-        if s.online is False:
+        quiet_s = None if s.last_reading_at is None else (now - s.last_reading_at).total_seconds()
+        if s.gateway_id in down:
+            state = "gateway_down"
+        elif s.online is False:
             state = "offline"
         elif s.last_reading_at is None:
             state = "never"
         elif device_silent(s, home.sensors, now, policy):
             state = "silent"
+        elif quiet_s is not None and quiet_s > device_silent_after_s(s, policy):
+            state = "quiet"
         else:
             state = "online"
         lines.append(SensorLine(s.sensor_id, s.kind, s.room, s.last_reading_at, s.battery, state))

@@ -9,6 +9,9 @@ come first. Always scoped to the dongs an actor may see; no phone, no notes.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +39,8 @@ SELECT a.resident_id,
                                AND extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)),
        min(a.hour) FILTER (WHERE a.readings > 0)
   FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
- WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s AND a.hour < %(now)s
+ WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s
+   AND a.hour + interval '1 hour' <= %(now)s
  GROUP BY a.resident_id
 """
 _FINDINGS = """
@@ -105,7 +109,7 @@ def weekly_review(
     found: dict[int, dict[str, int]] = {}
     for rid, kind, n in conn.execute(_FINDINGS, p):
         found.setdefault(int(rid), {})[str(kind)] = int(n)
-    talked = conversation_view.answers_since(conn, dongs, lo)
+    talked = conversation_view.answers_since(conn, dongs, lo, until=now)
     asked = programme(script)
     rows = []
     for rid, home, name, status in conn.execute(_RESIDENTS, p):
@@ -130,6 +134,36 @@ def weekly_review(
 
 
 CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
+SNAPSHOT_S = 600.0  # a review's later pages read the first page's snapshot this long
+SNAPSHOTS = 4  # per web process (a district-wide review of 100,000 residents is ≈ 50 MB)
+
+
+class _Snapshots:
+    """The reviews whose first pages were read lately: a later page reads the same rows in the
+    same order (nobody skipped or shown twice when answers or late readings change a row's
+    place meanwhile), and does not compute a district's whole review again for each page."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[Any, ...], tuple[float, Review]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Review | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or time.monotonic() - hit[0] > SNAPSHOT_S:
+                return None
+            self._items.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: tuple[Any, ...], review: Review) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), review)
+            self._items.move_to_end(key)
+            while len(self._items) > SNAPSHOTS:
+                self._items.popitem(last=False)
+
+
+_SNAPSHOTS = _Snapshots()
 
 
 class CursorExpired(ValueError):
@@ -147,7 +181,12 @@ def review_page(
         if not now - CURSOR_LIFE <= after[0] <= now:
             raise CursorExpired(after[0])
         now = after[0]
-    week = weekly_review(conn, dongs, now, tz, script)
+    key = (tuple(dong_list(dongs)), now, tz.key, script)
+    week = _SNAPSHOTS.get(key) if after is not None else None
+    if week is None:
+        week = weekly_review(conn, dongs, now, tz, script)
+        if len(week.rows) > limit:  # a later page will be asked for: keep what it pages
+            _SNAPSHOTS.put(key, week)
     rows = [r for r in week.rows if after is None or review_place(r) > after[1:]]
     shown, place = keyset_page(rows, limit, review_place)
     return week, shown, None if place is None else (now, *place)

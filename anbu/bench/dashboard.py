@@ -2,37 +2,59 @@
 
 A throwaway PostgreSQL holds `residents` residents over 20 dongs of one district, `open_alerts`
 open alerts among them (and five times as many ended), two calls a resident in the last weeks,
-and one care manager a dong. Logged in as one dong's care manager, the app (in this process,
+one care manager a dong, and for the measured dong five weeks of hourly activity and a gateway
+with four sensors a home. Logged in as one dong's care manager, the app (in this process,
 through its whole ASGI stack) answers the care queue (`/alerts`), residents' cards
 (`/residents/{id}`, a resident of the dong at random each time) and the weekly review
-(`/review`), each `requests` times after a warm-up; their p95, beside a bare SELECT of the rows
-each page shows, timed the same way on the same connection pool. The result line:
+(`/review`), each `requests` times after a warm-up; their p95, beside the same rows read bare
+(the card's queries; the review's own three aggregate queries, no rows built), timed the same
+way on the same connection pool. As `anbu serve web`, the heap is settled before the timing. The result line:
 `dashboard: residents=N open_alerts=N queue_p95_ms=X card_p95_ms=X review_p95_ms=X`.
 """
 
 from __future__ import annotations
 
-import gc
 import random
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 import registry
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
+from anbu.service import settle_heap
 from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database, migrate
+from dashboards import review
+from dashboards.residents import local_days_start
+from simulators.loadgen import SENSORS
 from simulators.servers import EmbeddedPostgres
 
 DONGS = [(f"29{n:08d}", f"벤치{n}동") for n in range(1, 21)]
 PASSWORD = "bench-dashboard-pass-1"
 WARM_UP = 5
+
+
+_CARD_SQL = (
+    "SELECT * FROM anbu.resident WHERE id = %s",
+    """SELECT id, created_at, status, outcome FROM anbu.calls WHERE resident_id = %s
+       ORDER BY created_at DESC, id DESC LIMIT 10""",
+    """SELECT a.id, a.severity, a.state, f.reason_ko FROM anbu.alerts a
+       LEFT JOIN anbu.findings f ON f.id = a.finding_id WHERE a.resident_id = %s
+       ORDER BY (a.state = 'resolved'), a.opened_at DESC LIMIT 10""",
+    """SELECT s.id, st.last_reading_at, st.battery FROM anbu.sensor s
+       JOIN anbu.gateway g ON g.id = s.gateway_id
+       LEFT JOIN anbu.sensor_state st ON st.sensor_id = s.id WHERE g.resident_id = %s""",
+    """SELECT hour, activity FROM anbu.activity_hourly WHERE resident_id = %s
+       AND hour >= now() - interval '7 days'""",
+)
 
 
 class _Quiet:
@@ -85,6 +107,23 @@ def seed(dsn: str, residents: int, open_alerts: int) -> None:
                FROM generate_series(1, %(calls)s) k""",
             {"n": residents, "calls": residents * 2},
         )
+        # the measured dong's five weeks of hourly activity (what the review reads), and a
+        # gateway with four sensors for each of its residents (what the card reads)
+        conn.execute(
+            """INSERT INTO anbu.activity_hourly (resident_id, hour, activity, motion, door,
+                   power_steps, readings, rooms)
+               SELECT r.id, h, (r.id + extract(hour FROM h)::int) %% 7, 1, 0, 0, 3,
+                      ARRAY['living']
+               FROM anbu.resident r,
+                    generate_series(date_trunc('hour', now()) - interval '35 days',
+                                    date_trunc('hour', now()) - interval '1 hour',
+                                    interval '1 hour') h
+               WHERE r.dong_code = %s""",
+            (DONGS[0][0],),
+        )
+        homes = [str(h) for (h,) in conn.execute(
+            "SELECT home FROM anbu.resident WHERE dong_code = %s", (DONGS[0][0],))]  # fmt: skip
+        registry.add_synthetic_homes(conn, DONGS[0][0], homes, SENSORS)
         registry.add_care_manager(conn, "bench-manager", DONGS[0][0], "김벤치",
                                   "+821000000001", PASSWORD)  # fmt: skip
         conn.execute("ANALYZE")
@@ -157,7 +196,7 @@ def _measure(db: Database, dsn: str, n: int,
     app = create_app(db, settings, AlertService(db, _Quiet(), EscalationPolicy(), clock, ""))
     client = client_type(app, base_url="http://dashboard.bench")
     _log_in(client, "bench-manager", PASSWORD)
-    gc.freeze()  # as `anbu serve web` does once started (anbu.service.start_web)
+    settle_heap()  # as `anbu serve web` does before it serves (anbu.service.start_web)
     dong = DONGS[0][0]
     with db.connection() as conn:
         ids = [int(r[0]) for r in conn.execute(
@@ -183,6 +222,22 @@ def _measure(db: Database, dsn: str, n: int,
     def card_id() -> int:
         return rnd.choice(ids)
 
+    def card_sql(rid: int) -> None:  # the rows the card shows, each query bare
+        with db.connection() as conn:
+            for sql in _CARD_SQL:
+                conn.execute(sql, (rid,)).fetchall()
+
+    tz = ZoneInfo(settings.timezone)
+
+    def review_sql() -> None:  # the review's own three queries, bare (no rows built)
+        now = datetime.now(UTC)
+        week = local_days_start(now, tz, 7)
+        p = {"dongs": [dong], "week": week, "lo": week - timedelta(weeks=review.WEEKS_BEFORE),
+             "now": now, "tz": tz.key, "night": list(review.NIGHT_HOURS)}  # fmt: skip
+        with db.connection() as conn:
+            for sql in (review._ACTIVITY, review._FINDINGS, review._RESIDENTS):
+                conn.execute(sql, p).fetchall()
+
     return {
         "queue": (
             _timed(page("/alerts"), n),
@@ -200,25 +255,7 @@ def _measure(db: Database, dsn: str, n: int,
         ),
         "card": (
             _timed(page(lambda: f"/residents/{card_id()}"), n),
-            _timed(
-                bare(
-                    """SELECT r.*, (SELECT count(*) FROM anbu.calls c
-                                          WHERE c.resident_id = r.id) AS calls
-                           FROM anbu.resident r WHERE r.id = %s""",
-                    lambda: (card_id(),),
-                ),
-                n,
-            ),
+            _timed(lambda: card_sql(card_id()), n),
         ),
-        "review": (
-            _timed(page("/review"), max(n // 10, 20)),
-            _timed(
-                bare(
-                    """SELECT r.id, r.display_name, r.status FROM anbu.resident r
-                           WHERE r.dong_code = %s ORDER BY r.id LIMIT 50""",
-                    lambda: (dong,),
-                ),
-                max(n // 10, 20),
-            ),
-        ),
+        "review": (_timed(page("/review"), n), _timed(review_sql, n)),
     }

@@ -232,11 +232,20 @@ def test_the_weekly_review_page_shows_every_resident_once_a_page_at_a_time(
     login_page(client, town.username_a, PASSWORD_A)
     page = client.get("/review")
     shown: list[int] = []
-    for _ in range(5):
+    for turn in range(5):
         assert page.status_code == 200
         ids = [int(x) for x in re.findall(r'<tr id="review-(\d+)"', page.text)]
         assert 0 < len(ids) <= 100
         shown.extend(ids)
+        if turn == 0:  # meanwhile a resident of a later page is raised for review, dated
+            later = min(everyone - set(ids))  # before the first page was read: it would move
+            with database.connection() as conn:  # up to the first page, and be skipped
+                conn.execute(
+                    """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at,
+                           reason_ko, reason_en)
+                       VALUES (%s, 'routine_change', 'watch', %s, '생활 변화', 'change')""",
+                    (later, OPENED_AT - timedelta(minutes=1)),
+                )
         following = re.search(r'href="(/review\?after=[^"]+)" rel="next"', page.text)
         if following is None:
             break

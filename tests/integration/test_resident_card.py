@@ -15,6 +15,7 @@ from core.domain import SensorKind
 from dashboards.resident_card import next_checkin
 from tests.integration.dashboard_support import (
     DONG_A,
+    OPENED_AT,
     PASSWORD_A,
     PASSWORD_B,
     Town,
@@ -128,18 +129,32 @@ def test_the_card_lists_the_homes_sensors_with_their_last_signal_and_battery(
     database: Database,
 ) -> None:
     rid = town.resident_id
-    heard = datetime.now(UTC) - timedelta(minutes=5)
+    heard = OPENED_AT - timedelta(minutes=5)  # the town's clock
     with database.connection() as conn:
         registry.add_gateway(conn, f"gw-card-{rid}", rid)
         door = registry.add_sensor(conn, f"gw-card-{rid}", "door-1", SensorKind.DOOR, "entrance")
         pir = registry.add_sensor(conn, f"gw-card-{rid}", "pir-1", SensorKind.MOTION, "living")
         registry.add_sensor(conn, f"gw-card-{rid}", "plug-1", SensorKind.POWER, "kitchen")
-        for sensor, battery, online in ((door, 87.0, True), (pir, 12.0, False)):
+        bed = registry.add_sensor(conn, f"gw-card-{rid}", "pir-2", SensorKind.MOTION, "bedroom")
+        registry.add_gateway(conn, f"gw-card2-{rid}", rid)  # down for hours
+        plug = registry.add_sensor(conn, f"gw-card2-{rid}", "plug-2", SensorKind.POWER, "living")
+        conn.execute(
+            """UPDATE anbu.gateway SET online = false, last_seen_at = %s,
+                   status_changed_at = %s WHERE id = %s""",
+            (heard - timedelta(hours=3), heard - timedelta(hours=3), f"gw-card2-{rid}"),
+        )
+        long_ago = heard - timedelta(days=10)
+        for sensor, battery, online, at in (
+            (door, 87.0, True, heard),
+            (pir, 12.0, False, heard),
+            (bed, None, True, long_ago),
+            (plug, None, True, heard - timedelta(hours=3)),
+        ):
             conn.execute(
                 """INSERT INTO anbu.sensor_state (sensor_id, resident_id, value, since,
                        last_reading_at, battery, online, updated_at)
                    VALUES (%s, %s, 1, %s, %s, %s, %s, %s)""",
-                (sensor, rid, heard, heard, battery, online, heard),
+                (sensor, rid, at, at, battery, online, at),
             )
     client = TestClient(town.app, base_url="http://dashboard.test")
     login_page(client, town.username_a, PASSWORD_A)
@@ -149,6 +164,12 @@ def test_the_card_lists_the_homes_sensors_with_their_last_signal_and_battery(
     assert "87%" in html and "12%" in html
     assert html.index(f'id="sensor-{pir}"') < html.index(f'id="sensor-{door}"')  # worst first
     assert 'data-kind="power" data-state="never"' in html
+    # silent ten days, while someone came through the door just now: a device finding's rule
+    # says nothing (the rest of the home is not active), the card says it is quiet
+    assert f'id="sensor-{bed}" data-kind="motion" data-state="' in html
+    assert f'id="sensor-{bed}" data-kind="motion" data-state="online"' not in html
+    assert f'id="sensor-{plug}" data-kind="power" data-state="gateway_down"' in html
+    assert html.index(f'id="sensor-{plug}"') < html.index(f'id="sensor-{pir}"')
 
 
 def test_a_paused_resident_has_no_next_call_promised(
