@@ -63,6 +63,9 @@ class AlertFilter:
     updated_since: datetime | None = None
 
 
+UNACKNOWLEDGED = ("open", "calling", "escalated")  # nobody has said "I'm on it" yet
+
+
 @dataclass(frozen=True, slots=True)
 class AlertPage:
     """One page of a list; `next_after` is the last row's place in the order when more follow
@@ -71,6 +74,7 @@ class AlertPage:
     alerts: list[AlertView]
     next_after: tuple[Any, ...] | None
     total: int | None = None
+    waiting: int | None = None  # of `total`, those nobody has acknowledged yet (UNACKNOWLEDGED)
 
 
 def page_alerts(
@@ -122,14 +126,18 @@ def page_alerts(
         params.update(keyset_params(after))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"{_SELECT} WHERE {keyed} {order} LIMIT %(n)s", params).fetchall()
-        total = None
+        total = waiting = None
         if with_total:
-            count = "SELECT count(*) AS n FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id"
+            count = (
+                "SELECT count(*) AS n, count(*) FILTER (WHERE a.state = ANY(%(waiting)s)) AS w"
+                " FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id"
+            )
             counted = cur.execute(
                 f"{count} WHERE {filtered}",  # nosec B608  # constant clauses; values bound
-                params,
+                {**params, "waiting": list(UNACKNOWLEDGED)},
             ).fetchone()
             total = int(counted["n"]) if counted else 0
+            waiting = int(counted["w"]) if counted else 0
 
     def place(last: AlertView) -> tuple[Any, ...]:
         if not by_severity:
@@ -138,20 +146,7 @@ def page_alerts(
         return (resolved, _SEVERITY_RANK.get(last.severity, 2), last.opened_at, last.id)
 
     views, next_after = keyset_page([_view(r) for r in rows], limit, place)
-    return AlertPage(views, next_after, total)
-
-
-UNACKNOWLEDGED = ("open", "calling", "escalated")  # nobody has said "I'm on it" yet
-
-
-def count_unacknowledged(conn: psycopg.Connection[Any], dongs: Dongs) -> int:
-    """Alerts of `dongs` that no care manager has acknowledged yet (the page title's count)."""
-    row = conn.execute(
-        """SELECT count(*) FROM anbu.alerts a JOIN anbu.resident r ON r.id = a.resident_id
-           WHERE r.dong_code = ANY(%s) AND a.state = ANY(%s)""",
-        (dong_list(dongs), list(UNACKNOWLEDGED)),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return AlertPage(views, next_after, total, waiting)
 
 
 def alert_version(conn: psycopg.Connection[Any], alert_id: int) -> int:

@@ -311,10 +311,9 @@ def pages_router() -> APIRouter:
                 conn, visible_dongs(manager), limit=PAGE_ROWS, after=place,
                 by_severity=True, with_total=True,
             )  # fmt: skip
-            waiting = queries.count_unacknowledged(conn, visible_dongs(manager))
         return render(
             request, deps, lang, "alerts.html", manager,
-            alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S, waiting=waiting,
+            alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S, waiting=page.waiting,
             next_page=paging.encode("queue", page.next_after), paged=place is not None,
             page_rows=PAGE_ROWS,
         )  # fmt: skip

@@ -80,9 +80,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def loopback_sources(count: int) -> list[str]:
-    """`count` loopback addresses to connect from (Linux answers all of 127.0.0.0/8)."""
-    return [f"127.0.0.{n}" for n in range(1, count + 1)]
+def loopback_source(n: int) -> str:
+    """The `n`-th loopback address to connect from, 1 first (Linux answers 127.0.0.0/8)."""
+    return f"127.0.0.{n}"
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Fleet:
         the broker's port); "" (the system's choice) for a broker elsewhere."""
         if not _is_loopback(self.target.host):
             return ""
-        return loopback_sources((self.first + index) // self.per_source + 1)[-1]
+        return loopback_source((self.first + index) // self.per_source + 1)
 
     def _open_one(self, index: int, first: bool) -> None:
         c = self.clients[index]
