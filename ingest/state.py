@@ -147,7 +147,8 @@ def _load_states(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, _St
     if not ids:
         return {}
     rows = conn.execute(
-        "SELECT sensor_id, value, since, value_at FROM anbu.sensor_state WHERE sensor_id = ANY(%s)",
+        "SELECT sensor_id, value, since, value_at FROM anbu.sensor_state"
+        " WHERE sensor_id = ANY(%b::bigint[])",
         (ids,),
     ).fetchall()
     return {int(sid): _State(float(v), since, at) for sid, v, since, at in rows}
@@ -161,7 +162,7 @@ def _previous_values(
         return {}
     rows = conn.execute(
         """SELECT f.sensor_id, p.value
-           FROM unnest(%s::bigint[], %s::timestamptz[]) AS f(sensor_id, first_ts)
+           FROM unnest(%b::bigint[], %b::timestamptz[]) AS f(sensor_id, first_ts)
            CROSS JOIN LATERAL (
                SELECT r.value FROM anbu.readings r
                WHERE r.sensor_id = f.sensor_id AND r.ts < f.first_ts
@@ -198,13 +199,14 @@ def _write_states(
     if not rows:
         return
     rows.sort()
-    cols = list(zip(*rows, strict=True))
+    cols: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)]
+    cols[2] = [float(v) for v in cols[2]]  # a binary array takes one type: no int among them
     conn.execute(
         """INSERT INTO anbu.sensor_state AS s
                (sensor_id, resident_id, value, since, value_at, last_reading_at, updated_at)
            SELECT sensor_id, resident_id, value, since, value_at, value_at, %s
-           FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::timestamptz[],
-                       %s::timestamptz[]) AS b(sensor_id, resident_id, value, since, value_at)
+           FROM unnest(%b::bigint[], %b::bigint[], %b::float8[], %b::timestamptz[],
+                       %b::timestamptz[]) AS b(sensor_id, resident_id, value, since, value_at)
            ON CONFLICT (sensor_id) DO UPDATE SET
                value = excluded.value,
                since = excluded.since,
@@ -212,7 +214,7 @@ def _write_states(
                last_reading_at = greatest(s.last_reading_at, excluded.last_reading_at),
                updated_at = excluded.updated_at
            WHERE s.value_at IS NULL OR excluded.value_at > s.value_at""",
-        (now, *(list(c) for c in cols)),
+        (now, *cols),
     )
 
 
@@ -232,8 +234,8 @@ def _write_health(conn: psycopg.Connection[Any], health: list[Health], now: date
             """INSERT INTO anbu.sensor_state
                    (sensor_id, resident_id, value, since, last_reading_at, updated_at)
                SELECT s.id, g.resident_id, 0, x.ts, x.ts, %s
-                 FROM unnest(%s::bigint[], %s::timestamptz[]) AS x(id, ts)
-                 JOIN anbu.sensor s ON s.id = x.id AND s.kind = ANY(%s)
+                 FROM unnest(%b::bigint[], %b::timestamptz[]) AS x(id, ts)
+                 JOIN anbu.sensor s ON s.id = x.id AND s.kind = ANY(%b::text[])
                  JOIN anbu.gateway g ON g.id = s.gateway_id
                 ORDER BY s.id
                ON CONFLICT (sensor_id) DO NOTHING""",
@@ -269,32 +271,32 @@ def _write_activity(
 ) -> None:
     if not homes:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO anbu.home_activity AS h (resident_id, last_activity_at,
-                   last_motion_at, last_door_at, last_power_at, last_room, updated_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (resident_id) DO UPDATE SET
-                   last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
-                   last_motion_at = greatest(h.last_motion_at, excluded.last_motion_at),
-                   last_door_at = greatest(h.last_door_at, excluded.last_door_at),
-                   last_power_at = greatest(h.last_power_at, excluded.last_power_at),
-                   last_room = CASE WHEN excluded.last_activity_at >= h.last_activity_at
-                                    THEN excluded.last_room ELSE h.last_room END,
-                   updated_at = excluded.updated_at""",
-            [
-                (
-                    rid,
-                    a.last_activity_at,
-                    a.last_motion_at,
-                    a.last_door_at,
-                    a.last_power_at,
-                    a.last_room,
-                    now,
-                )
-                for rid, a in sorted(homes.items())
-            ],
-        )
+    rows = sorted(homes.items())
+    conn.execute(
+        # one statement, its arrays sent binary: a statement per home, or text arrays of
+        # timestamps, took more of the storing process than parsing the readings
+        """INSERT INTO anbu.home_activity AS h (resident_id, last_activity_at,
+               last_motion_at, last_door_at, last_power_at, last_room, updated_at)
+           SELECT x.*, %s FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[],
+                                      %b::timestamptz[], %b::timestamptz[], %b::text[]) AS x
+           ON CONFLICT (resident_id) DO UPDATE SET
+               last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
+               last_motion_at = greatest(h.last_motion_at, excluded.last_motion_at),
+               last_door_at = greatest(h.last_door_at, excluded.last_door_at),
+               last_power_at = greatest(h.last_power_at, excluded.last_power_at),
+               last_room = CASE WHEN excluded.last_activity_at >= h.last_activity_at
+                                THEN excluded.last_room ELSE h.last_room END,
+               updated_at = excluded.updated_at""",
+        (
+            now,
+            [rid for rid, _ in rows],
+            [a.last_activity_at for _, a in rows],
+            [a.last_motion_at for _, a in rows],
+            [a.last_door_at for _, a in rows],
+            [a.last_power_at for _, a in rows],
+            [a.last_room for _, a in rows],
+        ),
+    )
 
 
 def _is_activity(ref: SensorRef, value: float, previous: float | None) -> bool:

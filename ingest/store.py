@@ -372,8 +372,8 @@ def _lock_due(
         return
     conn.execute(
         """SELECT 1 FROM anbu.sweep_due
-            WHERE resident_id = ANY(%s::bigint[] || ARRAY(
-                      SELECT resident_id FROM anbu.gateway WHERE id = ANY(%s::text[])))
+            WHERE resident_id = ANY(%b::bigint[] || ARRAY(
+                      SELECT resident_id FROM anbu.gateway WHERE id = ANY(%b::text[])))
             ORDER BY resident_id FOR NO KEY UPDATE""",
         (homes, gateways),
     )
@@ -518,7 +518,7 @@ def _update_gateways(
             # never waits on a gateway row an admin action holds: its liveness is marked by
             # its next message instead, and the readings are not stalled
             """WITH free AS (SELECT id FROM anbu.gateway
-                              WHERE id = ANY(%s) AND removed_at IS NULL
+                              WHERE id = ANY(%b::text[]) AND removed_at IS NULL
                               ORDER BY id FOR UPDATE SKIP LOCKED)
                UPDATE anbu.gateway g SET last_seen_at = greatest(g.last_seen_at, %s)
                  FROM free WHERE g.id = free.id""",

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from core.domain import (
     BINARY_KINDS,
@@ -69,9 +72,30 @@ def _reject_constant(name: str) -> float:
 _DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
+class _Item(msgspec.Struct, gc=False):
+    sensor: str
+    kind: str
+    ts: str
+    value: float  # a JSON integer too; never a bool, a NaN or a number past a float's range
+
+
+class _Document(msgspec.Struct, gc=False):
+    readings: list[_Item]
+
+
+_DECODE_FAST = msgspec.json.Decoder(_Document).decode
+
+
 def _parse_readings(
     gateway: str, payload: bytes, now: datetime, future_tolerance_s: int
 ) -> list[Parsed]:
+    latest = now + timedelta(seconds=future_tolerance_s)
+    readings = _parse_well_formed(gateway, payload, latest)
+    return _parse_careful(gateway, payload, latest) if readings is None else readings
+
+
+def _parse_careful(gateway: str, payload: bytes, latest: datetime) -> list[Parsed]:
+    """Every reading of a message, each either a Reading or the reason it is refused."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -87,8 +111,44 @@ def _parse_readings(
         return [Rejected('"readings" is not a list')]
     if not items:
         return [Rejected('"readings" is empty')]
-    latest = now + timedelta(seconds=future_tolerance_s)
     return [_parse_one(gateway, item, index, latest) for index, item in enumerate(items)]
+
+
+def _parse_well_formed(gateway: str, payload: bytes, latest: datetime) -> list[Parsed] | None:
+    """Every reading of a message that holds nothing to refuse, or None.
+
+    A gateway's messages are almost all well formed, and decoding them with the standard
+    library's JSON into dicts, then checking each field, was most of the storing process's
+    work. Anything this does not take as it is (JSON the typed decoder refuses, a field missing
+    or of another type, a reading `_parse_one` would refuse) is parsed again the careful way,
+    which gives each refusal its reason: the two agree on every message
+    (tests/unit/test_native_fast.py).
+    """
+    try:
+        items = _DECODE_FAST(payload).readings
+    except msgspec.MsgspecError:
+        return None
+    out: list[Parsed] = []
+    for item in items:
+        sensor, value, accepts = item.sensor, item.value, _ACCEPTS.get(item.kind)
+        if accepts is None or not sensor or sensor.isspace():
+            return None
+        kind, allowed, lo, hi = accepts
+        if value not in allowed if allowed else not lo <= value <= hi:
+            return None
+        try:
+            ts = _FROM_ISO(item.ts)
+        except ValueError:
+            return None
+        if ts.tzinfo is not UTC:
+            converted = _parse_ts(item.ts)
+            if type(converted) is str:
+                return None
+            ts = converted  # type: ignore[assignment]
+        if ts > latest:
+            return None
+        out.append(new_reading(gateway, sensor, kind, ts, value))
+    return out or None
 
 
 _KINDS: Mapping[str, SensorKind] = {kind.value: kind for kind in SensorKind}
@@ -164,6 +224,20 @@ def _check_value(kind: SensorKind, raw: Any) -> float | str:
         return f"value {show(raw)} out of range for {kind.value} ({_CODES[kind]})"
     return value
 
+
+def _accepts(kind: SensorKind) -> tuple[SensorKind, frozenset[float], float, float]:
+    """What `_check_value` lets through for `kind`: its values (empty: any) and its range."""
+    if kind in BINARY_KINDS:
+        return kind, frozenset({0.0, 1.0}), 0.0, 0.0
+    if kind in SAFETY_VALUES:
+        return kind, frozenset(float(v) for v in SAFETY_VALUES[kind]), 0.0, 0.0
+    if kind is SensorKind.POWER:
+        return kind, frozenset(), 0.0, POWER_MAX_W
+    return kind, frozenset(), -sys.float_info.max, sys.float_info.max
+
+
+_ACCEPTS = {kind.value: _accepts(kind) for kind in SensorKind}
+_FROM_ISO = datetime.fromisoformat
 
 _CODES: Mapping[SensorKind, str] = {
     kind: (
