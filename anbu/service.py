@@ -45,7 +45,7 @@ from detectors.night import NightPolicy
 from detectors.nightly import learn_all
 from detectors.review_nightly import night_review, routine_change_review
 from detectors.routine_change import RoutinePolicy
-from detectors.summaries import SUMMARY_EVERY_S, summarize
+from detectors.summaries import SUMMARY_EVERY_S, keep_daily, summarize
 from detectors.sweep import NewFinding
 from detectors.sweep_due import DueSweep
 from ingest.consumer import IngestService
@@ -264,7 +264,13 @@ class Runtime:
         return self._open(new)
 
     def summarize_once(self) -> int:
-        """Hourly activity per home (anbu.activity_hourly) for what was received lately."""
+        """Hourly activity per home (anbu.activity_hourly) for what was received lately, and
+        daily in the programme's time zone."""
+        try:  # never in the way of the hours: a failure here is logged, and tried next pass
+            with self.db.connection() as conn:
+                keep_daily(conn, ZoneInfo(self.settings.timezone))
+        except psycopg.Error:
+            log.warning("daily activity: the zone's days not listed yet", exc_info=True)
         with self.db.connection() as conn:
             return summarize(conn, self.clock.now())
 

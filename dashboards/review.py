@@ -1,10 +1,12 @@
 """The dong's weekly review: each resident's last 7 days beside their usual week.
 
-Read from the hourly activity summary (`anbu.activity_hourly`) and the findings, never from raw
-readings: a person's doings this week against the mean of the 4 weeks before, the small hours'
-activity, the days with any data at all, and the week's findings by kind (routine changes and
-night activity are raised for this review and ring nobody). Residents whose week departs most
-come first. Always scoped to the dongs an actor may see; no phone, no notes.
+Read from the daily activity summary (`anbu.activity_daily`, kept from the hourly one by
+triggers) for the complete past days, from the hourly one (`anbu.activity_hourly`) for the day
+under way, and from the findings, never from raw readings: a person's doings this week against
+the mean of the 4 weeks before, the small hours' activity, the days with any data at all, and
+the week's findings by kind (routine changes and night activity are raised for this review and
+ring nobody). Residents whose week departs most come first. Always scoped to the dongs an actor
+may see; no phone, no notes.
 """
 
 from __future__ import annotations
@@ -26,22 +28,37 @@ from dashboards import conversation_view
 from dashboards.residents import local_days_start
 
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
-NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours
+NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours (as activity_daily's)
+HOUR = timedelta(hours=1)  # the span of an activity_hourly row
 REVIEW_KINDS = ("routine_change", "night_activity")  # raised for this review only
 
+_KEPT = "SELECT kept_from FROM anbu.activity_daily_zone WHERE tz = %s"
+# complete past days from the daily rows, the rest of the span from the hours: one row a local
+# day either way, the review's figures summed over those
 _ACTIVITY = """
-SELECT a.resident_id,
-       sum(a.activity) FILTER (WHERE a.hour >= %(week)s),
-       sum(a.activity) FILTER (WHERE a.hour < %(week)s),
-       count(DISTINCT date_trunc('day', a.hour AT TIME ZONE %(tz)s))
-             FILTER (WHERE a.hour >= %(week)s AND a.readings > 0),
-       sum(a.activity) FILTER (WHERE a.hour >= %(week)s
-                               AND extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)),
-       min(a.hour) FILTER (WHERE a.readings > 0)
-  FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
- WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s
-   AND a.hour + interval '1 hour' <= %(now)s
- GROUP BY a.resident_id
+WITH days AS (
+    SELECT d.resident_id, d.day, d.activity, d.night, d.first_reading
+      FROM anbu.activity_daily d JOIN anbu.resident r ON r.id = d.resident_id
+     WHERE r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s
+       AND d.day >= %(daily_day)s AND d.day < %(split_day)s
+    UNION ALL
+    SELECT a.resident_id, (a.hour AT TIME ZONE %(tz)s)::date, sum(a.activity),
+           sum(a.activity) FILTER (WHERE extract(hour FROM a.hour AT TIME ZONE %(tz)s)
+                                         = ANY(%(night)s)),
+           min(a.hour) FILTER (WHERE a.readings > 0)
+      FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
+     WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s
+       AND (a.hour < %(daily)s OR a.hour >= %(split)s)
+       AND a.hour + interval '1 hour' <= %(now)s
+     GROUP BY 1, 2
+)
+SELECT resident_id,
+       sum(activity) FILTER (WHERE day >= %(week_day)s),
+       sum(activity) FILTER (WHERE day < %(week_day)s),
+       count(*) FILTER (WHERE day >= %(week_day)s AND first_reading IS NOT NULL),
+       sum(night) FILTER (WHERE day >= %(week_day)s),
+       min(first_reading)
+  FROM days GROUP BY resident_id
 """
 _FINDINGS = """
 SELECT f.resident_id, f.kind, count(*)
@@ -101,10 +118,8 @@ def weekly_review(
     the runs in their routine conversations' answers (the concerns of the conversation
     `script`, a path; empty: the shipped one); those with something for review, then the
     largest drops, first."""
-    week = local_days_start(now, tz, 7)
-    lo = week - timedelta(weeks=WEEKS_BEFORE)
-    p = {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
-         "night": list(NIGHT_HOURS)}  # fmt: skip
+    p = activity_params(conn, dongs, now, tz)
+    week, lo = p["week"], p["lo"]
     acts = {int(r[0]): r[1:] for r in conn.execute(_ACTIVITY, p)}
     found: dict[int, dict[str, int]] = {}
     for rid, kind, n in conn.execute(_FINDINGS, p):
@@ -131,6 +146,27 @@ def weekly_review(
         )
     rows.sort(key=review_place)
     return Review(week, now.astimezone(tz), rows)
+
+
+def activity_params(
+    conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo
+) -> dict[str, Any]:
+    """The review's span as its queries read it: the week from local midnight 7 days ago, the 4
+    weeks before, and the days read from the daily rows, [daily, split): from the span's start
+    or the zone's first kept day, whichever is later, to the last local midnight at least an
+    hour before `now` (every hour before it is complete, as the review counts only those); the
+    hours for the rest, and for the whole span when the zone's days are not kept."""
+    week = local_days_start(now, tz, 7)
+    lo = week - timedelta(weeks=WEEKS_BEFORE)
+    row = conn.execute(_KEPT, (tz.key,)).fetchone()
+    split = local_days_start(now - HOUR, tz, 1)
+    daily = lo if row is None else max(lo, datetime.combine(row[0], datetime.min.time(), tz))
+    if row is None or daily >= split:
+        daily = split = lo  # nothing from the days: the hours alone
+    return {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
+            "night": list(NIGHT_HOURS), "split": split, "daily": daily,
+            "week_day": week.date(), "daily_day": daily.date(),
+            "split_day": split.date()}  # fmt: skip
 
 
 CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week

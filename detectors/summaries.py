@@ -9,13 +9,18 @@ replay of old messages, say). Activity is what ingest counts for `home_activity`
 (ingest.state): motion or contact at 1, a door or appliance changing value, a plug stepping
 by POWER_STEP_W or more, nothing from a plug learning marked automatic; the previous value of a
 sensor is its last reading before the hour, then each earlier reading of the hour.
+
+The daily rows (`anbu.activity_daily`, what the weekly review reads for past days) follow the
+hours by triggers (migration 0076) in whatever transaction writes them; `keep_daily` only names
+the zone whose local days they are.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -105,6 +110,18 @@ def summarize(conn: psycopg.Connection[Any], now: datetime) -> int:
     )
     log.info("activity summarised", extra={"hours": written})
     return written
+
+
+KEEP_LOCK_TIMEOUT = "5s"  # listing a zone waits this long for the hours' writers, then next pass
+
+
+def keep_daily(conn: psycopg.Connection[Any], tz: ZoneInfo, since: date | None = None) -> None:
+    """Keep `anbu.activity_daily` in the local days of `tz` (the first time: summed from the
+    hours already there from `since`, six weeks back by default, writers of hours waiting
+    meanwhile). Its own transaction: a lock not granted within KEEP_LOCK_TIMEOUT raises."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (KEEP_LOCK_TIMEOUT,))
+        conn.execute("SELECT anbu.keep_activity_daily(%s, %s)", (tz.key, since))
 
 
 def rebuild(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> int:

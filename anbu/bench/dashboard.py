@@ -18,7 +18,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +33,6 @@ from core.clock import SystemClock
 from core.config import Settings
 from core.db import Database, migrate
 from dashboards import review
-from dashboards.residents import local_days_start
 from simulators.loadgen import SENSORS
 from simulators.servers import EmbeddedPostgres
 
@@ -107,8 +106,9 @@ def seed(dsn: str, residents: int, open_alerts: int) -> None:
                FROM generate_series(1, %(calls)s) k""",
             {"n": residents, "calls": residents * 2},
         )
-        # the measured dong's five weeks of hourly activity (what the review reads), and a
-        # gateway with four sensors for each of its residents (what the card reads)
+        # the measured dong's five weeks of hourly activity (what the review reads; its daily
+        # rows follow by the same triggers as the worker's writes), and a gateway with four
+        # sensors for each of its residents (what the card reads)
         conn.execute(
             """INSERT INTO anbu.activity_hourly (resident_id, hour, activity, motion, door,
                    power_steps, readings, rooms)
@@ -230,11 +230,8 @@ def _measure(db: Database, dsn: str, n: int,
     tz = ZoneInfo(settings.timezone)
 
     def review_sql() -> None:  # the review's own three queries, bare (no rows built)
-        now = datetime.now(UTC)
-        week = local_days_start(now, tz, 7)
-        p = {"dongs": [dong], "week": week, "lo": week - timedelta(weeks=review.WEEKS_BEFORE),
-             "now": now, "tz": tz.key, "night": list(review.NIGHT_HOURS)}  # fmt: skip
         with db.connection() as conn:
+            p = review.activity_params(conn, [dong], datetime.now(UTC), tz)
             for sql in (review._ACTIVITY, review._FINDINGS, review._RESIDENTS):
                 conn.execute(sql, p).fetchall()
 
