@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from core.db import Database
+from registry import care_notes
 from registry.changes import record_changes
 
 log = logging.getLogger(__name__)
@@ -94,14 +95,15 @@ def purge_due(db: Database, now: datetime, retention: timedelta, batch: int = PU
 
 def pseudonymise(conn: psycopg.Connection[Any], ids: list[int], now: datetime) -> None:
     """Remove the personal data of these (locked) residents from every table, in the caller's
-    transaction: name, phones and home replaced, address, contacts, notes, transcripts and
-    messages emptied, birth year to its decade; alerts, calls and readings keep their ids and
-    counts."""
+    transaction: name, phones and home replaced, address, contacts, notes, care notes' bodies,
+    transcripts and messages emptied, birth year to its decade; alerts, calls, care notes and
+    readings keep their ids and counts."""
     params = {"ids": ids, "now": now, "phone": PSEUDONYM_PHONE, "removed": REMOVED,
               "home": PSEUDONYM_HOME,
               "spoken": SPOKEN_PARAMS, "identifying": IDENTIFYING_AUDIT_FIELDS}  # fmt: skip
     for statement in _PSEUDONYMISE:
         conn.execute(statement, params)
+    care_notes.erase_bodies(conn, ids)  # after the resident's row: only then may it
     for rid in ids:
         record_changes(conn, rid, now, [("pseudonymised", None, "true", False)],
                        care_manager_id=None, actor="system:retention")  # fmt: skip

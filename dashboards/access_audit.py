@@ -67,6 +67,7 @@ FIELD_LABELS = {
     "emergency_contacts": ("비상 연락처", "emergency contacts"),
     "address": ("주소", "address"),
     "conversation": ("안부 대화", "conversations"),
+    "care_notes": ("돌봄 메모", "care notes"),
 }
 
 

@@ -54,6 +54,7 @@ from dashboards.auth import (
     bearer_token,
     cookie_secure,
 )
+from dashboards.care_notes import care_notes_router
 from dashboards.course import course_router
 from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
@@ -66,6 +67,7 @@ from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
 from dashboards.service_requests import service_requests_router
 from registry import InvalidChange, ResidentEnded, ResidentNotFound
+from registry.care_notes import NoteCorrected, NoteNotFound
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +234,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def resident_not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "resident_not_found")
 
+    async def note_not_found(request: Request, exc: Exception) -> Response:
+        return _error(request, 404, "note_not_found")
+
     async def invalid_change(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, InvalidChange)
-        status = 409 if isinstance(exc, ResidentEnded) else 422
+        status = 409 if isinstance(exc, ResidentEnded | NoteCorrected) else 422
         return _refusal(
             request, status, lambda lang: i18n.change_error(lang, exc), fields={"code": exc.code}
         )
@@ -258,6 +263,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(line_messages.RecordingNotFound, not_found)
     app.add_exception_handler(requests.RequestChanged, request_changed)
     app.add_exception_handler(ResidentNotFound, resident_not_found)
+    app.add_exception_handler(NoteNotFound, note_not_found)
     app.add_exception_handler(InvalidChange, invalid_change)
     app.add_exception_handler(RequestValidationError, unreadable)
     app.add_exception_handler(IllegalTransition, illegal)
@@ -446,6 +452,7 @@ def create_app(
     app.include_router(access_audit_router())
     app.include_router(course_router())
     app.include_router(pages_router())
+    app.include_router(care_notes_router())
     app.include_router(service_requests_router())
     app.include_router(account_router())
     app.include_router(report_router())

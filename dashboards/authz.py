@@ -37,6 +37,7 @@ class Action(StrEnum):
     RESIDENTS_CHANGE = "residents.change"  # status, quiet hours, level caps
     RESIDENTS_REASSIGN = "residents.reassign"  # hand a resident to another care manager
     RESIDENTS_SITE = "residents.site"  # install address, access notes, gateways and sensors
+    CARE_NOTES = "residents.notes"  # care notes on the card: read, write, correct
     REVIEW_READ = "review.read"  # the weekly review (reports)
     REQUESTS = "requests"  # service requests residents stated on calls: read, accept, link, close
     DEVICES_READ = "devices.read"  # gateways' heard devices, device and site findings
@@ -50,6 +51,8 @@ class Action(StrEnum):
 
 M, S, A, T = Role.MANAGER, Role.SUPERVISOR, Role.ADMIN, Role.TECHNICIAN
 CARE = frozenset({M, S, A})
+# Where each role's objects may come from: its own dong, or every dong of its district.
+DISTRICT_WIDE: frozenset[Role] = frozenset({S, A, T})
 
 RULES: dict[Action, frozenset[Role]] = {
     Action.ME: frozenset(Role),
@@ -61,6 +64,8 @@ RULES: dict[Action, frozenset[Role]] = {
     Action.RESIDENTS_CHANGE: CARE,
     Action.RESIDENTS_REASSIGN: frozenset({S, A}),
     Action.RESIDENTS_SITE: frozenset(Role),
+    # the care roles of the resident's own dong, as for what a resident said word for word
+    Action.CARE_NOTES: CARE - DISTRICT_WIDE,
     Action.REVIEW_READ: CARE,
     Action.REQUESTS: CARE,
     Action.DEVICES_READ: frozenset({M, A, T}),
@@ -71,9 +76,6 @@ RULES: dict[Action, frozenset[Role]] = {
     Action.REPORTS_READ: frozenset({S, A}),
     Action.ACCESS_LOG_READ: frozenset({S, A}),
 }
-
-# Where each role's objects may come from: its own dong, or every dong of its district.
-DISTRICT_WIDE: frozenset[Role] = frozenset({S, A, T})
 
 
 class Forbidden(Exception):

@@ -21,6 +21,7 @@ from registry import (
     STATUS_MAX_DAYS,
     InvalidChange,
 )
+from registry.care_notes import NOTE_MAX_CHARS
 
 LANGUAGES = ("ko", "en")
 DEFAULT_LANGUAGE = "ko"
@@ -125,6 +126,86 @@ TEXTS: dict[str, tuple[str, str]] = {
     "resident_alerts": ("알림 내역", "Alerts"),
     "no_resident_alerts": ("알림 내역이 없습니다.", "No alerts."),
     "not_recorded": ("미등록", "not on file"),
+    "care_notes": ("돌봄 메모", "Care notes"),
+    "care_notes_help": (
+        "방문·전화 후 남기는 돌봄 메모입니다. 이 행정동 담당자만 보고 쓸 수 있으며, 볼 때마다 열람 "
+        "기록이 남습니다. 저장한 메모는 수정·삭제할 수 없습니다. 잘못 적었으면 '이 메모 정정'을 "
+        "눌러 새 메모로 바로잡아 주세요(원래 메모는 줄을 그어 남겨 둡니다). 방문·통화 날짜가 저장 "
+        "시각과 다르면 본문에 적어 주세요.",
+        "Care notes after a visit or a call, read and written by the dong's care managers only; "
+        "each read is recorded. A saved note is never changed or deleted: to fix one, use "
+        "'Correct this note' (a new note; the original stays, struck through). If the visit or "
+        "call was on another day than the note is saved, say so in the note.",
+    ),
+    "care_notes_elsewhere": (
+        "돌봄 메모는 대상자가 속한 행정동의 담당자만 볼 수 있습니다.",
+        "Care notes are shown to the care managers of the resident's own dong only.",
+    ),
+    "note_body": (
+        f"메모 내용 (최대 {NOTE_MAX_CHARS:,}자)",
+        f"Note (up to {NOTE_MAX_CHARS:,} characters)",
+    ),
+    "note_kind": ("구분", "Kind"),
+    "note_kind_pick": ("선택해 주세요", "Choose"),
+    "note_written": ("작성", "written"),
+    "note_add": ("메모 저장", "Save note"),
+    "note_correct": ("이 메모 정정", "Correct this note"),
+    "note_correct_body": ("정정한 내용 (메모 전체)", "Corrected note (whole text)"),
+    "note_correct_hint": (
+        "정정 사유를 첫 줄에 적어 주세요.",
+        "Give the reason for the correction on the first line.",
+    ),
+    "note_correct_save": ("정정 메모 저장", "Save the correction"),
+    "note_corrected": ("정정됨", "corrected"),
+    "note_corrected_by": ("정정 메모 #{id}", "see #{id}"),
+    "note_corrects": ("#{id} 메모를 정정", "corrects #{id}"),
+    "note_erased": (
+        "보존 기간이 지나 내용이 삭제되었습니다.",
+        "Removed after the retention period.",
+    ),
+    "note_unopened": (
+        "이 메모를 불러오지 못했습니다(내용은 지워지지 않고 보관되어 있습니다). 메모 번호를 시스템 "
+        "운영 담당자에게 알려 주세요.",
+        "This note could not be opened (it is kept, not lost); tell the system operator its "
+        "number.",
+    ),
+    "no_care_notes": ("아직 남긴 메모가 없습니다.", "No notes yet."),
+    "older_notes": ("이전 메모 더 보기", "Older notes"),
+    "newest_notes": ("← 최근 메모로", "← Newest notes"),
+    "notes_ended": (
+        "서비스가 종료되어 새 메모를 남길 수 없습니다. 이전 메모는 계속 볼 수 있습니다.",
+        "Service ended: new notes cannot be added. The notes written stay readable.",
+    ),
+    "note_not_found": (
+        "정정하려는 메모를 찾을 수 없습니다. 화면을 새로고침한 뒤 다시 해 주세요.",
+        "The note to correct was not found; reload the page and try again.",
+    ),
+    "invalid_note_empty": (
+        "메모 내용을 입력해 주세요. 공백이나 줄바꿈만으로는 저장되지 않습니다.",
+        "Write the note first: spaces or line breaks alone are not saved.",
+    ),
+    "invalid_note_too_long": (
+        f"메모는 {NOTE_MAX_CHARS:,}자까지 저장할 수 있습니다. 내용을 줄이거나 메모 두 개로 나누어 "
+        "저장해 주세요.",
+        f"A note holds at most {NOTE_MAX_CHARS:,} characters; shorten it or save it as two notes.",
+    ),
+    "invalid_note_kind": ("방문·전화·기타 중에서 골라 주세요.", "Choose visit, call or other."),
+    "invalid_note_unreadable": (
+        "저장할 수 없는 글자가 들어 있습니다. 한글(HWP) 문서 등에서 붙여 넣은 부분이 있으면 지우고 "
+        "직접 입력해 주세요.",
+        "The note holds characters that cannot be saved; retype any part pasted from another "
+        "document.",
+    ),
+    "invalid_note_token": (
+        "이 요청 번호는 다른 대상자의 메모에 이미 쓰였습니다. 화면을 새로고침한 뒤 다시 저장해 주세요.",
+        "This request key was used for another resident's note; reload the page and save again.",
+    ),
+    "invalid_note_corrected": (
+        "이 메모는 이미 정정되었습니다(다른 담당자가 먼저 정정했을 수 있습니다). 작성하신 내용은 "
+        "가장 최근 정정 메모의 정정 칸에 옮겨 두었으니, 확인한 뒤 저장해 주세요.",
+        "This note was corrected already, perhaps by a colleague. Your text is kept in the "
+        "correction form of the latest correction: check it and save there.",
+    ),
     "review_paged": (
         "대상자 {n}명 중 {shown}명을 이 페이지에 보여 줍니다 (검토할 분과 활동이 가장 많이 준 분 먼저).",
         "{shown} of {n} residents on this page (those for review and the largest drops first).",
@@ -527,6 +608,18 @@ SYSTEM_OUTCOMES: dict[str, tuple[str, str]] = {
 # A refusal that says who may (by dashboards.authz.Action value); any other action: "forbidden".
 FORBIDDEN_BY_ACTION: dict[str, tuple[str, str]] = {
     "residents.course": COURSE_NOT_ALLOWED,
+    "residents.notes": (
+        "돌봄 메모는 대상자가 속한 행정동의 담당자(생활지원사·전담사회복지사)만 보고 쓸 수 "
+        "있습니다. 내용이 필요하면 담당자에게 요청해 주세요.",
+        "Only the care managers of the resident's own dong read and write care notes; ask "
+        "them if you need what they wrote.",
+    ),
+}
+
+NOTE_KIND_LABELS: dict[str, tuple[str, str]] = {
+    "visit": ("방문", "visit"),
+    "call": ("전화", "call"),
+    "other": ("기타", "other"),
 }
 
 
@@ -585,6 +678,11 @@ def outcome_label(lang: str, outcome: str | None) -> str:
         return ""
     words = RESOLUTION_OUTCOMES.get(outcome) or SYSTEM_OUTCOMES.get(outcome)
     return pick(lang, words) if words else outcome
+
+
+def note_kind_label(lang: str, kind: str) -> str:
+    """방문 / 전화 / 기타, or visit / call / other."""
+    return pick(lang, NOTE_KIND_LABELS[kind]) if kind in NOTE_KIND_LABELS else kind
 
 
 def role_label(lang: str, role: str) -> str:

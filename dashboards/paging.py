@@ -37,6 +37,7 @@ SHAPES = {
     "requests-open": "ti",  # created_at, id (open service requests, oldest first)
     "requests-all": "ti",  # created_at, id (every service request, newest first)
     "review": "tifsi",  # the week's end, not for review, change, home, id (dashboards.review)
+    "care-notes": "ti",  # written_at, id (a resident's care notes, newest first)
 }
 
 

@@ -4,9 +4,9 @@ recent care record, for the care manager checking before a visit or a call.
 Born (year), phones with tap-to-call, the emergency contacts in the order they are called (and
 whether each agreed to be called), the address and, for a role that may see the way in, the
 access notes; the next routine check-in; the last calls with their outcome and what the
-resident said; the alerts, open first. Personal data: read only after the resident's dong was
-checked (the caller's activity_week raises for any other), recorded by the page as read, never
-logged.
+resident said; the alerts, open first; for the dong's own care roles, the care notes
+(registry.care_notes). Personal data: read only after the resident's dong was checked (the
+caller's activity_week raises for any other), recorded by the page as read, never logged.
 """
 
 from __future__ import annotations
@@ -32,6 +32,18 @@ from registry.phones import InvalidPhone, parse_phone
 
 CALLS_SHOWN = 10
 ALERTS_SHOWN = 10
+NOTES_SHOWN = 20  # the newest; older ones a link away
+
+
+@dataclass(frozen=True, slots=True)
+class NoteDraft:
+    """A note the card refused to save, shown again with why, the text kept (for the note it
+    would correct, that note's form open)."""
+
+    error: str
+    text: str
+    kind: str
+    corrects: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +255,9 @@ def recent_calls(
     ]
 
 
-def fields_shown(reach: Reach, calls: list[CallLine]) -> list[str]:
-    """What the card shows of the resident, for the access log: only what it rendered."""
+def fields_shown(reach: Reach, calls: list[CallLine], notes: bool = False) -> list[str]:
+    """What the card shows of the resident, for the access log: only what it rendered
+    (`notes`: care notes were listed)."""
     shown = ["name", "activity", "findings", "conversation"]
     present = (
         ("birth_year", reach.birth_year is not None),
@@ -254,6 +267,7 @@ def fields_shown(reach: Reach, calls: list[CallLine]) -> list[str]:
         ("access_notes", reach.access_shown and bool(reach.access_notes)),
         ("calls", bool(calls)),
         ("transcripts", any(s.speech for c in calls for s in c.said)),
+        ("care_notes", notes),
     )
     return shown + [name for name, shown_ in present if shown_]
 

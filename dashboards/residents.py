@@ -75,6 +75,12 @@ def list_residents(conn: psycopg.Connection[Any], dongs: Dongs) -> list[Resident
 NO_ID_ABOVE = 2**63 - 1  # bigint's largest: "before" it is every id
 
 
+# the care settings whose changes the history lists (the audit holds enrolment, transfers and
+# care notes as well, each read where it belongs)
+SETTING_FIELDS = ("status", "status_until", "quiet_start", "quiet_end",
+                  "watch_h_max", "warning_h_max", "critical_h_max")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class SettingChange:
     """One change of a resident's care settings, from the audit (anbu.resident_changes)."""
@@ -102,9 +108,10 @@ def page_history(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """SELECT id, at, care_manager_id, field, old_value, new_value
-                 FROM anbu.resident_changes WHERE resident_id = %s AND id < %s
+                 FROM anbu.resident_changes
+                WHERE resident_id = %s AND id < %s AND field = ANY(%s)
                 ORDER BY id DESC LIMIT %s""",
-            (resident_id, before, limit + 1),
+            (resident_id, before, list(SETTING_FIELDS), limit + 1),
         ).fetchall()
     return keyset_page([SettingChange(**r) for r in rows], limit, lambda c: (c.id,))
 

@@ -2,7 +2,9 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
 import logging
+import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -43,10 +45,10 @@ from dashboards.auth import (
 from dashboards.authz import Action, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.enrolment_text import kind_label, room_label
-from dashboards.i18n import actor_label, change_error, text
+from dashboards.i18n import actor_label, change_error, note_kind_label, text
 from dashboards.queue_feed import feed_of, queue_events
 from detectors.health import HealthPolicy
-from registry import InvalidChange, ResidentEnded
+from registry import InvalidChange, ResidentEnded, care_notes
 from registry.assignment import Assignee, assignable, care_manager_of
 from registry.assignment import reassign_resident as reassign
 
@@ -166,6 +168,92 @@ def _refused(
     )  # fmt: skip
     response.headers["Retry-After"] = str(locked.retry_after_s)
     return response
+
+
+def _latest_version(notes: Sequence[care_notes.CareNote], note_id: int) -> int | None:
+    """The newest correction of a note (the note itself if none), by the notes listed: a refused
+    correction's text goes to its form; None when the chain leaves the page (a new note's form)."""
+    by_id = {n.id: n for n in notes}
+    seen: set[int] = set()
+    while (note := by_id.get(note_id)) is not None and note.corrected_by is not None:
+        if note_id in seen:
+            return None
+        seen.add(note_id)
+        note_id = note.corrected_by
+    return note_id if note is not None else None
+
+
+def resident_page(
+    request: Request,
+    deps: Deps,
+    lang: str,
+    manager: CareManager,
+    resident_id: int,
+    show: str = "",
+    notes_after: Sequence[Any] | None = None,
+    draft: resident_card.NoteDraft | None = None,
+) -> HTMLResponse:
+    """A resident's card (ResidentNotFound outside the dongs in view), the read recorded; with
+    a refused note `draft`, answered 422 with why and the text kept."""
+    tz = ZoneInfo(deps.settings.timezone)
+    now = deps.clock.now()
+    dongs = visible_dongs(manager)
+    may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
+    keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+    # what the resident said, word for word: for the dong's own care roles, as on the
+    # conversation pages (a district-wide role sees the answers, not the words)
+    said_shown = authz.may(manager, Action.ALERTS_READ) and not authz.district_wide(manager)
+    notes_shown = authz.may(manager, Action.CARE_NOTES)  # the same roles (dashboards.authz)
+    notes: list[care_notes.CareNote] = []
+    older = None
+    with deps.db.connection() as conn:
+        week = residents.activity_week(conn, resident_id, dongs, now, tz)  # the dong, first
+        served = week.resident.status != "ended"
+        # the way in (a door code) is opened on a press, for a resident still served
+        may_open = served and authz.may(manager, Action.RESIDENTS_SITE)
+        devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
+        sensors = resident_card.home_sensors(conn, resident_id, now, HealthPolicy())
+        reach = resident_card.reach(
+            conn, resident_id, now, tz, keyring, may_open and show == "access",
+            calls_placed=week.resident.status == "active",
+        )  # fmt: skip
+        calls = resident_card.recent_calls(conn, resident_id, said_shown)
+        alerts = resident_card.recent_alerts(conn, resident_id)
+        if notes_shown:
+            notes, older = care_notes.page_notes(
+                conn, resident_id, keyring, resident_card.NOTES_SHOWN, notes_after
+            )
+        if draft and draft.corrects is not None:
+            draft = replace(draft, corrects=_latest_version(notes, draft.corrects))
+        residents.record_read(
+            conn, request, manager, resident_id, "card",
+            resident_card.fields_shown(reach, calls, notes=bool(notes)),
+        )  # fmt: skip
+        talked = conversation_view.answers_since(
+            conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id
+        )
+        assignees = assignable(conn, [week.resident.dong_code]) if may_reassign else []
+        current = care_manager_of(conn, resident_id) if may_reassign else None
+    return render(
+        request, deps, lang, "resident.html", manager,
+        status_code=200 if draft is None else 422, week=week,
+        grid=residents.week_grid(week), now=now, safety_devices=devices,
+        reach=reach, calls=calls, alerts=alerts, said_shown=said_shown, sensors=sensors,
+        may_open_access=may_open and not reach.access_shown,
+        first_labels=alert_first.LABELS,
+        kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
+        can_reassign=may_reassign and week.resident.status != "ended",
+        assignees=assignees, current=current,
+        current_label=assignee_words(lang, assignees, current),
+        talk_weeks=conversation_view.weeks(talked.get(resident_id, []), now, tz),
+        talk_questions=[q.id for q in programme(deps.settings.conversation_script)
+                        .questions],
+        notes_shown=notes_shown, notes=notes, may_write_notes=notes_shown and served,
+        older_notes=paging.encode("care-notes", older), notes_paged=notes_after is not None,
+        note_kinds=care_notes.KINDS, note_max=care_notes.NOTE_MAX_CHARS, draft=draft,
+        note_kind_label=lambda k: note_kind_label(lang, k),
+        note_token=lambda: secrets.token_urlsafe(18),  # each form's own: sent twice, one note
+    )  # fmt: skip
 
 
 def pages_router() -> APIRouter:
@@ -483,55 +571,10 @@ def pages_router() -> APIRouter:
         lang: Lang,
         manager: ResidentReader,
         show: Annotated[str, Query(max_length=16)] = "",
+        notes_after: PageAfter = None,
     ) -> Response:
-        tz = ZoneInfo(deps.settings.timezone)
-        now = deps.clock.now()
-        dongs = visible_dongs(manager)
-        may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
-        keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
-        # what the resident said, word for word: for the dong's own care roles, as on the
-        # conversation pages (a district-wide role sees the answers, not the words)
-        said_shown = authz.may(manager, Action.ALERTS_READ) and not authz.district_wide(manager)
-        with deps.db.connection() as conn:
-            week = residents.activity_week(conn, resident_id, dongs, now, tz)  # the dong, first
-            served = week.resident.status != "ended"
-            # the way in (a door code) is opened on a press, for a resident still served
-            may_open = served and authz.may(manager, Action.RESIDENTS_SITE)
-            devices = residents.safety_devices(conn, resident_id, now, HealthPolicy())
-            sensors = resident_card.home_sensors(conn, resident_id, now, HealthPolicy())
-            reach = resident_card.reach(
-                conn, resident_id, now, tz, keyring, may_open and show == "access",
-                calls_placed=week.resident.status == "active",
-            )  # fmt: skip
-            calls = resident_card.recent_calls(conn, resident_id, said_shown)
-            alerts = resident_card.recent_alerts(conn, resident_id)
-            residents.record_read(
-                conn,
-                request,
-                manager,
-                resident_id,
-                "card",
-                resident_card.fields_shown(reach, calls),
-            )
-            talked = conversation_view.answers_since(
-                conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id
-            )
-            assignees = assignable(conn, [week.resident.dong_code]) if may_reassign else []
-            current = care_manager_of(conn, resident_id) if may_reassign else None
-        return render(
-            request, deps, lang, "resident.html", manager, week=week,
-            grid=residents.week_grid(week), now=now, safety_devices=devices,
-            reach=reach, calls=calls, alerts=alerts, said_shown=said_shown, sensors=sensors,
-            may_open_access=may_open and not reach.access_shown,
-            first_labels=alert_first.LABELS,
-            kind_label=lambda k: kind_label(lang, k), room_label=lambda r: room_label(lang, r),
-            can_reassign=may_reassign and week.resident.status != "ended",
-            assignees=assignees, current=current,
-            current_label=assignee_words(lang, assignees, current),
-            talk_weeks=conversation_view.weeks(talked.get(resident_id, []), now, tz),
-            talk_questions=[q.id for q in programme(deps.settings.conversation_script)
-                            .questions],
-        )  # fmt: skip
+        place = paging.place_or_400("care-notes", notes_after)
+        return resident_page(request, deps, lang, manager, resident_id, show, place)
 
     @router.post("/residents/{resident_id}/reassign")
     def reassign_resident(

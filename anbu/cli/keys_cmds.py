@@ -1,4 +1,5 @@
-"""Commands of the data keys that seal residents' notes at rest: new, status, rotate."""
+"""Commands of the data keys that seal residents' notes and care notes at rest: new, status,
+rotate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from core.crypto import Keyring
 
 keys_app = typer.Typer(
-    help="Data keys sealing residents' health and access notes (ANBU_DATA_KEY).",
+    help="Data keys sealing residents' health and access notes and care notes (ANBU_DATA_KEY).",
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
@@ -56,11 +57,12 @@ def _database(settings: Settings) -> str:
 
 @keys_app.command("status")
 def status() -> None:
-    """How many residents' notes each key id seals, and how many are still in plaintext."""
+    """How many sealed values (a resident's notes, a care note) each key id seals, and how many
+    residents' notes are still in plaintext."""
     import psycopg
 
     from core.config import Settings
-    from registry.secrecy import key_census
+    from registry.key_rotation import key_census
 
     settings = Settings()
     ring = keyring_of(settings, required=False)
@@ -77,17 +79,18 @@ def status() -> None:
 
 @keys_app.command("rotate")
 def rotate(
-    batch: int = typer.Option(500, min=1, help="residents re-sealed per transaction"),
+    batch: int = typer.Option(
+        500, min=1, help="residents (or care notes) re-sealed per transaction"
+    ),
 ) -> None:
-    """Re-seal every resident's notes under ANBU_DATA_KEY: those under an old key (listed in
-    ANBU_DATA_KEYS_OLD) and those still in plaintext. Safe to rerun; afterwards the old keys
-    can be removed."""
+    """Re-seal every resident's notes and every care note under ANBU_DATA_KEY: those under an
+    old key (listed in ANBU_DATA_KEYS_OLD) and those still in plaintext. Safe to rerun;
+    afterwards the old keys can be removed."""
     import psycopg
 
     from core.config import Settings
     from core.crypto import DataKeyError
-    from registry.key_rotation import rotate_keys
-    from registry.secrecy import key_census
+    from registry.key_rotation import key_census, rotate_keys
 
     settings = Settings()
     ring = keyring_of(settings, required=True)

@@ -1,7 +1,7 @@
 """Logs hold no personal data: the demo, run with every logger at DEBUG until its alert reached
 a care manager, never writes a resident's name, phone number (in any of the forms people write
 it: +821012345678, 01012345678, 010-1234-5678) or address, nor what a resident said on a call,
-nor a webhook's form body."""
+nor a care note a care manager wrote (and corrected) on a card, nor a webhook's form body."""
 
 from __future__ import annotations
 
@@ -52,9 +52,15 @@ def _address_everyone(dsn: str, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
+def care_note(resident_id: int) -> str:
+    """The care note written on a resident's card, a text no log line may carry."""
+    return f"방문 메모 {resident_id}: 혈압약 복용 확인, 무릎 통증 호소"
+
+
 def read_every_card(log: Path, demo: subprocess.Popen[str]) -> None:
-    """As the demo's care manager would: a token, then every resident's card and activity
-    (their names, phones and addresses travel in those answers, never into a log line)."""
+    """As the demo's care manager would: a token, then every resident's card and activity, a
+    care note written on each, corrected and read back (their names, phones, addresses and
+    notes travel in those answers, never into a log line)."""
     deadline = time.monotonic() + 180
     while not (found := re.search(r"Dashboard: (http://127\.0\.0\.1:\d+)/", log.read_text())):
         assert demo.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
@@ -69,6 +75,15 @@ def read_every_card(log: Path, demo: subprocess.Popen[str]) -> None:
         for path in ("", "/activity"):
             card = httpx.get(f"{base}/api/v1/residents/{resident['id']}{path}", headers=auth)
             assert card.status_code == 200, card.text
+        if resident["status"] == "ended":
+            continue
+        notes = f"{base}/api/v1/residents/{resident['id']}/notes"
+        written = httpx.post(notes, json={"body": "임시 메모"}, headers=auth)
+        assert written.status_code == 201, written.text
+        body = {"body": care_note(resident["id"]), "corrects": written.json()["id"]}
+        fixed = httpx.post(notes, json=body, headers=auth)
+        assert fixed.status_code == 201, fixed.text
+        assert httpx.get(notes, headers=auth).status_code == 200
 
 
 def test_demo_at_debug_logs_no_name_phone_address_or_speech(db_url: str, tmp_path: Path) -> None:
@@ -110,8 +125,9 @@ def test_demo_at_debug_logs_no_name_phone_address_or_speech(db_url: str, tmp_pat
             ).fetchall()
         ]
         managers = [r[0] for r in conn.execute("SELECT phone FROM anbu.care_manager").fetchall()]
+        noted = [r[0] for r in conn.execute("SELECT DISTINCT resident_id FROM anbu.care_note")]
         calls = conn.execute("SELECT count(*) FROM anbu.calls").fetchone()
-    assert residents and calls and calls[0] > 0
+    assert residents and calls and calls[0] > 0 and noted
     secrets: dict[str, str] = {}
     for name, phone, address in residents:
         secrets[name] = "name"
@@ -125,6 +141,9 @@ def test_demo_at_debug_logs_no_name_phone_address_or_speech(db_url: str, tmp_pat
     for text in said:
         if len(text) >= 2:
             secrets[text] = "speech transcript"
+    for rid in noted:
+        secrets[care_note(rid)] = "care note"
+        secrets["임시 메모"] = "care note"
     assert any(kind == "address" for kind in secrets.values())
     for line in logs.splitlines():
         for secret, kind in secrets.items():

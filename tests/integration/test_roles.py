@@ -25,6 +25,7 @@ from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
 from core.clock import VirtualClock
 from core.config import Settings
+from core.crypto import new_key
 from core.db import Database
 from dashboards import queue_feed
 from dashboards.app import create_app
@@ -52,6 +53,8 @@ CARE = frozenset({"manager", "supervisor", "admin"})  # alerts, residents, repor
 SENIOR = frozenset({"supervisor", "admin"})  # reassign; the access log; a resident's course
 ENROL = frozenset({"admin"})  # enrolment: residents, their gateways and sensors
 DEVICES = frozenset({"manager", "admin", "technician"})  # gateways, sensors, device findings
+NOTES = frozenset({"manager"})  # care notes: the care roles of the resident's own dong only
+NOTE = {"body": "오전 방문, 잘 지내심", "kind": "visit"}
 ACCOUNT, PHONE_TOKEN = "AC" + "7" * 32, "roles-phone-token-0123456789abcdef"
 UNTIL_UTC = (OPENED_AT + timedelta(days=2)).isoformat()
 
@@ -146,6 +149,10 @@ TABLE: dict[tuple[str, str], Row] = {
         CARE, "resident", {"status": "away", "until": "2026-11-24T10:00"}
     ),
     ("POST", "/residents/{resident_id}/reassign"): Row(SENIOR, "resident", REASSIGN),
+    # care notes on the card (sealed with the data key)
+    ("GET", "/api/v1/residents/{resident_id}/notes"): Row(NOTES, "resident"),
+    ("POST", "/api/v1/residents/{resident_id}/notes"): Row(NOTES, "resident", NOTE),
+    ("POST", "/residents/{resident_id}/notes"): Row(NOTES, "resident", NOTE),
     # install address and access notes: everyone who may visit, the technician included
     ("GET", "/api/v1/residents/{resident_id}/site"): Row(ALL, "resident"),
     ("GET", "/sites/{resident_id}"): Row(ALL, "resident"),
@@ -343,6 +350,7 @@ def town(database: Database, db_url: str, unique: str, broker: EmbeddedMosquitto
         mqtt_port=admin.port, broker_admin_username=admin.username,
         broker_admin_password=admin.password, twilio_account_sid=ACCOUNT,
         twilio_auth_token=PHONE_TOKEN, twilio_api_base_url=phone.base_url,
+        data_key=new_key(),
     )  # fmt: skip
     clock = VirtualClock(OPENED_AT)
     service = AlertService(database, RecordingTelephony(), EscalationPolicy(), clock, "http://t")
