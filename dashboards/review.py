@@ -1,8 +1,8 @@
 """The dong's weekly review: each resident's last 7 days beside their usual week.
 
 Read from the daily activity summary (`anbu.activity_daily`, kept from the hourly one by
-triggers) for the complete past days, from the hourly one (`anbu.activity_hourly`) for the day
-under way, and from the findings, never from raw readings: a person's doings this week against
+triggers), the hours not yet over taken out of it from the hourly one (`anbu.activity_hourly`),
+and from the findings, never from raw readings: a person's doings this week against
 the mean of the 4 weeks before, the small hours' activity, the days with any data at all, and
 the week's findings by kind (routine changes and night activity are raised for this review and
 ring nobody). Residents whose week departs most come first. Always scoped to the dongs an actor
@@ -29,26 +29,39 @@ from dashboards.residents import local_days_start
 
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
 NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours (as activity_daily's)
-HOUR = timedelta(hours=1)  # the span of an activity_hourly row
+DAY = timedelta(days=1)
 REVIEW_KINDS = ("routine_change", "night_activity")  # raised for this review only
 
 _KEPT = "SELECT kept_from FROM anbu.activity_daily_zone WHERE tz = %s"
-# complete past days from the daily rows, the rest of the span from the hours: one row a local
-# day either way, the review's figures summed over those
+# The kept days from the daily rows, each day's hours not yet over taken out again (at most the
+# hour under way, and any a wrong clock dated ahead), and a day's first reading only if it is in
+# an hour that is over (the hours after it are later still); the span's days before its zone's
+# first kept day (all of them, when the zone's days are not kept) from the hours that are over:
+# the review's figures summed over those, one row a local day and resident (and one for each
+# hour taken out).
 _ACTIVITY = """
 WITH days AS (
-    SELECT d.resident_id, d.day, d.activity, d.night, d.first_reading
+    SELECT d.resident_id, d.day, d.activity, d.night,
+           CASE WHEN d.first_reading + interval '1 hour' <= %(now)s THEN d.first_reading END
+             AS first_reading
       FROM anbu.activity_daily d JOIN anbu.resident r ON r.id = d.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s
-       AND d.day >= %(daily_day)s AND d.day < %(split_day)s
+     WHERE %(kept)s AND r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s
+       AND d.day >= %(daily_day)s
+    UNION ALL
+    SELECT a.resident_id, (a.hour AT TIME ZONE %(tz)s)::date, -a.activity,
+           CASE WHEN extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)
+                THEN -a.activity ELSE 0 END,
+           NULL
+      FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
+     WHERE %(kept)s AND r.dong_code = ANY(%(dongs)s) AND a.hour >= %(daily)s
+       AND a.hour > %(now)s - interval '1 hour'
     UNION ALL
     SELECT a.resident_id, (a.hour AT TIME ZONE %(tz)s)::date, sum(a.activity),
            sum(a.activity) FILTER (WHERE extract(hour FROM a.hour AT TIME ZONE %(tz)s)
                                          = ANY(%(night)s)),
            min(a.hour) FILTER (WHERE a.readings > 0)
       FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s
-       AND (a.hour < %(daily)s OR a.hour >= %(split)s)
+     WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(lo)s AND a.hour < %(daily)s
        AND a.hour + interval '1 hour' <= %(now)s
      GROUP BY 1, 2
 )
@@ -152,21 +165,18 @@ def activity_params(
     conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo
 ) -> dict[str, Any]:
     """The review's span as its queries read it: the week from local midnight 7 days ago, the 4
-    weeks before, and the days read from the daily rows, [daily, split): from the span's start
-    or the zone's first kept day, whichever is later, to the last local midnight at least an
-    hour before `now` (every hour before it is complete, as the review counts only those); the
-    hours for the rest, and for the whole span when the zone's days are not kept."""
+    weeks before, and where the daily rows take over from the hours (`daily`): the span's start
+    or the zone's first kept day, whichever is later; when the zone's days are not kept, the
+    hours alone, the whole span."""
     week = local_days_start(now, tz, 7)
     lo = week - timedelta(weeks=WEEKS_BEFORE)
     row = conn.execute(_KEPT, (tz.key,)).fetchone()
-    split = local_days_start(now - HOUR, tz, 1)
-    daily = lo if row is None else max(lo, datetime.combine(row[0], datetime.min.time(), tz))
-    if row is None or daily >= split:
-        daily = split = lo  # nothing from the days: the hours alone
+    kept = row is not None
+    # not kept: past `now` (a day on), so every hour that is over is read from the hours
+    daily = max(lo, datetime.combine(row[0], datetime.min.time(), tz)) if kept else now + DAY
     return {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
-            "night": list(NIGHT_HOURS), "split": split, "daily": daily,
-            "week_day": week.date(), "daily_day": daily.date(),
-            "split_day": split.date()}  # fmt: skip
+            "night": list(NIGHT_HOURS), "kept": kept, "daily": daily,
+            "week_day": week.date(), "daily_day": daily.date()}  # fmt: skip
 
 
 CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
