@@ -173,7 +173,7 @@ def activity_params(
     row = conn.execute(_KEPT, (tz.key,)).fetchone()
     kept = row is not None
     # not kept: past `now` (a day on), so every hour that is over is read from the hours
-    daily = max(lo, datetime.combine(row[0], datetime.min.time(), tz)) if kept else now + DAY
+    daily = now + DAY if row is None else max(lo, datetime.combine(row[0], datetime.min.time(), tz))
     return {"dongs": dong_list(dongs), "week": week, "lo": lo, "now": now, "tz": tz.key,
             "night": list(NIGHT_HOURS), "kept": kept, "daily": daily,
             "week_day": week.date(), "daily_day": daily.date()}  # fmt: skip
