@@ -1,6 +1,7 @@
 """The Grafana dashboards in dashboards/grafana: well-formed, on metrics that exist, and every
 SQL query runs, after Grafana's macros are expanded, against the migrated database as the
-read-only role Grafana is given (which cannot read residents' names or phone numbers)."""
+read-only role Grafana is given (which cannot read residents' names or phone numbers), and
+returns data. tests/integration/test_prometheus.py asks a real Prometheus the PromQL ones."""
 
 from __future__ import annotations
 
@@ -161,6 +162,22 @@ def _seed(db_url: str) -> None:
                VALUES (%s, %s, 4, 3, 1, 0, 9, ARRAY['living'])""",
             (resident, hour),
         )
+        # something for every other panel: an open alert, a finding, a home silent for 8 h
+        conn.execute(
+            """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at, updated_at)
+               VALUES (%s, 'inactivity', 'warning', 'open', %s, %s)""",
+            (resident, hour, hour),
+        )
+        conn.execute(
+            """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                                          reason_en)
+               VALUES (%s, 'inactivity', 'warning', %s, '사유', 'reason')""",
+            (resident, hour),
+        )
+        conn.execute(
+            "INSERT INTO anbu.home_activity (resident_id, last_activity_at) VALUES (%s, %s)",
+            (resident, datetime.now(UTC) - timedelta(hours=8)),
+        )
 
 
 @pytest.mark.parametrize(("where", "sql"), _sql_queries(), ids=lambda v: str(v)[:60])
@@ -171,6 +188,7 @@ def test_every_sql_query_runs_as_grafanas_role(
     with psycopg.connect(db_url) as conn:
         conn.execute(f"SET ROLE {grafana_role}".encode())
         rows = conn.execute(expand(sql).encode()).fetchall()
+    assert rows, f"{where}: no data"  # each panel shows what the seed put there
     if "Per-home" in where:
         assert any(r[1] == "home-grafana-1" and r[2] == 4 for r in rows), rows
         assert any(r[2] is None for r in rows)  # hours without readings: no data, not zero
