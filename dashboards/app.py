@@ -66,6 +66,7 @@ from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
 from dashboards.service_requests import service_requests_router
+from dashboards.settings_api import settings_router
 from registry import InvalidChange, ResidentEnded, ResidentNotFound
 from registry.care_notes import NoteCorrected, NoteNotFound
 
@@ -453,6 +454,7 @@ def create_app(
     app.include_router(course_router())
     app.include_router(pages_router())
     app.include_router(care_notes_router())
+    app.include_router(settings_router())
     app.include_router(service_requests_router())
     app.include_router(account_router())
     app.include_router(report_router())

@@ -368,3 +368,57 @@ def test_an_absence_set_behind_the_alerts_back_cancels_the_call_still_queued(rig
     rig.query("UPDATE anbu.call_rate SET tokens = 10 RETURNING tokens")
     assert rig.calls.service.drain_queue(0.5) == 0
     assert rig.calls.network.calls == []
+
+
+def _settings(rig: Rig, method: str, body: dict[str, Any] | None = None, user: str = "") -> Any:
+    headers = bearer(rig.client, user or rig.username_a, PASSWORD_A if not user else PASSWORD_B)
+    url = f"/api/v1/residents/{rig.resident_id}/settings"
+    return rig.client.request(method, url, json=body, headers=headers)
+
+
+def test_the_settings_resource_patches_puts_and_says_what_it_closed(rig: Rig) -> None:
+    """PATCH one part and the rest stay; the answer names what changed and the alerts and calls
+    an absence closed; GET gives what PUT takes, and PUT of it changes nothing."""
+    inactivity, call_id = _calling_with_a_waiting_call(rig)
+    help_request = seed_alert(rig.calls.database, rig.clock, rig.resident_id, "help_request")
+    rig.alerts.process_due()
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    first = _settings(rig, "PATCH", quiet)
+    assert first.status_code == 200, first.text
+    assert first.json()["changed"] == ["quiet_start", "quiet_end"]
+    assert first.json()["closed_alerts"] == [] and rig.alert(inactivity)[0] == "calling"
+
+    away = _settings(rig, "PATCH", {"status": {"status": "hospital", "until": UNTIL},
+                                    "levels": {"watch_h_max": 6, "warning_h_max": 12,
+                                               "critical_h_max": 24}})  # fmt: skip
+    assert away.status_code == 200, away.text
+    out = away.json()
+    assert out["changed"] == ["status", "status_until", "watch_h_max", "warning_h_max",
+                              "critical_h_max"]  # fmt: skip
+    assert (out["closed_alerts"], out["cancelled_calls"]) == ([inactivity], [call_id])
+    assert out["kept_open"] == [] and rig.alert(help_request)[0] == "escalated"
+    assert rig.alert(inactivity)[:2] == ("resolved", "hospitalised")
+    assert out["settings"]["quiet_hours"] == {"start": "22:00:00", "end": "07:00:00"}  # kept
+    assert out["resident"]["status"] == "hospital"
+
+    now = _settings(rig, "GET")
+    assert now.status_code == 200 and now.json() == out["settings"]
+    again = _settings(rig, "PUT", now.json())
+    assert again.status_code == 200, again.text
+    assert (again.json()["changed"], again.json()["closed_alerts"]) == ([], [])
+
+
+def test_a_settings_change_breaking_one_rule_writes_none_of_it(rig: Rig) -> None:
+    inactivity, _ = _calling_with_a_waiting_call(rig)
+    body = {"status": {"status": "away", "until": UNTIL},
+            "levels": {"watch_h_max": 24, "warning_h_max": 12, "critical_h_max": 6}}  # fmt: skip
+    refused = _settings(rig, "PATCH", body)
+    assert refused.status_code == 422, refused.text
+    assert rig.alert(inactivity)[0] == "calling"  # the status part did not close it either
+    assert rig.query(
+        "SELECT status, watch_h_max FROM anbu.resident WHERE id = %s", rig.resident_id
+    ) == [("active", None)]
+    assert _settings(rig, "PUT", {"status": {"status": "active"}}).status_code == 422  # a part
+    other = _settings(rig, "PATCH", {"quiet_hours": {"start": None, "end": None}},
+                      user=rig.username_b)  # fmt: skip
+    assert other.status_code == 404
