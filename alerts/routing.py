@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.domain import Severity
+from core.domain import SAFETY_KINDS, Severity
+
+CARE, TECHNICIAN = "care", "technician"  # the two queues an alert can be in
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,10 +21,12 @@ class Route:
     label_ko: str
     label_en: str
     escalate_now: bool = False  # the resident already spoke: straight to the care manager
+    queue: str = CARE  # whose queue its alert is in: the care manager's, or the technician's
 
 
 # Kinds are matched by prefix, first match wins. Device, site and routine findings are for
-# the technician or the weekly review: they show on the dashboard and never ring a resident.
+# the technician or the weekly review: they never ring a resident, and device and site
+# findings are the technician's queue, never the care queue (migration 0078 has the same list).
 # "Not up" and "not back" are gentler care findings (watch, then warning): a check-in call
 # like inactivity's, held through quiet hours, the care manager only if it goes unanswered;
 # so is a long stay in the bathroom (watch; inactivity's own levels follow if it goes on).
@@ -32,7 +38,7 @@ ROUTES: tuple[tuple[str, Route], ...] = (
     ("gas_alarm", Route(True, "가스·일산화탄소 경보", "gas or carbon monoxide alarm", True)),
     ("water_leak", Route(True, "누수 감지", "water leak")),
     ("button_cancel", Route(False, "응급호출 취소", "emergency call cancelled")),
-    ("alarm_test", Route(False, "감지기 시험 작동", "detector test")),
+    ("alarm_test", Route(False, "감지기 시험 작동", "detector test", queue=TECHNICIAN)),
     ("checkin_emergency", Route(False, "안부전화 응급", "emergency on a check-in", True)),
     ("checkin_help", Route(False, "안부전화 도움 요청", "help asked on a check-in", True)),
     ("checkin_unwell", Route(False, "안부전화 중 몸 불편 호소", "unwell on a check-in", True)),
@@ -41,10 +47,10 @@ ROUTES: tuple[tuple[str, Route], ...] = (
         Route(False, "정기 안부전화 연락 두절", "routine calls unreached", True),
     ),
     ("voice_message", Route(False, "대상자 음성 메시지", "resident's voice message")),
-    ("device", Route(False, "기기 점검", "device check")),
-    ("gateway", Route(False, "게이트웨이 점검", "gateway check")),
-    ("battery", Route(False, "배터리 교체", "battery replacement")),
-    ("site", Route(False, "지역 장애", "site outage")),
+    ("device", Route(False, "기기 점검", "device check", queue=TECHNICIAN)),
+    ("gateway", Route(False, "게이트웨이 점검", "gateway check", queue=TECHNICIAN)),
+    ("battery", Route(False, "배터리 교체", "battery replacement", queue=TECHNICIAN)),
+    ("site", Route(False, "지역 장애", "site outage", queue=TECHNICIAN)),
     ("routine", Route(False, "생활 변화 검토", "routine review")),
     ("night", Route(False, "야간 활동 검토", "night activity review")),
     ("not_up", Route(True, "기상 확인", "not up this morning")),
@@ -126,3 +132,18 @@ def quiet_hours_end(
 def holds_for_quiet_hours(severity: Severity) -> bool:
     """Quiet hours hold every call but a critical alert's."""
     return severity < Severity.CRITICAL
+
+
+_SAFETY_SENSORS = frozenset(k.value for k in SAFETY_KINDS)
+
+
+def queue_of(kind: str, details: Mapping[str, Any]) -> str:
+    """Whose queue an alert of `kind` is in: its route's, except that a safety device's
+    (emergency button, smoke, gas, CO or water detector) being offline, silent or flat stays
+    the care manager's: the resident's way to call for help may be broken, which changes what
+    they do (a detector's test press stays the technician's)."""
+    route = route_for(kind)
+    safety = details.get("sensor_kind") in _SAFETY_SENSORS
+    if route.queue == TECHNICIAN and safety and not kind.startswith("alarm_test"):
+        return CARE
+    return route.queue

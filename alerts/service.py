@@ -51,6 +51,7 @@ from alerts.routing import (
     CANCELS,
     holds_for_quiet_hours,
     join_partners,
+    queue_of,
     quiet_hours_end,
     route_for,
 )
@@ -383,11 +384,20 @@ class AlertService:
         first_action = now if (route.call_resident or route.escalate_now) else None
         row = conn.execute(
             """INSERT INTO anbu.alerts (resident_id, kind, severity, state, opened_at,
-                                        updated_at, next_action_at, finding_id)
-               VALUES (%s, %s, %s, 'open', %s, %s, %s, %s)
+                                        updated_at, next_action_at, finding_id, queue)
+               VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s)
                ON CONFLICT (resident_id, kind) WHERE state <> 'resolved' DO NOTHING
                RETURNING id""",
-            (item.resident_id, f.kind, f.severity.label, now, now, first_action, item.finding_id),
+            (
+                item.resident_id,
+                f.kind,
+                f.severity.label,
+                now,
+                now,
+                first_action,
+                item.finding_id,
+                queue_of(f.kind, f.details),
+            ),
         ).fetchone()
         if row is None:
             return None

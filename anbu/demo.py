@@ -41,7 +41,7 @@ from core.db import Database
 from detectors.health import HealthPolicy
 from detectors.health_sweep import learn_cadences
 from detectors.nightly import learn_all
-from detectors.summaries import rebuild
+from detectors.summaries import mark_summarised, rebuild
 from ingest.store import Message, Store
 from simulators.personas import NO_ANSWER, PRESS_1
 from simulators.phone import PhoneNetwork
@@ -148,6 +148,10 @@ def _learn_history(db: Database, town: Town, cast: Cast, start: datetime) -> int
     with db.connection() as conn:
         learn_cadences(conn, learn_at, HealthPolicy())
         rebuild(conn, first, start)  # the hourly activity Grafana and the timeline read
+        # the worker's first pass goes on from here: without the mark it would look back only
+        # FIRST_PASS from its own start, hours of virtual time later, and the demo day's first
+        # hours would never be summarised
+        mark_summarised(conn, start)
     return stored
 
 

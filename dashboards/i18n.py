@@ -125,7 +125,91 @@ TEXTS: dict[str, tuple[str, str]] = {
     "resident_said": ("대상자 말씀", "What they said"),
     "resident_alerts": ("알림 내역", "Alerts"),
     "no_resident_alerts": ("알림 내역이 없습니다.", "No alerts."),
+    # the care queue's homes that cannot be observed (dashboards.unobserved)
+    "unobserved_homes": ("활동 확인 불가 가구", "Homes whose activity cannot be seen"),
+    "unobserved_help": (
+        "센서 신호가 끊겨 대상자의 활동을 확인할 수 없습니다. 안부전화 결과를 확인하고, 연락이 "
+        "닿지 않으면 방문해 주세요. 기기 수리는 설치·점검 기사가 맡습니다.",
+        "The sensors' signal is lost, so the resident's activity cannot be seen. Check the "
+        "check-in call's outcome and visit if nobody answers; the technician repairs devices.",
+    ),
+    "unobserved_why_gateway_offline": ("게이트웨이 연결 끊김", "gateway offline"),
+    "unobserved_why_sensors_silent": ("모든 센서 신호 없음", "every sensor silent"),
+    "unobserved_why_site_outage": (
+        "지역 단위 연결 장애(정전·통신 등)",
+        "area-wide outage (power, network or similar)",
+    ),
+    "unobserved_sensors_silent_note": (
+        "게이트웨이는 연결되어 있으나 모든 센서가 조용합니다. 기기 고장일 수도, 대상자가 움직이지 "
+        "못하는 상황일 수도 있습니다. 안부전화가 닿지 않으면 방문해 주세요.",
+        "The gateway is connected but every sensor is quiet: a device fault, or a resident who "
+        "cannot move. Visit if the check-in call does not reach them.",
+    ),
+    "unobserved_since": ("마지막 활동 신호", "Last activity data"),
+    "unobserved_devices": ("신호 없는 기기", "Not reporting"),
+    "unobserved_technician": ("설치·점검 기사", "Technician"),
+    "unobserved_technician_has": ("기사 점검 목록에 올라감", "On the technician's list since"),
+    "unobserved_technician_not_yet": (
+        "기사 점검 목록에 아직 없음",
+        "Not yet on the technician's list",
+    ),
+    "unobserved_technician_none": (
+        "기사 점검 대상 아님 (기기 이상 신호 없음)",
+        "Not on the technician's list (no device fault reported)",
+    ),
+    "unobserved_call": ("안부전화", "Check-in call"),
+    "unobserved_no_call": (
+        "안부전화 예정 없음 — 직접 연락해 주세요",
+        "No check-in call under way: contact the resident yourself",
+    ),
+    "unobserved_more": ("외 {n}가구", "and {n} more homes"),
+    "unobserved_count": ("{n}가구", "{n} homes"),
     "not_recorded": ("미등록", "not on file"),
+    # webhook subscriptions (dashboards.webhooks_api): why one was refused
+    "webhook_url_invalid": (
+        "주소(URL) 형식이 올바르지 않습니다. https://로 시작하는 주소를 넣어 주세요.",
+        "Not a usable URL: give an https:// address (no user name or password in it).",
+    ),
+    "webhook_https_required": (
+        "보안 연결(https) 주소만 등록할 수 있습니다.",
+        "Only https addresses can be subscribed.",
+    ),
+    "webhook_address_refused": (
+        "내부망·사설·루프백 주소로는 보낼 수 없습니다. 외부에서 접속할 수 있는 주소를 넣어 주세요.",
+        "Private, internal and loopback addresses are refused: give a public address.",
+    ),
+    "webhook_address_unresolved": (
+        "주소의 호스트 이름을 찾을 수 없습니다.",
+        "The URL's host name does not resolve.",
+    ),
+    "webhook_dongs": (
+        "구독할 행정동은 관리하는 구의 행정동이어야 합니다.",
+        "The dongs must be dongs of your district.",
+    ),
+    "webhook_not_found": ("웹훅 구독을 찾을 수 없습니다.", "No such webhook subscription."),
+    # the resident card's week grid: outings, nights and today
+    "week_legend": ("표시 안내", "Key"),
+    "week_legend_activity": ("활동 횟수 (진할수록 많음)", "Doings (darker: more)"),
+    "week_legend_none": ("센서 기록 없음", "No reading"),
+    "week_legend_later": ("아직 지나지 않은 시간", "Still to come"),
+    "week_legend_out": (
+        "외출 (문이 닫힌 뒤 집 안 움직임 없이 {minutes}분 이상)",
+        "Out (door closed, no one moving inside, {minutes} min or more)",
+    ),
+    "week_legend_night": ("밤 시간 (0시~6시 전)", "Night hours (0:00-5:59)"),
+    "week_legend_night_active": ("밤 시간 활동", "Activity at night"),
+    "week_night": ("밤", "night"),
+    "week_today": ("오늘", "today"),
+    "week_out_cell": ("외출 {minutes}분", "out {minutes} min"),
+    "week_no_reading": ("기록 없음", "no reading"),
+    "week_out_help": (
+        "외출은 현관문이 닫힌 뒤 다음에 문이 열릴 때까지 집 안 센서에 움직임이 없던 시간입니다. "
+        "문 센서나 동작 센서가 없는 집, 동작 센서 중 하나라도 신호가 끊겼던 때, 아직 돌아오지 "
+        "않은 외출은 표시하지 않습니다.",
+        "Out: from the entrance door closing to its next opening with no one moving inside. Not "
+        "shown for a home without a door or motion sensor, while any motion sensor was not "
+        "reporting, or for an outing not yet back.",
+    ),
     "care_notes": ("돌봄 메모", "Care notes"),
     "care_notes_help": (
         "방문·전화 후 남기는 돌봄 메모입니다. 이 행정동 담당자만 보고 쓸 수 있으며, 볼 때마다 열람 "

@@ -5,8 +5,8 @@ recorded in the access log (`record_read`, in the read's transaction)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,9 @@ from core.db import keyset_page, keyset_params
 from core.domain import SAFETY_KINDS
 from dashboards.auth import CareManager
 from dashboards.edge import request_id_of
+from dashboards.outings import Outing, home_outings
 from detectors.health import HealthPolicy
+from detectors.summaries import live_hours, summarised_from
 from detectors.sweep import SUPPRESSING_STATUSES
 from registry import ResidentNotFound
 from registry.access_log import Reader, record_access
@@ -238,6 +240,9 @@ def record_read(
     record_access(conn, reader_of(request, manager), resident_id, view, fields)
 
 
+HOUR = timedelta(hours=1)
+
+
 def local_days_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
     """Local midnight beginning the last `days` days up to `now`, today included."""
     start = now.astimezone(tz) - timedelta(days=days - 1)
@@ -259,14 +264,15 @@ class ActivityHour:
 
 @dataclass(frozen=True, slots=True)
 class Week:
-    """A resident's last days, hour by hour (hours with no reading are absent), and their
-    findings in that time, newest first."""
+    """A resident's last days, hour by hour (hours with no reading are absent), their outings
+    and their findings in that time, newest first."""
 
     resident: ResidentView
     since: datetime
     until: datetime
     hours: list[ActivityHour]
     findings: list[tuple[datetime, str, str, str, str]]  # raised, kind, severity, ko, en
+    outings: list[Outing] = field(default_factory=list)  # local times, oldest first
 
 
 def activity_week(
@@ -277,8 +283,13 @@ def activity_week(
     tz: ZoneInfo,
     days: int = 7,
 ) -> Week:
-    """The resident's hourly activity (anbu.activity_hourly) and findings over the last `days`
-    local days up to `now`; ResidentNotFound for any other dong."""
+    """The resident's hourly activity, outings and findings over the last `days` local days up
+    to `now`; ResidentNotFound for any other dong.
+
+    The hours come from anbu.activity_hourly as the worker's pass stored them, and those the pass
+    has not reached yet (received after its mark: the hour under way, at least) straight from the
+    readings by the same rule (detectors.summaries.live_hours), so today's row is filled up to now
+    however far behind the pass is (the demo's accelerated clock runs hours between two passes)."""
     resident = get_resident(conn, resident_id, dongs)
     local_now = now.astimezone(tz)
     since = local_days_start(now, tz, days)
@@ -288,9 +299,15 @@ def activity_week(
             WHERE resident_id = %s AND hour >= %s AND hour <= %s ORDER BY hour""",
         (resident_id, since, now),
     ).fetchall()
+    this_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    live_from = min(summarised_from(conn) or since, this_hour)
+    live_from = max(live_from, since.astimezone(UTC).replace(minute=0))  # whole UTC hours
+    live = live_hours(conn, resident_id, live_from, this_hour + HOUR)
+    by_hour = {r[0]: r for r in rows}  # a stored hour the readings no longer hold stays
+    by_hour.update((r[0], r) for r in live if r[0] >= since)
     hours = [
         ActivityHour(h.astimezone(tz), a, m, d, p, n, tuple(rooms))
-        for h, a, m, d, p, n, rooms in rows
+        for h, a, m, d, p, n, rooms in (by_hour[k] for k in sorted(by_hour))
     ]
     findings = conn.execute(
         """SELECT raised_at, kind, severity, reason_ko, reason_en FROM anbu.findings
@@ -298,21 +315,12 @@ def activity_week(
             ORDER BY raised_at DESC LIMIT 50""",
         (resident_id, since, now),
     ).fetchall()
+    outings = [
+        Outing(o.start.astimezone(tz), o.end.astimezone(tz))
+        for o in home_outings(conn, resident_id, since, now)
+    ]
     return Week(
         resident, since, local_now, hours,
         [(r.astimezone(tz), str(k), str(s), str(ko), str(en)) for r, k, s, ko, en in findings],
+        outings,
     )  # fmt: skip
-
-
-def week_grid(week: Week) -> list[tuple[str, list[tuple[str, ActivityHour | None]]]]:
-    """The week as rows of local days (oldest first), each 24 cells: (YYYY-MM-DDTHH, the hour
-    or None when it had no reading at all). Hours after `until` are None too."""
-    by_hour = {h.hour.strftime("%Y-%m-%dT%H"): h for h in week.hours}
-    rows = []
-    day = week.since
-    while day.date() <= week.until.date():
-        label = day.strftime("%Y-%m-%d")
-        cells = [(f"{label}T{k:02d}", by_hour.get(f"{label}T{k:02d}")) for k in range(24)]
-        rows.append((label, cells))
-        day = (day + timedelta(days=1, hours=2)).replace(hour=0)
-    return rows

@@ -21,6 +21,7 @@ from calls.conversation import programme
 from core.crypto import DataKeyError, Keyring
 from core.domain import AlertState
 from dashboards import (
+    activity_grid,
     alert_first,
     authz,
     conversation_view,
@@ -30,6 +31,7 @@ from dashboards import (
     residents,
     review,
     sites,
+    unobserved,
 )
 from dashboards.auth import (
     CSRF_FIELD,
@@ -237,7 +239,8 @@ def resident_page(
     return render(
         request, deps, lang, "resident.html", manager,
         status_code=200 if draft is None else 422, week=week,
-        grid=residents.week_grid(week), now=now, safety_devices=devices,
+        grid=activity_grid.week_grid(week), night_hours=review.NIGHT_HOURS,
+        out_in_hour_min=activity_grid.OUT_IN_HOUR_MIN, now=now, safety_devices=devices,
         reach=reach, calls=calls, alerts=alerts, said_shown=said_shown, sensors=sensors,
         may_open_access=may_open and not reach.access_shown,
         first_labels=alert_first.LABELS,
@@ -392,18 +395,22 @@ def pages_router() -> APIRouter:
         request: Request, deps: AppDeps, lang: Lang, manager: AlertReader, after: PageAfter = None
     ) -> Response:
         """The care queue, most severe first, PAGE_ROWS at a time: every open alert is on some
-        page (the heading counts them all; it was cut at 200 before, the least severe lost)."""
+        page (the heading counts them all; it was cut at 200 before, the least severe lost).
+        Device and site findings are the technician's (/sites), never rows here; a home that
+        cannot be observed is listed once above the rows, on the first page."""
         place = paging.place_or_400("queue", after)
+        dongs = visible_dongs(manager)
         with deps.db.connection() as conn:
             page = queries.page_alerts(
-                conn, visible_dongs(manager), limit=PAGE_ROWS, after=place,
-                by_severity=True, with_total=True,
+                conn, dongs, queries.AlertFilter(unobserved_apart=True), limit=PAGE_ROWS,
+                after=place, by_severity=True, with_total=True,
             )  # fmt: skip
+            unseen = unobserved.unobserved_homes(conn, dongs) if place is None else None
         return render(
             request, deps, lang, "alerts.html", manager,
             alerts=page.alerts, total=page.total, refresh_s=LIST_REFRESH_S, waiting=page.waiting,
             next_page=paging.encode("queue", page.next_after), paged=place is not None,
-            page_rows=PAGE_ROWS,
+            page_rows=PAGE_ROWS, unobserved=unseen,
         )  # fmt: skip
 
     @router.get("/alerts/events", include_in_schema=False)

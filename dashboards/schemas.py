@@ -314,13 +314,27 @@ class ResidentFindingOut(BaseModel):
     reason_en: str
 
 
+class OutingOut(BaseModel):
+    """The resident out: the entrance door closed, no one moving inside until it next opened."""
+
+    start: datetime = Field(description="Local time the door closed behind the resident.")
+    end: datetime = Field(description="Local time of the door's next change (back home).")
+
+
 class ResidentActivityOut(BaseModel):
-    """A resident's last days hour by hour, and their findings in that time."""
+    """A resident's last days hour by hour, their outings and their findings in that time."""
 
     resident: ResidentOut
     since: datetime = Field(description="Local midnight of the first day.")
     until: datetime
-    hours: list[ActivityHourOut]
+    hours: list[ActivityHourOut] = Field(
+        description="Stored hours, and those the hourly summary has not reached yet (the hour "
+        "under way) read from the readings."
+    )
+    outings: list[OutingOut] = Field(
+        description="Oldest first; only where the home's door and every motion sensor could "
+        "tell, and only outings already back (dashboards.outings)."
+    )
     findings: list[ResidentFindingOut] = Field(description="Newest first, at most 50.")
 
     @classmethod
@@ -330,6 +344,7 @@ class ResidentActivityOut(BaseModel):
             since=week.since,
             until=week.until,
             hours=[ActivityHourOut.of(h) for h in week.hours],
+            outings=[OutingOut(start=o.start, end=o.end) for o in week.outings],
             findings=[
                 ResidentFindingOut(raised_at=r, kind=k, severity=s, reason_ko=ko, reason_en=en)
                 for r, k, s, ko, en in week.findings

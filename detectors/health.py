@@ -289,7 +289,7 @@ def assess_home(
     live = [s for s in home.sensors if s.gateway_id not in down]  # the gateway explains the rest
     # the resident's data: a safety device's heartbeat says nothing about the person
     watched = [s for s in live if s.kind not in _SAFETY] or live
-    missing = 0
+    missing: list[SensorHealth] = []
     for s in live:
         silent = s.last_reading_at is not None and (
             (now - s.last_reading_at).total_seconds() > silent_after_s(s, policy)
@@ -299,8 +299,10 @@ def assess_home(
         elif silent and device_silent(s, live, now, policy):
             grade = Severity.WARNING if is_safety(s.kind, policy) else Severity.WATCH
             issues.append(_sensor_issue(DEVICE_SILENT, grade, s, now, policy))
-        if watched is live or s.kind not in _SAFETY:
-            missing += s.online is False or silent or s.last_reading_at is None
+        if (watched is live or s.kind not in _SAFETY) and (
+            s.online is False or silent or s.last_reading_at is None
+        ):
+            missing.append(s)
         if s.battery is not None and s.battery < policy.battery_low_pct:
             issues.append(_sensor_issue(BATTERY_LOW, Severity.WATCH, s, now, policy))
     unknown = _unknown_status(home, down, watched, missing)
@@ -392,14 +394,15 @@ def _unknown_status(
     home: HomeHealth,
     down: dict[str, datetime],
     live: list[SensorHealth],
-    missing: int,
+    missing: list[SensorHealth],
 ) -> HealthIssue | None:
     """The home's data is missing: every gateway down, or every live sensor silent.
 
     Dated by the resident's last data: a safety detector's check-in is not that (it would
-    move the date, and raise the same silence anew at each check-in)."""
+    move the date, and raise the same silence anew at each check-in). Its details name the
+    devices: the gateways down, and the sensors silent, offline or never heard."""
     all_down = bool(home.gateways) and len(down) == len(home.gateways)
-    all_silent = bool(live) and missing == len(live)
+    all_silent = bool(live) and len(missing) == len(live)
     if not (all_down or all_silent):
         return None
     person = [s for s in home.sensors if s.kind not in _SAFETY] or home.sensors
@@ -415,8 +418,10 @@ def _unknown_status(
         since,
         "데이터가 없어 상태를 알 수 없습니다. 안부전화로 확인합니다",
         "No data: status unknown; a check-in call will confirm",
-        {"why": why, "last_data_at": since.isoformat()},
-    )
+        {"why": why, "last_data_at": since.isoformat(), "gateways": sorted(down),
+         "sensors": [{"sensor_id": s.sensor_id, "kind": s.kind, "room": s.room}
+                     for s in missing]},
+    )  # fmt: skip
 
 
 def _once(name: str) -> str:

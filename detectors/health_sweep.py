@@ -9,7 +9,10 @@ the same subject (sensor, gateway, home) since its outage began, as the inactivi
 for silences. `learn_cadences` (nightly) learns every sensor's longest usual gap, once its
 readings in the window span `min_cadence_days` (as `detectors.health.learn_cadence`). Whether a
 silence is the device's fault is judged by `assess_home` from the home's other sensors, all
-loaded with the home.
+loaded with the home. `anbu.home_unobserved` keeps, a row a home, the homes whose resident
+cannot be observed now (as `unknown_status` judges it, or every gateway down in a site
+incident; not an away or hospital stay), and loses a home once it is observed again: the care
+queue shows these homes, while device findings are the technician's.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import psycopg
 
 from core.domain import Finding
 from detectors.health import (
+    UNKNOWN_STATUS,
     GatewayHealth,
     HealthIssue,
     HealthPolicy,
@@ -129,15 +133,51 @@ def health_sweep(
     issues: dict[tuple[int, str], list[HealthIssue]] = defaultdict(list)
     homes: dict[int, str] = {}
     held: list[tuple[int, Held]] = []
+    unobserved: dict[int, tuple[HealthIssue, str]] = {}
     for home in _load_homes(conn, ids):
         found, kept = assess_home(home, now, policy, held_gateways)
         homes[home.resident_id] = home.home
         held.extend((home.resident_id, h) for h in kept)
         for issue in found:
             issues[(home.resident_id, issue.kind)].append(issue)
+            if issue.kind == UNKNOWN_STATUS:
+                unobserved[home.resident_id] = (issue, str(issue.details["why"]))
+        for h in kept:  # a site outage leaves the home unobserved; an away stay does not
+            if h.issue.kind == UNKNOWN_STATUS and h.why == SITE_OUTAGE:
+                unobserved[home.resident_id] = (h.issue, SITE_OUTAGE)
     if incident is not None:
         _record_held(conn, now, held)
+    _keep_unobserved(conn, now, unobserved)
     return _store(conn, now, homes, issues)
+
+
+def _keep_unobserved(
+    conn: psycopg.Connection[Any], now: datetime, found: dict[int, tuple[HealthIssue, str]]
+) -> None:
+    """anbu.home_unobserved as this sweep found it: a row a home whose resident cannot be
+    observed now (kept from when it was first noted), none for any other home."""
+    ids = sorted(found)
+    conn.execute("DELETE FROM anbu.home_unobserved WHERE resident_id <> ALL(%s::bigint[])", (ids,))
+    if not ids:
+        return
+    rows = [
+        (rid, issue.since, why, list(issue.details.get("gateways", [])),
+         json.dumps(issue.details.get("sensors", [])), now, now)
+        for rid, (issue, why) in sorted(found.items())
+    ]  # fmt: skip
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO anbu.home_unobserved AS u (resident_id, since, why, gateways, sensors,
+                                                      noted_at, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (resident_id) DO UPDATE
+                  SET since = excluded.since, why = excluded.why, gateways = excluded.gateways,
+                      sensors = excluded.sensors, updated_at = excluded.updated_at
+                WHERE (u.since, u.why, u.gateways, u.sensors)
+                      IS DISTINCT FROM (excluded.since, excluded.why, excluded.gateways,
+                                        excluded.sensors)""",
+            rows,
+        )
 
 
 def _site_incident(

@@ -18,7 +18,7 @@ the zone whose local days they are.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,7 +47,21 @@ SELECT DISTINCT g.resident_id, date_trunc('hour', r.ts)
   JOIN anbu.gateway g ON g.id = s.gateway_id
  WHERE r.ts >= %s AND r.ts < %s AND g.resident_id IS NOT NULL
 """
-_RECOMPUTE = """
+# a reading that is a person's doing (`prev`: the sensor's reading before it), and the hour's
+# figures from those: one rule for the stored hours and the hours read live
+_ACT = """NOT automatic AND CASE
+               WHEN kind IN ('motion', 'contact') THEN value = 1
+               WHEN kind IN ('door', 'appliance') THEN prev IS NULL OR value <> prev
+               ELSE prev IS NULL OR abs(value - prev) >= %(step)s
+           END"""
+_COUNTS = """count(*) FILTER (WHERE act),
+       count(*) FILTER (WHERE act AND kind = 'motion'),
+       count(*) FILTER (WHERE act AND kind = 'door'),
+       count(*) FILTER (WHERE act AND kind = 'power'),
+       count(*),
+       coalesce(array_agg(DISTINCT room ORDER BY room) FILTER (WHERE act), '{}')"""
+_RECOMPUTE = (
+    """
 WITH k AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(hours)s::timestamptz[]) AS k(resident_id, hour)
 ), ks AS (
@@ -67,28 +81,47 @@ WITH k AS (
       JOIN anbu.readings x ON x.sensor_id = ks.sensor_id
                           AND x.ts >= ks.hour AND x.ts < ks.hour + interval '1 hour'
 ), a AS (
-    SELECT resident_id, hour, kind, room,
-           NOT automatic AND CASE
-               WHEN kind IN ('motion', 'contact') THEN value = 1
-               WHEN kind IN ('door', 'appliance') THEN prev IS NULL OR value <> prev
-               ELSE prev IS NULL OR abs(value - prev) >= %(step)s
-           END AS act
-      FROM r
+    SELECT resident_id, hour, kind, room, """
+    + _ACT
+    + """ AS act FROM r
 )
 INSERT INTO anbu.activity_hourly AS h
        (resident_id, hour, activity, motion, door, power_steps, readings, rooms)
-SELECT resident_id, hour,
-       count(*) FILTER (WHERE act),
-       count(*) FILTER (WHERE act AND kind = 'motion'),
-       count(*) FILTER (WHERE act AND kind = 'door'),
-       count(*) FILTER (WHERE act AND kind = 'power'),
-       count(*),
-       coalesce(array_agg(DISTINCT room ORDER BY room) FILTER (WHERE act), '{}')
+SELECT resident_id, hour, """
+    + _COUNTS
+    + """
   FROM a GROUP BY resident_id, hour
 ON CONFLICT (resident_id, hour) DO UPDATE
    SET activity = excluded.activity, motion = excluded.motion, door = excluded.door,
        power_steps = excluded.power_steps, readings = excluded.readings, rooms = excluded.rooms
-"""
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
+)
+# One home's hours in [lo, hi) from the readings, as _RECOMPUTE would write them, written nowhere:
+# a sensor's reading before `lo` starts its chain, lag() the rest (the last reading before each
+# hour, then each earlier one of the hour: the same previous value, read in one range per sensor)
+_LIVE = (
+    """
+WITH r AS (
+    SELECT date_trunc('hour', x.ts) AS hour, s.kind, s.room, s.automatic, x.value,
+           coalesce(lag(x.value) OVER (PARTITION BY s.id ORDER BY x.ts), b.value) AS prev
+      FROM anbu.gateway g
+      JOIN anbu.sensor s ON s.gateway_id = g.id
+      LEFT JOIN LATERAL (SELECT p.value FROM anbu.readings p
+                          WHERE p.sensor_id = s.id AND p.ts < %(lo)s
+                          ORDER BY p.ts DESC LIMIT 1) b ON true
+      JOIN anbu.readings x ON x.sensor_id = s.id AND x.ts >= %(lo)s AND x.ts < %(hi)s
+     WHERE g.resident_id = %(rid)s
+), a AS (
+    SELECT hour, kind, room, """
+    + _ACT
+    + """ AS act FROM r
+)
+SELECT hour, """
+    + _COUNTS
+    + """
+  FROM a GROUP BY hour ORDER BY hour
+"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
+)
 
 
 def summarize(conn: psycopg.Connection[Any], now: datetime) -> int:
@@ -102,14 +135,40 @@ def summarize(conn: psycopg.Connection[Any], now: datetime) -> int:
     since = (row[0] if row is not None else now - FIRST_PASS) - OVERLAP
     keys = conn.execute(_TOUCHED_SINCE, (since,)).fetchall()
     written = _recompute(conn, keys)
+    mark_summarised(conn, now)
+    log.info("activity summarised", extra={"hours": written})
+    return written
+
+
+def mark_summarised(conn: psycopg.Connection[Any], through: datetime) -> None:
+    """Record that what was received before `through` is summarised (the mark never moves
+    back): after a `rebuild` of everything up to now, the next pass starts there."""
     conn.execute(
         """INSERT INTO anbu.summary_marks (name, through) VALUES (%s, %s)
            ON CONFLICT (name) DO UPDATE SET through = GREATEST(anbu.summary_marks.through,
                                                                excluded.through)""",
-        (MARK, now),
+        (MARK, through),
     )
-    log.info("activity summarised", extra={"hours": written})
-    return written
+
+
+def summarised_from(conn: psycopg.Connection[Any]) -> datetime | None:
+    """The first hour a pass may not have summarised yet: readings received after the mark
+    (less the overlap for late commits) land in it or later. None: no pass yet."""
+    row = conn.execute("SELECT through FROM anbu.summary_marks WHERE name = %s", (MARK,)).fetchone()
+    if row is None:
+        return None
+    through: datetime = (row[0] - OVERLAP).astimezone(UTC)
+    return through.replace(minute=0, second=0, microsecond=0)
+
+
+def live_hours(
+    conn: psycopg.Connection[Any], resident_id: int, lo: datetime, hi: datetime
+) -> list[tuple[Any, ...]]:
+    """One home's hours in [lo, hi) (whole UTC hours) recomputed from the readings now, as a
+    pass would store them, stored nowhere: (hour, activity, motion, door, power_steps,
+    readings, rooms), hours with no reading absent. For the hours a pass has not reached yet."""
+    params = {"rid": resident_id, "lo": lo, "hi": hi, "step": POWER_STEP_W}
+    return conn.execute(_LIVE, params).fetchall()
 
 
 KEEP_LOCK_TIMEOUT = "5s"  # listing a zone waits this long for the hours' writers, then next pass

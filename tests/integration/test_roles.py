@@ -142,6 +142,16 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/residents/{resident_id}/levels"): Row(
         CARE, "resident", {"watch_h_max": 6, "warning_h_max": 12, "critical_h_max": 20}
     ),
+    ("GET", "/api/v1/residents/{resident_id}/settings"): Row(CARE, "resident"),
+    ("PATCH", "/api/v1/residents/{resident_id}/settings"): Row(
+        CARE, "resident", {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    ),
+    ("PUT", "/api/v1/residents/{resident_id}/settings"): Row(
+        CARE, "resident", {"status": {"status": "active"},
+                           "quiet_hours": {"start": None, "end": None},
+                           "levels": {"watch_h_max": None, "warning_h_max": None,
+                                      "critical_h_max": None}},
+    ),  # fmt: skip
     ("POST", "/api/v1/residents/{resident_id}/reassign"): Row(SENIOR, "resident", REASSIGN),
     ("GET", "/residents"): Row(CARE),
     ("GET", "/residents/{resident_id}"): Row(CARE, "resident"),

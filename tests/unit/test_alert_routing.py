@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time, timedelta
+from importlib import resources
 from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.routing import holds_for_quiet_hours, quiet_hours_end, route_for
+from alerts.routing import (
+    CARE,
+    ROUTES,
+    TECHNICIAN,
+    holds_for_quiet_hours,
+    queue_of,
+    quiet_hours_end,
+    route_for,
+)
 from core.domain import Severity
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -73,3 +83,27 @@ def test_quiet_hours_end_is_ahead_and_outside(now: datetime, qs: time, qe: time)
 def test_only_critical_alerts_ring_through_quiet_hours() -> None:
     assert holds_for_quiet_hours(Severity.WATCH) and holds_for_quiet_hours(Severity.WARNING)
     assert not holds_for_quiet_hours(Severity.CRITICAL)
+
+
+def test_the_technicians_kinds_are_those_migration_0078_moved() -> None:
+    """Alerts opened before 0078 were put in the technician's queue by the same prefixes."""
+    sql = resources.files("core.migrations").joinpath("0078_care_and_device_queues.sql")
+    listed = re.search(r"LIKE ANY \(ARRAY\[([^\]]*)\]\)", sql.read_text(encoding="utf-8"))
+    assert listed is not None
+    moved = {p.strip().strip("'").rstrip("%") for p in listed.group(1).split(",")}
+    assert moved == {prefix for prefix, route in ROUTES if route.queue == TECHNICIAN}
+    assert route_for("device_tamper").queue == TECHNICIAN
+    assert route_for("unknown_status").queue != TECHNICIAN  # the resident's: a check-in call
+
+
+def test_a_safety_devices_fault_stays_in_the_care_queue() -> None:
+    """A plug or a motion sensor offline is the technician's; an emergency button, smoke, gas,
+    CO or water detector offline, silent or flat is the care manager's too (the resident's way
+    to call for help may be broken); a detector's test press stays the technician's."""
+    assert queue_of("device_offline", {"sensor_kind": "motion"}) == TECHNICIAN
+    assert queue_of("battery_low", {"sensor_kind": "plug"}) == TECHNICIAN
+    for kind in ("button", "smoke", "gas", "co", "water_leak"):
+        assert queue_of("device_offline", {"sensor_kind": kind}) == CARE
+        assert queue_of("battery_low", {"sensor_kind": kind}) == CARE
+    assert queue_of("alarm_test", {"sensor_kind": "smoke"}) == TECHNICIAN
+    assert queue_of("inactivity", {}) == CARE
