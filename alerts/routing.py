@@ -26,7 +26,7 @@ class Route:
 
 # Kinds are matched by prefix, first match wins. Device, site and routine findings are for
 # the technician or the weekly review: they never ring a resident, and device and site
-# findings are the technician's queue, never the care queue (migration 0078 has the same list).
+# findings are the technician's queue, never the care queue (migration 0077 has the same list).
 # "Not up" and "not back" are gentler care findings (watch, then warning): a check-in call
 # like inactivity's, held through quiet hours, the care manager only if it goes unanswered;
 # so is a long stay in the bathroom (watch; inactivity's own levels follow if it goes on).

@@ -85,9 +85,9 @@ def test_only_critical_alerts_ring_through_quiet_hours() -> None:
     assert not holds_for_quiet_hours(Severity.CRITICAL)
 
 
-def test_the_technicians_kinds_are_those_migration_0078_moved() -> None:
-    """Alerts opened before 0078 were put in the technician's queue by the same prefixes."""
-    sql = resources.files("core.migrations").joinpath("0078_care_and_device_queues.sql")
+def test_the_technicians_kinds_are_those_migration_0077_moved() -> None:
+    """Alerts opened before 0077 were put in the technician's queue by the same prefixes."""
+    sql = resources.files("core.migrations").joinpath("0077_care_and_device_queues.sql")
     listed = re.search(r"LIKE ANY \(ARRAY\[([^\]]*)\]\)", sql.read_text(encoding="utf-8"))
     assert listed is not None
     moved = {p.strip().strip("'").rstrip("%") for p in listed.group(1).split(",")}
