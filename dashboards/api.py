@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, Security
@@ -316,11 +316,19 @@ def api_router() -> APIRouter:
             datetime | None, Query(description="Changed at or after (for syncing)")
         ] = None,
         include_resolved: bool = False,
+        queue: Annotated[
+            Literal["care", "technician", "all"],
+            Query(
+                description="care (the default): the care queue's alerts; technician: device "
+                "and site alerts (a safety device's fault is in the care queue); all: both"
+            ),
+        ] = "care",
     ) -> Page[AlertOut]:
         """Alerts of the dongs in view (a care manager's own, a supervisor's district), newest
         opened first (opened_at, then id: an order that never changes, so paging with
         next_cursor sees every alert once). Without `state`, every state but resolved, unless
-        `include_resolved`. Times with their zone."""
+        `include_resolved`; the care queue's alerts unless `queue` says otherwise. Times with
+        their zone."""
         if any(not KIND.fullmatch(k) for k in kind or ()):
             raise HTTPException(status_code=422, detail="kind: a kind's code (a-z, _)")
         for moment in (opened_since, opened_until, updated_since):
@@ -335,6 +343,7 @@ def api_router() -> APIRouter:
             opened_since=opened_since,
             opened_until=opened_until,
             updated_since=updated_since,
+            queue=None if queue == "all" else queue,
         )
         after = paging.place_or_400("alerts", cursor)
         with deps.db.connection() as conn:

@@ -114,10 +114,13 @@ def test_a_silent_plug_is_the_technicians_and_never_a_care_item(
     assert f'data-alert="{town.alert_id}"' in queue  # the care alert stays
     assert f'data-alert="{device}"' not in queue and "기기 점검" not in queue
     assert "data-unobserved" not in queue  # the home is observed: nothing else of it here
-    listed = manager.get(
-        "/api/v1/alerts", headers=bearer(manager, town.username_a, PASSWORD_A)
-    ).json()["data"]
+    headers = bearer(manager, town.username_a, PASSWORD_A)
+    listed = manager.get("/api/v1/alerts", headers=headers).json()["data"]
     assert [a["id"] for a in listed] == [town.alert_id]
+    # a client syncing every alert says so
+    for queue_name, ids in (("technician", {device}), ("all", {device, town.alert_id})):
+        got = manager.get(f"/api/v1/alerts?queue={queue_name}", headers=headers).json()["data"]
+        assert {a["id"] for a in got} == ids
 
     technician = _technician(town, database)
     sites = technician.get("/sites").text
