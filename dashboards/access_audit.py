@@ -68,6 +68,7 @@ FIELD_LABELS = {
     "address": ("주소", "address"),
     "conversation": ("안부 대화", "conversations"),
     "care_notes": ("돌봄 메모", "care notes"),
+    "outings": ("외출 추정", "outings"),
 }
 
 

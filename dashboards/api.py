@@ -137,7 +137,7 @@ AppDeps = Annotated[Deps, Depends(get_deps)]
 # What a read shows, as recorded in the access log.
 ALERT_FIELDS = ("name", "timeline", "calls", "transcripts")
 CARD_FIELDS = ("name", "care_settings", "health_notes", "access_notes")
-ACTIVITY_FIELDS = ("activity", "findings")
+ACTIVITY_FIELDS = ("activity", "findings", "outings")  # outings: when the home is empty
 SITE_FIELDS = ("access_notes", "address")
 
 

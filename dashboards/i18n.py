@@ -189,26 +189,31 @@ TEXTS: dict[str, tuple[str, str]] = {
     "webhook_not_found": ("웹훅 구독을 찾을 수 없습니다.", "No such webhook subscription."),
     # the resident card's week grid: outings, nights and today
     "week_legend": ("표시 안내", "Key"),
-    "week_legend_activity": ("활동 횟수 (진할수록 많음)", "Doings (darker: more)"),
+    "week_legend_activity": ("활동 횟수 (진할수록 많음)", "Activity count (darker = more)"),
     "week_legend_none": ("센서 기록 없음", "No reading"),
     "week_legend_later": ("아직 지나지 않은 시간", "Still to come"),
     "week_legend_out": (
-        "외출 (문이 닫힌 뒤 집 안 움직임 없이 {minutes}분 이상)",
-        "Out (door closed, no one moving inside, {minutes} min or more)",
+        "외출 추정 (현관문이 닫힌 뒤 집 안 움직임 없이 {minutes}분 이상)",
+        "Probably out (entrance door closed, no one moving inside, {minutes} min or more)",
     ),
-    "week_legend_night": ("밤 시간 (0시~6시 전)", "Night hours (0:00-5:59)"),
-    "week_legend_night_active": ("밤 시간 활동", "Activity at night"),
-    "week_night": ("밤", "night"),
+    "week_legend_night": ("새벽 (0시~6시)", "Small hours (0:00-5:59)"),
+    "week_legend_night_active": ("새벽 활동", "Activity in the small hours"),
+    "week_night": ("새벽", "small hours"),
     "week_today": ("오늘", "today"),
-    "week_out_cell": ("외출 {minutes}분", "out {minutes} min"),
+    "week_out_cell": ("외출 추정 {minutes}분", "probably out {minutes} min"),
     "week_no_reading": ("기록 없음", "no reading"),
     "week_out_help": (
-        "외출은 현관문이 닫힌 뒤 다음에 문이 열릴 때까지 집 안 센서에 움직임이 없던 시간입니다. "
-        "문 센서나 동작 센서가 없는 집, 동작 센서 중 하나라도 신호가 끊겼던 때, 아직 돌아오지 "
-        "않은 외출은 표시하지 않습니다.",
-        "Out: from the entrance door closing to its next opening with no one moving inside. Not "
-        "shown for a home without a door or motion sensor, while any motion sensor was not "
-        "reporting, or for an outing not yet back.",
+        "외출 추정은 현관문이 닫히기 직전 집 안에서 움직임이 있었고, 닫힌 뒤 다음에 문이 움직일 "
+        "때까지 집 안 센서(동작·문 열림)에 아무 신호가 없었으며, 문이 움직인 직후 다시 움직임이 "
+        "있었던 시간입니다. 센서로 추정한 것이며 집에 계셨을 수도 있습니다. 연락이 닿지 않으면 "
+        "이 표시만으로 판단하지 마세요. 현관문 센서가 하나가 아닌 집, 동작 센서가 없는 집, 기기 "
+        "이상이나 감지 내역이 있던 때, 아직 돌아오지 않은 외출은 표시하지 않습니다.",
+        "Probably out: someone moved inside just before the entrance door closed, no sensor "
+        "inside (motion, a contact opening) said anything until the door next moved, and someone "
+        "moved inside right after. It is a guess from sensors: the resident may have been home. "
+        "If you cannot reach them, do not rely on it. Never shown for a home without exactly one "
+        "entrance door sensor or without a motion sensor, around a device fault or a finding, or "
+        "for an outing not yet back.",
     ),
     "care_notes": ("돌봄 메모", "Care notes"),
     "care_notes_help": (
@@ -605,10 +610,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "week": ("최근 7일 생활 기록", "Last 7 days"),
     "week_help": (
-        "시간마다 감지된 활동(움직임, 문, 가전 사용) 횟수입니다. 빈 칸은 센서 기록이 없는 시간, "
-        "0은 기록은 있으나 활동이 없는 시간입니다.",
-        "A person's doings (motion, the door, appliances) each hour. A blank hour had no "
-        "reading at all; 0 means readings but no one.",
+        "시간마다 감지된 활동(움직임, 문, 가전 사용) 횟수입니다. 빗금 칸은 센서 기록이 없는 "
+        "시간, 0은 기록은 있으나 활동이 없는 시간, 빈 칸은 아직 지나지 않은 시간입니다.",
+        "Activity (motion, the door, appliances) each hour. A hatched hour had no reading at "
+        "all; 0 means readings but no one; a plain one is still to come.",
     ),
     "day": ("날짜", "Day"),
     "week_findings": ("이 기간의 감지 내역", "Findings in this time"),

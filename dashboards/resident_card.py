@@ -255,9 +255,11 @@ def recent_calls(
     ]
 
 
-def fields_shown(reach: Reach, calls: list[CallLine], notes: bool = False) -> list[str]:
+def fields_shown(
+    reach: Reach, calls: list[CallLine], notes: bool = False, outings: bool = False
+) -> list[str]:
     """What the card shows of the resident, for the access log: only what it rendered
-    (`notes`: care notes were listed)."""
+    (`notes`: care notes were listed; `outings`: the week grid marked some)."""
     shown = ["name", "activity", "findings", "conversation"]
     present = (
         ("birth_year", reach.birth_year is not None),
@@ -268,6 +270,7 @@ def fields_shown(reach: Reach, calls: list[CallLine], notes: bool = False) -> li
         ("calls", bool(calls)),
         ("transcripts", any(s.speech for c in calls for s in c.said)),
         ("care_notes", notes),
+        ("outings", outings),
     )
     return shown + [name for name, shown_ in present if shown_]
 

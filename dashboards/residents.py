@@ -241,6 +241,7 @@ def record_read(
 
 
 HOUR = timedelta(hours=1)
+LIVE_MAX = timedelta(hours=36)  # the hours a card recomputes from readings, at most
 
 
 def local_days_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
@@ -293,6 +294,8 @@ def activity_week(
     resident = get_resident(conn, resident_id, dongs)
     local_now = now.astimezone(tz)
     since = local_days_start(now, tz, days)
+    # the pass's mark first: a pass committing meanwhile leaves its hours in the stored rows
+    mark = summarised_from(conn)
     rows = conn.execute(
         """SELECT hour, activity, motion, door, power_steps, readings, rooms
              FROM anbu.activity_hourly
@@ -300,8 +303,9 @@ def activity_week(
         (resident_id, since, now),
     ).fetchall()
     this_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    live_from = min(summarised_from(conn) or since, this_hour)
-    live_from = max(live_from, since.astimezone(UTC).replace(minute=0))  # whole UTC hours
+    live_from = min(mark or since, this_hour)
+    # whole UTC hours; at most LIVE_MAX back, so a pass far behind costs a card a day's readings
+    live_from = max(live_from, since.astimezone(UTC).replace(minute=0), this_hour - LIVE_MAX)
     live = live_hours(conn, resident_id, live_from, this_hour + HOUR)
     by_hour = {r[0]: r for r in rows}  # a stored hour the readings no longer hold stays
     by_hour.update((r[0], r) for r in live if r[0] >= since)

@@ -229,7 +229,8 @@ def resident_page(
             draft = replace(draft, corrects=_latest_version(notes, draft.corrects))
         residents.record_read(
             conn, request, manager, resident_id, "card",
-            resident_card.fields_shown(reach, calls, notes=bool(notes)),
+            resident_card.fields_shown(reach, calls, notes=bool(notes),
+                                       outings=bool(week.outings)),
         )  # fmt: skip
         talked = conversation_view.answers_since(
             conn, dongs, now - timedelta(weeks=conversation_view.WEEKS), resident_id

@@ -131,7 +131,7 @@ def test_each_read_path_writes_one_row_with_who_what_and_where(world: World) -> 
         (api, f"/api/v1/residents/{w.resident_a}", headers, "card",
          ["name", "care_settings", "health_notes", "access_notes"]),
         (api, f"/api/v1/residents/{w.resident_a}/activity", headers, "activity",
-         ["activity", "findings"]),
+         ["activity", "findings", "outings"]),
         (api, f"/api/v1/alerts/{w.alert_a}", headers, "alert",
          ["name", "timeline", "calls", "transcripts"]),
         (page, f"/residents/{w.resident_a}", {}, "card", ["name", "activity", "findings", "conversation"]),

@@ -182,11 +182,12 @@ def test_an_outing_is_marked_only_where_the_homes_sensors_could_tell(
     assert 'data-out="40"' in _cell(html, "2026-11-21T12")  # back at 12:40
     for key in ("2026-11-21T09", "2026-11-21T13", "2026-11-21T15", "2026-11-21T16"):
         assert "data-out" not in _cell(html, key), key  # the visitor: the resident stayed in
-    assert '<span class="sr-only"> 외출 60분</span>' in _cell(html, "2026-11-21T11")
-    assert "외출 (문이 닫힌 뒤" in html  # the key
+    assert '<span class="sr-only"> 외출 추정 60분</span>' in _cell(html, "2026-11-21T11")
+    assert "외출 추정 (현관문이 닫힌 뒤" in html  # the key
+    assert "집에 계셨을 수도 있습니다" in html  # a guess, said as one
     assert 'class="none out"' in _cell(html, "2026-11-21T11")  # no reading, but out
     english = _card(town, full, "en")
-    assert '<span class="sr-only"> out 60 min</span>' in english
+    assert '<span class="sr-only"> probably out 60 min</span>' in english
     client = TestClient(town.app)
     got = client.get(
         f"/api/v1/residents/{full}/activity",
@@ -217,14 +218,50 @@ def test_the_small_hours_are_marked_and_activity_in_them_stands_out(
         summarize(conn, kst(21, 15))
     html = _card(town, rid)
     for k in range(6):
-        assert f'<th scope="col" class="night">{k:02d}<span class="sr-only"> 밤</span></th>' in html
+        assert (
+            f'<th scope="col" class="night">{k:02d}<span class="sr-only"> 새벽</span></th>' in html
+        )
     assert '<th scope="col">06</th>' in html
     night = _cell(html, "2026-11-21T02")
     assert 'class="a0 night night-active"' in night and 'data-night="1"' in night
-    assert '<span class="sr-only"> 밤 시간 활동</span>' in night
+    assert '<span class="sr-only"> 새벽 활동</span>' in night
     quiet = _cell(html, "2026-11-21T03")  # a night hour, no reading: shaded, not "active"
     assert 'class="none night"' in quiet
     day = _cell(html, "2026-11-21T14")
     assert 'class="a0"' in day and "data-night" not in day
-    assert "밤 시간 (0시~6시 전)" in html  # the key
-    assert "Activity at night" in _card(town, rid, "en")
+    assert "새벽 (0시~6시)" in html  # the key
+    assert "Activity in the small hours" in _card(town, rid, "en")
+
+
+def test_no_outing_is_shown_where_the_evidence_for_it_is_not_whole(
+    town: Town, database: Database, unique: str
+) -> None:
+    """The same morning, but: nobody moving inside after the door's change (a neighbour at
+    the door, the wind, a flapping sensor: no return); two door sensors, or the door sensor
+    in another room (which door is the way out is not known); an inactivity finding raised
+    while the door was shut (the system's own doubt); a gateway offline before it (a sensor
+    may have been blind): none of them is marked out."""
+    no_return = [r for r in _outing_day() if not (r[1] == "pir-living" and r[0] == kst(21, 12, 41))]
+    homes = {
+        "noreturn": (FULL, no_return),
+        "twodoors": ((*FULL, ("door2", "door", "kitchen")), _outing_day()),
+        "livingdoor": ((("door1", "door", "living"), *FULL[1:]), _outing_day()),
+        "doubted": (FULL, _outing_day()),
+        "blind": (FULL, _outing_day()),
+    }
+    ids = {}
+    for name, (sensors, rows) in homes.items():
+        rid, gw = _home(database, unique, name, sensors)
+        _store(database, gw, rows, kst(21, 22))
+        ids[name] = rid
+    with database.connection() as conn:
+        for name, kind, at in (("doubted", "inactivity", kst(21, 11, 30)),
+                               ("blind", "gateway_offline", kst(21, 2, 0))):  # fmt: skip
+            conn.execute(
+                """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                                              reason_en)
+                   VALUES (%s, %s, 'watch', %s, '테스트', 'test')""",
+                (ids[name], kind, at),
+            )
+    for name, rid in ids.items():
+        assert "data-out" not in _card(town, rid), name

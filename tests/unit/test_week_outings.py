@@ -25,17 +25,23 @@ def test_a_quiet_covered_silence_of_a_quarter_hour_is_an_outing() -> None:
 
 
 def test_the_silence_after_coming_back_is_at_home() -> None:
-    """Out, back through the door, then unseen until the door again: home, not out again;
-    a door opened twice on the way out is still leaving."""
+    """Out, back through the door, then unseen until the door again, and again: home, not out
+    again, until someone has been seen moving inside; a door opened twice on the way out is
+    still leaving; a silence not framed by someone moving (a door that opened with nobody
+    after it) or doubted by a finding is no outing."""
     got = outings_of(
         [
             Silence(at(0), at(3), quiet=True, covered=True),  # the door opened twice ...
             Silence(at(4), at(120), quiet=True, covered=True),  # ... then out
             Silence(at(121), at(300), quiet=True, covered=True),  # back, unseen
-            Silence(at(301), at(420), quiet=True, covered=True),  # out again
+            Silence(at(301), at(420), quiet=True, covered=True),  # the door again: still home
+            Silence(at(421), at(430), quiet=False, covered=True),  # seen moving inside
+            Silence(at(431), at(600), quiet=True, covered=True),  # out again
         ]
     )
-    assert got == [Outing(at(4), at(120)), Outing(at(301), at(420))]
+    assert got == [Outing(at(4), at(120)), Outing(at(431), at(600))]
+    assert outings_of([Silence(at(0), at(90), True, True, framed=False)]) == []
+    assert outings_of([Silence(at(0), at(90), True, True, undoubted=False)]) == []
 
 
 def _week(outings: list[Outing], hours: list[ActivityHour]) -> Week:
