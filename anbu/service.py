@@ -26,6 +26,7 @@ from alerts.course import nightly_purge
 from alerts.intake import Intake
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService, IncomingFinding
+from alerts.webhook_delivery import from_settings as webhook_delivery
 from calls.client import make_twilio_client
 from calls.conversation import shipped_model
 from calls.jobs import register_jobs as register_call_jobs
@@ -310,6 +311,8 @@ class Runtime:
             # SMS and care managers' voice calls written by escalation steps, sent after their
             # commit; retries and interrupted sends
             ("outbox", self.alerts.outbox.send_due, s.due_poll_s),
+            # the event feed pushed to webhook subscriptions, in order (alerts.webhook_delivery)
+            ("webhooks", webhook_delivery(self.db, self.clock, s).run_once, s.due_poll_s),
             ("partitions", self.maintain_partitions, 6 * 3600.0),
             ("summaries", self.summarize_once, SUMMARY_EVERY_S),
         ):

@@ -212,6 +212,19 @@ class Settings(BaseSettings):
         "many seconds is answered as the first time and changes nothing (each web instance "
         "remembers its last 20000).",
     )
+    event_webhooks_allow_loopback: bool = Field(
+        default=False,
+        description="Let event webhook subscriptions target loopback addresses (http allowed "
+        "there): tests and the demo only. Private and link-local addresses are refused always.",
+    )
+    event_webhooks_timeout_s: float = Field(
+        default=10.0, description="Seconds an event webhook receiver has to answer each POST."
+    )
+    event_webhooks_pause_after_hours: float = Field(
+        default=72.0,
+        description="An event webhook subscription failing this long is paused until an admin "
+        "resumes it.",
+    )
 
     inactivity_watch_hours: float = Field(
         default=6.0, description="관심 (watch) after this silence."

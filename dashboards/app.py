@@ -67,6 +67,7 @@ from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
 from dashboards.service_requests import service_requests_router
 from dashboards.settings_api import settings_router
+from dashboards.webhooks_api import webhooks_router
 from registry import InvalidChange, ResidentEnded, ResidentNotFound
 from registry.care_notes import NoteCorrected, NoteNotFound
 
@@ -458,6 +459,7 @@ def create_app(
     app.include_router(service_requests_router())
     app.include_router(account_router())
     app.include_router(report_router())
+    app.include_router(webhooks_router())
     install_enrolment(app)
     spec = app.openapi
 

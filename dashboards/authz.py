@@ -47,6 +47,7 @@ class Action(StrEnum):
     ACCOUNTS = "accounts"  # the district's care manager accounts and settings
     REPORTS_READ = "reports.read"  # the district's monthly report
     ACCESS_LOG_READ = "access_log.read"  # who read whom (access_audit checks the same itself)
+    WEBHOOKS = "webhooks"  # the district's webhook subscriptions and their delivery log
 
 
 M, S, A, T = Role.MANAGER, Role.SUPERVISOR, Role.ADMIN, Role.TECHNICIAN
@@ -75,6 +76,7 @@ RULES: dict[Action, frozenset[Role]] = {
     Action.ACCOUNTS: frozenset({A}),
     Action.REPORTS_READ: frozenset({S, A}),
     Action.ACCESS_LOG_READ: frozenset({S, A}),
+    Action.WEBHOOKS: frozenset({A}),
 }
 
 

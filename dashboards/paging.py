@@ -38,6 +38,8 @@ SHAPES = {
     "requests-all": "ti",  # created_at, id (every service request, newest first)
     "review": "tifsi",  # the week's end, not for review, change, home, id (dashboards.review)
     "care-notes": "ti",  # written_at, id (a resident's care notes, newest first)
+    "webhooks": "i",  # id (a district's webhook subscriptions)
+    "webhook-attempts": "i",  # id (a subscription's delivery attempts, newest first)
 }
 
 

@@ -147,11 +147,14 @@ TABLE: dict[tuple[str, str], Row] = {
         CARE, "resident", {"quiet_hours": {"start": "22:00", "end": "07:00"}}
     ),
     ("PUT", "/api/v1/residents/{resident_id}/settings"): Row(
-        CARE, "resident", {"status": {"status": "active"},
-                           "quiet_hours": {"start": None, "end": None},
-                           "levels": {"watch_h_max": None, "warning_h_max": None,
-                                      "critical_h_max": None}},
-    ),  # fmt: skip
+        CARE,
+        "resident",
+        {
+            "status": {"status": "active"},
+            "quiet_hours": {"start": None, "end": None},
+            "levels": {"watch_h_max": None, "warning_h_max": None, "critical_h_max": None},
+        },
+    ),
     ("POST", "/api/v1/residents/{resident_id}/reassign"): Row(SENIOR, "resident", REASSIGN),
     ("GET", "/residents"): Row(CARE),
     ("GET", "/residents/{resident_id}"): Row(CARE, "resident"),
@@ -194,6 +197,14 @@ TABLE: dict[tuple[str, str], Row] = {
     # who read whom: supervisors and admins
     ("GET", "/api/v1/access-log"): Row(SENIOR),
     ("GET", "/access-log"): Row(SENIOR),
+    # webhook subscriptions: the district's admin only (their district's, wherever its dong)
+    ("POST", "/api/v1/webhooks"): Row(ENROL, None, {"url": "https://1.1.1.1/anbu"}),
+    ("GET", "/api/v1/webhooks"): Row(ENROL),
+    ("GET", "/api/v1/webhooks/{webhook_id}"): Row(ENROL, "webhook"),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): Row(ENROL, "webhook"),
+    ("POST", "/api/v1/webhooks/{webhook_id}/pause"): Row(ENROL, "webhook"),
+    ("POST", "/api/v1/webhooks/{webhook_id}/resume"): Row(ENROL, "webhook"),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): Row(ENROL, "webhook"),
     # a resident's course: supervisors and admins of the district
     ("POST", "/api/v1/residents/{resident_id}/transfer"): Row(
         SENIOR, "resident", {"dong_code": "{elsewhere}"}
@@ -329,7 +340,14 @@ class Town:
                    VALUES (%s, 'meals', '반찬 좀 갖다 줘', %s, %s) RETURNING id""",
                 (rid, OPENED_AT, OPENED_AT),
             ).fetchone()[0]  # type: ignore[index]
-        return {"resident": rid, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
+            webhook = conn.execute(  # a subscription of the dong's district
+                """INSERT INTO anbu.webhook_subscription (district, url, secret_sealed,
+                       secret_key_id, state_changed_at, state_changed_by, created_by, created_at)
+                   SELECT d.district, 'https://1.1.1.1/anbu', '\\x00', 'k', %s, 'system', %s, %s
+                     FROM anbu.dong d WHERE d.code = %s RETURNING id""",
+                (OPENED_AT, self.spare[dong], OPENED_AT, dong),
+            ).fetchone()[0]  # type: ignore[index]
+        return {"resident": rid, "webhook": webhook, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
                 "acknowledged": alerts[1], "request": request, "message": message, "device": "pir-1", "assignee": self.spare[dong],
                 "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A,
                 "dong": dong}  # fmt: skip
@@ -449,6 +467,7 @@ def test_every_route_every_role_every_place(town: Town) -> None:
                         "sensor_id",
                         "request_id",
                         "message_id",
+                        "webhook_id",
                     ):
                         url = url.replace("{" + name + "}", ident)
                 client, csrf = pages[role] if page else (api[role], "")

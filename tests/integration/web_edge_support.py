@@ -61,6 +61,7 @@ class Edge:
             "question": "meal",  # the conversation's answer webhook
             "request_id": "1",  # service requests: none needed to be refused
             "message_id": "1",  # line messages' recordings
+            "webhook_id": "1",  # webhook subscriptions: admins only, refused here
         }
 
     def client(self, who: str | None, how: str = "page") -> TestClient:
