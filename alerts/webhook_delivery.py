@@ -48,6 +48,7 @@ from core.config import Settings
 from core.crypto import DataKeyError, Keyring
 from core.db import Database
 from core.domain import Severity
+from registry.access_log import Reader, record_access
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
 ENQUEUE_BATCH = 5_000  # feed events looked at per subscription and pass
 PER_SUBSCRIPTION = 100  # deliveries per subscription and pass (others wait no longer)
+PUSHED_FIELDS = ("timeline", "transcripts")  # in the access log, as GET /api/v1/events records
+SUBSCRIPTION_BUDGET_S = 30.0  # a subscription's share of a pass: a slow receiver delays only itself
 USER_AGENT = "anbu-webhooks/1"
 
 _ENQUEUE = """
@@ -177,7 +180,15 @@ class WebhookDelivery:
                 headers={"User-Agent": USER_AGENT},
             ) as client:  # fmt: skip
                 for sub_id in ids:
-                    ok, bad = self._deliver_subscription(conn, client, sub_id)
+                    try:  # one subscription's trouble never keeps the others waiting
+                        ok, bad = self._deliver_subscription(conn, client, sub_id)
+                    except Exception:
+                        log.exception("webhook subscription not delivered",
+                                      extra={"subscription_id": sub_id})  # fmt: skip
+                        if conn.closed or conn.broken:
+                            raise
+                        conn.rollback()
+                        ok, bad = 0, 1
                     delivered, failed = delivered + ok, failed + bad
         return DeliveryPass(enqueued, delivered, failed)
 
@@ -218,8 +229,11 @@ class WebhookDelivery:
         if not got:
             return 0, 0  # another worker is delivering it
         delivered = 0
+        budget = time.monotonic() + SUBSCRIPTION_BUDGET_S
         try:
             for _ in range(PER_SUBSCRIPTION):
+                if time.monotonic() > budget:  # a slow receiver: the rest waits for next pass
+                    return delivered, 0
                 with conn.cursor(row_factory=dict_row) as cur:
                     head = cur.execute(_HEAD, (sub_id,)).fetchone()
                     now = self.clock.now()
@@ -230,6 +244,9 @@ class WebhookDelivery:
                 conn.commit()  # nothing open while the receiver answers
                 outcome = self._post(client, sub_id, head, event)
                 self._record(conn, sub_id, head, outcome)
+                if outcome.ok and event is not None:  # a resident's alert story left anbu
+                    record_access(conn, Reader(actor=f"webhook:{sub_id}"),
+                                  int(event["resident_id"]), "alert", PUSHED_FIELDS)  # fmt: skip
                 conn.commit()
                 if not outcome.ok:
                     return delivered, 1
@@ -287,6 +304,10 @@ class WebhookDelivery:
         except httpx.ConnectError:
             return failed("connect")
         except httpx.HTTPError as exc:
+            return failed(type(exc).__name__.lower()[:40])
+        except Exception as exc:  # anything else is this attempt's failure, never the pass's
+            log.warning("webhook delivery failed", extra={"subscription_id": sub_id,
+                                                          "error": type(exc).__name__})  # fmt: skip
             return failed(type(exc).__name__.lower()[:40])
         if 200 <= status < 300:
             return Outcome(True, status, None, int((time.monotonic() - started) * 1000))

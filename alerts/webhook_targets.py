@@ -76,6 +76,12 @@ def read_url(url: str) -> Target:
         raise TargetRefused("url_invalid")
     if parts.password is not None or "@" in parts.netloc:
         raise TargetRefused("url_invalid")
+    try:  # an internationalised name as DNS and the Host header carry it (punycode)
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise TargetRefused("url_invalid") from None
+    if port == 0:
+        raise TargetRefused("url_invalid")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(url, scheme, host, port or DEFAULT_PORTS[scheme], path)
 
@@ -86,11 +92,34 @@ def address_allowed(address: str, allow_loopback: bool) -> bool:
         ip: Any = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:  # mapped, compatible, SIIT, NAT64, 6to4: the IPv4 inside counts
+            if not address_allowed(str(embedded), allow_loopback):
+                return False
+            if ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
     if ip.is_loopback:
         return allow_loopback
     return bool(ip.is_global) and not ip.is_multicast
+
+
+_EMBEDDING = tuple(
+    ipaddress.ip_network(n)
+    for n in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48")
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, SIIT, NAT64: its low 32 bits;
+    6to4: bits 16-48), or None."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _EMBEDDING) and int(ip) & 0xFFFFFFFF:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def system_resolver(host: str, port: int) -> list[str]:

@@ -25,6 +25,7 @@ from alerts import feed
 from alerts.webhook_targets import Resolver, check, system_resolver
 from core.crypto import DataKeyMissing, Keyring
 from core.db import keyset_page
+from registry.key_rotation import webhook_secret_field
 
 SECRET_BYTES = 32
 
@@ -38,8 +39,9 @@ class DongsRefused(ValueError):
 
 
 def secret_field(subscription_id: int) -> str:
-    """The sealed secret's associated data: it opens for its own subscription only."""
-    return f"webhook_secret:{subscription_id}"
+    """The sealed secret's associated data: it opens for its own subscription only (the key
+    rotation re-seals it under the same)."""
+    return webhook_secret_field(subscription_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,8 +150,8 @@ def webhooks_router() -> APIRouter:
         """Subscribe a URL to the events of the district (or some of its dongs) from now on:
         each POSTed in the feed's order, signed, retried until it succeeds."""
         s = deps.settings
-        keyring = Keyring.from_settings(s) if s.data_key else None
         try:
+            keyring = Keyring.from_settings(s) if s.data_key else None
             with deps.db.connection() as conn:
                 made, secret = webhooks.create(
                     conn, keyring, district=admin.district,

@@ -34,6 +34,7 @@ from alerts.feed import FeedEvent
 from alerts.policy import EscalationPolicy
 from alerts.service import AlertService
 from alerts.webhook_delivery import LOCK_CLASS, RETRY_MAX, WebhookDelivery, event_payload
+from alerts.webhook_targets import address_allowed, read_url
 from calls.client import make_twilio_client
 from calls.service import CallService
 from core.clock import VirtualClock
@@ -43,6 +44,7 @@ from core.db import Database
 from core.ticker import Ticker
 from dashboards.app import create_app
 from dashboards.schemas import FeedEventOut
+from registry.key_rotation import key_census, rotate_keys
 from tests.integration.dashboard_support import (
     OPENED_AT,
     RecordingTelephony,
@@ -570,3 +572,43 @@ def test_timestamps_are_utc_seconds(rig: Rig, receiver: Receiver) -> None:
     rig.deliverer().run_once()
     headers, _ = receiver.got[0]
     assert int(headers["Anbu-Timestamp"]) == int(rig.clock.now().astimezone(UTC).timestamp())
+
+
+def test_a_key_rotation_reseals_the_secrets_and_deliveries_go_on(
+    rig: Rig, receiver: Receiver
+) -> None:
+    """anbu keys rotate re-seals a subscription's secret under the new key (the census counts
+    it there), and a worker holding only the new key still signs with the same secret; every
+    delivery is in the access log as the subscription's read of that resident."""
+    made = rig.subscribe(receiver.url, None)
+    fresh = Keyring.of(new_key())
+    ring = Keyring(fresh.current_id, {**rig.keyring.keys, **fresh.keys})
+    with psycopg.connect(rig.db_url, autocommit=True) as conn:
+        rotate_keys(conn, ring)
+        census = key_census(conn)
+    assert census.by_key.get(ring.current_id) == 1 and rig.keyring.current_id not in census.by_key
+    rig.keyring = fresh  # the old key gone
+    rid = rig.residents[DONG_A]
+    seed_alert(rig.database, rig.clock, rid, "inactivity")
+    assert rig.deliverer().run_once().delivered >= 1
+    headers, body = receiver.got[0]
+    assert _verifies(made["secret"], headers, body)
+    with rig.database.connection() as conn:
+        reads = conn.execute(
+            """SELECT actor, view, fields FROM anbu.access_log WHERE resident_id = %s
+                AND actor = %s""",
+            (rid, f"webhook:{made['id']}"),
+        ).fetchall()
+    assert reads and reads[0][1:] == ("alert", ["timeline", "transcripts"])
+
+
+def test_names_and_addresses_in_other_spellings_are_read_as_dns_has_them() -> None:
+    """An internationalised host is sent as punycode (it stopped every later webhook before);
+    IPv6 forms carrying a private or loopback IPv4 address, and site-local ones, are refused."""
+    assert read_url("https://bücher.example/hook").host == "xn--bcher-kva.example"
+    assert read_url("https://한국.kr/").host == "xn--3e0b707e.kr"
+    for address in ("64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:7f00:1::", "::127.0.0.1",
+                    "::ffff:0:7f00:1", "fec0::1", "::ffff:10.0.0.1"):  # fmt: skip
+        assert not address_allowed(address, allow_loopback=False), address
+    assert address_allowed("2606:4700:4700::1111", allow_loopback=False)
+    assert address_allowed("64:ff9b::808:808", allow_loopback=False)  # 8.8.8.8 through NAT64
