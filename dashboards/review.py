@@ -133,28 +133,31 @@ def weekly_review(
     largest drops, first."""
     p = activity_params(conn, dongs, now, tz)
     week, lo = p["week"], p["lo"]
-    acts = {int(r[0]): r[1:] for r in conn.execute(_ACTIVITY, p)}
+    # rows fetched whole (iterating a cursor row by row cost a third of the Python here)
+    acts = {int(r[0]): r[1:] for r in conn.execute(_ACTIVITY, p).fetchall()}
     found: dict[int, dict[str, int]] = {}
-    for rid, kind, n in conn.execute(_FINDINGS, p):
+    for rid, kind, n in conn.execute(_FINDINGS, p).fetchall():
         found.setdefault(int(rid), {})[str(kind)] = int(n)
     talked = conversation_view.answers_since(conn, dongs, lo, until=now)
     asked = programme(script)
     rows = []
-    for rid, home, name, status in conn.execute(_RESIDENTS, p):
-        this, before, days, night, first = acts.get(int(rid), (None, None, 0, None, None))
+    nothing = (None, None, 0, None, None)
+    for rid, home, name, status in conn.execute(_RESIDENTS, p).fetchall():
+        this, before, days, night, first = acts.get(rid, nothing)
         full = first is not None and first <= lo + timedelta(days=1)  # 4 weeks of history
+        answers = talked.get(rid)
         rows.append(
             ReviewRow(
-                resident_id=int(rid),
-                home=str(home),
-                display_name=str(name),
-                status=str(status),
+                resident_id=rid,
+                home=home,
+                display_name=name,
+                status=status,
                 activity=int(this or 0),
                 usual=float(before or 0) / WEEKS_BEFORE if full else None,
                 night=int(night or 0),
                 days_with_data=int(days or 0),
-                findings=found.get(int(rid), {}),
-                talk=conversation_view.concerns(talked.get(int(rid), []), asked, week),
+                findings=found.get(rid, {}),
+                talk=conversation_view.concerns(answers, asked, week) if answers else {},
             )
         )
     rows.sort(key=review_place)
