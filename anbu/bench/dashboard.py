@@ -232,7 +232,7 @@ def _measure(db: Database, dsn: str, n: int,
     def review_sql() -> None:  # the review's own three queries, bare (no rows built)
         with db.connection() as conn:
             p = review.activity_params(conn, [dong], datetime.now(UTC), tz)
-            for sql in (review._ACTIVITY, review._FINDINGS, review._RESIDENTS):
+            for sql in (review._activity(conn, p), review._FINDINGS, review._RESIDENTS):
                 conn.execute(sql, p).fetchall()
 
     return {

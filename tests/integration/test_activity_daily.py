@@ -259,3 +259,43 @@ def test_the_review_reads_the_same_through_the_days(database: Database) -> None:
         for now in moments:
             now_k = now.astimezone(KOLKATA)
             assert _rows(conn, now_k, KOLKATA) == _reference(conn, now_k, KOLKATA), now_k
+
+
+def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(database: Database) -> None:
+    """The review sums each resident's complete days once a local day (anbu.review_base); a late
+    reading that changes a past day, a rebuilt hour and a deleted one each take those sums away
+    in their own transaction, and the next review equals the hours-only one again."""
+    rids = _residents(database, 3)
+    now = datetime(2026, 11, 22, 14, 0, tzinfo=SEOUL)
+    start = now - timedelta(days=40)
+    rows = [(rid, start + timedelta(hours=k), (k + rid) % 5, 1) for rid in rids
+            for k in range(40 * 24)]  # fmt: skip
+    with database.connection() as conn:
+        _upsert(conn, rows)
+        assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        summed = conn.execute("SELECT count(*) FROM anbu.review_base").fetchone()[0]
+        assert summed == len(rids)  # the review filled them
+        yesterday = now - timedelta(days=1)
+        _upsert(conn, [(rids[0], yesterday, 40, 3)])  # a late reading rewrites a past hour
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM anbu.review_base WHERE resident_id = %s", (rids[0],)
+            ).fetchone()[0]
+            == 0
+        )
+        assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        conn.execute(
+            "DELETE FROM anbu.activity_hourly WHERE resident_id = %s AND hour = %s",
+            (rids[1], now - timedelta(days=3)),
+        )
+        assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        _upsert(conn, [(rids[2], now + timedelta(minutes=10), 9, 1)])  # today: sums kept
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM anbu.review_base WHERE resident_id = %s", (rids[2],)
+            ).fetchone()[0]
+            == 1
+        )
+        assert _rows(conn, now + timedelta(hours=2), SEOUL) == _reference(
+            conn, now + timedelta(hours=2), SEOUL
+        )
