@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, Security
@@ -89,6 +89,41 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such resident in the care manager's dong", **_REFUSAL},
     409: {"description": "The resident's service has ended", **_REFUSAL},
     422: {"description": "The change breaks a rule (detail says which, Korean first)", **_REFUSAL},
+}
+
+_STATES = [s.value for s in AlertState]
+_SEVERITIES = list(get_args(SeverityName))
+# an alert write's refusals: the fields dashboards.app adds to the problem on a 409 and a 412
+_ALERT_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such alert in the dongs in view", **_REFUSAL},
+    409: {
+        "description": "Not possible in the alert's state (who brought it there, and when)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["state"],
+                    "properties": {"state": {"type": "string", "enum": _STATES}},
+                }
+            }
+        },
+    },
+    412: {
+        "description": "If-Match names a version the alert no longer has: read it again",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["state", "severity", "version"],
+                    "properties": {
+                        "state": {"type": "string", "enum": _STATES},
+                        "severity": {"type": "string", "enum": _SEVERITIES},
+                        "version": {"type": "integer", "description": "Also the answer's ETag"},
+                    },
+                }
+            }
+        },
+    },
 }
 
 _CREDENTIALS_BODY: dict[str, Any] = {
@@ -352,7 +387,12 @@ def api_router() -> APIRouter:
             )
         return paging.page("alerts", [AlertOut.of(v) for v in page.alerts], page.next_after)
 
-    @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, dependencies=secured)
+    @router.get(
+        "/alerts/{alert_id}",
+        response_model=AlertDetailOut,
+        dependencies=secured,
+        responses={404: _ALERT_WRITE_RESPONSES[404]},
+    )
     def get_alert(
         alert_id: int, request: Request, response: Response, manager: AlertReader, deps: AppDeps
     ) -> AlertDetailOut:
@@ -367,7 +407,10 @@ def api_router() -> APIRouter:
         return AlertDetailOut.of(detail)
 
     @router.post(
-        "/alerts/{alert_id}/acknowledge", response_model=AlertDetailOut, dependencies=secured
+        "/alerts/{alert_id}/acknowledge",
+        response_model=AlertDetailOut,
+        dependencies=secured,
+        responses=_ALERT_WRITE_RESPONSES,
     )
     def acknowledge(
         alert_id: int,
@@ -389,6 +432,7 @@ def api_router() -> APIRouter:
         response_model=AlertDetailOut,
         dependencies=secured,
         responses={
+            **_ALERT_WRITE_RESPONSES,
             403: {"description": "Only supervisors and admins reassign", **_REFUSAL},
             404: {"description": "No such alert in the district", **_REFUSAL},
             422: {"description": "No such active care manager in the district", **_REFUSAL},
@@ -410,7 +454,12 @@ def api_router() -> APIRouter:
         )  # fmt: skip
         return _detail(deps, alert_id, manager, response)
 
-    @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetailOut, dependencies=secured)
+    @router.post(
+        "/alerts/{alert_id}/resolve",
+        response_model=AlertDetailOut,
+        dependencies=secured,
+        responses=_ALERT_WRITE_RESPONSES,
+    )
     def resolve(
         alert_id: int,
         body: ResolveIn,

@@ -118,8 +118,8 @@ class AlertOut(BaseModel):
 class AlertEventOut(BaseModel):
     at: datetime
     actor: str
-    from_state: str | None
-    to_state: str
+    from_state: AlertState | None
+    to_state: AlertState
     reason: str
 
 
@@ -150,8 +150,8 @@ class AlertDetailOut(BaseModel):
                 AlertEventOut(
                     at=e.at,
                     actor=e.actor,
-                    from_state=e.from_state,
-                    to_state=e.to_state,
+                    from_state=AlertState(e.from_state) if e.from_state else None,
+                    to_state=AlertState(e.to_state),
                     reason=e.reason,
                 )
                 for e in d.events
