@@ -84,7 +84,7 @@ SELECT (SELECT count(*) FROM anbu.resident r
          WHERE r.dong_code = ANY(%(dongs)s) AND r.status <> 'ended' AND b.tz = %(tz)s
            AND b.as_of = %(as_of)s)
 """
-_BASE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('anbu.review_base'))"
+_BASE_LOCK = "SELECT pg_try_advisory_xact_lock(1919252066, 0)"  # 'revb' (migration 0079)
 _BASE_FILL = """
 INSERT INTO anbu.review_base (tz, resident_id, as_of, week_activity, before_activity,
                               days_with_data, night, first_reading)
@@ -110,6 +110,18 @@ WITH parts AS (
            b.days_with_data AS days, b.night, b.first_reading
       FROM anbu.review_base b JOIN anbu.resident r ON r.id = b.resident_id
      WHERE r.dong_code = ANY(%(dongs)s) AND b.tz = %(tz)s AND b.as_of = %(as_of)s
+    UNION ALL
+    -- a resident whose sums a change took away since they were filled: their days themselves
+    SELECT d.resident_id,
+           CASE WHEN d.day >= %(week_day)s THEN d.activity ELSE 0 END,
+           CASE WHEN d.day < %(week_day)s THEN d.activity ELSE 0 END,
+           CASE WHEN d.day >= %(week_day)s AND d.first_reading IS NOT NULL THEN 1 ELSE 0 END,
+           CASE WHEN d.day >= %(week_day)s THEN d.night ELSE 0 END, d.first_reading
+      FROM anbu.activity_daily d JOIN anbu.resident r ON r.id = d.resident_id
+     WHERE r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s
+       AND d.day >= %(daily_day)s AND d.day < %(as_of)s
+       AND NOT EXISTS (SELECT 1 FROM anbu.review_base b WHERE b.tz = %(tz)s
+                          AND b.resident_id = d.resident_id AND b.as_of = %(as_of)s)
     UNION ALL
     SELECT d.resident_id, d.activity, 0,
            CASE WHEN d.first_reading + interval '1 hour' <= %(now)s THEN 1 ELSE 0 END, d.night,
@@ -248,12 +260,28 @@ def _activity(conn: psycopg.Connection[Any], p: dict[str, Any]) -> str:
     the days and hours as they are."""
     if not p["based"]:
         return _ACTIVITY
-    if conn.execute(_BASE_MISSING, p).fetchone() != (False,):
-        conn.execute(_BASE_LOCK)  # no change to a past day crosses the fill unseen (0079)
-        conn.execute(_BASE_FILL, p)
-        conn.execute(_BASE_PRUNE, p)
-        conn.execute("ANALYZE anbu.review_base")  # its rows come a dong at a time: plan by them
-    return _ACTIVITY_BASED
+    if conn.execute(_BASE_MISSING, p).fetchone() == (False,):
+        return _ACTIVITY_BASED
+    return _ACTIVITY_BASED if _fill(conn, p) else _ACTIVITY
+
+
+def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
+    """Sum the missing residents' complete days in a short transaction of its own, at READ
+    COMMITTED, under the fill's side of the lock a change to a past day shares (0079), taken
+    only if free; False when it was not (another fill, a change under way) or the transaction
+    may not write (a read-only server): the review then reads the days as they are."""
+    conn.commit()  # what the request read so far: nothing of it is held across the fill
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if conn.execute(_BASE_LOCK).fetchone() != (True,):
+                return False
+            conn.execute(_BASE_FILL, p)
+            conn.execute(_BASE_PRUNE, p)
+            conn.execute("ANALYZE anbu.review_base")  # rows come a dong at a time: plan by them
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return False
+    return True
 
 
 CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week

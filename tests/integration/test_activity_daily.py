@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 import registry
@@ -299,3 +300,28 @@ def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(database:
         assert _rows(conn, now + timedelta(hours=2), SEOUL) == _reference(
             conn, now + timedelta(hours=2), SEOUL
         )
+
+
+def test_a_review_while_a_past_day_changes_reads_the_days_as_they_are(
+    database: Database, db_url: str
+) -> None:
+    """A change to a past day holds its side of the lock until it commits: a review meanwhile
+    does not wait for it and does not fill (it reads the days as they are); once the change
+    is in, the next review fills and reads it."""
+    rids = _residents(database, 2)
+    now = datetime(2026, 11, 22, 14, 0, tzinfo=SEOUL)
+    start = now - timedelta(days=40)
+    with database.connection() as conn:
+        _upsert(conn, [(rid, start + timedelta(hours=k), 2, 1) for rid in rids
+                       for k in range(40 * 24)])  # fmt: skip
+    with psycopg.connect(db_url) as change:  # a late reading for yesterday, not yet committed
+        _upsert(change, [(rids[0], now - timedelta(days=1), 50, 4)])
+        with database.connection() as conn:
+            assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+            assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone()[0] == 0
+        change.commit()
+    with database.connection() as conn:
+        got = _rows(conn, now, SEOUL)
+        assert got == _reference(conn, now, SEOUL)
+        assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone()[0] == len(rids)
+    assert got[rids[0]][0] == got[rids[1]][0] + 48  # the late reading counted
