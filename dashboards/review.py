@@ -270,7 +270,10 @@ def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
     COMMITTED, under the fill's side of the lock a change to a past day shares (0079), taken
     only if free; False when it was not (another fill, a change under way) or the transaction
     may not write (a read-only server): the review then reads the days as they are."""
-    conn.commit()  # what the request read so far: nothing of it is held across the fill
+    try:
+        conn.commit()  # what the request read so far: nothing of it is held across the fill
+    except psycopg.ProgrammingError:  # inside a caller's transaction block: no fill here
+        return False
     try:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
