@@ -19,11 +19,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
-from core.crypto import DataKeyError, Keyring
+from core.crypto import DataKeyError
 from dashboards import paging, residents
 from dashboards.auth import CSRF_FIELD, CareManager, check_csrf
 from dashboards.authz import Action, api_actor, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
+from dashboards.enrolment_access import keyring_of
 from dashboards.i18n import change_error, note_kind_label, text
 from dashboards.resident_card import NoteDraft
 from dashboards.routes import render, resident_page
@@ -88,10 +89,6 @@ class NoteOut(BaseModel):
             kind=n.kind, kind_ko=note_kind_label("ko", n.kind), body=n.body,
             unopened=n.unopened, corrects=n.corrects, corrected_by=n.corrected_by,
         )  # fmt: skip
-
-
-def keyring_of(deps: Deps) -> Keyring | None:
-    return Keyring.from_settings(deps.settings) if deps.settings.data_key else None
 
 
 def _write(

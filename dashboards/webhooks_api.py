@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field
 
 from alerts import webhooks
 from alerts.webhook_targets import URL_MAX, TargetRefused
-from core.crypto import DataKeyError, Keyring
+from core.crypto import DataKeyError
 from dashboards import paging
 from dashboards.auth import CareManager
 from dashboards.authz import Action, api_actor
 from dashboards.deps import Deps, get_deps
+from dashboards.enrolment_access import keyring_of
 from dashboards.i18n import text
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def webhooks_router() -> APIRouter:
         each POSTed in the feed's order, signed, retried until it succeeds."""
         s = deps.settings
         try:
-            keyring = Keyring.from_settings(s) if s.data_key else None
+            keyring = keyring_of(deps)
             with deps.db.connection() as conn:
                 made, secret = webhooks.create(
                     conn, keyring, district=admin.district,
