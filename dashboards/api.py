@@ -17,12 +17,13 @@ from pydantic import BaseModel, Field
 
 import registry
 from alerts import absence, feed, queries
-from core.crypto import DataKeyError, Keyring
+from core.crypto import DataKeyError
 from core.domain import AlertState
 from dashboards import paging, residents, review, sites
 from dashboards.auth import CareManager, LoginLocked, client_address
 from dashboards.authz import Action, api_actor, sees_dong, visible_dongs
 from dashboards.deps import Deps, get_deps
+from dashboards.enrolment_access import keyring_of
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import text
 from dashboards.paging import LIMIT_DEFAULT, Page
@@ -510,7 +511,7 @@ def api_router() -> APIRouter:
         recorded in the access log."""
         now = deps.clock.now()
         try:
-            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            keyring = keyring_of(deps)
             with deps.db.connection() as conn:
                 view, notes = residents.resident_card(
                     conn, resident_id, visible_dongs(manager), keyring
@@ -769,7 +770,7 @@ def api_router() -> APIRouter:
         """A home as an installer sees it: install address, access notes, gateways and sensors,
         device findings; no health notes. The read is recorded in the access log."""
         try:
-            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            keyring = keyring_of(deps)
             with deps.db.connection() as conn:
                 view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
                 residents.record_read(conn, request, manager, resident_id, "notes", SITE_FIELDS)

@@ -18,7 +18,7 @@ from alerts import absence, queries
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES
 from calls.conversation import programme
-from core.crypto import DataKeyError, Keyring
+from core.crypto import DataKeyError
 from core.domain import AlertState
 from dashboards import (
     activity_grid,
@@ -46,6 +46,7 @@ from dashboards.auth import (
 )
 from dashboards.authz import Action, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
+from dashboards.enrolment_access import keyring_of
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import actor_label, change_error, note_kind_label, text
 from dashboards.queue_feed import feed_of, queue_events
@@ -201,7 +202,7 @@ def resident_page(
     now = deps.clock.now()
     dongs = visible_dongs(manager)
     may_reassign = authz.may(manager, Action.RESIDENTS_REASSIGN)
-    keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+    keyring = keyring_of(deps)
     # what the resident said, word for word: for the dong's own care roles, as on the
     # conversation pages (a district-wide role sees the answers, not the words)
     said_shown = authz.may(manager, Action.ALERTS_READ) and not authz.district_wide(manager)
@@ -297,7 +298,7 @@ def pages_router() -> APIRouter:
         Notes the data key cannot open answer 503 (nothing of them shown, the read not
         recorded)."""
         try:
-            keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+            keyring = keyring_of(deps)
             with deps.db.connection() as conn:
                 view = sites.site(conn, resident_id, visible_dongs(manager), keyring)
                 residents.record_read(
@@ -450,7 +451,7 @@ def pages_router() -> APIRouter:
                     (detail.alert.resident_id,),
                 ).fetchone() == (True,)
                 may_see = live and authz.may(manager, Action.RESIDENTS_SITE)
-                keyring = Keyring.from_settings(deps.settings) if deps.settings.data_key else None
+                keyring = keyring_of(deps)
                 first = alert_first.first_aid(
                     conn, detail.alert.kind, detail.alert.resident_id, keyring, may_see
                 )
