@@ -79,6 +79,15 @@ class IngestStats:
 # payload, retain, time of receipt).
 _Received = tuple[int, int, int, str, bytes, bool, datetime]
 
+BATCH_BYTES = 8 << 20
+"""Payload bytes a batch holds at most (one message over it goes alone): a batch is parsed,
+held and copied whole by the storing process, with up to three in flight, so its memory is
+bounded by bytes, not only by `batch_size` messages of up to the broker's 1 MiB each."""
+
+
+def _payload_bytes(received: _Received) -> int:
+    return len(received[4])
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -123,7 +132,7 @@ class IngestService:
         batch_size: int = 500,
         batch_wait_s: float = 0.005,
         retry_max_s: float = 5.0,
-        max_batches_in_flight: int = 2,
+        max_batches_in_flight: int = 3,
         on_batch: Callable[[BatchSummary], None] | None = None,
         database_time: bool | None = None,
     ) -> None:
@@ -496,7 +505,9 @@ class IngestService:
             if flight.unsent:  # after a restart: the batches the dead process held
                 self._send(flight, None)
                 continue
-            received = self._inbox.take(self._batch_size, self._batch_wait_s)
+            received = self._inbox.take(
+                self._batch_size, self._batch_wait_s, _payload_bytes, BATCH_BYTES
+            )
             if received:
                 self._send(flight, self._batch(received))
 

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ class Inbox(Generic[T]):
         self.dropped = 0  # written by the producer only (kept off any lock: the hot path)
         self.paused = 0
         self._full = False  # the producer is inside a full-inbox episode (logged once each)
+        self._carried: list[T] = []  # taken, past a batch's budget: first in the next batch
 
     def size(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._carried)
 
     def offer(self, item: T, qos: int, stopping: threading.Event) -> bool:
         """Queue `item`; False when it was dropped (QoS 0 on a full inbox) or `stopping` was
@@ -65,33 +67,46 @@ class Inbox(Generic[T]):
                 return False
             self._drained.wait(0.1)
 
-    def take(self, most: int, wait_s: float) -> list[T]:
+    def take(
+        self, most: int, wait_s: float, weigh: Callable[[T], int] | None = None, budget: int = 0
+    ) -> list[T]:
         """Up to `most` items: what is waiting, plus what comes within `wait_s`; waits up to
-        0.1 s for the first (empty list: none came)."""
+        0.1 s for the first (empty list: none came). With `weigh`, no more than `budget` in
+        all (the first item always, whatever it weighs): the item that would pass it is kept
+        for the next batch."""
         q = self._queue
-        try:
-            first = q.get(timeout=0.1)
-        except queue.Empty:
-            return []
+        if self._carried:
+            first = self._carried.pop()
+        else:
+            try:
+                first = q.get(timeout=0.1)
+            except queue.Empty:
+                return []
         batch = [first]
+        total = 0 if weigh is None else weigh(first)
         deadline = time.monotonic() + wait_s
         while len(batch) < most:
             try:
-                batch.append(q.get_nowait())
-                continue
+                item = q.get_nowait()
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(q.get(timeout=remaining))
-            except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = q.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if weigh is not None:
+                total += weigh(item)
+                if total > budget:
+                    self._carried.append(item)
+                    break
+            batch.append(item)
         self._drained.set()  # a producer paused on a full inbox may go on
         return batch
 
     def clear(self) -> None:
         """Forget what waits (at stop: unacknowledged, the broker keeps it)."""
+        self._carried.clear()
         while not self._queue.empty():
             self._queue.get_nowait()

@@ -22,6 +22,7 @@ availability change for a sensor that has no state row yet waits for its first r
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,6 +127,10 @@ def update_sensors(
 _BY_TS = attrgetter("reading.ts")
 
 
+def _TS(r: Resolved) -> datetime:  # noqa: N802 (a key, named as _BY_TS)
+    return r.reading.ts
+
+
 def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | None:
     """The latest of one sensor's readings (in time order) that is activity, given the
     sensor's previous value; only the latest counts, for home_activity keeps the latest.
@@ -175,20 +180,25 @@ def _previous_values(
 def _next_state(
     state: _State | None, items: list[Resolved]
 ) -> tuple[float, datetime, datetime] | None:
-    """(value, since, value_at) after the batch's readings newer than the state; None if none."""
-    if state is None or state.value_at is None:
-        newer = items
-    else:
-        after = state.value_at
-        newer = [r for r in items if r.reading.ts > after]
-    if not newer:
+    """(value, since, value_at) after the batch's readings newer than the state; None if none.
+
+    `items` are in time order. The value is the newest reading's; `since` is when the run of
+    readings holding that value began, read from the newest back (it usually ends at once):
+    the state's own `since` if the run reaches back to the state's value."""
+    start = 0
+    if state is not None and state.value_at is not None:
+        start = bisect_right(items, state.value_at, key=_TS)
+    if start == len(items):
         return None
-    value, since = (None, newer[0].reading.ts) if state is None else (state.value, state.since)
-    for r in newer:
-        if value is None or r.reading.value != value:
-            value, since = r.reading.value, r.reading.ts
-    assert value is not None
-    return value, since, newer[-1].reading.ts
+    newest = items[-1].reading
+    value = newest.value
+    n = len(items) - 1
+    while n > start and items[n - 1].reading.value == value:
+        n -= 1
+    since = items[n].reading.ts
+    if n == start and state is not None and state.value == value:
+        since = state.since
+    return value, since, newest.ts
 
 
 def _write_states(

@@ -40,6 +40,7 @@ from ingest.store import (
     DEFAULT_LIMITS,
     BatchSummary,
     Message,
+    Prepared,
     Store,
     insert_dead_letters,
     parse_ahead,
@@ -192,7 +193,14 @@ class Replies:
             self._pipe.send(reply)
 
 
-Batch = tuple[int, datetime, list[Message]]
+Batch = tuple[int, datetime, list[Message], Prepared | None]
+
+
+SWITCH_S = 0.0005
+"""How long the preparing thread may hold the GIL while the storing thread waits for it
+(Python's default: 5 ms). The storing thread wakes each time the database has taken a piece
+of the COPY data or answered, and needs the GIL for a moment to go on: at 5 ms a wake, the
+database sat idle for most of each batch's COPY while the next batch was being prepared."""
 
 
 PARSE_AHEAD_BYTES = 256 * 1024
@@ -200,20 +208,23 @@ PARSE_AHEAD_BYTES = 256 * 1024
 
 
 class Ahead:
-    """The batches the parent sends, taken in by a thread as they come and parsed there.
+    """The batches the parent sends, taken in by a thread as they come and prepared there.
 
-    Parsing is the storing process's biggest share of work and needs no database: a batch's
-    payloads are parsed while the database stores the batch before it (the process would
-    otherwise wait on the server, idle). The thread is the only reader of the request pipe;
+    Parsing, resolving through the registry and making the COPY columns are most of the
+    storing process's work and need no database (`Store.prepare`): a batch is prepared while
+    the database stores the batch before it (the process would otherwise wait on the server,
+    idle, and the server on it). The thread is the only reader of the request pipe;
     the parent sends a bounded number of batches ahead of their answers (ingest.consumer), so
     it holds at most those. A batch ready to take wakes `wait()` through `fileno()`. When the
     pipe ends (the parent is gone), `recv` raises EOFError once the batches before it are
     taken.
     """
 
-    def __init__(self, requests: Connection, future_tolerance_s: int) -> None:
+    def __init__(self, requests: Connection, store: Store, future_tolerance_s: int) -> None:
         self._requests = requests
+        self._store = store
         self._tolerance = future_tolerance_s
+        self._said = False  # a failure to prepare ahead was logged
         self._ready: queue.SimpleQueue[Batch | BaseException] = queue.SimpleQueue()
         self._signal_r, self._signal_w = os.pipe()  # one byte per batch ready
         self._thread = threading.Thread(target=self._take_in, name="parse-ahead", daemon=True)
@@ -242,10 +253,19 @@ class Ahead:
             while True:
                 batch_id, now, items = self._requests.recv()
                 if sum(len(payload) for _, payload, _, _ in items) >= PARSE_AHEAD_BYTES:
-                    self._put((batch_id, now, self._parse(items, now)))
-                else:  # parsed when stored: a small batch's parsing here would only hold
+                    messages = self._parse(items, now)
+                    try:
+                        prepared: Prepared | None = self._store.prepare(messages, now)
+                    except Exception:  # prepared again when stored, where it is handled
+                        prepared = None
+                        if not self._said:  # once: a message that fails here fails there too
+                            self._said = True
+                            log.warning("preparing a batch ahead failed", exc_info=True)
+                    self._put((batch_id, now, messages, prepared))
+                else:  # prepared when stored: a small batch's work here would only hold
                     # the GIL from the storing thread between its round trips to the database
-                    self._put((batch_id, now, [Message(t, p, r, at) for t, p, r, at in items]))
+                    messages = [Message(t, p, r, at) for t, p, r, at in items]
+                    self._put((batch_id, now, messages, None))
         except (EOFError, OSError) as exc:  # the parent is gone
             self._put(exc)
         except BaseException as exc:  # said, and the process leaves: the parent starts another
@@ -304,22 +324,24 @@ def serve(requests: Connection, replies: Connection, stop: Connection) -> None:
     root.setLevel(config.log_level)
     db = OneConnection(config.conninfo)
     store = Store(db, config.future_tolerance_s, dead_letters=config.dead_letters)
-    ahead = Ahead(requests, config.future_tolerance_s)
+    ahead = Ahead(requests, store, config.future_tolerance_s)
     # A batch makes some ten objects a reading, all let go with the batch and none in a
     # cycle. At the default threshold (700) the collector ran every few dozen readings and
     # walked the batch's live objects each time: a third of the parsing (`anbu bench ingest`).
     # What this process set up is kept out of its walks; the rest is collected every 100,000.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    sys.setswitchinterval(SWITCH_S)
     try:
         while True:
             # stopping, or the parent is gone: batches taken in but not stored are let go
             if stop in wait([ahead.fileno(), stop]):
                 return
-            batch_id, now, messages = ahead.recv()
+            batch_id, now, messages, prepared = ahead.recv()
             summaries = store_isolating(
-                store, db, [(batch_id, messages)], now, config.retry_max_s, stop, out, ahead
-            )
+                store, db, [(batch_id, messages)], now, config.retry_max_s, stop, out, ahead,
+                prepared,
+            )  # fmt: skip
             if summaries is None:  # stopping (or the parent is gone): not all stored
                 return
             for done_id, summary in summaries:
@@ -371,6 +393,7 @@ def store_isolating(
     stop: Connection,
     replies: Replies,
     requests: Ahead,
+    prepared: Prepared | None = None,
 ) -> list[tuple[int, BatchSummary]] | None:
     """Store the batches, committed, before returning what each amounted to (None: told to
     stop, and not all of them stored).
@@ -383,7 +406,8 @@ def store_isolating(
     stored meanwhile: a fault that every message meets (the database down, busy or full, its
     schema or permissions, a bad deploy, a migration that refuses every row) is retried,
     never dead-lettered. A message that fails alone, with nothing beside it, takes in the next
-    batch the parent has queued and tries that first, for the evidence.
+    batch the parent has queued and tries that first, for the evidence. `prepared` (the first
+    batch's, made ahead) serves its first attempt only: any later one prepares afresh.
     """
     summaries: dict[int, list[BatchSummary]] = {bid: [] for bid, _ in batches}
     pending: list[tuple[int, list[Message]]] = list(batches)
@@ -394,8 +418,9 @@ def store_isolating(
     delay = 0.05
     while pending:
         bid, chunk = pending[0]
+        ready, prepared = prepared, None
         try:
-            summaries[bid].append(store.store_batch(chunk, now))
+            summaries[bid].append(store.store_batch(chunk, now, ready))
             stored_here, parked = True, 0
         except Exception as exc:
             replies.send(("error", first_id))
@@ -419,7 +444,7 @@ def store_isolating(
                         parked, failures = parked + 1, 0
                         continue
                     if requests.poll():  # take in what the parent has queued, for evidence
-                        more_id, _more_now, more = requests.recv()
+                        more_id, _more_now, more, _ = requests.recv()
                         summaries[more_id] = []
                         pending.insert(0, (more_id, more))
                         parked, failures = 0, 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -338,3 +338,93 @@ def test_a_gateway_that_sends_old_readings_again_goes_the_careful_way_alone(
     assert one(database, "SELECT count(*), sum(value) FROM anbu.readings") == (4, 4.0)
     first = "SELECT value FROM anbu.readings WHERE sensor_id = %s AND ts = %s"
     assert one(database, first, (seeded["pir1"], at(0))) == (1.0,)  # never the copy's 0
+
+
+def test_the_copy_stores_each_reading_s_instant_and_value_exactly(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """The COPY data is built in PostgreSQL's binary format by hand (numpy): instants before
+    2000 and far ahead, microseconds, other offsets than UTC, values to the last bit, and the
+    first of two readings with one (sensor, ts) even when a later one comes first in order."""
+    kst = timezone(timedelta(hours=9))
+    instants = [
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2000, 1, 1, tzinfo=UTC),
+        datetime(2026, 11, 22, 18, 0, 0, 1, tzinfo=kst),
+        datetime(2026, 11, 22, 9, 0, 0, 123_457, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    values = [0.1, 0.0, 3.141592653589793, 1e-300, 1234.567890123456]
+    readings = Message(
+        f"gw/{GW}/anbu/readings",
+        json.dumps(
+            {
+                "readings": [
+                    {"sensor": "plug1", "kind": "power", "ts": ts.isoformat(), "value": v}
+                    for ts, v in [*zip(instants[::-1], values, strict=True), (instants[2], 7.0)]
+                ]
+                + [{"sensor": "door1", "kind": "door", "ts": instants[0].isoformat(), "value": 1}]
+            }
+        ).encode(),
+    )
+    store = Store(database, future_tolerance_s=100 * 365 * 86400)
+    result = store.store_batch([readings], NOW)
+    assert (result.stored, result.duplicates, result.dead_lettered) == (6, 1, 0)
+    with database.connection() as conn:
+        rows = conn.execute(
+            "SELECT sensor_id, ts, value, received_at FROM anbu.readings ORDER BY sensor_id, ts"
+        ).fetchall()
+    expected = sorted(
+        [(seeded["plug1"], ts, v, NOW) for ts, v in zip(instants[::-1], values, strict=True)]
+        + [(seeded["door1"], instants[0], 1.0, NOW)]
+    )
+    assert rows == expected
+
+
+def test_a_batch_prepared_before_the_registry_changed_is_sorted_out_again(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """The storing process prepares a batch while the one before is stored; if the registry
+    was loaded again meanwhile, what was prepared with the old one is not used."""
+    store = Store(database, registry_refresh_s=0)
+    assert store.store_batch([msg(("plug1", "power", at(0), 5.0))], NOW).stored == 1
+    batch = [msg(("plug1", "power", at(1), 6.0))]
+    prepared = store.prepare(batch, NOW)  # the plug is a power sensor in this registry
+    assert prepared.columns is not None and len(prepared.columns.sensor) == 1
+    with database.connection() as conn:
+        conn.execute("UPDATE anbu.sensor SET kind = 'appliance' WHERE id = %s", (seeded["plug1"],))
+        registry.add_sensor(conn, GW, "tv", SensorKind.APPLIANCE, "living")
+    # a miss (the new tv) loads the registry again
+    assert store.store_batch([msg(("tv", "appliance", at(1), 1))], NOW).stored == 1
+    result = store.store_batch(batch, NOW, prepared)
+    assert (result.stored, result.dead_lettered) == (0, 1)  # registered as appliance now
+    assert one(
+        database, "SELECT count(*) FROM anbu.readings WHERE sensor_id = %s", (seeded["plug1"],)
+    ) == (1,)
+
+
+def test_a_prepared_batch_with_a_careful_gateway_s_reading_takes_the_careful_way(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    """Prepared COPY columns go straight in only when none of their gateways is careful."""
+    store = Store(database)
+    assert store.store_batch([msg(("pir1", "motion", at(0), 1))], NOW).stored == 1
+    again = [msg(("pir1", "motion", at(0), 0))]
+    assert store.store_batch(again, NOW).duplicates == 1  # the gateway is careful now
+    batch = [msg(("pir1", "motion", at(0), 0), ("pir1", "motion", at(1), 1))]
+    result = store.store_batch(batch, NOW, store.prepare(batch, NOW))
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert one(database, "SELECT count(*), sum(value) FROM anbu.readings") == (2, 2.0)
+
+
+def test_a_batch_prepared_from_other_messages_is_not_used(
+    database: Database, seeded: dict[str, int]
+) -> None:
+    store = Store(database)
+    store.store_batch([msg(("pir1", "motion", at(0), 1))], NOW)  # the registry is loaded
+    other = store.prepare([msg(("plug1", "power", at(1), 5.0))], NOW)
+    batch = [msg(("door1", "door", at(2), 1))]
+    assert store.store_batch(batch, NOW, other).stored == 1
+    rows = "SELECT sensor_id FROM anbu.readings WHERE ts > %s"
+    with database.connection() as conn:
+        assert conn.execute(rows, (at(0),)).fetchall() == [(seeded["door1"],)]

@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from multiprocessing import Pipe
 from multiprocessing.connection import wait
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,10 +22,21 @@ from hypothesis import strategies as st
 from core.domain import Reading, SensorKind, new_reading
 from ingest import store_process
 from ingest.state import Resolved, _is_activity, _last_activity, new_resolved
+from ingest.store import Store
 from ingest.store_process import Ahead
 from registry import SensorRef
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+class _NoDatabase:
+    """The taking-in thread prepares batches without a database: any use of one fails."""
+
+    def connection(self) -> Any:
+        raise AssertionError("the taking-in thread used the database")
+
+
+_STORE = Store(_NoDatabase())  # never loaded: every reading misses the (empty) registry
 
 
 @given(st.text(), st.text(), st.sampled_from(SensorKind), st.floats(allow_nan=False))
@@ -79,7 +91,7 @@ def test_batches_taken_in_ahead_are_parsed_in_order_and_the_pipe_s_end_comes_aft
 ) -> None:
     monkeypatch.setattr(store_process, "PARSE_AHEAD_BYTES", 1)  # these small ones too
     theirs, ours = Pipe()
-    ahead = Ahead(ours, 300)
+    ahead = Ahead(ours, _STORE, 300)
     assert not ahead.poll() and not wait([ahead.fileno()], 0.05)
     theirs.send(_batch(1))
     theirs.send(_batch(2))
@@ -87,7 +99,8 @@ def test_batches_taken_in_ahead_are_parsed_in_order_and_the_pipe_s_end_comes_aft
     assert wait([ahead.fileno()], 10)
     first, second = ahead.recv(), ahead.recv()
     assert [first[0], second[0]] == [1, 2]
-    for number, (_, _, messages) in enumerate([first, second], 1):
+    for number, (_, _, messages, prepared) in enumerate([first, second], 1):
+        assert prepared is not None and prepared.batch.missed  # nothing registered here
         (message,) = messages
         assert message.parsed is not None
         (reading,) = message.parsed
@@ -107,9 +120,9 @@ def test_a_message_the_parsing_thread_fails_on_is_left_to_be_parsed_when_stored(
     monkeypatch.setattr(store_process, "parse_ahead", broken)
     monkeypatch.setattr(store_process, "PARSE_AHEAD_BYTES", 1)
     theirs, ours = Pipe()
-    ahead = Ahead(ours, 300)
+    ahead = Ahead(ours, _STORE, 300)
     theirs.send(_batch(1))
-    _, _, (message,) = ahead.recv()
+    _, _, (message,), _ = ahead.recv()
     assert message.parsed is None and message.topic == "gw/g1/anbu/readings"
 
 
@@ -117,9 +130,9 @@ def test_a_small_batch_is_left_to_be_parsed_when_stored() -> None:
     """Parsing a small batch in the taking-in thread would only hold the GIL from the storing
     thread between its round trips to the database."""
     theirs, ours = Pipe()
-    ahead = Ahead(ours, 300)
+    ahead = Ahead(ours, _STORE, 300)
     theirs.send(_batch(1))
-    _, _, (message,) = ahead.recv()
+    _, _, (message,), _ = ahead.recv()
     assert message.parsed is None
 
 
@@ -128,7 +141,7 @@ def test_a_batch_that_cannot_be_taken_in_stops_the_process_loudly(
 ) -> None:
     """Not mistaken for the parent leaving (a quiet exit 0): said, and raised."""
     theirs, ours = Pipe()
-    ahead = Ahead(ours, 300)
+    ahead = Ahead(ours, _STORE, 300)
     theirs.send("not a batch")
     assert wait([ahead.fileno()], 10)
     with pytest.raises(RuntimeError, match="taking in a batch failed"):
