@@ -158,6 +158,7 @@ async def _credentials(request: Request) -> tuple[str, str, str]:
 
 Me = Annotated[CareManager, Depends(api_actor(Action.ME))]
 AlertReader = Annotated[CareManager, Depends(api_actor(Action.ALERTS_READ))]
+EventReader = Annotated[CareManager, Depends(api_actor(Action.EVENTS_READ))]
 AlertActor = Annotated[CareManager, Depends(api_actor(Action.ALERTS_ACT))]
 AlertAssigner = Annotated[CareManager, Depends(api_actor(Action.ALERTS_REASSIGN))]
 ResidentReader = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_READ))]
@@ -554,7 +555,7 @@ def api_router() -> APIRouter:
     @router.get("/events", response_model=FeedOut, dependencies=secured)
     def events(
         request: Request,
-        manager: AlertReader,
+        manager: EventReader,
         deps: AppDeps,
         after: Annotated[
             int, Query(ge=0, le=2**63 - 1, description="The last seq seen; 0 from the start")

@@ -65,6 +65,7 @@ from dashboards.queue_feed import stop_feed
 from dashboards.report import report_router
 from dashboards.routes import pages_router, render
 from dashboards.schemas import HealthOut
+from dashboards.service_accounts_api import service_accounts_router
 from dashboards.service_requests import service_requests_router
 from dashboards.settings_api import settings_router
 from dashboards.webhooks_api import webhooks_router
@@ -460,6 +461,7 @@ def create_app(
     app.include_router(account_router())
     app.include_router(report_router())
     app.include_router(webhooks_router())
+    app.include_router(service_accounts_router())
     install_enrolment(app)
     spec = app.openapi
 

@@ -80,6 +80,8 @@ class CareManager:
     totp_enabled: bool = False
     district: str = ""
     district_dongs: tuple[str, ...] = ()  # every dong of their district, theirs included
+    # (a service account: the dongs it was given)
+    scopes: frozenset[str] = frozenset()  # a service account's (dashboards.service_accounts)
 
     @property
     def may_use_totp(self) -> bool:

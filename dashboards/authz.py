@@ -25,6 +25,7 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"  # 구 통합돌봄 담당자: every dong of the district
     ADMIN = "admin"  # 구 시스템 관리자: enrolment, accounts, devices; sees what a supervisor sees
     TECHNICIAN = "technician"  # 설치·점검 기사: gateways, sensors, how to get in; no care data
+    SERVICE = "service"  # a city system's service account: what its scopes grant, its dongs
 
 
 class Action(StrEnum):
@@ -48,6 +49,7 @@ class Action(StrEnum):
     REPORTS_READ = "reports.read"  # the district's monthly report
     ACCESS_LOG_READ = "access_log.read"  # who read whom (access_audit checks the same itself)
     WEBHOOKS = "webhooks"  # the district's webhook subscriptions and their delivery log
+    EVENTS_READ = "events.read"  # the event feed (GET /api/v1/events)
 
 
 M, S, A, T = Role.MANAGER, Role.SUPERVISOR, Role.ADMIN, Role.TECHNICIAN
@@ -77,6 +79,17 @@ RULES: dict[Action, frozenset[Role]] = {
     Action.REPORTS_READ: frozenset({S, A}),
     Action.ACCESS_LOG_READ: frozenset({S, A}),
     Action.WEBHOOKS: frozenset({A}),
+    Action.EVENTS_READ: CARE,
+}
+
+# What each scope of a service account grants (dashboards.service_accounts); nothing else is
+# granted to one, whatever the role rules above say.
+SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
+    "alerts:read": frozenset({Action.ALERTS_READ}),
+    "alerts:write": frozenset({Action.ALERTS_ACT}),
+    "residents:read": frozenset({Action.RESIDENTS_READ}),
+    "residents:write": frozenset({Action.RESIDENTS_CHANGE}),
+    "events:read": frozenset({Action.EVENTS_READ}),
 }
 
 
@@ -89,7 +102,12 @@ class Forbidden(Exception):
 
 
 def may(actor: CareManager, action: Action) -> bool:
-    """Whether the actor's role may take `action` (an unknown role may take none)."""
+    """Whether the actor's role may take `action` (an unknown role may take none); a service
+    account, what its scopes grant (and who it is)."""
+    if actor.role == Role.SERVICE:
+        return action is Action.ME or any(
+            action in SCOPE_ACTIONS.get(scope, frozenset()) for scope in actor.scopes
+        )
     return actor.role in RULES[action]
 
 
@@ -102,6 +120,8 @@ def require(actor: CareManager, action: Action) -> CareManager:
 
 def visible_dongs(actor: CareManager) -> tuple[str, ...]:
     """The dongs whose residents, alerts and devices the actor may see."""
+    if actor.role == Role.SERVICE:
+        return actor.district_dongs  # the dongs it was given
     if actor.role in DISTRICT_WIDE:
         return actor.district_dongs or (actor.dong_code,)
     return (actor.dong_code,)

@@ -13,6 +13,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
+from dashboards import service_accounts
 from dashboards.auth import (
     CSRF_HEADER,
     SESSION_USER,
@@ -76,7 +77,11 @@ def api_manager(request: Request) -> CareManager:
     """The care manager of a bearer token or, with a CSRF header on writes, of the session."""
     auth = get_deps(request).auth
     token = bearer_token(request)
-    if token is not None:
+    if token is not None and token.startswith(service_accounts.TOKEN_PREFIX):
+        deps = get_deps(request)
+        with deps.db.connection() as conn:
+            manager = service_accounts.principal(conn, token, deps.clock.now())
+    elif token is not None:
         manager = auth.token_manager(token)
     else:
         manager = _session_manager(request)

@@ -187,6 +187,20 @@ TEXTS: dict[str, tuple[str, str]] = {
         "The dongs must be dongs of your district.",
     ),
     "webhook_not_found": ("웹훅 구독을 찾을 수 없습니다.", "No such webhook subscription."),
+    "service_account_dongs": (
+        "서비스 계정의 행정동은 관리하는 구의 행정동이어야 합니다.",
+        "The account's dongs must be dongs of your district.",
+    ),
+    "service_account_scopes": (
+        "권한 범위는 alerts:read, alerts:write, residents:read, residents:write, "
+        "events:read 중에서 하나 이상 골라야 합니다.",
+        "Choose one or more scopes of alerts:read, alerts:write, residents:read, "
+        "residents:write, events:read.",
+    ),
+    "service_account_not_found": (
+        "서비스 계정을 찾을 수 없습니다.",
+        "No such service account.",
+    ),
     # the resident card's week grid: outings, nights and today
     "week_legend": ("표시 안내", "Key"),
     "week_legend_activity": ("활동 횟수 (진할수록 많음)", "Activity count (darker = more)"),
@@ -687,6 +701,7 @@ ROLE_LABELS: dict[str, tuple[str, str]] = {
     "supervisor": ("구 통합돌봄 담당자", "district supervisor"),
     "admin": ("구 시스템 관리자", "district admin"),
     "technician": ("설치·점검 기사", "installer"),
+    "service": ("연계 시스템(서비스 계정)", "connected system (service account)"),
 }
 
 # Outcomes the system writes when it closes an alert itself; never offered in the resolve form.

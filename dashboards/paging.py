@@ -14,9 +14,9 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 from pydantic import BaseModel, Field
 
 LIMIT_DEFAULT = 50
@@ -25,6 +25,12 @@ MAX_CURSOR_CHARS = 512
 MAX_TEXT_PART = 200
 
 T = TypeVar("T")
+
+# a list route's query parameters
+PageLimit = Annotated[int, Query(ge=1, le=LIMIT_MAX, description="Rows per page")]
+PageCursor = Annotated[
+    str | None, Query(max_length=MAX_CURSOR_CHARS, description="next_cursor of a page")
+]
 
 # what each place holds, in order: "i" an integer, "t" a timestamp with its zone, "s" a text,
 # "f" a finite number
@@ -40,6 +46,7 @@ SHAPES = {
     "care-notes": "ti",  # written_at, id (a resident's care notes, newest first)
     "webhooks": "i",  # id (a district's webhook subscriptions)
     "webhook-attempts": "i",  # id (a subscription's delivery attempts, newest first)
+    "service-accounts": "i",  # id (a district's service accounts, newest first)
 }
 
 

@@ -19,6 +19,7 @@ import traceback
 from http import HTTPStatus
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.db import retryable
@@ -28,6 +29,19 @@ from dashboards.edge import ERROR_PAGE, JSON_PREFIXES
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+REFUSAL: dict[str, Any] = {"content": {PROBLEM: {"schema": {"type": "object"}}}}
+"""A refusal's entry in a route's `responses` (the shape itself: ProblemDetails)."""
+
+
+def refused(status: int, key: str) -> JSONResponse:
+    """A refusal decided by a route: dashboards.i18n's `key` in Korean and English, `key` as its
+    code (the middleware gives it the problem details shape on the way out)."""
+    return JSONResponse(
+        {"detail": i18n.text("ko", key), "detail_en": i18n.text("en", key), "code": key},
+        status_code=status,
+    )
+
+
 RETRY_AFTER_S = 5
 
 # the code of a status whose refusal names none of its own

@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, Depends, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
@@ -24,21 +24,17 @@ from dashboards.auth import CareManager
 from dashboards.authz import Action, api_actor
 from dashboards.deps import Deps, get_deps
 from dashboards.enrolment_access import keyring_of
-from dashboards.i18n import text
+from dashboards.paging import PageCursor, PageLimit
+from dashboards.problems import REFUSAL, refused
 
 log = logging.getLogger(__name__)
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Admin = Annotated[CareManager, Depends(api_actor(Action.WEBHOOKS))]
-PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
-PageCursor = Annotated[
-    str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
-]
 
-_REFUSAL = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Not a district admin", **_REFUSAL},
-    404: {"description": "No such subscription in your district", **_REFUSAL},
+    403: {"description": "Not a district admin", **REFUSAL},
+    404: {"description": "No such subscription in your district", **REFUSAL},
 }
 
 
@@ -121,14 +117,8 @@ class DeliveryAttemptOut(BaseModel):
         )  # fmt: skip
 
 
-def _refused(status: int, key: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": text("ko", key), "detail_en": text("en", key), "code": key}, status_code=status
-    )
-
-
 def _not_found() -> JSONResponse:
-    return _refused(404, "webhook_not_found")
+    return refused(404, "webhook_not_found")
 
 
 def webhooks_router() -> APIRouter:
@@ -143,8 +133,8 @@ def webhooks_router() -> APIRouter:
         dependencies=secured,
         responses={
             403: _NOT_FOUND[403],
-            422: {"description": "The URL or the dongs refused (`code` says why)", **_REFUSAL},
-            503: {"description": "The secret cannot be sealed (data key)", **_REFUSAL},
+            422: {"description": "The URL or the dongs refused (`code` says why)", **REFUSAL},
+            503: {"description": "The secret cannot be sealed (data key)", **REFUSAL},
         },
     )
     def create_webhook(body: WebhookIn, admin: Admin, deps: AppDeps) -> Any:
@@ -161,12 +151,12 @@ def webhooks_router() -> APIRouter:
                     now=deps.clock.now(), allow_loopback=s.event_webhooks_allow_loopback,
                 )  # fmt: skip
         except TargetRefused as exc:
-            return _refused(422, f"webhook_{exc.code}")
+            return refused(422, f"webhook_{exc.code}")
         except webhooks.DongsRefused:
-            return _refused(422, "webhook_dongs")
+            return refused(422, "webhook_dongs")
         except DataKeyError:
             log.error("webhook secret could not be sealed")
-            return _refused(503, "data_key")
+            return refused(503, "data_key")
         log.info("webhook subscription created", extra={"subscription_id": made.id})
         return WebhookCreatedOut(**WebhookOut.of(made).model_dump(), secret=secret)
 

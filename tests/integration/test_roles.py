@@ -205,6 +205,12 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/webhooks/{webhook_id}/pause"): Row(ENROL, "webhook"),
     ("POST", "/api/v1/webhooks/{webhook_id}/resume"): Row(ENROL, "webhook"),
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): Row(ENROL, "webhook"),
+    # service accounts: the district's admin only (their district's, wherever its dong)
+    ("POST", "/api/v1/service-accounts"): Row(
+        ENROL, None, {"name": "통합정보시스템", "scopes": ["alerts:read"], "dongs": [DONG_A]}
+    ),
+    ("GET", "/api/v1/service-accounts"): Row(ENROL),
+    ("POST", "/api/v1/service-accounts/{account_id}/revoke"): Row(ENROL, "service_account"),
     # a resident's course: supervisors and admins of the district
     ("POST", "/api/v1/residents/{resident_id}/transfer"): Row(
         SENIOR, "resident", {"dong_code": "{elsewhere}"}
@@ -347,7 +353,21 @@ class Town:
                      FROM anbu.dong d WHERE d.code = %s RETURNING id""",
                 (OPENED_AT, self.spare[dong], OPENED_AT, dong),
             ).fetchone()[0]  # type: ignore[index]
-        return {"resident": rid, "webhook": webhook, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
+            principal = conn.execute(  # a service account of the dong's district
+                """INSERT INTO anbu.care_manager (username, dong_code, display_name, phone,
+                       password_hash, role, active)
+                   VALUES (%s, %s, 'svc', '', 'x', 'service', false) RETURNING id""",
+                (f"svc.roles{n}", dong),
+            ).fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                """INSERT INTO anbu.service_account (care_manager_id, name, district, scopes,
+                       dongs, token_hash, created_by, created_at)
+                   SELECT %s, 'svc', d.district, ARRAY['alerts:read'], ARRAY[d.code],
+                          sha256('x'), %s, %s
+                     FROM anbu.dong d WHERE d.code = %s""",
+                (principal, self.spare[dong], OPENED_AT, dong),
+            )
+        return {"resident": rid, "webhook": webhook, "service_account": principal, "gateway": gateway, "sensor": sensor, "alert": alerts[0],
                 "acknowledged": alerts[1], "request": request, "message": message, "device": "pir-1", "assignee": self.spare[dong],
                 "serial": n, "elsewhere": DONG_B if dong == DONG_A else DONG_A,
                 "dong": dong}  # fmt: skip
@@ -468,6 +488,7 @@ def test_every_route_every_role_every_place(town: Town) -> None:
                         "request_id",
                         "message_id",
                         "webhook_id",
+                        "account_id",
                     ):
                         url = url.replace("{" + name + "}", ident)
                 client, csrf = pages[role] if page else (api[role], "")

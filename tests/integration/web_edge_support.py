@@ -62,6 +62,7 @@ class Edge:
             "request_id": "1",  # service requests: none needed to be refused
             "message_id": "1",  # line messages' recordings
             "webhook_id": "1",  # webhook subscriptions: admins only, refused here
+            "account_id": "1",  # service accounts: admins only, refused here
         }
 
     def client(self, who: str | None, how: str = "page") -> TestClient:
