@@ -83,7 +83,10 @@ class AccessEntryOut(BaseModel):
     id: int
     at: datetime = Field(description="When, by the database's clock (UTC)")
     care_manager_id: int | None
-    care_manager_username: str | None
+    care_manager_username: str | None = Field(
+        description="The reader's username; a service account's name"
+    )
+    service: bool | None = Field(description="The reader is a service account (a city system)")
     actor: str | None = Field(description="A non-person reader, e.g. cli:<os user>")
     resident_id: int
     home: str | None

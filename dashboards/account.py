@@ -24,6 +24,7 @@ from dashboards.auth import (
     client_address,
     start_session,
 )
+from dashboards.authz import Action, Forbidden
 from dashboards.deps import Deps, api_manager, get_deps, language, page_manager
 from dashboards.i18n import change_error, text
 from dashboards.routes import render
@@ -38,7 +39,18 @@ SESSION_TOTP_ENROL = "totp_enrol_ref"  # the reference of the setup key shown (n
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Lang = Annotated[str, Depends(language)]
 PageManager = Annotated[CareManager, Depends(page_manager)]
-ApiManager = Annotated[CareManager, Depends(api_manager)]
+
+
+def _person(request: Request) -> CareManager:
+    """The caller of a route about one's own login (logout, password): a person; a service
+    account has neither (403)."""
+    manager = api_manager(request)
+    if manager.role == "service":
+        raise Forbidden(Action.ACCOUNTS)
+    return manager
+
+
+ApiManager = Annotated[CareManager, Depends(_person)]
 Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
 Secret = Annotated[str, Form(max_length=1000)]
 

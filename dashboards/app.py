@@ -43,7 +43,15 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import authz, conversation_view, enrolment_text, i18n, line_messages, problems
+from dashboards import (
+    authz,
+    conversation_view,
+    enrolment_text,
+    i18n,
+    line_messages,
+    problems,
+    service_accounts,
+)
 from dashboards.access_audit import access_audit_router
 from dashboards.account import account_router
 from dashboards.api import api_router, etag
@@ -187,12 +195,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, IllegalTransition)
         local = i18n.local_time_formatter(get_deps(request).settings.timezone)
 
+        services: dict[int, str] = {}
+        if exc.changed_by is not None:  # a city system acted, not a person: say so
+            with get_deps(request).db.connection() as conn:
+                services = service_accounts.names(conn, [exc.changed_by])
+
         def say(lang: str) -> str:
             why = i18n.illegal_text(lang, exc.event.value)
             if exc.changed_at is None or exc.changed_by is None:
                 return why
             return why + " " + i18n.text(lang, "illegal_last").format(
-                who=i18n.actor_label(lang, exc.changed_by), when=local(exc.changed_at),
+                who=i18n.actor_label(lang, exc.changed_by, services), when=local(exc.changed_at),
                 state=i18n.state_label(lang, exc.state),
             )  # fmt: skip
 

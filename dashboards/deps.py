@@ -78,9 +78,8 @@ def api_manager(request: Request) -> CareManager:
     auth = get_deps(request).auth
     token = bearer_token(request)
     if token is not None and token.startswith(service_accounts.TOKEN_PREFIX):
-        deps = get_deps(request)
-        with deps.db.connection() as conn:
-            manager = service_accounts.principal(conn, token, deps.clock.now())
+        with get_deps(request).db.connection() as conn:
+            manager = service_accounts.principal(conn, token)
     elif token is not None:
         manager = auth.token_manager(token)
     else:

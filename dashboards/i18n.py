@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -188,13 +188,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "webhook_not_found": ("웹훅 구독을 찾을 수 없습니다.", "No such webhook subscription."),
     "service_account_dongs": (
-        "서비스 계정의 행정동은 관리하는 구의 행정동이어야 합니다.",
-        "The account's dongs must be dongs of your district.",
+        "서비스 계정이 다룰 행정동을 관할 구의 행정동 중에서 하나 이상 골라 주세요.",
+        "Choose one or more dongs of your district for the account.",
     ),
     "service_account_scopes": (
-        "권한 범위는 alerts:read, alerts:write, residents:read, residents:write, "
-        "events:read 중에서 하나 이상 골라야 합니다.",
-        "Choose one or more scopes of alerts:read, alerts:write, residents:read, "
+        "권한 범위(scopes)는 alerts:read, alerts:write, residents:read, residents:write, "
+        "events:read 중 하나 이상이어야 합니다.",
+        "Scopes must be one or more of: alerts:read, alerts:write, residents:read, "
         "residents:write, events:read.",
     ),
     "service_account_not_found": (
@@ -701,7 +701,7 @@ ROLE_LABELS: dict[str, tuple[str, str]] = {
     "supervisor": ("구 통합돌봄 담당자", "district supervisor"),
     "admin": ("구 시스템 관리자", "district admin"),
     "technician": ("설치·점검 기사", "installer"),
-    "service": ("연계 시스템(서비스 계정)", "connected system (service account)"),
+    "service": ("연계 시스템", "connected system"),  # a service account: a city system
 }
 
 # Outcomes the system writes when it closes an alert itself; never offered in the resolve form.
@@ -845,9 +845,13 @@ def call_outcome_label(lang: str, outcome: str | None, status: str | None = None
     return value.value.replace("_", " ") if lang == "en" else OUTCOME_KO[value]
 
 
-def actor_label(lang: str, actor: str) -> str:
-    """'care_manager:7' -> '담당자 #7'; never a name."""
+def actor_label(lang: str, actor: str, services: Mapping[int, str] | None = None) -> str:
+    """'care_manager:7' -> '담당자 #7', never a person's name; a service account's id (its name
+    in `services`) -> '통합정보시스템(연계 시스템)': no person acted, and the reader must not think
+    one did."""
     role, _, ident = actor.partition(":")
+    if role == "care_manager" and services and ident.isdigit() and int(ident) in services:
+        return f"{services[int(ident)]}({pick(lang, ROLE_LABELS['service'])})"
     words = pick(lang, ACTORS[role]) if role in ACTORS else role
     return f"{words} #{ident}" if ident else words
 

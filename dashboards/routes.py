@@ -30,6 +30,7 @@ from dashboards import (
     resident_card,
     residents,
     review,
+    service_accounts,
     sites,
     unobserved,
 )
@@ -464,6 +465,7 @@ def pages_router() -> APIRouter:
             # only the resident's own dong's care managers may take it (check_assignee)
             assignees = assignable(conn, [detail.alert.dong_code]) if may_reassign else []
             current = queries.assigned_to(conn, alert_id) if may_reassign else None
+            services = service_accounts.names(conn, [e.actor for e in detail.events])
         allowed = allowed_events(detail.alert.state)
         return render(
             request, deps, lang, "alert.html", manager,
@@ -473,7 +475,7 @@ def pages_router() -> APIRouter:
             can_reassign=may_reassign and detail.alert.state is not AlertState.RESOLVED,
             assignees=assignees, current=current,
             current_label=assignee_words(lang, assignees, current),
-            outcomes=RESOLUTION_OUTCOMES, messages=messages,
+            outcomes=RESOLUTION_OUTCOMES, messages=messages, services=services,
         )  # fmt: skip
 
     @router.get("/line-messages/{message_id}/recording")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ import psycopg
 from dashboards.auth import CareManager
 from registry import hash_password
 
+log = logging.getLogger(__name__)
+
 SCOPES = ("alerts:read", "alerts:write", "residents:read", "residents:write", "events:read")
 TOKEN_PREFIX = "anbu_sa_"
-_TOKEN = re.compile(r"anbu_sa_([1-9][0-9]{0,18})_([A-Za-z0-9_-]{43})")
+_TOKEN = re.compile(r"anbu_sa_([1-9][0-9]{0,17})_([A-Za-z0-9_-]{43})")
 NAME_MAX = 100
 
 
@@ -141,14 +144,30 @@ def revoke(
     return get(conn, district, account_id)
 
 
-def principal(conn: psycopg.Connection[Any], token: str, now: datetime) -> CareManager | None:
+def names(conn: psycopg.Connection[Any], actors: list[str]) -> dict[int, str]:
+    """The service accounts among `actors` ('care_manager:<id>' strings, as alert events and
+    changes record who acted): id -> name (i18n.actor_label shows them as systems)."""
+    ids = sorted({int(i) for a in actors for r, _, i in [a.partition(":")]
+                  if r == "care_manager" and i.isdigit() and len(i) < 19})  # fmt: skip
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT care_manager_id, name FROM anbu.service_account WHERE care_manager_id = ANY(%s)",
+        (ids,),
+    ).fetchall()
+    return {int(i): str(n) for i, n in rows}
+
+
+def principal(conn: psycopg.Connection[Any], token: str) -> CareManager | None:
     """The acting principal of a valid, unrevoked token, or None; notes its use."""
     found = _TOKEN.fullmatch(token)
     if found is None:
         return None
     account_id, secret = int(found.group(1)), found.group(2)
     row = conn.execute(
-        """SELECT s.name, s.scopes, s.dongs, s.token_hash, s.district, m.username, d.name
+        """SELECT s.name, s.scopes, s.dongs, s.token_hash, s.district, m.username, d.name,
+                  s.last_used_at IS NULL
+                  OR s.last_used_at <= statement_timestamp() - interval '1 minute'
              FROM anbu.service_account s
              JOIN anbu.care_manager m ON m.id = s.care_manager_id AND m.role = 'service'
              JOIN anbu.dong d ON d.code = s.dongs[1]
@@ -157,12 +176,18 @@ def principal(conn: psycopg.Connection[Any], token: str, now: datetime) -> CareM
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row[3]), _digest(secret)):
         return None
-    conn.execute(
-        """UPDATE anbu.service_account SET last_used_at = %s, uses = uses + 1
-            WHERE care_manager_id = %s
-              AND (last_used_at IS NULL OR last_used_at <= %s - interval '1 minute')""",
-        (now, account_id, now),
-    )
+    if row[7]:  # noted once a minute, by the database's clock; never at the read's expense
+        try:
+            with conn.transaction():  # a savepoint: a refusal leaves the request's reads be
+                conn.execute(
+                    """UPDATE anbu.service_account
+                          SET last_used_at = statement_timestamp(), uses = uses + 1
+                        WHERE care_manager_id = %s AND (last_used_at IS NULL
+                              OR last_used_at <= statement_timestamp() - interval '1 minute')""",
+                    (account_id,),
+                )
+        except psycopg.Error:  # a read-only server, a lock or statement timeout
+            log.warning("service account use not noted", extra={"service_account_id": account_id})
     dongs = tuple(row[2])
     return CareManager(
         id=account_id, username=row[5], display_name=row[0], dong_code=dongs[0],

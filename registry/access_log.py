@@ -80,6 +80,7 @@ class AccessRow:
     at: datetime
     care_manager_id: int | None
     care_manager_username: str | None
+    service: bool | None  # the reader is a service account (a city system), not a person
     actor: str | None
     resident_id: int
     home: str | None
@@ -120,7 +121,10 @@ def list_access(
     limit = max(1, min(limit, PAGE_MAX))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            """SELECT l.id, l.at, l.care_manager_id, m.username AS care_manager_username,
+            # a service account by the name its admin gave it (its username is a random one)
+            """SELECT l.id, l.at, l.care_manager_id,
+                      CASE WHEN m.role = 'service' THEN m.display_name ELSE m.username END
+                        AS care_manager_username, m.role = 'service' AS service,
                       l.actor, l.resident_id, r.home, l.dong_code, l.view, l.fields,
                       l.request_id, l.client
                  FROM anbu.access_log l

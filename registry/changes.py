@@ -155,12 +155,17 @@ _LOCK_RESIDENT = """
 SELECT r.status, r.status_until, r.quiet_start, r.quiet_end, r.watch_h_max::numeric::float8,
        r.warning_h_max::numeric::float8, r.critical_h_max::numeric::float8
   FROM anbu.resident r
-  JOIN anbu.care_manager m ON m.active
+  JOIN anbu.care_manager m ON m.active OR m.role = 'service'
   JOIN anbu.dong md ON md.code = m.dong_code
   JOIN anbu.dong rd ON rd.code = r.dong_code
  WHERE r.id = %s AND m.id = %s
-   AND (m.dong_code = r.dong_code  -- a care manager's own dong; a supervisor's district:
-        OR (m.role IN ('supervisor', 'admin') AND md.district = rd.district))  -- dashboards.authz
+   AND CASE WHEN m.role = 'service'  -- a service account: its dongs, while not revoked
+            THEN EXISTS (SELECT 1 FROM anbu.service_account s
+                          WHERE s.care_manager_id = m.id AND s.revoked_at IS NULL
+                            AND r.dong_code = ANY(s.dongs))
+            ELSE m.dong_code = r.dong_code  -- a care manager's own dong; a supervisor's district:
+                 OR (m.role IN ('supervisor', 'admin') AND md.district = rd.district)
+       END  -- dashboards.authz
    FOR NO KEY UPDATE OF r
 """
 

@@ -108,6 +108,7 @@ def add_care_manager(
            ON CONFLICT (username) DO UPDATE SET dong_code = excluded.dong_code,
                display_name = excluded.display_name, phone = excluded.phone,
                password_hash = excluded.password_hash, role = excluded.role
+           WHERE anbu.care_manager.role <> 'service'  -- a service account's row stays one
            RETURNING id""",
         (username, dong_code, display_name, phone, hash_password(password), role),
     ).fetchone()

@@ -23,6 +23,7 @@ from tests.integration.dashboard_support import (
     PASSWORD_A,
     Town,
     bearer,
+    login_page,
     town,
 )
 
@@ -75,6 +76,8 @@ def test_a_token_reads_only_its_dongs_and_takes_only_what_its_scopes_grant(
     # not granted: acting on alerts, residents, the review, the card, webhooks, accounts
     acted = client.post(f"/api/v1/alerts/{town.alert_id}/acknowledge", json={}, headers=own)
     assert acted.status_code == 403
+    for path in ("/api/v1/logout", "/api/v1/password"):  # a person's own login: none here
+        assert client.post(path, json={}, headers=own).status_code == 403, path
     for path in (
         "/api/v1/residents",
         f"/api/v1/residents/{town.resident_id}",
@@ -105,6 +108,10 @@ def test_what_an_account_writes_is_recorded_under_it(
     again = client.post(f"{url}/acknowledge", json={}, headers=person)
     assert again.status_code == 409
     assert again.json()["changed_by"] == f"care_manager:{made['id']}"
+    # the care manager is told a city system took it, never that a colleague did
+    assert "통합정보시스템(연계 시스템)" in again.json()["detail"]
+    assert "담당자 #" not in again.json()["detail"]
+    assert "통합정보시스템(connected system)" in again.json()["detail_en"]
     with database.connection() as conn:
         name = conn.execute(
             "SELECT display_name FROM anbu.care_manager WHERE id = %s", (made["id"],)
@@ -179,3 +186,66 @@ def test_the_principal_behind_an_account_can_never_log_in_or_be_made_active(
         assert login.status_code in (401, 422)
     with pytest.raises(psycopg.errors.CheckViolation), database.connection() as conn:
         conn.execute("UPDATE anbu.care_manager SET active = true WHERE id = %s", (made["id"],))
+
+
+def test_residents_write_changes_settings_in_its_dongs_and_the_change_is_its_own(
+    town: Town, admin: dict[str, str], database: Database, unique: str
+) -> None:
+    client = TestClient(town.app)
+    writer = _auth(_make(client, admin, ["residents:write"], [DONG_A])["token"])
+    url = f"/api/v1/residents/{town.resident_id}/settings"
+    body = {"quiet_hours": {"start": "22:00", "end": "06:00"}}
+    changed = client.patch(url, json=body, headers=writer)
+    assert changed.status_code == 200, changed.text
+    elsewhere = _auth(_make(client, admin, ["residents:write"], [DONG_B])["token"])
+    assert client.patch(url, json=body, headers=elsewhere).status_code == 404
+    with database.connection() as conn:
+        who = conn.execute(
+            "SELECT DISTINCT care_manager_id FROM anbu.resident_changes WHERE resident_id = %s",
+            (town.resident_id,),
+        ).fetchall()
+        account = conn.execute(
+            "SELECT care_manager_id FROM anbu.service_account WHERE dongs = %s", ([DONG_A],)
+        ).fetchone()
+    assert account is not None and who == [account]
+
+
+def test_the_access_log_names_a_service_account_as_a_system(
+    town: Town, admin: dict[str, str], unique: str
+) -> None:
+    client = TestClient(town.app)
+    made = _make(client, admin, ["alerts:read"], [DONG_A])
+    assert client.get(f"/api/v1/alerts/{town.alert_id}", headers=_auth(made["token"])).is_success
+    items = client.get("/api/v1/access-log", headers=admin).json()["items"]
+    (read,) = [i for i in items if i["care_manager_id"] == made["id"]]
+    assert (read["care_manager_username"], read["service"]) == ("통합정보시스템", True)
+    browser = TestClient(town.app)
+    login_page(browser, f"adm{unique}", ADMIN_PASSWORD)
+    page = browser.get("/access-log")
+    assert page.status_code == 200 and "통합정보시스템(연계 시스템)" in page.text
+
+
+def test_a_use_that_cannot_be_noted_does_not_cost_the_read(
+    town: Town, admin: dict[str, str], database: Database
+) -> None:
+    """As on a read-only server: the note of its use is refused; the read is answered."""
+    client = TestClient(town.app)
+    token = _make(client, admin, ["alerts:read"], [DONG_A])["token"]
+    with database.connection() as conn:
+        conn.execute(
+            """CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'read-only' USING ERRCODE = 'read_only_sql_transaction';
+               END $$"""
+        )
+        conn.execute(
+            """CREATE TRIGGER refuse BEFORE UPDATE ON anbu.service_account
+               FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"""
+        )
+    try:
+        assert client.get("/api/v1/alerts", headers=_auth(token)).status_code == 200
+    finally:
+        with database.connection() as conn:
+            conn.execute("DROP TRIGGER refuse ON anbu.service_account")
+    with database.connection() as conn:
+        used = conn.execute("SELECT last_used_at FROM anbu.service_account").fetchone()
+    assert used == (None,)
