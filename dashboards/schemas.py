@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from alerts.feed import FeedEvent
 from alerts.machine import Event, allowed_events
 from alerts.models import RESOLUTION_OUTCOMES, STATE_LABELS, AlertDetail, AlertView
-from core.domain import AlertState, SensorKind, Severity
+from core.domain import AlertState, CallOutcome, SensorKind, Severity
 from dashboards.auth import CareManager
 from dashboards.authz import visible_dongs
 from dashboards.enrolment_text import kind_label
@@ -24,9 +24,20 @@ from registry import CAP_MAX_H, CAP_MIN_H, QUIET_MAX_H, ROOMS, STATUS_MAX_DAYS
 ACTIONS: dict[Event, str] = {Event.ACKNOWLEDGE: "acknowledge", Event.RESOLVE: "resolve"}
 
 
-def care_manager_actions(state: AlertState) -> list[str]:
+# Closed vocabularies, as enums in the spec (tests/unit/test_api_vocabularies.py keeps each
+# equal to its source: the role CHECK, alerts.models and alerts.course, the resident CHECK).
+RoleName = Literal["manager", "supervisor", "admin", "technician", "service"]
+AlertAction = Literal["acknowledge", "resolve"]
+AlertOutcome = Literal[
+    "visited_ok", "contacted_ok", "hospitalised", "emergency_119", "away", "device_fault",
+    "false_alarm", "resident_ok", "service_ended",
+]  # fmt: skip
+ResidentStatus = Literal["active", "away", "hospital", "ended"]
+
+
+def care_manager_actions(state: AlertState) -> list[AlertAction]:
     """What a care manager may do to an alert in `state` ('acknowledge', 'resolve')."""
-    return [ACTIONS[e] for e in allowed_events(state) if e in ACTIONS]
+    return [cast(AlertAction, ACTIONS[e]) for e in allowed_events(state) if e in ACTIONS]
 
 
 class TokenOut(BaseModel):
@@ -41,7 +52,7 @@ class MeOut(BaseModel):
     display_name: str
     dong_code: str
     dong_name: str
-    role: str
+    role: RoleName
     district: str
     dongs: list[str] = Field(description="The dongs whose residents and alerts this role sees")
 
@@ -53,7 +64,7 @@ class MeOut(BaseModel):
             display_name=m.display_name,
             dong_code=m.dong_code,
             dong_name=m.dong_name,
-            role=m.role,
+            role=cast(RoleName, m.role),  # checked here, as every field
             district=m.district,
             dongs=list(visible_dongs(m)),
         )
@@ -78,14 +89,16 @@ class AlertOut(BaseModel):
     call_attempts: int
     reason_ko: str | None
     reason_en: str | None
-    actions: list[str] = Field(description="What the care manager may do now.")
+    actions: list[AlertAction] = Field(description="What the care manager may do now.")
     acknowledged_at: datetime | None = Field(description="When a care manager took it")
     acknowledged_by: int | None = Field(description="The care manager who took it")
     resolved_at: datetime | None = Field(description="When it was closed")
     resolved_by: int | None = Field(
         description="The care manager who closed it (null when the system closed it)"
     )
-    outcome: str | None = Field(description="How it ended, once resolved")
+    outcome: AlertOutcome | None = Field(
+        description="How it ended, once resolved (service_ended: closed by the end of service)"
+    )
 
     @classmethod
     def of(cls, a: AlertView) -> AlertOut:
@@ -111,7 +124,7 @@ class AlertOut(BaseModel):
             acknowledged_by=a.acknowledged_by,
             resolved_at=a.resolved_at,
             resolved_by=a.resolved_by,
-            outcome=a.outcome,
+            outcome=cast(AlertOutcome | None, a.outcome),
         )
 
 
@@ -126,8 +139,8 @@ class AlertEventOut(BaseModel):
 class CallOut(BaseModel):
     id: int
     created_at: datetime
-    status: str
-    outcome: str | None
+    status: str = Field(description="The telephone network's call status (Twilio's words)")
+    outcome: CallOutcome | None
 
 
 class AlertDetailOut(BaseModel):
@@ -157,7 +170,12 @@ class AlertDetailOut(BaseModel):
                 for e in d.events
             ],
             calls=[
-                CallOut(id=c.id, created_at=c.created_at, status=c.status, outcome=c.outcome)
+                CallOut(
+                    id=c.id,
+                    created_at=c.created_at,
+                    status=c.status,
+                    outcome=cast(CallOutcome | None, c.outcome),
+                )
                 for c in d.calls
             ],
             notifications=d.notifications,
@@ -249,7 +267,7 @@ class ResidentOut(BaseModel):
     home: str
     display_name: str
     dong_code: str
-    status: str = Field(description="active, away, hospital or ended")
+    status: ResidentStatus
     status_ko: str = Field(description="관리 중, 부재, 입원 or 서비스 종료")
     status_until: datetime | None = Field(description="When an away or hospital stay ends.")
     suppresses_inactivity: bool = Field(
@@ -268,7 +286,7 @@ class ResidentOut(BaseModel):
             home=r.home,
             display_name=r.display_name,
             dong_code=r.dong_code,
-            status=r.status,
+            status=cast(ResidentStatus, r.status),
             status_ko=RESIDENT_STATUS_LABELS[r.status][0],
             status_until=r.status_until,
             suppresses_inactivity=r.suppresses_inactivity(now),
