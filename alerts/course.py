@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from alerts import absence
+from alerts import absence, webhooks
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.retention import purge_due
@@ -405,5 +405,10 @@ def nightly_purge(db: Database, settings: Settings, clock: Clock) -> Callable[[]
 
     def run() -> None:
         course.purge()
+        before = clock.now() - timedelta(days=settings.event_webhooks_log_days)
+        deliveries, attempts = webhooks.prune_log(db, before)
+        if deliveries:
+            log.info("webhook delivery log pruned",
+                     extra={"deliveries": deliveries, "attempts": attempts})  # fmt: skip
 
     return run

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from alerts import feed
 from alerts.webhook_targets import Resolver, check, system_resolver
 from core.crypto import DataKeyMissing, Keyring
-from core.db import keyset_page
+from core.db import Database, keyset_page
 from registry.key_rotation import webhook_secret_field
 
 SECRET_BYTES = 32
@@ -242,3 +242,32 @@ def attempts_page(
             {"id": subscription_id, "after": after[0] if after else None, "n": limit + 1},
         ).fetchall()
     return keyset_page([Attempt(**r) for r in rows], limit, lambda a: (a.id,))
+
+
+_PRUNE = """
+WITH old AS (
+    SELECT id FROM anbu.webhook_delivery
+     WHERE state IN ('delivered', 'cancelled') AND coalesce(delivered_at, created_at) < %(before)s
+     ORDER BY id LIMIT %(batch)s
+), attempts AS (
+    DELETE FROM anbu.webhook_attempt a USING old WHERE a.delivery_id = old.id RETURNING 1
+), deliveries AS (
+    DELETE FROM anbu.webhook_delivery d USING old WHERE d.id = old.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM deliveries), (SELECT count(*) FROM attempts)
+"""
+PRUNE_BATCH = 10_000
+
+
+def prune_log(db: Database, before: datetime) -> tuple[int, int]:
+    """Delete the delivery log's delivered and cancelled deliveries finished before `before`,
+    with their attempts, a batch per transaction (a big backlog never holds one long lock);
+    pending ones stay whatever their age. Returns (deliveries, attempts) deleted."""
+    deliveries = attempts = 0
+    while True:
+        with db.connection() as conn:
+            row = conn.execute(_PRUNE, {"before": before, "batch": PRUNE_BATCH}).fetchone()
+        d, a = (int(row[0]), int(row[1])) if row else (0, 0)
+        deliveries, attempts = deliveries + d, attempts + a
+        if d < PRUNE_BATCH:
+            return deliveries, attempts

@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         description="An event webhook subscription failing this long is paused until an admin "
         "resumes it.",
     )
+    event_webhooks_log_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days a delivered (or cancelled) event webhook delivery and its attempts "
+        "are kept in the delivery log; the nightly job deletes older ones. Pending ones stay.",
+    )
 
     inactivity_watch_hours: float = Field(
         default=6.0, description="관심 (watch) after this silence."
