@@ -91,16 +91,24 @@ class _State:
     value_at: datetime | None
 
 
-def update_sensors(
-    conn: psycopg.Connection[Any], resolved: list[Resolved], health: list[Health], now: datetime
-) -> int:
-    """Update home_activity (once per home) and sensor_state; returns homes with activity."""
-    by_sensor: dict[int, list[Resolved]] = defaultdict(list)
+def group_by_sensor(resolved: list[Resolved]) -> dict[int, list[Resolved]]:
+    """The readings of each sensor, in time order (pure: made ahead by ingest.store.prepare)."""
+    grouped: dict[int, list[Resolved]] = defaultdict(list)
     for r in resolved:
-        by_sensor[r.ref.sensor_id].append(r)
-    for items in by_sensor.values():
+        grouped[r.ref.sensor_id].append(r)
+    for items in grouped.values():
         if len(items) > 1:
             items.sort(key=_BY_TS)
+    return grouped
+
+
+def update_sensors(
+    conn: psycopg.Connection[Any], resolved: list[Resolved], health: list[Health], now: datetime,
+    grouped: dict[int, list[Resolved]] | None = None,
+) -> int:  # fmt: skip
+    """Update home_activity (once per home) and sensor_state; returns homes with activity.
+    `grouped`: group_by_sensor(resolved), when it was made beforehand."""
+    by_sensor = grouped if grouped is not None else group_by_sensor(resolved)
     states = _load_states(conn, list(by_sensor))
     older = {
         sid: items[0].reading.ts

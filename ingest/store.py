@@ -50,7 +50,7 @@ from ingest.dead_letter_limits import (
 )
 from ingest.heard import Unknown, note_unknown, record
 from ingest.presses import drop_repeats
-from ingest.state import Health, Resolved, new_resolved, update_sensors
+from ingest.state import Health, Resolved, group_by_sensor, new_resolved, update_sensors
 from ingest.urgent import raise_urgent
 from registry import SensorRef, load_sensors
 
@@ -126,8 +126,8 @@ class _Batch:
 @dataclass(frozen=True, slots=True, eq=False)
 class Prepared:
     """A batch as `Store.prepare` made it: its items as parsed, sorted out through
-    `registry`, and the COPY columns of its readings (None when not asked for, or when some
-    are stamped on receipt: those are moved when stored). Used for one attempt to store the
+    `registry`, and its readings' COPY columns and per-sensor groups (None when not asked
+    for, or when some are stamped on receipt: those are moved when stored). Used for one attempt to store the
     batch (`_spread` moves readings in `batch.resolved` in place)."""
 
     messages: Sequence[Message]
@@ -135,7 +135,7 @@ class Prepared:
     parsed: list[tuple[int, Message, Parsed]]
     registry: _Registry
     batch: _Batch
-    columns: _Columns | None
+    ready: _Ready | None
 
     def made_of(self, messages: Sequence[Message], now: datetime) -> bool:
         return self.messages is messages and self.now == now
@@ -215,15 +215,18 @@ class Store:
             _spread(resolved, on_receipt)
         # a button's repeated event count is no press: dropped before it is stored or raised
         resolved, repeats = drop_repeats(conn, resolved, now)
-        # the readings' COPY columns as prepared, unless some of them moved or were dropped
-        columns = prepared.columns if not on_receipt and not repeats else None
+        # the readings' COPY columns and groups as prepared, unless some were moved or dropped
+        ready = prepared.ready if not on_receipt and not repeats else None
         inserted = _insert_readings(
-            conn, resolved, now, self._careful if straight else None, columns
-        )
+            conn, resolved, now, self._careful if straight else None,
+            None if ready is None else ready.columns,
+        )  # fmt: skip
         _lock_due(conn, resolved, statuses)
         # before sensor_state moves on: a detector's alarm raises on its change of value
         urgent = raise_urgent(conn, resolved, now)
-        homes = update_sensors(conn, resolved, health, now)
+        homes = update_sensors(
+            conn, resolved, health, now, None if ready is None else ready.grouped
+        )
         _update_gateways(conn, seen_gateways, statuses, now)
         if events or unknown:
             record(conn, events, unknown)
@@ -265,8 +268,10 @@ class Store:
                 )
             ]
         batch = registry.sort_out(parsed, now)
-        made = _columns(batch.resolved) if columns and batch.resolved else None
-        return Prepared(messages, now, parsed, registry, batch, None if batch.on_receipt else made)
+        made = None
+        if columns and batch.resolved and not batch.on_receipt:
+            made = _Ready(_columns(batch.resolved), group_by_sensor(batch.resolved))
+        return Prepared(messages, now, parsed, registry, batch, made)
 
     def _load_if_old(self, conn: psycopg.Connection[Any]) -> bool:
         """Load the registry if never loaded, or loaded REGISTRY_MAX_AGE_S ago (flags learned
@@ -568,6 +573,15 @@ class _Columns:
     ts: np.ndarray[Any, np.dtype[np.int64]]  # microseconds since _PG_EPOCH
     value: np.ndarray[Any, np.dtype[np.float64]]
     gateways: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """What the storing thread would otherwise make of a batch's readings while the database
+    waits: their COPY columns and their groups by sensor (ingest.state.group_by_sensor)."""
+
+    columns: _Columns
+    grouped: dict[int, list[Resolved]]
 
 
 def _columns(rows: list[Resolved]) -> _Columns:

@@ -390,7 +390,7 @@ def test_a_batch_prepared_before_the_registry_changed_is_sorted_out_again(
     assert store.store_batch([msg(("plug1", "power", at(0), 5.0))], NOW).stored == 1
     batch = [msg(("plug1", "power", at(1), 6.0))]
     prepared = store.prepare(batch, NOW)  # the plug is a power sensor in this registry
-    assert prepared.columns is not None and len(prepared.columns.sensor) == 1
+    assert prepared.ready is not None and len(prepared.ready.columns.sensor) == 1
     with database.connection() as conn:
         conn.execute("UPDATE anbu.sensor SET kind = 'appliance' WHERE id = %s", (seeded["plug1"],))
         registry.add_sensor(conn, GW, "tv", SensorKind.APPLIANCE, "living")
