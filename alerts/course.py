@@ -404,11 +404,13 @@ def nightly_purge(db: Database, settings: Settings, clock: Clock) -> Callable[[]
     course = ResidentCourse(db, settings, clock, broker_admin_of(settings))
 
     def run() -> None:
-        course.purge()
-        before = clock.now() - timedelta(days=settings.event_webhooks_log_days)
-        deliveries, attempts = webhooks.prune_log(db, before)
-        if deliveries:
-            log.info("webhook delivery log pruned",
-                     extra={"deliveries": deliveries, "attempts": attempts})  # fmt: skip
+        try:
+            course.purge()
+        finally:  # each step whatever the other does; a failure is raised (and logged) after
+            before = clock.now() - timedelta(days=settings.event_webhooks_log_days)
+            deliveries, attempts = webhooks.prune_log(db, before)
+            if deliveries:
+                log.info("webhook delivery log pruned",
+                         extra={"deliveries": deliveries, "attempts": attempts})  # fmt: skip
 
     return run

@@ -326,6 +326,7 @@ class WebhookDelivery:
                   SET attempts = %(attempt)s,
                       state = CASE WHEN %(ok)s THEN 'delivered' ELSE state END,
                       delivered_at = CASE WHEN %(ok)s THEN %(now)s END,
+                      finished_at = CASE WHEN %(ok)s THEN %(now)s END,
                       next_attempt_at = coalesce(%(next)s, next_attempt_at)
                 WHERE id = %(id)s AND state = 'pending'""",
             {"attempt": attempt, "ok": outcome.ok, "now": now, "next": next_at, "id": head["id"]},

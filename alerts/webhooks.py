@@ -218,9 +218,9 @@ def delete(
         {"now": now, "by": f"care_manager:{by}"},
     )  # fmt: skip
     conn.execute(
-        """UPDATE anbu.webhook_delivery SET state = 'cancelled'
+        """UPDATE anbu.webhook_delivery SET state = 'cancelled', finished_at = %s
             WHERE subscription_id = %s AND state = 'pending'""",
-        (subscription_id,),
+        (now, subscription_id),
     )
 
 
@@ -245,10 +245,11 @@ def attempts_page(
 
 
 _PRUNE = """
-WITH old AS (
+WITH old AS MATERIALIZED (
     SELECT id FROM anbu.webhook_delivery
-     WHERE state IN ('delivered', 'cancelled') AND coalesce(delivered_at, created_at) < %(before)s
-     ORDER BY id LIMIT %(batch)s
+     WHERE state <> 'pending' AND finished_at < %(before)s
+     ORDER BY finished_at, id LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED  -- another worker's prune, or a row in use, is let be
 ), attempts AS (
     DELETE FROM anbu.webhook_attempt a USING old WHERE a.delivery_id = old.id RETURNING 1
 ), deliveries AS (
@@ -260,9 +261,10 @@ PRUNE_BATCH = 10_000
 
 
 def prune_log(db: Database, before: datetime) -> tuple[int, int]:
-    """Delete the delivery log's delivered and cancelled deliveries finished before `before`,
-    with their attempts, a batch per transaction (a big backlog never holds one long lock);
-    pending ones stay whatever their age. Returns (deliveries, attempts) deleted."""
+    """Delete the delivery log's delivered and cancelled deliveries finished (delivered, or
+    cancelled with their subscription) before `before`, with their attempts, a batch per
+    transaction (a big backlog never holds one long lock); pending ones stay whatever their
+    age. Returns (deliveries, attempts) deleted."""
     deliveries = attempts = 0
     while True:
         with db.connection() as conn:

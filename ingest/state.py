@@ -99,7 +99,7 @@ def group_by_sensor(resolved: list[Resolved]) -> dict[int, list[Resolved]]:
     for items in grouped.values():
         if len(items) > 1:
             items.sort(key=_BY_TS)
-    return grouped
+    return dict(grouped)  # not a defaultdict: a lookup of another sensor adds nothing
 
 
 def update_sensors(
