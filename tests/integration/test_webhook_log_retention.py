@@ -5,7 +5,9 @@ pending one, nor a backlog cancelled lately however long it waited; on PostgreSQ
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import psycopg
 import pytest
 
 import registry
@@ -15,6 +17,19 @@ from core.db import Database
 from tests.integration.dashboard_support import OPENED_AT, seed_alert
 
 DONG = "1111051500"
+
+
+def _subscription(conn: psycopg.Connection[Any], admin: int) -> int:
+    """A subscription of the district, as webhooks.create leaves it (its secret a stand-in)."""
+    row = conn.execute(
+        """INSERT INTO anbu.webhook_subscription (district, url, secret_sealed,
+               secret_key_id, state_changed_at, state_changed_by, created_by, created_at)
+           VALUES ('종로구', 'https://1.1.1.1/anbu', '\\x00', 'k', %s, 'system', %s, %s)
+           RETURNING id""",
+        (OPENED_AT, admin, OPENED_AT),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_old_finished_deliveries_go_with_their_attempts_and_pending_ones_stay(
@@ -31,13 +46,7 @@ def test_old_finished_deliveries_go_with_their_attempts_and_pending_ones_stay(
         feed.publish(conn, clock.now())
         seqs = [s for (s,) in conn.execute("SELECT seq FROM anbu.event_feed ORDER BY seq")]
         assert len(seqs) >= 4
-        (sub,) = conn.execute(
-            """INSERT INTO anbu.webhook_subscription (district, url, secret_sealed,
-                   secret_key_id, state_changed_at, state_changed_by, created_by, created_at)
-               VALUES ('종로구', 'https://1.1.1.1/anbu', '\\x00', 'k', %s, 'system', %s, %s)
-               RETURNING id""",
-            (OPENED_AT, admin, OPENED_AT),
-        ).fetchone()  # type: ignore[misc]
+        sub = _subscription(conn, admin)
         old, recent = OPENED_AT - timedelta(days=100), OPENED_AT - timedelta(days=10)
         rows = [  # state, queued, finished (delivered, or cancelled with its subscription)
             ("delivered", old, old),  # finished long ago: goes
@@ -82,13 +91,7 @@ def test_a_subscription_deleted_cancels_its_backlog_as_of_now(database: Database
     with database.connection() as conn:
         feed.publish(conn, clock.now())
         (seq,) = conn.execute("SELECT min(seq) FROM anbu.event_feed").fetchone()  # type: ignore[misc]
-        (sub,) = conn.execute(
-            """INSERT INTO anbu.webhook_subscription (district, url, secret_sealed,
-                   secret_key_id, state_changed_at, state_changed_by, created_by, created_at)
-               VALUES ('종로구', 'https://1.1.1.1/anbu', '\\x00', 'k', %s, 'system', %s, %s)
-               RETURNING id""",
-            (OPENED_AT, admin, OPENED_AT),
-        ).fetchone()  # type: ignore[misc]
+        sub = _subscription(conn, admin)
         queued = OPENED_AT - timedelta(days=200)
         conn.execute(
             """INSERT INTO anbu.webhook_delivery (subscription_id, seq, next_attempt_at,
