@@ -26,7 +26,7 @@ from dashboards.deps import Deps, get_deps
 from dashboards.enrolment_access import keyring_of
 from dashboards.enrolment_text import kind_label, room_label
 from dashboards.i18n import text
-from dashboards.paging import LIMIT_DEFAULT, Page
+from dashboards.paging import LIMIT_DEFAULT, Page, PageCursor, PageLimit
 from dashboards.schemas import (
     AcknowledgeIn,
     AlertDetailOut,
@@ -67,10 +67,6 @@ IfMatch = Annotated[
 ]
 STRONG_TAG = re.compile(r'"([0-9]{1,18})"')  # an alert's ETag
 KIND = re.compile(r"[a-z_]{1,40}")  # an alert kind's code
-PageLimit = Annotated[int, Query(ge=1, le=paging.LIMIT_MAX, description="Rows per page")]
-PageCursor = Annotated[
-    str | None, Query(max_length=paging.MAX_CURSOR_CHARS, description="next_cursor of a page")
-]
 
 _REFUSAL = {
     "content": {

@@ -26,6 +26,7 @@ from dashboards.authz import Action, api_actor, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.enrolment_access import keyring_of
 from dashboards.i18n import change_error, note_kind_label, text
+from dashboards.problems import REFUSAL
 from dashboards.resident_card import NoteDraft
 from dashboards.routes import render, resident_page
 from registry import InvalidChange, ResidentEnded, care_notes
@@ -39,14 +40,13 @@ ApiReader = Annotated[CareManager, Depends(api_actor(Action.CARE_NOTES))]
 Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
 NoteKind = Literal["visit", "call", "other"]  # registry.care_notes.KINDS
 
-_REFUSAL = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Not a care role of the resident's own dong", **_REFUSAL},
+    403: {"description": "Not a care role of the resident's own dong", **REFUSAL},
     404: {
         "description": "No such resident in your dong, or no such note of theirs to correct",
-        **_REFUSAL,
+        **REFUSAL,
     },
-    503: {"description": "The notes cannot be sealed or opened (data key)", **_REFUSAL},
+    503: {"description": "The notes cannot be sealed or opened (data key)", **REFUSAL},
 }
 
 
@@ -178,11 +178,11 @@ def care_notes_router() -> APIRouter:
         dependencies=[Security(scheme)],
         responses={
             **_RESPONSES,
-            409: {"description": "Service ended, or the note was corrected already", **_REFUSAL},
+            409: {"description": "Service ended, or the note was corrected already", **REFUSAL},
             422: {
                 "description": "Empty, too long or unreadable text, or an unknown kind "
                 "(`code`: note_empty / note_too_long / note_unreadable / note_kind)",
-                **_REFUSAL,
+                **REFUSAL,
             },
         },
     )

@@ -14,12 +14,11 @@ from pydantic import BaseModel, Field
 
 from alerts import requests
 from dashboards import paging
-from dashboards.api import PageCursor, PageLimit
 from dashboards.auth import CSRF_FIELD, CareManager, check_csrf
 from dashboards.authz import Action, api_actor, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
 from dashboards.i18n import pick
-from dashboards.paging import LIMIT_DEFAULT, Page
+from dashboards.paging import LIMIT_DEFAULT, Page, PageCursor, PageLimit
 from dashboards.residents import reader_of
 from dashboards.routes import render
 from registry.access_log import record_accesses

@@ -26,18 +26,18 @@ from dashboards.api import local_moment
 from dashboards.auth import CareManager
 from dashboards.authz import Action, api_actor, visible_dongs
 from dashboards.deps import Deps, get_deps
+from dashboards.problems import REFUSAL
 from dashboards.schemas import LevelsIn, QuietHoursIn, ResidentOut, StatusIn
 
 AppDeps = Annotated[Deps, Depends(get_deps)]
 Changer = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_CHANGE))]
 Reader = Annotated[CareManager, Depends(api_actor(Action.RESIDENTS_READ))]
 
-_REFUSAL = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such resident in the care manager's dong", **_REFUSAL},
-    409: {"description": "The resident's service has ended", **_REFUSAL},
+    404: {"description": "No such resident in the care manager's dong", **REFUSAL},
+    409: {"description": "The resident's service has ended", **REFUSAL},
     422: {"description": "A part breaks a rule (code and detail say which); none written",
-          **_REFUSAL},
+          **REFUSAL},
 }  # fmt: skip
 
 
