@@ -135,10 +135,6 @@ def update_sensors(
 _BY_TS = attrgetter("reading.ts")
 
 
-def _TS(r: Resolved) -> datetime:  # noqa: N802 (a key, named as _BY_TS)
-    return r.reading.ts
-
-
 def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | None:
     """The latest of one sensor's readings (in time order) that is activity, given the
     sensor's previous value; only the latest counts, for home_activity keeps the latest.
@@ -195,7 +191,7 @@ def _next_state(
     the state's own `since` if the run reaches back to the state's value."""
     start = 0
     if state is not None and state.value_at is not None:
-        start = bisect_right(items, state.value_at, key=_TS)
+        start = bisect_right(items, state.value_at, key=_BY_TS)
     if start == len(items):
         return None
     newest = items[-1].reading

@@ -127,8 +127,8 @@ class _Batch:
 class Prepared:
     """A batch as `Store.prepare` made it: its items as parsed, sorted out through
     `registry`, and its readings' COPY columns and per-sensor groups (None when not asked
-    for, or when some are stamped on receipt: those are moved when stored). Used for one attempt to store the
-    batch (`_spread` moves readings in `batch.resolved` in place)."""
+    for, or when some are stamped on receipt: those are moved when stored). Used for one
+    attempt to store the batch (`_spread` moves readings in `batch.resolved` in place)."""
 
     messages: Sequence[Message]
     now: datetime
@@ -248,10 +248,11 @@ class Store:
         messages: Sequence[Message],
         now: datetime,
         parsed: list[tuple[int, Message, Parsed]] | None = None,
-        columns: bool = True,
+        ahead: bool = True,
     ) -> Prepared:
         """The messages parsed (unless `parsed` gives them so) and sorted out through the
-        registry as loaded, with their readings' COPY columns if `columns`; no database. Safe
+        registry as loaded, with their readings' COPY columns and groups if `ahead`; no
+        database. Safe
         in another thread than the one storing (ingest.store_process prepares a batch while
         the one before is stored): it reads the registry as one snapshot, and the store uses
         what it made only if that snapshot is still the registry when the batch is stored."""
@@ -269,7 +270,7 @@ class Store:
             ]
         batch = registry.sort_out(parsed, now)
         made = None
-        if columns and batch.resolved and not batch.on_receipt:
+        if ahead and batch.resolved and not batch.on_receipt:
             made = _Ready(_columns(batch.resolved), group_by_sensor(batch.resolved))
         return Prepared(messages, now, parsed, registry, batch, made)
 
@@ -495,7 +496,7 @@ def _insert_readings(
     """
     if not resolved:
         return 0
-    rows = resolved  # put in (sensor, ts) order by _copy_rows
+    rows = resolved  # in the batch's order: _copy_rows puts them in (sensor, ts) order
     if careful is None:
         return _insert_carefully(conn, rows, now)
     clock = time.monotonic()
