@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from alerts import absence, webhooks
+from alerts import absence, retention, webhooks
 from alerts.audit import record_event
 from alerts.machine import Event, next_state
 from alerts.retention import purge_due
@@ -408,9 +408,14 @@ def nightly_purge(db: Database, settings: Settings, clock: Clock) -> Callable[[]
             course.purge()
         finally:  # each step whatever the other does; a failure is raised (and logged) after
             before = clock.now() - timedelta(days=settings.event_webhooks_log_days)
-            deliveries, attempts = webhooks.prune_log(db, before)
-            if deliveries:
-                log.info("webhook delivery log pruned",
-                         extra={"deliveries": deliveries, "attempts": attempts})  # fmt: skip
+            try:
+                deliveries, attempts = webhooks.prune_log(db, before)
+                if deliveries:
+                    log.info("webhook delivery log pruned",
+                             extra={"deliveries": deliveries, "attempts": attempts})  # fmt: skip
+            finally:
+                keys = retention.forget_all_api_keys(db)
+                if keys:
+                    log.info("API idempotency keys forgotten", extra={"keys": keys})
 
     return run

@@ -107,3 +107,34 @@ def pseudonymise(conn: psycopg.Connection[Any], ids: list[int], now: datetime) -
     for rid in ids:
         record_changes(conn, rid, now, [("pseudonymised", None, "true", False)],
                        care_manager_id=None, actor="system:retention")  # fmt: skip
+
+
+# The API's idempotency keys (dashboards.idempotency, migration 0082) are kept 24 hours: their
+# kept answers may hold personal data. A key still being answered is never forgotten.
+API_KEYS_KEPT_HOURS = 24
+API_KEY_LEASE_S = 60
+_FORGET_API_KEYS = """
+DELETE FROM anbu.api_idempotency
+ WHERE ctid = ANY (ARRAY(
+       SELECT ctid FROM anbu.api_idempotency
+        WHERE first_at < now() - make_interval(hours => %(keep)s)
+          AND (finished_at IS NOT NULL OR claimed_at < now() - make_interval(secs => %(lease)s))
+        ORDER BY first_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+"""
+
+
+def forget_api_keys(conn: psycopg.Connection[Any], limit: int) -> int:
+    """Forget up to `limit` API idempotency keys past their 24 hours; how many."""
+    params = {"keep": API_KEYS_KEPT_HOURS, "lease": API_KEY_LEASE_S, "limit": limit}
+    return conn.execute(_FORGET_API_KEYS, params).rowcount
+
+
+def forget_all_api_keys(db: Database, batch: int = 10_000) -> int:
+    """The nightly job's part: every key past its 24 hours, a batch to a transaction."""
+    done = 0
+    while True:
+        with db.connection() as conn:
+            n = forget_api_keys(conn, batch)
+        done += n
+        if n < batch:
+            return done

@@ -8,9 +8,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import errors as pg
@@ -155,6 +156,31 @@ CHECK_IDLE_S = 2.0
 CONNECT_TIMEOUT_S = 10  # a new connection that takes longer is an error, not a 130 s wait
 
 
+class Watch(Protocol):
+    """Told of each Database.connection() block opened in its context (see `watched`)."""
+
+    def opened(self, conn: psycopg.Connection[Any]) -> None:
+        """The block begins, before the caller's first statement."""
+
+    def committing(self, conn: psycopg.Connection[Any]) -> None:
+        """The block ended without an exception: its transaction is about to commit. Raising
+        here rolls the whole block back."""
+
+
+_WATCH: ContextVar[Watch | None] = ContextVar("anbu_db_watch", default=None)
+
+
+@contextmanager
+def watched(watch: Watch) -> Iterator[None]:
+    """Every Database.connection() block in this context (and in threads started from it with
+    the context copied, as the web framework's are) tells `watch`."""
+    token = _WATCH.set(watch)
+    try:
+        yield
+    finally:
+        _WATCH.reset(token)
+
+
 class _Freshness:
     """When each connection was last given back through Database.connection(), and since when
     nothing given back earlier is trusted; the pool's check for the rest."""
@@ -230,9 +256,14 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection as a context manager; the block is one transaction."""
+        watch = _WATCH.get()
         try:
             with self.pool.connection() as conn:
+                if watch is not None:
+                    watch.opened(conn)
                 yield conn
+                if watch is not None:
+                    watch.committing(conn)
                 self._fresh.back(conn)
         except BaseException as exc:
             if retryable(exc):  # the server went (or the pool ran short): check them all

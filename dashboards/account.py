@@ -15,7 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
 import registry
-from dashboards import totp
+from dashboards import idempotency, totp
 from dashboards.auth import (
     CSRF_FIELD,
     CareManager,
@@ -242,7 +242,10 @@ def account_router() -> APIRouter:
     scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/token", auto_error=False)
     secured = [Security(scheme)]
 
-    @router.post("/api/v1/logout", status_code=204, tags=["api"], dependencies=secured)
+    @router.post(
+        "/api/v1/logout", status_code=204, tags=["api"], dependencies=secured,
+        openapi_extra=idempotency.UNKEYED,  # ending sessions twice is ending them once
+    )  # fmt: skip
     def api_logout(deps: AppDeps, manager: ApiManager) -> Response:
         """End every session and token of the care manager, this one included."""
         with deps.db.connection() as conn:
@@ -255,6 +258,7 @@ def account_router() -> APIRouter:
         response_model=TokenOut,
         tags=["api"],
         dependencies=secured,
+        openapi_extra=idempotency.UNKEYED,  # no copy of a password or a token is kept
         responses={
             422: {
                 "description": "Wrong current password, or a new one the rules refuse "

@@ -48,6 +48,7 @@ from dashboards import (
     conversation_view,
     enrolment_text,
     i18n,
+    idempotency,
     line_messages,
     problems,
     service_accounts,
@@ -67,6 +68,7 @@ from dashboards.course import course_router
 from dashboards.deps import Deps, get_deps, language
 from dashboards.edge import DOCS_PATH, BodyLimit, RequestId, SecurityHeaders
 from dashboards.enrolment import install_enrolment
+from dashboards.idempotency import IdempotencyKeys
 from dashboards.metrics import database_registry
 from dashboards.problems import CatchAll, ProblemDetails
 from dashboards.queue_feed import stop_feed
@@ -188,6 +190,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             target = "/"  # each role's start page (the technician's is not the alerts)
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
+    async def answered(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, idempotency.Answered)
+        return exc.response
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "not_found")
 
@@ -273,6 +279,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    app.add_exception_handler(idempotency.Answered, answered)
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(AlertNotFound, not_found)
     app.add_exception_handler(requests.RequestNotFound, not_found)
@@ -449,6 +456,7 @@ def create_app(
     )
     # Added last, so outermost: the body is capped before the session or any route reads it,
     # and every answer, a 413 included, carries the security headers.
+    app.add_middleware(IdempotencyKeys)  # inside the body limit, which has read the body
     app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)
     app.add_middleware(ProblemDetails)  # outside the body limit: its 413 is a problem too
     app.add_middleware(CatchAll)  # inside the headers: a 500 has them and the request id
@@ -480,7 +488,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:  # every /api/ error documented as a problem, once
         if app.openapi_schema is None:
-            app.openapi_schema = problems.add_to_spec(spec())
+            app.openapi_schema = problems.add_to_spec(idempotency.add_to_spec(spec()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -10,17 +10,18 @@ ever logged.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime.
+import hashlib
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Header, Query, Request, Security
+from fastapi import APIRouter, Depends, Form, Query, Request, Security
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
 from core.crypto import DataKeyError
-from dashboards import paging, residents
+from dashboards import idempotency, paging, residents
 from dashboards.auth import CSRF_FIELD, CareManager, check_csrf
 from dashboards.authz import Action, api_actor, page_actor, visible_dongs
 from dashboards.deps import Deps, get_deps, language
@@ -187,27 +188,21 @@ def care_notes_router() -> APIRouter:
         },
     )
     def add_note(
+        request: Request,
         resident_id: int,
         note: NoteIn,
         manager: ApiReader,
         deps: AppDeps,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias="Idempotency-Key",
-                min_length=1,
-                max_length=care_notes.TOKEN_MAX_CHARS,
-                description="Sent again with the same key (a retry after a lost answer), the "
-                "note written the first time is answered, nothing written twice",
-            ),
-        ] = None,
     ) -> Any:
         """Write a care note, or with `corrects` the correction of one (the corrected note is
         kept, marked corrected); audited."""
         try:
-            note_id = _write(
-                deps, manager, resident_id, note.body, note.kind, note.corrects, idempotency_key
-            )
+            # a retry's Idempotency-Key is dashboards.idempotency's, as on every POST; kept with
+            # the note as well, it still holds past that key's day
+            key = request.headers.get(idempotency.HEADER)
+            token = None if not key else key if len(key) <= care_notes.TOKEN_MAX_CHARS else (
+                hashlib.sha256(key.encode()).hexdigest())  # fmt: skip
+            note_id = _write(deps, manager, resident_id, note.body, note.kind, note.corrects, token)
             with deps.db.connection() as conn:
                 written = care_notes.get_note(conn, resident_id, note_id, keyring_of(deps))
         except DataKeyError:

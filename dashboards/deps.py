@@ -13,7 +13,7 @@ from alerts.service import AlertService
 from core.clock import Clock
 from core.config import Settings
 from core.db import Database
-from dashboards import service_accounts
+from dashboards import idempotency, service_accounts
 from dashboards.auth import (
     CSRF_HEADER,
     SESSION_USER,
@@ -70,6 +70,7 @@ def page_manager(request: Request) -> CareManager:
     manager = _session_manager(request)
     if manager is None:
         raise NotAuthenticated
+    idempotency.claim(request, manager)  # a keyed POST's key, now that its owner is known
     return manager
 
 
@@ -88,4 +89,5 @@ def api_manager(request: Request) -> CareManager:
             check_csrf(request, request.headers.get(CSRF_HEADER))
     if manager is None:
         raise NotAuthenticated
+    idempotency.claim(request, manager)  # a keyed POST's key, now that its owner is known
     return manager

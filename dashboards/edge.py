@@ -118,6 +118,21 @@ class SecurityHeaders:
         await self.app(scope, receive, _sending_with(send, _headers_for(scope.get("path", ""))))
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the whole `body`, already read, as one message, then what the
+    client sends next (a disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimit:
     """Reads a request's whole body, counting bytes as they arrive, before the app sees any of
     it; past `max_bytes` (announced by Content-Length or streamed, chunked or not) the answer
@@ -151,17 +166,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         limit = self.max_bytes

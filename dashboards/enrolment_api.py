@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from core.crypto import DataKeyError
+from dashboards import idempotency
 from dashboards.deps import Deps
 from dashboards.enrolment_access import (
     Admin,
@@ -212,6 +213,7 @@ def enrolment_api_router() -> APIRouter:
     @router.post(
         "/residents/{resident_id}/gateways", status_code=201, response_model=GatewayIssuedOut,
         dependencies=secured, responses=_WRITE_RESPONSES,
+        openapi_extra=idempotency.WITHHELD,  # the MQTT password is shown once
     )  # fmt: skip
     async def add_gateway(resident_id: int, body: GatewayIn, admin: AdminDep, deps: AppDeps) -> Any:
         """Give the resident's home a gateway (its id must be new) with its MQTT account: the
@@ -240,6 +242,7 @@ def enrolment_api_router() -> APIRouter:
     @router.post(
         "/gateways/{gateway_id}/credentials", response_model=GatewayCredentialsOut,
         dependencies=secured, responses=_WRITE_RESPONSES,
+        openapi_extra=idempotency.WITHHELD,  # the MQTT password is shown once
     )  # fmt: skip
     async def replace_credentials(gateway_id: str, admin: AdminDep, deps: AppDeps) -> Any:
         """A new password for the gateway, shown this once; the old one is refused from now on

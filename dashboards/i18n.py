@@ -396,6 +396,47 @@ TEXTS: dict[str, tuple[str, str]] = {
         "지금은 처리할 수 없습니다. 잠시 뒤 다시 해 주세요.",
         "Not available right now; try again shortly.",
     ),
+    "idempotency_key_invalid": (
+        "요청 번호(Idempotency-Key) 값이 올바르지 않아 처리되지 않았습니다. 공백·한글 없이 "
+        "영문·숫자·기호 1~255자로 된 값 하나만 보내 주세요.",
+        "Not carried out: the Idempotency-Key is not valid. Send exactly one, of 1 to 255 "
+        "visible ASCII characters (no spaces).",
+    ),
+    "idempotency_key_reused": (
+        "처리되지 않았습니다. 이 요청 번호(Idempotency-Key)는 내용이 다른 요청에 이미 쓰였습니다. "
+        "같은 요청을 다시 보낼 때는 내용을 바꾸지 말고, 새 요청에는 새 요청 번호를 써 주세요.",
+        "Not carried out: this Idempotency-Key was already used for a different request. Resend "
+        "a request unchanged under the same key; give a new request a new key.",
+    ),
+    "idempotency_in_progress": (
+        "이 요청 번호(Idempotency-Key)로 먼저 보낸 요청을 아직 처리하고 있습니다. 잠시 뒤 같은 "
+        "요청 번호로 다시 보내 주세요. 두 번 처리되지는 않습니다.",
+        "The request first sent with this Idempotency-Key is still being carried out. Send it "
+        "again shortly with the same key; it will not be carried out twice.",
+    ),
+    "idempotency_answer_withheld": (
+        "이 요청은 이미 처리되었습니다. 결과에 한 번만 보여 주는 값(토큰·비밀번호·서명용 비밀값)이 "
+        "들어 있어 다시 보낼 수 없습니다. 만들어진 항목을 목록에서 확인하고, 그 값을 받지 못했다면 "
+        "항목을 폐기한 뒤 새로 만들어 주세요(게이트웨이는 '비밀번호 재발급').",
+        "This request was already carried out. Its answer held a secret shown only once (a "
+        "token, password or signing secret), so it cannot be sent again. Find what was made in "
+        "its list; if the secret never reached you, revoke or delete it and make a new one (for "
+        "a gateway, issue a new password).",
+    ),
+    "idempotency_grant_changed": (
+        "이 요청은 이미 처리되었지만, 그 뒤 권한(역할·담당 동)이 바뀌어 그때의 결과를 다시 보여 줄 수 "
+        "없습니다. 두 번 처리되지는 않았습니다. 화면을 새로고침하거나 해당 내용을 다시 조회해 주세요.",
+        "This request was carried out already, but your role or dongs changed since, so its "
+        "answer is not shown again. It was not carried out twice: reload, or read the item "
+        "again.",
+    ),
+    "idempotency_answer_lost": (
+        "이 요청은 처리되었지만, 서버 문제로 결과를 전하지 못했습니다. 두 번 처리되지 않도록 다시 "
+        "실행하지 않았습니다. 화면을 새로고침하거나 해당 내용을 다시 조회해 결과를 확인해 주세요.",
+        "This request was carried out, but a server fault kept its answer from reaching you. It "
+        "was not carried out again, so nothing is done twice: reload, or read the item again, to "
+        "see the result.",
+    ),
     "paged_refresh_note": (
         "이 페이지는 자동으로 새로고침되지 않습니다. 새로 생기거나 단계가 오른 알림은 첫 페이지에 보입니다.",
         "This page does not refresh itself; new and raised alerts show on the first page.",

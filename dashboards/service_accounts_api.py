@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Security
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
 
-from dashboards import paging, service_accounts
+from dashboards import idempotency, paging, service_accounts
 from dashboards.auth import CareManager
 from dashboards.authz import Action, api_actor
 from dashboards.deps import Deps, get_deps
@@ -89,6 +89,7 @@ def service_accounts_router() -> APIRouter:
         status_code=201,
         response_model=ServiceAccountCreatedOut,
         dependencies=secured,
+        openapi_extra=idempotency.WITHHELD,  # the token is shown once
         responses={
             403: _NOT_FOUND[403],
             422: {"description": "The scopes or the dongs refused (`code` says why)", **REFUSAL},

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from alerts import webhooks
 from alerts.webhook_targets import URL_MAX, TargetRefused
 from core.crypto import DataKeyError
-from dashboards import paging
+from dashboards import idempotency, paging
 from dashboards.auth import CareManager
 from dashboards.authz import Action, api_actor
 from dashboards.deps import Deps, get_deps
@@ -131,6 +131,7 @@ def webhooks_router() -> APIRouter:
         status_code=201,
         response_model=WebhookCreatedOut,
         dependencies=secured,
+        openapi_extra=idempotency.WITHHELD,  # the signing secret is shown once
         responses={
             403: _NOT_FOUND[403],
             422: {"description": "The URL or the dongs refused (`code` says why)", **REFUSAL},

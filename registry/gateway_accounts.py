@@ -271,6 +271,7 @@ def _registered(db: Database, gateway_id: str) -> bool | None:
     None when the database cannot say."""
     try:
         with db.connection() as conn:
+            _lock_id(conn, gateway_id)  # a later enrolment of the same id waits for the answer
             row = conn.execute(
                 "SELECT 1 FROM anbu.gateway WHERE id = %s AND removed_at IS NULL", (gateway_id,)
             ).fetchone()
@@ -333,12 +334,12 @@ def issue_gateway(
                 raise GatewayStateRefused("resident_ended")
             record_changes(conn, resident_id, now, [("broker_access", None, "active", False)],
                            care_manager_id=care_manager_id, actor=actor)  # fmt: skip
-    except psycopg.Error:
-        if made and _registered(db, gateway_id) is False:
-            _revoke_quietly(admin, gateway_id)
-        raise
     except GatewayStateRefused:
         if made:
+            _revoke_quietly(admin, gateway_id)
+        raise
+    except Exception:  # the database, or a commit refused on the way (an API key's lease lost)
+        if made and _registered(db, gateway_id) is False:
             _revoke_quietly(admin, gateway_id)
         raise
     log.info("gateway enrolled with a broker account",

@@ -1,4 +1,5 @@
-"""A data key rotation as a whole: care managers' TOTP secrets and event webhooks' secrets, then
+"""A data key rotation as a whole: care managers' TOTP secrets, event webhooks' secrets and kept
+API answers, then
 residents' notes and their care notes; and the census of every sealed value's key, which a rotation leaves at the current
 key alone.
 
@@ -26,6 +27,7 @@ def rotate_keys(conn: psycopg.Connection[Any], keyring: Keyring, batch: int = RO
     re-sealed (registry.secrecy.reseal_notes, registry.care_notes.reseal_notes)."""
     rotate_totp_secrets(conn, keyring)
     reseal_webhook_secrets(conn, keyring)
+    reseal_api_answers(conn, keyring)
     return reseal_notes(conn, keyring, batch) + care_notes.reseal_notes(conn, keyring, batch)
 
 
@@ -55,6 +57,33 @@ def reseal_webhook_secrets(conn: psycopg.Connection[Any], keyring: Keyring) -> i
     return len(rows)
 
 
+def api_answer_field(principal_id: int, key: str) -> str:
+    """A kept API answer's associated data (dashboards.idempotency): it opens for its own
+    caller and key only."""
+    return f"api_idempotency:{principal_id}:{key}"
+
+
+def reseal_api_answers(conn: psycopg.Connection[Any], keyring: Keyring) -> int:
+    """Re-seal under the current key every kept API answer sealed under another (a day's keys
+    at most: one transaction); how many."""
+    with conn.transaction():
+        rows = conn.execute(
+            """SELECT principal_id, key, body, body_key_id FROM anbu.api_idempotency
+                WHERE body_key_id IS NOT NULL AND body_key_id <> %s
+                ORDER BY principal_id, key FOR NO KEY UPDATE""",
+            (keyring.current_id,),
+        ).fetchall()
+        for principal_id, key, blob, kid in rows:
+            field = api_answer_field(int(principal_id), str(key))
+            sealed = keyring.seal(keyring.open(blob, kid, field), field)
+            conn.execute(
+                """UPDATE anbu.api_idempotency SET body = %s, body_key_id = %s
+                    WHERE principal_id = %s AND key = %s""",
+                (sealed.blob, sealed.key_id, principal_id, key),
+            )
+    return len(rows)
+
+
 def key_census(conn: psycopg.Connection[Any]) -> KeyCensus:
     """Sealed values per key id over every sealed column (a resident's notes count once, a care
     note once), and residents' notes still in plaintext."""
@@ -63,5 +92,10 @@ def key_census(conn: psycopg.Connection[Any]) -> KeyCensus:
         """SELECT secret_key_id, count(*) FROM anbu.webhook_subscription
             WHERE secret_key_id IS NOT NULL GROUP BY 1"""
     ).fetchall())  # fmt: skip
-    by_key = Counter(residents.by_key) + Counter(care_notes.key_census(conn)) + Counter(webhooks)
+    answers = dict(conn.execute(
+        """SELECT body_key_id, count(*) FROM anbu.api_idempotency
+            WHERE body_key_id IS NOT NULL GROUP BY 1"""
+    ).fetchall())  # fmt: skip
+    by_key = (Counter(residents.by_key) + Counter(care_notes.key_census(conn))
+              + Counter(webhooks) + Counter(answers))  # fmt: skip
     return KeyCensus(dict(sorted(by_key.items())), residents.plaintext)

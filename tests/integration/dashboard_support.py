@@ -138,3 +138,15 @@ def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:
     response = client.post("/api/v1/token", data={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def app_with_key(database: Database, db_url: str, unique: str, data_key: str) -> FastAPI:
+    """The real app over the town's database with a data key (what it seals, it seals)."""
+    settings = Settings(
+        database_url=db_url, session_secret=f"test-secret-{unique}", data_key=data_key
+    )
+    service = AlertService(
+        database, RecordingTelephony(), EscalationPolicy(), VirtualClock(OPENED_AT),
+        "http://dashboard.test",
+    )  # fmt: skip
+    return create_app(database, settings, service)

@@ -18,13 +18,8 @@ from typer.testing import CliRunner
 
 import registry
 from alerts import retention
-from alerts.policy import EscalationPolicy
-from alerts.service import AlertService
-from core.clock import VirtualClock
-from core.config import Settings
 from core.crypto import Keyring, new_key
 from core.db import Database
-from dashboards.app import create_app
 from registry import care_notes
 from registry.key_rotation import key_census, rotate_keys
 from tests.integration.dashboard_support import (
@@ -32,8 +27,8 @@ from tests.integration.dashboard_support import (
     OPENED_AT,
     PASSWORD_A,
     PASSWORD_B,
-    RecordingTelephony,
     Town,
+    app_with_key,
     bearer,
     csrf_of,
     login_page,
@@ -49,12 +44,7 @@ FIXED = "오전 방문: 식사 잘 하심.\n무릎 통증 호소 — 이번 주 
 @pytest.fixture
 def app(town: Town, database: Database, db_url: str, unique: str) -> FastAPI:  # noqa: F811
     """The town's app with a data key (notes are sealed with it)."""
-    settings = Settings(database_url=db_url, session_secret=f"test-secret-{unique}", data_key=KEY)
-    service = AlertService(
-        database, RecordingTelephony(), EscalationPolicy(), VirtualClock(OPENED_AT),
-        "http://dashboard.test",
-    )  # fmt: skip
-    return create_app(database, settings, service)
+    return app_with_key(database, db_url, unique, KEY)
 
 
 def _client(app: FastAPI, username: str, password: str) -> TestClient:
@@ -320,7 +310,7 @@ def test_a_note_sent_twice_is_written_once(
     elsewhere = client.post(
         f"/api/v1/residents/{other}/notes", json={"body": SECOND}, headers=headers
     )
-    assert (elsewhere.status_code, elsewhere.json()["code"]) == (422, "note_token")
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (422, "idempotency_key_reused")
 
 
 def test_the_database_refuses_changing_or_removing_a_note_but_for_rotation_and_purge(
