@@ -104,41 +104,47 @@ SELECT %(tz)s, r.id, %(as_of)s,
 ON CONFLICT DO NOTHING
 """
 _BASE_PRUNE = "DELETE FROM anbu.review_base WHERE tz = %(tz)s AND as_of < %(as_of)s - 1"
-_ACTIVITY_BASED = """
-WITH parts AS (
-    SELECT b.resident_id, b.week_activity AS this, b.before_activity AS before,
-           b.days_with_data AS days, b.night, b.first_reading
-      FROM anbu.review_base b JOIN anbu.resident r ON r.id = b.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND b.tz = %(tz)s AND b.as_of = %(as_of)s
-    UNION ALL
-    -- a resident whose sums a change took away since they were filled: their days themselves
-    SELECT d.resident_id,
-           CASE WHEN d.day >= %(week_day)s THEN d.activity ELSE 0 END,
-           CASE WHEN d.day < %(week_day)s THEN d.activity ELSE 0 END,
-           CASE WHEN d.day >= %(week_day)s AND d.first_reading IS NOT NULL THEN 1 ELSE 0 END,
-           CASE WHEN d.day >= %(week_day)s THEN d.night ELSE 0 END, d.first_reading
-      FROM anbu.activity_daily d JOIN anbu.resident r ON r.id = d.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s
-       AND d.day >= %(daily_day)s AND d.day < %(as_of)s
-       AND NOT EXISTS (SELECT 1 FROM anbu.review_base b WHERE b.tz = %(tz)s
-                          AND b.resident_id = d.resident_id AND b.as_of = %(as_of)s)
-    UNION ALL
-    SELECT d.resident_id, d.activity, 0,
-           CASE WHEN d.first_reading + interval '1 hour' <= %(now)s THEN 1 ELSE 0 END, d.night,
-           CASE WHEN d.first_reading + interval '1 hour' <= %(now)s THEN d.first_reading END
-      FROM anbu.activity_daily d JOIN anbu.resident r ON r.id = d.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND d.tz = %(tz)s AND d.day >= %(as_of)s
-    UNION ALL
-    SELECT a.resident_id, -a.activity, 0, 0,
-           CASE WHEN extract(hour FROM a.hour AT TIME ZONE %(tz)s) = ANY(%(night)s)
-                THEN -a.activity ELSE 0 END,
-           NULL
-      FROM anbu.activity_hourly a JOIN anbu.resident r ON r.id = a.resident_id
-     WHERE r.dong_code = ANY(%(dongs)s) AND a.hour >= %(daily)s
-       AND a.hour > %(now)s - interval '1 hour'
-)
-SELECT resident_id, sum(this), sum(before), sum(days), sum(night), min(first_reading)
-  FROM parts GROUP BY resident_id
+# Once a local day, the same review from each resident's complete days summed once
+# (anbu.review_base, migration 0079) and today's daily row, the hours not yet over taken out,
+# with each resident's own columns: driven by the dong's residents, each part an index lookup
+# of theirs (their days themselves only when a change took their sums away since they were
+# filled). Run without JIT: the per-resident lookups cost it above the JIT threshold, and
+# compiling took longer than the query.
+_WEEK_BASED = """
+SELECT r.id, r.home, r.display_name, r.status,
+       coalesce(b.week_activity, m.this, 0) + coalesce(t.this, 0) - coalesce(h.this, 0),
+       coalesce(b.before_activity, m.before, 0),
+       coalesce(b.days_with_data, m.days, 0) + coalesce(t.days, 0),
+       coalesce(b.night, m.night, 0) + coalesce(t.night, 0) - coalesce(h.night, 0),
+       least(b.first_reading, m.first_reading, t.first_reading)
+  FROM anbu.resident r
+  LEFT JOIN anbu.review_base b
+         ON b.tz = %(tz)s AND b.resident_id = r.id AND b.as_of = %(as_of)s
+  LEFT JOIN LATERAL (
+       SELECT sum(d.activity) FILTER (WHERE d.day >= %(week_day)s) AS this,
+              sum(d.activity) FILTER (WHERE d.day < %(week_day)s) AS before,
+              count(d.first_reading) FILTER (WHERE d.day >= %(week_day)s) AS days,
+              sum(d.night) FILTER (WHERE d.day >= %(week_day)s) AS night,
+              min(d.first_reading) AS first_reading
+         FROM anbu.activity_daily d
+        WHERE b.resident_id IS NULL AND d.tz = %(tz)s AND d.resident_id = r.id
+          AND d.day >= %(daily_day)s AND d.day < %(as_of)s) m ON true
+  LEFT JOIN LATERAL (
+       SELECT sum(d.activity) AS this,
+              count(*) FILTER (WHERE d.first_reading + interval '1 hour' <= %(now)s) AS days,
+              sum(d.night) AS night,
+              min(d.first_reading) FILTER (WHERE d.first_reading + interval '1 hour' <= %(now)s)
+                AS first_reading
+         FROM anbu.activity_daily d
+        WHERE d.tz = %(tz)s AND d.resident_id = r.id AND d.day >= %(as_of)s) t ON true
+  LEFT JOIN LATERAL (
+       SELECT sum(a.activity) AS this,
+              sum(a.activity) FILTER (WHERE extract(hour FROM a.hour AT TIME ZONE %(tz)s)
+                                            = ANY(%(night)s)) AS night
+         FROM anbu.activity_hourly a
+        WHERE a.resident_id = r.id AND a.hour >= %(daily)s
+          AND a.hour > %(now)s - interval '1 hour') h ON true
+ WHERE r.dong_code = ANY(%(dongs)s) AND r.status <> 'ended'
 """
 _FINDINGS = """
 SELECT f.resident_id, f.kind, count(*)
@@ -201,32 +207,30 @@ def weekly_review(
     p = activity_params(conn, dongs, now, tz)
     week, lo = p["week"], p["lo"]
     # rows fetched whole (iterating a cursor row by row cost a third of the Python here)
-    acts = {int(r[0]): r[1:] for r in conn.execute(_activity(conn, p), p).fetchall()}
+    sql = _activity(conn, p)
+    if sql is _WEEK_BASED:  # the residents with their weeks, in one query
+        conn.execute("SET LOCAL jit = off")  # this request's transaction only
+        people = conn.execute(sql, p).fetchall()
+    else:
+        acts = {int(r[0]): tuple(r[1:]) for r in conn.execute(sql, p).fetchall()}
+        nothing = (None, None, 0, None, None)
+        people = [(*r, *acts.get(r[0], nothing)) for r in conn.execute(_RESIDENTS, p).fetchall()]
     found: dict[int, dict[str, int]] = {}
     for rid, kind, n in conn.execute(_FINDINGS, p).fetchall():
         found.setdefault(int(rid), {})[str(kind)] = int(n)
     talked = conversation_view.answers_since(conn, dongs, lo, until=now)
     asked = programme(script)
-    rows = []
-    nothing = (None, None, 0, None, None)
-    for rid, home, name, status in conn.execute(_RESIDENTS, p).fetchall():
-        this, before, days, night, first = acts.get(rid, nothing)
-        full = first is not None and first <= lo + timedelta(days=1)  # 4 weeks of history
-        answers = talked.get(rid)
-        rows.append(
-            ReviewRow(
-                resident_id=rid,
-                home=home,
-                display_name=name,
-                status=status,
-                activity=int(this or 0),
-                usual=float(before or 0) / WEEKS_BEFORE if full else None,
-                night=int(night or 0),
-                days_with_data=int(days or 0),
-                findings=found.get(rid, {}),
-                talk=conversation_view.concerns(answers, asked, week) if answers else {},
-            )
+    full_from = lo + timedelta(days=1)  # a first reading by then: 4 weeks of history
+    rows = [
+        # positional: 5,000 rows a dong, where keyword arguments cost a third more
+        ReviewRow(
+            rid, home, name, status, int(this or 0),
+            float(before or 0) / WEEKS_BEFORE if first is not None and first <= full_from else None,
+            int(night or 0), int(days or 0), found.get(rid, {}),
+            conversation_view.concerns(talked[rid], asked, week) if rid in talked else {},
         )
+        for rid, home, name, status, this, before, days, night, first in people
+    ]  # fmt: skip
     rows.sort(key=review_place)
     return Review(week, now.astimezone(tz), rows)
 
@@ -256,13 +260,14 @@ def activity_params(
 def _activity(conn: psycopg.Connection[Any], p: dict[str, Any]) -> str:
     """The review's activity query for these params: from the day's summed complete days when
     they can serve (the zone's days kept over the whole span, and an hour past local midnight,
-    so every hour before today is over), filled for the residents that lack them; else from
-    the days and hours as they are."""
+    so every hour before today is over), filled for the residents that lack them, with the
+    residents' own columns (_WEEK_BASED); else from the days and hours as they are (_ACTIVITY,
+    the residents read apart by _RESIDENTS)."""
     if not p["based"]:
         return _ACTIVITY
     if conn.execute(_BASE_MISSING, p).fetchone() == (False,):
-        return _ACTIVITY_BASED
-    return _ACTIVITY_BASED if _fill(conn, p) else _ACTIVITY
+        return _WEEK_BASED
+    return _WEEK_BASED if _fill(conn, p) else _ACTIVITY
 
 
 def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:

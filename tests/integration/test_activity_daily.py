@@ -262,7 +262,9 @@ def test_the_review_reads_the_same_through_the_days(database: Database) -> None:
             assert _rows(conn, now_k, KOLKATA) == _reference(conn, now_k, KOLKATA), now_k
 
 
-def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(database: Database) -> None:
+def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The review sums each resident's complete days once a local day (anbu.review_base); a late
     reading that changes a past day, a rebuilt hour and a deleted one each take those sums away
     in their own transaction, and the next review equals the hours-only one again."""
@@ -284,6 +286,9 @@ def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(database:
             ).fetchone()[0]
             == 0
         )
+        with monkeypatch.context() as m:  # a change that came between the fill and the read:
+            m.setattr(review, "_activity", lambda _c, _p: review._WEEK_BASED)  # its own days
+            assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
         assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
         conn.execute(
             "DELETE FROM anbu.activity_hourly WHERE resident_id = %s AND hour = %s",
