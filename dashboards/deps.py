@@ -70,7 +70,6 @@ def page_manager(request: Request) -> CareManager:
     manager = _session_manager(request)
     if manager is None:
         raise NotAuthenticated
-    idempotency.claim(request, manager)  # a keyed POST's key, now that its owner is known
     return manager
 
 
