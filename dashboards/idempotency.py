@@ -52,8 +52,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerts import retention
 from core.crypto import DataKeyError, Keyring
 from core.db import Database, watched
-from dashboards import i18n
 from dashboards.edge import replaying
+from dashboards.problems import refused
 from registry.key_rotation import api_answer_field
 
 log = logging.getLogger(__name__)
@@ -130,12 +130,11 @@ class Answered(Exception):
 
 
 def _refusal(status: int, key: str, retry: bool = False) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
-    return JSONResponse(
-        {"detail": i18n.text("ko", key), "detail_en": i18n.text("en", key), "code": key},
-        status_code=status,
-        headers=headers,
-    )
+    """problems.refused's answer, with Retry-After when the retry should wait."""
+    answer = refused(status, key)
+    if retry:
+        answer.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return answer
 
 
 @dataclass(eq=False)
