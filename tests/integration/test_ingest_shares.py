@@ -91,7 +91,14 @@ def test_two_workers_store_each_their_own_share_once(
     first, second = stats_of(a), stats_of(b)
     print(f"worker a: {first}\nworker b: {second}")
     assert count_rows(db_url) == (n, n, total)
-    assert (first["stored"], second["stored"]) == _shares(batch, gateways, unique)
+    if restart:
+        # Reconnected, each is not ready until the broker acknowledges its share again, and a
+        # poll in that window has the other take its share too (ingest.shares: taking is safe,
+        # the readings' key refuses the copy): the split may move, the count may not. One CI
+        # run stored 1,998 / 2,002.
+        assert first["stored"] + second["stored"] == n
+    else:
+        assert (first["stored"], second["stored"]) == _shares(batch, gateways, unique)
     with psycopg.connect(db_url) as conn:  # each left at its stop: no share waits for it
         assert conn.execute("SELECT count(*) FROM anbu.ingest_members").fetchone() == (0,)
     if restart:
