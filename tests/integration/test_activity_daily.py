@@ -219,8 +219,15 @@ def _reference(conn: Any, now: datetime, tz: ZoneInfo) -> dict[int, tuple[Any, .
     return got
 
 
+def _based(conn: Any, rid: int) -> int:
+    """How many days' sums the review holds for resident `rid`."""
+    row = conn.execute("SELECT count(*) FROM anbu.review_base WHERE resident_id = %s", (rid,))
+    return int(row.fetchone()[0])
+
+
 def _rows(conn: Any, now: datetime, tz: ZoneInfo) -> dict[int, tuple[Any, ...]]:
     week = review.weekly_review(conn, DONG, now, tz)
+    assert list(week.rows) == sorted(week.rows, key=review.review_place)  # the pages' order
     return {r.resident_id: (r.activity, r.usual, r.night, r.days_with_data) for r in week.rows}
 
 
@@ -286,10 +293,12 @@ def test_the_days_summed_once_a_day_follow_a_late_change_to_a_past_day(
             ).fetchone()[0]
             == 0
         )
-        with monkeypatch.context() as m:  # a change that came between the fill and the read:
-            m.setattr(review, "_activity", lambda _c, _p: review._WEEK_BASED)  # its own days
+        with monkeypatch.context() as m:  # its sums missing and not filled: its own days
+            m.setattr(review, "_fill", lambda _c, _p: False)
             assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        assert _based(conn, rids[0]) == 0
         assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        assert _based(conn, rids[0]) == 1  # read from its days, then filled again
         conn.execute(
             "DELETE FROM anbu.activity_hourly WHERE resident_id = %s AND hour = %s",
             (rids[1], now - timedelta(days=3)),
@@ -330,3 +339,42 @@ def test_a_review_while_a_past_day_changes_reads_the_days_as_they_are(
         assert got == _reference(conn, now, SEOUL)
         assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone()[0] == len(rids)
     assert got[rids[0]][0] == got[rids[1]][0] + 48  # the late reading counted
+
+
+def test_the_review_comes_in_the_order_its_pages_follow(database: Database) -> None:
+    """The summed days' query sorts the rows itself (the change as review_place computes it,
+    then the home in code point order, then the id) and the rows raised for review come first:
+    the same order as sorting by review_place, with homes whose ids run against their names,
+    Korean and upper- and lower-case, ties in the change, and a resident for review."""
+    homes = ["나-2", "Z-1", "a-3", "가-1", "home-10", "home-9", "z-0", "A-0"]
+    with database.connection() as conn:
+        conn.execute("UPDATE anbu.activity_daily_zone SET kept_from = %s", (SINCE,))
+        registry.add_dong(conn, DONG, "청운효자동", "종로구")
+        rids = [registry.add_resident(conn, h, DONG, f"대상자{k}", "+821012345678")
+                for k, h in enumerate(homes)]  # fmt: skip
+        now = datetime(2026, 11, 22, 14, 0, tzinfo=SEOUL)
+        start = now - timedelta(days=40)
+        week = start + timedelta(days=33)
+        # the first five with 40 days of hours, their last week busier or quieter than usual
+        # (two of them alike: a tie in the change); the others nothing at all (no change)
+        ups = [1, 3, 0, 3, 2]
+        _upsert(conn, [(rid, start + timedelta(hours=k),
+                        1 + k % 3 + (ups[i] if start + timedelta(hours=k) >= week else 0), 1)
+                       for i, rid in enumerate(rids[:5]) for k in range(40 * 24)])  # fmt: skip
+        conn.execute(
+            """INSERT INTO anbu.findings (resident_id, kind, severity, raised_at, reason_ko,
+                   reason_en) VALUES (%s, 'routine_change', 'watch', %s, '생활 변화', 'change')""",
+            (rids[6], now - timedelta(days=1)),
+        )
+        assert review.activity_params(conn, DONG, now, SEOUL)["based"]
+        for _ in range(2):  # the sums read from the days, then from the sums stored
+            got = review.weekly_review(conn, DONG, now, SEOUL).rows
+            assert [r.resident_id for r in got] == [
+                r.resident_id for r in sorted(got, key=review.review_place)
+            ]
+            assert got[0].resident_id == rids[6] and got[0].for_review
+            changes = [r.change for r in got]
+            assert len({c for c in changes if c is not None}) < 5  # a tie among the five
+            assert [r.home for r in got if r.change is None] != sorted(
+                (r.home for r in got if r.change is None), key=str.lower
+            )  # code point order, not a case-blind one
