@@ -11,6 +11,7 @@ may see; no phone, no notes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from bisect import bisect_right
@@ -28,6 +29,8 @@ from calls.conversation import programme
 from core.db import keyset_page
 from dashboards import conversation_view
 from dashboards.residents import local_days_start
+
+log = logging.getLogger(__name__)
 
 WEEKS_BEFORE = 4  # the usual week is the mean of this many weeks before the last 7 days
 NIGHT_HOURS = (0, 1, 2, 3, 4, 5)  # local hours counted as the small hours (as activity_daily's)
@@ -96,6 +99,7 @@ SELECT %(tz)s, r.id, %(as_of)s,
  GROUP BY r.id
 ON CONFLICT DO NOTHING
 """
+FILL_ANALYZE = 100  # residents filled at once that refresh review_base's statistics
 _BASE_PRUNE = "DELETE FROM anbu.review_base WHERE tz = %(tz)s AND as_of < %(as_of)s - 1"
 # Once a local day, the same review from each resident's complete days summed once
 # (anbu.review_base, migration 0079) and today's daily row, the hours not yet over taken out,
@@ -104,8 +108,8 @@ _BASE_PRUNE = "DELETE FROM anbu.review_base WHERE tz = %(tz)s AND as_of < %(as_o
 # yet filled today, or a change took them away; the last column says so, and the review fills
 # them after it has read its rows). In review_place's order but for the rows for review (the
 # findings and answers that raise them are read apart): the change as review_place computes it
-# (the same IEEE double arithmetic), the home in code point order (COLLATE "C" on UTF-8, as
-# Python compares str), the id; sorting 5,000 rows in Python was a sixth of the page. Run
+# (the same IEEE double arithmetic), the home in code point order (its UTF-8 bytes, whatever
+# the database's encoding and collation: as Python compares str), the id; sorting 5,000 rows in Python was a sixth of the page. Run
 # without JIT: the per-resident lookups cost it above the JIT threshold, and compiling took
 # longer than the query.
 _WEEK_BASED = """
@@ -148,7 +152,7 @@ SELECT r.id, r.home, r.display_name, r.status,
  WHERE r.dong_code = ANY(%(dongs)s) AND r.status <> 'ended'
 ) w
  ORDER BY CASE WHEN w.usual > 0 THEN w.activity / w.usual - 1.0::float8 ELSE 0.0::float8 END,
-          w.home COLLATE "C", w.id
+          convert_to(w.home, 'UTF8'), w.id
 """
 _FINDINGS = """
 SELECT f.resident_id, f.kind, count(*)
@@ -235,12 +239,13 @@ class Review:
 
 def weekly_review(
     conn: psycopg.Connection[Any], dongs: Dongs, now: datetime, tz: ZoneInfo,
-    script: str | None = None,
+    script: str | None = None, fill: bool = True,
 ) -> Review:  # fmt: skip
     """Every resident of `dongs` (not ended): the last 7 local days beside the 4 before, and
     the runs in their routine conversations' answers (the concerns of the conversation
     `script`, a path; empty: the shipped one); those with something for review, then the
-    largest drops, first."""
+    largest drops, first. `fill`: store the sums of those who lacked them (a first page; a
+    later page's review may be of another day, as its cursor says)."""
     p = activity_params(conn, dongs, now, tz)
     week, lo = p["week"], p["lo"]
     # rows fetched whole (iterating a cursor row by row cost a third of the Python here)
@@ -272,7 +277,7 @@ def weekly_review(
     elif first:  # in order but for the rows for review, which come first
         ahead = sorted((r for r in people if r[0] in first), key=place)
         people = ahead + [r for r in people if r[0] not in first]
-    if missing:  # the sums read from the days this time: stored for the next review
+    if missing and fill:  # the sums read from the days this time: stored for the next review
         _fill(conn, p)
     return Review(week, now.astimezone(tz), Rows(people, found, talk))
 
@@ -319,7 +324,8 @@ def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
     """Sum the missing residents' complete days in a short transaction of its own, at READ
     COMMITTED, under the fill's side of the lock a change to a past day shares (0079), taken
     only if free; False when it was not (another fill, a change under way) or the transaction
-    may not write (a read-only server): the next review reads those days again."""
+    may not write (a read-only server), or it failed (a timeout, a lock not had in time): the
+    next review reads those days again."""
     try:
         conn.commit()  # what the request read so far: nothing of it is held across the fill
     except psycopg.ProgrammingError:  # inside a caller's transaction block: no fill here
@@ -327,12 +333,23 @@ def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
     try:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            # the lock is held until the commit, and a change to a past day waits for it:
+            # never long, and never waiting on another lock while it is held
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            conn.execute("SET LOCAL statement_timeout = '10s'")
             if conn.execute(_BASE_LOCK).fetchone() != (True,):
                 return False
-            conn.execute(_BASE_FILL, p)
+            filled = conn.execute(_BASE_FILL, p).rowcount
             conn.execute(_BASE_PRUNE, p)
-            conn.execute("ANALYZE anbu.review_base")  # rows come a dong at a time: plan by them
+        if filled >= FILL_ANALYZE:  # rows come a dong at a time: plan by them (after the lock
+            with conn.transaction():  # is given back: ANALYZE may wait behind a VACUUM)
+                conn.execute("SET LOCAL lock_timeout = '2s'")
+                conn.execute("ANALYZE anbu.review_base")
     except psycopg.errors.ReadOnlySqlTransaction:
+        return False
+    except psycopg.Error as exc:  # the sums are a cache: the review the manager asked for stands
+        log.warning("weekly review sums not stored; the next review reads the days again",
+                    extra={"error": type(exc).__name__})  # fmt: skip
         return False
     return True
 
@@ -388,7 +405,7 @@ def review_page(
     key = (tuple(dong_list(dongs)), now, tz.key, script)
     week = _SNAPSHOTS.get(key) if after is not None else None
     if week is None:
-        week = weekly_review(conn, dongs, now, tz, script)
+        week = weekly_review(conn, dongs, now, tz, script, fill=after is None)
         if len(week.rows) > limit:  # a later page will be asked for: keep what it pages
             _SNAPSHOTS.put(key, week)
     # the rows are in review_place's order: a later page starts after the cursor's place

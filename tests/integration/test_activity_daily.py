@@ -343,7 +343,8 @@ def test_a_review_while_a_past_day_changes_reads_the_days_as_they_are(
 
 def test_the_review_comes_in_the_order_its_pages_follow(database: Database) -> None:
     """The summed days' query sorts the rows itself (the change as review_place computes it,
-    then the home in code point order, then the id) and the rows raised for review come first:
+    then the home in code point order by its UTF-8 bytes, then the id) and the rows raised for
+    review come first:
     the same order as sorting by review_place, with homes whose ids run against their names,
     Korean and upper- and lower-case, ties in the change, and a resident for review."""
     homes = ["나-2", "Z-1", "a-3", "가-1", "home-10", "home-9", "z-0", "A-0"]
@@ -378,3 +379,27 @@ def test_the_review_comes_in_the_order_its_pages_follow(database: Database) -> N
             assert [r.home for r in got if r.change is None] != sorted(
                 (r.home for r in got if r.change is None), key=str.lower
             )  # code point order, not a case-blind one
+
+
+def test_a_review_whose_fill_fails_stands_and_a_later_page_does_not_fill(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summed days are a cache: a fill that fails (here a statement that cannot run)
+    leaves the review read from the days, as it would be otherwise, and the next first page
+    fills; a later page, whose cursor may be of another day, never does."""
+    rids = _residents(database, 3)
+    now = datetime(2026, 11, 22, 14, 0, tzinfo=SEOUL)
+    start = now - timedelta(days=40)
+    with database.connection() as conn:
+        _upsert(conn, [(rid, start + timedelta(hours=k), (k + rid) % 4, 1) for rid in rids
+                       for k in range(40 * 24)])  # fmt: skip
+        with monkeypatch.context() as m:
+            m.setattr(review, "_BASE_FILL", "SELECT 1 / 0")
+            assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)
+        assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (0,)
+        cursor = (now, 0, float("-inf"), "", 0)  # a later page's, placed before every row
+        _, shown, _ = review.review_page(conn, DONG, now, SEOUL, None, cursor, 2)
+        assert len(shown) == 2
+        assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (0,)
+        assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)  # a first page fills
+        assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (3,)
