@@ -32,7 +32,7 @@ browser-deps:
 	@bash scripts/browser-deps.sh
 
 test: $(STAMP) system-deps browser-deps timescaledb lint contracts typecheck security
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp $(ARGS)
+	$(BIN)/python -m pytest -q --durations=25 --basetemp=$(CURDIR)/.pytest-tmp $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
