@@ -36,6 +36,7 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database, migrate
 from core.ticker import Ticker
+from dashboards import review
 from dashboards.app import create_app
 from dashboards.metrics import serve_ingest_metrics, serve_metrics
 from dashboards.queue_feed import close_streams
@@ -264,6 +265,11 @@ class Runtime:
             new = night_review(conn, self.clock.now(), NightPolicy(), tz)
         return self._open(new)
 
+    def fill_review_sums(self) -> int:
+        """Every dong's weekly-review sums for the local day (dashboards.review.fill_sums)."""
+        with self.db.connection() as conn:
+            return review.fill_sums(conn, self.clock.now(), ZoneInfo(self.settings.timezone))
+
     def summarize_once(self) -> int:
         """Hourly activity per home (anbu.activity_hourly) for what was received lately, and
         daily in the programme's time zone."""
@@ -323,6 +329,8 @@ class Runtime:
             ("learn", self.learn_nightly, 3, 0),
             ("routine_review", self.routine_review_once, 3, 30),
             ("night_review", self.night_review_once, 7, 0),
+            # the weekly review's sums of the day, before the care managers' first reviews
+            ("review_sums", self.fill_review_sums, 5, 30),
             ("dead_letters", self.expire_dead_letters, 4, 15),
             ("retention", nightly_purge(self.db, s, self.clock), 4, 45),
         ):

@@ -354,6 +354,22 @@ def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
     return True
 
 
+def fill_sums(conn: psycopg.Connection[Any], now: datetime, tz: ZoneInfo) -> int:
+    """The worker's nightly job: each dong's residents' complete days summed for the local day
+    (what the day's first review would otherwise read from their days and then fill while its
+    manager waits), a dong at a time, each fill a short transaction of its own (_fill); nothing
+    before an hour past local midnight, when the sums do not serve yet. Returns the dongs
+    filled (one whose fill was refused or failed is filled by its first review)."""
+    dongs = [str(r[0]) for r in conn.execute("SELECT code FROM anbu.dong ORDER BY code")]
+    filled = 0
+    for dong in dongs:
+        p = activity_params(conn, [dong], now, tz)
+        if not p["based"]:
+            break
+        filled += _fill(conn, p)
+    return filled
+
+
 CURSOR_LIFE = timedelta(days=1)  # a review's pages are of one week
 SNAPSHOT_S = 600.0  # a review's later pages read the first page's snapshot this long
 SNAPSHOTS = 4  # per web process (a district-wide review of 100,000 residents is ≈ 50 MB)

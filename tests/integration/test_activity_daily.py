@@ -403,3 +403,28 @@ def test_a_review_whose_fill_fails_stands_and_a_later_page_does_not_fill(
         assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (0,)
         assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)  # a first page fills
         assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (3,)
+
+
+def test_the_worker_fills_every_dongs_sums_before_the_first_review(database: Database) -> None:
+    """The nightly job sums each dong's residents' complete days for the local day, so the
+    day's first review reads them by key; before an hour past local midnight it fills nothing
+    (the sums do not serve yet), and the review it prepared reads as the hours do."""
+    rids = _residents(database, 3)
+    other = "1111051600"
+    now = datetime(2026, 11, 22, 5, 30, tzinfo=SEOUL)
+    start = now - timedelta(days=40)
+    with database.connection() as conn:
+        registry.add_dong(conn, other, "사직동", "종로구")
+        rids.append(registry.add_resident(conn, "home-x", other, "대상자x", "+821012345678"))
+        _upsert(conn, [(rid, start + timedelta(hours=k), (k * rid) % 6, 1) for rid in rids
+                       for k in range(40 * 24)])  # fmt: skip
+        assert review.fill_sums(conn, datetime(2026, 11, 22, 0, 30, tzinfo=SEOUL), SEOUL) == 0
+        assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (0,)
+        assert review.fill_sums(conn, now, SEOUL) == 2
+        got = conn.execute(
+            "SELECT resident_id, as_of FROM anbu.review_base ORDER BY resident_id"
+        ).fetchall()
+        assert got == [(rid, now.date()) for rid in sorted(rids)]
+        p = review.activity_params(conn, DONG, now, SEOUL)
+        assert not any(r[-1] for r in conn.execute(review._WEEK_BASED, p).fetchall())
+        assert _rows(conn, now, SEOUL) == _reference(conn, now, SEOUL)

@@ -170,7 +170,7 @@ def test_the_worker_polls_keep_ticking_when_the_wall_clock_steps_back(
     # every poll is on the ticker; APScheduler keeps the nightly wall-clock jobs only
     assert {"due", "intake", "reconcile", "outbox", "checkins", "call-queue"} <= set(ticker.names)
     nightly = {j.id for j in sched.get_jobs()}
-    assert {"learn", "night_review", "routine_review", "dead_letters"} <= nightly
+    assert {"learn", "night_review", "routine_review", "dead_letters", "review_sums"} <= nightly
     assert not nightly & set(ticker.names)  # no poll left on the wall clock
     assert all(type(j.trigger).__name__ == "CronTrigger" for j in sched.get_jobs())
 
