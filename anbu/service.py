@@ -334,8 +334,11 @@ class Runtime:
             ("dead_letters", self.expire_dead_letters, 4, 15),
             ("retention", nightly_purge(self.db, s, self.clock), 4, 45),
         ):
+            # each runs once a day and may run late: a clock stepped past its minute, or a
+            # scheduler held up, still runs it within the hour (APScheduler's grace is 1 s)
             sched.add_job(self._guarded(job_id, job), "cron", hour=hour, minute=minute,
-                          timezone=s.timezone, id=job_id, max_instances=1, coalesce=True)  # fmt: skip
+                          timezone=s.timezone, id=job_id, max_instances=1, coalesce=True,
+                          misfire_grace_time=3600)  # fmt: skip
         self.maintain_partitions()
         ticker.start()
         self.ticker = ticker

@@ -81,6 +81,7 @@ SELECT resident_id,
   FROM days GROUP BY resident_id
 """
 _BASE_LOCK = "SELECT pg_try_advisory_xact_lock(1919252066, 0)"  # 'revb' (migration 0079)
+_BASE_LOCK_WAIT = "SELECT pg_advisory_xact_lock(1919252066, 0)"
 _BASE_FILL = """
 INSERT INTO anbu.review_base (tz, resident_id, as_of, week_activity, before_activity,
                               days_with_data, night, first_reading)
@@ -320,12 +321,15 @@ def activity_params(
             "full_from": lo + DAY}  # fmt: skip
 
 
-def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
+def _fill(
+    conn: psycopg.Connection[Any], p: dict[str, Any], wait: bool = False, analyze: bool = True
+) -> bool:
     """Sum the missing residents' complete days in a short transaction of its own, at READ
-    COMMITTED, under the fill's side of the lock a change to a past day shares (0079), taken
-    only if free; False when it was not (another fill, a change under way) or the transaction
-    may not write (a read-only server), or it failed (a timeout, a lock not had in time): the
-    next review reads those days again."""
+    COMMITTED, under the fill's side of the lock a change to a day shares (0079), taken only if
+    free (`wait`: waited for, 2 s at most, as the worker's nightly job does); False when it was
+    not (another fill, a change under way) or the transaction may not write (a read-only
+    server), or it failed (a timeout, a lock not had in time): the next review reads those
+    days again. `analyze`: refresh review_base's statistics after a large fill."""
     try:
         conn.commit()  # what the request read so far: nothing of it is held across the fill
     except psycopg.ProgrammingError:  # inside a caller's transaction block: no fill here
@@ -337,36 +341,59 @@ def _fill(conn: psycopg.Connection[Any], p: dict[str, Any]) -> bool:
             # never long, and never waiting on another lock while it is held
             conn.execute("SET LOCAL lock_timeout = '2s'")
             conn.execute("SET LOCAL statement_timeout = '10s'")
-            if conn.execute(_BASE_LOCK).fetchone() != (True,):
+            if wait:
+                conn.execute(_BASE_LOCK_WAIT)
+            elif conn.execute(_BASE_LOCK).fetchone() != (True,):
                 return False
             filled = conn.execute(_BASE_FILL, p).rowcount
             conn.execute(_BASE_PRUNE, p)
-        if filled >= FILL_ANALYZE:  # rows come a dong at a time: plan by them (after the lock
-            with conn.transaction():  # is given back: ANALYZE may wait behind a VACUUM)
-                conn.execute("SET LOCAL lock_timeout = '2s'")
-                conn.execute("ANALYZE anbu.review_base")
     except psycopg.errors.ReadOnlySqlTransaction:
         return False
     except psycopg.Error as exc:  # the sums are a cache: the review the manager asked for stands
         log.warning("weekly review sums not stored; the next review reads the days again",
                     extra={"error": type(exc).__name__})  # fmt: skip
         return False
+    if analyze and filled >= FILL_ANALYZE:  # rows come a dong at a time: plan by them
+        _analyze(conn)
     return True
+
+
+def _analyze(conn: psycopg.Connection[Any]) -> None:
+    """review_base's statistics refreshed, after the fill's lock is given back (ANALYZE may
+    wait behind a VACUUM: 2 s at most); the sums stay stored if it fails."""
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            conn.execute("ANALYZE anbu.review_base")
+    except psycopg.Error as exc:
+        log.warning("weekly review sums' statistics not refreshed",
+                    extra={"error": type(exc).__name__})  # fmt: skip
 
 
 def fill_sums(conn: psycopg.Connection[Any], now: datetime, tz: ZoneInfo) -> int:
     """The worker's nightly job: each dong's residents' complete days summed for the local day
     (what the day's first review would otherwise read from their days and then fill while its
     manager waits), a dong at a time, each fill a short transaction of its own (_fill); nothing
-    before an hour past local midnight, when the sums do not serve yet. Returns the dongs
-    filled (one whose fill was refused or failed is filled by its first review)."""
+    before an hour past local midnight, when the sums do not serve yet. Each fill waits up to
+    2 s for ingest's changes under way; a dong not filled is tried once more after the others,
+    and then left to its first review. The statistics are refreshed once, at the end. Returns
+    the dongs filled."""
     dongs = [str(r[0]) for r in conn.execute("SELECT code FROM anbu.dong ORDER BY code")]
-    filled = 0
+    left: list[dict[str, Any]] = []
     for dong in dongs:
         p = activity_params(conn, [dong], now, tz)
         if not p["based"]:
-            break
-        filled += _fill(conn, p)
+            log.warning("weekly review sums not filled: they serve from an hour past local "
+                        "midnight, over days kept for the whole span", extra={"tz": tz.key})  # fmt: skip
+            return 0
+        if not _fill(conn, p, wait=True, analyze=False):
+            left.append(p)
+    left = [p for p in left if not _fill(conn, p, wait=True, analyze=False)]
+    filled = len(dongs) - len(left)
+    if filled:
+        _analyze(conn)
+    log.info("weekly review sums filled",
+             extra={"dongs": len(dongs), "filled": filled, "not_filled": len(left)})  # fmt: skip
     return filled
 
 

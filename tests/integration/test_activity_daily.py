@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -405,10 +406,13 @@ def test_a_review_whose_fill_fails_stands_and_a_later_page_does_not_fill(
         assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (3,)
 
 
-def test_the_worker_fills_every_dongs_sums_before_the_first_review(database: Database) -> None:
+def test_the_worker_fills_every_dongs_sums_before_the_first_review(
+    database: Database, db_url: str
+) -> None:
     """The nightly job sums each dong's residents' complete days for the local day, so the
     day's first review reads them by key; before an hour past local midnight it fills nothing
-    (the sums do not serve yet), and the review it prepared reads as the hours do."""
+    (the sums do not serve yet); a change under way (ingest's side of the lock) is waited for
+    rather than skipped; and the review it prepared reads as the hours do."""
     rids = _residents(database, 3)
     other = "1111051600"
     now = datetime(2026, 11, 22, 5, 30, tzinfo=SEOUL)
@@ -420,7 +424,12 @@ def test_the_worker_fills_every_dongs_sums_before_the_first_review(database: Dat
                        for k in range(40 * 24)])  # fmt: skip
         assert review.fill_sums(conn, datetime(2026, 11, 22, 0, 30, tzinfo=SEOUL), SEOUL) == 0
         assert conn.execute("SELECT count(*) FROM anbu.review_base").fetchone() == (0,)
-        assert review.fill_sums(conn, now, SEOUL) == 2
+    with psycopg.connect(db_url) as change:  # a change to a day under way for half a second
+        change.execute("SELECT pg_advisory_xact_lock_shared(1919252066, 0)")
+        threading.Timer(0.5, change.commit).start()
+        with database.connection() as conn:
+            assert review.fill_sums(conn, now, SEOUL) == 2
+    with database.connection() as conn:
         got = conn.execute(
             "SELECT resident_id, as_of FROM anbu.review_base ORDER BY resident_id"
         ).fetchall()
