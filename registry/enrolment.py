@@ -107,7 +107,10 @@ def add_care_manager(
            VALUES (%s, %s, %s, %s, %s, %s)
            ON CONFLICT (username) DO UPDATE SET dong_code = excluded.dong_code,
                display_name = excluded.display_name, phone = excluded.phone,
-               password_hash = excluded.password_hash, role = excluded.role
+               password_hash = excluded.password_hash, role = excluded.role,
+               -- enrolled again (a new password, maybe another dong, role or person): every
+               -- session and token issued before ends, as a password change ends them
+               session_generation = anbu.care_manager.session_generation + 1
            WHERE anbu.care_manager.role <> 'service'  -- a service account's row stays one
            RETURNING id""",
         (username, dong_code, display_name, phone, hash_password(password), role),

@@ -164,6 +164,23 @@ def test_password_change_ends_other_sessions_and_tokens(site: Site) -> None:
     assert _in(_logged_in(TestClient(site.app), site.manager, NEW_PASSWORD))
 
 
+def test_enrolling_a_name_again_ends_its_sessions_and_tokens(
+    site: Site, database: Database
+) -> None:
+    """An administrator enrols a username again (a new password, another dong or another
+    person at the desk): what the old password opened stops working, as after a change."""
+    browser = _logged_in(TestClient(site.app), site.manager, PASSWORD)
+    headers = _bearer(TestClient(site.app), site.manager, PASSWORD)
+    with database.connection() as conn:
+        registry.enrol_care_manager(
+            conn, site.manager, DONG_A, "이복지", "+821000000009", NEW_PASSWORD
+        )
+    assert not _in(browser)
+    assert TestClient(site.app).get("/api/v1/me", headers=headers).status_code == 401
+    assert _login(TestClient(site.app), site.manager, PASSWORD)[0] == 401
+    assert _in(_logged_in(TestClient(site.app), site.manager, NEW_PASSWORD))
+
+
 def test_password_change_through_the_api_returns_a_new_token(site: Site) -> None:
     client = TestClient(site.app)
     old = _bearer(client, site.manager, PASSWORD)
