@@ -185,9 +185,7 @@ class ReviewRow(NamedTuple):
     @property
     def change(self) -> float | None:
         """This week against the usual one (-0.4: 40 % less); None without a usual week."""
-        if self.usual is None or self.usual <= 0:
-            return None
-        return self.activity / self.usual - 1.0
+        return _change(self.activity, self.usual)
 
     @property
     def for_review(self) -> bool:
@@ -379,13 +377,14 @@ def fill_sums(conn: psycopg.Connection[Any], now: datetime, tz: ZoneInfo) -> int
     and then left to its first review. The statistics are refreshed once, at the end. Returns
     the dongs filled."""
     dongs = [str(r[0]) for r in conn.execute("SELECT code FROM anbu.dong ORDER BY code")]
+    span = activity_params(conn, dongs, now, tz)  # the same span for every dong
+    if dongs and not span["based"]:
+        log.warning("weekly review sums not filled: they serve from an hour past local "
+                    "midnight, over days kept for the whole span", extra={"tz": tz.key})  # fmt: skip
+        return 0
     left: list[dict[str, Any]] = []
     for dong in dongs:
-        p = activity_params(conn, [dong], now, tz)
-        if not p["based"]:
-            log.warning("weekly review sums not filled: they serve from an hour past local "
-                        "midnight, over days kept for the whole span", extra={"tz": tz.key})  # fmt: skip
-            return 0
+        p = {**span, "dongs": dong_list([dong])}
         if not _fill(conn, p, wait=True, analyze=False):
             left.append(p)
     left = [p for p in left if not _fill(conn, p, wait=True, analyze=False)]
@@ -466,6 +465,11 @@ def review_place(row: ReviewRow) -> tuple[int, float, str, int]:
 def _place(
     for_review: bool, activity: int, usual: float | None, home: str, rid: int
 ) -> tuple[int, float, str, int]:
-    """review_place from a row's parts (ReviewRow.change, inline; _WEEK_BASED's ORDER BY)."""
-    change = activity / usual - 1.0 if usual is not None and usual > 0 else 0.0
-    return int(not for_review), change, home, rid
+    """review_place from a row's parts (as _WEEK_BASED's ORDER BY computes it)."""
+    change = _change(activity, usual)
+    return int(not for_review), 0.0 if change is None else change, home, rid
+
+
+def _change(activity: int, usual: float | None) -> float | None:
+    """This week against the usual one; None without a usual week (ReviewRow.change)."""
+    return activity / usual - 1.0 if usual is not None and usual > 0 else None
