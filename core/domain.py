@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 
@@ -92,6 +93,46 @@ class Severity(enum.IntEnum):
     @classmethod
     def parse(cls, text: str) -> Severity:
         return cls[text.upper()]
+
+
+HEARTBEAT_GAPS = 3
+HEARTBEAT_MIN_GAP_S = 240.0
+REPEAT_SAME_S = 2.0
+OFF_MEMORY_S = 86_400.0
+RUN_KEPT = 2 * (HEARTBEAT_GAPS + 1)  # the "on"s a run keeps: the timer's, some sent twice
+
+
+def repeat_is_nobody(times: list[float], last_off: float | None) -> bool:
+    """Whether a motion or contact sensor's "on" that repeats the "on" before it (no "off"
+    between) is nobody new: the device or its gateway re-sending a state, not someone there.
+
+    `times`: the sensor's "on" readings since its last "off" (epoch seconds, oldest first, this
+    one last; the last RUN_KEPT suffice); `last_off`: that "off" (None: none known). One rule
+    for ingest, the detectors and (but for the timer) the hourly summaries:
+    - within REPEAT_SAME_S of the reading before: the same "on" delivered again;
+    - from a sensor that reported an "off" in the OFF_MEMORY_S before: someone moving again
+      only within HEARTBEAT_MIN_GAP_S of the reading before (a PIR re-triggering while someone
+      moves, its "off" after a timeout); past that, the device re-reporting its state
+      (Zigbee's maximum reporting interval, a gateway republishing, a PIR stuck on);
+    - from a sensor that sends events and no "off": someone, unless on a timer: the last
+      HEARTBEAT_GAPS gaps between its "on"s (those REPEAT_SAME_S apart or more: a copy sent
+      twice does not hide a timer) each at least HEARTBEAT_MIN_GAP_S and equal within 2 % (5 s
+      at the least). People move at irregular moments; a device re-reports on a timer.
+    """
+    gap = times[-1] - times[-2]
+    if gap < REPEAT_SAME_S:
+        return True
+    if last_off is not None and times[-1] - last_off <= OFF_MEMORY_S:
+        return gap >= HEARTBEAT_MIN_GAP_S
+    kept = times[:1]
+    for t in times[1:]:
+        if t - kept[-1] >= REPEAT_SAME_S:
+            kept.append(t)
+    if len(kept) <= HEARTBEAT_GAPS:
+        return False
+    gaps = [b - a for a, b in pairwise(kept[-HEARTBEAT_GAPS - 1 :])]
+    low, high = min(gaps), max(gaps)
+    return low >= HEARTBEAT_MIN_GAP_S and high - low <= max(5.0, 0.02 * high)
 
 
 @dataclass(frozen=True, slots=True)

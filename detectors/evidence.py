@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from core.domain import RUN_KEPT, repeat_is_nobody
+
 POWER_STEP_W = 10.0
 BINARY_KINDS = ("door", "motion", "contact", "appliance")
 ROOMS = ("entrance", "living", "kitchen", "bedroom", "bathroom", "other")
@@ -29,6 +31,8 @@ _NOT_A_PERSON = frozenset({"smoke", "gas", "co", "water_leak", "tamper"})
 _BUTTON = "button"
 POWER = KIND_CODES["power"]
 BATHROOM = ROOMS.index("bathroom")
+# kinds whose "on" repeated without an "off" between is a device re-reporting (core.domain)
+_REPEATS_STATE = (KIND_CODES["motion"], KIND_CODES["contact"])
 
 Row = tuple[float, str, str, str, float]  # (epoch s, sensor, kind, room, value)
 F64 = npt.NDArray[np.float64]
@@ -77,6 +81,8 @@ def build_evidence(rows: Iterable[Row]) -> Evidence:
     iv_s: list[int] = []
     previous: dict[int, tuple[float, float]] = {}  # sensor -> (t, value)
     opened: dict[int, float] = {}
+    last_off: dict[int, float] = {}  # a motion or contact sensor's last "off" (0) so far
+    runs: dict[int, list[float]] = {}  # its "on" readings since (core.domain.repeat_is_nobody)
     for t, sensor, kind, room, value in ordered:
         if kind in _NOT_A_PERSON:  # a smoke, gas or leak alarm says nothing of anyone's day
             continue
@@ -104,6 +110,8 @@ def build_evidence(rows: Iterable[Row]) -> Evidence:
             continue
         on = value >= 1
         changed = prev is None or (prev[1] >= 1) != on
+        if code in _REPEATS_STATE and _nobody_new(s, t, on, changed, runs, last_off):
+            continue
         if on or (changed and code in (DOOR, KIND_CODES["appliance"], KIND_CODES["contact"])):
             ev_t.append(t)
             ev_s.append(s)
@@ -132,6 +140,29 @@ def build_evidence(rows: Iterable[Row]) -> Evidence:
         first_t=ordered[0][0] if ordered else float("nan"),
         last_t=ordered[-1][0] if ordered else float("nan"),
     )
+
+
+def _nobody_new(
+    s: int,
+    t: float,
+    on: bool,
+    changed: bool,
+    runs: dict[int, list[float]],
+    last_off: dict[int, float],
+) -> bool:
+    """Keep a motion or contact sensor's "off" and its run of "on"s since; True for an "on"
+    that repeats the one before and is nobody new (core.domain.repeat_is_nobody)."""
+    if not on:
+        last_off[s] = t
+        runs.pop(s, None)
+        return False
+    if changed:
+        runs[s] = [t]
+        return False
+    times = runs[s]
+    times.append(t)
+    del times[:-RUN_KEPT]
+    return repeat_is_nobody(times, last_off.get(s))
 
 
 def before(ev: Evidence, t: float) -> Evidence:

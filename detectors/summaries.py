@@ -6,7 +6,10 @@ overlap for transactions that committed late) and recomputes those hours whole f
 `anbu.readings`, so a reading buffered by a gateway for hours lands in its own hour, and a pass
 repeated changes nothing. `rebuild` recomputes a span of reading time (after a dead-letter
 replay of old messages, say). Activity is what ingest counts for `home_activity`
-(ingest.state): motion or contact at 1, a door or appliance changing value, a plug stepping
+(ingest.state): motion or contact at 1 (not an "on" repeating the one before that
+core.domain.repeat_is_nobody finds nobody new, but for its timer test: the hours count an
+events-only sensor's every "on"; whether the sensor reported an "off" in the day before is read
+from `sensor_state.off_at`, its latest, so a rebuild of old hours counts such repeats), a door or appliance changing value, a plug stepping
 by POWER_STEP_W or more, nothing from a plug learning marked automatic; the previous value of a
 sensor is its last reading before the hour, then each earlier reading of the hour.
 
@@ -24,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from core.domain import HEARTBEAT_MIN_GAP_S, OFF_MEMORY_S, REPEAT_SAME_S
 from detectors.evidence import POWER_STEP_W
 
 log = logging.getLogger(__name__)
@@ -49,8 +53,11 @@ SELECT DISTINCT g.resident_id, date_trunc('hour', r.ts)
 """
 # a reading that is a person's doing (`prev`: the sensor's reading before it), and the hour's
 # figures from those: one rule for the stored hours and the hours read live
-_ACT = """NOT automatic AND CASE
-               WHEN kind IN ('motion', 'contact') THEN value = 1
+_ACT = f"""NOT automatic AND CASE
+               WHEN kind IN ('motion', 'contact') THEN value = 1 AND (
+                   prev IS DISTINCT FROM 1 OR ts - prev_ts >= interval '{REPEAT_SAME_S} s' AND (
+                       ts - prev_ts < interval '{HEARTBEAT_MIN_GAP_S} s' OR off_at IS NULL OR off_at >= ts
+                       OR off_at < ts - interval '{OFF_MEMORY_S} s'))
                WHEN kind IN ('door', 'appliance') THEN prev IS NULL OR value <> prev
                ELSE prev IS NULL OR abs(value - prev) >= %(step)s
            END"""
@@ -65,20 +72,22 @@ WITH k AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(hours)s::timestamptz[]) AS k(resident_id, hour)
 ), ks AS (
     SELECT k.resident_id, k.hour, s.id AS sensor_id, s.kind, s.room, s.automatic,
-           b.value AS before
+           b.value AS before, b.ts AS before_ts, st.off_at
       FROM k
       JOIN anbu.gateway g ON g.resident_id = k.resident_id
       JOIN anbu.sensor s ON s.gateway_id = g.id
-      LEFT JOIN LATERAL (SELECT p.value FROM anbu.readings p
+      LEFT JOIN anbu.sensor_state st ON st.sensor_id = s.id
+      LEFT JOIN LATERAL (SELECT p.value, p.ts FROM anbu.readings p
                           WHERE p.sensor_id = s.id AND p.ts < k.hour
                           ORDER BY p.ts DESC LIMIT 1) b ON true
 ), r AS (
-    SELECT ks.resident_id, ks.hour, ks.kind, ks.room, ks.automatic, x.value,
-           coalesce(lag(x.value) OVER (PARTITION BY ks.resident_id, ks.hour, ks.sensor_id
-                                        ORDER BY x.ts), ks.before) AS prev
+    SELECT ks.resident_id, ks.hour, ks.kind, ks.room, ks.automatic, x.value, x.ts, ks.off_at,
+           coalesce(lag(x.value) OVER w, ks.before) AS prev,
+           coalesce(lag(x.ts) OVER w, ks.before_ts) AS prev_ts
       FROM ks
       JOIN anbu.readings x ON x.sensor_id = ks.sensor_id
                           AND x.ts >= ks.hour AND x.ts < ks.hour + interval '1 hour'
+    WINDOW w AS (PARTITION BY ks.resident_id, ks.hour, ks.sensor_id ORDER BY x.ts)
 ), a AS (
     SELECT resident_id, hour, kind, room, {ACT} AS act FROM r
 )
@@ -96,15 +105,19 @@ _RECOMPUTE = _RECOMPUTE_TEMPLATE.replace("{ACT}", _ACT).replace("{COUNTS}", _COU
 # hour, then each earlier one of the hour: the same previous value, read in one range per sensor)
 _LIVE_TEMPLATE = """
 WITH r AS (
-    SELECT date_trunc('hour', x.ts) AS hour, s.kind, s.room, s.automatic, x.value,
-           coalesce(lag(x.value) OVER (PARTITION BY s.id ORDER BY x.ts), b.value) AS prev
+    SELECT date_trunc('hour', x.ts) AS hour, s.kind, s.room, s.automatic, x.value, x.ts,
+           st.off_at,
+           coalesce(lag(x.value) OVER w, b.value) AS prev,
+           coalesce(lag(x.ts) OVER w, b.ts) AS prev_ts
       FROM anbu.gateway g
       JOIN anbu.sensor s ON s.gateway_id = g.id
-      LEFT JOIN LATERAL (SELECT p.value FROM anbu.readings p
+      LEFT JOIN anbu.sensor_state st ON st.sensor_id = s.id
+      LEFT JOIN LATERAL (SELECT p.value, p.ts FROM anbu.readings p
                           WHERE p.sensor_id = s.id AND p.ts < %(lo)s
                           ORDER BY p.ts DESC LIMIT 1) b ON true
       JOIN anbu.readings x ON x.sensor_id = s.id AND x.ts >= %(lo)s AND x.ts < %(hi)s
      WHERE g.resident_id = %(rid)s
+    WINDOW w AS (PARTITION BY s.id ORDER BY x.ts)
 ), a AS (
     SELECT hour, kind, room, {ACT} AS act FROM r
 )

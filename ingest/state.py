@@ -2,7 +2,10 @@
 
 What counts as activity (a sign of a person) for `anbu.home_activity`:
 - door: a reading whose value differs from the sensor's previous value (or the first one seen);
-- motion and contact: a reading with value 1;
+- motion and contact: a reading with value 1, unless it repeats an "on" (no "off" between)
+  and core.domain.repeat_is_nobody finds it nobody new (the same "on" again within seconds;
+  a sensor that reported an "off" in the last day re-reporting its state after 4 minutes or
+  more; an events-only sensor on a timer); `sensor_state.off_at` keeps the latest "off";
 - appliance: a change of value, as for doors;
 - power: a reading that differs from the sensor's previous value by at least POWER_STEP_W,
   unless nightly learning marked the plug automatic (`anbu.sensor.automatic`: a fridge);
@@ -24,14 +27,23 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import psycopg
 
-from core.domain import ALARM_KINDS, SAFETY_KINDS, ButtonValue, Reading, SensorKind
+from core.domain import (
+    ALARM_KINDS,
+    OFF_MEMORY_S,
+    RUN_KEPT,
+    SAFETY_KINDS,
+    ButtonValue,
+    Reading,
+    SensorKind,
+    repeat_is_nobody,
+)
 from registry import SensorRef
 
 POWER_STEP_W = 10.0
@@ -89,6 +101,7 @@ class _State:
     value: float
     since: datetime
     value_at: datetime | None
+    off_at: datetime | None = None  # a motion or contact sensor's latest "off" (0)
 
 
 def group_by_sensor(resolved: list[Resolved]) -> dict[int, list[Resolved]]:
@@ -116,16 +129,29 @@ def update_sensors(
         if not _precedes(states.get(sid), items[0].reading.ts)
     }
     previous = {sid: s.value for sid, s in states.items() if sid not in older}
-    previous.update(_previous_values(conn, older))
+    # a late batch's sensors, and events-only motion or contact sensors, are read back
+    need = dict(older)
+    need.update(
+        (sid, items[0].reading.ts)
+        for sid, items in by_sensor.items()
+        if _needs_stored(states.get(sid), items)
+    )
+    stored = _stored_before(conn, need)
+    previous.update((sid, stored[sid][0][1]) for sid in older if sid in stored)
     homes: dict[int, _Activity] = {}
-    rows: list[tuple[int, int, float, datetime, datetime]] = []
+    rows: list[tuple[int, int, float, datetime, datetime, datetime | None]] = []
     for sid, items in by_sensor.items():
-        last = _last_activity(items, previous.get(sid))
+        state = states.get(sid)
+        if items[0].ref.kind in _REPEATS_STATE:
+            run = _run_from(stored.get(sid, [])) if sid in need else _run_of(state)
+            last = _last_on(items, previous.get(sid), run)
+        else:
+            last = _last_activity(items, previous.get(sid))
         if last is not None:
             _record(homes, last)
-        row = _next_state(states.get(sid), items)
+        row = _next_state(state, items)
         if row is not None:
-            rows.append((sid, items[0].ref.resident_id, *row))
+            rows.append((sid, items[0].ref.resident_id, *row, _last_off(items)))
     _write_activity(conn, homes, now)
     _write_states(conn, rows, now)
     _write_health(conn, health, now)
@@ -138,13 +164,91 @@ _BY_TS = attrgetter("reading.ts")
 def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | None:
     """The latest of one sensor's readings (in time order) that is activity, given the
     sensor's previous value; only the latest counts, for home_activity keeps the latest.
-    Looked for from the newest back: the search usually ends at the first reading it tries."""
+    Looked for from the newest back: the search usually ends at the first reading it tries.
+    (A motion or contact sensor's readings are judged by `_last_on`.)"""
     ref = items[0].ref
     for n in range(len(items) - 1, -1, -1):
         before = items[n - 1].reading.value if n else previous
         if _is_activity(ref, items[n].reading.value, before):
             return items[n]
     return None
+
+
+_REPEATS_STATE = (SensorKind.MOTION, SensorKind.CONTACT)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A motion or contact sensor's last "off" and its "on" readings since (epoch seconds,
+    oldest first, the last RUN_KEPT at most): what a repeated "on" is judged by."""
+
+    last_off: float | None = None
+    ons: list[float] = field(default_factory=list)
+
+
+def _last_on(items: list[Resolved], previous: float | None, run: _Run) -> Resolved | None:
+    """`_last_activity` for a motion or contact sensor: its latest "on" that follows an "off"
+    (or nothing known), or repeats an "on" and is someone new by core.domain.repeat_is_nobody,
+    the rule the detectors' evidence keeps. One pass from the oldest, given the run before."""
+    if items[0].ref.automatic:
+        return None
+    last_off, times = run.last_off, list(run.ons)
+    found, before = None, previous
+    for item in items:
+        value = item.reading.value
+        t = item.reading.ts.timestamp()
+        if value != 1.0:
+            last_off, times = t, []
+        elif before != 1.0 or not times:
+            found, times = item, [t]
+        else:
+            times.append(t)
+            del times[:-RUN_KEPT]
+            if not repeat_is_nobody(times, last_off):
+                found = item
+        before = value
+    return found
+
+
+def _needs_stored(state: _State | None, items: list[Resolved]) -> bool:
+    """Whether a motion or contact sensor's run before the batch must be read from its stored
+    readings (`_run_from`): an "on" last, and no "off" in the OFF_MEMORY_S before the batch's
+    end (an events-only sensor, whose timer is judged by its last "on"s). Otherwise its state
+    holds the run (`_run_of`). A late batch's sensors are read back whatever their kind."""
+    if items[0].ref.kind not in _REPEATS_STATE or state is None or state.value != 1.0:
+        return False
+    off = state.off_at
+    return off is None or (items[-1].reading.ts - off).total_seconds() > OFF_MEMORY_S
+
+
+def _run_of(state: _State | None) -> _Run:
+    """The run before the batch as the sensor's state (newer than any stored reading) holds it:
+    enough for a sensor that reported an "off" lately, whose repeats are judged by their gap."""
+    if state is None or state.value_at is None:
+        return _Run()
+    if state.value != 1.0:
+        return _Run(state.value_at.timestamp())
+    off = state.off_at.timestamp() if state.off_at is not None else None
+    return _Run(off, [state.value_at.timestamp()])
+
+
+def _run_from(stored: list[tuple[datetime, float]]) -> _Run:
+    """The run before the batch from the sensor's last stored readings (newest first)."""
+    run = _Run()
+    for ts, value in stored:
+        if value != 1.0:
+            run.last_off = ts.timestamp()
+            break
+        run.ons.append(ts.timestamp())
+    run.ons.reverse()
+    return run
+
+
+def _last_off(items: list[Resolved]) -> datetime | None:
+    """A motion or contact sensor's latest "off" in the batch (sensor_state.off_at)."""
+    if items[0].ref.kind not in _REPEATS_STATE:
+        return None
+    return next((a.reading.ts for a in reversed(items) if a.reading.value != 1.0), None)
 
 
 def _precedes(state: _State | None, ts: datetime) -> bool:
@@ -156,29 +260,34 @@ def _load_states(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, _St
     if not ids:
         return {}
     rows = conn.execute(
-        "SELECT sensor_id, value, since, value_at FROM anbu.sensor_state"
+        "SELECT sensor_id, value, since, value_at, off_at FROM anbu.sensor_state"
         " WHERE sensor_id = ANY(%b::bigint[])",
         (ids,),
     ).fetchall()
-    return {int(sid): _State(float(v), since, at) for sid, v, since, at in rows}
+    return {int(sid): _State(float(v), since, at, off) for sid, v, since, at, off in rows}
 
 
-def _previous_values(
+def _stored_before(
     conn: psycopg.Connection[Any], firsts: dict[int, datetime]
-) -> dict[int, float]:
-    """Each sensor's latest stored value older than the given time (out-of-order batches)."""
+) -> dict[int, list[tuple[datetime, float]]]:
+    """Each sensor's last stored readings older than the given time, newest first: the one
+    before a late batch (its previous value), and a motion or contact sensor's run."""
     if not firsts:
         return {}
     rows = conn.execute(
-        """SELECT f.sensor_id, p.value
+        """SELECT f.sensor_id, p.ts, p.value
            FROM unnest(%b::bigint[], %b::timestamptz[]) AS f(sensor_id, first_ts)
            CROSS JOIN LATERAL (
-               SELECT r.value FROM anbu.readings r
+               SELECT r.ts, r.value FROM anbu.readings r
                WHERE r.sensor_id = f.sensor_id AND r.ts < f.first_ts
-               ORDER BY r.ts DESC LIMIT 1) p""",
-        (list(firsts), list(firsts.values())),
+               ORDER BY r.ts DESC LIMIT %b) p
+           ORDER BY f.sensor_id, p.ts DESC""",
+        (list(firsts), list(firsts.values()), RUN_KEPT + 1),
     ).fetchall()
-    return {int(sid): float(value) for sid, value in rows}
+    stored: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    for sid, ts, value in rows:
+        stored[int(sid)].append((ts, float(value)))
+    return stored
 
 
 def _next_state(
@@ -207,24 +316,27 @@ def _next_state(
 
 def _write_states(
     conn: psycopg.Connection[Any],
-    rows: list[tuple[int, int, float, datetime, datetime]],
+    rows: list[tuple[int, int, float, datetime, datetime, datetime | None]],
     now: datetime,
 ) -> None:
     if not rows:
         return
-    rows.sort()
+    rows.sort(key=itemgetter(0))
     cols: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)]
     cols[2] = [float(v) for v in cols[2]]  # a binary array takes one type: no int among them
     conn.execute(
         """INSERT INTO anbu.sensor_state AS s
-               (sensor_id, resident_id, value, since, value_at, last_reading_at, updated_at)
-           SELECT sensor_id, resident_id, value, since, value_at, value_at, %s
+               (sensor_id, resident_id, value, since, value_at, last_reading_at, off_at,
+                updated_at)
+           SELECT sensor_id, resident_id, value, since, value_at, value_at, off_at, %s
            FROM unnest(%b::bigint[], %b::bigint[], %b::float8[], %b::timestamptz[],
-                       %b::timestamptz[]) AS b(sensor_id, resident_id, value, since, value_at)
+                       %b::timestamptz[], %b::timestamptz[])
+                AS b(sensor_id, resident_id, value, since, value_at, off_at)
            ON CONFLICT (sensor_id) DO UPDATE SET
                value = excluded.value,
                since = excluded.since,
                value_at = excluded.value_at,
+               off_at = greatest(s.off_at, excluded.off_at),
                last_reading_at = greatest(s.last_reading_at, excluded.last_reading_at),
                updated_at = excluded.updated_at
            WHERE s.value_at IS NULL OR excluded.value_at > s.value_at""",

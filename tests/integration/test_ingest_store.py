@@ -20,6 +20,7 @@ pytestmark = pytest.mark.storage_modes
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 GW = "gw-a"
+LATER = T0 + timedelta(hours=3)
 
 
 @pytest.fixture
@@ -114,6 +115,60 @@ def test_activity_rules(database: Database, seeded: dict[str, int]) -> None:
     assert activity(database, rid) == (at(7), at(-30), at(0), at(7), "kitchen")
     store.store_batch([msg(("fridge", "contact", at(8), 1))], NOW)
     assert activity(database, rid)[0] == at(8) and activity(database, rid)[4] == "kitchen"
+
+
+def test_an_on_repeated_is_nobody_new(database: Database, seeded: dict[str, int]) -> None:
+    """A PIR that reports its "off" and then re-sends "on" (stuck, or re-reporting on a timer)
+    is one doing; an events-only PIR (never an "off") counts each "on" unless they come on a
+    timer, judged with its readings stored before the batch."""
+    with database.connection() as conn:
+        registry.add_sensor(conn, GW, "pir2", SensorKind.MOTION, "living")
+    store = Store(database)
+    rid = seeded["resident"]
+    store.store_batch([msg(("pir1", "motion", at(0), 1), ("pir1", "motion", at(1), 0))], LATER)
+    assert one(
+        database, "SELECT off_at FROM anbu.sensor_state WHERE sensor_id = %s", (seeded["pir1"],)
+    ) == (at(1),)
+    store.store_batch([msg(("pir1", "motion", at(2), 1))], LATER)
+    assert activity(database, rid)[:2] == (at(2), at(2))
+    for m in (12, 22, 32):  # one a batch, and then two in one
+        store.store_batch([msg(("pir1", "motion", at(m), 1))], LATER)
+    store.store_batch([msg(("pir1", "motion", at(42), 1), ("pir1", "motion", at(47), 1))], LATER)
+    assert activity(database, rid)[:2] == (at(2), at(2))
+    # a state row from before its "off" was recorded (before migration 0083): the "off" among
+    # its stored readings tells
+    with database.connection() as conn:
+        conn.execute("UPDATE anbu.sensor_state SET off_at = NULL")
+    for m in (52, 62, 72):
+        store.store_batch([msg(("pir1", "motion", at(m), 1))], LATER)
+    assert activity(database, rid)[:2] == (at(2), at(2))
+
+    for m in (80, 90, 100):  # every "on" of an events-only sensor is someone...
+        store.store_batch([msg(("pir2", "motion", at(m), 1))], LATER)
+        assert activity(database, rid)[0] == at(m)
+    for m in (110, 120):  # ...until three equal gaps of ten minutes: a timer
+        store.store_batch([msg(("pir2", "motion", at(m), 1))], LATER)
+    assert activity(database, rid)[0] == at(100)
+    store.store_batch([msg(("pir2", "motion", at(127), 1))], LATER)  # off the timer: someone
+    assert activity(database, rid)[0] == at(127)
+    store.store_batch([msg(("pir1", "motion", at(130), 0), ("pir1", "motion", at(131), 1))], LATER)
+    assert activity(database, rid)[0] == at(131)
+    assert one(
+        database, "SELECT off_at FROM anbu.sensor_state WHERE sensor_id = %s", (seeded["pir1"],)
+    ) == (at(130),)  # the latest "off"
+    # a copy of a re-report, a minute after: one judgement, not someone new
+    store.store_batch(
+        [msg(("pir1", "motion", at(140), 1), ("pir1", "motion", at(140.02), 1))], LATER
+    )
+    store.store_batch(
+        [msg(("pir2", "motion", at(137), 1), ("pir2", "motion", at(137.01), 1))], LATER
+    )
+    assert activity(database, rid)[0] == at(137)
+    for m in (147, 157, 167):
+        store.store_batch(
+            [msg(("pir2", "motion", at(m), 1), ("pir2", "motion", at(m + 0.01), 1))], LATER
+        )
+    assert activity(database, rid)[0] == at(147)  # 127, 137, 147, 157: a timer from 157
 
 
 def test_bad_input_becomes_dead_letters_and_the_rest_is_stored(

@@ -54,6 +54,10 @@ def _day() -> list[tuple[datetime, str, str, float]]:
     rows.append((T0 + timedelta(hours=3, minutes=2), "door", "door", 1.0))  # repeated: no change
     rows.append((T0 + timedelta(hours=3, minutes=3), "door", "door", 0.0))
     rows.append((T0 + timedelta(hours=4), "tv", "power", 80.0))
+    # the bed mat pressed again, then its gateway re-reporting "pressed" (it has reported its
+    # "off" before): one doing, not three
+    for m in (10, 20, 30):
+        rows.append((T0 + timedelta(hours=4, minutes=m), "bed", "contact", 1.0))
     rows.append((T0 + timedelta(hours=4, minutes=30), "tv", "power", 83.0))
     rows.append((T0 + timedelta(hours=5, minutes=15), "tv", "power", 1.0))
     return rows
@@ -90,7 +94,8 @@ def test_each_hour_counts_a_persons_doings_as_ingest_does(database: Database, un
     assert rows[1] == (4, 0, 0, 3, fridge[1] + 2, ["bedroom", "kitchen"])  # bed pressed, not freed
     assert rows[2] == (6, 3, 0, 3, fridge[2] + 6, ["kitchen", "living"])
     assert rows[3] == (5, 0, 2, 3, fridge[3] + 3, ["entrance", "kitchen"])  # open, close
-    assert rows[4] == (4, 0, 0, 4, fridge[4] + 2, ["kitchen", "living"])  # on; +3 W is no step
+    # the TV on (+3 W is no step); the bed pressed once, re-reported twice
+    assert rows[4] == (5, 0, 0, 4, fridge[4] + 5, ["bedroom", "kitchen", "living"])
     assert rows[5] == (4, 0, 0, 4, fridge[5] + 1, ["kitchen", "living"])  # off
 
 
@@ -106,7 +111,7 @@ def test_automatic_plugs_late_readings_and_repeated_passes(database: Database, u
         )
         summarize(conn, received)
     first = _rows(database, rid)
-    assert [first[h][0] for h in range(6)] == [0, 1, 3, 2, 1, 1]  # the fridge no longer counts
+    assert [first[h][0] for h in range(6)] == [0, 1, 3, 2, 2, 1]  # the fridge no longer counts
     assert first[0][4] == 3  # but its readings are still readings
 
     with database.connection() as conn:  # the next pass looks again (overlap): same rows

@@ -142,6 +142,48 @@ def test_what_counts_as_activity() -> None:
     ]
 
 
+def test_an_on_repeated_is_nobody_new() -> None:
+    """A sensor that has reported its "off" re-sending "on" is no one; an events-only one (no
+    "off" ever) is someone at each "on", unless three equal gaps of 4 minutes or more show a
+    timer (a PIR's 60 s re-triggers while someone moves are not one)."""
+    stuck = [(0.0, "m", "motion", "living", 1.0), (60.0, "m", "motion", "living", 0.0)]
+    stuck += [(600.0 * k, "m", "motion", "living", 1.0) for k in range(1, 8)]
+    assert build_evidence(stuck).event_t.tolist() == [0.0, 600.0]
+    assert build_evidence(stuck).interval_start.tolist() == [0.0, 600.0]  # held from its "on"
+
+    timer = [(600.0 * k, "e", "motion", "living", 1.0) for k in range(6)]
+    assert build_evidence(timer).event_t.tolist() == [0.0, 600.0, 1200.0]
+    moving = [(t, "e", "motion", "living", 1.0) for t in (0.0, 60.0, 120.0, 180.0, 240.0)]
+    assert build_evidence(moving).event_t.tolist() == [0.0, 60.0, 120.0, 180.0, 240.0]
+    irregular = [(t, "e", "motion", "living", 1.0) for t in (0.0, 600.0, 1200.0, 1750.0, 2500.0)]
+    assert build_evidence(irregular).event_t.size == 5
+    back = [*timer, (3300.0, "e", "motion", "living", 1.0)]  # off the timer again: someone
+    assert build_evidence(back).event_t.tolist() == [0.0, 600.0, 1200.0, 3300.0]
+    twice = [(t + d, "e", "motion", "living", 1.0) for t, *_ in timer for d in (0.0, 1.0)]
+    assert build_evidence(twice).event_t.tolist() == [0.0, 600.0, 1200.0]  # copies hide no timer
+    # a PIR that reports its "off" re-triggering while someone moves (its "off" after a
+    # timeout): each "on" within 4 minutes of the one before is someone; past that, a re-report
+    moves = [(0.0, "m", "motion", "living", 1.0), (60.0, "m", "motion", "living", 0.0)]
+    moves += [(t, "m", "motion", "living", 1.0) for t in (600.0, 660.0, 800.0, 1100.0, 1150.0)]
+    assert build_evidence(moves).event_t.tolist() == [0.0, 600.0, 660.0, 800.0, 1150.0]
+    # a day after its last "off" a sensor is judged as one that sends events: by its timer
+    later = stuck + [(90_000.0 + 600.0 * k, "m", "motion", "living", 1.0) for k in range(5)]
+    assert build_evidence(later).event_t.tolist() == [0.0, 600.0, 90_000.0, 90_600.0, 91_200.0]
+
+
+def test_a_fall_under_a_pir_that_repeats_itself_is_found(tmp_path: Path) -> None:
+    """The resident's last doing at 10 h; the PIR then stuck on, re-sending 1 every 10 minutes
+    for two days: the silence runs from its "on" (held 12 h, the grace period's open hold)."""
+    rows = motion(0) + motion(5) + [(10.0, "h1", "pir", "motion", 1)]
+    rows += [(10 + k / 6, "h1", "pir", "motion", 1) for k in range(1, 12 * 24)]
+    found = detect(tmp_path, rows, until_h=60)
+    assert [(r["severity"], round(when(r), 2)) for r in found] == [
+        ("watch", 28.0),
+        ("warning", 34.0),
+        ("critical", 46.0),
+    ]
+
+
 def test_causal_cut_keeps_findings_up_to_the_cut(tmp_path: Path) -> None:
     rows: list[Row] = []
     for day in range(6):

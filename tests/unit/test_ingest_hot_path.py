@@ -19,9 +19,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.domain import Reading, SensorKind, new_reading
+from core.domain import RUN_KEPT, Reading, SensorKind, new_reading
+from detectors.evidence import build_evidence
 from ingest import store_process
-from ingest.state import Resolved, _is_activity, _last_activity, new_resolved
+from ingest.state import (
+    Resolved,
+    _is_activity,
+    _last_activity,
+    _last_on,
+    _needs_stored,
+    _run_from,
+    _run_of,
+    _State,
+    new_resolved,
+)
 from ingest.store import Store
 from ingest.store_process import Ahead
 from registry import SensorRef
@@ -65,7 +76,7 @@ def _walked(items: list[Resolved], previous: float | None) -> Resolved | None:
 
 
 @given(
-    st.sampled_from(SensorKind),
+    st.sampled_from([k for k in SensorKind if k not in (SensorKind.MOTION, SensorKind.CONTACT)]),
     st.booleans(),
     st.lists(st.sampled_from([0.0, 1.0, 2.0, 5.0, 30.0, 400.0]), min_size=1, max_size=12),
     st.one_of(st.none(), st.sampled_from([0.0, 1.0, 30.0])),
@@ -79,6 +90,49 @@ def test_the_latest_activity_looked_for_from_the_newest_is_the_walks(
         for n, v in enumerate(values)
     ]
     assert _last_activity(items, previous) is _walked(items, previous)
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+@given(
+    st.sampled_from([SensorKind.MOTION, SensorKind.CONTACT]),
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1.0, 1.0, 1.0]),
+            st.sampled_from([1, 60, 239, 240, 300, 600, 603, 900, 90_000]),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(0, 30),
+)
+def test_a_motion_or_contact_sensors_latest_doing_is_the_detectors(
+    kind: SensorKind, readings: list[tuple[float, int]], cut: int
+) -> None:
+    """Ingest's latest activity of a motion or contact sensor, for a batch after stored
+    history, is the latest "on" the detectors' evidence counts from the same readings: one
+    rule for an "on" repeated (a state re-reported, a copy, a timer), live as offline."""
+    rows, t = [], T0.timestamp()
+    for value, gap in readings:
+        t += gap
+        rows.append((t, value))
+    history, batch = rows[: min(cut, len(rows) - 1)], rows[min(cut, len(rows) - 1) :]
+    ref = SensorRef(1, 2, kind, "kitchen")
+    state = None
+    if history:
+        offs = [t for t, v in history if v != 1.0]
+        off = _at(offs[-1]) if offs else None
+        state = _State(history[-1][1], _at(history[0][0]), _at(history[-1][0]), off)
+    items = [Resolved(Reading("gw", "s", kind, _at(t), v), ref) for t, v in batch]
+    stored = [(_at(t), v) for t, v in reversed(history)][: RUN_KEPT + 1]
+    run = _run_from(stored) if _needs_stored(state, items) else _run_of(state)
+    live = _last_on(items, history[-1][1] if history else None, run)
+
+    ev = build_evidence([(t, "s", kind.value, "kitchen", v) for t, v in rows])
+    ons = ev.event_t[ev.event_on & (ev.event_t >= batch[0][0])]
+    assert (live.reading.ts.timestamp() if live else None) == (ons[-1] if ons.size else None)
 
 
 def _batch(n: int) -> tuple[int, datetime, list[tuple[str, bytes, bool, datetime]]]:
