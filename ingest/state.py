@@ -28,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -131,19 +131,24 @@ def update_sensors(
     previous = {sid: s.value for sid, s in states.items() if sid not in older}
     # a late batch's sensors, and events-only motion or contact sensors, are read back
     need = dict(older)
-    need.update(
-        (sid, items[0].reading.ts)
-        for sid, items in by_sensor.items()
-        if _needs_stored(states.get(sid), items)
-    )
-    stored = _stored_before(conn, need)
-    previous.update((sid, stored[sid][0][1]) for sid in older if sid in stored)
+    floors: dict[int, datetime] = {}
+    offs_asked: set[int] = set()
+    for sid, items in by_sensor.items():
+        if items[0].ref.kind not in _REPEATS_STATE:
+            continue
+        state, first = states.get(sid), items[0].reading.ts
+        if _needs_stored(state, items):
+            need[sid], floors[sid] = first, first - RUN_LOOKBACK
+        if sid in need and not _off_before(state, first):
+            offs_asked.add(sid)
+    stored, offs = _stored_before(conn, need, floors, offs_asked)
+    previous.update((sid, stored[sid][0][1]) for sid in older if stored.get(sid))
     homes: dict[int, _Activity] = {}
     rows: list[tuple[int, int, float, datetime, datetime, datetime | None]] = []
     for sid, items in by_sensor.items():
         state = states.get(sid)
         if items[0].ref.kind in _REPEATS_STATE:
-            run = _run_from(stored.get(sid, [])) if sid in need else _run_of(state)
+            run = _run_before(state, items, sid in older, stored.get(sid, []), offs.get(sid))
             last = _last_on(items, previous.get(sid), run)
         else:
             last = _last_activity(items, previous.get(sid))
@@ -175,6 +180,7 @@ def _last_activity(items: list[Resolved], previous: float | None) -> Resolved | 
 
 
 _REPEATS_STATE = (SensorKind.MOTION, SensorKind.CONTACT)
+RUN_LOOKBACK = timedelta(days=7)  # an events-only sensor's run is read back this far at most
 
 
 @dataclass(slots=True)
@@ -221,6 +227,30 @@ def _needs_stored(state: _State | None, items: list[Resolved]) -> bool:
     return off is None or (items[-1].reading.ts - off).total_seconds() > OFF_MEMORY_S
 
 
+def _off_before(state: _State | None, ts: datetime) -> bool:
+    """Whether the state's latest "off" is the sensor's latest before `ts`."""
+    return state is not None and state.off_at is not None and state.off_at < ts
+
+
+def _run_before(
+    state: _State | None,
+    items: list[Resolved],
+    late: bool,
+    stored: list[tuple[datetime, float]],
+    off: datetime | None,
+) -> _Run:
+    """A motion or contact sensor's run before the batch: its state's (`_run_of`), or for a late
+    batch or an events-only sensor (`_needs_stored`) its stored readings' (newest first), with
+    its latest "off" before them: the state's when older than the batch, else `off`, the one
+    read back (a day at most: older ones judge nothing)."""
+    if not late and not _needs_stored(state, items):
+        return _run_of(state)
+    if _off_before(state, items[0].reading.ts):
+        assert state is not None and state.off_at is not None
+        off = state.off_at
+    return _run_from(stored, off)
+
+
 def _run_of(state: _State | None) -> _Run:
     """The run before the batch as the sensor's state (newer than any stored reading) holds it:
     enough for a sensor that reported an "off" lately, whose repeats are judged by their gap."""
@@ -232,9 +262,10 @@ def _run_of(state: _State | None) -> _Run:
     return _Run(off, [state.value_at.timestamp()])
 
 
-def _run_from(stored: list[tuple[datetime, float]]) -> _Run:
-    """The run before the batch from the sensor's last stored readings (newest first)."""
-    run = _Run()
+def _run_from(stored: list[tuple[datetime, float]], off: datetime | None = None) -> _Run:
+    """The run before the batch from the sensor's last stored readings (newest first) and its
+    latest "off" before them, if none of them is one."""
+    run = _Run(off.timestamp() if off is not None else None)
     for ts, value in stored:
         if value != 1.0:
             run.last_off = ts.timestamp()
@@ -268,26 +299,48 @@ def _load_states(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, _St
 
 
 def _stored_before(
-    conn: psycopg.Connection[Any], firsts: dict[int, datetime]
-) -> dict[int, list[tuple[datetime, float]]]:
-    """Each sensor's last stored readings older than the given time, newest first: the one
-    before a late batch (its previous value), and a motion or contact sensor's run."""
+    conn: psycopg.Connection[Any],
+    firsts: dict[int, datetime],
+    floors: dict[int, datetime],
+    offs_asked: set[int],
+) -> tuple[dict[int, list[tuple[datetime, float]]], dict[int, datetime]]:
+    """Each sensor's last stored readings older than the given time (not older than its floor,
+    if it has one), newest first: the one before a late batch (its previous value), and a motion
+    or contact sensor's run; and for the sensors asked, the latest "off" in the day before."""
     if not firsts:
-        return {}
+        return {}, {}
+    ids = list(firsts)
     rows = conn.execute(
-        """SELECT f.sensor_id, p.ts, p.value
-           FROM unnest(%b::bigint[], %b::timestamptz[]) AS f(sensor_id, first_ts)
-           CROSS JOIN LATERAL (
+        """SELECT f.sensor_id, p.ts, p.value, o.ts
+           FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::boolean[])
+                AS f(sensor_id, first_ts, floor_ts, off_asked)
+           LEFT JOIN LATERAL (
                SELECT r.ts, r.value FROM anbu.readings r
                WHERE r.sensor_id = f.sensor_id AND r.ts < f.first_ts
-               ORDER BY r.ts DESC LIMIT %b) p
+                 AND r.ts >= coalesce(f.floor_ts, '-infinity')
+               ORDER BY r.ts DESC LIMIT %b) p ON true
+           LEFT JOIN LATERAL (
+               SELECT max(r.ts) AS ts FROM anbu.readings r
+               WHERE f.off_asked AND r.sensor_id = f.sensor_id AND r.ts < f.first_ts
+                 AND r.ts >= f.first_ts - %b::interval AND r.value <> 1) o ON true
            ORDER BY f.sensor_id, p.ts DESC""",
-        (list(firsts), list(firsts.values()), RUN_KEPT + 1),
+        (
+            ids,
+            [firsts[i] for i in ids],
+            [floors.get(i) for i in ids],
+            [i in offs_asked for i in ids],
+            RUN_KEPT + 1,
+            timedelta(seconds=OFF_MEMORY_S),
+        ),
     ).fetchall()
     stored: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
-    for sid, ts, value in rows:
-        stored[int(sid)].append((ts, float(value)))
-    return stored
+    offs: dict[int, datetime] = {}
+    for sid, ts, value, off in rows:
+        if ts is not None:
+            stored[int(sid)].append((ts, float(value)))
+        if off is not None:
+            offs[int(sid)] = off
+    return stored, offs
 
 
 def _next_state(

@@ -16,20 +16,20 @@ from multiprocessing.connection import wait
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core.domain import RUN_KEPT, Reading, SensorKind, new_reading
+from core.domain import OFF_MEMORY_S, RUN_KEPT, Reading, SensorKind, new_reading
 from detectors.evidence import build_evidence
 from ingest import store_process
 from ingest.state import (
+    RUN_LOOKBACK,
     Resolved,
     _is_activity,
     _last_activity,
     _last_on,
     _needs_stored,
-    _run_from,
-    _run_of,
+    _run_before,
     _State,
     new_resolved,
 )
@@ -100,25 +100,38 @@ def _at(t: float) -> datetime:
     st.sampled_from([SensorKind.MOTION, SensorKind.CONTACT]),
     st.lists(
         st.tuples(
-            st.sampled_from([0.0, 1.0, 1.0, 1.0]),
-            st.sampled_from([1, 60, 239, 240, 300, 600, 603, 900, 90_000]),
+            st.sampled_from([0.0, *[1.0] * 8]),  # long runs of "on": past what is read back
+            st.sampled_from([1, 60, 239, 240, 300, 570, 600, 603, 630, 900, 90_000]),
         ),
         min_size=1,
-        max_size=30,
+        max_size=40,
     ),
-    st.integers(0, 30),
+    st.integers(0, 40),
+    st.booleans(),
 )
+@example(  # a PIR stuck on, re-sending past the readings read back; its last one redelivered
+    SensorKind.MOTION,
+    [(0.0, 60), (1.0, 60), *[(1.0, g) for g in [600, 630, 570] * 4]],
+    14,
+    True,
+)
+@settings(max_examples=400)
 def test_a_motion_or_contact_sensors_latest_doing_is_the_detectors(
-    kind: SensorKind, readings: list[tuple[float, int]], cut: int
+    kind: SensorKind, readings: list[tuple[float, int]], cut: int, late: bool
 ) -> None:
     """Ingest's latest activity of a motion or contact sensor, for a batch after stored
     history, is the latest "on" the detectors' evidence counts from the same readings: one
-    rule for an "on" repeated (a state re-reported, a copy, a timer), live as offline."""
+    rule for an "on" repeated (a state re-reported, a copy, a timer), live as offline; also
+    when the batch comes late, beginning with a copy of the last reading stored (a redelivery:
+    its run is read back from the stored readings, as a late batch's is)."""
     rows, t = [], T0.timestamp()
     for value, gap in readings:
         t += gap
         rows.append((t, value))
-    history, batch = rows[: min(cut, len(rows) - 1)], rows[min(cut, len(rows) - 1) :]
+    cut = min(cut, len(rows) - 1)
+    history, batch = rows[:cut], rows[cut:]
+    if late and history:
+        batch = [history[-1], *batch]
     ref = SensorRef(1, 2, kind, "kitchen")
     state = None
     if history:
@@ -126,12 +139,19 @@ def test_a_motion_or_contact_sensors_latest_doing_is_the_detectors(
         off = _at(offs[-1]) if offs else None
         state = _State(history[-1][1], _at(history[0][0]), _at(history[-1][0]), off)
     items = [Resolved(Reading("gw", "s", kind, _at(t), v), ref) for t, v in batch]
-    stored = [(_at(t), v) for t, v in reversed(history)][: RUN_KEPT + 1]
-    run = _run_from(stored) if _needs_stored(state, items) else _run_of(state)
-    live = _last_on(items, history[-1][1] if history else None, run)
+    first = batch[0][0]
+    before = [(t, v) for t, v in history if t < first]
+    stored = [(_at(t), v) for t, v in reversed(before)][: RUN_KEPT + 1]
+    if not (late and history) and _needs_stored(state, items):  # read back a week at most
+        stored = [(ts, v) for ts, v in stored if ts >= items[0].reading.ts - RUN_LOOKBACK]
+    day_offs = [t for t, v in before if v != 1.0 and t >= first - OFF_MEMORY_S]
+    found = _at(day_offs[-1]) if day_offs else None
+    run = _run_before(state, items, late and bool(history), stored, found)
+    previous = before[-1][1] if before else None
+    live = _last_on(items, previous, run)
 
     ev = build_evidence([(t, "s", kind.value, "kitchen", v) for t, v in rows])
-    ons = ev.event_t[ev.event_on & (ev.event_t >= batch[0][0])]
+    ons = ev.event_t[ev.event_on & (ev.event_t >= first)]
     assert (live.reading.ts.timestamp() if live else None) == (ons[-1] if ons.size else None)
 
 
