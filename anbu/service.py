@@ -41,7 +41,7 @@ from dashboards.app import create_app
 from dashboards.metrics import serve_ingest_metrics, serve_metrics
 from dashboards.queue_feed import close_streams
 from detectors.health import HealthPolicy
-from detectors.health_sweep import health_sweep, learn_cadences
+from detectors.health_sweep import health_sweep, learn_cadences, learn_clocks
 from detectors.inactivity import InactivityPolicy
 from detectors.night import NightPolicy
 from detectors.nightly import learn_all
@@ -247,11 +247,16 @@ class Runtime:
         return self._open(new)
 
     def learn_nightly(self) -> None:
-        """Each home's routine and each sensor's cadence, from history before now."""
+        """Each home's routine, each sensor's cadence and each gateway's clock, from history
+        before now."""
         now = self.clock.now()
         learn_all(self.db, now)
         with self.db.connection() as conn:
             learn_cadences(conn, now, HealthPolicy())
+        with self.db.connection() as conn:
+            off = learn_clocks(conn, now, HealthPolicy())
+        if off:
+            log.warning("gateway clocks off", extra={"gateways": off})
 
     def routine_review_once(self) -> int:
         tz = ZoneInfo(self.settings.timezone)

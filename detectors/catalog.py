@@ -6,8 +6,8 @@ returns what it would have raised by then: `(epoch s raised, kind, severity labe
 Each adapter replays the real detector code on a virtual clock, as its job calls it live
 (nightly learning at 03:00 local, the reviews at their hour, the health sweep every minute),
 learning only from the past; none touches the database. What rows cannot say (a gateway's
-status topic and will, batteries, a sensor's own online flag, a resident's status) is left
-out, and each adapter's docstring says what it covers. `SITE_WIDE` detectors take the rows
+status topic and will, batteries, a sensor's own online flag, a resident's status, when a
+reading arrived: the gateway clock check) is left out, and each adapter's docstring says what it covers. `SITE_WIDE` detectors take the rows
 of many gateways (sensor ids `<gateway>/<sensor>`, as the database names them); the others
 take one home's rows.
 """

@@ -34,6 +34,7 @@ DEVICE_SILENT = "device_silent"
 DEVICE_OFFLINE = "device_offline"
 BATTERY_LOW = "battery_low"
 GATEWAY_OFFLINE = "gateway_offline"
+GATEWAY_CLOCK = "gateway_clock"
 UNKNOWN_STATUS = "unknown_status"
 SUPPRESSING_STATUSES = ("away", "hospital")
 _SAFETY = frozenset(k.value for k in SAFETY_KINDS)  # their messages say nothing of the person
@@ -89,6 +90,16 @@ class HealthPolicy:
     active_peers: int = 1  # other presence sensors heard within active_within_h: home active
     active_within_h: float = 1.0
     settle_h: float = 6.0  # after the entrance door, the home is not judged for this long
+    # a gateway's clock (learned nightly): off this far behind or ahead, or its readings
+    # refused as from the future (ingest's tolerance: 300 s) in this many hours of the day,
+    # two nights running; no longer off once within clock_clear_s
+    clock_behind_s: float = 300.0
+    clock_ahead_s: float = 120.0  # ahead is near refusal: ingest refuses past 300 s
+    clock_clear_s: float = 60.0
+    clock_refused_hours: int = 3
+    clock_nights: int = 2
+    clock_min_hours: int = 6  # hours of a day with readings that learning a clock needs
+    clock_system_gateways: int = 10  # with this many, most off the same way: the database's
     site: SitePolicy = field(default_factory=SitePolicy)
 
     def __post_init__(self) -> None:
@@ -128,6 +139,9 @@ class GatewayHealth:
     online: bool | None
     status_changed_at: datetime | None
     last_seen_at: datetime | None
+    clock_lag_s: float | None = None  # learned nightly: + behind (or late), - ahead
+    clock_off_since: datetime | None = None  # off since (two nights running)
+    clock_refused: bool = False  # its readings refused as from the future
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +293,9 @@ def assess_home(
     for gw in home.gateways:
         since = gateway_down_since(gw, now, policy)
         if since is None:
+            clock = _clock_issue(gw)
+            if clock is not None:
+                issues.append(clock)
             continue
         down[gw.gateway_id] = since
         issue = _gateway_issue(gw.gateway_id, since, now)
@@ -344,6 +361,53 @@ def _gateway_issue(gateway_id: str, since: datetime, now: datetime) -> HealthIss
         f"Gateway offline for {hours[1]}",
         {"gateway": gateway_id, "since": since.isoformat()},
     )
+
+
+def _clock_issue(gw: GatewayHealth) -> HealthIssue | None:
+    """A gateway whose clock the nightly job found off: its readings' times shift every silence
+    and every morning the detectors judge, or (ahead past ingest's tolerance) its readings are
+    refused and the home cannot be observed. For the technician (its time sync, NTP)."""
+    lag, since = gw.clock_lag_s, gw.clock_off_since
+    if lag is None or since is None:
+        return None
+    details = {"gateway": gw.gateway_id, "clock_lag_s": round(lag), "since": since.isoformat()}
+    subject = f"gateway:{gw.gateway_id}"
+    if gw.clock_refused:
+        ko = (
+            "게이트웨이 시계가 5분 넘게 빠릅니다. 기록 시각이 미래로 찍혀 측정값이 거부되고 있어 "
+            "이 가정의 움직임을 볼 수 없습니다. 시간 동기화(NTP)를 바로 점검해 주세요"
+        )
+        en = (
+            "Gateway clock more than 5 min ahead: its readings are stamped in the future and "
+            "refused, so the home cannot be observed; check its time sync (NTP) now"
+        )
+        return HealthIssue(GATEWAY_CLOCK, Severity.WARNING, subject, since, ko, en, details)
+    minutes = round(abs(lag) / 60)
+    ko_span, en_span = (
+        (f"{minutes}분", f"{minutes} min") if minutes < 120 else _hours(timedelta(seconds=abs(lag)))
+    )
+    if lag > 0:
+        ko = (
+            f"게이트웨이 시계가 약 {ko_span} 늦습니다. 기록 시각이 실제보다 이르게 찍혀 "
+            "움직임 없음·기상 확인 판단이 어긋날 수 있습니다. 시간 동기화(NTP)를 점검하고, "
+            "시계가 맞으면 통신 지연을 확인해 주세요"
+        )
+        en = (
+            f"Gateway clock about {en_span} behind: readings are stamped earlier than they "
+            "happen, so inactivity and morning checks may be judged wrongly; check its time "
+            "sync (NTP), and if the clock is right, check for delivery delays"
+        )
+    else:
+        ko = (
+            f"게이트웨이 시계가 약 {ko_span} 빠릅니다. 기록 시각이 실제보다 늦게 찍혀 "
+            "움직임 없음·기상 확인 판단이 어긋날 수 있습니다. 시간 동기화(NTP)를 점검해 주세요"
+        )
+        en = (
+            f"Gateway clock about {en_span} ahead: readings are stamped later than they "
+            "happen, so inactivity and morning checks may be judged wrongly; check its time "
+            "sync (NTP)"
+        )
+    return HealthIssue(GATEWAY_CLOCK, Severity.WATCH, subject, since, ko, en, details)
 
 
 def _sensor_issue(

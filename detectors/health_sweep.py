@@ -18,6 +18,8 @@ queue shows these homes, while device findings are the technician's.
 from __future__ import annotations
 
 import json
+import logging
+import statistics
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +43,8 @@ from detectors.site import KIND as SITE_OUTAGE
 from detectors.site import OfflineEvent, SiteIncident, detect_site_outage
 from detectors.sweep import NewFinding
 
+log = logging.getLogger(__name__)
+
 HEALTH_LOCK = 7_470_303  # advisory lock key: one health sweep at a time
 
 _DOWN_GATEWAYS = """
@@ -59,14 +63,21 @@ SELECT g.resident_id FROM anbu.gateway g
 UNION
 SELECT st.resident_id FROM anbu.sensor_state st
  WHERE st.online = false OR st.battery < %(battery)s OR st.last_reading_at < %(quiet)s
+UNION
+SELECT g.resident_id FROM anbu.gateway g JOIN anbu.gateway_clock c ON c.gateway_id = g.id
+ WHERE g.removed_at IS NULL AND c.off_since IS NOT NULL AND c.learned_at >= %(clock)s
 """
 _HOMES = """
 SELECT r.id, r.home, r.status, r.status_until FROM anbu.resident r
  WHERE r.id = ANY(%(ids)s) AND r.status <> 'ended'
 """
 _GATEWAYS = """
-SELECT g.resident_id, g.id, g.online, g.status_changed_at, g.last_seen_at
-  FROM anbu.gateway g WHERE g.resident_id = ANY(%(ids)s) ORDER BY g.id
+SELECT g.resident_id, g.id, g.online, g.status_changed_at, g.last_seen_at, c.lag_s,
+       c.off_since, coalesce(c.refused, false)
+  FROM anbu.gateway g
+  LEFT JOIN anbu.gateway_clock c ON c.gateway_id = g.id AND g.removed_at IS NULL
+                                AND c.learned_at >= coalesce(%(clock)s::timestamptz, '-infinity')
+ WHERE g.resident_id = ANY(%(ids)s) ORDER BY g.id
 """
 _SENSORS = """
 SELECT g.resident_id, s.id, s.gateway_id, s.vendor_id, s.kind, s.room, st.last_reading_at,
@@ -112,6 +123,82 @@ def learn_cadences(conn: psycopg.Connection[Any], now: datetime, policy: HealthP
     return max(conn.execute(_CADENCE, {"now": now, "lo": lo, "spans": spans}).rowcount, 0)
 
 
+# Each gateway's clock from a day of its readings: per hour of arrival, the smallest delay from
+# a reading's time to its arrival (the hour's freshest reading), then the 10th percentile over
+# the day's hours (the freshest hours: a backlog delivered late, or the quiet night hours of a
+# gateway that uploads in batches, leave it alone). Readings taken up to a day before the day.
+_CLOCKS = """
+WITH h AS (
+    SELECT s.gateway_id, date_bin('1 hour', r.received_at, %(now)s) AS hour,
+           min(extract(epoch FROM r.received_at - r.ts)) AS lag
+      FROM anbu.readings r JOIN anbu.sensor s ON s.id = r.sensor_id
+     WHERE r.received_at >= %(lo)s AND r.received_at < %(now)s AND r.ts >= %(oldest)s
+     GROUP BY 1, 2
+)
+SELECT gateway_id, percentile_cont(0.1) WITHIN GROUP (ORDER BY lag)
+  FROM h GROUP BY gateway_id HAVING count(*) >= %(hours)s
+"""
+# Gateways whose readings were refused as from the future in several hours of the day (each
+# hour's last refusal says why: ingest.dead_letter_limits)
+_REFUSED = """
+SELECT b.gateway_id FROM anbu.dead_letter_budget b JOIN anbu.gateway g ON g.id = b.gateway_id
+ WHERE b.hour >= %(lo)s AND b.hour < %(now)s AND b.last_reason LIKE '%%is in the future%%'
+ GROUP BY b.gateway_id HAVING count(*) >= %(refused)s
+"""
+_KEPT_CLOCKS = """
+SELECT gateway_id, nights_off, off_since FROM anbu.gateway_clock
+ WHERE gateway_id = ANY(%s::text[])
+"""
+_WRITE_CLOCK = """
+INSERT INTO anbu.gateway_clock AS c (gateway_id, lag_s, refused, learned_at, nights_off,
+                                     off_since)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (gateway_id) DO UPDATE SET lag_s = excluded.lag_s, refused = excluded.refused,
+       learned_at = excluded.learned_at, nights_off = excluded.nights_off,
+       off_since = excluded.off_since
+"""
+
+
+def learn_clocks(conn: psycopg.Connection[Any], now: datetime, policy: HealthPolicy) -> int:
+    """Learn every gateway's clock from the day before `now` (migration 0084); returns how many
+    are off. Off: `clock_behind_s` behind or `clock_ahead_s` ahead, or its readings refused as
+    from the future, two nights in a row (`clock_nights`); no longer off once within
+    `clock_clear_s` either way (a clock near a threshold does not flap). A gateway with fewer
+    than `clock_min_hours` hours of readings that day keeps what it had. If most gateways seem
+    off the same way, the database's clock (what arrival is timed by) is the one off: an error
+    in the log, and no gateway's state changes."""
+    params = {
+        "now": now,
+        "lo": now - timedelta(days=1),
+        "oldest": now - timedelta(days=2),
+        "hours": policy.clock_min_hours,
+        "refused": policy.clock_refused_hours,
+    }
+    lags = {str(gw): float(lag) for gw, lag in conn.execute(_CLOCKS, params)}
+    refused = {str(gw) for (gw,) in conn.execute(_REFUSED, params)}
+    if len(lags) >= policy.clock_system_gateways:
+        middle = statistics.median(lags.values())
+        if middle >= policy.clock_behind_s or middle <= -policy.clock_ahead_s:
+            log.error("most gateway clocks seem off: check the database's", extra={"lag_s": middle})
+            return 0
+    ids = sorted(lags.keys() | refused)
+    kept = {str(g): (int(n), since) for g, n, since in conn.execute(_KEPT_CLOCKS, (ids,))}
+    rows = []
+    for gw in ids:
+        lag = lags.get(gw, 0.0)
+        nights, since = kept.get(gw, (0, None))
+        if gw in refused or lag >= policy.clock_behind_s or lag <= -policy.clock_ahead_s:
+            nights += 1
+            if nights >= policy.clock_nights and since is None:
+                since = now
+        elif abs(lag) < policy.clock_clear_s:
+            nights, since = 0, None
+        rows.append((gw, lag, gw in refused, now, nights, since))
+    with conn.cursor() as cur:
+        cur.executemany(_WRITE_CLOCK, rows)
+    return sum(1 for r in rows if r[5] is not None)
+
+
 def health_sweep(
     conn: psycopg.Connection[Any], now: datetime, policy: HealthPolicy
 ) -> list[NewFinding]:
@@ -128,13 +215,14 @@ def health_sweep(
             policy.min_silent_h, policy.safety_silent_h, *(h for _, h in policy.default_silent_h)
         )
     )
-    params = {"stale": stale, "battery": policy.battery_low_pct, "quiet": quiet}
+    clock = now - timedelta(days=2)  # a clock learned longer ago is stale (no readings since)
+    params = {"stale": stale, "battery": policy.battery_low_pct, "quiet": quiet, "clock": clock}
     ids = sorted({int(r[0]) for r in conn.execute(_CANDIDATES, params)})
     issues: dict[tuple[int, str], list[HealthIssue]] = defaultdict(list)
     homes: dict[int, str] = {}
     held: list[tuple[int, Held]] = []
     unobserved: dict[int, tuple[HealthIssue, str]] = {}
-    for home in _load_homes(conn, ids):
+    for home in _load_homes(conn, ids, clock):
         found, kept = assess_home(home, now, policy, held_gateways)
         homes[home.resident_id] = home.home
         held.extend((home.resident_id, h) for h in kept)
@@ -256,13 +344,18 @@ def home_health(conn: psycopg.Connection[Any], resident_id: int) -> HomeHealth |
     return found[0] if found else None
 
 
-def _load_homes(conn: psycopg.Connection[Any], ids: list[int]) -> list[HomeHealth]:
+def _load_homes(
+    conn: psycopg.Connection[Any], ids: list[int], clock: datetime | None = None
+) -> list[HomeHealth]:
+    """The homes' gateways and sensors; a gateway's clock only if learned after `clock`."""
     if not ids:
         return []
-    p = {"ids": ids}
+    p = {"ids": ids, "clock": clock}
     gateways: dict[int, list[GatewayHealth]] = defaultdict(list)
-    for rid, gw_id, online, changed, seen in conn.execute(_GATEWAYS, p):
-        gateways[int(rid)].append(GatewayHealth(str(gw_id), online, changed, seen))
+    for rid, gw_id, online, changed, seen, lag, off, refused in conn.execute(_GATEWAYS, p):
+        gateways[int(rid)].append(
+            GatewayHealth(str(gw_id), online, changed, seen, lag, off, refused)
+        )
     sensors: dict[int, list[SensorHealth]] = defaultdict(list)
     for rid, *s in conn.execute(_SENSORS, p):
         sensors[int(rid)].append(

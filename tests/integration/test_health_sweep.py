@@ -13,7 +13,7 @@ import registry
 from core.db import Database
 from core.domain import SensorKind
 from detectors.health import HealthPolicy
-from detectors.health_sweep import health_sweep, learn_cadences
+from detectors.health_sweep import health_sweep, learn_cadences, learn_clocks
 from detectors.night import NightPolicy
 from detectors.review_nightly import night_review, routine_change_review
 from detectors.routine_change import RoutinePolicy
@@ -161,6 +161,83 @@ def test_cadence_is_learned_from_readings(database: Database) -> None:
     assert "평소 최대 4시간" in found[0].finding.reason_ko
     assert found[0].finding.details["silent_after_h"] == 4.5
     assert pir != sid
+
+
+def test_a_gateway_clock_off_is_learned_nightly_and_raised_once(database: Database) -> None:
+    """gw1 stamps its readings 40 minutes behind (and delivers an hour's backlog once), gw2 is
+    on time (with the same backlog), gw3 is far ahead: its readings are refused as from the
+    future. Learned from a day of readings and dead letters, two nights running: gw1's clock
+    and gw3's are off, once each for the technician; set right, gw1's is off no more."""
+    with database.connection() as conn:
+        slow, pir_slow = _home(conn, 1)
+        ok, pir_ok = _home(conn, 2)
+        fast, _ = _home(conn, 3)
+        conn.execute("SELECT anbu.ensure_reading_partitions(%s::date - 2, 4)", (NOW.date(),))
+
+        def day(sid: int, end: datetime, lag: timedelta, minutes: tuple[int, ...]) -> None:
+            for h in range(1, 13):  # 12 hours, readings at these minutes
+                for m in minutes:
+                    at = end - timedelta(hours=h, minutes=-m)
+                    conn.execute(
+                        "INSERT INTO anbu.readings (ts, sensor_id, value, received_at)"
+                        " VALUES (%s, %s, 1, %s)",
+                        (at - lag - timedelta(seconds=m), sid, at),
+                    )
+
+        def refused(gw: str, end: datetime) -> None:
+            for h in range(1, 5):
+                conn.execute(
+                    "INSERT INTO anbu.dead_letter_budget (gateway_id, hour, refused, kept,"
+                    " last_reason) VALUES (%s, %s, 3, 3, %s)",
+                    (gw, end - timedelta(hours=h), "readings[0]: timestamp ... is in the future"),
+                )
+
+        for night in (NOW - timedelta(days=1), NOW):
+            day(pir_slow, night, timedelta(minutes=40), (7, 41))
+            day(pir_ok, night, timedelta(seconds=2), (7, 41))
+            late = night - timedelta(hours=5, minutes=-50)  # an hour's backlog
+            for sid in (pir_slow, pir_ok):
+                conn.execute(
+                    "INSERT INTO anbu.readings (ts, sensor_id, value, received_at)"
+                    " VALUES (%s, %s, 1, %s)",
+                    (late - timedelta(hours=3), sid, late),
+                )
+            refused("gw3", night)
+            # the first night counts one; the second makes it a finding
+            assert learn_clocks(conn, night, POLICY) == (0 if night < NOW else 2)
+        rows = conn.execute(
+            "SELECT gateway_id, round(lag_s), refused, nights_off, off_since"
+            " FROM anbu.gateway_clock ORDER BY gateway_id"
+        ).fetchall()
+        assert rows == [  # each hour's freshest reading, the backlog's hour too
+            ("gw1", 2407, False, 2, NOW),
+            ("gw2", 9, False, 0, None),
+            ("gw3", 0, True, 2, NOW),
+        ]
+    with database.connection() as conn:
+        found = health_sweep(conn, NOW + timedelta(minutes=1), POLICY)
+    assert _kinds(found) == [(slow, "gateway_clock"), (fast, "gateway_clock")]
+    by = {f.resident_id: f.finding for f in found}
+    assert by[slow].severity.label == "watch"
+    assert by[slow].reason_ko.startswith("게이트웨이 시계가 약 40분 늦습니다")
+    assert by[slow].details["subjects"] == ["gateway:gw1"]
+    assert by[fast].severity.label == "warning"
+    assert "측정값이 거부되고 있어" in by[fast].reason_ko
+    with database.connection() as conn:  # the next sweep, and the next night: the same outage
+        assert health_sweep(conn, NOW + timedelta(minutes=2), POLICY) == []
+        assert learn_clocks(conn, NOW + timedelta(minutes=3), POLICY) == 2
+        assert health_sweep(conn, NOW + timedelta(minutes=4), POLICY) == []
+    with database.connection() as conn:  # gw1's clock set right: the next night, off no more
+        later = NOW + timedelta(days=1)
+        day(pir_slow, later, timedelta(seconds=3), (7,))
+        refused("gw3", later)
+        assert learn_clocks(conn, later, POLICY) == 1  # gw3 still refused
+        assert conn.execute(
+            "SELECT nights_off, off_since FROM anbu.gateway_clock WHERE gateway_id = 'gw1'"
+        ).fetchone() == (0, None)
+        after = health_sweep(conn, later + timedelta(minutes=1), POLICY)
+        assert (slow, "gateway_clock") not in _kinds(after)
+    assert ok != slow
 
 
 def test_a_quiet_sensor_is_a_device_finding_only_while_the_home_is_active(

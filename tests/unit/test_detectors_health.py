@@ -10,6 +10,7 @@ from detectors.health import (
     BATTERY_LOW,
     DEVICE_OFFLINE,
     DEVICE_SILENT,
+    GATEWAY_CLOCK,
     GATEWAY_OFFLINE,
     UNKNOWN_STATUS,
     GatewayHealth,
@@ -214,3 +215,25 @@ def test_sensor_names_read_naturally() -> None:
             words = ko.split()
             assert all(a != b for a, b in pairwise(words)), ko
             assert ko.endswith(("센서", "플러그")) and en.endswith(("sensor", "plug"))
+
+
+def test_a_gateway_clock_off_is_a_watch_for_the_technician_and_says_which_way() -> None:
+    since = NOW - timedelta(days=2)
+    pir = _sensor(1, "motion", 0.5)
+    behind = GatewayHealth("gw1", True, NOW - timedelta(days=3), NOW, 2_430.0, since)
+    issues, _ = assess_home(_home(pir, gw=behind), NOW, POLICY)
+    assert [(i.kind, i.severity, i.subject, i.since) for i in issues] == [
+        (GATEWAY_CLOCK, Severity.WATCH, "gateway:gw1", since)
+    ]
+    assert issues[0].reason_ko.startswith("게이트웨이 시계가 약 40분 늦습니다")
+    assert issues[0].reason_en.startswith("Gateway clock about 40 min behind")
+    ahead = GatewayHealth("gw1", True, NOW - timedelta(days=3), NOW, -3 * 3600.0, since)
+    issues, _ = assess_home(_home(pir, gw=ahead), NOW, POLICY)
+    assert issues[0].reason_ko.startswith("게이트웨이 시계가 약 3시간 빠릅니다")
+    refused = GatewayHealth("gw1", True, NOW - timedelta(days=3), NOW, 0.0, since, True)
+    issues, _ = assess_home(_home(pir, gw=refused), NOW, POLICY)
+    assert issues[0].severity is Severity.WARNING and "거부" in issues[0].reason_ko
+    learning = GatewayHealth("gw1", True, NOW - timedelta(days=3), NOW, 2_430.0, None)
+    assert _kinds(_home(pir, gw=learning)) == []  # one night only: not yet
+    down = GatewayHealth("gw1", False, NOW - timedelta(hours=2), NOW, 2_430.0, since)
+    assert GATEWAY_CLOCK not in _kinds(_home(pir, gw=down))  # offline says enough
