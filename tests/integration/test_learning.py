@@ -78,6 +78,29 @@ def _through_ingest(database: Database, unique: str, rows: list[Row]) -> None:
         store.store_batch([Message(f"gw/{unique}gw/anbu/readings", json.dumps(body).encode())], ts)
 
 
+def _worker(
+    database: Database, start: datetime, until: datetime
+) -> list[tuple[str, str, datetime]]:
+    """The worker on a virtual clock from `start` to `until`: its nightly learning at 03:00
+    local, its sweep every 5 minutes; the findings the sweep raised (kind, level, when)."""
+    policy = InactivityPolicy()
+    learned: set[datetime] = set()
+    live: list[tuple[str, str, datetime]] = []
+    now = start
+    while now <= until:
+        local = now.astimezone(SEOUL)
+        three = local.replace(hour=3, minute=0, second=0, microsecond=0)
+        if three <= local and three not in learned:  # the nightly job, at 03:00
+            learned.add(three)
+            assert learn_all(database, three) == 1
+        with database.connection() as conn:
+            live += [
+                (f.finding.kind, f.finding.severity.label, now) for f in sweep(conn, now, policy)
+            ]
+        now += timedelta(minutes=5)
+    return live
+
+
 def _last_activity(database: Database, rid: int) -> datetime:
     with database.connection() as conn:
         row = conn.execute(
@@ -183,23 +206,9 @@ def test_a_bed_mat_holds_the_live_silence_as_it_holds_anbu_detect(
     cut = press - 3600
     rid = _home(database, unique, 12, rows=[r for r in rows if r[0] < cut])
     _through_ingest(database, unique, [r for r in rows if r[0] >= cut])
-    policy = InactivityPolicy()
     night = datetime.fromtimestamp(press, UTC)
     until = night + timedelta(hours=22)
-    learned: set[datetime] = set()
-    live: list[tuple[str, str, datetime]] = []
-    now = night
-    while now <= until:
-        local = now.astimezone(SEOUL)
-        three = local.replace(hour=3, minute=0, second=0, microsecond=0)
-        if three <= local and three not in learned:  # the nightly job, at 03:00
-            learned.add(three)
-            assert learn_all(database, three) == 1
-        with database.connection() as conn:
-            live += [
-                (f.finding.kind, f.finding.severity.label, now) for f in sweep(conn, now, policy)
-            ]
-        now += timedelta(minutes=5)
+    live = _worker(database, night, until)
     with database.connection() as conn:
         hold = conn.execute(
             "SELECT s.hold_s FROM anbu.sensor s JOIN anbu.gateway g ON g.id = s.gateway_id"
@@ -218,6 +227,36 @@ def test_a_bed_mat_holds_the_live_silence_as_it_holds_anbu_detect(
         assert at_off <= at_live < at_off + timedelta(minutes=5)
     first = min(at for _, _, at in live)
     assert first - night > timedelta(hours=6)  # nothing while the mat holds the night
+
+
+def test_a_pir_stuck_on_does_not_hide_a_still_resident_live_as_offline(
+    database: Database, unique: str
+) -> None:
+    """Live = offline for a resident who stopped moving one evening while the living room's PIR,
+    stuck on, re-sent 1 every ten minutes for a day: through ingest, with the nightly learning
+    at 03:00 and the sweep every 5 minutes, the worker raises what `anbu detect` raises on the
+    same readings (kinds and levels, each within one sweep interval), and it raises something:
+    before, each re-send was a doing, and the home stayed "active" as long as the PIR did."""
+    rows = routine(12)
+    press = max(r[0] for r in rows if r[1] == "bed" and r[4] == 1)
+    fall = max(r[0] for r in rows if r[1] == "pir" and r[4] == 0 and r[0] < press - 2 * 3600)
+    rows = [r for r in rows if r[0] <= fall]
+    rows += [(fall + 120 + 600.0 * k, "pir", "motion", "living", 1) for k in range(6 * 24)]
+    cut = fall - 3600
+    _home(database, unique, 12, rows=[r for r in rows if r[0] < cut])
+    _through_ingest(database, unique, [r for r in rows if r[0] >= cut])
+    start = datetime.fromtimestamp(fall, UTC)
+    until = start + timedelta(hours=22)
+    live = _worker(database, start, until)
+    offline = [
+        (f.kind, f.severity.label, datetime.fromtimestamp(f.at, UTC))
+        for f in replay_home(build_evidence(rows), until.timestamp(), KST, LEARNING, ROUTINE)
+        if f.at > fall
+    ]
+    assert offline and "inactivity" in {k for k, _, _ in offline}
+    assert [(k, s) for k, s, _ in live] == [(k, s) for k, s, _ in offline]
+    for (_, _, at_live), (_, _, at_off) in zip(live, offline, strict=True):
+        assert at_off <= at_live < at_off + timedelta(minutes=5)
 
 
 def test_a_new_home_fridge_found_at_night_no_longer_hides_a_still_resident(
