@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.evidence import BATHROOM, DOOR, POWER, Evidence, before
+from detectors.evidence import BATHROOM, DOOR, KIND_CODES, POWER, ROOMS, Evidence, before
 from detectors.silences import Silences, find_silences
 
 HOUR = 3600.0
@@ -89,6 +89,7 @@ class Baseline:
     anchor_slot: int = 8  # stillest slot of the night (local)
     wake_h: float = float("nan")  # latest usual first activity after the anchor, local hours
     slot_activity: tuple[float, ...] = field(default=())  # share of days active in each slot
+    sees: str = ""  # what the home's sensors cannot see (`coverage`): "" when they see rooms
 
     def hold_array(self, ev: Evidence) -> F64:
         """Hold per sensor of `ev` (sensors unseen at learning get the default)."""
@@ -235,8 +236,16 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
     if history < policy.grace_days:  # the fixed rule decides; a fridge is still no one
         if history < policy.automatic_min_days:
             return Baseline(learned_at=at, history_days=history, grace=True)
-        auto = _automatic(before(ev, at), history, tz, policy)
-        return Baseline(at, history, True, ev.sensors, automatic=tuple(bool(x) for x in auto))
+        past = before(ev, at)
+        auto = _automatic(past, history, tz, policy)
+        return Baseline(
+            at,
+            history,
+            True,
+            ev.sensors,
+            automatic=tuple(bool(x) for x in auto),
+            sees=coverage(past, auto, past.event_t >= past.first_t),
+        )
     past = before(ev, at)
     lo = at - policy.window_days * DAY
     days = min(history, policy.window_days)
@@ -293,7 +302,31 @@ def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseli
         anchor_slot=anchor,
         wake_h=wake,
         slot_activity=tuple(float(x) for x in profile),
+        sees=coverage(past, auto, recent_events),
     )
+
+
+def coverage(ev: Evidence, auto: npt.NDArray[np.bool_], recent: npt.NDArray[np.bool_]) -> str:
+    """What the sensors that saw the resident lately (`recent` events, plugs that switch by
+    themselves left out) cannot see, as a code the finding's reason explains
+    (detectors.routine.coverage_note): "plugs" (only plugs), "no_motion" (doors, cupboards,
+    appliances, no motion sensor), "one_room:<room>" (motion in one room, at most a door
+    besides); "" when they see more than that, or nothing yet."""
+    if ev.event_sensor.size == 0:
+        return ""
+    seen = np.unique(ev.event_sensor[recent & ~auto[ev.event_sensor]])
+    if seen.size == 0:
+        return ""
+    kinds = {int(k) for k in ev.sensor_kind[seen]}
+    motion = seen[ev.sensor_kind[seen] == KIND_CODES["motion"]]
+    rooms = {int(r) for r in ev.sensor_room[motion]}
+    if kinds == {POWER}:
+        return "plugs"
+    if not rooms:
+        return "no_motion"
+    if len(rooms) == 1 and kinds <= {KIND_CODES["motion"], DOOR}:
+        return f"one_room:{ROOMS[rooms.pop()]}"
+    return ""
 
 
 def sees_leaving(ev: Evidence) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from core.domain import Severity
+from detectors.health import ROOM_EN, ROOM_KO
 from detectors.inactivity import InactivityPolicy
 from detectors.learning import HOUR, SLOT_S, Baseline
 
@@ -81,6 +82,52 @@ def learned_reason(usual_h: float, silence_s: float) -> tuple[str, str]:
     return ko, en
 
 
+def coverage_note(sees: str) -> tuple[str, str]:
+    """What a home's sensors cannot see (detectors.learning.coverage), said after an
+    inactivity finding's reason, Korean and English; ("", "") when there is nothing to say.
+    The check-in call the finding places settles what the sensors cannot."""
+    if sees == "plugs":
+        return (
+            "전력 플러그만 있는 가구라 전기를 쓰지 않는 동안(수면·외출 등)은 알 수 없습니다. "
+            "안부전화로 먼저 확인합니다",
+            "Power plugs only: time without electricity use (sleep, going out) cannot be seen, "
+            "so a check-in call comes first",
+        )
+    if sees == "no_motion":
+        return (
+            "동작 센서가 없어 문·수납장·가전을 쓸 때만 알 수 있습니다. 안부전화로 먼저 확인합니다",
+            "No motion sensor: only doors, cupboards and appliances in use are seen, so a "
+            "check-in call comes first",
+        )
+    if sees.startswith("one_room:"):
+        room = sees.split(":", 1)[1]
+        if room in ROOM_KO and room != "other":
+            where_ko, where_en = f"{ROOM_KO[room]}에만", f"the {ROOM_EN[room]} only"
+        else:
+            where_ko, where_en = "한 곳에만", "one place only"
+        return (
+            f"동작 센서가 {where_ko} 있어 대상자가 다른 곳에 있는 동안은 알 수 없습니다. "
+            "안부전화로 먼저 확인합니다",
+            f"Motion is sensed in {where_en}: time elsewhere cannot be seen, so a check-in "
+            "call comes first",
+        )
+    return "", ""
+
+
+# what a home without motion sensors can say it has not had, in an inactivity reason
+_NO_MOVEMENT = {"plugs": "전기 사용이", "no_motion": "활동 신호가"}
+
+
+def with_coverage(reason_ko: str, reason_en: str, sees: str) -> tuple[str, str]:
+    """An inactivity reason followed by what the home's sensors cannot see, if anything; a
+    home without motion sensors says what it had none of instead of "움직임" (movement)."""
+    ko, en = coverage_note(sees)
+    if not ko:
+        return reason_ko, reason_en
+    reason_ko = reason_ko.replace("움직임이", _NO_MOVEMENT.get(sees, "움직임이"))
+    return f"{reason_ko}. {ko}", f"{reason_en}. {en}"
+
+
 def restate(c: Crossing, start: float, at: float) -> Crossing:
     """A level found only at `at`, after the moment it was reached (a routine learned that
     night is stricter than the last): its reason says the real silence, not the level's."""
@@ -133,16 +180,17 @@ def crossings(
     tz: tzinfo,
     policy: RoutinePolicy,
 ) -> list[Crossing]:
-    """Every finding the silence that began at `start` reaches if it goes on, by time."""
+    """Every finding the silence that began at `start` reaches if it goes on, by time; an
+    inactivity finding's reason ends with what the home's sensors cannot see (`with_coverage`)."""
     if baseline is None or baseline.grace:
-        return _fixed(baseline, start, policy)
+        return _covered(_fixed(baseline, start, policy), baseline)
     if out:
         return not_back(baseline, start, policy)
     slot = _slot(start, tz)
     watch = baseline.watch_h[slot] if baseline.watch_h else float("nan")
     usual = baseline.usual_h[slot] if baseline.usual_h else float("nan")
     if math.isnan(watch):
-        return _fixed(baseline, start, policy)
+        return _covered(_fixed(baseline, start, policy), baseline)
     found: list[Crossing] = []
     for severity, hours in zip(Severity, policy.levels(watch, baseline.step_h[slot]), strict=True):
         s = hours * HOUR
@@ -153,7 +201,21 @@ def crossings(
         if bath is not None:
             found.append(bath)
     found.sort(key=lambda c: c.at)
-    return found
+    return _covered(found, baseline)
+
+
+def _covered(found: list[Crossing], baseline: Baseline | None) -> list[Crossing]:
+    """The inactivity crossings' reasons followed by what the sensors cannot see."""
+    sees = baseline.sees if baseline is not None else ""
+    if not sees:
+        return found
+    out = []
+    for c in found:
+        if c.kind == INACTIVITY:
+            ko, en = with_coverage(c.reason_ko, c.reason_en, sees)
+            c = replace(c, reason_ko=ko, reason_en=en)
+        out.append(c)
+    return out
 
 
 def bathroom_crossing(

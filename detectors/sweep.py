@@ -47,7 +47,7 @@ from detectors.inactivity import (
 )
 from detectors.learning import LearningPolicy
 from detectors.levels import learned_levels
-from detectors.routine import RoutinePolicy
+from detectors.routine import RoutinePolicy, with_coverage
 from detectors.routine_live import morning_bound
 from detectors.sweep_routine import Silence, record_held, routine_checks
 from detectors.sweep_routine import hours_or_nan as _hours
@@ -343,6 +343,7 @@ def _inactivity(
         [t.since[i] for i in raised],
     )
     raised = [i for k, i in enumerate(raised) if k not in already]
+    sees = _coverage(conn, [t.ids[i] for i in raised])
     found: list[tuple[int, Finding, datetime]] = []
     for i in raised:
         score = score_inactivity(t.since[i], now, policy)
@@ -357,8 +358,23 @@ def _inactivity(
             en = f"Usually active within {_minutes_en(u)} at this time; {score.reason_en}"
             details = {**finding.details, "rule": "learned", "usual_h": round(u, 2)}
             finding = replace(finding, reason_ko=ko, reason_en=en, details=details)
+        if sees.get(t.ids[i]):
+            ko, en = with_coverage(finding.reason_ko, finding.reason_en, sees[t.ids[i]])
+            finding = replace(finding, reason_ko=ko, reason_en=en)
         found.append((t.ids[i], finding, t.since[i]))
     return found
+
+
+def _coverage(conn: psycopg.Connection[Any], ids: list[int]) -> dict[int, str]:
+    """What each home's sensors cannot see, as its last learning found (Baseline.sees)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT resident_id, model->>'sees' FROM anbu.baselines"
+        " WHERE resident_id = ANY(%s::bigint[]) AND model->>'sees' <> ''",
+        (ids,),
+    )
+    return {int(rid): str(sees) for rid, sees in rows}
 
 
 def _store(

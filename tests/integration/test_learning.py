@@ -140,6 +140,47 @@ def test_learning_stores_a_baseline_and_the_sweep_judges_by_it(
     assert found[0].finding.details["rule"] == "learned"
 
 
+def test_a_home_seen_in_one_room_says_so_in_its_finding_live_as_offline(
+    database: Database, unique: str
+) -> None:
+    """A home with one motion sensor (the living room) and its entrance door: nightly learning
+    records what its sensors cannot see, and the sweep's inactivity finding says it after its
+    reason, as `anbu detect` does; a home that sees its rooms says nothing more."""
+    rows = [r for r in routine(12) if r[1] in ("pir", "door")]
+    rid = _home(database, unique, 12, rows=rows)
+    now = START + timedelta(days=11, hours=3)
+    assert learn_all(database, now) == 1
+    with database.connection() as conn:
+        (model,) = conn.execute(
+            "SELECT model FROM anbu.baselines WHERE resident_id = %s", (rid,)
+        ).fetchone()
+        assert model["sees"] == "one_room:living"
+        last = START + timedelta(days=11, hours=11, minutes=55)
+        conn.execute(
+            "INSERT INTO anbu.home_activity (resident_id, last_activity_at, last_motion_at) "
+            "VALUES (%s, %s, %s)",
+            (rid, last, last),
+        )
+    with database.connection() as conn:
+        found = sweep(conn, last + timedelta(hours=7), InactivityPolicy())
+    note_ko = (
+        "동작 센서가 거실에만 있어 대상자가 다른 곳에 있는 동안은 알 수 없습니다. "
+        "안부전화로 먼저 확인합니다"
+    )
+    assert [f.resident_id for f in found] == [rid]
+    assert found[0].finding.reason_ko.endswith(f"움직임이 없습니다. {note_ko}")
+    assert found[0].finding.reason_en.endswith(
+        "Motion is sensed in the living room only: time elsewhere cannot be seen, so a check-in "
+        "call comes first"
+    )
+    cut = last.timestamp()
+    offline = replay_home(
+        build_evidence([r for r in rows if r[0] <= cut]), cut + 7 * 3600, KST, LEARNING, ROUTINE
+    )
+    late = [f for f in offline if f.at > cut and f.kind == "inactivity"]
+    assert late and all(f.reason_ko.endswith(note_ko) for f in late)
+
+
 def test_a_young_home_stays_on_the_fixed_rule(database: Database, unique: str) -> None:
     rid = _home(database, unique, 3)
     assert learn_all(database, START + timedelta(days=3, hours=3)) == 1

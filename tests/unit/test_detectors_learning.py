@@ -11,7 +11,7 @@ from core.domain import Severity
 from detectors.evidence import Row, build_evidence
 from detectors.learning import LearningPolicy, _pool, learn, sees_leaving
 from detectors.replay import replay_home
-from detectors.routine import RoutinePolicy
+from detectors.routine import RoutinePolicy, with_coverage
 from detectors.silences import find_silences
 from tests.unit.test_detectors_contract import HISTORY, KST, POLICY, START, routine, run
 
@@ -183,3 +183,64 @@ def test_a_routine_learned_mid_silence_raises_its_highest_level_with_the_real_si
     assert datetime.fromtimestamp(f.at, KST).hour == 3  # when the routine came in
     assert f"{int((f.at - f.since) // 360) / 10:g}시간째" in f.reason_ko
     assert f"none for {int((f.at - f.since) // 360) / 10:g} h" in f.reason_en
+
+
+def test_learning_says_what_the_sensors_cannot_see() -> None:
+    """Plugs only, no motion sensor, motion in one room (with or without the door), or rooms
+    enough to say nothing; a fridge (a plug that switches by itself) is no one's, and says
+    nothing of what the sensors see."""
+    rows = routine(10, plug_days=10)
+    at = rows[-1][0] + 3600
+
+    def sees(keep: tuple[str, ...], more: list[Row] | None = None) -> str:
+        kept = [r for r in rows if r[1] in keep] + (more or [])
+        return learn(build_evidence(kept), at, KST, LearningPolicy()).sees
+
+    fridge = [(rows[0][0] + k * 1800.0, "fridge", "power", "kitchen", 90.0 if k % 2 else 2.0)
+              for k in range(10 * 48)]  # fmt: skip
+    kettle = [(rows[0][0] + d * 86400.0 + m * 60.0, "kettle", "power", "kitchen", w)
+              for d in range(10) for m, w in ((0, 0.0), (30, 2000.0), (34, 0.0))]  # fmt: skip
+    assert sees((), kettle + fridge) == "plugs"
+    assert sees(("door", "bed")) == "no_motion"
+    assert sees(("pir", "door"), fridge) == "one_room:living"
+    assert sees(("pir",)) == "one_room:living"
+    assert sees(("pir", "door", "bed")) == ""
+    assert sees(("pir",), kettle) == ""  # a plug a person uses sees the kitchen too
+
+
+def test_a_finding_says_what_the_sensors_cannot_see_in_korean_and_english() -> None:
+    rows = [r for r in routine(12) if r[1] == "pir"]
+    found = replay_home(
+        build_evidence(rows), rows[-1][0] + 30 * 3600, KST, LearningPolicy(), RoutinePolicy()
+    )
+    inactivity = [f for f in found if f.kind == "inactivity"]
+    others = [f for f in found if f.kind != "inactivity"]
+    assert inactivity and all(
+        f.reason_ko.endswith("동작 센서가 거실에만 있어 대상자가 다른 곳에 있는 동안은 알 수 "
+                             "없습니다. 안부전화로 먼저 확인합니다")
+        and "움직임이 없습니다" in f.reason_ko
+        and f.reason_en.endswith("time elsewhere cannot be seen, so a check-in call comes first")
+        for f in inactivity
+        if f.at > rows[0][0] + 3 * 86400  # once learning has seen its third day
+    )  # fmt: skip
+    assert all("알 수 없습니다" not in f.reason_ko for f in others)  # "not up" says its own
+
+
+def test_a_home_without_motion_sensors_says_what_it_had_none_of() -> None:
+    ko, en = with_coverage(
+        "평소 이 시간에는 6분 안에 움직임이 있는데 2시간째 움직임이 없습니다",
+        "none for 2 h",
+        "plugs",
+    )
+    assert ko.startswith(
+        "평소 이 시간에는 6분 안에 전기 사용이 있는데 2시간째 전기 사용이 없습니다. "
+    )
+    assert ko.endswith("전력 플러그만 있는 가구라 전기를 쓰지 않는 동안(수면·외출 등)은 알 수 없습니다. "
+                       "안부전화로 먼저 확인합니다")  # fmt: skip
+    assert (
+        en == "none for 2 h. Power plugs only: time without electricity use (sleep, going "
+        "out) cannot be seen, so a check-in call comes first"
+    )
+    ko, _ = with_coverage("6시간째 움직임이 없습니다", "", "no_motion")
+    assert ko.startswith("6시간째 활동 신호가 없습니다. 동작 센서가 없어 문·수납장·가전을")
+    assert with_coverage("6시간째 움직임이 없습니다", "x", "") == ("6시간째 움직임이 없습니다", "x")
