@@ -233,20 +233,20 @@ def _pool(
 def learn(ev: Evidence, at: float, tz: tzinfo, policy: LearningPolicy) -> Baseline:
     """The home's baseline from its evidence strictly before `at`."""
     history = 0.0 if np.isnan(ev.first_t) else max(0.0, (at - ev.first_t) / DAY)
+    if history < min(policy.grace_days, policy.automatic_min_days):  # no plug judged yet
+        return Baseline(learned_at=at, history_days=history, grace=True)
+    past = before(ev, at)
     if history < policy.grace_days:  # the fixed rule decides; a fridge is still no one
-        if history < policy.automatic_min_days:
-            return Baseline(learned_at=at, history_days=history, grace=True)
-        past = before(ev, at)
         auto = _automatic(past, history, tz, policy)
+        every = np.ones(past.event_t.size, dtype=np.bool_)
         return Baseline(
             at,
             history,
             True,
             ev.sensors,
             automatic=tuple(bool(x) for x in auto),
-            sees=coverage(past, auto, past.event_t >= past.first_t),
+            sees=coverage(past, auto, every),
         )
-    past = before(ev, at)
     lo = at - policy.window_days * DAY
     days = min(history, policy.window_days)
     recent_events = past.event_t >= lo

@@ -148,7 +148,8 @@ def update_sensors(
     for sid, items in by_sensor.items():
         state = states.get(sid)
         if items[0].ref.kind in _REPEATS_STATE:
-            run = _run_before(state, items, sid in older, stored.get(sid, []), offs.get(sid))
+            first = items[0].reading.ts
+            run = _run_before(state, first, sid in need, stored.get(sid, []), offs.get(sid))
             last = _last_on(items, previous.get(sid), run)
         else:
             last = _last_activity(items, previous.get(sid))
@@ -234,18 +235,19 @@ def _off_before(state: _State | None, ts: datetime) -> bool:
 
 def _run_before(
     state: _State | None,
-    items: list[Resolved],
-    late: bool,
+    first: datetime,
+    read_back: bool,
     stored: list[tuple[datetime, float]],
     off: datetime | None,
 ) -> _Run:
-    """A motion or contact sensor's run before the batch: its state's (`_run_of`), or for a late
-    batch or an events-only sensor (`_needs_stored`) its stored readings' (newest first), with
-    its latest "off" before them: the state's when older than the batch, else `off`, the one
-    read back (a day at most: older ones judge nothing)."""
-    if not late and not _needs_stored(state, items):
+    """A motion or contact sensor's run before its batch (whose first reading is at `first`):
+    its state's (`_run_of`), or when it was `read_back` (a late batch, or an events-only sensor:
+    `_needs_stored`) its stored readings' (newest first), with its latest "off" before them:
+    the state's when older than the batch, else `off`, the one read back (a day at most: older
+    ones judge nothing)."""
+    if not read_back:
         return _run_of(state)
-    if _off_before(state, items[0].reading.ts):
+    if _off_before(state, first):
         assert state is not None and state.off_at is not None
         off = state.off_at
     return _run_from(stored, off)

@@ -146,7 +146,8 @@ def test_a_motion_or_contact_sensors_latest_doing_is_the_detectors(
         stored = [(ts, v) for ts, v in stored if ts >= items[0].reading.ts - RUN_LOOKBACK]
     day_offs = [t for t, v in before if v != 1.0 and t >= first - OFF_MEMORY_S]
     found = _at(day_offs[-1]) if day_offs else None
-    run = _run_before(state, items, late and bool(history), stored, found)
+    read_back = (late and bool(history)) or _needs_stored(state, items)
+    run = _run_before(state, items[0].reading.ts, read_back, stored, found)
     previous = before[-1][1] if before else None
     live = _last_on(items, previous, run)
 
